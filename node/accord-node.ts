@@ -1,0 +1,228 @@
+/**
+ * createAccordNode(): the library entry point. Builds and starts one node:
+ * identity, persistent datastore, libp2p, cluster discovery and the HTTP API.
+ */
+import { join } from 'node:path'
+import { LevelDatastore } from 'datastore-level'
+import { multiaddr } from '@multiformats/multiaddr'
+import { Registry } from 'prom-client'
+import { clusterProtocol, CLUSTER_HELLO_BYTES_MAX } from './constants.ts'
+import { readSavedConfig, resolveConfig, writeSavedConfig, parseHostPort } from './config.ts'
+import { ClusterDiscovery } from './discovery.ts'
+import { UserError } from './errors.ts'
+import { isLoopbackHost, loadOrCreateApiToken, startHttpApi } from './http-api.ts'
+import { loadOrCreateIdentity } from './identity.ts'
+import { buildLibp2p } from './libp2p.ts'
+import { createLogger } from './logger.ts'
+import { statusRoutes } from './routes.ts'
+import { VERSION } from './version.ts'
+import type { AccordConfig } from './config.ts'
+import type { Member } from './discovery.ts'
+import type { HttpApi } from './http-api.ts'
+import type { AccordLibp2p } from './libp2p.ts'
+import type { Logger } from 'pino'
+
+export interface CreateAccordNodeOptions {
+  /** Passphrase of an encrypted identity key (the CLI reads ACCORD_PASSPHRASE). */
+  passphrase?: string
+  /** A logger to use instead of one built from config.logLevel. */
+  logger?: Logger
+  /** Save the resolved settings into the data dir (the daemon does; default true). */
+  saveConfig?: boolean
+}
+
+export interface PeerStatus {
+  peerId: string
+  addresses: string[]
+  encryption: string[]
+  multiplexer: string[]
+  protocols: string[]
+  member: boolean
+}
+
+export interface NodeStatus {
+  version: string
+  peerId: string
+  cluster: string
+  mode: 'private' | 'public'
+  addresses: string[]
+  api: string | null
+  uptimeMs: number
+  dhtRoutingTableSize: number
+  members: Member[]
+  peers: PeerStatus[]
+}
+
+export interface AccordNode {
+  readonly config: AccordConfig
+  readonly libp2p: AccordLibp2p
+  readonly apiUrl: string | null
+  readonly metrics: Registry
+  status: () => Promise<NodeStatus>
+  stop: () => Promise<void>
+}
+
+/**
+ * Build and start a node. `config.dataDir` is required; every other setting
+ * falls back to the one saved in the data dir, then to the default.
+ */
+export async function createAccordNode (config: Partial<AccordConfig> & { dataDir: string }, options: CreateAccordNodeOptions = {}): Promise<AccordNode> {
+  const saved = await readSavedConfig(config.dataDir)
+  const resolved = resolveConfig(config.dataDir, saved, config)
+  const log = options.logger ?? createLogger(resolved.logLevel)
+  const identity = await loadOrCreateIdentity(resolved.dataDir, { passphrase: options.passphrase })
+  if (identity.created) log.info({ peerId: identity.peerId.toString(), path: identity.path }, 'created a new identity')
+
+  const datastore = new LevelDatastore(join(resolved.dataDir, 'datastore'))
+  try {
+    await datastore.open()
+  } catch (err) {
+    throw new UserError(`cannot open datastore in ${resolved.dataDir} (is another node using this data dir?): ${(err as Error).message}`)
+  }
+
+  const metrics = new Registry()
+  const startedAtMs = Date.now()
+  let libp2p: AccordLibp2p
+  try {
+    libp2p = await buildLibp2p({ config: resolved, privateKey: identity.privateKey, datastore, registry: metrics, version: VERSION })
+  } catch (err) {
+    await datastore.close()
+    throw explainStartError(err, resolved)
+  }
+
+  const protocol = clusterProtocol(resolved.cluster)
+  await libp2p.handle(protocol, async (stream) => {
+    const hello = new TextEncoder().encode(JSON.stringify({ cluster: resolved.cluster, version: VERSION }))
+    if (hello.byteLength <= CLUSTER_HELLO_BYTES_MAX) stream.send(hello)
+    await stream.close()
+  })
+
+  const discovery = new ClusterDiscovery({
+    node: libp2p,
+    cluster: resolved.cluster,
+    public: resolved.public,
+    intervalMs: resolved.discoveryIntervalMs,
+    bootstrap: resolved.bootstrap,
+    log: log.child({ component: 'discovery' })
+  })
+  try {
+    await libp2p.start()
+  } catch (err) {
+    await datastore.close()
+    throw explainStartError(err, resolved)
+  }
+  await discovery.start()
+
+  // Save the listen addresses with the ports actually bound, so a restart
+  // comes back on the same addresses and its peers find it again.
+  const bound = boundListenAddresses(resolved.listen, libp2p)
+  const effective: AccordConfig = { ...resolved, listen: bound }
+
+  let api: HttpApi | null = null
+  const status = async (): Promise<NodeStatus> => {
+    const members = discovery.members()
+    const memberIds = new Set(members.map(m => m.peerId))
+    const byPeer = new Map<string, PeerStatus>()
+    for (const connection of libp2p.getConnections()) {
+      const id = connection.remotePeer.toString()
+      let entry = byPeer.get(id)
+      if (entry == null) {
+        const protocols = await libp2p.peerStore.get(connection.remotePeer).then(p => p.protocols, () => [])
+        entry = { peerId: id, addresses: [], encryption: [], multiplexer: [], protocols, member: memberIds.has(id) }
+        byPeer.set(id, entry)
+      }
+      entry.addresses.push(connection.remoteAddr.toString())
+      addOnce(entry.encryption, connection.encryption)
+      addOnce(entry.multiplexer, connection.multiplexer)
+    }
+    return {
+      version: VERSION,
+      peerId: libp2p.peerId.toString(),
+      cluster: resolved.cluster,
+      mode: resolved.public ? 'public' : 'private',
+      addresses: libp2p.getMultiaddrs().map(String),
+      api: api?.url ?? null,
+      uptimeMs: Date.now() - startedAtMs,
+      dhtRoutingTableSize: routingTableSize(libp2p),
+      members,
+      peers: [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
+    }
+  }
+
+  const stopAll = async (): Promise<void> => {
+    await api?.close()
+    await discovery.stop()
+    await libp2p.stop()
+    await datastore.close()
+  }
+
+  try {
+    // A first start needs a bootstrap peer to learn the cluster; a restart
+    // can do without one, since it remembers the members it knew.
+    if (resolved.bootstrap.length > 0) {
+      const { reached, failures } = await discovery.dialBootstrap()
+      if (reached === 0 && discovery.knownMembers === 0) {
+        throw new UserError(`cannot reach any bootstrap peer: ${failures.join('; ')}`)
+      }
+      for (const failure of failures) log.warn({ failure }, 'bootstrap peer unreachable')
+    }
+    if (resolved.api !== null) {
+      const { host, port } = parseHostPort(resolved.api, '--api')
+      const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
+      api = await startHttpApi({ host, port, token, routes: statusRoutes({ status, metrics }), log: log.child({ component: 'http' }) })
+      effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
+    }
+    if (options.saveConfig !== false) await writeSavedConfig(effective)
+  } catch (err) {
+    await stopAll()
+    throw err
+  }
+
+  log.info({ peerId: libp2p.peerId.toString(), addresses: libp2p.getMultiaddrs().map(String), api: api?.url }, 'accord node started')
+
+  let stopping: Promise<void> | undefined
+  return {
+    config: effective,
+    libp2p,
+    apiUrl: api?.url ?? null,
+    metrics,
+    status,
+    stop: async () => {
+      stopping ??= stopAll().then(() => { log.info('accord node stopped') })
+      await stopping
+    }
+  }
+}
+
+function addOnce (list: string[], value: string | undefined): void {
+  if (value != null && !list.includes(value)) list.push(value)
+}
+
+function routingTableSize (libp2p: AccordLibp2p): number {
+  const dht = libp2p.services.dht as unknown as { routingTable?: { size: number } }
+  return dht.routingTable?.size ?? 0
+}
+
+/** Replace tcp/0 in the configured listen addresses with the bound port. */
+function boundListenAddresses (configured: string[], libp2p: AccordLibp2p): string[] {
+  const bound = libp2p.getMultiaddrs().map(ma => ma.toString())
+  return configured.map(addr => {
+    const ma = multiaddr(addr)
+    const components = ma.getComponents()
+    const tcp = components.find(c => c.name === 'tcp')
+    if (tcp?.value !== '0') return addr
+    const ip = components.find(c => c.name === 'ip4' || c.name === 'ip6')
+    const match = bound.find(b => ip != null && b.startsWith(`/${ip.name}/${ip.value}/tcp/`))
+    return match != null ? match.replace(/\/p2p\/.*$/, '') : addr
+  })
+}
+
+function explainStartError (err: unknown, config: AccordConfig): Error {
+  if (err instanceof UserError) return err
+  const e = err as NodeJS.ErrnoException
+  const text = `${e.code ?? ''} ${e.message ?? ''}`
+  if (text.includes('EADDRINUSE')) return new UserError(`listen address already in use: ${config.listen.join(', ')}`)
+  if (text.includes('EADDRNOTAVAIL')) return new UserError(`listen address not available on this machine: ${config.listen.join(', ')}`)
+  if (e.name === 'UnsupportedListenAddressesError' || e.name === 'NoValidAddressesError') return new UserError(`no usable listen address in ${config.listen.join(', ')}`)
+  return e instanceof Error ? e : new Error(String(err))
+}

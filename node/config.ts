@@ -1,0 +1,182 @@
+/**
+ * A node's configuration: defaults, validation, and the copy saved in its
+ * data dir so `accord start --data-dir D` alone restarts it as it was.
+ */
+import { open, readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { UserError } from './errors.ts'
+
+export const CONFIG_FILE = 'accord.json'
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = typeof LOG_LEVELS[number]
+
+export interface AccordConfig {
+  /** Where identity, settings, datastore and logs live. */
+  dataDir: string
+  /** Nodes only treat peers of the same cluster name as members. */
+  cluster: string
+  /** libp2p listen multiaddrs. */
+  listen: string[]
+  /** Multiaddrs (with /p2p/<id>) dialled at start. */
+  bootstrap: string[]
+  /** Use the public Amino DHT and a rendezvous key instead of our private DHT. */
+  public: boolean
+  /**
+   * Keep loopback and private (LAN) addresses in DHT records. On by default in
+   * private mode; off in public mode, where such addresses are useless to
+   * strangers. Tests of public mode turn it on to use loopback stand-ins.
+   */
+  dhtKeepPrivateAddresses: boolean
+  /** Also discover peers on the LAN through multicast DNS. */
+  mdns: boolean
+  /** HTTP API address "host:port", or null to run without it. */
+  api: string | null
+  logLevel: LogLevel
+  /** Path of a libp2p private-network pre-shared key (swarm.key). */
+  pnetKeyFile: string | null
+  /** Connection limits. */
+  maxConnections: number
+  /** When non-empty, only these PeerIds may connect. */
+  allowPeers: string[]
+  /** These PeerIds may never connect. */
+  denyPeers: string[]
+  /** How often discovery walks the DHT (ms). */
+  discoveryIntervalMs: number
+}
+
+/** The settings that are saved in the data dir and reused on restart. */
+export const SAVED_KEYS = [
+  'cluster', 'listen', 'bootstrap', 'public', 'dhtKeepPrivateAddresses', 'mdns', 'api', 'logLevel',
+  'pnetKeyFile', 'maxConnections', 'allowPeers', 'denyPeers', 'discoveryIntervalMs'
+] as const satisfies ReadonlyArray<keyof AccordConfig>
+
+export type SavedConfig = Partial<Pick<AccordConfig, typeof SAVED_KEYS[number]>>
+
+export function defaultConfig (dataDir: string): AccordConfig {
+  return {
+    dataDir,
+    cluster: 'accord',
+    listen: ['/ip4/127.0.0.1/tcp/4001'],
+    bootstrap: [],
+    public: false,
+    dhtKeepPrivateAddresses: true,
+    mdns: false,
+    api: '127.0.0.1:7070',
+    logLevel: 'info',
+    pnetKeyFile: null,
+    maxConnections: 300,
+    allowPeers: [],
+    denyPeers: [],
+    discoveryIntervalMs: 10_000
+  }
+}
+
+const CLUSTER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/
+
+/**
+ * Merge `overrides` over the defaults (and over `saved`, when restarting),
+ * validate everything, and return a complete configuration. Throws UserError
+ * naming the first bad setting.
+ */
+export function resolveConfig (dataDir: string, saved: SavedConfig, overrides: Partial<AccordConfig>): AccordConfig {
+  const base = defaultConfig(dataDir)
+  const merged: AccordConfig = { ...base, ...saved, ...stripUndefined(overrides), dataDir }
+  if (overrides.public === true && overrides.dhtKeepPrivateAddresses === undefined && saved.dhtKeepPrivateAddresses === undefined) {
+    merged.dhtKeepPrivateAddresses = false
+  }
+  validateConfig(merged)
+  return merged
+}
+
+export function validateConfig (config: AccordConfig): void {
+  const fail = (message: string): never => { throw new UserError(message) }
+  if (typeof config.dataDir !== 'string' || config.dataDir === '') fail('--data-dir is required')
+  if (typeof config.cluster !== 'string' || !CLUSTER_NAME.test(config.cluster)) {
+    fail(`--cluster "${String(config.cluster)}" is not a valid name (letters, digits, ".", "_", "-"; at most 63)`)
+  }
+  if (!isStringArray(config.listen) || config.listen.length === 0) fail('at least one --listen address is required')
+  for (const addr of config.listen) parseMultiaddr(addr, '--listen')
+  if (!isStringArray(config.bootstrap)) fail('bootstrap must be a list of multiaddrs')
+  for (const addr of config.bootstrap) {
+    const ma = parseMultiaddr(addr, '--bootstrap')
+    if (ma.getComponents().find(c => c.name === 'p2p') == null) fail(`--bootstrap ${addr} has no /p2p/<peer-id> part`)
+  }
+  for (const key of ['public', 'mdns', 'dhtKeepPrivateAddresses'] as const) {
+    if (typeof config[key] !== 'boolean') fail(`${key} must be true or false`)
+  }
+  if (config.api !== null) parseHostPort(config.api, '--api')
+  if (!(LOG_LEVELS as readonly string[]).includes(config.logLevel)) fail(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
+  if (config.pnetKeyFile !== null && (typeof config.pnetKeyFile !== 'string' || config.pnetKeyFile === '')) fail('--pnet-key must be a file path')
+  if (!Number.isInteger(config.maxConnections) || config.maxConnections < 1 || config.maxConnections > 100_000) fail('--max-connections must be an integer in 1..100000')
+  for (const key of ['allowPeers', 'denyPeers'] as const) {
+    if (!isStringArray(config[key])) fail(`${key} must be a list of peer ids`)
+    for (const id of config[key]) {
+      try { peerIdFromString(id) } catch { fail(`${key}: "${id}" is not a peer id`) }
+    }
+  }
+  if (!Number.isInteger(config.discoveryIntervalMs) || config.discoveryIntervalMs < 100 || config.discoveryIntervalMs > 3_600_000) {
+    fail('discoveryIntervalMs must be an integer in 100..3600000')
+  }
+}
+
+export function parseHostPort (value: string, flag: string): { host: string, port: number } {
+  const match = /^(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+):(\d{1,5})$/.exec(value)
+  const port = match == null ? NaN : Number(match[2])
+  if (match == null || port > 65535) throw new UserError(`${flag} "${value}" is not HOST:PORT`)
+  return { host: match[1].replace(/^\[|\]$/g, ''), port }
+}
+
+function parseMultiaddr (value: string, flag: string): ReturnType<typeof multiaddr> {
+  try {
+    return multiaddr(value)
+  } catch {
+    throw new UserError(`${flag} "${value}" is not a valid multiaddr`)
+  }
+}
+
+function isStringArray (value: unknown): value is string[] {
+  return Array.isArray(value) && value.every(v => typeof v === 'string')
+}
+
+function stripUndefined<T extends object> (value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/** Read the saved settings, or {} when the data dir has none yet. */
+export async function readSavedConfig (dataDir: string): Promise<SavedConfig> {
+  const path = join(dataDir, CONFIG_FILE)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw new UserError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    throw new UserError(`${path} is not valid JSON`)
+  }
+  if (typeof json !== 'object' || json == null || Array.isArray(json)) throw new UserError(`${path} must hold a JSON object`)
+  const unknown = Object.keys(json).filter(k => !(SAVED_KEYS as readonly string[]).includes(k))
+  if (unknown.length > 0) throw new UserError(`${path} has unknown setting "${unknown[0]}"`)
+  return json as SavedConfig
+}
+
+/** Save settings atomically (write, fsync, rename). */
+export async function writeSavedConfig (config: AccordConfig): Promise<void> {
+  const saved = Object.fromEntries(SAVED_KEYS.map(k => [k, config[k]]))
+  await writeFileAtomic(join(config.dataDir, CONFIG_FILE), JSON.stringify(saved, null, 2) + '\n')
+}
+
+/** Write a small file atomically with the given mode. */
+export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = `${path}.tmp`
+  await writeFile(tmp, data, { mode })
+  const file = await open(tmp, 'r+')
+  try { await file.sync() } finally { await file.close() }
+  await rename(tmp, path)
+}

@@ -1,0 +1,233 @@
+/**
+ * Finds the other members of our cluster and keeps connections to them.
+ *
+ * - private mode: DHT walks on our own DHT (`/accord/kad/1.0.0`). Each round
+ *   looks up the peers closest to our own id and to a random key, and dials
+ *   the peers those walks reveal; a node given one bootstrap address so
+ *   learns every other node, not only the bootstrap node.
+ * - public mode: the public Amino DHT. Members provide a rendezvous CID
+ *   derived from the cluster name and dial the other providers of it.
+ *
+ * Membership itself comes from identify: a member announces the protocol
+ * `/accord/cluster/<name>/1.0.0`. Members are remembered in the peer store
+ * (persisted), so a restarted node redials them without a bootstrap node.
+ */
+import { randomBytes } from 'node:crypto'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { CID } from 'multiformats/cid'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { clusterProtocol, rendezvousKey } from './constants.ts'
+import type { AccordLibp2p } from './libp2p.ts'
+import type { PeerId, PeerInfo, PeerUpdate } from '@libp2p/interface'
+import type { Logger } from 'pino'
+
+const RAW_CODEC = 0x55
+/** Rounds at the start run this much faster, so a new cluster forms in seconds. */
+const FAST_ROUNDS = 6
+const FAST_ROUND_MS = 500
+/** A DHT walk or provide that takes longer is abandoned. */
+const WALK_TIMEOUT_MS = 10_000
+const DIAL_TIMEOUT_MS = 5_000
+/** At most this many dials are started per round. */
+const DIALS_PER_ROUND_MAX = 64
+/** Members tracked; beyond this, new peers are not recorded (and logged). */
+export const MEMBERS_MAX = 4096
+
+export interface Member {
+  peerId: string
+  addresses: string[]
+  connected: boolean
+  firstSeenMs: number
+}
+
+export interface DiscoveryOptions {
+  node: AccordLibp2p
+  cluster: string
+  public: boolean
+  intervalMs: number
+  /** Bootstrap multiaddrs (with /p2p/<id>); redialled while disconnected from them. */
+  bootstrap: string[]
+  log: Logger
+}
+
+export async function rendezvousCid (cluster: string): Promise<CID> {
+  const digest = await sha256.digest(new TextEncoder().encode(rendezvousKey(cluster)))
+  return CID.createV1(RAW_CODEC, digest)
+}
+
+export class ClusterDiscovery {
+  readonly #options: DiscoveryOptions
+  readonly #protocol: string
+  readonly #members = new Map<string, Member>()
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #rounds = 0
+  #running = false
+  #abort = new AbortController()
+  #membersDropped = 0
+  #provided = false
+
+  constructor (options: DiscoveryOptions) {
+    this.#options = options
+    this.#protocol = clusterProtocol(options.cluster)
+  }
+
+  /** Members other than ourselves, sorted by peer id. */
+  members (): Member[] {
+    const connected = new Set(this.#options.node.getConnections().map(c => c.remotePeer.toString()))
+    return [...this.#members.values()]
+      .map(m => ({ ...m, connected: connected.has(m.peerId) }))
+      .sort((a, b) => a.peerId.localeCompare(b.peerId))
+  }
+
+  async start (): Promise<void> {
+    const { node } = this.#options
+    this.#running = true
+    this.#abort = new AbortController()
+    node.addEventListener('peer:update', this.#onPeerUpdate)
+    // members remembered from an earlier run
+    for (const peer of await node.peerStore.all({ filters: [(p) => p.protocols.includes(this.#protocol)] })) {
+      this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString()))
+      this.#dial(peer.id)
+    }
+    this.#schedule()
+  }
+
+  /**
+   * Dial every bootstrap address and wait for the outcome. Returns the
+   * reasons of the failed dials (empty when all succeeded).
+   */
+  async dialBootstrap (): Promise<{ reached: number, failures: string[] }> {
+    const { node } = this.#options
+    const results = await Promise.allSettled(this.#options.bootstrap.map(async addr => {
+      const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
+      await node.dial(multiaddr(addr), { signal })
+    }))
+    const failures = results.flatMap((r, i) => r.status === 'rejected' ? [`${this.#options.bootstrap[i]}: ${(r.reason as Error).message}`] : [])
+    return { reached: results.length - failures.length, failures }
+  }
+
+  /** How many members were remembered from an earlier run (known at start). */
+  get knownMembers (): number {
+    return this.#members.size
+  }
+
+  async stop (): Promise<void> {
+    this.#running = false
+    this.#abort.abort()
+    clearTimeout(this.#timer)
+    this.#options.node.removeEventListener('peer:update', this.#onPeerUpdate)
+  }
+
+  // identify (and identify push) results land in the peer store, so a peer
+  // update is where a peer's protocol list, and so its membership, shows
+  readonly #onPeerUpdate = (event: CustomEvent<PeerUpdate>): void => {
+    const { peer } = event.detail
+    if (peer.protocols.includes(this.#protocol)) this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString()))
+  }
+
+  #record (peerId: PeerId, addresses: string[]): void {
+    const id = peerId.toString()
+    const known = this.#members.get(id)
+    if (known != null) {
+      if (addresses.length > 0) known.addresses = addresses
+      return
+    }
+    if (this.#members.size >= MEMBERS_MAX) {
+      this.#membersDropped++
+      this.#options.log.warn({ peer: id, membersMax: MEMBERS_MAX }, 'member table full; peer not recorded')
+      return
+    }
+    this.#members.set(id, { peerId: id, addresses, connected: true, firstSeenMs: Date.now() })
+    this.#options.log.info({ peer: id, members: this.#members.size }, 'cluster member discovered')
+  }
+
+  #schedule (): void {
+    if (!this.#running) return
+    const delay = this.#rounds < FAST_ROUNDS ? FAST_ROUND_MS : this.#options.intervalMs
+    this.#timer = setTimeout(() => {
+      this.#rounds++
+      this.#round().catch(err => { this.#options.log.debug({ err }, 'discovery round failed') })
+        .finally(() => { this.#schedule() })
+    }, delay)
+  }
+
+  /** One round: find candidate peers, dial them, and redial lost members. */
+  async #round (): Promise<void> {
+    let dials = 0
+    for (const addr of this.#options.bootstrap) {
+      const ma = multiaddr(addr)
+      const id = peerIdFromString(ma.getComponents().find(c => c.name === 'p2p')?.value ?? '')
+      if (this.#dial(id, { id, multiaddrs: [ma] })) dials++
+    }
+    const found = this.#options.public ? await this.#rendezvous() : await this.#walk()
+    for (const peer of found) {
+      if (dials >= DIALS_PER_ROUND_MAX) break
+      if (this.#dial(peer.id, peer)) dials++
+    }
+    // members we know but lost the connection to
+    for (const member of this.members()) {
+      if (dials >= DIALS_PER_ROUND_MAX) break
+      if (!member.connected) {
+        if (this.#dial(peerIdFromString(member.peerId))) dials++
+      }
+    }
+  }
+
+  async #walk (): Promise<PeerInfo[]> {
+    const { node } = this.#options
+    const found = new Map<string, PeerInfo>()
+    const keys = [node.peerId.toMultihash().bytes, new Uint8Array(randomBytes(32))]
+    for (const key of keys) {
+      const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
+      try {
+        for await (const event of node.services.dht.getClosestPeers(key, { signal })) {
+          if (event.name === 'FINAL_PEER') found.set(event.peer.id.toString(), event.peer)
+          if (event.name === 'PEER_RESPONSE') for (const peer of event.closer) found.set(peer.id.toString(), peer)
+        }
+      } catch (err) {
+        if (!this.#running) return []
+        this.#options.log.debug({ err }, 'dht walk ended early')
+      }
+    }
+    return [...found.values()]
+  }
+
+  async #rendezvous (): Promise<PeerInfo[]> {
+    const { node } = this.#options
+    const cid = await rendezvousCid(this.#options.cluster)
+    const found = new Map<string, PeerInfo>()
+    const signal = (): AbortSignal => AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
+    try {
+      // kad-dht republishes provider records by itself once provided
+      if (!this.#provided && node.getConnections().length > 0) {
+        for await (const event of node.services.dht.provide(cid, { signal: signal() })) void event
+        this.#provided = true
+        this.#options.log.info({ cid: cid.toString() }, 'provided cluster rendezvous key')
+      }
+      for await (const event of node.services.dht.findProviders(cid, { signal: signal() })) {
+        if (event.name === 'PROVIDER') for (const peer of event.providers) found.set(peer.id.toString(), peer)
+      }
+    } catch (err) {
+      if (!this.#running) return []
+      this.#options.log.debug({ err }, 'rendezvous ended early')
+    }
+    return [...found.values()]
+  }
+
+  /** Dial a peer unless it is us or already connected; returns whether a dial started. */
+  #dial (peerId: PeerId, info?: PeerInfo): boolean {
+    const { node } = this.#options
+    if (peerId.equals(node.peerId) || node.getConnections(peerId).length > 0) return false
+    const target = info != null && info.multiaddrs.length > 0 ? info.multiaddrs : peerId
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
+    node.dial(target, { signal }).catch(err => {
+      this.#options.log.debug({ peer: peerId.toString(), err: (err as Error).message }, 'dial failed')
+    })
+    return true
+  }
+
+  stats (): { rounds: number, membersDropped: number } {
+    return { rounds: this.#rounds, membersDropped: this.#membersDropped }
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Assembles the libp2p 3 node: TCP, Noise, yamux, identify, ping, kad-dht,
+ * gossipsub (StrictSign), optional mDNS and pnet, a connection
+ * gater with allow/deny lists, a persistent datastore and Prometheus metrics.
+ */
+import { readFile } from 'node:fs/promises'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import type { Libp2pOptions } from 'libp2p'
+import { UserError } from './errors.ts'
+import { PRIVATE_DHT_PROTOCOL } from './constants.ts'
+import type { AccordConfig } from './config.ts'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { Identify } from '@libp2p/identify'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import type { Ping } from '@libp2p/ping'
+import type { Datastore } from 'interface-datastore'
+import type { Registry } from 'prom-client'
+
+// a type alias, not an interface: libp2p's ServiceMap needs an index signature
+export type AccordServices = {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+}
+
+export type AccordLibp2p = Libp2p<AccordServices>
+
+export interface BuildOptions {
+  config: AccordConfig
+  privateKey: PrivateKey
+  datastore: Datastore
+  registry: Registry
+  version: string
+}
+
+/** Read and check a swarm key file (the go-ipfs / libp2p pnet format). */
+export async function readSwarmKey (path: string): Promise<Uint8Array> {
+  let bytes: Uint8Array
+  try {
+    bytes = await readFile(path)
+  } catch (err) {
+    throw new UserError(`cannot read pnet key ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  const lines = new TextDecoder().decode(bytes).trim().split(/\r?\n/)
+  if (lines.length !== 3 || lines[0] !== '/key/swarm/psk/1.0.0/' || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(lines[2])) {
+    throw new UserError(`pnet key ${path} is not a swarm key (expected "/key/swarm/psk/1.0.0/", "/base16/", 64 hex digits)`)
+  }
+  return bytes
+}
+
+function peerSet (ids: string[]): Set<string> {
+  return new Set(ids)
+}
+
+const INBOUND_CONNECTIONS_PER_HOST_PER_SECOND = 50
+
+export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p> {
+  const { config } = options
+  const allow = peerSet(config.allowPeers)
+  const deny = peerSet(config.denyPeers)
+  const refused = (peer: PeerId): boolean => deny.has(peer.toString()) || (allow.size > 0 && !allow.has(peer.toString()))
+
+  const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
+  if (config.mdns) peerDiscovery.push(mdns({ serviceTag: `accord-${config.cluster}` }))
+
+  const psk = config.pnetKeyFile != null ? await readSwarmKey(config.pnetKeyFile) : undefined
+
+  // Not started here: the caller registers its protocol handlers first, so
+  // the very first identify exchange already announces them.
+  return await createLibp2p<AccordServices>({
+    start: false,
+    privateKey: options.privateKey,
+    datastore: options.datastore,
+    nodeInfo: { name: 'accord', version: options.version },
+    addresses: { listen: config.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    ...(psk != null ? { connectionProtector: preSharedKey({ psk }) } : {}),
+    connectionManager: {
+      maxConnections: config.maxConnections,
+      // libp2p's default of 5 inbound connections per second per host is too
+      // low when several nodes on one machine join through the same node
+      inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_SECOND
+    },
+    connectionGater: {
+      denyDialPeer: refused,
+      denyInboundEncryptedConnection: refused,
+      denyOutboundEncryptedConnection: refused
+    },
+    peerDiscovery,
+    metrics: prometheusMetrics({ registry: options.registry, collectDefaultMetrics: true, preserveExistingMetrics: true }),
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        // private mode: our own DHT, every node a server, LAN/loopback kept
+        // (the default mapper drops them and then nothing is ever found)
+        protocol: config.public ? '/ipfs/kad/1.0.0' : PRIVATE_DHT_PROTOCOL,
+        clientMode: config.public ? undefined : false,
+        peerInfoMapper: config.dhtKeepPrivateAddresses ? passthroughMapper : removePrivateAddressesMapper,
+        initialQuerySelfInterval: 500
+      }),
+      pubsub: gossipsub({
+        globalSignaturePolicy: 'StrictSign',
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false
+      })
+    }
+  })
+}

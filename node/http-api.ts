@@ -99,7 +99,7 @@ export async function startHttpApi (options: { host: string, port: number, token
       if (match == null) continue
       pathMatched = true
       if (route.method !== request.method) continue
-      return await route.handle(request, match.slice(1).map(decodeURIComponent), url)
+      return await route.handle(request, match.slice(1).map(decodePathParam), url)
     }
     if (pathMatched) throw new HttpError(405, `method ${request.method ?? ''} not allowed on ${url.pathname}`)
     throw new HttpError(404, `no such endpoint: ${url.pathname}`)
@@ -121,6 +121,14 @@ export async function startHttpApi (options: { host: string, port: number, token
       server.closeAllConnections()
       await new Promise<void>(resolve => { server.close(() => { resolve() }) })
     }
+  }
+}
+
+function decodePathParam (value: string): string {
+  try {
+    return decodeURIComponent(value)
+  } catch {
+    throw new HttpError(400, 'malformed percent-encoding in the request path')
   }
 }
 

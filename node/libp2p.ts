@@ -101,7 +101,10 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
       denyOutboundEncryptedConnection: refused
     },
     peerDiscovery,
-    metrics: prometheusMetrics({ registry: options.registry, collectDefaultMetrics: true, preserveExistingMetrics: true }),
+    // @libp2p/prometheus-metrics keeps its metric objects in a module-wide
+    // map, so with several nodes in one process only the newest one's
+    // registry holds libp2p metrics (a daemon runs one node per process)
+    metrics: prometheusMetrics({ registry: options.registry, collectDefaultMetrics: true }),
     services: {
       identify: identify(),
       ping: ping(),

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * The `accord` command line. Every failure a person can cause (bad flags,
+ * occupied ports, bad key files, unreachable peers) ends as one line on
+ * stderr and a non-zero exit, without a stack trace.
+ */
+import { UserError } from './errors.ts'
+import { VERSION } from './version.ts'
+import { demoCommand, DEMO_HELP } from './cli/demo.ts'
+import { idCommand, ID_HELP } from './cli/id.ts'
+import { startCommand, START_HELP } from './cli/start.ts'
+import { statusCommand, STATUS_HELP } from './cli/status.ts'
+
+const MAIN_HELP = `accord ${VERSION}: a peer-to-peer consensus toolkit on libp2p
+
+Usage: accord <command> [flags]
+
+Commands:
+  start     run a node (daemon)
+  demo      run a local cluster of node processes with a live view
+  status    show a node's status
+  id        print a node's PeerId
+
+"accord <command> --help" describes a command's flags.
+`
+
+const COMMANDS: Record<string, { run: (args: string[]) => Promise<void>, help: string }> = {
+  start: { run: startCommand, help: START_HELP },
+  demo: { run: demoCommand, help: DEMO_HELP },
+  status: { run: statusCommand, help: STATUS_HELP },
+  id: { run: idCommand, help: ID_HELP }
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [name, ...args] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(MAIN_HELP)
+    return name === undefined ? 2 : 0
+  }
+  if (name === '--version') {
+    process.stdout.write(`${VERSION}\n`)
+    return 0
+  }
+  const command = COMMANDS[name]
+  if (command === undefined) throw new UserError(`unknown command "${name}" (try accord --help)`)
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(command.help)
+    return 0
+  }
+  await command.run(args)
+  return 0
+}
+
+main(process.argv.slice(2)).then(code => {
+  process.exitCode = code
+}, (err: unknown) => {
+  if (err instanceof UserError) {
+    process.stderr.write(`accord: ${err.message}\n`)
+    process.exitCode = 2
+  } else {
+    process.stderr.write(`accord: unexpected error: ${(err as Error).stack ?? String(err)}\n`)
+    process.exitCode = 1
+  }
+})

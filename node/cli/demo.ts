@@ -1,0 +1,263 @@
+/**
+ * `accord demo`: a local cluster of N node processes on loopback, each
+ * bootstrapped only from the first, with a live view of what they see.
+ *
+ * The demo supervises but never restarts: a node that dies is shown as down,
+ * and `accord start --data-dir <its dir>` brings it back (the view notices).
+ */
+import { spawn } from 'node:child_process'
+import { mkdir, open, readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { UserError } from '../errors.ts'
+import { writeFileAtomic } from '../config.ts'
+import { readRuntimeInfo } from '../runtime-file.ts'
+import { apiRequest } from './api-client.ts'
+import { parseFlags, parseIntegerFlag } from './args.ts'
+import type { NodeStatus } from '../accord-node.ts'
+import type { ChildProcess } from 'node:child_process'
+
+export const DEMO_HELP = `Usage: accord demo [--nodes N] [--data-dir DIR] [--api-port-base P] [--p2p-port-base P]
+
+Start N accord node processes on 127.0.0.1, each bootstrapped only from the
+first, and show live what each one sees. Node i keeps its data in DIR/node-i
+(so a second demo run reuses identities), its log in DIR/node-i/node.log, and
+DIR/cluster.json lists every node. A node that dies is shown as down; bring it
+back with "accord start --data-dir DIR/node-i". Ctrl-C stops them all.
+
+  --nodes N           number of nodes, 1..64 (default 5)
+  --data-dir DIR      default ./.accord-demo
+  --api-port-base P   node i serves its HTTP API on 127.0.0.1:P+i (default 7070)
+  --p2p-port-base P   node i listens for libp2p on 127.0.0.1:P+i (default 4001)
+  --cluster NAME      cluster name (default "demo")
+`
+
+const CLI_PATH = fileURLToPath(new URL('../cli.ts', import.meta.url))
+const POLL_INTERVAL_MS = 1000
+const NODE_START_TIMEOUT_MS = 30_000
+const STOP_TIMEOUT_MS = 10_000
+
+interface DemoNode {
+  index: number
+  dataDir: string
+  apiUrl: string
+  multiaddr: string
+  child: ChildProcess | null
+  pid: number | null
+  state: 'starting' | 'up' | 'down'
+  exitReason: string | null
+  status: NodeStatus | null
+}
+
+export async function demoCommand (args: string[]): Promise<void> {
+  const flags = parseFlags('demo', args, {
+    nodes: { type: 'string' },
+    'data-dir': { type: 'string' },
+    'api-port-base': { type: 'string' },
+    'p2p-port-base': { type: 'string' },
+    cluster: { type: 'string' }
+  })
+  const count = parseIntegerFlag(flags.nodes, '--nodes', 1, 64) ?? 5
+  const apiBase = parseIntegerFlag(flags['api-port-base'], '--api-port-base', 1, 65535 - 64) ?? 7070
+  const p2pBase = parseIntegerFlag(flags['p2p-port-base'], '--p2p-port-base', 1, 65535 - 64) ?? 4001
+  const cluster = flags.cluster ?? 'demo'
+  const dataDir = resolve(flags['data-dir'] ?? '.accord-demo')
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+
+  const nodes: DemoNode[] = Array.from({ length: count }, (_, index) => ({
+    index,
+    dataDir: join(dataDir, `node-${index}`),
+    apiUrl: `http://127.0.0.1:${apiBase + index}`,
+    multiaddr: `/ip4/127.0.0.1/tcp/${p2pBase + index}`,
+    child: null,
+    pid: null,
+    state: 'starting',
+    exitReason: null,
+    status: null
+  }))
+  const view = new DemoView(nodes, dataDir, process.stdout.isTTY === true)
+  const startedAtMs = Date.now()
+  view.event(`starting ${count} nodes of cluster "${cluster}" on 127.0.0.1, data in ${dataDir} (Ctrl-C stops them all)`)
+
+  let stopping = false
+  const onChildExit = (node: DemoNode, reason: string): void => {
+    node.state = 'down'
+    node.child = null
+    node.exitReason = reason
+    if (!stopping) view.event(`node ${node.index} is down (${reason}); restart it with: accord start --data-dir ${node.dataDir}`)
+  }
+
+  const first = nodes[0]
+  await launch(first, cluster, [], onChildExit)
+  const firstInfo = await waitForRuntimeInfo(first)
+  const bootstrap = `${first.multiaddr}/p2p/${firstInfo.peerId}`
+  view.event(`node 0 is up as ${firstInfo.peerId}; the others bootstrap from ${bootstrap}`)
+  await Promise.all(nodes.slice(1).map(async node => { await launch(node, cluster, [bootstrap], onChildExit) }))
+
+  const stopSignal = new Promise<string>(resolve => {
+    process.once('SIGINT', () => { resolve('SIGINT') })
+    process.once('SIGTERM', () => { resolve('SIGTERM') })
+  })
+
+  let allConnectedAnnounced = false
+  let done = false
+  void stopSignal.then(() => { done = true })
+  while (!done) {
+    await Promise.all(nodes.map(async node => { await poll(node) }))
+    await writeClusterFile(dataDir, nodes)
+    const upNodes = nodes.filter(n => n.state === 'up')
+    const everyoneSeesEveryone = upNodes.length === count && upNodes.every(n => (n.status?.members.filter(m => m.connected).length ?? 0) === count - 1)
+    if (everyoneSeesEveryone && !allConnectedAnnounced) {
+      view.event(`all ${count} nodes discovered each other in ${((Date.now() - startedAtMs) / 1000).toFixed(1)} s`)
+    }
+    allConnectedAnnounced = everyoneSeesEveryone
+    view.render()
+    await Promise.race([stopSignal, new Promise(resolve => setTimeout(resolve, POLL_INTERVAL_MS))])
+  }
+
+  stopping = true
+  view.event('stopping all nodes')
+  await Promise.all(nodes.map(async node => { await stopNode(node) }))
+  await writeClusterFile(dataDir, nodes)
+  view.event('all nodes stopped')
+}
+
+async function launch (node: DemoNode, cluster: string, bootstrap: string[], onExit: (node: DemoNode, reason: string) => void): Promise<void> {
+  await mkdir(node.dataDir, { recursive: true, mode: 0o700 })
+  const log = await open(join(node.dataDir, 'node.log'), 'a')
+  const args = [
+    CLI_PATH, 'start',
+    '--data-dir', node.dataDir,
+    '--cluster', cluster,
+    '--listen', node.multiaddr,
+    '--api', new URL(node.apiUrl).host,
+    ...bootstrap.flatMap(b => ['--bootstrap', b])
+  ]
+  const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd] })
+  await log.close()
+  node.child = child
+  node.pid = child.pid ?? null
+  node.state = 'starting'
+  child.once('exit', (code, signal) => { onExit(node, signal != null ? `killed by ${signal}` : `exited with code ${code}`) })
+}
+
+async function waitForRuntimeInfo (node: DemoNode): Promise<{ peerId: string }> {
+  const deadline = Date.now() + NODE_START_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    if (node.state === 'down') break
+    const info = await readRuntimeInfo(node.dataDir)
+    if (info != null && info.pid === node.pid) return info
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  const log = await readFile(join(node.dataDir, 'node.log'), 'utf8').catch(() => '')
+  const lastLine = log.trim().split('\n').at(-1) ?? ''
+  throw new UserError(`node ${node.index} did not start (${node.exitReason ?? 'timed out'}): ${lastLine}`)
+}
+
+async function poll (node: DemoNode): Promise<void> {
+  try {
+    const { status, json } = await apiRequest({ url: node.apiUrl, token: null }, 'GET', '/v1/status', { timeoutMs: 800 })
+    if (status !== 200) throw new Error(`status ${status}`)
+    node.status = json as NodeStatus
+    if (node.state !== 'up') {
+      // a node brought back by hand: learn its pid from its runtime file
+      if (node.child == null) node.pid = (await readRuntimeInfo(node.dataDir))?.pid ?? null
+      node.state = 'up'
+      node.exitReason = null
+    }
+  } catch {
+    node.status = null
+    if (node.state === 'up') {
+      node.state = 'down'
+      node.exitReason ??= 'API unreachable'
+    }
+  }
+}
+
+async function stopNode (node: DemoNode): Promise<void> {
+  const pid = node.child?.pid ?? (node.state === 'up' ? node.pid : null)
+  if (pid == null) return
+  try { process.kill(pid, 'SIGTERM') } catch { return }
+  const deadline = Date.now() + STOP_TIMEOUT_MS
+  while (Date.now() < deadline && isAlive(pid)) await new Promise(resolve => setTimeout(resolve, 50))
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+  node.state = 'down'
+  node.exitReason = 'stopped'
+}
+
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function writeClusterFile (dataDir: string, nodes: DemoNode[]): Promise<void> {
+  const cluster = {
+    nodes: nodes.map(n => ({
+      index: n.index,
+      peerId: n.status?.peerId ?? null,
+      multiaddrs: n.status?.addresses ?? [n.multiaddr],
+      api: n.apiUrl,
+      dataDir: n.dataDir,
+      pid: n.state === 'down' ? null : n.pid,
+      state: n.state
+    }))
+  }
+  await writeFileAtomic(join(dataDir, 'cluster.json'), JSON.stringify(cluster, null, 2) + '\n', 0o644)
+}
+
+/** Renders the table: redrawn in place on a terminal, printed on change otherwise. */
+class DemoView {
+  readonly #nodes: DemoNode[]
+  readonly #tty: boolean
+  #lastTable = ''
+  #drawnLines = 0
+
+  constructor (nodes: DemoNode[], _dataDir: string, tty: boolean) {
+    this.#nodes = nodes
+    this.#tty = tty
+  }
+
+  event (text: string): void {
+    this.#erase()
+    process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${text}\n`)
+    this.#drawnLines = 0
+    this.#lastTable = ''
+  }
+
+  render (): void {
+    const table = this.#table()
+    if (table === this.#lastTable) return
+    this.#erase()
+    process.stdout.write(table)
+    this.#drawnLines = this.#tty ? table.split('\n').length - 1 : 0
+    this.#lastTable = table
+  }
+
+  #erase (): void {
+    if (this.#tty && this.#drawnLines > 0) process.stdout.write(`\x1b[${this.#drawnLines}A\x1b[0J`)
+  }
+
+  #table (): string {
+    const peers = this.#nodes.length - 1
+    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'conns', 'dht', 'api']]
+    for (const n of this.#nodes) {
+      const s = n.status
+      rows.push([
+        String(n.index),
+        s != null ? `${s.peerId.slice(0, 8)}…${s.peerId.slice(-6)}` : '-',
+        n.state === 'down' ? `down (${n.exitReason ?? '?'})` : n.state,
+        n.state === 'down' ? '-' : String(n.pid ?? '-'),
+        s != null ? `${s.members.filter(m => m.connected).length}/${peers}` : '-',
+        s != null ? String(s.peers.length) : '-',
+        s != null ? String(s.dhtRoutingTableSize) : '-',
+        n.apiUrl
+      ])
+    }
+    const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)))
+    return rows.map(r => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n'
+  }
+}

@@ -1,0 +1,89 @@
+import { createAccordNode } from '../accord-node.ts'
+import { UserError } from '../errors.ts'
+import { LOG_LEVELS } from '../config.ts'
+import { removeRuntimeInfo, writeRuntimeInfo } from '../runtime-file.ts'
+import { parseFlags, parseIntegerFlag } from './args.ts'
+import type { AccordConfig, LogLevel } from '../config.ts'
+
+export const START_HELP = `Usage: accord start --data-dir DIR [flags]
+
+Run a node in the foreground until SIGINT or SIGTERM. Settings given here are
+saved in DIR/accord.json; "accord start --data-dir DIR" alone restarts the
+node with the same identity, addresses and peers.
+
+  --data-dir DIR          where identity, settings and data live (required)
+  --listen MA             libp2p listen multiaddr, repeatable
+                          (default /ip4/127.0.0.1/tcp/4001)
+  --bootstrap MA          a peer to join through (/ip4/../tcp/../p2p/<id>), repeatable
+  --cluster NAME          cluster name (default "accord")
+  --api HOST:PORT|off     HTTP API address (default 127.0.0.1:7070); off disables it.
+                          A non-loopback address requires the bearer token in DIR/api.token
+  --public                use the public Amino DHT and rendezvous by cluster name
+  --mdns                  also discover peers on the LAN by multicast DNS
+  --pnet-key FILE         private-network pre-shared key (swarm.key format)
+  --max-connections N     connection limit (default 300)
+  --allow-peer ID         only accept these peers, repeatable
+  --deny-peer ID          never accept these peers, repeatable
+  --log-level LEVEL       ${LOG_LEVELS.join('|')} (default info)
+
+Environment: ACCORD_PASSPHRASE decrypts (and, on first start, encrypts) the identity key.
+`
+
+export async function startCommand (args: string[]): Promise<void> {
+  const flags = parseFlags('start', args, {
+    'data-dir': { type: 'string' },
+    listen: { type: 'string', multiple: true },
+    bootstrap: { type: 'string', multiple: true },
+    cluster: { type: 'string' },
+    api: { type: 'string' },
+    public: { type: 'boolean' },
+    mdns: { type: 'boolean' },
+    'pnet-key': { type: 'string' },
+    'max-connections': { type: 'string' },
+    'allow-peer': { type: 'string', multiple: true },
+    'deny-peer': { type: 'string', multiple: true },
+    'log-level': { type: 'string' }
+  })
+  const dataDir = flags['data-dir']
+  if (dataDir === undefined || dataDir === '') throw new UserError('start: --data-dir is required')
+
+  const overrides: Partial<AccordConfig> = {
+    listen: flags.listen,
+    bootstrap: flags.bootstrap,
+    cluster: flags.cluster,
+    api: flags.api === 'off' ? null : flags.api,
+    public: flags.public,
+    mdns: flags.mdns,
+    pnetKeyFile: flags['pnet-key'],
+    maxConnections: parseIntegerFlag(flags['max-connections'], '--max-connections', 1, 100_000),
+    allowPeers: flags['allow-peer'],
+    denyPeers: flags['deny-peer'],
+    logLevel: flags['log-level'] as LogLevel | undefined
+  }
+
+  const node = await createAccordNode({ dataDir, ...overrides }, { passphrase: process.env.ACCORD_PASSPHRASE })
+  await writeRuntimeInfo(dataDir, {
+    peerId: node.libp2p.peerId.toString(),
+    multiaddrs: node.libp2p.getMultiaddrs().map(String),
+    api: node.apiUrl,
+    pid: process.pid,
+    startedAt: new Date().toISOString()
+  })
+  process.stdout.write(`accord node ${node.libp2p.peerId.toString()} started\n` +
+    node.libp2p.getMultiaddrs().map(ma => `  listening on ${ma.toString()}\n`).join('') +
+    (node.apiUrl != null ? `  HTTP API on ${node.apiUrl}\n` : ''))
+
+  await new Promise<void>(resolve => {
+    const shutdown = (signal: string): void => {
+      process.stdout.write(`received ${signal}, stopping\n`)
+      // a second signal while stopping exits at once
+      process.once('SIGINT', () => process.exit(130))
+      process.once('SIGTERM', () => process.exit(143))
+      resolve()
+    }
+    process.once('SIGINT', () => { shutdown('SIGINT') })
+    process.once('SIGTERM', () => { shutdown('SIGTERM') })
+  })
+  await node.stop()
+  await removeRuntimeInfo(dataDir)
+}

@@ -1,0 +1,48 @@
+import { UserError } from '../errors.ts'
+import { apiRequest, resolveApiTarget } from './api-client.ts'
+import { parseFlags } from './args.ts'
+import type { NodeStatus } from '../accord-node.ts'
+
+export const STATUS_HELP = `Usage: accord status [--api URL | --data-dir DIR] [--token T] [--json]
+
+Show a node's status: identity, addresses, cluster members and connections.
+  --api URL        the node's HTTP API (default http://127.0.0.1:7070)
+  --data-dir DIR   find the API (and its token) of the node running from DIR
+  --token T        bearer token (also ACCORD_API_TOKEN)
+  --json           print the raw JSON
+`
+
+export async function statusCommand (args: string[]): Promise<void> {
+  const flags = parseFlags('status', args, {
+    api: { type: 'string' },
+    'data-dir': { type: 'string' },
+    token: { type: 'string' },
+    json: { type: 'boolean' }
+  })
+  const target = await resolveApiTarget(flags)
+  const { status, json } = await apiRequest(target, 'GET', '/v1/status')
+  if (status !== 200) throw new UserError(`status: the API answered ${status}: ${String(json.error ?? '')}`)
+  if (flags.json === true) {
+    process.stdout.write(JSON.stringify(json, null, 2) + '\n')
+    return
+  }
+  process.stdout.write(formatStatus(json as NodeStatus))
+}
+
+export function formatStatus (s: NodeStatus): string {
+  const lines = [
+    `peer id    ${s.peerId}`,
+    `version    ${s.version}`,
+    `cluster    ${s.cluster} (${s.mode} discovery)`,
+    `uptime     ${Math.round(s.uptimeMs / 1000)} s`,
+    `api        ${s.api ?? 'off'}`,
+    `dht table  ${s.dhtRoutingTableSize} peers`,
+    'addresses',
+    ...s.addresses.map(a => `  ${a}`),
+    `members    ${s.members.length}`,
+    ...s.members.map(m => `  ${m.peerId} ${m.connected ? 'connected' : 'disconnected'}`),
+    `connections ${s.peers.length}`,
+    ...s.peers.map(p => `  ${p.peerId} ${p.encryption.join(',')} ${p.multiplexer.join(',')}${p.member ? ' member' : ''}`)
+  ]
+  return lines.join('\n') + '\n'
+}

@@ -1,0 +1,62 @@
+/**
+ * Helpers for tests that start real accord nodes (libp2p over TCP on
+ * loopback) in the test process.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { createAccordNode } from '../../node/index.ts'
+import type { AccordConfig, AccordNode } from '../../node/index.ts'
+
+export const silentLogger = pino({ level: 'silent' })
+
+export class TestCluster {
+  readonly nodes: AccordNode[] = []
+  readonly #dirs: string[] = []
+
+  async add (config: Partial<AccordConfig> = {}): Promise<AccordNode> {
+    const dataDir = await mkdtemp(join(tmpdir(), 'accord-test-'))
+    this.#dirs.push(dataDir)
+    const node = await createAccordNode({
+      dataDir,
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      api: null,
+      discoveryIntervalMs: 1000,
+      ...config
+    }, { logger: silentLogger })
+    this.nodes.push(node)
+    return node
+  }
+
+  async newDataDir (): Promise<string> {
+    const dataDir = await mkdtemp(join(tmpdir(), 'accord-test-'))
+    this.#dirs.push(dataDir)
+    return dataDir
+  }
+
+  async stop (): Promise<void> {
+    await Promise.all(this.nodes.map(async n => { await n.stop() }))
+    await Promise.all(this.#dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
+  }
+}
+
+export function addressOf (node: AccordNode): string {
+  return node.libp2p.getMultiaddrs()[0].toString()
+}
+
+/**
+ * Poll until `condition` holds. The deadline only bounds a hung test; the
+ * time taken is never asserted on (that is what benchmarks are for).
+ */
+export async function waitFor (condition: () => Promise<boolean> | boolean, what: string, deadlineMs = 60_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for: ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
+export async function connectedMembers (node: AccordNode): Promise<string[]> {
+  return (await node.status()).members.filter(m => m.connected).map(m => m.peerId).sort()
+}

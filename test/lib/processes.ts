@@ -1,0 +1,86 @@
+/**
+ * Helpers for end-to-end tests: accord nodes as separate OS processes,
+ * started through the CLI exactly as a user starts them.
+ */
+import { spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { readRuntimeInfo } from '../../node/runtime-file.ts'
+import { waitFor } from './nodes.ts'
+import type { RuntimeInfo } from '../../node/runtime-file.ts'
+import type { ChildProcess } from 'node:child_process'
+
+export const CLI = fileURLToPath(new URL('../../node/cli.ts', import.meta.url))
+
+export interface CliResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/** Run `accord ...args` to completion (optionally wrapped, e.g. in `ip netns exec`). */
+export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, wrap?: string[], timeoutMs?: number } = {}): Promise<CliResult> {
+  const child = spawnCli(args, options)
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000)
+  const result = await collect(child)
+  clearTimeout(timer)
+  return result
+}
+
+export function spawnCli (args: string[], options: { env?: NodeJS.ProcessEnv, wrap?: string[] } = {}): ChildProcess {
+  const argv = [...(options.wrap ?? []), process.execPath, CLI, ...args]
+  // aegir runs mocha with NODE_OPTIONS that make node print experimental
+  // warnings; a user's shell has none, and the CLI's stderr is asserted on
+  const env = { ...process.env, NODE_OPTIONS: '', ...options.env }
+  return spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
+}
+
+export async function collect (child: ChildProcess): Promise<CliResult> {
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  return await new Promise(resolve => {
+    child.once('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) })
+  })
+}
+
+/** A daemon started with `accord start`, with its output collected. */
+export class DaemonProcess {
+  readonly child: ChildProcess
+  readonly dataDir: string
+  readonly done: Promise<CliResult>
+
+  constructor (dataDir: string, args: string[], options: { wrap?: string[] } = {}) {
+    this.dataDir = dataDir
+    this.child = spawnCli(['start', '--data-dir', dataDir, ...args], options)
+    this.done = collect(this.child)
+  }
+
+  /** Wait until this process has written its runtime file. */
+  async ready (): Promise<RuntimeInfo> {
+    let info: RuntimeInfo | null = null
+    let exited = false
+    void this.done.then(() => { exited = true })
+    await waitFor(async () => {
+      if (exited) {
+        const r = await this.done
+        throw new Error(`node exited early (code ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`)
+      }
+      info = await readRuntimeInfo(this.dataDir)
+      return info?.pid === this.child.pid
+    }, `node in ${this.dataDir} to start`)
+    return info as unknown as RuntimeInfo
+  }
+
+  async stop (signal: NodeJS.Signals = 'SIGTERM'): Promise<CliResult> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal)
+    return await this.done
+  }
+
+  async log (): Promise<string> {
+    return await readFile(join(this.dataDir, 'node.log'), 'utf8').catch(() => '')
+  }
+}

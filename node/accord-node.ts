@@ -58,6 +58,8 @@ export interface AccordNode {
   readonly libp2p: AccordLibp2p
   readonly apiUrl: string | null
   readonly metrics: Registry
+  /** Cluster members known to this node (cheap: no peer store reads). */
+  members: () => Member[]
   status: () => Promise<NodeStatus>
   stop: () => Promise<void>
 }
@@ -123,18 +125,21 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     const members = discovery.members()
     const memberIds = new Set(members.map(m => m.peerId))
     const byPeer = new Map<string, PeerStatus>()
+    const lookups: Array<Promise<void>> = []
     for (const connection of libp2p.getConnections()) {
       const id = connection.remotePeer.toString()
       let entry = byPeer.get(id)
       if (entry == null) {
-        const protocols = await libp2p.peerStore.get(connection.remotePeer).then(p => p.protocols, () => [])
-        entry = { peerId: id, addresses: [], encryption: [], multiplexer: [], protocols, member: memberIds.has(id) }
-        byPeer.set(id, entry)
+        const created: PeerStatus = { peerId: id, addresses: [], encryption: [], multiplexer: [], protocols: [], member: memberIds.has(id) }
+        lookups.push(libp2p.peerStore.get(connection.remotePeer).then(p => { created.protocols = p.protocols }, () => {}))
+        byPeer.set(id, created)
+        entry = created
       }
       entry.addresses.push(connection.remoteAddr.toString())
       addOnce(entry.encryption, connection.encryption)
       addOnce(entry.multiplexer, connection.multiplexer)
     }
+    await Promise.all(lookups)
     return {
       version: VERSION,
       peerId: libp2p.peerId.toString(),
@@ -186,6 +191,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     libp2p,
     apiUrl: api?.url ?? null,
     metrics,
+    members: () => discovery.members(),
     status,
     stop: async () => {
       stopping ??= stopAll().then(() => { log.info('accord node stopped') })

@@ -27,8 +27,8 @@ const RAW_CODEC = 0x55
 const FAST_ROUNDS = 6
 const FAST_ROUND_MS = 500
 /** A DHT walk or provide that takes longer is abandoned. */
-const WALK_TIMEOUT_MS = 10_000
-const DIAL_TIMEOUT_MS = 5_000
+const WALK_TIMEOUT_MS = 60_000
+const DIAL_TIMEOUT_MS = 30_000
 /** At most this many dials are started per round. */
 const DIALS_PER_ROUND_MAX = 64
 /** Members tracked; beyond this, new peers are not recorded (and logged). */
@@ -66,6 +66,8 @@ export class ClusterDiscovery {
   #abort = new AbortController()
   #membersDropped = 0
   #provided = false
+  /** Dials in flight, so a slow dial is not started again by the next round (at most DIALS_PER_ROUND_MAX per round). */
+  readonly #dialing = new Set<string>()
 
   constructor (options: DiscoveryOptions) {
     this.#options = options
@@ -154,49 +156,43 @@ export class ClusterDiscovery {
 
   /** One round: find candidate peers, dial them, and redial lost members. */
   async #round (): Promise<void> {
-    let dials = 0
+    const budget = { dials: DIALS_PER_ROUND_MAX }
+    const offer = (peer: PeerInfo): void => {
+      if (budget.dials > 0 && this.#dial(peer.id, peer)) budget.dials--
+    }
     for (const addr of this.#options.bootstrap) {
       const ma = multiaddr(addr)
       const id = peerIdFromString(ma.getComponents().find(c => c.name === 'p2p')?.value ?? '')
-      if (this.#dial(id, { id, multiaddrs: [ma] })) dials++
+      offer({ id, multiaddrs: [ma] })
     }
-    const found = this.#options.public ? await this.#rendezvous() : await this.#walk()
-    for (const peer of found) {
-      if (dials >= DIALS_PER_ROUND_MAX) break
-      if (this.#dial(peer.id, peer)) dials++
-    }
-    // members we know but lost the connection to
+    // peers are dialled as the walk reveals them, not after it ends: a
+    // walk can take seconds on a busy node
+    if (this.#options.public) await this.#rendezvous(offer)
+    else await this.#walk(offer)
     for (const member of this.members()) {
-      if (dials >= DIALS_PER_ROUND_MAX) break
-      if (!member.connected) {
-        if (this.#dial(peerIdFromString(member.peerId))) dials++
-      }
+      if (!member.connected) offer({ id: peerIdFromString(member.peerId), multiaddrs: [] })
     }
   }
 
-  async #walk (): Promise<PeerInfo[]> {
+  async #walk (offer: (peer: PeerInfo) => void): Promise<void> {
     const { node } = this.#options
-    const found = new Map<string, PeerInfo>()
-    const keys = [node.peerId.toMultihash().bytes, new Uint8Array(randomBytes(32))]
-    for (const key of keys) {
-      const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
-      try {
-        for await (const event of node.services.dht.getClosestPeers(key, { signal })) {
-          if (event.name === 'FINAL_PEER') found.set(event.peer.id.toString(), event.peer)
-          if (event.name === 'PEER_RESPONSE') for (const peer of event.closer) found.set(peer.id.toString(), peer)
-        }
-      } catch (err) {
-        if (!this.#running) return []
-        this.#options.log.debug({ err }, 'dht walk ended early')
+    // alternate between the neighbourhood of our own id (which fills our
+    // k-buckets nearest to us) and a random region of the key space
+    const key = this.#rounds % 2 === 0 ? node.peerId.toMultihash().bytes : new Uint8Array(randomBytes(32))
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
+    try {
+      for await (const event of node.services.dht.getClosestPeers(key, { signal })) {
+        if (event.name === 'FINAL_PEER') offer(event.peer)
+        if (event.name === 'PEER_RESPONSE') event.closer.forEach(offer)
       }
+    } catch (err) {
+      if (this.#running) this.#options.log.debug({ err }, 'dht walk ended early')
     }
-    return [...found.values()]
   }
 
-  async #rendezvous (): Promise<PeerInfo[]> {
+  async #rendezvous (offer: (peer: PeerInfo) => void): Promise<void> {
     const { node } = this.#options
     const cid = await rendezvousCid(this.#options.cluster)
-    const found = new Map<string, PeerInfo>()
     const signal = (): AbortSignal => AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
     try {
       // kad-dht republishes provider records by itself once provided
@@ -206,24 +202,24 @@ export class ClusterDiscovery {
         this.#options.log.info({ cid: cid.toString() }, 'provided cluster rendezvous key')
       }
       for await (const event of node.services.dht.findProviders(cid, { signal: signal() })) {
-        if (event.name === 'PROVIDER') for (const peer of event.providers) found.set(peer.id.toString(), peer)
+        if (event.name === 'PROVIDER') event.providers.forEach(offer)
       }
     } catch (err) {
-      if (!this.#running) return []
-      this.#options.log.debug({ err }, 'rendezvous ended early')
+      if (this.#running) this.#options.log.debug({ err }, 'rendezvous ended early')
     }
-    return [...found.values()]
   }
 
   /** Dial a peer unless it is us or already connected; returns whether a dial started. */
   #dial (peerId: PeerId, info?: PeerInfo): boolean {
     const { node } = this.#options
-    if (peerId.equals(node.peerId) || node.getConnections(peerId).length > 0) return false
+    const id = peerId.toString()
+    if (peerId.equals(node.peerId) || this.#dialing.has(id) || node.getConnections(peerId).length > 0) return false
     const target = info != null && info.multiaddrs.length > 0 ? info.multiaddrs : peerId
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
+    this.#dialing.add(id)
     node.dial(target, { signal }).catch(err => {
-      this.#options.log.debug({ peer: peerId.toString(), err: (err as Error).message }, 'dial failed')
-    })
+      this.#options.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
+    }).finally(() => { this.#dialing.delete(id) })
     return true
   }
 

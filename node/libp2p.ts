@@ -95,6 +95,10 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
       // low when several nodes on one machine join through the same node
       inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_SECOND
     },
+    // A connection whose ping fails is aborted. libp2p's 5 s floor makes a
+    // busy node (or a big cluster joining at once) drop healthy connections
+    // and redial them, which makes it busier still.
+    connectionMonitor: { pingTimeout: { minTimeout: 15_000, maxTimeout: 60_000 } },
     connectionGater: {
       denyDialPeer: refused,
       denyInboundEncryptedConnection: refused,
@@ -107,14 +111,16 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
     metrics: prometheusMetrics({ registry: options.registry, collectDefaultMetrics: true }),
     services: {
       identify: identify(),
-      ping: ping(),
+      // the connection monitor and kad-dht both ping over one connection at
+      // times; with ping's default of one outbound stream the second fails
+      // and the monitor then aborts a healthy connection
+      ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
       dht: kadDHT({
         // private mode: our own DHT, every node a server, LAN/loopback kept
         // (the default mapper drops them and then nothing is ever found)
         protocol: config.public ? '/ipfs/kad/1.0.0' : PRIVATE_DHT_PROTOCOL,
         clientMode: config.public ? undefined : false,
-        peerInfoMapper: config.dhtKeepPrivateAddresses ? passthroughMapper : removePrivateAddressesMapper,
-        initialQuerySelfInterval: 500
+        peerInfoMapper: config.dhtKeepPrivateAddresses ? passthroughMapper : removePrivateAddressesMapper
       }),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictSign',

@@ -23,7 +23,7 @@ async function occupyPort (): Promise<{ server: Server, port: number }> {
   const server = createServer()
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const address = server.address()
-  if (address == null || typeof address === 'string') throw new Error('no port')
+  if (address == null || typeof address === 'string') { throw new Error('no port') }
   return { server, port: address.port }
 }
 
@@ -120,7 +120,7 @@ describe('accord CLI (separate OS processes)', function () {
     const info0 = await first.ready()
     const bootstrap = `${info0.multiaddrs[0]}`
     const others = [start(1, ['--bootstrap', bootstrap]), start(2, ['--bootstrap', bootstrap])]
-    const infos = [info0, ...await Promise.all(others.map(async d => await d.ready()))]
+    const infos = [info0, ...await Promise.all(others.map(async d => d.ready()))]
 
     const statusOf = async (i: number): Promise<any> => {
       const result = await runCli(['status', '--data-dir', dirs[i], '--json'])

@@ -22,20 +22,20 @@ describe('discovery (real libp2p over TCP on loopback)', function () {
   it('8 nodes bootstrapped only from node 0 find all 7 others through DHT walks, all over /noise', async () => {
     const first = await cluster.add()
     const bootstrap = addressOf(first)
-    for (let i = 1; i < 8; i++) await cluster.add({ bootstrap: [bootstrap] })
+    for (let i = 1; i < 8; i++) { await cluster.add({ bootstrap: [bootstrap] }) }
 
     const ids = cluster.nodes.map(n => n.libp2p.peerId.toString())
     await waitFor(async () => {
-      const seen = await Promise.all(cluster.nodes.map(connectedMembers))
+      const seen = cluster.nodes.map(connectedMembers)
       return seen.every((members, i) => members.length === 7 && !members.includes(ids[i]))
     }, 'every node to see the 7 others')
 
     for (const [i, node] of cluster.nodes.entries()) {
-      expect(await connectedMembers(node)).to.deep.equal(ids.filter((_, j) => j !== i).sort())
+      expect(connectedMembers(node)).to.deep.equal(ids.filter((_, j) => j !== i).sort())
       const status = await node.status()
       expect(status.peers.length).to.be.greaterThan(0)
-      for (const peer of status.peers) expect(peer.encryption).to.deep.equal(['/noise'])
-      for (const connection of node.libp2p.getConnections()) expect(connection.encryption).to.equal('/noise')
+      for (const peer of status.peers) { expect(peer.encryption).to.deep.equal(['/noise']) }
+      for (const connection of node.libp2p.getConnections()) { expect(connection.encryption).to.equal('/noise') }
     }
     // Nodes other than 0 were told only of node 0: they must have dialled
     // peers that only DHT walks revealed to them.
@@ -74,15 +74,15 @@ describe('discovery (real libp2p over TCP on loopback)', function () {
       const config = { public: true, dhtKeepPrivateAddresses: true, bootstrap }
       const a: AccordNode[] = []
       const b: AccordNode[] = []
-      for (let i = 0; i < 4; i++) a.push(await cluster.add({ ...config, cluster: 'cluster-a' }))
-      for (let i = 0; i < 2; i++) b.push(await cluster.add({ ...config, cluster: 'cluster-b' }))
+      for (let i = 0; i < 4; i++) { a.push(await cluster.add({ ...config, cluster: 'cluster-a' })) }
+      for (let i = 0; i < 2; i++) { b.push(await cluster.add({ ...config, cluster: 'cluster-b' })) }
 
       const idsOf = (nodes: AccordNode[]): string[] => nodes.map(n => n.libp2p.peerId.toString())
       const othersIn = (nodes: AccordNode[], node: AccordNode): string[] => idsOf(nodes.filter(n => n !== node)).sort()
       await waitFor(async () => {
         for (const group of [a, b]) {
           for (const node of group) {
-            if ((await connectedMembers(node)).length !== group.length - 1) return false
+            if (connectedMembers(node).length !== group.length - 1) { return false }
           }
         }
         return true
@@ -104,10 +104,10 @@ describe('discovery (real libp2p over TCP on loopback)', function () {
 
     const guarded = await cluster.add({ pnetKeyFile: keyFile })
     const insider = await cluster.add({ pnetKeyFile: keyFile, bootstrap: [addressOf(guarded)] })
-    await waitFor(async () => (await connectedMembers(guarded)).includes(insider.libp2p.peerId.toString()), 'the node with the key to join')
+    await waitFor(() => connectedMembers(guarded).includes(insider.libp2p.peerId.toString()), 'the node with the key to join')
 
     await expect(cluster.add({ bootstrap: [addressOf(guarded)] })).to.eventually.be.rejectedWith(UserError, /cannot reach any bootstrap peer/)
-    const members = await connectedMembers(guarded)
+    const members = connectedMembers(guarded)
     expect(members).to.deep.equal([insider.libp2p.peerId.toString()])
   })
 })

@@ -52,11 +52,11 @@ export function addressOf (node: AccordNode): string {
 export async function waitFor (condition: () => Promise<boolean> | boolean, what: string, deadlineMs = 60_000): Promise<void> {
   const deadline = Date.now() + deadlineMs
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for: ${what}`)
+    if (Date.now() > deadline) { throw new Error(`gave up waiting for: ${what}`) }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
 }
 
-export async function connectedMembers (node: AccordNode): Promise<string[]> {
-  return (await node.status()).members.filter(m => m.connected).map(m => m.peerId).sort()
+export function connectedMembers (node: AccordNode): string[] {
+  return node.members().filter(m => m.connected).map(m => m.peerId).sort()
 }

@@ -42,7 +42,7 @@ export async function collect (child: ChildProcess): Promise<CliResult> {
   let stderr = ''
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-  return await new Promise(resolve => {
+  return new Promise(resolve => {
     child.once('close', (code, signal) => { resolve({ code, signal, stdout, stderr }) })
   })
 }
@@ -76,11 +76,11 @@ export class DaemonProcess {
   }
 
   async stop (signal: NodeJS.Signals = 'SIGTERM'): Promise<CliResult> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal)
-    return await this.done
+    if (this.child.exitCode === null && this.child.signalCode === null) { this.child.kill(signal) }
+    return this.done
   }
 
   async log (): Promise<string> {
-    return await readFile(join(this.dataDir, 'node.log'), 'utf8').catch(() => '')
+    return readFile(join(this.dataDir, 'node.log'), 'utf8').catch(() => '')
   }
 }

@@ -1,0 +1,20 @@
+/**
+ * The replicated KV state machine applied to committed Raft entries: commands
+ * with client sessions for exactly-once, limits, a binary command encoding
+ * and canonical snapshots. I/O-free; reads (get) are served by the node after
+ * ReadIndex.
+ */
+export { KvStateMachine } from './state-machine.ts'
+export type { KvRestoreResult, KvStats } from './state-machine.ts'
+export {
+  KV_COMMAND_VERSION,
+  KV_DEFAULTS,
+  resolveKvLimits,
+  validateCommand,
+  encodeCommand,
+  decodeCommand,
+  commandBytesMax
+} from './command.ts'
+export type { ClientSession, KvCommand, KvCommandType, KvLimits, CommandValidation, DecodedCommand } from './command.ts'
+export { KV_SNAPSHOT_VERSION } from './snapshot.ts'
+export type { KvApplyResult, KvRejection, KvSavedResult, KvSession } from './results.ts'

@@ -1,0 +1,219 @@
+/**
+ * The replicated key-value state machine: what every replica applies, in log
+ * order, to committed entries. Pure and deterministic: the same entries give
+ * the same results, state and snapshot bytes on every replica.
+ *
+ * Exactly-once (Raft dissertation §6.3): every command carries a client
+ * session (clientId, sequence). The session table remembers, per client, the
+ * last sequence that took effect and its result. A retry of that sequence
+ * gets the saved result back without applying again; an older sequence is
+ * rejected as 'stale-sequence'. A session starts with sequence 1; a command
+ * from an unknown client with a higher sequence is 'session-expired'.
+ *
+ * The table holds at most `sessionsMax` sessions. Adding one more evicts the
+ * least recently used session, where "used" is measured by the index of the
+ * last entry that touched it (never a wall clock), so every replica evicts
+ * the same one. Consequence: a client whose session was evicted gets
+ * 'session-expired' for every later command, including a very old retry,
+ * which is therefore never applied twice; the client must start a new
+ * session under a new clientId. The one gap: if a session is evicted while
+ * a retry of its *first* command (sequence 1) is still in flight, that retry
+ * looks like a new session and is applied again. Sessions that go idle are
+ * the first to be evicted, and an evicted session's sequence-1 command was
+ * answered long before, so this needs a retry delayed past sessionsMax newer
+ * sessions; clients should not retry sequence 1 indefinitely.
+ *
+ * Commands rejected with 'invalid-command', 'stale-sequence' or
+ * 'session-expired' change nothing and do not consume their sequence.
+ */
+import { assert, unreachable } from '../../common/assert.ts'
+import { bytesEqual, compareBytes, encodeUtf8, utf8ByteLength } from './codec.ts'
+import { decodeCommand, resolveKvLimits, validateCommand } from './command.ts'
+import { decodeSnapshot, encodeSnapshot } from './snapshot.ts'
+import type { KvCommand, KvLimits } from './command.ts'
+import type { KvApplyResult, KvRejection, KvSavedResult, KvSession } from './results.ts'
+
+export type KvRestoreResult = { ok: true } | { ok: false, error: string }
+
+export interface KvStats {
+  appliedIndex: number
+  keys: number
+  /** key + value bytes over the store, the quantity dataBytesMax bounds */
+  dataBytes: number
+  sessions: number
+}
+
+export class KvStateMachine {
+  readonly limits: Readonly<KvLimits>
+  private data = new Map<string, Uint8Array>()
+  private dataBytes = 0
+  /** Map iteration order is LRU order: first = smallest lastIndex. */
+  private sessions = new Map<string, KvSession>()
+  private applied = 0
+
+  constructor (limits: Partial<KvLimits> = {}) {
+    this.limits = Object.freeze(resolveKvLimits(limits))
+  }
+
+  /** The index of the last entry applied (or skipped); 0 initially. */
+  get appliedIndex (): number {
+    return this.applied
+  }
+
+  /** A copy of the value, or null when the key is absent. */
+  get (key: string): Uint8Array | null {
+    return this.data.get(key)?.slice() ?? null
+  }
+
+  stats (): KvStats {
+    return { appliedIndex: this.applied, keys: this.data.size, dataBytes: this.dataBytes, sessions: this.sessions.size }
+  }
+
+  /**
+   * Applies the committed entry `index` (entries arrive in increasing index
+   * order; gaps are entries that carried no KV command). An empty entry is a
+   * no-op. Malformed or invalid commands yield an error result; this never
+   * throws on entry content.
+   */
+  apply (index: number, commandBytes: Uint8Array): KvApplyResult {
+    this.advance(index)
+    if (commandBytes.length === 0) { return { ok: true, index, type: 'noop' } }
+
+    const decoded = decodeCommand(commandBytes)
+    if (!decoded.ok) { return rejection(index, 'invalid-command', decoded.error) }
+    const command = decoded.command
+    const validation = validateCommand(command, this.limits)
+    if (!validation.ok) { return rejection(index, 'invalid-command', validation.message) }
+
+    const { clientId, sequence } = command.session
+    const session = this.sessions.get(clientId)
+    if (session === undefined) {
+      if (sequence !== 1) {
+        return rejection(index, 'session-expired', `no session for client ${JSON.stringify(clientId)}: it expired or never existed; start a new session with sequence 1`)
+      }
+    } else if (sequence < session.sequence) {
+      return rejection(index, 'stale-sequence', `sequence ${sequence} is older than ${session.sequence}, the last one applied for this client`)
+    } else if (sequence === session.sequence) {
+      this.touch(session, index)
+      return { ...session.result }
+    }
+
+    const result = this.execute(index, command)
+    const saved = toSaved(result)
+    if (session === undefined) {
+      this.evictIfFull()
+      this.sessions.set(clientId, { clientId, sequence, lastIndex: index, result: saved })
+    } else {
+      session.sequence = sequence
+      session.result = saved
+      this.touch(session, index)
+    }
+    return result
+  }
+
+  /** Records that entry `index` was applied outside the KV store (e.g. a membership change). */
+  skip (index: number): void {
+    this.advance(index)
+  }
+
+  /** The whole state (data, sessions, appliedIndex) as canonical bytes. */
+  snapshot (): Uint8Array {
+    const keys = [...this.data.keys()].map(key => ({ key, bytes: encodeUtf8(key) }))
+    keys.sort((a, b) => compareBytes(a.bytes, b.bytes))
+    return encodeSnapshot({
+      appliedIndex: this.applied,
+      limits: this.limits,
+      entries: keys.map(({ key }) => [key, this.data.get(key) ?? new Uint8Array()]),
+      sessions: [...this.sessions.values()]
+    })
+  }
+
+  /**
+   * Replaces the whole state with a snapshot's. A malformed snapshot, or one
+   * taken under different limits, is refused and the state is left as it was.
+   */
+  restore (bytes: Uint8Array): KvRestoreResult {
+    const decoded = decodeSnapshot(bytes, this.limits)
+    if (!decoded.ok) { return decoded }
+    const { state } = decoded
+    this.data = new Map(state.entries)
+    this.dataBytes = state.entries.reduce((sum, [key, value]) => sum + utf8ByteLength(key) + value.length, 0)
+    this.sessions = new Map(state.sessions.map(session => [session.clientId, session]))
+    this.applied = state.appliedIndex
+    return { ok: true }
+  }
+
+  private advance (index: number): void {
+    assert(Number.isSafeInteger(index) && index > this.applied, `KV apply index ${index} must follow appliedIndex ${this.applied}`)
+    this.applied = index
+  }
+
+  private execute (index: number, command: KvCommand): KvApplyResult {
+    const current = this.data.get(command.key)
+    switch (command.type) {
+      case 'put':
+        return this.write(command.key, command.value)
+          ? { ok: true, index, type: 'put' }
+          : { ok: false, index, reason: 'quota-exceeded' }
+      case 'delete':
+        if (current === undefined) { return { ok: true, index, type: 'delete', deleted: false } }
+        this.write(command.key, null)
+        return { ok: true, index, type: 'delete', deleted: true }
+      case 'cas': {
+        const matches = command.expected === null
+          ? current === undefined
+          : current !== undefined && bytesEqual(current, command.expected)
+        if (!matches) { return { ok: false, index, reason: 'cas-mismatch', current: current?.slice() ?? null } }
+        return this.write(command.key, command.value)
+          ? { ok: true, index, type: 'cas' }
+          : { ok: false, index, reason: 'quota-exceeded' }
+      }
+      default:
+        return unreachable(command)
+    }
+  }
+
+  /** Sets (or with null deletes) a key; false, changing nothing, if the quota would be exceeded. */
+  private write (key: string, value: Uint8Array | null): boolean {
+    const keyBytes = utf8ByteLength(key)
+    const previous = this.data.get(key)
+    const before = previous === undefined ? 0 : keyBytes + previous.length
+    const after = value === null ? 0 : keyBytes + value.length
+    const total = this.dataBytes - before + after
+    if (after > before && total > this.limits.dataBytesMax) { return false }
+    // copy: the command bytes belong to the log entry
+    if (value === null) { this.data.delete(key) } else { this.data.set(key, value.slice()) }
+    this.dataBytes = total
+    return true
+  }
+
+  private touch (session: KvSession, index: number): void {
+    session.lastIndex = index
+    // re-insert to move it to the most recently used end
+    this.sessions.delete(session.clientId)
+    this.sessions.set(session.clientId, session)
+  }
+
+  private evictIfFull (): void {
+    while (this.sessions.size >= this.limits.sessionsMax) {
+      const oldest = this.sessions.keys().next()
+      assert(oldest.done !== true, 'session table is full but empty')
+      this.sessions.delete(oldest.value)
+    }
+  }
+}
+
+function rejection (index: number, reason: KvRejection, message: string): KvApplyResult {
+  return { ok: false, index, reason, message }
+}
+
+function toSaved (result: KvApplyResult): KvSavedResult {
+  if (result.ok) {
+    assert(result.type !== 'noop', 'a no-op has no session')
+    return result.type === 'delete'
+      ? { ok: true, index: result.index, type: 'delete', deleted: result.deleted }
+      : { ok: true, index: result.index, type: result.type }
+  }
+  assert(result.reason === 'cas-mismatch' || result.reason === 'quota-exceeded', `a ${result.reason} result is not saved`)
+  return { ok: false, index: result.index, reason: result.reason }
+}

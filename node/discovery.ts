@@ -38,7 +38,7 @@ export interface Member {
   peerId: string
   addresses: string[]
   connected: boolean
-  firstSeenMs: number
+  firstSeenAt: string
 }
 
 export interface DiscoveryOptions {
@@ -140,7 +140,7 @@ export class ClusterDiscovery {
       this.#options.log.warn({ peer: id, membersMax: MEMBERS_MAX }, 'member table full; peer not recorded')
       return
     }
-    this.#members.set(id, { peerId: id, addresses, connected: true, firstSeenMs: Date.now() })
+    this.#members.set(id, { peerId: id, addresses, connected: true, firstSeenAt: new Date().toISOString() })
     this.#options.log.info({ peer: id, members: this.#members.size }, 'cluster member discovered')
   }
 

@@ -13,9 +13,9 @@ const tsconfigFile = `${root}test/fixtures/.readme-example.tsconfig.json`
 async function readmeBlock (marker: string): Promise<string> {
   const readme = await readFile(`${root}README.md`, 'utf8')
   const start = readme.indexOf(marker)
-  if (start < 0) throw new Error(`README has no ${marker}`)
+  if (start < 0) { throw new Error(`README has no ${marker}`) }
   const match = /```ts\n([\s\S]*?)```/.exec(readme.slice(start))
-  if (match == null) throw new Error(`no ts block after ${marker}`)
+  if (match == null) { throw new Error(`no ts block after ${marker}`) }
   return match[1]
 }
 

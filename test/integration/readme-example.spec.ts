@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { expect } from 'aegir/chai'
@@ -28,6 +28,7 @@ describe('README library example', function () {
   })
 
   it('compiles against the package exports and runs', async () => {
+    await mkdir(`${root}test/fixtures`, { recursive: true })
     await writeFile(exampleFile, await readmeBlock('<!-- example: embed -->'))
     await writeFile(tsconfigFile, JSON.stringify({
       extends: '../../tsconfig.json',

@@ -3,23 +3,26 @@
  * identity, persistent datastore, libp2p, cluster discovery and the HTTP API.
  */
 import { join } from 'node:path'
-import { LevelDatastore } from 'datastore-level'
 import { multiaddr } from '@multiformats/multiaddr'
+import { LevelDatastore } from 'datastore-level'
 import { Registry } from 'prom-client'
-import { clusterProtocol, CLUSTER_HELLO_BYTES_MAX } from './constants.ts'
 import { readSavedConfig, resolveConfig, writeSavedConfig, parseHostPort } from './config.ts'
+import { clusterProtocol, CLUSTER_HELLO_BYTES_MAX } from './constants.ts'
 import { ClusterDiscovery } from './discovery.ts'
 import { UserError } from './errors.ts'
 import { isLoopbackHost, loadOrCreateApiToken, startHttpApi } from './http-api.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p } from './libp2p.ts'
 import { createLogger } from './logger.ts'
+import { raftRoutes } from './raft/routes.ts'
+import { RAFT_SETTINGS_DEFAULTS, RaftService } from './raft/service.ts'
 import { statusRoutes } from './routes.ts'
 import { VERSION } from './version.ts'
 import type { AccordConfig } from './config.ts'
 import type { Member } from './discovery.ts'
 import type { HttpApi } from './http-api.ts'
 import type { AccordLibp2p } from './libp2p.ts'
+import type { RaftSummary } from './raft/service.ts'
 import type { Logger } from 'pino'
 
 export interface CreateAccordNodeOptions {
@@ -51,6 +54,8 @@ export interface NodeStatus {
   dhtRoutingTableSize: number
   members: Member[]
   peers: PeerStatus[]
+  /** null when Raft is off. */
+  raft: RaftSummary | null
 }
 
 export interface AccordNode {
@@ -58,10 +63,12 @@ export interface AccordNode {
   readonly libp2p: AccordLibp2p
   readonly apiUrl: string | null
   readonly metrics: Registry
+  /** The Raft group and KV store, or null when Raft is off. */
+  readonly raft: RaftService | null
   /** Cluster members known to this node (cheap: no peer store reads). */
-  members: () => Member[]
-  status: () => Promise<NodeStatus>
-  stop: () => Promise<void>
+  members(): Member[]
+  status(): Promise<NodeStatus>
+  stop(): Promise<void>
 }
 
 /**
@@ -73,7 +80,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   const resolved = resolveConfig(config.dataDir, saved, config)
   const log = options.logger ?? createLogger(resolved.logLevel)
   const identity = await loadOrCreateIdentity(resolved.dataDir, { passphrase: options.passphrase })
-  if (identity.created) log.info({ peerId: identity.peerId.toString(), path: identity.path }, 'created a new identity')
+  if (identity.created) { log.info({ peerId: identity.peerId.toString(), path: identity.path }, 'created a new identity') }
 
   const datastore = new LevelDatastore(join(resolved.dataDir, 'datastore'))
   try {
@@ -95,7 +102,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   const protocol = clusterProtocol(resolved.cluster)
   await libp2p.handle(protocol, async (stream) => {
     const hello = new TextEncoder().encode(JSON.stringify({ cluster: resolved.cluster, version: VERSION }))
-    if (hello.byteLength <= CLUSTER_HELLO_BYTES_MAX) stream.send(hello)
+    if (hello.byteLength <= CLUSTER_HELLO_BYTES_MAX) { stream.send(hello) }
     await stream.close()
   })
 
@@ -121,6 +128,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   const effective: AccordConfig = { ...resolved, listen: bound }
 
   let api: HttpApi | null = null
+  let raft: RaftService | null = null
   const status = async (): Promise<NodeStatus> => {
     const members = discovery.members()
     const memberIds = new Set(members.map(m => m.peerId))
@@ -150,12 +158,14 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       uptimeMs: Date.now() - startedAtMs,
       dhtRoutingTableSize: routingTableSize(libp2p),
       members,
-      peers: [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
+      peers: [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId)),
+      raft: raft?.summary() ?? null
     }
   }
 
   const stopAll = async (): Promise<void> => {
     await api?.close()
+    await raft?.stop()
     await discovery.stop()
     await libp2p.stop()
     await datastore.close()
@@ -169,15 +179,33 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       if (reached === 0 && discovery.knownMembers === 0) {
         throw new UserError(`cannot reach any bootstrap peer: ${failures.join('; ')}`)
       }
-      for (const failure of failures) log.warn({ failure }, 'bootstrap peer unreachable')
+      for (const failure of failures) { log.warn({ failure }, 'bootstrap peer unreachable') }
+    }
+    if (resolved.raft) {
+      const bootstrapPeers = resolved.bootstrap.map(addr => multiaddr(addr).getComponents().find(c => c.name === 'p2p')?.value ?? '')
+      raft = await RaftService.start({
+        libp2p,
+        dataDir: resolved.dataDir,
+        join: resolved.bootstrap.length > 0 && !resolved.raftInit,
+        joinCandidates: () => [...new Set([...bootstrapPeers, ...discovery.members().filter(m => m.connected).map(m => m.peerId)])],
+        settings: {
+          ...RAFT_SETTINGS_DEFAULTS,
+          tickIntervalMs: resolved.raftTickMs,
+          readOnlyMode: resolved.raftLeaseReads ? 'lease' : 'safe',
+          snapshotEveryEntries: resolved.raftSnapshotEntries
+        },
+        registry: metrics,
+        log
+      })
     }
     if (resolved.api !== null) {
       const { host, port } = parseHostPort(resolved.api, '--api')
       const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
-      api = await startHttpApi({ host, port, token, routes: statusRoutes({ status, metrics }), log: log.child({ component: 'http' }) })
+      const routes = [...statusRoutes({ status, metrics }), ...(raft != null ? raftRoutes(raft) : [])]
+      api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }) })
       effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
     }
-    if (options.saveConfig !== false) await writeSavedConfig(effective)
+    if (options.saveConfig !== false) { await writeSavedConfig(effective) }
   } catch (err) {
     await stopAll()
     throw err
@@ -191,6 +219,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     libp2p,
     apiUrl: api?.url ?? null,
     metrics,
+    raft,
     members: () => discovery.members(),
     status,
     stop: async () => {
@@ -201,7 +230,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
 }
 
 function addOnce (list: string[], value: string | undefined): void {
-  if (value != null && !list.includes(value)) list.push(value)
+  if (value != null && !list.includes(value)) { list.push(value) }
 }
 
 function routingTableSize (libp2p: AccordLibp2p): number {
@@ -216,7 +245,7 @@ function boundListenAddresses (configured: string[], libp2p: AccordLibp2p): stri
     const ma = multiaddr(addr)
     const components = ma.getComponents()
     const tcp = components.find(c => c.name === 'tcp')
-    if (tcp?.value !== '0') return addr
+    if (tcp?.value !== '0') { return addr }
     const ip = components.find(c => c.name === 'ip4' || c.name === 'ip6')
     const match = bound.find(b => ip != null && b.startsWith(`/${ip.name}/${ip.value}/tcp/`))
     return match != null ? match.replace(/\/p2p\/.*$/, '') : addr
@@ -224,11 +253,11 @@ function boundListenAddresses (configured: string[], libp2p: AccordLibp2p): stri
 }
 
 function explainStartError (err: unknown, config: AccordConfig): Error {
-  if (err instanceof UserError) return err
+  if (err instanceof UserError) { return err }
   const e = err as NodeJS.ErrnoException
   const text = `${e.code ?? ''} ${e.message ?? ''}`
-  if (text.includes('EADDRINUSE')) return new UserError(`listen address already in use: ${config.listen.join(', ')}`)
-  if (text.includes('EADDRNOTAVAIL')) return new UserError(`listen address not available on this machine: ${config.listen.join(', ')}`)
-  if (e.name === 'UnsupportedListenAddressesError' || e.name === 'NoValidAddressesError') return new UserError(`no usable listen address in ${config.listen.join(', ')}`)
+  if (text.includes('EADDRINUSE')) { return new UserError(`listen address already in use: ${config.listen.join(', ')}`) }
+  if (text.includes('EADDRNOTAVAIL')) { return new UserError(`listen address not available on this machine: ${config.listen.join(', ')}`) }
+  if (e.name === 'UnsupportedListenAddressesError' || e.name === 'NoValidAddressesError') { return new UserError(`no usable listen address in ${config.listen.join(', ')}`) }
   return e instanceof Error ? e : new Error(String(err))
 }

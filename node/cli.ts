@@ -4,12 +4,14 @@
  * occupied ports, bad key files, unreachable peers) ends as one line on
  * stderr and a non-zero exit, without a stack trace.
  */
-import { UserError } from './errors.ts'
-import { VERSION } from './version.ts'
 import { demoCommand, DEMO_HELP } from './cli/demo.ts'
 import { idCommand, ID_HELP } from './cli/id.ts'
+import { kvCommand, KV_HELP } from './cli/kv.ts'
+import { raftCommand, RAFT_HELP } from './cli/raft.ts'
 import { startCommand, START_HELP } from './cli/start.ts'
 import { statusCommand, STATUS_HELP } from './cli/status.ts'
+import { UserError } from './errors.ts'
+import { VERSION } from './version.ts'
 
 const MAIN_HELP = `accord ${VERSION}: a peer-to-peer consensus toolkit on libp2p
 
@@ -20,15 +22,19 @@ Commands:
   demo      run a local cluster of node processes with a live view
   status    show a node's status
   id        print a node's PeerId
+  kv        put, get, delete and compare-and-swap keys of the replicated store
+  raft      show and change the Raft group's members, transfer leadership
 
 "accord <command> --help" describes a command's flags.
 `
 
-const COMMANDS: Record<string, { run: (args: string[]) => Promise<void>, help: string }> = {
+const COMMANDS: Record<string, { run(args: string[]): Promise<void>, help: string }> = {
   start: { run: startCommand, help: START_HELP },
   demo: { run: demoCommand, help: DEMO_HELP },
   status: { run: statusCommand, help: STATUS_HELP },
-  id: { run: idCommand, help: ID_HELP }
+  id: { run: idCommand, help: ID_HELP },
+  kv: { run: kvCommand, help: KV_HELP },
+  raft: { run: raftCommand, help: RAFT_HELP }
 }
 
 async function main (argv: string[]): Promise<number> {
@@ -42,7 +48,7 @@ async function main (argv: string[]): Promise<number> {
     return 0
   }
   const command = COMMANDS[name]
-  if (command === undefined) throw new UserError(`unknown command "${name}" (try accord --help)`)
+  if (command === undefined) { throw new UserError(`unknown command "${name}" (try accord --help)`) }
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(command.help)
     return 0

@@ -4,8 +4,8 @@
  */
 import { open, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { UserError } from './errors.ts'
 
 export const CONFIG_FILE = 'accord.json'
@@ -44,12 +44,27 @@ export interface AccordConfig {
   denyPeers: string[]
   /** How often discovery walks the DHT (ms). */
   discoveryIntervalMs: number
+  /** Run the Raft group and the replicated KV store. */
+  raft: boolean
+  /**
+   * Found a new Raft group with this node as its only voter when its Raft
+   * storage is empty, even though bootstrap peers are given. Without
+   * bootstrap peers a fresh node always founds; with them it joins.
+   */
+  raftInit: boolean
+  /** Raft timing: one tick every raftTickMs; elections after 10-20 ticks. */
+  raftTickMs: number
+  /** Serve `consistency=lease` reads from the leader's lease (trusts clocks). */
+  raftLeaseReads: boolean
+  /** Snapshot the KV store and compact the log every this many applied entries. */
+  raftSnapshotEntries: number
 }
 
 /** The settings that are saved in the data dir and reused on restart. */
 export const SAVED_KEYS = [
   'cluster', 'listen', 'bootstrap', 'public', 'dhtKeepPrivateAddresses', 'mdns', 'api', 'logLevel',
-  'pnetKeyFile', 'maxConnections', 'allowPeers', 'denyPeers', 'discoveryIntervalMs'
+  'pnetKeyFile', 'maxConnections', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
+  'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries'
 ] as const satisfies ReadonlyArray<keyof AccordConfig>
 
 export type SavedConfig = Partial<Pick<AccordConfig, typeof SAVED_KEYS[number]>>
@@ -69,7 +84,12 @@ export function defaultConfig (dataDir: string): AccordConfig {
     maxConnections: 300,
     allowPeers: [],
     denyPeers: [],
-    discoveryIntervalMs: 10_000
+    discoveryIntervalMs: 10_000,
+    raft: true,
+    raftInit: false,
+    raftTickMs: 100,
+    raftLeaseReads: false,
+    raftSnapshotEntries: 10_000
   }
 }
 
@@ -92,26 +112,26 @@ export function resolveConfig (dataDir: string, saved: SavedConfig, overrides: P
 
 export function validateConfig (config: AccordConfig): void {
   const fail = (message: string): never => { throw new UserError(message) }
-  if (typeof config.dataDir !== 'string' || config.dataDir === '') fail('--data-dir is required')
+  if (typeof config.dataDir !== 'string' || config.dataDir === '') { fail('--data-dir is required') }
   if (typeof config.cluster !== 'string' || !CLUSTER_NAME.test(config.cluster)) {
     fail(`--cluster "${String(config.cluster)}" is not a valid name (letters, digits, ".", "_", "-"; at most 63)`)
   }
-  if (!isStringArray(config.listen) || config.listen.length === 0) fail('at least one --listen address is required')
-  for (const addr of config.listen) parseMultiaddr(addr, '--listen')
-  if (!isStringArray(config.bootstrap)) fail('bootstrap must be a list of multiaddrs')
+  if (!isStringArray(config.listen) || config.listen.length === 0) { fail('at least one --listen address is required') }
+  for (const addr of config.listen) { parseMultiaddr(addr, '--listen') }
+  if (!isStringArray(config.bootstrap)) { fail('bootstrap must be a list of multiaddrs') }
   for (const addr of config.bootstrap) {
     const ma = parseMultiaddr(addr, '--bootstrap')
-    if (ma.getComponents().find(c => c.name === 'p2p') == null) fail(`--bootstrap ${addr} has no /p2p/<peer-id> part`)
+    if (ma.getComponents().find(c => c.name === 'p2p') == null) { fail(`--bootstrap ${addr} has no /p2p/<peer-id> part`) }
   }
-  for (const key of ['public', 'mdns', 'dhtKeepPrivateAddresses'] as const) {
-    if (typeof config[key] !== 'boolean') fail(`${key} must be true or false`)
+  for (const key of ['public', 'mdns', 'dhtKeepPrivateAddresses', 'raft', 'raftInit', 'raftLeaseReads'] as const) {
+    if (typeof config[key] !== 'boolean') { fail(`${key} must be true or false`) }
   }
-  if (config.api !== null) parseHostPort(config.api, '--api')
-  if (!(LOG_LEVELS as readonly string[]).includes(config.logLevel)) fail(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
-  if (config.pnetKeyFile !== null && (typeof config.pnetKeyFile !== 'string' || config.pnetKeyFile === '')) fail('--pnet-key must be a file path')
-  if (!Number.isInteger(config.maxConnections) || config.maxConnections < 1 || config.maxConnections > 100_000) fail('--max-connections must be an integer in 1..100000')
+  if (config.api !== null) { parseHostPort(config.api, '--api') }
+  if (!(LOG_LEVELS as readonly string[]).includes(config.logLevel)) { fail(`--log-level must be one of ${LOG_LEVELS.join(', ')}`) }
+  if (config.pnetKeyFile !== null && (typeof config.pnetKeyFile !== 'string' || config.pnetKeyFile === '')) { fail('--pnet-key must be a file path') }
+  if (!Number.isInteger(config.maxConnections) || config.maxConnections < 1 || config.maxConnections > 100_000) { fail('--max-connections must be an integer in 1..100000') }
   for (const key of ['allowPeers', 'denyPeers'] as const) {
-    if (!isStringArray(config[key])) fail(`${key} must be a list of peer ids`)
+    if (!isStringArray(config[key])) { fail(`${key} must be a list of peer ids`) }
     for (const id of config[key]) {
       try { peerIdFromString(id) } catch { fail(`${key}: "${id}" is not a peer id`) }
     }
@@ -119,12 +139,16 @@ export function validateConfig (config: AccordConfig): void {
   if (!Number.isInteger(config.discoveryIntervalMs) || config.discoveryIntervalMs < 100 || config.discoveryIntervalMs > 3_600_000) {
     fail('discoveryIntervalMs must be an integer in 100..3600000')
   }
+  if (!Number.isInteger(config.raftTickMs) || config.raftTickMs < 10 || config.raftTickMs > 10_000) { fail('--raft-tick-ms must be an integer in 10..10000') }
+  if (!Number.isInteger(config.raftSnapshotEntries) || config.raftSnapshotEntries < 10 || config.raftSnapshotEntries > 100_000_000) {
+    fail('--raft-snapshot-entries must be an integer in 10..100000000')
+  }
 }
 
 export function parseHostPort (value: string, flag: string): { host: string, port: number } {
   const match = /^(\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+):(\d{1,5})$/.exec(value)
   const port = match == null ? NaN : Number(match[2])
-  if (match == null || port > 65535) throw new UserError(`${flag} "${value}" is not HOST:PORT`)
+  if (match == null || port > 65535) { throw new UserError(`${flag} "${value}" is not HOST:PORT`) }
   return { host: match[1].replace(/^\[|\]$/g, ''), port }
 }
 
@@ -151,7 +175,7 @@ export async function readSavedConfig (dataDir: string): Promise<SavedConfig> {
   try {
     text = await readFile(path, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') { return {} }
     throw new UserError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
   let json: unknown
@@ -160,9 +184,9 @@ export async function readSavedConfig (dataDir: string): Promise<SavedConfig> {
   } catch {
     throw new UserError(`${path} is not valid JSON`)
   }
-  if (typeof json !== 'object' || json == null || Array.isArray(json)) throw new UserError(`${path} must hold a JSON object`)
+  if (typeof json !== 'object' || json == null || Array.isArray(json)) { throw new UserError(`${path} must hold a JSON object`) }
   const unknown = Object.keys(json).filter(k => !(SAVED_KEYS as readonly string[]).includes(k))
-  if (unknown.length > 0) throw new UserError(`${path} has unknown setting "${unknown[0]}"`)
+  if (unknown.length > 0) { throw new UserError(`${path} has unknown setting "${unknown[0]}"`) }
   return json as SavedConfig
 }
 

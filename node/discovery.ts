@@ -13,10 +13,10 @@
  * (persisted), so a restarted node redials them without a bootstrap node.
  */
 import { randomBytes } from 'node:crypto'
-import { sha256 } from 'multiformats/hashes/sha2'
-import { CID } from 'multiformats/cid'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
 import { clusterProtocol, rendezvousKey } from './constants.ts'
 import type { AccordLibp2p } from './libp2p.ts'
 import type { PeerId, PeerInfo, PeerUpdate } from '@libp2p/interface'
@@ -125,14 +125,14 @@ export class ClusterDiscovery {
   // update is where a peer's protocol list, and so its membership, shows
   readonly #onPeerUpdate = (event: CustomEvent<PeerUpdate>): void => {
     const { peer } = event.detail
-    if (peer.protocols.includes(this.#protocol)) this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString()))
+    if (peer.protocols.includes(this.#protocol)) { this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString())) }
   }
 
   #record (peerId: PeerId, addresses: string[]): void {
     const id = peerId.toString()
     const known = this.#members.get(id)
     if (known != null) {
-      if (addresses.length > 0) known.addresses = addresses
+      if (addresses.length > 0) { known.addresses = addresses }
       return
     }
     if (this.#members.size >= MEMBERS_MAX) {
@@ -145,7 +145,7 @@ export class ClusterDiscovery {
   }
 
   #schedule (): void {
-    if (!this.#running) return
+    if (!this.#running) { return }
     const delay = this.#rounds < FAST_ROUNDS ? FAST_ROUND_MS : this.#options.intervalMs
     this.#timer = setTimeout(() => {
       this.#rounds++
@@ -158,7 +158,7 @@ export class ClusterDiscovery {
   async #round (): Promise<void> {
     const budget = { dials: DIALS_PER_ROUND_MAX }
     const offer = (peer: PeerInfo): void => {
-      if (budget.dials > 0 && this.#dial(peer.id, peer)) budget.dials--
+      if (budget.dials > 0 && this.#dial(peer.id, peer)) { budget.dials-- }
     }
     for (const addr of this.#options.bootstrap) {
       const ma = multiaddr(addr)
@@ -167,10 +167,9 @@ export class ClusterDiscovery {
     }
     // peers are dialled as the walk reveals them, not after it ends: a
     // walk can take seconds on a busy node
-    if (this.#options.public) await this.#rendezvous(offer)
-    else await this.#walk(offer)
+    if (this.#options.public) { await this.#rendezvous(offer) } else { await this.#walk(offer) }
     for (const member of this.members()) {
-      if (!member.connected) offer({ id: peerIdFromString(member.peerId), multiaddrs: [] })
+      if (!member.connected) { offer({ id: peerIdFromString(member.peerId), multiaddrs: [] }) }
     }
   }
 
@@ -182,11 +181,11 @@ export class ClusterDiscovery {
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
     try {
       for await (const event of node.services.dht.getClosestPeers(key, { signal })) {
-        if (event.name === 'FINAL_PEER') offer(event.peer)
-        if (event.name === 'PEER_RESPONSE') event.closer.forEach(offer)
+        if (event.name === 'FINAL_PEER') { offer(event.peer) }
+        if (event.name === 'PEER_RESPONSE') { event.closer.forEach(offer) }
       }
     } catch (err) {
-      if (this.#running) this.#options.log.debug({ err }, 'dht walk ended early')
+      if (this.#running) { this.#options.log.debug({ err }, 'dht walk ended early') }
     }
   }
 
@@ -197,15 +196,15 @@ export class ClusterDiscovery {
     try {
       // kad-dht republishes provider records by itself once provided
       if (!this.#provided && node.getConnections().length > 0) {
-        for await (const event of node.services.dht.provide(cid, { signal: signal() })) void event
+        for await (const event of node.services.dht.provide(cid, { signal: signal() })) { void event }
         this.#provided = true
         this.#options.log.info({ cid: cid.toString() }, 'provided cluster rendezvous key')
       }
       for await (const event of node.services.dht.findProviders(cid, { signal: signal() })) {
-        if (event.name === 'PROVIDER') event.providers.forEach(offer)
+        if (event.name === 'PROVIDER') { event.providers.forEach(offer) }
       }
     } catch (err) {
-      if (this.#running) this.#options.log.debug({ err }, 'rendezvous ended early')
+      if (this.#running) { this.#options.log.debug({ err }, 'rendezvous ended early') }
     }
   }
 
@@ -213,7 +212,7 @@ export class ClusterDiscovery {
   #dial (peerId: PeerId, info?: PeerInfo): boolean {
     const { node } = this.#options
     const id = peerId.toString()
-    if (peerId.equals(node.peerId) || this.#dialing.has(id) || node.getConnections(peerId).length > 0) return false
+    if (peerId.equals(node.peerId) || this.#dialing.has(id) || node.getConnections(peerId).length > 0) { return false }
     const target = info != null && info.multiaddrs.length > 0 ? info.multiaddrs : peerId
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
     this.#dialing.add(id)

@@ -4,12 +4,12 @@
  * being generated into `<dataDir>/api.token` (mode 0600).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { createServer } from 'node:http'
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { createServer } from 'node:http'
 import { isIP } from 'node:net'
-import { UserError } from './errors.ts'
+import { join } from 'node:path'
 import { writeFileAtomic } from './config.ts'
+import { UserError } from './errors.ts'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -22,7 +22,7 @@ export interface Route {
   method: 'GET' | 'PUT' | 'POST' | 'DELETE'
   /** Matched against the path; capture groups are passed to the handler. */
   path: RegExp
-  handle: (request: IncomingMessage, params: string[], url: URL) => Promise<ApiResponse>
+  handle(request: IncomingMessage, params: string[], url: URL): Promise<ApiResponse>
 }
 
 export interface ApiResponse {
@@ -30,13 +30,17 @@ export interface ApiResponse {
   json?: unknown
   text?: string
   contentType?: string
+  headers?: Record<string, string>
 }
 
 export class HttpError extends Error {
   readonly status: number
-  constructor (status: number, message: string) {
+  /** Extra fields of the JSON error body (e.g. the leader to ask instead). */
+  readonly details: Record<string, unknown>
+  constructor (status: number, message: string, details: Record<string, unknown> = {}) {
     super(message)
     this.status = status
+    this.details = details
   }
 }
 
@@ -50,7 +54,7 @@ export async function loadOrCreateApiToken (dataDir: string): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).trim()
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') { throw err }
   }
   const token = randomBytes(32).toString('base64url')
   await writeFileAtomic(path, token + '\n', 0o600)
@@ -59,7 +63,7 @@ export async function loadOrCreateApiToken (dataDir: string): Promise<string> {
 
 export interface HttpApi {
   url: string
-  close: () => Promise<void>
+  close(): Promise<void>
 }
 
 export async function startHttpApi (options: { host: string, port: number, token: string | null, routes: Route[], log: Logger }): Promise<HttpApi> {
@@ -69,7 +73,7 @@ export async function startHttpApi (options: { host: string, port: number, token
   const server: Server = createServer((request, response) => {
     handle(request).then(result => { send(response, result) }, (err: unknown) => {
       if (err instanceof HttpError) {
-        send(response, { status: err.status, json: { error: err.message } })
+        send(response, { status: err.status, json: { error: err.message, ...err.details } })
       } else {
         log.error({ err }, 'http handler failed')
         send(response, { status: 500, json: { error: 'internal error' } })
@@ -86,7 +90,7 @@ export async function startHttpApi (options: { host: string, port: number, token
         throw new HttpError(401, 'missing or wrong bearer token')
       }
     }
-    if ((request.url ?? '').length > URL_BYTES_MAX) throw new HttpError(414, 'request URL too long')
+    if ((request.url ?? '').length > URL_BYTES_MAX) { throw new HttpError(414, 'request URL too long') }
     let url: URL
     try {
       url = new URL(request.url ?? '/', 'http://localhost')
@@ -96,12 +100,12 @@ export async function startHttpApi (options: { host: string, port: number, token
     let pathMatched = false
     for (const route of routes) {
       const match = route.path.exec(url.pathname)
-      if (match == null) continue
+      if (match == null) { continue }
       pathMatched = true
-      if (route.method !== request.method) continue
-      return await route.handle(request, match.slice(1).map(decodePathParam), url)
+      if (route.method !== request.method) { continue }
+      return route.handle(request, match.slice(1).map(decodePathParam), url)
     }
-    if (pathMatched) throw new HttpError(405, `method ${request.method ?? ''} not allowed on ${url.pathname}`)
+    if (pathMatched) { throw new HttpError(405, `method ${request.method ?? ''} not allowed on ${url.pathname}`) }
     throw new HttpError(404, `no such endpoint: ${url.pathname}`)
   }
 
@@ -124,6 +128,35 @@ export async function startHttpApi (options: { host: string, port: number, token
   }
 }
 
+/** Read a request body of at most `bytesMax` bytes (413 beyond it). */
+export async function readBody (request: IncomingMessage, bytesMax: number): Promise<Uint8Array> {
+  const declared = Number(request.headers['content-length'] ?? 0)
+  if (declared > bytesMax) { throw new HttpError(413, `request body exceeds ${bytesMax} bytes`) }
+  const chunks: Buffer[] = []
+  let total = 0
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    total += chunk.byteLength
+    if (total > bytesMax) { throw new HttpError(413, `request body exceeds ${bytesMax} bytes`) }
+    chunks.push(chunk)
+  }
+  return new Uint8Array(Buffer.concat(chunks))
+}
+
+/** Parse a JSON object body and refuse fields other than `allowed`. */
+export async function readJsonBody (request: IncomingMessage, bytesMax: number, allowed: readonly string[]): Promise<Record<string, unknown>> {
+  const bytes = await readBody(request, bytesMax)
+  let json: unknown
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+  } catch {
+    throw new HttpError(400, 'request body is not valid JSON')
+  }
+  if (typeof json !== 'object' || json == null || Array.isArray(json)) { throw new HttpError(400, 'request body must be a JSON object') }
+  const unknown = Object.keys(json).find(k => !allowed.includes(k))
+  if (unknown !== undefined) { throw new HttpError(400, `unknown field "${unknown}" (allowed: ${allowed.join(', ')})`) }
+  return json as Record<string, unknown>
+}
+
 function decodePathParam (value: string): string {
   try {
     return decodeURIComponent(value)
@@ -133,12 +166,12 @@ function decodePathParam (value: string): string {
 }
 
 function send (response: ServerResponse, result: ApiResponse): void {
-  if (response.headersSent) return
+  if (response.headersSent) { return }
   if (result.text !== undefined) {
-    response.writeHead(result.status, { 'content-type': result.contentType ?? 'text/plain; charset=utf-8' })
+    response.writeHead(result.status, { ...result.headers, 'content-type': result.contentType ?? 'text/plain; charset=utf-8' })
     response.end(result.text)
   } else {
-    response.writeHead(result.status, { 'content-type': 'application/json' })
+    response.writeHead(result.status, { ...result.headers, 'content-type': 'application/json' })
     response.end(JSON.stringify(result.json ?? {}) + '\n')
   }
 }

@@ -38,7 +38,7 @@ export async function loadOrCreateIdentity (dataDir: string, options: { passphra
   try {
     mode = (await stat(path)).mode
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new UserError(`cannot read identity key ${path}: ${(err as NodeJS.ErrnoException).code}`)
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') { throw new UserError(`cannot read identity key ${path}: ${(err as NodeJS.ErrnoException).code}`) }
   }
 
   if (mode === undefined) {
@@ -69,7 +69,7 @@ export async function loadOrCreateIdentity (dataDir: string, options: { passphra
     const privateKey = decodeKeyFile(bytes, options.passphrase)
     return { privateKey, peerId: peerIdFromPrivateKey(privateKey), path, created: false }
   } catch (err) {
-    if (err instanceof KeyFileError) throw new UserError(`identity key ${path}: ${err.message}`)
+    if (err instanceof KeyFileError) { throw new UserError(`identity key ${path}: ${err.message}`) }
     throw err
   }
 }

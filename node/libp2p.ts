@@ -15,16 +15,16 @@ import { preSharedKey } from '@libp2p/pnet'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import type { Libp2pOptions } from 'libp2p'
-import { UserError } from './errors.ts'
 import { PRIVATE_DHT_PROTOCOL } from './constants.ts'
+import { UserError } from './errors.ts'
 import type { AccordConfig } from './config.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
-import type { KadDHT } from '@libp2p/kad-dht'
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Datastore } from 'interface-datastore'
+import type { Libp2pOptions } from 'libp2p'
 import type { Registry } from 'prom-client'
 
 // a type alias, not an interface: libp2p's ServiceMap needs an index signature
@@ -73,13 +73,13 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
   const refused = (peer: PeerId): boolean => deny.has(peer.toString()) || (allow.size > 0 && !allow.has(peer.toString()))
 
   const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
-  if (config.mdns) peerDiscovery.push(mdns({ serviceTag: `accord-${config.cluster}` }))
+  if (config.mdns) { peerDiscovery.push(mdns({ serviceTag: `accord-${config.cluster}` })) }
 
   const psk = config.pnetKeyFile != null ? await readSwarmKey(config.pnetKeyFile) : undefined
 
   // Not started here: the caller registers its protocol handlers first, so
   // the very first identify exchange already announces them.
-  return await createLibp2p<AccordServices>({
+  return createLibp2p<AccordServices>({
     start: false,
     privateKey: options.privateKey,
     datastore: options.datastore,

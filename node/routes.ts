@@ -1,8 +1,8 @@
-import type { Route } from './http-api.ts'
 import type { NodeStatus } from './accord-node.ts'
+import type { Route } from './http-api.ts'
 import type { Registry } from 'prom-client'
 
-export function statusRoutes (deps: { status: () => Promise<NodeStatus>, metrics: Registry }): Route[] {
+export function statusRoutes (deps: { status(): Promise<NodeStatus>, metrics: Registry }): Route[] {
   return [
     {
       method: 'GET',

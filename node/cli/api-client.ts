@@ -20,13 +20,13 @@ export async function resolveApiTarget (flags: { api?: string, 'data-dir'?: stri
   if (dataDir !== undefined) {
     if (url === undefined) {
       const info = await readRuntimeInfo(dataDir)
-      if (info?.api == null) throw new UserError(`no running node with an API found in ${dataDir}`)
+      if (info?.api == null) { throw new UserError(`no running node with an API found in ${dataDir}`) }
       url = info.api
     }
     token ??= await readFile(join(dataDir, API_TOKEN_FILE), 'utf8').then(t => t.trim(), () => null)
   }
   url ??= 'http://127.0.0.1:7070'
-  if (!/^https?:\/\//.test(url)) url = `http://${url}`
+  if (!/^https?:\/\//.test(url)) { url = `http://${url}` }
   try {
     return { url: new URL(url).toString().replace(/\/$/, ''), token }
   } catch {

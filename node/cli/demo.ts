@@ -9,8 +9,8 @@ import { spawn } from 'node:child_process'
 import { mkdir, open, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UserError } from '../errors.ts'
 import { writeFileAtomic } from '../config.ts'
+import { UserError } from '../errors.ts'
 import { readRuntimeInfo } from '../runtime-file.ts'
 import { apiRequest } from './api-client.ts'
 import { parseFlags, parseIntegerFlag } from './args.ts'
@@ -84,7 +84,7 @@ export async function demoCommand (args: string[]): Promise<void> {
     node.state = 'down'
     node.child = null
     node.exitReason = reason
-    if (!stopping) view.event(`node ${node.index} is down (${reason}); restart it with: accord start --data-dir ${node.dataDir}`)
+    if (!stopping) { view.event(`node ${node.index} is down (${reason}); restart it with: accord start --data-dir ${node.dataDir}`) }
   }
 
   const first = nodes[0]
@@ -144,9 +144,9 @@ async function launch (node: DemoNode, cluster: string, bootstrap: string[], onE
 async function waitForRuntimeInfo (node: DemoNode): Promise<{ peerId: string }> {
   const deadline = Date.now() + NODE_START_TIMEOUT_MS
   while (Date.now() < deadline) {
-    if (node.state === 'down') break
+    if (node.state === 'down') { break }
     const info = await readRuntimeInfo(node.dataDir)
-    if (info != null && info.pid === node.pid) return info
+    if (info != null && info.pid === node.pid) { return info }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
   const log = await readFile(join(node.dataDir, 'node.log'), 'utf8').catch(() => '')
@@ -157,11 +157,11 @@ async function waitForRuntimeInfo (node: DemoNode): Promise<{ peerId: string }> 
 async function poll (node: DemoNode): Promise<void> {
   try {
     const { status, json } = await apiRequest({ url: node.apiUrl, token: null }, 'GET', '/v1/status', { timeoutMs: 800 })
-    if (status !== 200) throw new Error(`status ${status}`)
+    if (status !== 200) { throw new Error(`status ${status}`) }
     node.status = json as NodeStatus
     if (node.state !== 'up') {
       // a node brought back by hand: learn its pid from its runtime file
-      if (node.child == null) node.pid = (await readRuntimeInfo(node.dataDir))?.pid ?? null
+      if (node.child == null) { node.pid = (await readRuntimeInfo(node.dataDir))?.pid ?? null }
       node.state = 'up'
       node.exitReason = null
     }
@@ -176,11 +176,11 @@ async function poll (node: DemoNode): Promise<void> {
 
 async function stopNode (node: DemoNode): Promise<void> {
   const pid = node.child?.pid ?? (node.state === 'up' ? node.pid : null)
-  if (pid == null) return
+  if (pid == null) { return }
   try { process.kill(pid, 'SIGTERM') } catch { return }
   const deadline = Date.now() + STOP_TIMEOUT_MS
-  while (Date.now() < deadline && isAlive(pid)) await new Promise(resolve => setTimeout(resolve, 50))
-  if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+  while (Date.now() < deadline && isAlive(pid)) { await new Promise(resolve => setTimeout(resolve, 50)) }
+  if (isAlive(pid)) { process.kill(pid, 'SIGKILL') }
   node.state = 'down'
   node.exitReason = 'stopped'
 }
@@ -209,6 +209,13 @@ async function writeClusterFile (dataDir: string, nodes: DemoNode[]): Promise<vo
   await writeFileAtomic(join(dataDir, 'cluster.json'), JSON.stringify(cluster, null, 2) + '\n', 0o644)
 }
 
+function raftRole (s: NodeStatus): string {
+  const raft = s.raft
+  if (raft == null) { return '-' }
+  if (raft.voters.includes(s.peerId)) { return raft.role }
+  return raft.learners.includes(s.peerId) ? 'learner' : 'joining'
+}
+
 /** Renders the table: redrawn in place on a terminal, printed on change otherwise. */
 class DemoView {
   readonly #nodes: DemoNode[]
@@ -230,7 +237,7 @@ class DemoView {
 
   render (): void {
     const table = this.#table()
-    if (table === this.#lastTable) return
+    if (table === this.#lastTable) { return }
     this.#erase()
     process.stdout.write(table)
     this.#drawnLines = this.#tty ? table.split('\n').length - 1 : 0
@@ -238,12 +245,12 @@ class DemoView {
   }
 
   #erase (): void {
-    if (this.#tty && this.#drawnLines > 0) process.stdout.write(`\x1b[${this.#drawnLines}A\x1b[0J`)
+    if (this.#tty && this.#drawnLines > 0) { process.stdout.write(`\x1b[${this.#drawnLines}A\x1b[0J`) }
   }
 
   #table (): string {
     const peers = this.#nodes.length - 1
-    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'conns', 'dht', 'api']]
+    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'conns', 'dht', 'raft', 'term', 'commit', 'api']]
     for (const n of this.#nodes) {
       const s = n.status
       rows.push([
@@ -254,6 +261,9 @@ class DemoView {
         s != null ? `${s.members.filter(m => m.connected).length}/${peers}` : '-',
         s != null ? String(s.peers.length) : '-',
         s != null ? String(s.dhtRoutingTableSize) : '-',
+        s?.raft != null ? raftRole(s) : '-',
+        s?.raft != null ? String(s.raft.term) : '-',
+        s?.raft != null ? String(s.raft.commit) : '-',
         n.apiUrl
       ])
     }

@@ -11,7 +11,7 @@ Environment: ACCORD_PASSPHRASE for an encrypted key.
 export async function idCommand (args: string[]): Promise<void> {
   const flags = parseFlags('id', args, { 'data-dir': { type: 'string' } })
   const dataDir = flags['data-dir']
-  if (dataDir === undefined || dataDir === '') throw new UserError('id: --data-dir is required')
+  if (dataDir === undefined || dataDir === '') { throw new UserError('id: --data-dir is required') }
   const identity = await loadOrCreateIdentity(dataDir, { passphrase: process.env.ACCORD_PASSPHRASE })
   process.stdout.write(`${identity.peerId.toString()}\n`)
 }

@@ -1,6 +1,6 @@
 import { createAccordNode } from '../accord-node.ts'
-import { UserError } from '../errors.ts'
 import { LOG_LEVELS } from '../config.ts'
+import { UserError } from '../errors.ts'
 import { removeRuntimeInfo, writeRuntimeInfo } from '../runtime-file.ts'
 import { parseFlags, parseIntegerFlag } from './args.ts'
 import type { AccordConfig, LogLevel } from '../config.ts'
@@ -25,9 +25,22 @@ node with the same identity, addresses and peers.
   --allow-peer ID         only accept these peers, repeatable
   --deny-peer ID          never accept these peers, repeatable
   --log-level LEVEL       ${LOG_LEVELS.join('|')} (default info)
+  --raft on|off           run the Raft group and KV store (default on)
+  --raft-init             found a new Raft group even though --bootstrap is given
+                          (without --bootstrap a fresh node always founds one;
+                          with it, a fresh node joins as a learner)
+  --raft-tick-ms N        Raft tick (default 100; elections after 10-20 ticks)
+  --raft-lease-reads      allow consistency=lease reads (trusts bounded clock drift)
+  --raft-snapshot-entries N  snapshot and compact every N applied entries (default 10000)
 
 Environment: ACCORD_PASSPHRASE decrypts (and, on first start, encrypts) the identity key.
 `
+
+function onOff (value: string | undefined, flag: string): boolean | undefined {
+  if (value === undefined) { return undefined }
+  if (value !== 'on' && value !== 'off') { throw new UserError(`${flag} must be "on" or "off"`) }
+  return value === 'on'
+}
 
 export async function startCommand (args: string[]): Promise<void> {
   const flags = parseFlags('start', args, {
@@ -42,10 +55,15 @@ export async function startCommand (args: string[]): Promise<void> {
     'max-connections': { type: 'string' },
     'allow-peer': { type: 'string', multiple: true },
     'deny-peer': { type: 'string', multiple: true },
-    'log-level': { type: 'string' }
+    'log-level': { type: 'string' },
+    raft: { type: 'string' },
+    'raft-init': { type: 'boolean' },
+    'raft-tick-ms': { type: 'string' },
+    'raft-lease-reads': { type: 'boolean' },
+    'raft-snapshot-entries': { type: 'string' }
   })
   const dataDir = flags['data-dir']
-  if (dataDir === undefined || dataDir === '') throw new UserError('start: --data-dir is required')
+  if (dataDir === undefined || dataDir === '') { throw new UserError('start: --data-dir is required') }
 
   const overrides: Partial<AccordConfig> = {
     listen: flags.listen,
@@ -58,7 +76,12 @@ export async function startCommand (args: string[]): Promise<void> {
     maxConnections: parseIntegerFlag(flags['max-connections'], '--max-connections', 1, 100_000),
     allowPeers: flags['allow-peer'],
     denyPeers: flags['deny-peer'],
-    logLevel: flags['log-level'] as LogLevel | undefined
+    logLevel: flags['log-level'] as LogLevel | undefined,
+    raft: onOff(flags.raft, '--raft'),
+    raftInit: flags['raft-init'],
+    raftTickMs: parseIntegerFlag(flags['raft-tick-ms'], '--raft-tick-ms', 10, 10_000),
+    raftLeaseReads: flags['raft-lease-reads'],
+    raftSnapshotEntries: parseIntegerFlag(flags['raft-snapshot-entries'], '--raft-snapshot-entries', 10, 100_000_000)
   }
 
   const node = await createAccordNode({ dataDir, ...overrides }, { passphrase: process.env.ACCORD_PASSPHRASE })

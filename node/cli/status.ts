@@ -21,7 +21,7 @@ export async function statusCommand (args: string[]): Promise<void> {
   })
   const target = await resolveApiTarget(flags)
   const { status, json } = await apiRequest(target, 'GET', '/v1/status')
-  if (status !== 200) throw new UserError(`status: the API answered ${status}: ${String(json.error ?? '')}`)
+  if (status !== 200) { throw new UserError(`status: the API answered ${status}: ${String(json.error ?? '')}`) }
   if (flags.json === true) {
     process.stdout.write(JSON.stringify(json, null, 2) + '\n')
     return
@@ -42,7 +42,14 @@ export function formatStatus (s: NodeStatus): string {
     `members    ${s.members.length}`,
     ...s.members.map(m => `  ${m.peerId} ${m.connected ? 'connected' : 'disconnected'}`),
     `connections ${s.peers.length}`,
-    ...s.peers.map(p => `  ${p.peerId} ${p.encryption.join(',')} ${p.multiplexer.join(',')}${p.member ? ' member' : ''}`)
+    ...s.peers.map(p => `  ${p.peerId} ${p.encryption.join(',')} ${p.multiplexer.join(',')}${p.member ? ' member' : ''}`),
+    ...(s.raft == null
+      ? ['raft       off']
+      : [
+          `raft       ${s.raft.role}, term ${s.raft.term}, leader ${s.raft.leader ?? 'none'}`,
+          `           commit ${s.raft.commit}, applied ${s.raft.applied}, last snapshot ${s.raft.lastSnapshotIndex}`,
+          `           ${s.raft.voters.length} voters, ${s.raft.learners.length} learners${s.raft.joint ? ' (joint)' : ''}`
+        ])
   ]
   return lines.join('\n') + '\n'
 }

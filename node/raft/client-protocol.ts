@@ -1,0 +1,133 @@
+/**
+ * `/accord/raft-client/1.0.0`: how a node hands a client request to the
+ * leader (writes, membership changes, leadership transfer, and a joining
+ * node's request to be added as a learner). One request per stream:
+ * a length-prefixed CBOR request, a length-prefixed CBOR answer.
+ *
+ * Any connected peer may send requests: who may connect at all is decided
+ * by the network layer (private-network key, allow and deny lists).
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { decode, encode } from 'cborg'
+import { commandBytesMax, decodeCommand, encodeCommand } from '../../protocols/raft/kv/index.ts'
+import { RaftError } from './driver.ts'
+import type { RaftDriver } from './driver.ts'
+import type { ConfChange } from '../../protocols/raft/index.ts'
+import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
+import type { AccordLibp2p } from '../libp2p.ts'
+import type { Stream } from '@libp2p/interface'
+import type { Logger } from 'pino'
+
+export const RAFT_CLIENT_PROTOCOL = '/accord/raft-client/1.0.0'
+const REQUEST_TIMEOUT_MS = 15_000
+const INBOUND_STREAMS_MAX = 256
+const ANSWER_BYTES_MAX = 64 * 1024
+
+export type ClientRequest =
+  | { op: 'propose', command: KvCommand }
+  | { op: 'conf-change', change: ConfChange }
+  | { op: 'transfer-leader', to: string }
+
+export type ClientAnswer =
+  | { ok: true, result?: KvApplyResult }
+  | { ok: false, code: RaftError['code'], message: string, leader: string | null }
+
+interface WireRequest { v: 1, op: string, command?: Uint8Array, change?: unknown, to?: unknown }
+
+export function requestBytesMax (limits: KvLimits): number {
+  return commandBytesMax(limits) + 1024
+}
+
+function encodeRequest (request: ClientRequest): Uint8Array {
+  switch (request.op) {
+    case 'propose': return encode({ v: 1, op: 'propose', command: encodeCommand(request.command) })
+    case 'conf-change': return encode({ v: 1, op: 'conf-change', change: request.change })
+    case 'transfer-leader': return encode({ v: 1, op: 'transfer-leader', to: request.to })
+  }
+}
+
+/** Decode a request; returns an error string for anything malformed (never throws). */
+export function decodeRequest (bytes: Uint8Array): ClientRequest | string {
+  let wire: WireRequest
+  try {
+    wire = decode(bytes, { rejectDuplicateMapKeys: true }) as WireRequest
+  } catch (err) {
+    return `malformed request: ${(err as Error).message}`
+  }
+  if (typeof wire !== 'object' || wire == null || wire.v !== 1) { return 'unsupported request version' }
+  switch (wire.op) {
+    case 'propose': {
+      if (!(wire.command instanceof Uint8Array)) { return 'propose: command must be bytes' }
+      const decoded = decodeCommand(wire.command)
+      return decoded.ok ? { op: 'propose', command: decoded.command } : `propose: ${decoded.error}`
+    }
+    case 'conf-change':
+      // the core validates the change itself (checkConfChange) before proposing
+      return { op: 'conf-change', change: wire.change as ConfChange }
+    case 'transfer-leader':
+      return typeof wire.to === 'string' ? { op: 'transfer-leader', to: wire.to } : 'transfer-leader: "to" must be a peer id'
+    default:
+      return `unknown request op ${JSON.stringify(wire.op)}`
+  }
+}
+
+/** Serve requests from other nodes against the local driver. */
+export async function handleClientRequests (libp2p: AccordLibp2p, driver: RaftDriver, limits: KvLimits, log: Logger): Promise<void> {
+  await libp2p.handle(RAFT_CLIENT_PROTOCOL, async (stream: Stream) => {
+    const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
+    const lp = lpStream(stream, { maxDataLength: requestBytesMax(limits) })
+    let answer: ClientAnswer
+    try {
+      const request = decodeRequest((await lp.read({ signal })).subarray())
+      answer = typeof request === 'string'
+        ? { ok: false, code: 'invalid', message: request, leader: driver.leader }
+        : await serve(driver, request, signal)
+    } catch (err) {
+      log.debug({ err: (err as Error).message }, 'raft client request failed')
+      answer = toAnswer(err, driver.leader)
+    }
+    try {
+      await lp.write(encode(answer), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }, { maxInboundStreams: INBOUND_STREAMS_MAX })
+}
+
+async function serve (driver: RaftDriver, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
+  switch (request.op) {
+    case 'propose':
+      return { ok: true, result: await driver.propose(request.command, signal) }
+    case 'conf-change':
+      await driver.changeMembership(request.change, signal)
+      return { ok: true }
+    case 'transfer-leader':
+      driver.transferLeadership(request.to)
+      return { ok: true }
+  }
+}
+
+export function toAnswer (err: unknown, leader: string | null): ClientAnswer {
+  if (err instanceof RaftError) { return { ok: false, code: err.code, message: err.message, leader: err.leader ?? leader } }
+  return { ok: false, code: 'retry', message: (err as Error).message, leader }
+}
+
+/** Send a request to `peer` and wait for its answer. */
+export async function sendClientRequest (libp2p: AccordLibp2p, peer: string, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
+  const stream = await libp2p.dialProtocol(peerIdFromString(peer), RAFT_CLIENT_PROTOCOL, { signal })
+  try {
+    const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX })
+    await lp.write(encodeRequest(request), { signal })
+    const answer = decode((await lp.read({ signal })).subarray()) as ClientAnswer
+    await stream.close({ signal })
+    if (typeof answer !== 'object' || answer == null || typeof answer.ok !== 'boolean') {
+      throw new RaftError('retry', `malformed answer from ${peer}`)
+    }
+    return answer
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
+  }
+}

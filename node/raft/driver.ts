@@ -1,0 +1,434 @@
+/**
+ * Drives the I/O-free Raft core: a tick timer, inbound messages, and the
+ * Ready loop (persist, then send, then apply, then advance), plus the
+ * replicated KV store on top. Everything with I/O is handed in: the log
+ * store (fsync), the outbox (libp2p), the clock (setInterval).
+ *
+ * Proposals wait for their entry to be applied; an entry applied at their
+ * index with another term means the proposal was lost to a leader change,
+ * and the caller may retry with the same client session (exactly once).
+ */
+import { randomBytes } from 'node:crypto'
+import { createRng } from '../../protocols/common/rng.ts'
+import { RaftNode } from '../../protocols/raft/index.ts'
+import { encodeCommand, KvStateMachine, validateCommand } from '../../protocols/raft/kv/index.ts'
+import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, ReadState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
+import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
+import type { Logger } from 'pino'
+
+/** Where the driver makes Ready state durable. */
+export interface RaftLogStore {
+  persist(update: { hardState?: HardState, entries: Entry[], snapshot?: Snapshot, mustSync: boolean }): Promise<void>
+  /** A snapshot taken locally (compaction): store it, then drop entries up to its index. */
+  saveSnapshot(snapshot: Snapshot): Promise<void>
+}
+
+/** Where the driver sends messages; sending never blocks and may drop. */
+export interface RaftOutbox {
+  send(to: string, message: Message): void
+}
+
+export interface RaftDriverMetrics {
+  onProposal?(): void
+  onCommit?(entries: number): void
+  /** The term advanced: an election was held (won or not). */
+  onElection?(): void
+  onLeaderChange?(leader: string | null): void
+  onApplyLag?(entries: number): void
+}
+
+export interface RaftDriverOptions {
+  id: string
+  store: RaftLogStore
+  outbox: RaftOutbox
+  restored: RestoredState
+  /** Set only when creating a brand-new cluster (the first node). */
+  bootstrapConf?: ConfState
+  tickIntervalMs: number
+  electionTimeoutTicks: number
+  heartbeatIntervalTicks: number
+  /** 'lease' trusts the leader's lease (clock assumptions); 'safe' is ReadIndex. */
+  readOnlyMode: 'safe' | 'lease'
+  /** Take a snapshot and compact once this many entries were applied since the last one. */
+  snapshotEveryEntries: number
+  /** Promote learners automatically once they have caught up (leader only). */
+  autoPromoteLearners: boolean
+  kvLimits?: Partial<KvLimits>
+  log: Logger
+  metrics?: RaftDriverMetrics
+}
+
+export class RaftError extends Error {
+  readonly code: 'not-leader' | 'no-leader' | 'busy' | 'retry' | 'invalid' | 'stopped' | 'timeout'
+  readonly leader: string | null
+  constructor (code: RaftError['code'], message: string, leader: string | null = null) {
+    super(message)
+    this.name = 'RaftError'
+    this.code = code
+    this.leader = leader
+  }
+}
+
+/** Waiting proposals and reads are bounded: beyond these, requests get 'busy'. */
+export const PENDING_PROPOSALS_MAX = 16_384
+export const PENDING_READS_MAX = 4096
+
+interface ProposalWaiter {
+  term: number
+  resolve(result: KvApplyResult): void
+  reject(err: RaftError): void
+}
+
+interface ReadWaiter {
+  resolve(index: number): void
+  reject(err: RaftError): void
+}
+
+export class RaftDriver {
+  readonly id: string
+  readonly kv: KvStateMachine
+  readonly #core: RaftNode
+  readonly #options: RaftDriverOptions
+  readonly #proposals = new Map<number, ProposalWaiter>()
+  readonly #reads = new Map<string, ReadWaiter>()
+  /** Reads whose index is known, waiting for apply to catch up. */
+  #appliedWaiters: Array<{ index: number, resolve(): void }> = []
+  #readCounter = 0n
+  #timer: ReturnType<typeof setInterval> | undefined
+  #processing = false
+  #again = false
+  #stopped = false
+  #failure: Error | null = null
+  #lastSnapshotIndex: number
+  #leader: string | null = null
+  #term = 0
+  #promoting: string | null = null
+
+  private constructor (options: RaftDriverOptions, kv: KvStateMachine) {
+    this.id = options.id
+    this.kv = kv
+    this.#options = options
+    this.#lastSnapshotIndex = options.restored.snapshot?.meta.index ?? 0
+    this.#term = options.restored.hardState.term
+    this.#core = new RaftNode({
+      id: options.id,
+      rng: createRng(randomBytes(4).readUInt32LE()),
+      electionTimeoutTicks: options.electionTimeoutTicks,
+      heartbeatIntervalTicks: options.heartbeatIntervalTicks,
+      readOnlyMode: options.readOnlyMode
+    }, options.restored, options.bootstrapConf)
+  }
+
+  /** Rebuild the state machine from the restored snapshot and create the core. */
+  static create (options: RaftDriverOptions): RaftDriver {
+    const kv = new KvStateMachine(options.kvLimits)
+    const snapshot = options.restored.snapshot
+    if (snapshot != null && snapshot.data.byteLength > 0) {
+      const restored = kv.restore(snapshot.data)
+      if (!restored.ok) { throw new Error(`raft: the stored snapshot at index ${snapshot.meta.index} does not restore: ${restored.error}`) }
+    }
+    return new RaftDriver(options, kv)
+  }
+
+  start (): void {
+    this.#timer = setInterval(() => {
+      this.#core.tick()
+      this.#promoteCaughtUpLearner()
+      this.#schedule()
+    }, this.#options.tickIntervalMs)
+    this.#schedule()
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    clearInterval(this.#timer)
+    const stopped = new RaftError('stopped', 'the node is stopping')
+    for (const waiter of this.#proposals.values()) { waiter.reject(stopped) }
+    for (const waiter of this.#reads.values()) { waiter.reject(stopped) }
+    this.#proposals.clear()
+    this.#reads.clear()
+    while (this.#processing) { await new Promise(resolve => setTimeout(resolve, 5)) }
+  }
+
+  /** An inbound message from the transport (already decoded and validated). */
+  step (message: Message): void {
+    if (this.#stopped) { return }
+    const result = this.#core.step(message)
+    if (!result.ok && result.reason === 'invalid-message') {
+      this.#options.log.debug({ from: message.from, type: message.type, detail: result.detail }, 'raft message rejected')
+    }
+    this.#schedule()
+  }
+
+  reportSnapshot (to: string, outcome: 'success' | 'failure'): void {
+    this.#core.reportSnapshot(to, outcome)
+    this.#schedule()
+  }
+
+  reportUnreachable (to: string): void {
+    this.#core.reportUnreachable(to)
+  }
+
+  status (): RaftStatus {
+    return this.#core.status()
+  }
+
+  get leader (): string | null {
+    return this.#leader
+  }
+
+  get lastSnapshotIndex (): number {
+    return this.#lastSnapshotIndex
+  }
+
+  /** Propose a KV command on this node (it must be the leader) and wait until it is applied. */
+  async propose (command: KvCommand, signal?: AbortSignal): Promise<KvApplyResult> {
+    this.#checkUsable()
+    const valid = validateCommand(command, this.kv.limits)
+    if (!valid.ok) { throw new RaftError('invalid', valid.message) }
+    if (this.#proposals.size >= PENDING_PROPOSALS_MAX) { throw new RaftError('busy', 'too many proposals in flight') }
+    const proposed = this.#core.propose(encodeCommand(command))
+    if (!proposed.ok) { throw this.#refusal(proposed.reason, proposed.leader, proposed.detail) }
+    this.#options.metrics?.onProposal?.()
+    const result = new Promise<KvApplyResult>((resolve, reject) => {
+      this.#proposals.set(proposed.index, { term: proposed.term, resolve, reject })
+    })
+    this.#schedule()
+    return withAbort(result, signal, () => { this.#proposals.delete(proposed.index) })
+  }
+
+  /** Propose a membership change on this node (it must be the leader); resolves once applied. */
+  async changeMembership (change: ConfChange, signal?: AbortSignal): Promise<{ index: number }> {
+    this.#checkUsable()
+    const proposed = this.#core.proposeConfChange(change)
+    if (!proposed.ok) { throw this.#refusal(proposed.reason, proposed.leader, proposed.detail) }
+    const applied = new Promise<KvApplyResult>((resolve, reject) => {
+      this.#proposals.set(proposed.index, { term: proposed.term, resolve, reject })
+    })
+    this.#schedule()
+    await withAbort(applied, signal, () => { this.#proposals.delete(proposed.index) })
+    return { index: proposed.index }
+  }
+
+  transferLeadership (to: string): void {
+    this.#checkUsable()
+    const result = this.#core.transferLeadership(to)
+    if (!result.ok) {
+      throw result.reason === 'not-leader'
+        ? new RaftError('not-leader', 'this node is not the leader', result.leader)
+        : new RaftError('invalid', `cannot transfer leadership to ${to}: ${result.reason}`, result.leader)
+    }
+    this.#schedule()
+  }
+
+  /**
+   * Wait until this node may serve a linearizable read: ReadIndex (confirmed
+   * by a quorum, or by the lease in 'lease' mode), then apply up to it.
+   * Works on followers too: the core forwards the request to the leader.
+   */
+  async readBarrier (signal?: AbortSignal): Promise<number> {
+    this.#checkUsable()
+    if (this.#reads.size + this.#appliedWaiters.length >= PENDING_READS_MAX) { throw new RaftError('busy', 'too many reads in flight') }
+    const ctx = new Uint8Array(16)
+    new DataView(ctx.buffer).setBigUint64(0, ++this.#readCounter)
+    ctx.set(randomBytes(8), 8)
+    const key = Buffer.from(ctx).toString('hex')
+    const indexKnown = new Promise<number>((resolve, reject) => { this.#reads.set(key, { resolve, reject }) })
+    const asked = this.#core.readIndex(ctx)
+    if (!asked.ok) {
+      this.#reads.delete(key)
+      throw asked.reason === 'no-leader'
+        ? new RaftError('no-leader', 'no leader is known', null)
+        : new RaftError('busy', 'the leader is busy with reads', asked.leader)
+    }
+    this.#schedule()
+    const index = await withAbort(indexKnown, signal, () => { this.#reads.delete(key) })
+    await withAbort(this.#applied(index), signal, () => {})
+    return index
+  }
+
+  #applied (index: number): Promise<void> {
+    if (this.kv.appliedIndex >= index) { return Promise.resolve() }
+    return new Promise(resolve => { this.#appliedWaiters.push({ index, resolve }) })
+  }
+
+  #checkUsable (): void {
+    if (this.#stopped) { throw new RaftError('stopped', 'the node is stopping') }
+    if (this.#failure != null) { throw new RaftError('stopped', `raft stopped after a storage failure: ${this.#failure.message}`) }
+  }
+
+  #refusal (reason: string, leader: string | null, detail?: string): RaftError {
+    switch (reason) {
+      case 'not-leader':
+        return leader == null ? new RaftError('no-leader', 'no leader is known', null) : new RaftError('not-leader', 'this node is not the leader', leader)
+      case 'transferring':
+      case 'uncommitted-limit':
+      case 'conf-change-pending':
+        return new RaftError('busy', `${reason}${detail != null ? `: ${detail}` : ''}`, leader)
+      default:
+        return new RaftError('invalid', `${reason}${detail != null ? `: ${detail}` : ''}`, leader)
+    }
+  }
+
+  /** Run the Ready loop soon; coalesces many triggers into one pass. */
+  #schedule (): void {
+    if (this.#processing) {
+      this.#again = true
+      return
+    }
+    this.#processing = true
+    setImmediate(() => {
+      this.#processReadies().catch(err => { this.#fail(err as Error) }).finally(() => {
+        this.#processing = false
+        if (this.#again && !this.#stopped && this.#failure == null) {
+          this.#again = false
+          this.#schedule()
+        }
+      })
+    })
+  }
+
+  async #processReadies (): Promise<void> {
+    while (!this.#stopped && this.#failure == null && this.#core.hasReady()) {
+      const ready = this.#core.ready()
+      if (ready.softState != null) { this.#observeLeader(ready.softState.leader, ready.softState.role) }
+      if (ready.hardState != null && ready.hardState.term > this.#term) {
+        if (this.#term > 0) { this.#options.metrics?.onElection?.() }
+        this.#term = ready.hardState.term
+      }
+      // 1. durable first: the messages below promise what this makes durable
+      if (ready.hardState != null || ready.entries.length > 0 || ready.snapshot != null) {
+        await this.#options.store.persist({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot, mustSync: ready.mustSync })
+      }
+      // 2. send
+      for (const message of ready.messages) { this.#options.outbox.send(message.to, message) }
+      // 3. apply
+      if (ready.snapshot != null) { this.#applySnapshot(ready.snapshot) }
+      this.#applyEntries(ready.committedEntries)
+      this.#serveReadStates(ready.readStates)
+      this.#core.advance()
+      await this.#maybeCompact()
+    }
+  }
+
+  #observeLeader (leader: string | null, role: string): void {
+    if (leader === this.#leader) { return }
+    this.#options.log.info({ leader, role, term: this.#core.status().term }, 'raft leader changed')
+    this.#leader = leader
+    this.#options.metrics?.onLeaderChange?.(leader)
+  }
+
+  #applySnapshot (snapshot: Snapshot): void {
+    const restored = this.kv.restore(snapshot.data)
+    if (!restored.ok) { throw new Error(`a snapshot received at index ${snapshot.meta.index} does not restore: ${restored.error}`) }
+    this.#lastSnapshotIndex = snapshot.meta.index
+    // proposals at or below the snapshot will never be applied here
+    for (const [index, waiter] of this.#proposals) {
+      if (index <= snapshot.meta.index) {
+        waiter.reject(new RaftError('retry', 'the proposal was overtaken by a snapshot; retry with the same session'))
+        this.#proposals.delete(index)
+      }
+    }
+    this.#wakeAppliedWaiters()
+  }
+
+  #applyEntries (entries: Entry[]): void {
+    if (entries.length === 0) { return }
+    this.#options.metrics?.onCommit?.(entries.length)
+    for (const entry of entries) {
+      if (entry.index <= this.kv.appliedIndex) { continue }
+      const result: KvApplyResult = entry.type === 'normal'
+        ? this.kv.apply(entry.index, entry.data)
+        : (this.kv.skip(entry.index), { ok: true, index: entry.index, type: 'noop' })
+      const waiter = this.#proposals.get(entry.index)
+      if (waiter != null) {
+        this.#proposals.delete(entry.index)
+        if (waiter.term === entry.term) { waiter.resolve(result) } else { waiter.reject(new RaftError('retry', 'the proposal was lost to a leader change; retry with the same session', this.#leader)) }
+      }
+    }
+    this.#options.metrics?.onApplyLag?.(this.#core.status().commit - this.kv.appliedIndex)
+    this.#wakeAppliedWaiters()
+  }
+
+  #wakeAppliedWaiters (): void {
+    const applied = this.kv.appliedIndex
+    const ready = this.#appliedWaiters.filter(w => w.index <= applied)
+    if (ready.length === 0) { return }
+    this.#appliedWaiters = this.#appliedWaiters.filter(w => w.index > applied)
+    for (const waiter of ready) { waiter.resolve() }
+  }
+
+  #serveReadStates (readStates: ReadState[]): void {
+    for (const state of readStates) {
+      const key = Buffer.from(state.requestCtx).toString('hex')
+      const waiter = this.#reads.get(key)
+      if (waiter == null) { continue }
+      this.#reads.delete(key)
+      waiter.resolve(state.index)
+    }
+  }
+
+  async #maybeCompact (): Promise<void> {
+    const applied = this.kv.appliedIndex
+    if (applied - this.#lastSnapshotIndex < this.#options.snapshotEveryEntries) { return }
+    const snapshot = this.#core.compact(applied, this.kv.snapshot())
+    if (snapshot == null) { return }
+    await this.#options.store.saveSnapshot(snapshot)
+    this.#lastSnapshotIndex = snapshot.meta.index
+    this.#options.log.info({ index: snapshot.meta.index, bytes: snapshot.data.byteLength }, 'raft snapshot taken, log compacted')
+  }
+
+  /** The leader promotes one caught-up learner at a time. */
+  #promoteCaughtUpLearner (): void {
+    if (!this.#options.autoPromoteLearners || this.#promoting != null || this.#stopped) { return }
+    const status = this.#core.status()
+    if (status.role !== 'leader' || status.progress == null) { return }
+    for (const learner of status.conf.learners) {
+      const progress = status.progress[learner]
+      if (progress == null || progress.match < status.commit || !progress.recentActive) { continue }
+      this.#promoting = learner
+      this.changeMembership({ changes: [{ type: 'promote', node: learner }] })
+        .then(() => { this.#options.log.info({ node: learner }, 'learner caught up and promoted to voter') })
+        .catch(err => { this.#options.log.debug({ node: learner, err: (err as Error).message }, 'learner promotion failed') })
+        .finally(() => { this.#promoting = null })
+      return
+    }
+  }
+
+  /**
+   * A storage failure leaves the core's view ahead of the disk: nothing safe
+   * can follow, so Raft stops here (the node keeps serving status).
+   */
+  #fail (err: Error): void {
+    if (this.#failure != null) { return }
+    this.#failure = err
+    clearInterval(this.#timer)
+    this.#options.log.fatal({ err }, 'raft stopped: storage failure')
+    const failed = new RaftError('stopped', `raft stopped: ${err.message}`)
+    for (const waiter of this.#proposals.values()) { waiter.reject(failed) }
+    for (const waiter of this.#reads.values()) { waiter.reject(failed) }
+    this.#proposals.clear()
+    this.#reads.clear()
+  }
+}
+
+async function withAbort<T> (promise: Promise<T>, signal: AbortSignal | undefined, onAbort: () => void): Promise<T> {
+  if (signal == null) { return promise }
+  if (signal.aborted) {
+    onAbort()
+    throw new RaftError('timeout', 'the request timed out')
+  }
+  let listener: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    listener = () => {
+      onAbort()
+      reject(new RaftError('timeout', 'the request timed out'))
+    }
+    signal.addEventListener('abort', listener, { once: true })
+  })
+  try {
+    return await Promise.race([promise, aborted])
+  } finally {
+    if (listener != null) { signal.removeEventListener('abort', listener) }
+  }
+}

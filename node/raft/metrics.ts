@@ -1,0 +1,55 @@
+/**
+ * Prometheus metrics of the Raft group, on the node's registry.
+ */
+import { Counter, Gauge, Histogram } from 'prom-client'
+import type { RaftDriverMetrics } from './driver.ts'
+import type { RaftTransportStats } from './transport.ts'
+import type { RaftStatus } from '../../protocols/raft/index.ts'
+import type { Registry } from 'prom-client'
+
+export interface RaftMetrics extends RaftDriverMetrics {
+  fsync(durationMs: number, entries: number): void
+  /** Where gauges read their values when scraped. */
+  observe(source: () => { status: RaftStatus, transport: RaftTransportStats }): void
+}
+
+export function raftMetrics (registry: Registry): RaftMetrics {
+  const registers = [registry]
+  const proposals = new Counter({ name: 'accord_raft_proposals_total', help: 'KV commands proposed on this node as leader', registers })
+  const commits = new Counter({ name: 'accord_raft_committed_entries_total', help: 'Log entries committed and applied on this node', registers })
+  const elections = new Counter({ name: 'accord_raft_elections_total', help: 'Term changes seen by this node (each is an election)', registers })
+  const leaderChanges = new Counter({ name: 'accord_raft_leader_changes_total', help: 'Changes of the leader this node follows', registers })
+  const applyLag = new Gauge({ name: 'accord_raft_apply_lag_entries', help: 'Committed entries not yet applied', registers })
+  const fsync = new Histogram({
+    name: 'accord_raft_fsync_duration_seconds',
+    help: 'Duration of each synced write batch of the Raft log',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+    registers
+  })
+  const fsyncEntries = new Counter({ name: 'accord_raft_fsync_entries_total', help: 'Log entries made durable', registers })
+  let source: (() => { status: RaftStatus, transport: RaftTransportStats }) | undefined
+  const gauge = (name: string, help: string, read: (s: { status: RaftStatus, transport: RaftTransportStats }) => number): void => {
+    // eslint-disable-next-line no-new
+    new Gauge({ name, help, registers, collect () { if (source != null) { this.set(read(source())) } } })
+  }
+  gauge('accord_raft_term', 'Current term', s => s.status.term)
+  gauge('accord_raft_commit_index', 'Commit index', s => s.status.commit)
+  gauge('accord_raft_is_leader', '1 when this node is the leader', s => s.status.role === 'leader' ? 1 : 0)
+  gauge('accord_raft_voters', 'Voters in the configuration', s => s.status.conf.voters.length)
+  gauge('accord_raft_transport_messages_sent', 'Raft messages written to streams', s => s.transport.messagesSent)
+  gauge('accord_raft_transport_messages_received', 'Raft messages received', s => s.transport.messagesReceived)
+  gauge('accord_raft_transport_dropped', 'Raft messages dropped (all reasons)', s => Object.values(s.transport.dropped).reduce((a, b) => a + b, 0))
+  gauge('accord_raft_transport_frames_rejected', 'Malformed or unauthorized Raft frames rejected', s => Object.values(s.transport.framesRejected).reduce((a, b) => a + b, 0))
+  return {
+    onProposal: () => { proposals.inc() },
+    onCommit: (entries) => { commits.inc(entries) },
+    onElection: () => { elections.inc() },
+    onLeaderChange: () => { leaderChanges.inc() },
+    onApplyLag: (entries) => { applyLag.set(entries) },
+    fsync: (durationMs, entries) => {
+      fsync.observe(durationMs / 1000)
+      fsyncEntries.inc(entries)
+    },
+    observe: (read) => { source = read }
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * HTTP routes of the replicated KV store and of Raft membership:
+ *
+ *   PUT    /v1/kv/<key>            body = raw value          → {"index":N}
+ *   GET    /v1/kv/<key>?consistency=linearizable|lease|stale → {"value":..,"encoding":..,"index":N}, 404 when absent
+ *   DELETE /v1/kv/<key>                                      → {"index":N,"deleted":bool}
+ *   POST   /v1/kv/<key>/cas        {"expected":..,"value":..} → 200 {"index":N} or 409 {"error":"cas-mismatch","current":..}
+ *   GET    /v1/raft/members                                  → voters, learners, leader, progress
+ *   POST   /v1/raft/members        {"action":"add-learner|promote|remove","node":ID}
+ *   POST   /v1/raft/transfer-leader {"to":ID}
+ *
+ * Writes are forwarded to the leader. A client may send its own session in
+ * `x-accord-client-id` and `x-accord-sequence` to make its retries apply
+ * exactly once across node failures; otherwise each request gets a fresh
+ * session. Values go over JSON as UTF-8 text when they are valid UTF-8,
+ * else as base64 (`"encoding":"base64"`); CAS bodies accept the same
+ * (`"encoding":"base64"` applies to expected and value).
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { HttpError, readBody, readJsonBody } from '../http-api.ts'
+import { RaftError } from './driver.ts'
+import type { ReadConsistency, RaftService } from './service.ts'
+import type { KvApplyResult, KvCommand } from '../../protocols/raft/kv/index.ts'
+import type { Route } from '../http-api.ts'
+import type { IncomingMessage } from 'node:http'
+
+const JSON_BODY_BYTES_MAX = 4 * 1024 * 1024
+const CONSISTENCIES: readonly ReadConsistency[] = ['linearizable', 'lease', 'stale']
+
+export function raftRoutes (raft: RaftService): Route[] {
+  const key = (params: string[]): string => {
+    const k = params[0]
+    if (k === '' || Buffer.byteLength(k) > raft.limits.keyBytesMax) { throw new HttpError(400, `key must be 1..${raft.limits.keyBytesMax} bytes`) }
+    return k
+  }
+  return [
+    {
+      method: 'PUT',
+      path: /^\/v1\/kv\/([^/]+)$/,
+      handle: async (request, params) => {
+        const value = await readBody(request, raft.limits.valueBytesMax)
+        const result = await run(raft, { type: 'put', session: session(raft, request), key: key(params), value })
+        return { status: 200, json: { index: result.index } }
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/kv\/([^/]+)$/,
+      handle: async (_request, params, url) => {
+        const consistency = (url.searchParams.get('consistency') ?? 'linearizable') as ReadConsistency
+        if (!CONSISTENCIES.includes(consistency)) { throw new HttpError(400, `consistency must be one of ${CONSISTENCIES.join(', ')}`) }
+        const k = key(params)
+        const { value, index } = await guard(async () => raft.read(k, consistency))
+        if (value == null) { throw new HttpError(404, `no such key: ${k}`, { index }) }
+        return { status: 200, json: { ...encodeValue(value), index } }
+      }
+    },
+    {
+      method: 'DELETE',
+      path: /^\/v1\/kv\/([^/]+)$/,
+      handle: async (request, params) => {
+        const result = await run(raft, { type: 'delete', session: session(raft, request), key: key(params) })
+        return { status: 200, json: { index: result.index, deleted: result.ok && result.type === 'delete' ? result.deleted : false } }
+      }
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/kv\/([^/]+)\/cas$/,
+      handle: async (request, params) => {
+        const body = await readJsonBody(request, JSON_BODY_BYTES_MAX, ['expected', 'value', 'encoding'])
+        const encoding = body.encoding ?? 'utf8'
+        if (encoding !== 'utf8' && encoding !== 'base64') { throw new HttpError(400, 'encoding must be "utf8" or "base64"') }
+        if (body.expected !== null && typeof body.expected !== 'string') { throw new HttpError(400, '"expected" must be a string or null (null: the key must be absent)') }
+        if (typeof body.value !== 'string') { throw new HttpError(400, '"value" must be a string') }
+        const decode = (text: string): Uint8Array => encoding === 'base64' ? new Uint8Array(Buffer.from(text, 'base64')) : new TextEncoder().encode(text)
+        const command: KvCommand = {
+          type: 'cas',
+          session: session(raft, request),
+          key: key(params),
+          expected: body.expected === null ? null : decode(body.expected),
+          value: decode(body.value)
+        }
+        const result = await run(raft, command, true)
+        if (!result.ok && result.reason === 'cas-mismatch') {
+          const current = result.current === undefined ? {} : { current: result.current === null ? null : encodeValue(result.current).value }
+          return { status: 409, json: { error: 'cas-mismatch', index: result.index, ...current } }
+        }
+        return { status: 200, json: { index: result.index } }
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/raft\/members$/,
+      handle: async () => ({ status: 200, json: raft.summary() })
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/raft\/members$/,
+      handle: async (request) => {
+        const body = await readJsonBody(request, JSON_BODY_BYTES_MAX, ['action', 'node'])
+        const actions = ['add-learner', 'promote', 'remove'] as const
+        if (!actions.includes(body.action as typeof actions[number])) { throw new HttpError(400, `action must be one of ${actions.join(', ')}`) }
+        const node = peerId(body.node, 'node')
+        await guard(async () => { await raft.changeMembership({ changes: [{ type: body.action as typeof actions[number], node }] }) })
+        return { status: 200, json: raft.summary() }
+      }
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/raft\/transfer-leader$/,
+      handle: async (request) => {
+        const body = await readJsonBody(request, JSON_BODY_BYTES_MAX, ['to'])
+        const to = peerId(body.to, 'to')
+        await guard(async () => { await raft.transferLeadership(to) })
+        return { status: 202, json: { transferringTo: to } }
+      }
+    }
+  ]
+}
+
+function peerId (value: unknown, field: string): string {
+  if (typeof value !== 'string') { throw new HttpError(400, `"${field}" must be a peer id`) }
+  try {
+    return peerIdFromString(value).toString()
+  } catch {
+    throw new HttpError(400, `"${field}" is not a valid peer id: ${value}`)
+  }
+}
+
+function session (raft: RaftService, request: IncomingMessage): KvCommand['session'] {
+  const clientId = request.headers['x-accord-client-id']
+  const sequence = request.headers['x-accord-sequence']
+  if (clientId === undefined && sequence === undefined) { return raft.newSession() }
+  if (typeof clientId !== 'string' || clientId === '' || Buffer.byteLength(clientId) > raft.limits.clientIdBytesMax) {
+    throw new HttpError(400, `x-accord-client-id must be 1..${raft.limits.clientIdBytesMax} bytes`)
+  }
+  const n = Number(sequence)
+  if (typeof sequence !== 'string' || !/^\d{1,15}$/.test(sequence) || n < 1) { throw new HttpError(400, 'x-accord-sequence must be a positive integer') }
+  return { clientId, sequence: n }
+}
+
+/** Apply a command; KV-level refusals become 4xx (a cas mismatch is returned to the caller when `casMismatchIsResult`). */
+async function run (raft: RaftService, command: KvCommand, casMismatchIsResult = false): Promise<KvApplyResult> {
+  const result = await guard(async () => raft.write(command))
+  if (result.ok || (casMismatchIsResult && result.reason === 'cas-mismatch')) { return result }
+  switch (result.reason) {
+    case 'quota-exceeded': throw new HttpError(507, 'the store is full (dataBytesMax)', { index: result.index })
+    case 'stale-sequence':
+    case 'session-expired':
+    case 'invalid-command': throw new HttpError(409, `${result.reason}: ${result.message}`, { index: result.index })
+    default: throw new HttpError(409, result.reason, { index: result.index })
+  }
+}
+
+/** Map Raft errors to HTTP: 503 naming the leader when there is none or it cannot be reached. */
+async function guard<T> (work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (err) {
+    if (!(err instanceof RaftError)) { throw err }
+    switch (err.code) {
+      case 'invalid': throw new HttpError(400, err.message)
+      case 'busy': throw new HttpError(429, err.message, { leader: err.leader })
+      case 'timeout': throw new HttpError(504, err.message, { leader: err.leader })
+      default: throw new HttpError(503, err.message, { leader: err.leader })
+    }
+  }
+}
+
+function encodeValue (value: Uint8Array): { value: string, encoding: 'utf8' | 'base64' } {
+  try {
+    return { value: new TextDecoder('utf-8', { fatal: true }).decode(value), encoding: 'utf8' }
+  } catch {
+    return { value: Buffer.from(value).toString('base64'), encoding: 'base64' }
+  }
+}

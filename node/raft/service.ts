@@ -1,0 +1,296 @@
+/**
+ * The node's Raft group: storage, transport, driver, the client protocol
+ * for forwarding to the leader, joining, metrics. The HTTP routes and CLI
+ * talk to this class only.
+ *
+ * Forming a group: a node that starts with empty Raft storage and no
+ * bootstrap peers founds a new group with itself as the only voter. A node
+ * that starts empty with bootstrap peers asks the group to add it as a
+ * learner; the leader promotes learners once they have caught up. A node
+ * with Raft state simply resumes.
+ */
+import { randomBytes } from 'node:crypto'
+import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
+import { handleClientRequests, RAFT_CLIENT_PROTOCOL, sendClientRequest } from './client-protocol.ts'
+import { RaftDriver, RaftError } from './driver.ts'
+import { raftMetrics } from './metrics.ts'
+import { RaftStorage, raftStorageDir } from './storage/index.ts'
+import { raftTransportComponents, RaftTransport } from './transport.ts'
+import type { ClientAnswer, ClientRequest } from './client-protocol.ts'
+import type { ConfChange, ConfState, RaftStatus } from '../../protocols/raft/index.ts'
+import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
+import type { AccordLibp2p } from '../libp2p.ts'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+
+export interface RaftSettings {
+  tickIntervalMs: number
+  electionTimeoutTicks: number
+  heartbeatIntervalTicks: number
+  readOnlyMode: 'safe' | 'lease'
+  snapshotEveryEntries: number
+  /** Longest a client request (including retries and forwarding) may take. */
+  requestTimeoutMs: number
+}
+
+export const RAFT_SETTINGS_DEFAULTS: RaftSettings = {
+  tickIntervalMs: 100,
+  electionTimeoutTicks: 10,
+  heartbeatIntervalTicks: 1,
+  readOnlyMode: 'safe',
+  snapshotEveryEntries: 10_000,
+  requestTimeoutMs: 10_000
+}
+
+/** A joining node asks at most this often, and gives up after JOIN_ATTEMPTS_MAX tries. */
+const JOIN_RETRY_MS = 1000
+const JOIN_ATTEMPTS_MAX = 600
+/** Pause before retrying a request that found no leader (an election takes about this long). */
+const NO_LEADER_PAUSE_MS = 150
+
+export type ReadConsistency = 'linearizable' | 'lease' | 'stale'
+
+export interface RaftSummary {
+  role: string
+  term: number
+  leader: string | null
+  commit: number
+  applied: number
+  lastIndex: number
+  voters: string[]
+  learners: string[]
+  joint: boolean
+  lastSnapshotIndex: number
+  progress?: RaftStatus['progress']
+}
+
+export interface RaftServiceOptions {
+  libp2p: AccordLibp2p
+  dataDir: string
+  /** Peer ids to ask when joining (bootstrap peers, discovered members). */
+  joinCandidates(): string[]
+  /** Whether this node was given bootstrap peers (then it joins instead of founding a group). */
+  join: boolean
+  settings: RaftSettings
+  registry: Registry
+  log: Logger
+  kvLimits?: Partial<KvLimits>
+}
+
+export class RaftService {
+  readonly limits: KvLimits
+  readonly #options: RaftServiceOptions
+  readonly #storage: RaftStorage
+  readonly #transport: RaftTransport
+  readonly #driver: RaftDriver
+  /** Client ids of this process's sessions: fresh per start, so sequences never clash with a previous run. */
+  readonly #clientPrefix = `${randomBytes(6).toString('hex')}`
+  #nextSession = 0
+  #stopped = false
+  #joinTimer: ReturnType<typeof setTimeout> | undefined
+  /** The leader named by a member that refused our join request. */
+  #joinHint: string | null = null
+
+  private constructor (options: RaftServiceOptions, storage: RaftStorage, transport: RaftTransport, driver: RaftDriver, limits: KvLimits) {
+    this.#options = options
+    this.#storage = storage
+    this.#transport = transport
+    this.#driver = driver
+    this.limits = limits
+  }
+
+  static async start (options: RaftServiceOptions): Promise<RaftService> {
+    const { libp2p, log } = options
+    const id = libp2p.peerId.toString()
+    const limits = resolveKvLimits(options.kvLimits)
+    const metrics = raftMetrics(options.registry)
+    const storage = await RaftStorage.open(raftStorageDir(options.dataDir), {
+      logger: log.child({ component: 'raft-storage' }),
+      onFsync: (ms, entries) => { metrics.fsync(ms, entries) }
+    })
+    const restored = await storage.load()
+    const fresh = restored.hardState.term === 0 && restored.entries.length === 0 && restored.snapshot == null
+    const bootstrapConf: ConfState | undefined = fresh && !options.join
+      ? { voters: [id], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
+      : undefined
+
+    // the driver and the transport refer to each other: the transport
+    // delivers to the driver, the driver sends through the transport
+    let driver: RaftDriver | undefined
+    const transport = new RaftTransport(raftTransportComponents(libp2p), {
+      onMessage: (message) => { driver?.step(message) },
+      onUnreachable: (to) => { driver?.reportUnreachable(to) },
+      onSnapshotSent: (to, outcome) => { driver?.reportSnapshot(to, outcome) }
+    })
+    driver = RaftDriver.create({
+      id,
+      store: storage,
+      outbox: transport,
+      restored,
+      bootstrapConf,
+      tickIntervalMs: options.settings.tickIntervalMs,
+      electionTimeoutTicks: options.settings.electionTimeoutTicks,
+      heartbeatIntervalTicks: options.settings.heartbeatIntervalTicks,
+      readOnlyMode: options.settings.readOnlyMode,
+      snapshotEveryEntries: options.settings.snapshotEveryEntries,
+      autoPromoteLearners: true,
+      kvLimits: limits,
+      log: log.child({ component: 'raft' }),
+      metrics
+    })
+    metrics.observe(() => ({ status: driver.status(), transport: transport.stats() }))
+
+    const service = new RaftService(options, storage, transport, driver, limits)
+    await transport.start()
+    await handleClientRequests(libp2p, driver, limits, log.child({ component: 'raft-client' }))
+    driver.start()
+    if (bootstrapConf != null) { log.info({ voters: bootstrapConf.voters }, 'founded a new raft group') }
+    if (fresh && options.join) { service.#scheduleJoin(0) }
+    return service
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#joinTimer)
+    await this.#options.libp2p.unhandle(RAFT_CLIENT_PROTOCOL)
+    await this.#driver.stop()
+    await this.#transport.stop()
+    await this.#storage.close()
+  }
+
+  summary (): RaftSummary {
+    const status = this.#driver.status()
+    return {
+      role: status.role,
+      term: status.term,
+      leader: status.leader,
+      commit: status.commit,
+      applied: this.#driver.kv.appliedIndex,
+      lastIndex: status.lastIndex,
+      voters: status.conf.voters,
+      learners: status.conf.learners,
+      joint: status.conf.votersOutgoing.length > 0,
+      lastSnapshotIndex: this.#driver.lastSnapshotIndex,
+      progress: status.progress
+    }
+  }
+
+  /** A new session for one client request: unique client id, sequence 1. */
+  newSession (): { clientId: string, sequence: number } {
+    return { clientId: `${this.#clientPrefix}-${++this.#nextSession}`, sequence: 1 }
+  }
+
+  /**
+   * Apply a KV command through the leader, retrying (with the same session,
+   * so at most once) across leader changes until the request deadline.
+   */
+  async write (command: KvCommand): Promise<KvApplyResult> {
+    const answer = await this.#toLeader({ op: 'propose', command })
+    if (answer.result == null) { throw new RaftError('retry', 'the leader sent no result') }
+    return answer.result
+  }
+
+  async changeMembership (change: ConfChange): Promise<void> {
+    await this.#toLeader({ op: 'conf-change', change })
+  }
+
+  async transferLeadership (to: string): Promise<void> {
+    await this.#toLeader({ op: 'transfer-leader', to })
+  }
+
+  /** Read a key with the given consistency; returns the value and the applied index it reflects. */
+  async read (key: string, consistency: ReadConsistency): Promise<{ value: Uint8Array | null, index: number }> {
+    if (consistency === 'lease' && this.#options.settings.readOnlyMode !== 'lease') {
+      throw new RaftError('invalid', 'lease reads are disabled on this node (they trust clocks); use linearizable or stale')
+    }
+    if (consistency !== 'stale') {
+      const deadline = AbortSignal.timeout(this.#options.settings.requestTimeoutMs)
+      for (;;) {
+        try {
+          await this.#driver.readBarrier(deadline)
+          break
+        } catch (err) {
+          if (!(err instanceof RaftError) || err.code !== 'no-leader' || deadline.aborted) { throw err }
+          await pause(NO_LEADER_PAUSE_MS)
+        }
+      }
+    }
+    return { value: this.#driver.kv.get(key), index: this.#driver.kv.appliedIndex }
+  }
+
+  /** Run a request on the leader: locally when we lead, else over the client protocol. */
+  async #toLeader (request: ClientRequest): Promise<Extract<ClientAnswer, { ok: true }>> {
+    const deadline = AbortSignal.timeout(this.#options.settings.requestTimeoutMs)
+    let lastError: RaftError = new RaftError('no-leader', 'no leader is known')
+    while (!deadline.aborted && !this.#stopped) {
+      const leader = this.#driver.leader
+      let answer: ClientAnswer
+      try {
+        answer = leader === this.#options.libp2p.peerId.toString() || leader == null
+          ? await this.#local(request, deadline)
+          : await sendClientRequest(this.#options.libp2p, leader, request, deadline)
+      } catch (err) {
+        answer = { ok: false, code: err instanceof RaftError ? err.code : 'retry', message: (err as Error).message, leader }
+      }
+      if (answer.ok) { return answer }
+      lastError = new RaftError(answer.code, answer.message, answer.leader)
+      // 'invalid' and 'busy' are final; the others mean "not here or not
+      // now": ask again (same session, so a write applies at most once)
+      if (answer.code === 'invalid' || answer.code === 'busy' || answer.code === 'stopped') { throw lastError }
+      await pause(answer.code === 'not-leader' && answer.leader !== leader ? 0 : NO_LEADER_PAUSE_MS)
+    }
+    throw lastError.code === 'no-leader' ? lastError : new RaftError('timeout', `no answer within ${this.#options.settings.requestTimeoutMs} ms: ${lastError.message}`, lastError.leader)
+  }
+
+  async #local (request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
+    switch (request.op) {
+      case 'propose':
+        return { ok: true, result: await this.#driver.propose(request.command, signal) }
+      case 'conf-change':
+        await this.#driver.changeMembership(request.change, signal)
+        return { ok: true }
+      case 'transfer-leader':
+        this.#driver.transferLeadership(request.to)
+        return { ok: true }
+    }
+  }
+
+  /** A node that starts empty asks the group to add it as a learner. */
+  #scheduleJoin (attempt: number): void {
+    if (this.#stopped) { return }
+    this.#joinTimer = setTimeout(() => {
+      void this.#tryJoin(attempt)
+    }, attempt === 0 ? 0 : JOIN_RETRY_MS)
+  }
+
+  async #tryJoin (attempt: number): Promise<void> {
+    const self = this.#options.libp2p.peerId.toString()
+    const conf = this.#driver.status().conf
+    if ([...conf.voters, ...conf.learners].includes(self)) { return }
+    const candidates = this.#options.joinCandidates().filter(p => p !== self)
+    const target = this.#driver.leader ?? this.#joinHint ?? candidates[attempt % Math.max(candidates.length, 1)]
+    if (target != null) {
+      try {
+        const answer = await sendClientRequest(this.#options.libp2p, target, { op: 'conf-change', change: { changes: [{ type: 'add-learner', node: self }] } }, AbortSignal.timeout(5000))
+        if (answer.ok) {
+          this.#options.log.info({ via: target }, 'asked the raft group to add this node as a learner')
+          return
+        }
+        // a non-leader names the leader: ask it next time
+        if (answer.code === 'not-leader' && answer.leader != null) { this.#joinHint = answer.leader }
+        this.#options.log.debug({ target, answer }, 'join request refused')
+      } catch (err) {
+        this.#options.log.debug({ target, err: (err as Error).message }, 'join request failed')
+      }
+    }
+    if (attempt + 1 >= JOIN_ATTEMPTS_MAX) {
+      this.#options.log.error({ attempts: JOIN_ATTEMPTS_MAX }, 'gave up joining the raft group; add this node by hand: accord raft add-learner')
+      return
+    }
+    this.#scheduleJoin(attempt + 1)
+  }
+}
+
+async function pause (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}

@@ -1,0 +1,95 @@
+import type { NodeId } from './types.ts'
+import type { Rng } from '../common/rng.ts'
+
+export interface RaftConfig {
+  id: NodeId
+  rng: Rng
+  /** Followers campaign after a random timeout in [e, 2e) ticks. */
+  electionTimeoutTicks: number
+  heartbeatIntervalTicks: number
+  /** Pre-vote (thesis §9.6): a rejoining partitioned node cannot raise the term. */
+  preVote: boolean
+  /** A leader steps down when it has not heard from a quorum for an election timeout. */
+  checkQuorum: boolean
+  /** 'safe': ReadIndex with a heartbeat round. 'lease': trust the leader lease (needs checkQuorum). */
+  readOnlyMode: 'safe' | 'lease'
+  /** Pipelined MsgApps per follower in replicate state. */
+  inflightMessagesMax: number
+  /** Bytes of entries in flight per follower. */
+  inflightBytesMax: number
+  /** Bytes of entry data per MsgApp (a single larger entry is never produced: see proposalBytesMax). */
+  messageEntriesBytesMax: number
+  /** Entries per MsgApp. */
+  messageEntriesMax: number
+  /** Largest entry payload propose() accepts. */
+  proposalBytesMax: number
+  /** The leader refuses proposals while this many bytes are appended but uncommitted. */
+  uncommittedEntriesBytesMax: number
+  /** Pending ReadIndex requests on a leader, and unconsumed read states on any node. */
+  readIndexQueueMax: number
+  /** Bytes of committed entries handed out per Ready (at least one entry is always handed out). */
+  readyCommittedBytesMax: number
+  /** Messages buffered between two ready() calls; more are dropped (Raft tolerates loss). */
+  outboxMessagesMax: number
+}
+
+export type RaftConfigInit = Pick<RaftConfig, 'id' | 'rng'> & Partial<Omit<RaftConfig, 'id' | 'rng'>>
+
+const MIB = 1024 * 1024
+
+export const RAFT_DEFAULTS = {
+  electionTimeoutTicks: 10,
+  heartbeatIntervalTicks: 1,
+  preVote: true,
+  checkQuorum: true,
+  readOnlyMode: 'safe',
+  inflightMessagesMax: 256,
+  inflightBytesMax: 32 * MIB,
+  messageEntriesBytesMax: MIB,
+  messageEntriesMax: 1024,
+  proposalBytesMax: MIB,
+  uncommittedEntriesBytesMax: 64 * MIB,
+  readIndexQueueMax: 4096,
+  readyCommittedBytesMax: 16 * MIB,
+  outboxMessagesMax: 16384
+} as const satisfies Omit<RaftConfig, 'id' | 'rng'>
+
+/** Longest NodeId accepted anywhere (PeerId strings are ~52 characters). */
+export const NODE_ID_LENGTH_MAX = 256
+
+const POSITIVE_INTEGERS = [
+  'electionTimeoutTicks', 'heartbeatIntervalTicks', 'inflightMessagesMax', 'inflightBytesMax',
+  'messageEntriesBytesMax', 'messageEntriesMax', 'proposalBytesMax', 'uncommittedEntriesBytesMax',
+  'readIndexQueueMax', 'readyCommittedBytesMax', 'outboxMessagesMax'
+] as const
+
+/** Fills defaults and rejects a configuration that cannot work (a programming error: throws). */
+export function resolveConfig (init: RaftConfigInit): RaftConfig {
+  const config: RaftConfig = { ...RAFT_DEFAULTS, ...stripUndefined(init) }
+  if (typeof config.id !== 'string' || config.id.length === 0 || config.id.length > NODE_ID_LENGTH_MAX) {
+    throw new RangeError('raft config: id must be a non-empty string')
+  }
+  for (const key of POSITIVE_INTEGERS) {
+    const value = config[key]
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(`raft config: ${key} must be a positive integer, got ${String(value)}`)
+    }
+  }
+  if (config.heartbeatIntervalTicks >= config.electionTimeoutTicks) {
+    throw new RangeError('raft config: heartbeatIntervalTicks must be smaller than electionTimeoutTicks')
+  }
+  if (config.readOnlyMode !== 'safe' && config.readOnlyMode !== 'lease') {
+    throw new RangeError('raft config: readOnlyMode must be "safe" or "lease"')
+  }
+  if (config.readOnlyMode === 'lease' && !config.checkQuorum) {
+    throw new RangeError('raft config: readOnlyMode "lease" requires checkQuorum')
+  }
+  if (config.proposalBytesMax > config.messageEntriesBytesMax) {
+    throw new RangeError('raft config: proposalBytesMax must not exceed messageEntriesBytesMax')
+  }
+  return config
+}
+
+function stripUndefined<T extends object> (value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T
+}

@@ -1,0 +1,134 @@
+import { expect } from 'aegir/chai'
+import { addressOf, TestCluster, waitFor } from '../lib/nodes.ts'
+import type { AccordNode } from '../../node/index.ts'
+
+/** A 3-node Raft group over real libp2p: node 0 founds it, the others join as learners and are promoted. */
+async function formGroup (cluster: TestCluster, size = 3): Promise<AccordNode[]> {
+  const fast = { api: '127.0.0.1:0', raftTickMs: 50 }
+  const first = await cluster.add(fast)
+  const nodes = [first]
+  for (let i = 1; i < size; i++) { nodes.push(await cluster.add({ ...fast, bootstrap: [addressOf(first)] })) }
+  await waitFor(() => nodes.every(n => n.raft?.summary().voters.length === size), `all ${size} nodes to become voters`)
+  return nodes
+}
+
+function leaderOf (nodes: AccordNode[]): AccordNode {
+  const leader = nodes.find(n => n.raft?.summary().role === 'leader')
+  if (leader == null) { throw new Error('no leader') }
+  return leader
+}
+
+const put = async (node: AccordNode, key: string, value: string, headers: Record<string, string> = {}): Promise<Response> =>
+  fetch(`${node.apiUrl}/v1/kv/${key}`, { method: 'PUT', body: value, headers })
+
+describe('raft KV over libp2p (one process)', function () {
+  this.timeout(120_000)
+  let cluster: TestCluster
+
+  beforeEach(() => { cluster = new TestCluster() })
+  afterEach(async () => { await cluster.stop() })
+
+  it('forms a group, forwards writes from followers to the leader and serves linearizable reads anywhere', async () => {
+    const nodes = await formGroup(cluster)
+    const leader = leaderOf(nodes)
+    const followers = nodes.filter(n => n !== leader)
+
+    const written = await put(followers[0], 'greeting', 'hello')
+    expect(written.status).to.equal(200)
+    const { index } = await written.json()
+    expect(index).to.be.a('number')
+
+    const read = await fetch(`${followers[1].apiUrl}/v1/kv/greeting?consistency=linearizable`)
+    expect(read.status).to.equal(200)
+    expect(await read.json()).to.deep.include({ value: 'hello', encoding: 'utf8' })
+
+    const missing = await fetch(`${followers[1].apiUrl}/v1/kv/nothing`)
+    expect(missing.status).to.equal(404)
+
+    const status = await (await fetch(`${followers[1].apiUrl}/v1/status`)).json()
+    expect(status.raft.leader).to.equal(leader.libp2p.peerId.toString())
+    expect(status.raft.voters).to.have.length(3)
+    expect(status.raft.commit).to.be.at.least(index)
+  })
+
+  it('compare-and-swap succeeds once, then reports the current value with 409', async () => {
+    const nodes = await formGroup(cluster)
+    expect((await put(nodes[1], 'k', 'v1')).status).to.equal(200)
+    const cas = async (expected: string | null, value: string): Promise<Response> =>
+      fetch(`${nodes[2].apiUrl}/v1/kv/k/cas`, { method: 'POST', body: JSON.stringify({ expected, value }) })
+    expect((await cas('v1', 'v2')).status).to.equal(200)
+    const conflict = await cas('v1', 'v3')
+    expect(conflict.status).to.equal(409)
+    expect(await conflict.json()).to.deep.include({ error: 'cas-mismatch', current: 'v2' })
+    expect((await cas(null, 'v4')).status).to.equal(409)
+
+    const deleted = await fetch(`${nodes[0].apiUrl}/v1/kv/k`, { method: 'DELETE' })
+    expect(await deleted.json()).to.deep.include({ deleted: true })
+    expect((await cas(null, 'v5')).status).to.equal(200)
+  })
+
+  it('applies a retried write with the same client session exactly once', async () => {
+    const nodes = await formGroup(cluster)
+    const session = { 'x-accord-client-id': 'client-a', 'x-accord-sequence': '1' }
+    const first = await (await put(nodes[1], 'counter', 'one', session)).json()
+    const retry = await (await put(nodes[2], 'counter', 'one', session)).json()
+    expect(retry.index).to.equal(first.index)
+    // a newer sequence applies; an older one is refused
+    expect((await put(nodes[1], 'counter', 'two', { ...session, 'x-accord-sequence': '2' })).status).to.equal(200)
+    const stale = await put(nodes[1], 'counter', 'zero', { ...session, 'x-accord-sequence': '1' })
+    expect(stale.status).to.equal(409)
+    expect((await stale.json()).error).to.match(/^stale-sequence/)
+    const value = await (await fetch(`${nodes[0].apiUrl}/v1/kv/counter`)).json()
+    expect(value.value).to.equal('two')
+  })
+
+  it('rejects bad input with 4xx and changes nothing', async () => {
+    const nodes = await formGroup(cluster)
+    const api = nodes[0].apiUrl ?? ''
+    const oversize = await fetch(`${api}/v1/kv/big`, { method: 'PUT', body: new Uint8Array(1024 * 1024 + 1) })
+    expect(oversize.status).to.equal(413)
+    expect((await fetch(`${api}/v1/kv/${'k'.repeat(1025)}`, { method: 'PUT', body: 'x' })).status).to.equal(400)
+    expect((await fetch(`${api}/v1/kv/k?consistency=eventual`)).status).to.equal(400)
+    expect((await fetch(`${api}/v1/kv/k?consistency=lease`)).status).to.equal(400)
+    const unknownField = await fetch(`${api}/v1/kv/k/cas`, { method: 'POST', body: JSON.stringify({ expected: null, value: 'v', extra: 1 }) })
+    expect(unknownField.status).to.equal(400)
+    expect((await unknownField.json()).error).to.match(/unknown field "extra"/)
+    expect((await fetch(`${api}/v1/kv/k/cas`, { method: 'POST', body: '{not json' })).status).to.equal(400)
+    expect((await fetch(`${api}/v1/kv/k/cas`, { method: 'POST', body: JSON.stringify({ expected: 5, value: 'v' }) })).status).to.equal(400)
+    expect((await put(nodes[0], 'k', 'v', { 'x-accord-client-id': 'c', 'x-accord-sequence': '-1' })).status).to.equal(400)
+    expect((await fetch(`${api}/v1/raft/members`, { method: 'POST', body: JSON.stringify({ action: 'add-learner', node: 'not-a-peer' }) })).status).to.equal(400)
+    expect((await fetch(`${api}/v1/kv/k`)).status).to.equal(404)
+    expect(nodes[0].raft?.summary().voters).to.have.length(3)
+  })
+
+  it('transfers leadership on request, and answers 503 naming no leader once a quorum is gone', async () => {
+    const nodes = await formGroup(cluster)
+    const leader = leaderOf(nodes)
+    const target = nodes.find(n => n !== leader) as AccordNode
+    const transfer = await fetch(`${leader.apiUrl}/v1/raft/transfer-leader`, { method: 'POST', body: JSON.stringify({ to: target.libp2p.peerId.toString() }) })
+    expect(transfer.status).to.equal(202)
+    await waitFor(() => target.raft?.summary().role === 'leader', 'the target to lead')
+    expect((await put(leader, 'after-transfer', 'ok')).status).to.equal(200)
+
+    // stop two of three: the survivor cannot commit or confirm reads
+    const survivor = nodes.find(n => n !== target) as AccordNode
+    for (const node of nodes.filter(n => n !== survivor)) { await node.stop() }
+    const read = await fetch(`${survivor.apiUrl}/v1/kv/after-transfer`)
+    expect([503, 504]).to.include(read.status)
+    const body = await read.json()
+    expect(body).to.have.property('leader')
+    expect((await fetch(`${survivor.apiUrl}/v1/kv/after-transfer?consistency=stale`)).status).to.equal(200)
+  })
+
+  it('removes a node that is down, and the rest keep committing', async () => {
+    const nodes = await formGroup(cluster)
+    const leader = leaderOf(nodes)
+    const victim = nodes.find(n => n !== leader) as AccordNode
+    const victimId = victim.libp2p.peerId.toString()
+    await victim.stop()
+    const removed = await fetch(`${leader.apiUrl}/v1/raft/members`, { method: 'POST', body: JSON.stringify({ action: 'remove', node: victimId }) })
+    expect(removed.status).to.equal(200)
+    await waitFor(() => !(leader.raft?.summary().voters.includes(victimId) ?? true), 'the removal to apply')
+    expect((await put(leader, 'two-left', 'fine')).status).to.equal(200)
+  })
+})

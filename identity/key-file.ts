@@ -1,4 +1,4 @@
-/**
+/*
  * The on-disk format of a node's identity key, as pure functions over bytes.
  * node/ reads and writes the file; this module only encodes and decodes it.
  *
@@ -46,7 +46,7 @@ const unb64 = (text: unknown, field: string): Uint8Array => {
  * Encode a private key as key-file bytes. `randomBytes` supplies salt and
  * nonce, so callers (and tests) decide where randomness comes from.
  */
-export function encodeKeyFile (key: PrivateKey, options: { passphrase?: string, randomBytes: (n: number) => Uint8Array }): Uint8Array {
+export function encodeKeyFile (key: PrivateKey, options: { passphrase?: string, randomBytes(n: number): Uint8Array }): Uint8Array {
   const protobuf = privateKeyToProtobuf(key)
   let json: KeyFileJson
   if (options.passphrase == null || options.passphrase === '') {
@@ -82,11 +82,11 @@ export function decodeKeyFile (bytes: Uint8Array, passphrase?: string): PrivateK
       throw new KeyFileError('the identity key is encrypted: a passphrase is required (set ACCORD_PASSPHRASE)')
     }
     const kdf = json.kdf
-    if (kdf?.name !== 'scrypt' || !validScryptParams(kdf)) throw new KeyFileError('key file has unsupported kdf parameters')
-    if (json.cipher?.name !== 'xchacha20-poly1305') throw new KeyFileError('key file has an unsupported cipher')
+    if (kdf?.name !== 'scrypt' || !validScryptParams(kdf)) { throw new KeyFileError('key file has unsupported kdf parameters') }
+    if (json.cipher?.name !== 'xchacha20-poly1305') { throw new KeyFileError('key file has an unsupported cipher') }
     const derived = scrypt(passphrase, unb64(kdf.salt, 'kdf.salt'), { N: kdf.N, r: kdf.r, p: kdf.p, dkLen: 32 })
     const nonce = unb64(json.cipher.nonce, 'cipher.nonce')
-    if (nonce.length !== NONCE_BYTES) throw new KeyFileError('key file nonce has the wrong length')
+    if (nonce.length !== NONCE_BYTES) { throw new KeyFileError('key file nonce has the wrong length') }
     try {
       protobuf = xchacha20poly1305(derived, nonce).decrypt(unb64(json.ciphertext, 'ciphertext'))
     } catch {
@@ -114,9 +114,9 @@ function parse (bytes: Uint8Array): KeyFileJson {
   } catch {
     throw new KeyFileError('key file is not valid JSON')
   }
-  if (typeof json !== 'object' || json == null) throw new KeyFileError('key file is not a JSON object')
+  if (typeof json !== 'object' || json == null) { throw new KeyFileError('key file is not a JSON object') }
   const file = json as KeyFileJson
-  if (file.version !== KEY_FILE_VERSION) throw new KeyFileError(`key file version ${String(file.version)} is not supported (expected ${KEY_FILE_VERSION})`)
-  if (file.key == null && file.ciphertext == null) throw new KeyFileError('key file holds neither "key" nor "ciphertext"')
+  if (file.version !== KEY_FILE_VERSION) { throw new KeyFileError(`key file version ${String(file.version)} is not supported (expected ${KEY_FILE_VERSION})`) }
+  if (file.key == null && file.ciphertext == null) { throw new KeyFileError('key file holds neither "key" nor "ciphertext"') }
   return file
 }

@@ -1,4 +1,4 @@
-/**
+/*
  * Finds the other members of our cluster and keeps connections to them.
  *
  * - private mode: DHT walks on our own DHT (`/accord/kad/1.0.0`). Each round

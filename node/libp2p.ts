@@ -23,7 +23,6 @@ import type { Identify } from '@libp2p/identify'
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
-import type { Datastore } from 'interface-datastore'
 import type { Libp2pOptions } from 'libp2p'
 import type { Registry } from 'prom-client'
 
@@ -40,7 +39,7 @@ export type AccordLibp2p = Libp2p<AccordServices>
 export interface BuildOptions {
   config: AccordConfig
   privateKey: PrivateKey
-  datastore: Datastore
+  datastore: NonNullable<Libp2pOptions['datastore']>
   registry: Registry
   version: string
 }

@@ -1,3 +1,4 @@
+/* eslint-disable no-console */
 /**
  * npm run bench:discovery [-- --sizes 8,32 --trials 3]
  *
@@ -31,11 +32,11 @@ async function trial (count: number): Promise<Trial> {
     nodes.push(await createAccordNode({ dataDir: join(root, 'n0'), ...options }, { logger, saveConfig: false }))
     const bootstrap = [nodes[0].libp2p.getMultiaddrs()[0].toString()]
     nodes.push(...await Promise.all(Array.from({ length: count - 1 }, async (_, i) =>
-      await createAccordNode({ dataDir: join(root, `n${i + 1}`), bootstrap, ...options }, { logger, saveConfig: false }))))
+      createAccordNode({ dataDir: join(root, `n${i + 1}`), bootstrap, ...options }, { logger, saveConfig: false }))))
     const startAllMs = performance.now() - t0
     for (;;) {
-      if (nodes.every(n => n.members().filter(m => m.connected).length === count - 1)) break
-      if (performance.now() - t0 > TRIAL_DEADLINE_MS) throw new Error(`${count} nodes did not discover each other within ${TRIAL_DEADLINE_MS} ms`)
+      if (nodes.every(n => n.members().filter(m => m.connected).length === count - 1)) { break }
+      if (performance.now() - t0 > TRIAL_DEADLINE_MS) { throw new Error(`${count} nodes did not discover each other within ${TRIAL_DEADLINE_MS} ms`) }
       await new Promise(resolve => setTimeout(resolve, 50))
     }
     return { nodes: count, startAllMs, discoverAllMs: performance.now() - t0 }
@@ -49,7 +50,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const results: Array<{ nodes: number, trials: Trial[], startAllMsMedian: number, discoverAllMsMedian: number, discoverAllMsMax: number }> = []
 for (const size of sizes) {
   const runs: Trial[] = []
-  for (let i = 0; i < trials; i++) runs.push(await trial(size))
+  for (let i = 0; i < trials; i++) { runs.push(await trial(size)) }
   results.push({
     nodes: size,
     trials: runs,

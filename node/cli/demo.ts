@@ -100,9 +100,9 @@ export async function demoCommand (args: string[]): Promise<void> {
   })
 
   let allConnectedAnnounced = false
-  let done = false
-  void stopSignal.then(() => { done = true })
-  while (!done) {
+  const state = { done: false }
+  void stopSignal.then(() => { state.done = true })
+  while (!state.done) {
     await Promise.all(nodes.map(async node => { await poll(node) }))
     await writeClusterFile(dataDir, nodes)
     const upNodes = nodes.filter(n => n.state === 'up')

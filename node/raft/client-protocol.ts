@@ -10,6 +10,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { decode, encode } from 'cborg'
+import { unreachable } from '../../protocols/common/assert.ts'
 import { commandBytesMax, decodeCommand, encodeCommand } from '../../protocols/raft/kv/index.ts'
 import { RaftError } from './driver.ts'
 import type { RaftDriver } from './driver.ts'
@@ -44,6 +45,7 @@ function encodeRequest (request: ClientRequest): Uint8Array {
     case 'propose': return encode({ v: 1, op: 'propose', command: encodeCommand(request.command) })
     case 'conf-change': return encode({ v: 1, op: 'conf-change', change: request.change })
     case 'transfer-leader': return encode({ v: 1, op: 'transfer-leader', to: request.to })
+    default: return unreachable(request)
   }
 }
 
@@ -106,6 +108,8 @@ async function serve (driver: RaftDriver, request: ClientRequest, signal: AbortS
     case 'transfer-leader':
       driver.transferLeadership(request.to)
       return { ok: true }
+    default:
+      return unreachable(request)
   }
 }
 

@@ -18,6 +18,7 @@
  * byte form per frame and unknown fields, floats or non-minimal lengths are
  * refused rather than silently dropped.
  */
+import { Buffer } from 'node:buffer'
 import { decode, encode, Tokenizer, Type } from 'cborg'
 import { validateMessage } from '../../protocols/raft/index.ts'
 import type { Message, SnapshotMessage } from '../../protocols/raft/index.ts'
@@ -179,12 +180,9 @@ function hasExactKeys (value: Record<string, unknown>, keys: string[]): boolean 
   return own.length === keys.length && keys.every(k => Object.hasOwn(value, k))
 }
 
+/** memcmp through Node's Buffer (a JS loop costs ~3 ms per MiB chunk). */
 function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) { return false }
-  for (let i = 0; i < a.byteLength; i++) {
-    if (a[i] !== b[i]) { return false }
-  }
-  return true
+  return a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
 }
 
 /** Decodes one frame from the network. Never throws. */

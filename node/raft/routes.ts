@@ -1,4 +1,4 @@
-/**
+/*
  * HTTP routes of the replicated KV store and of Raft membership:
  *
  *   PUT    /v1/kv/<key>            body = raw value          → {"index":N}

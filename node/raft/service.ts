@@ -10,6 +10,7 @@
  * with Raft state simply resumes.
  */
 import { randomBytes } from 'node:crypto'
+import { unreachable } from '../../protocols/common/assert.ts'
 import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
 import { handleClientRequests, RAFT_CLIENT_PROTOCOL, sendClientRequest } from './client-protocol.ts'
 import { RaftDriver, RaftError } from './driver.ts'
@@ -116,13 +117,13 @@ export class RaftService {
 
     // the driver and the transport refer to each other: the transport
     // delivers to the driver, the driver sends through the transport
-    let driver: RaftDriver | undefined
+    const ref: { driver?: RaftDriver } = {}
     const transport = new RaftTransport(raftTransportComponents(libp2p), {
-      onMessage: (message) => { driver?.step(message) },
-      onUnreachable: (to) => { driver?.reportUnreachable(to) },
-      onSnapshotSent: (to, outcome) => { driver?.reportSnapshot(to, outcome) }
+      onMessage: (message) => { ref.driver?.step(message) },
+      onUnreachable: (to) => { ref.driver?.reportUnreachable(to) },
+      onSnapshotSent: (to, outcome) => { ref.driver?.reportSnapshot(to, outcome) }
     })
-    driver = RaftDriver.create({
+    const driver = ref.driver = RaftDriver.create({
       id,
       store: storage,
       outbox: transport,
@@ -252,6 +253,8 @@ export class RaftService {
       case 'transfer-leader':
         this.#driver.transferLeadership(request.to)
         return { ok: true }
+      default:
+        return unreachable(request)
     }
   }
 

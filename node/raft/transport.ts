@@ -208,12 +208,14 @@ class LengthPrefixTooLongError extends Error {
  */
 function decodeLengthPrefix (data: { byteLength: number, get(index: number): number }): number {
   let value = 0
-  for (let i = 0; i < data.byteLength; i++) {
-    if (i >= LENGTH_PREFIX_BYTES_MAX) { throw new LengthPrefixTooLongError(`length prefix longer than ${LENGTH_PREFIX_BYTES_MAX} bytes`) }
+  let scale = 1
+  const length = Math.min(data.byteLength, LENGTH_PREFIX_BYTES_MAX)
+  for (let i = 0; i < length; i++, scale *= 0x80) {
     const byte = data.get(i)
-    value += (byte & 0x7f) * 2 ** (7 * i)
+    value += (byte & 0x7f) * scale
     if (byte < 0x80) { return value }
   }
+  if (data.byteLength >= LENGTH_PREFIX_BYTES_MAX) { throw new LengthPrefixTooLongError(`length prefix longer than ${LENGTH_PREFIX_BYTES_MAX} bytes`) }
   throw new RangeError('incomplete length prefix')
 }
 

@@ -5,15 +5,15 @@
  */
 export interface Rng {
   /** A uniformly distributed 32-bit unsigned integer. */
-  nextUint32: () => number
+  nextUint32(): number
   /** An integer in [min, max] inclusive. */
-  intBetween: (min: number, max: number) => number
+  intBetween(min: number, max: number): number
   /** A float in [0, 1). */
-  nextFloat: () => number
+  nextFloat(): number
   /** true with the given probability in [0, 1]. */
-  chance: (probability: number) => boolean
+  chance(probability: number): boolean
   /** A new independent generator derived from this one. */
-  fork: () => Rng
+  fork(): Rng
 }
 
 function splitMix32 (seed: number): () => number {
@@ -30,7 +30,7 @@ function splitMix32 (seed: number): () => number {
 export function createRng (seed: number): Rng {
   const init = splitMix32(seed)
   const s = new Uint32Array([init(), init(), init(), init()])
-  if ((s[0] | s[1] | s[2] | s[3]) === 0) s[0] = 1
+  if ((s[0] | s[1] | s[2] | s[3]) === 0) { s[0] = 1 }
 
   const rotl = (x: number, k: number): number => ((x << k) | (x >>> (32 - k))) >>> 0
 

@@ -1,0 +1,247 @@
+/**
+ * A Jepsen-style scenario runner for accord's Raft KV over real processes:
+ * clients keep writing and reading through the HTTP API while a nemesis
+ * kills, pauses, partitions and restarts nodes; every operation goes into a
+ * history that the linearizability checker judges at the end.
+ *
+ * Writes carry unique values, so a read pins down which write it saw. A
+ * write whose answer never came (timeout, 5xx, connection reset) may or may
+ * not have taken effect: it is recorded as pending. A failed read had no
+ * effect and is left out.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { API_TOKEN_FILE } from '../../node/http-api.ts'
+import { createRng } from '../../protocols/common/rng.ts'
+import { checkOperations, kvModel } from './linearizability.ts'
+import { waitFor } from './nodes.ts'
+import { DaemonProcess } from './processes.ts'
+import type { CheckResult, KvInput, KvOperation, KvOutput } from './linearizability.ts'
+
+export interface ScenarioNode {
+  index: number
+  dataDir: string
+  /** start arguments after --data-dir (listen, api, bootstrap...) */
+  args: string[]
+  /** e.g. ['ip', 'netns', 'exec', name] */
+  wrap?: string[]
+  apiUrl: string
+  daemon: DaemonProcess | null
+  peerId: string
+}
+
+export interface ClientOptions {
+  clients: number
+  keys: number
+  seed: number
+  requestTimeoutMs: number
+  /** pause between a client's operations */
+  thinkMs: number
+}
+
+export class RaftScenario {
+  readonly nodes: ScenarioNode[] = []
+  readonly history: KvOperation[] = []
+  readonly log: string[] = []
+  readonly #t0 = performance.now()
+  #running = false
+  #clientLoops: Array<Promise<void>> = []
+  #writeCounter = 0
+  #acknowledgedWrites = 0
+
+  note (text: string): void {
+    this.log.push(`${((performance.now() - this.#t0) / 1000).toFixed(2)}s ${text}`)
+  }
+
+  /** Start node 0 (it founds the group), then the others bootstrapped from it; wait for all to be voters. */
+  async startCluster (specs: Array<Omit<ScenarioNode, 'daemon' | 'peerId' | 'index'>>): Promise<void> {
+    const first = await this.#launch({ ...specs[0], index: 0, daemon: null, peerId: '' })
+    const info = await first.daemon?.ready()
+    first.peerId = info?.peerId ?? ''
+    this.nodes.push(first)
+    const bootstrap = info?.multiaddrs[0] ?? ''
+    for (const [i, spec] of specs.slice(1).entries()) {
+      this.nodes.push(await this.#launch({ ...spec, index: i + 1, daemon: null, peerId: '', args: [...spec.args, '--bootstrap', bootstrap] }))
+    }
+    for (const node of this.nodes.slice(1)) { node.peerId = (await node.daemon?.ready())?.peerId ?? '' }
+    await waitFor(async () => {
+      const status = await this.raftStatus(this.nodes[0])
+      return status?.voters.length === this.nodes.length && status.leader != null
+    }, `all ${this.nodes.length} nodes to become voters`, 90_000)
+    this.note(`cluster of ${this.nodes.length} formed`)
+  }
+
+  async #launch (node: ScenarioNode): Promise<ScenarioNode> {
+    node.daemon = new DaemonProcess(node.dataDir, node.args, { wrap: node.wrap })
+    return node
+  }
+
+  async #token (node: ScenarioNode): Promise<string | null> {
+    return readFile(join(node.dataDir, API_TOKEN_FILE), 'utf8').then(t => t.trim(), () => null)
+  }
+
+  async request (node: ScenarioNode, method: string, path: string, body?: string, timeoutMs = 3000): Promise<{ status: number, json: any }> {
+    const token = await this.#token(node)
+    const response = await fetch(`${node.apiUrl}${path}`, {
+      method,
+      body,
+      headers: token != null ? { authorization: `Bearer ${token}` } : {},
+      signal: AbortSignal.timeout(timeoutMs)
+    })
+    return { status: response.status, json: await response.json().catch(() => ({})) }
+  }
+
+  async raftStatus (node: ScenarioNode): Promise<{ role: string, leader: string | null, voters: string[], commit: number, term: number } | null> {
+    try {
+      const { status, json } = await this.request(node, 'GET', '/v1/raft/members', undefined, 2000)
+      return status === 200 ? json : null
+    } catch {
+      return null
+    }
+  }
+
+  /** The index of the current leader among running nodes (asks them), or -1. */
+  async leaderIndex (): Promise<number> {
+    for (const node of this.nodes) {
+      if (node.daemon == null) { continue }
+      const status = await this.raftStatus(node)
+      if (status?.role === 'leader') { return node.index }
+    }
+    return -1
+  }
+
+  async waitForLeader (what: string, except?: number): Promise<number> {
+    let leader = -1
+    await waitFor(async () => {
+      leader = await this.leaderIndex()
+      return leader >= 0 && leader !== except
+    }, what, 60_000)
+    this.note(`leader is node ${leader}`)
+    return leader
+  }
+
+  startClients (options: ClientOptions): void {
+    this.#running = true
+    const rng = createRng(options.seed)
+    for (let c = 0; c < options.clients; c++) {
+      this.#clientLoops.push(this.#client(c, options, rng.fork()))
+    }
+  }
+
+  async stopClients (): Promise<void> {
+    this.#running = false
+    await Promise.all(this.#clientLoops)
+    this.#clientLoops = []
+  }
+
+  get acknowledgedWrites (): number {
+    return this.#acknowledgedWrites
+  }
+
+  async #client (clientIndex: number, options: ClientOptions, rng: ReturnType<typeof createRng>): Promise<void> {
+    const clientId = `scenario-${options.seed}-${clientIndex}`
+    let sequence = 0
+    while (this.#running) {
+      const node = this.nodes[rng.intBetween(0, this.nodes.length - 1)]
+      const key = `k${rng.intBetween(0, options.keys - 1)}`
+      const roll = rng.nextFloat()
+      if (roll < 0.5) {
+        await this.#read(node, key, clientIndex, options)
+      } else {
+        const value = `c${clientIndex}-${++this.#writeCounter}`
+        sequence++
+        const input: KvInput = roll < 0.85 ? { op: 'put', key, value } : { op: 'cas', key, expected: null, value }
+        await this.#write(node, input, clientIndex, clientId, sequence, options)
+      }
+      await new Promise(resolve => setTimeout(resolve, options.thinkMs))
+    }
+  }
+
+  async #read (node: ScenarioNode, key: string, clientIndex: number, options: ClientOptions): Promise<void> {
+    const call = performance.now()
+    try {
+      const { status, json } = await this.request(node, 'GET', `/v1/kv/${key}?consistency=linearizable`, undefined, options.requestTimeoutMs)
+      const ret = performance.now()
+      if (status === 200 || status === 404) {
+        this.history.push({ clientId: clientIndex, input: { op: 'get', key }, call, output: status === 200 ? json.value : null, return: ret })
+      }
+    } catch { /* no answer: a read without effect */ }
+  }
+
+  async #write (node: ScenarioNode, input: KvInput, clientIndex: number, clientId: string, sequence: number, options: ClientOptions): Promise<void> {
+    if (input.op === 'get') { return }
+    const call = performance.now()
+    let output: KvOutput | undefined
+    try {
+      const token = await this.#token(node)
+      const headers: Record<string, string> = { 'x-accord-client-id': clientId, 'x-accord-sequence': String(sequence) }
+      if (token != null) { headers.authorization = `Bearer ${token}` }
+      const request = input.op === 'put'
+        ? { method: 'PUT', path: `/v1/kv/${input.key}`, body: input.value }
+        : { method: 'POST', path: `/v1/kv/${input.key}/cas`, body: JSON.stringify({ expected: input.op === 'cas' ? input.expected : null, value: input.op === 'cas' ? input.value : '' }) }
+      const response = await fetch(`${node.apiUrl}${request.path}`, { method: request.method, body: request.body, headers, signal: AbortSignal.timeout(options.requestTimeoutMs) })
+      const json = await response.json().catch(() => ({}))
+      if (response.status === 200) { output = input.op === 'cas' ? true : null } else if (response.status === 409 && json.error === 'cas-mismatch') { output = false }
+    } catch { /* timeout or reset: unknown outcome */ }
+    if (output === undefined) {
+      this.history.push({ clientId: clientIndex, input, call, return: Infinity })
+    } else {
+      this.#acknowledgedWrites++
+      this.history.push({ clientId: clientIndex, input, call, output, return: performance.now() })
+    }
+  }
+
+  /** Final linearizable reads of every key from one node, as part of the history. */
+  async finalReads (keys: number): Promise<void> {
+    const leader = await this.waitForLeader('a leader after healing')
+    for (let k = 0; k < keys; k++) {
+      const call = performance.now()
+      const { status, json } = await this.request(this.nodes[leader], 'GET', `/v1/kv/k${k}`, undefined, 10_000)
+      if (status !== 200 && status !== 404) { throw new Error(`final read of k${k} failed: ${status} ${JSON.stringify(json)}`) }
+      this.history.push({ clientId: -1, input: { op: 'get', key: `k${k}` }, call, output: status === 200 ? json.value : null, return: performance.now() })
+    }
+  }
+
+  check (): CheckResult<KvInput, KvOutput> {
+    return checkOperations(kvModel, this.history, { maxSteps: 20_000_000 })
+  }
+
+  // ------------------------------------------------------------ nemesis
+
+  async kill (index: number): Promise<void> {
+    const node = this.nodes[index]
+    await node.daemon?.stop('SIGKILL')
+    node.daemon = null
+    this.note(`kill -9 node ${index}`)
+  }
+
+  async restart (index: number): Promise<void> {
+    const node = this.nodes[index]
+    node.daemon = new DaemonProcess(node.dataDir, [], { wrap: node.wrap })
+    await node.daemon.ready()
+    this.note(`restarted node ${index}`)
+  }
+
+  pause (index: number): void {
+    this.nodes[index].daemon?.child.kill('SIGSTOP')
+    this.note(`SIGSTOP node ${index}`)
+  }
+
+  resume (index: number): void {
+    this.nodes[index].daemon?.child.kill('SIGCONT')
+    this.note(`SIGCONT node ${index}`)
+  }
+
+  async stopAll (): Promise<void> {
+    await Promise.all(this.nodes.map(async n => {
+      n.daemon?.child.kill('SIGCONT')
+      await n.daemon?.stop('SIGKILL')
+      n.daemon = null
+    }))
+  }
+}
+
+export function describeFailure (scenario: RaftScenario, result: CheckResult<KvInput, KvOutput>): string {
+  const explanation = result.ok === false ? result.explanation.text : result.ok === 'unknown' ? result.reason : ''
+  return `history of ${scenario.history.length} ops is ${result.ok === false ? 'NOT linearizable' : 'undecided'}:\n${explanation}\nnemesis log:\n${scenario.log.join('\n')}`
+}

@@ -28,11 +28,17 @@ export class NetnsLab {
   readonly #prefix: string
   readonly #subnet: string
 
-  constructor (hostCount: number, options: { net?: number } = {}) {
+  /** When set, the test process (root namespace) reaches the hosts at this address. */
+  readonly hostAccessAddress: string | null
+  readonly #rootPort: string
+
+  constructor (hostCount: number, options: { net?: number, hostAccess?: boolean } = {}) {
     const tag = (process.pid % 10000).toString(36)
     this.#prefix = `acc${tag}`
     this.#switch = `${this.#prefix}sw`
     this.#subnet = `10.213.${options.net ?? 7}`
+    this.#rootPort = `${this.#prefix}r`
+    this.hostAccessAddress = options.hostAccess === true ? `${this.#subnet}.254` : null
     for (let i = 0; i < hostCount; i++) {
       const name = `${this.#prefix}h${i}`
       this.hosts.push({ name, address: `${this.#subnet}.${i + 1}`, wrap: ['ip', 'netns', 'exec', name], switchPort: `${this.#prefix}p${i}` })
@@ -60,6 +66,14 @@ export class NetnsLab {
       await ip('-n', this.#switch, 'link', 'set', host.switchPort, 'master', 'br0')
       await ip('-n', this.#switch, 'link', 'set', host.switchPort, 'up')
     }
+    if (this.hostAccessAddress != null) {
+      const peer = `${this.#prefix}rp`
+      await ip('link', 'add', this.#rootPort, 'type', 'veth', 'peer', 'name', peer, 'netns', this.#switch)
+      await ip('addr', 'add', `${this.hostAccessAddress}/24`, 'dev', this.#rootPort)
+      await ip('link', 'set', this.#rootPort, 'up')
+      await ip('-n', this.#switch, 'link', 'set', peer, 'master', 'br0')
+      await ip('-n', this.#switch, 'link', 'set', peer, 'up')
+    }
   }
 
   /** Cut a host off the network (link down) or reconnect it. */
@@ -68,6 +82,7 @@ export class NetnsLab {
   }
 
   async destroy (): Promise<void> {
+    await ip('link', 'del', this.#rootPort).catch(() => {})
     for (const name of [...this.hosts.map(h => h.name), this.#switch]) {
       await ip('netns', 'del', name).catch(() => {})
     }

@@ -1,0 +1,125 @@
+/**
+ * Raft under faults, end to end: 5 `accord start` processes, clients
+ * writing and reading through the HTTP API the whole time, and a nemesis.
+ * Each scenario's history must be linearizable (which also means no
+ * acknowledged write was lost: the final reads are part of the history).
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect } from 'aegir/chai'
+import { NetnsLab } from '../lib/netns.ts'
+import { describeFailure, RaftScenario } from '../lib/scenario.ts'
+
+const CLIENTS = { clients: 5, keys: 4, requestTimeoutMs: 3000, thinkMs: 20 }
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+describe('raft under faults (5 OS processes)', function () {
+  this.timeout(300_000)
+  let root: string
+  let scenario: RaftScenario
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'accord-faults-'))
+    scenario = new RaftScenario()
+  })
+
+  afterEach(async function () {
+    await scenario.stopAll()
+    if (this.currentTest?.state === 'failed') { console.log(scenario.log.join('\n')) } // eslint-disable-line no-console
+    await rm(root, { recursive: true, force: true })
+  })
+
+  async function loopbackCluster (): Promise<void> {
+    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    await scenario.startCluster([0, 1, 2, 3, 4].map(i => ({
+      dataDir: join(root, `node-${i}`),
+      apiUrl: `http://127.0.0.1:${base + i}`,
+      args: ['--listen', `/ip4/127.0.0.1/tcp/${base + 100 + i}`, '--api', `127.0.0.1:${base + i}`]
+    })))
+  }
+
+  function expectLinearizable (): void {
+    const result = scenario.check()
+    expect(result.ok, describeFailure(scenario, result)).to.equal(true)
+    expect(scenario.acknowledgedWrites).to.be.greaterThan(20)
+  }
+
+  it('kill -9 of the leader, twice, and restarts', async () => {
+    await loopbackCluster()
+    scenario.startClients({ ...CLIENTS, seed: 1 })
+    await sleep(2000)
+    for (let round = 0; round < 2; round++) {
+      const leader = await scenario.waitForLeader('a leader')
+      await scenario.kill(leader)
+      await scenario.waitForLeader('a new leader', leader)
+      await sleep(2000)
+      await scenario.restart(leader)
+      await sleep(1500)
+    }
+    await scenario.stopClients()
+    await scenario.finalReads(CLIENTS.keys)
+    expectLinearizable()
+  })
+
+  it('SIGSTOP of the leader for longer than the election timeout, then SIGCONT', async () => {
+    await loopbackCluster()
+    scenario.startClients({ ...CLIENTS, seed: 2 })
+    await sleep(2000)
+    const leader = await scenario.waitForLeader('a leader')
+    scenario.pause(leader)
+    await scenario.waitForLeader('a leader elected while the old one sleeps', leader)
+    await sleep(2000)
+    scenario.resume(leader)
+    await sleep(3000)
+    // a follower paused too: nothing should notice much
+    const follower = (leader + 1) % 5
+    scenario.pause(follower)
+    await sleep(3000)
+    scenario.resume(follower)
+    await sleep(1500)
+    await scenario.stopClients()
+    await scenario.finalReads(CLIENTS.keys)
+    expectLinearizable()
+  })
+
+  describe('in network namespaces', () => {
+    const lab = new NetnsLab(5, { net: 9, hostAccess: true })
+    before(async () => { await lab.create() })
+    after(async () => { await lab.destroy() })
+
+    it('partitions a minority with the leader, heals, then partitions a majority, heals', async () => {
+      await scenario.startCluster(lab.hosts.map((host, i) => ({
+        dataDir: join(root, `node-${i}`),
+        wrap: host.wrap,
+        apiUrl: `http://${host.address}:7070`,
+        args: ['--listen', `/ip4/${host.address}/tcp/4001`, '--api', `${host.address}:7070`]
+      })))
+      scenario.startClients({ ...CLIENTS, seed: 3 })
+      await sleep(2000)
+
+      // the leader and one follower cut off: the other three elect a leader and go on
+      const leader = await scenario.waitForLeader('a leader')
+      const minority = [leader, (leader + 1) % 5]
+      for (const i of minority) { await lab.setLink(lab.hosts[i], false) }
+      scenario.note(`partitioned minority ${minority.join(',')}`)
+      await sleep(5000)
+      for (const i of minority) { await lab.setLink(lab.hosts[i], true) }
+      scenario.note('healed')
+      await scenario.waitForLeader('a leader after healing the minority')
+      await sleep(2000)
+
+      // three cut off: no side has a quorum until it heals
+      const majority = [0, 1, 2]
+      for (const i of majority) { await lab.setLink(lab.hosts[i], false) }
+      scenario.note(`partitioned majority ${majority.join(',')}`)
+      await sleep(5000)
+      for (const i of majority) { await lab.setLink(lab.hosts[i], true) }
+      scenario.note('healed')
+      await sleep(3000)
+      await scenario.stopClients()
+      await scenario.finalReads(CLIENTS.keys)
+      expectLinearizable()
+    })
+  })
+})

@@ -13,6 +13,7 @@ import { decode, encode } from 'cborg'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { commandBytesMax, decodeCommand, encodeCommand } from '../../protocols/raft/kv/index.ts'
 import { RaftError } from './driver.ts'
+import { boundedLengthDecoder } from './transport.ts'
 import type { RaftDriver } from './driver.ts'
 import type { ConfChange } from '../../protocols/raft/index.ts'
 import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
@@ -78,7 +79,9 @@ export function decodeRequest (bytes: Uint8Array): ClientRequest | string {
 export async function handleClientRequests (libp2p: AccordLibp2p, driver: RaftDriver, limits: KvLimits, log: Logger): Promise<void> {
   await libp2p.handle(RAFT_CLIENT_PROTOCOL, async (stream: Stream) => {
     const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
-    const lp = lpStream(stream, { maxDataLength: requestBytesMax(limits) })
+    const maxDataLength = requestBytesMax(limits)
+    // lpStream's default decoder reads an unbounded varint prefix
+    const lp = lpStream(stream, { maxDataLength, lengthDecoder: boundedLengthDecoder(maxDataLength) })
     let answer: ClientAnswer
     try {
       const request = decodeRequest((await lp.read({ signal })).subarray())
@@ -122,7 +125,7 @@ export function toAnswer (err: unknown, leader: string | null): ClientAnswer {
 export async function sendClientRequest (libp2p: AccordLibp2p, peer: string, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
   const stream = await libp2p.dialProtocol(peerIdFromString(peer), RAFT_CLIENT_PROTOCOL, { signal })
   try {
-    const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX })
+    const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })
     await lp.write(encodeRequest(request), { signal })
     const answer = decode((await lp.read({ signal })).subarray()) as ClientAnswer
     await stream.close({ signal })

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { createRng } from '../../protocols/common/rng.ts'
 import { RaftNode } from '../../protocols/raft/index.ts'
 import { encodeCommand, KvStateMachine, validateCommand } from '../../protocols/raft/kv/index.ts'
-import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, ReadState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
+import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, Ready, ReadState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
 import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { Logger } from 'pino'
 
@@ -69,6 +69,9 @@ export class RaftError extends Error {
   }
 }
 
+/** Messages only a leader sends, to replicate its log. */
+const LEADER_MESSAGES: ReadonlySet<Message['type']> = new Set(['append', 'heartbeat'])
+
 /** Waiting proposals and reads are bounded: beyond these, requests get 'busy'. */
 export const PENDING_PROPOSALS_MAX = 16_384
 export const PENDING_READS_MAX = 4096
@@ -102,6 +105,8 @@ export class RaftDriver {
   #lastSnapshotIndex: number
   #leader: string | null = null
   #term = 0
+  /** Term and vote as last made durable. */
+  #durableVote: { term: number, vote: string | null }
   #promoting: string | null = null
 
   private constructor (options: RaftDriverOptions, kv: KvStateMachine) {
@@ -110,6 +115,7 @@ export class RaftDriver {
     this.#options = options
     this.#lastSnapshotIndex = options.restored.snapshot?.meta.index ?? 0
     this.#term = options.restored.hardState.term
+    this.#durableVote = { term: options.restored.hardState.term, vote: options.restored.hardState.vote }
     this.#core = new RaftNode({
       id: options.id,
       rng: createRng(randomBytes(4).readUInt32LE()),
@@ -296,12 +302,16 @@ export class RaftDriver {
         if (this.#term > 0) { this.#options.metrics?.onElection?.() }
         this.#term = ready.hardState.term
       }
-      // 1. durable first: the messages below promise what this makes durable
+      // 1. durable first: the messages below promise what this makes durable,
+      // except a leader's replication messages (see #sendsBeforePersist)
+      const early = this.#sendsBeforePersist(ready)
+      if (early) { this.#send(ready.messages) }
       if (ready.hardState != null || ready.entries.length > 0 || ready.snapshot != null) {
         await this.#options.store.persist({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot, mustSync: ready.mustSync })
+        if (ready.hardState != null) { this.#durableVote = { term: ready.hardState.term, vote: ready.hardState.vote } }
       }
       // 2. send
-      for (const message of ready.messages) { this.#options.outbox.send(message.to, message) }
+      if (!early) { this.#send(ready.messages) }
       // 3. apply
       if (ready.snapshot != null) { this.#applySnapshot(ready.snapshot) }
       this.#applyEntries(ready.committedEntries)
@@ -309,6 +319,26 @@ export class RaftDriver {
       this.#core.advance()
       await this.#maybeCompact()
     }
+  }
+
+  #send (messages: Message[]): void {
+    for (const message of messages) { this.#options.outbox.send(message.to, message) }
+  }
+
+  /**
+   * A leader may send its replication messages while the entries of the
+   * same Ready are still being written (Raft thesis §10.2.1; etcd's leader
+   * does the same). Nothing that relies on the leader's copy escapes before
+   * it is durable: a commit index covering these entries first appears in a
+   * later Ready (in messages, hard state and committed entries), and the
+   * next Ready is only taken after this one's write completed. Term and vote
+   * must be durable before anything is sent, so a Ready that changes them
+   * takes the ordinary path, as does everything a follower or candidate sends.
+   */
+  #sendsBeforePersist (ready: Ready): boolean {
+    if (ready.snapshot != null) { return false }
+    if (ready.hardState != null && (ready.hardState.term !== this.#durableVote.term || ready.hardState.vote !== this.#durableVote.vote)) { return false }
+    return ready.messages.length > 0 && ready.messages.every(m => LEADER_MESSAGES.has(m.type))
   }
 
   #observeLeader (leader: string | null, role: string): void {

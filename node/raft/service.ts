@@ -119,6 +119,8 @@ export class RaftService {
     // delivers to the driver, the driver sends through the transport
     const ref: { driver?: RaftDriver } = {}
     const transport = new RaftTransport(raftTransportComponents(libp2p), {
+      // a few election timeouts: a leader's heartbeats keep its streams busy
+      readIdleTimeoutMs: options.settings.tickIntervalMs * options.settings.electionTimeoutTicks * 6,
       onMessage: (message) => { ref.driver?.step(message) },
       onUnreachable: (to) => { ref.driver?.reportUnreachable(to) },
       onSnapshotSent: (to, outcome) => { ref.driver?.reportSnapshot(to, outcome) }

@@ -192,32 +192,35 @@ class IdleTimeoutError extends Error {
 /** Inbound read buffer: a whole frame plus its prefix, and the start of the next. */
 const READ_BUFFER_BYTES_MAX = 2 * FRAME_BYTES_MAX + 16
 
-/** Bytes of the varint that encodes FRAME_BYTES_MAX: a longer length prefix is refused. */
-export const LENGTH_PREFIX_BYTES_MAX = Math.ceil(Math.log2(FRAME_BYTES_MAX + 1) / 7)
-
 class LengthPrefixTooLongError extends Error {
   override name = 'LengthPrefixTooLongError'
 }
 
 /**
- * The unsigned varint length prefix, read with a bound. lpStream treats a
- * RangeError from its decoder as "read one more byte" and checks the prefix
- * length only after a successful decode, so with the default decoder a peer
- * sending 0xff bytes forever grows the prefix buffer until the read times
- * out. This decoder gives up after LENGTH_PREFIX_BYTES_MAX bytes.
+ * An lpStream `lengthDecoder` that refuses a length prefix longer than the
+ * varint of `maxDataLength` (use it on every lpStream that reads from peers).
+ * lpStream (@libp2p/utils 7.4) treats a RangeError from its decoder as "read
+ * one more byte" and checks the prefix length only after a successful
+ * decode, so with the default decoder a peer sending 0xff bytes forever grows
+ * the prefix buffer (one list node per byte) until the read times out.
  */
-function decodeLengthPrefix (data: { byteLength: number, get(index: number): number }): number {
-  let value = 0
-  let scale = 1
-  const length = Math.min(data.byteLength, LENGTH_PREFIX_BYTES_MAX)
-  for (let i = 0; i < length; i++, scale *= 0x80) {
-    const byte = data.get(i)
-    value += (byte & 0x7f) * scale
-    if (byte < 0x80) { return value }
+export function boundedLengthDecoder (maxDataLength: number): (data: { byteLength: number, get(index: number): number }) => number {
+  const prefixBytesMax = Math.ceil(Math.log2(maxDataLength + 1) / 7)
+  return (data) => {
+    let value = 0
+    let scale = 1
+    const length = Math.min(data.byteLength, prefixBytesMax)
+    for (let i = 0; i < length; i++, scale *= 0x80) {
+      const byte = data.get(i)
+      value += (byte & 0x7f) * scale
+      if (byte < 0x80) { return value }
+    }
+    if (data.byteLength >= prefixBytesMax) { throw new LengthPrefixTooLongError(`length prefix longer than ${prefixBytesMax} bytes`) }
+    throw new RangeError('incomplete length prefix')
   }
-  if (data.byteLength >= LENGTH_PREFIX_BYTES_MAX) { throw new LengthPrefixTooLongError(`length prefix longer than ${LENGTH_PREFIX_BYTES_MAX} bytes`) }
-  throw new RangeError('incomplete length prefix')
 }
+
+const decodeLengthPrefix = boundedLengthDecoder(FRAME_BYTES_MAX)
 
 export class RaftTransport implements Startable {
   readonly [serviceCapabilities]: string[] = ['@accord/raft-transport']
@@ -271,11 +274,17 @@ export class RaftTransport implements Startable {
   async start (): Promise<void> {
     if (this.#running) { return }
     this.#abort = new AbortController()
-    await this.#components.registrar.handle(this.#protocol, this.#onStream, {
-      maxInboundStreams: this.#limits.maxInboundStreams,
-      maxOutboundStreams: this.#limits.maxOutboundStreams
-    })
+    // running first: a stream may arrive as soon as the handler is registered
     this.#running = true
+    try {
+      await this.#components.registrar.handle(this.#protocol, this.#onStream, {
+        maxInboundStreams: this.#limits.maxInboundStreams,
+        maxOutboundStreams: this.#limits.maxOutboundStreams
+      })
+    } catch (err) {
+      this.#running = false
+      throw err
+    }
   }
 
   /** Unregisters the protocol, aborts pending dials, writes and reads, and closes every stream. */

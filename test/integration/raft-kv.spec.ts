@@ -1,4 +1,7 @@
+import { lpStream } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
+import { decode, encode } from 'cborg'
+import { RAFT_CLIENT_PROTOCOL } from '../../node/raft/client-protocol.ts'
 import { addressOf, TestCluster, waitFor } from '../lib/nodes.ts'
 import type { AccordNode } from '../../node/index.ts'
 
@@ -118,6 +121,36 @@ describe('raft KV over libp2p (one process)', function () {
     const body = await read.json()
     expect(body).to.have.property('leader')
     expect((await fetch(`${survivor.apiUrl}/v1/kv/after-transfer?consistency=stale`)).status).to.equal(200)
+  })
+
+  it('answers malformed client-protocol requests with an error and keeps serving', async () => {
+    const nodes = await formGroup(cluster)
+    const leader = leaderOf(nodes)
+    const sender = nodes.find(n => n !== leader) as AccordNode
+    const ask = async (bytes: Uint8Array): Promise<unknown> => {
+      const stream = await sender.libp2p.dialProtocol(leader.libp2p.peerId, RAFT_CLIENT_PROTOCOL)
+      const lp = lpStream(stream)
+      await lp.write(bytes)
+      try {
+        return decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray())
+      } catch (err) {
+        return (err as Error).name
+      } finally {
+        stream.abort(new Error('done'))
+      }
+    }
+    expect(await ask(new Uint8Array([0xff, 0x00, 0x13]))).to.deep.include({ ok: false, code: 'invalid' })
+    expect(await ask(encode({ v: 1, op: 'propose', command: new Uint8Array([1, 2, 3]) }))).to.deep.include({ ok: false, code: 'invalid' })
+    expect(await ask(encode({ v: 1, op: 'frobnicate' }))).to.deep.include({ ok: false, code: 'invalid' })
+    expect(await ask(encode({ v: 2, op: 'propose' }))).to.deep.include({ ok: false, code: 'invalid' })
+    expect(await ask(encode({ v: 1, op: 'conf-change', change: { changes: 'all' } }))).to.deep.include({ ok: false, code: 'invalid' })
+
+    // a length prefix far beyond the limit: the stream is refused, not buffered
+    const stream = await sender.libp2p.dialProtocol(leader.libp2p.peerId, RAFT_CLIENT_PROTOCOL)
+    stream.send(new Uint8Array(64).fill(0xff))
+    await stream.close().catch(() => {})
+
+    expect((await put(sender, 'still', 'serving')).status).to.equal(200)
   })
 
   it('removes a node that is down, and the rest keep committing', async () => {

@@ -1,0 +1,290 @@
+/* eslint-disable no-console */
+/**
+ * npm run bench:raft [-- --seconds 10 --clients 1,64 --failover-trials 10]
+ *
+ * Write throughput and latency of a 3-node accord cluster (3 OS processes,
+ * libp2p over TCP on loopback, fsync on), 256-byte values, N concurrent
+ * HTTP keep-alive clients sending PUTs to the leader. When `etcd` is on the
+ * PATH (Debian: etcd-server), the same workload runs against a 3-member
+ * etcd on loopback through its JSON gateway (POST /v3/kv/put) for a ratio.
+ * Then leader failover: kill -9 the leader, time until the next write
+ * commits, over several trials.
+ *
+ * Prints tables and writes bench/results/raft.json.
+ */
+import { spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { Agent, request } from 'node:http'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import type { ChildProcess } from 'node:child_process'
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    clients: { type: 'string', default: '1,64' },
+    'failover-trials': { type: 'string', default: '10' },
+    'value-bytes': { type: 'string', default: '256' },
+    systems: { type: 'string', default: 'accord,etcd' }
+  }
+})
+const SYSTEMS = values.systems.split(',')
+const SECONDS = Number(values.seconds)
+const CLIENTS = values.clients.split(',').map(Number)
+const FAILOVER_TRIALS = Number(values['failover-trials'])
+const VALUE = 'v'.repeat(Number(values['value-bytes']))
+const CLI = fileURLToPath(new URL('../node/cli.ts', import.meta.url))
+
+interface Target {
+  name: string
+  /** URL of the node to send writes to (the leader). */
+  leaderUrl(): Promise<string>
+  write(agent: Agent, url: string, key: string): Promise<number>
+}
+
+function httpCall (agent: Agent, url: string, method: string, path: string, body: string): Promise<{ status: number, text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}${path}`, { method, agent, headers: { 'content-length': Buffer.byteLength(body) }, timeout: 10_000 }, res => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { text += d })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, text }) })
+    })
+    req.on('error', reject)
+    req.on('timeout', () => { req.destroy(new Error('timeout')) })
+    req.end(body)
+  })
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) { return NaN }
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
+}
+
+interface LoadResult { clients: number, writes: number, writesPerSecond: number, p50Ms: number, p99Ms: number, errors: number }
+
+async function load (target: Target, clients: number): Promise<LoadResult> {
+  const url = await target.leaderUrl()
+  const agent = new Agent({ keepAlive: true, maxSockets: clients })
+  const latencies: number[] = []
+  let errors = 0
+  const warmupEnd = performance.now() + 1000
+  const end = warmupEnd + SECONDS * 1000
+  await Promise.all(Array.from({ length: clients }, async (_, c) => {
+    let i = 0
+    while (performance.now() < end) {
+      const t = performance.now()
+      try {
+        const status = await target.write(agent, url, `bench-${c}-${i++}`)
+        if (status !== 200) { errors++ } else if (t >= warmupEnd) { latencies.push(performance.now() - t) }
+      } catch {
+        errors++
+      }
+    }
+  }))
+  agent.destroy()
+  latencies.sort((a, b) => a - b)
+  return { clients, writes: latencies.length, writesPerSecond: latencies.length / SECONDS, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), errors }
+}
+
+// ---------------------------------------------------------------- accord
+
+interface Proc { child: ChildProcess, dataDir: string, api: string, args: string[] }
+
+async function startAccord (root: string): Promise<{ procs: Proc[], target: Target, stop(): Promise<void> }> {
+  const base = 23_000 + Math.floor(Math.random() * 10_000)
+  const procs: Proc[] = []
+  const launch = (i: number, extra: string[]): Proc => {
+    const dataDir = join(root, `accord-${i}`)
+    const args = ['--listen', `/ip4/127.0.0.1/tcp/${base + 100 + i}`, '--api', `127.0.0.1:${base + i}`, '--log-level', 'warn', ...extra]
+    const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
+    return { child, dataDir, api: `http://127.0.0.1:${base + i}`, args }
+  }
+  procs.push(launch(0, []))
+  const agent = new Agent({ keepAlive: true })
+  const status = async (p: Proc): Promise<any> => JSON.parse((await httpCall(agent, p.api, 'GET', '/v1/raft/members', '')).text)
+  await waitUntil(async () => status(procs[0]).then(s => s.role === 'leader', () => false))
+  const self = JSON.parse((await httpCall(agent, procs[0].api, 'GET', '/v1/status', '')).text)
+  const bootstrap = self.addresses[0]
+  procs.push(launch(1, ['--bootstrap', bootstrap]), launch(2, ['--bootstrap', bootstrap]))
+  await waitUntil(async () => status(procs[0]).then(s => s.voters.length === 3, () => false))
+  const leaderUrl = async (): Promise<string> => {
+    for (;;) {
+      for (const p of procs) {
+        if (p.child.exitCode !== null || p.child.signalCode !== null) { continue }
+        const s = await status(p).catch(() => null)
+        if (s?.role === 'leader') { return p.api }
+      }
+      await sleep(50)
+    }
+  }
+  const target: Target = {
+    name: 'accord',
+    leaderUrl,
+    write: async (a, url, key) => (await httpCall(a, url, 'PUT', `/v1/kv/${key}`, VALUE)).status
+  }
+  return {
+    procs,
+    target,
+    stop: async () => {
+      agent.destroy()
+      for (const p of procs) { p.child.kill('SIGKILL') }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- etcd
+
+function etcdAvailable (): string | null {
+  try {
+    return execFileSync('etcd', ['--version'], { encoding: 'utf8' }).split('\n')[0]
+  } catch {
+    return null
+  }
+}
+
+async function startEtcd (root: string): Promise<{ target: Target, stop(): Promise<void> }> {
+  const base = 33_000 + Math.floor(Math.random() * 10_000)
+  const names = ['e0', 'e1', 'e2']
+  const peer = (i: number): string => `http://127.0.0.1:${base + 10 + i}`
+  const client = (i: number): string => `http://127.0.0.1:${base + i}`
+  const initial = names.map((n, i) => `${n}=${peer(i)}`).join(',')
+  const children = names.map((name, i) => spawn('etcd', [
+    '--name', name, '--data-dir', join(root, name),
+    '--listen-peer-urls', peer(i), '--initial-advertise-peer-urls', peer(i),
+    '--listen-client-urls', client(i), '--advertise-client-urls', client(i),
+    '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', `bench-${base}`,
+    '--log-level', 'error'
+  ], { stdio: 'ignore' }))
+  const agent = new Agent({ keepAlive: true })
+  const memberStatus = async (i: number): Promise<any> => JSON.parse((await httpCall(agent, client(i), 'POST', '/v3/maintenance/status', '{}')).text)
+  const leaderUrl = async (): Promise<string> => {
+    for (;;) {
+      for (let i = 0; i < 3; i++) {
+        const s = await memberStatus(i).catch(() => null)
+        if (s?.header != null && s.leader === s.header.member_id) { return client(i) }
+      }
+      await sleep(50)
+    }
+  }
+  await waitUntil(async () => leaderUrl().then(() => true))
+  const b64 = (s: string): string => Buffer.from(s).toString('base64')
+  return {
+    target: {
+      name: 'etcd',
+      leaderUrl,
+      write: async (a, url, key) => (await httpCall(a, url, 'POST', '/v3/kv/put', JSON.stringify({ key: b64(key), value: b64(VALUE) }))).status
+    },
+    stop: async () => {
+      agent.destroy()
+      for (const c of children) { c.kill('SIGKILL') }
+    }
+  }
+}
+
+async function waitUntil (condition: () => Promise<boolean>, deadlineMs = 60_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs
+  while (!(await condition().catch(() => false))) {
+    if (Date.now() > deadline) { throw new Error('timed out waiting for the cluster') }
+    await sleep(100)
+  }
+}
+
+// ---------------------------------------------------------------- failover
+
+/** Write through the given nodes in turn until one write commits. */
+async function writeUntilCommitted (agent: Agent, nodes: Proc[], keyPrefix: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    const node = nodes[i % nodes.length]
+    const status = await httpCall(agent, node.api, 'PUT', `/v1/kv/${keyPrefix}-${i}`, VALUE).then(r => r.status, () => 0)
+    if (status === 200) return
+  }
+}
+
+async function failover (root: string, trials: number): Promise<number[]> {
+  const { procs, target, stop } = await startAccord(join(root, 'failover'))
+  const agent = new Agent({ keepAlive: true })
+  const results: number[] = []
+  try {
+    for (let t = 0; t < trials; t++) {
+      const leaderUrl = await target.leaderUrl()
+      const victim = procs.find(p => p.api === leaderUrl) as Proc
+      const killedAt = performance.now()
+      victim.child.kill('SIGKILL')
+      await writeUntilCommitted(agent, procs.filter(x => x !== victim), `failover-${t}`)
+      results.push(performance.now() - killedAt)
+      console.error(`failover trial ${t + 1}/${trials}: ${results[t].toFixed(0)} ms`)
+      // bring the victim back and let it catch up before the next trial
+      victim.child = spawn(process.execPath, [CLI, 'start', '--data-dir', victim.dataDir], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
+      await waitUntil(async () => (await httpCall(agent, victim.api, 'GET', '/v1/raft/members', '')).status === 200)
+      await sleep(1500)
+    }
+  } finally {
+    agent.destroy()
+    await stop()
+  }
+  return results
+}
+
+// ---------------------------------------------------------------- main
+
+const root = await mkdtemp(join(tmpdir(), 'accord-bench-raft-'))
+const etcdVersion = etcdAvailable()
+const rows: Array<{ system: string, result: LoadResult }> = []
+try {
+  if (SYSTEMS.includes('accord')) {
+    const accord = await startAccord(join(root, 'load'))
+    for (const c of CLIENTS) { rows.push({ system: 'accord', result: await load(accord.target, c) }) }
+    await accord.stop()
+  }
+  if (etcdVersion != null && SYSTEMS.includes('etcd')) {
+    const etcd = await startEtcd(join(root, 'etcd'))
+    for (const c of CLIENTS) { rows.push({ system: 'etcd', result: await load(etcd.target, c) }) }
+    await etcd.stop()
+  }
+  const failovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS) : []
+
+  console.log(`raft writes: 3 nodes on loopback, fsync on, ${VALUE.length}-byte values, ${SECONDS} s per run, ${cpus().length} cores`)
+  console.log('| system | clients | writes/s | p50 ms | p99 ms | errors |')
+  console.log('|---|---:|---:|---:|---:|---:|')
+  for (const { system, result: r } of rows) {
+    console.log(`| ${system} | ${r.clients} | ${r.writesPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.errors} |`)
+  }
+  const ratios = CLIENTS.map(c => {
+    const a = rows.find(r => r.system === 'accord' && r.result.clients === c)?.result
+    const e = rows.find(r => r.system === 'etcd' && r.result.clients === c)?.result
+    return a != null && e != null ? { clients: c, throughputRatio: a.writesPerSecond / e.writesPerSecond, p50Ratio: a.p50Ms / e.p50Ms, p99Ratio: a.p99Ms / e.p99Ms } : null
+  }).filter(r => r != null)
+  if (etcdVersion == null) { console.log('etcd not on PATH: no comparison (apt-get install etcd-server)') } else {
+    console.log(`\naccord / ${etcdVersion}`)
+    console.log('| clients | writes/s ratio | p50 ratio | p99 ratio |')
+    console.log('|---:|---:|---:|---:|')
+    for (const r of ratios) { console.log(`| ${r.clients} | ${r.throughputRatio.toFixed(2)} | ${r.p50Ratio.toFixed(2)} | ${r.p99Ratio.toFixed(2)} |`) }
+  }
+  if (failovers.length > 0) {
+    const sorted = [...failovers].sort((a, b) => a - b)
+    console.log(`\nleader failover (kill -9 the leader → next committed write), ${failovers.length} trials`)
+    console.log(`p50 ${percentile(sorted, 0.5).toFixed(0)} ms, p99 ${percentile(sorted, 0.99).toFixed(0)} ms, max ${sorted[sorted.length - 1].toFixed(0)} ms`)
+  }
+  await mkdir('bench/results', { recursive: true })
+  await writeFile('bench/results/raft.json', JSON.stringify({
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    seconds: SECONDS,
+    valueBytes: VALUE.length,
+    etcd: etcdVersion,
+    load: rows,
+    ratios,
+    failoverMs: failovers
+  }, null, 2) + '\n')
+  console.log('saved bench/results/raft.json')
+} finally {
+  await rm(root, { recursive: true, force: true })
+}
+process.exit(0)

@@ -202,7 +202,7 @@ async function writeUntilCommitted (agent: Agent, nodes: Proc[], keyPrefix: stri
   for (let i = 0; ; i++) {
     const node = nodes[i % nodes.length]
     const status = await httpCall(agent, node.api, 'PUT', `/v1/kv/${keyPrefix}-${i}`, VALUE).then(r => r.status, () => 0)
-    if (status === 200) return
+    if (status === 200) { return }
   }
 }
 

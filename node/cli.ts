@@ -49,7 +49,8 @@ async function main (argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name]
   if (command === undefined) { throw new UserError(`unknown command "${name}" (try accord --help)`) }
-  if (args.includes('--help') || args.includes('-h')) {
+  // `accord raft force-new-cluster --help` has a help text of its own
+  if ((args.includes('--help') || args.includes('-h')) && !(name === 'raft' && args[0] === 'force-new-cluster')) {
     process.stdout.write(command.help)
     return 0
   }

@@ -1,6 +1,7 @@
 import { UserError } from '../errors.ts'
 import { apiRequest, resolveApiTarget } from './api-client.ts'
 import { parseFlagsAndPositionals } from './args.ts'
+import { FORCE_NEW_CLUSTER_HELP, forceNewClusterCommand } from './raft-recover.ts'
 import type { RaftSummary } from '../raft/service.ts'
 
 export const RAFT_HELP = `Usage: accord raft <command> [PEER-ID] [flags]
@@ -13,12 +14,22 @@ carried out by the leader, one at a time.
   accord raft promote PEER-ID          make a caught-up learner a voter
   accord raft remove PEER-ID           remove a node (it may be down)
   accord raft transfer-leader PEER-ID  hand leadership to a voter
+  accord raft force-new-cluster ...    DANGER: recover from a lost quorum, offline
+                                       (accord raft force-new-cluster --help)
 
   --api URL | --data-dir DIR | --token T   as for accord status
 `
 
 export async function raftCommand (args: string[]): Promise<void> {
   const [action, ...rest] = args
+  if (action === 'force-new-cluster') {
+    if (rest.includes('--help')) {
+      process.stdout.write(FORCE_NEW_CLUSTER_HELP)
+      return
+    }
+    await forceNewClusterCommand(rest)
+    return
+  }
   const changes = ['add-learner', 'promote', 'remove', 'transfer-leader']
   if (action !== 'members' && !changes.includes(action ?? '')) { throw new UserError('raft: expected members, add-learner, promote, remove or transfer-leader') }
   const { values: flags, positionals } = parseFlagsAndPositionals(`raft ${action}`, rest, {

@@ -28,9 +28,11 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '1,64' },
     'failover-trials': { type: 'string', default: '10' },
     'value-bytes': { type: 'string', default: '256' },
-    systems: { type: 'string', default: 'accord,etcd' }
+    systems: { type: 'string', default: 'accord,etcd' },
+    'raft-tick-ms': { type: 'string', default: '100' }
   }
 })
+const TICK_MS = values['raft-tick-ms']
 const SYSTEMS = values.systems.split(',')
 const SECONDS = Number(values.seconds)
 const CLIENTS = values.clients.split(',').map(Number)
@@ -101,7 +103,7 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
   const procs: Proc[] = []
   const launch = (i: number, extra: string[]): Proc => {
     const dataDir = join(root, `accord-${i}`)
-    const args = ['--listen', `/ip4/127.0.0.1/tcp/${base + 100 + i}`, '--api', `127.0.0.1:${base + i}`, '--log-level', 'warn', ...extra]
+    const args = ['--listen', `/ip4/127.0.0.1/tcp/${base + 100 + i}`, '--api', `127.0.0.1:${base + i}`, '--log-level', 'warn', '--raft-tick-ms', TICK_MS, ...extra]
     const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
     return { child, dataDir, api: `http://127.0.0.1:${base + i}`, args }
   }
@@ -113,6 +115,9 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
   const bootstrap = self.addresses[0]
   procs.push(launch(1, ['--bootstrap', bootstrap]), launch(2, ['--bootstrap', bootstrap]))
   await waitUntil(async () => status(procs[0]).then(s => s.voters.length === 3, () => false))
+  // a steady cluster: every node connected to the two others
+  const connectedPeers = async (p: Proc): Promise<number> => JSON.parse((await httpCall(agent, p.api, 'GET', '/v1/status', '')).text).members.filter((m: { connected: boolean }) => m.connected).length
+  await waitUntil(async () => (await Promise.all(procs.map(connectedPeers))).every(n => n === 2))
   const leaderUrl = async (): Promise<string> => {
     for (;;) {
       for (const p of procs) {
@@ -249,7 +254,7 @@ try {
   }
   const failovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS) : []
 
-  console.log(`raft writes: 3 nodes on loopback, fsync on, ${VALUE.length}-byte values, ${SECONDS} s per run, ${cpus().length} cores`)
+  console.log(`raft writes: 3 nodes on loopback, fsync on, ${VALUE.length}-byte values, ${SECONDS} s per run, raft tick ${TICK_MS} ms, ${cpus().length} cores`)
   console.log('| system | clients | writes/s | p50 ms | p99 ms | errors |')
   console.log('|---|---:|---:|---:|---:|---:|')
   for (const { system, result: r } of rows) {

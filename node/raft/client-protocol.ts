@@ -26,16 +26,24 @@ const REQUEST_TIMEOUT_MS = 15_000
 const INBOUND_STREAMS_MAX = 256
 const ANSWER_BYTES_MAX = 64 * 1024
 
+/** Peers asked about in one 'peer-addresses' request, and addresses answered per peer. */
+export const ADDRESS_LOOKUP_PEERS_MAX = 64
+const ADDRESSES_PER_PEER_MAX = 16
+
 export type ClientRequest =
   | { op: 'propose', command: KvCommand }
   | { op: 'conf-change', change: ConfChange }
   | { op: 'transfer-leader', to: string }
+  /** Where can these Raft members be reached? (A node that never met them asks one that did.) */
+  | { op: 'peer-addresses', peers: string[] }
+
+export interface PeerAddresses { id: string, addrs: string[] }
 
 export type ClientAnswer =
-  | { ok: true, result?: KvApplyResult }
+  | { ok: true, result?: KvApplyResult, peers?: PeerAddresses[] }
   | { ok: false, code: RaftError['code'], message: string, leader: string | null }
 
-interface WireRequest { v: 1, op: string, command?: Uint8Array, change?: unknown, to?: unknown }
+interface WireRequest { v: 1, op: string, command?: Uint8Array, change?: unknown, to?: unknown, peers?: unknown }
 
 export function requestBytesMax (limits: KvLimits): number {
   return commandBytesMax(limits) + 1024
@@ -46,6 +54,7 @@ function encodeRequest (request: ClientRequest): Uint8Array {
     case 'propose': return encode({ v: 1, op: 'propose', command: encodeCommand(request.command) })
     case 'conf-change': return encode({ v: 1, op: 'conf-change', change: request.change })
     case 'transfer-leader': return encode({ v: 1, op: 'transfer-leader', to: request.to })
+    case 'peer-addresses': return encode({ v: 1, op: 'peer-addresses', peers: request.peers })
     default: return unreachable(request)
   }
 }
@@ -70,6 +79,10 @@ export function decodeRequest (bytes: Uint8Array): ClientRequest | string {
       return { op: 'conf-change', change: wire.change as ConfChange }
     case 'transfer-leader':
       return typeof wire.to === 'string' ? { op: 'transfer-leader', to: wire.to } : 'transfer-leader: "to" must be a peer id'
+    case 'peer-addresses':
+      return Array.isArray(wire.peers) && wire.peers.length <= ADDRESS_LOOKUP_PEERS_MAX && wire.peers.every(p => typeof p === 'string')
+        ? { op: 'peer-addresses', peers: wire.peers }
+        : `peer-addresses: "peers" must be at most ${ADDRESS_LOOKUP_PEERS_MAX} peer ids`
     default:
       return `unknown request op ${JSON.stringify(wire.op)}`
   }
@@ -87,7 +100,7 @@ export async function handleClientRequests (libp2p: AccordLibp2p, driver: RaftDr
       const request = decodeRequest((await lp.read({ signal })).subarray())
       answer = typeof request === 'string'
         ? { ok: false, code: 'invalid', message: request, leader: driver.leader }
-        : await serve(driver, request, signal)
+        : await serveClientRequest(libp2p, driver, request, signal)
     } catch (err) {
       log.debug({ err: (err as Error).message }, 'raft client request failed')
       answer = toAnswer(err, driver.leader)
@@ -101,7 +114,8 @@ export async function handleClientRequests (libp2p: AccordLibp2p, driver: RaftDr
   }, { maxInboundStreams: INBOUND_STREAMS_MAX })
 }
 
-async function serve (driver: RaftDriver, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
+/** Carry out a request on this node (used for remote requests and for our own when we lead). */
+export async function serveClientRequest (libp2p: AccordLibp2p, driver: RaftDriver, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
   switch (request.op) {
     case 'propose':
       return { ok: true, result: await driver.propose(request.command, signal) }
@@ -111,9 +125,23 @@ async function serve (driver: RaftDriver, request: ClientRequest, signal: AbortS
     case 'transfer-leader':
       driver.transferLeadership(request.to)
       return { ok: true }
+    case 'peer-addresses':
+      return { ok: true, peers: await knownAddresses(libp2p, request.peers) }
     default:
       return unreachable(request)
   }
+}
+
+async function knownAddresses (libp2p: AccordLibp2p, peers: string[]): Promise<PeerAddresses[]> {
+  const found: PeerAddresses[] = []
+  for (const id of peers) {
+    try {
+      const peer = await libp2p.peerStore.get(peerIdFromString(id))
+      const addrs = peer.addresses.slice(0, ADDRESSES_PER_PEER_MAX).map(a => a.multiaddr.toString())
+      if (addrs.length > 0) { found.push({ id, addrs }) }
+    } catch { /* unknown or malformed peer id: nothing to tell */ }
+  }
+  return found
 }
 
 export function toAnswer (err: unknown, leader: string | null): ClientAnswer {

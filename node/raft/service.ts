@@ -10,9 +10,10 @@
  * with Raft state simply resumes.
  */
 import { randomBytes } from 'node:crypto'
-import { unreachable } from '../../protocols/common/assert.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
-import { handleClientRequests, RAFT_CLIENT_PROTOCOL, sendClientRequest } from './client-protocol.ts'
+import { ADDRESS_LOOKUP_PEERS_MAX, handleClientRequests, RAFT_CLIENT_PROTOCOL, sendClientRequest, serveClientRequest } from './client-protocol.ts'
 import { RaftDriver, RaftError } from './driver.ts'
 import { raftMetrics } from './metrics.ts'
 import { RaftStorage, raftStorageDir } from './storage/index.ts'
@@ -46,6 +47,9 @@ export const RAFT_SETTINGS_DEFAULTS: RaftSettings = {
 /** A joining node asks at most this often, and gives up after JOIN_ATTEMPTS_MAX tries. */
 const JOIN_RETRY_MS = 1000
 const JOIN_ATTEMPTS_MAX = 600
+/** How often a node checks that it is connected to every Raft member. */
+const MEMBER_CHECK_INTERVAL_MS = 1000
+const MEMBER_DIAL_TIMEOUT_MS = 5000
 /** Pause before retrying a request that found no leader (an election takes about this long). */
 const NO_LEADER_PAUSE_MS = 150
 
@@ -89,6 +93,9 @@ export class RaftService {
   #nextSession = 0
   #stopped = false
   #joinTimer: ReturnType<typeof setTimeout> | undefined
+  #membersTimer: ReturnType<typeof setInterval> | undefined
+  /** Members being dialled by #connectMembers (bounded by the configuration size). */
+  readonly #dialing = new Set<string>()
   /** The leader named by a member that refused our join request. */
   #joinHint: string | null = null
 
@@ -147,6 +154,7 @@ export class RaftService {
     await transport.start()
     await handleClientRequests(libp2p, driver, limits, log.child({ component: 'raft-client' }))
     driver.start()
+    service.#membersTimer = setInterval(() => { void service.#connectMembers() }, MEMBER_CHECK_INTERVAL_MS)
     if (bootstrapConf != null) { log.info({ voters: bootstrapConf.voters }, 'founded a new raft group') }
     if (fresh && options.join) { service.#scheduleJoin(0) }
     return service
@@ -155,6 +163,7 @@ export class RaftService {
   async stop (): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#joinTimer)
+    clearInterval(this.#membersTimer)
     await this.#options.libp2p.unhandle(RAFT_CLIENT_PROTOCOL)
     await this.#driver.stop()
     await this.#transport.stop()
@@ -246,17 +255,42 @@ export class RaftService {
   }
 
   async #local (request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
-    switch (request.op) {
-      case 'propose':
-        return { ok: true, result: await this.#driver.propose(request.command, signal) }
-      case 'conf-change':
-        await this.#driver.changeMembership(request.change, signal)
-        return { ok: true }
-      case 'transfer-leader':
-        this.#driver.transferLeadership(request.to)
-        return { ok: true }
-      default:
-        return unreachable(request)
+    return serveClientRequest(this.#options.libp2p, this.#driver, request, signal)
+  }
+
+  /**
+   * Keep a connection to every member of the configuration. Discovery
+   * usually gets there first; this covers members that discovery has not
+   * met (say, two nodes that joined at the same time through one bootstrap
+   * node): their addresses are asked of the leader, which knows them all.
+   */
+  async #connectMembers (): Promise<void> {
+    const { libp2p } = this.#options
+    const self = libp2p.peerId.toString()
+    const conf = this.#driver.status().conf
+    const missing = [...new Set([...conf.voters, ...conf.votersOutgoing, ...conf.learners])]
+      .filter(id => id !== self && !this.#dialing.has(id) && libp2p.getConnections(peerIdFromString(id)).length === 0)
+      .slice(0, ADDRESS_LOOKUP_PEERS_MAX)
+    if (missing.length === 0) { return }
+    const unknown: string[] = []
+    for (const id of missing) {
+      const known = await libp2p.peerStore.get(peerIdFromString(id)).then(p => p.addresses.length > 0, () => false)
+      if (!known) { unknown.push(id) }
+    }
+    const leader = this.#driver.leader
+    if (unknown.length > 0 && leader != null && leader !== self) {
+      const answer = await sendClientRequest(libp2p, leader, { op: 'peer-addresses', peers: unknown }, AbortSignal.timeout(MEMBER_DIAL_TIMEOUT_MS)).catch(() => null)
+      for (const peer of answer?.ok === true ? answer.peers ?? [] : []) {
+        if (!unknown.includes(peer.id)) { continue }
+        const multiaddrs = peer.addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
+        await libp2p.peerStore.merge(peerIdFromString(peer.id), { multiaddrs }).catch(() => {})
+      }
+    }
+    for (const id of missing) {
+      this.#dialing.add(id)
+      libp2p.dial(peerIdFromString(id), { signal: AbortSignal.timeout(MEMBER_DIAL_TIMEOUT_MS) })
+        .catch(err => { this.#options.log.debug({ peer: id, err: (err as Error).message }, 'cannot reach a raft member') })
+        .finally(() => { this.#dialing.delete(id) })
     }
   }
 

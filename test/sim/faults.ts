@@ -1,0 +1,215 @@
+/**
+ * The seeded fault schedule ("chaos") and the operator: every
+ * CHAOS_INTERVAL_MS of the fault phase it may crash a node (restarting it
+ * later from its disk), pause one (GC pause, SIGSTOP), cut the network (a
+ * node isolated, a split in two, or one-way cuts) and heal it later, ask
+ * the leader to hand leadership over, or change the membership (add a
+ * learner, promote it, demote or remove a voter, or a joint swap), per the
+ * run's options. Crashes, pauses and cuts hit the leader half of the time.
+ *
+ * Clock skew: each node's clock runs at its own fixed rate in
+ * [1 - clockSkew, 1 + clockSkew] (its tick period is tickMs scaled by it).
+ * ReadIndex reads must stay linearizable under any skew and any pause, so
+ * most profiles use up to 30% skew and pauses.
+ *
+ * Lease reads (readOnlyMode 'lease') trust time instead: a leader answers
+ * reads alone while it believes no other leader can exist. That holds only
+ * if the leader's lease, measured on its clock from the last time a quorum
+ * acknowledged it, ends before any follower of that quorum, measured on its
+ * own clock, can vote for someone else (electionTimeoutTicks after it last
+ * heard from the leader). Skew shrinks the margin between the two, and a
+ * pause (a frozen leader keeps its lease until it ticks again) breaks it
+ * outright; so the lease profiles run without skew and without pauses, the
+ * most favourable setting there is. They still find stale reads (see the
+ * note in sim.spec.ts): this core keeps its lease until the next check-
+ * quorum round fails, up to twice the election timeout after the quorum
+ * last answered, while the followers may elect a new leader after one.
+ */
+import type { SimCluster } from './cluster.ts'
+import type { Rng } from '../../protocols/common/rng.ts'
+import type { ConfChange, NodeId } from '../../protocols/raft/index.ts'
+
+const CHAOS_INTERVAL_MS = 50
+/** Nodes the operator may add over a run, beyond the founders. */
+const EXTRA_NODES_MAX = 3
+
+export class FaultInjector {
+  private readonly cluster: SimCluster
+  private readonly rng: Rng
+  private active = false
+  /** Bumped by every partition, so a stale heal does not undo a newer one. */
+  private partitionGeneration = 0
+  private partitioned = false
+  private extraNodes = 0
+  /** Voters whose removal was proposed, with the index of the proposal. */
+  private readonly removing = new Map<NodeId, number>()
+
+  constructor (cluster: SimCluster, rng: Rng) {
+    this.cluster = cluster
+    this.rng = rng
+  }
+
+  start (): void {
+    this.active = true
+    this.cluster.scheduler.after(CHAOS_INTERVAL_MS, () => { this.roll() })
+  }
+
+  /** Ends the fault phase: heal every link, restart every node, a clean network from now on. */
+  stopAndHeal (): void {
+    this.active = false
+    this.partitioned = false
+    this.cluster.network.heal()
+    this.cluster.network.faults = { ...this.cluster.network.faults, dropRate: 0, duplicateRate: 0, delayRate: 0 }
+    for (const id of this.cluster.servers()) { this.cluster.restart(id) }
+    this.cluster.trace.add('FAULTS STOP: network healed, every node restarted')
+  }
+
+  /** Shuts down nodes whose removal has been applied by the current leader. */
+  retireRemoved (): void {
+    if (this.removing.size === 0) { return }
+    const leader = this.cluster.leader()
+    if (leader === null) { return }
+    const { conf, applied } = leader.status
+    const members = new Set([...conf.voters, ...conf.votersOutgoing, ...conf.learners, ...conf.learnersNext])
+    for (const [id, index] of this.removing) {
+      // Decided once the leader's configuration reflects everything up to the proposal.
+      if (applied < index) { continue }
+      if (!members.has(id)) {
+        this.removing.delete(id)
+        this.cluster.retire(id)
+      } else if (!conf.votersOutgoing.includes(id)) {
+        this.removing.delete(id) // the removal was lost (while joint, it is still under way)
+      }
+    }
+  }
+
+  private roll (): void {
+    if (!this.active) { return }
+    const { options } = this.cluster
+    if (options.crashes && this.rng.chance(0.06)) { this.crashOne() }
+    if (options.pauses && this.rng.chance(0.04)) { this.pauseOne() }
+    if (options.partitions && !this.partitioned && this.rng.chance(0.06)) { this.partition() }
+    if (options.transfers && this.rng.chance(0.02)) { this.transfer() }
+    if (options.membership && this.rng.chance(0.06)) { this.changeMembership() }
+    this.retireRemoved()
+    this.cluster.scheduler.after(CHAOS_INTERVAL_MS, () => { this.roll() })
+  }
+
+  /** A random node, the leader half of the time (where most of the trouble is). */
+  private victim (candidates: NodeId[]): NodeId {
+    const leader = this.cluster.leader()
+    if (leader !== null && candidates.includes(leader.id) && this.rng.chance(0.5)) { return leader.id }
+    return pick(this.rng, candidates)
+  }
+
+  private pauseOne (): void {
+    const up = this.cluster.servers().filter(id => this.cluster.isUp(id))
+    if (up.length === 0) { return }
+    this.cluster.pause(this.victim(up), this.rng.intBetween(10, 600))
+  }
+
+  private crashOne (): void {
+    const up = this.cluster.servers().filter(id => this.cluster.isUp(id))
+    if (up.length <= 1) { return }
+    const id = this.victim(up)
+    this.cluster.crash(id)
+    this.cluster.scheduler.after(this.rng.intBetween(20, 800), () => {
+      if (this.active) { this.cluster.restart(id) }
+    })
+  }
+
+  private partition (): void {
+    const { network, trace } = this.cluster
+    const nodes = this.cluster.servers()
+    const victim = this.victim(nodes)
+    const others = nodes.filter(id => id !== victim)
+    const kind = this.rng.intBetween(0, 3)
+    if (kind === 0) {
+      network.partition([[victim], others])
+      trace.add(`PARTITION isolate ${victim}`)
+    } else if (kind === 1) {
+      const side = nodes.filter(() => this.rng.chance(0.5))
+      network.partition([side, nodes.filter(id => !side.includes(id))])
+      trace.add(`PARTITION split [${side.join(' ')}]`)
+    } else if (kind === 2) {
+      // One way: the victim hears everyone but nobody hears it (or the reverse).
+      const outbound = this.rng.chance(0.5)
+      for (const other of others) {
+        if (outbound) { network.cutLink(victim, other) } else { network.cutLink(other, victim) }
+      }
+      trace.add(`PARTITION ${victim} ${outbound ? 'cannot send' : 'cannot receive'}`)
+    } else {
+      const other = pick(this.rng, others)
+      network.cutLink(victim, other)
+      trace.add(`PARTITION link ${victim}>${other} cut`)
+    }
+    this.cluster.stats.partitions++
+    this.partitioned = true
+    const generation = ++this.partitionGeneration
+    this.cluster.scheduler.after(this.rng.intBetween(50, 1200), () => {
+      if (!this.active || generation !== this.partitionGeneration) { return }
+      network.heal()
+      this.partitioned = false
+      trace.add('HEAL network')
+    })
+  }
+
+  private transfer (): void {
+    const leader = this.cluster.leader()
+    if (leader === null) { return }
+    const candidates = leader.status.conf.voters.filter(id => id !== leader.id)
+    if (candidates.length === 0) { return }
+    const to = pick(this.rng, candidates)
+    const result = this.cluster.replica(leader.id).raft.transferLeadership(to)
+    this.cluster.trace.add(`TRANSFER ${leader.id} -> ${to}: ${result.ok ? 'ok' : result.reason}`)
+    if (result.ok) { this.cluster.stats.transfers++ }
+    this.cluster.replica(leader.id).drive()
+  }
+
+  private changeMembership (): void {
+    const leader = this.cluster.leader()
+    if (leader === null) { return }
+    const { conf } = leader.status
+    if (conf.votersOutgoing.length > 0) { return } // joint: the leader leaves it by itself
+    const change = this.pickChange(conf.voters, conf.learners)
+    if (change === null) { return }
+    const replica = this.cluster.replica(leader.id)
+    const result = replica.raft.proposeConfChange(change)
+    this.cluster.trace.add(`CONF ${leader.id} proposes ${JSON.stringify(change.changes)}: ${result.ok ? `index ${result.index}` : result.reason}`)
+    replica.drive()
+    if (!result.ok) { return }
+    this.cluster.stats.confChanges++
+    for (const single of change.changes) {
+      if (single.type === 'remove') { this.removing.set(single.node, result.index) }
+      if (single.type === 'add-learner' && !this.cluster.disks.has(single.node)) {
+        this.cluster.startNode(single.node)
+        this.cluster.trace.add(`START ${single.node} (empty, joining)`)
+      }
+    }
+  }
+
+  private pickChange (voters: NodeId[], learners: NodeId[]): ConfChange | null {
+    const roll = this.rng.nextFloat()
+    if (learners.length > 0 && roll < 0.5) {
+      const learner = pick(this.rng, learners)
+      // Sometimes a joint swap: the learner replaces a voter in one step.
+      if (voters.length >= 3 && this.rng.chance(0.4)) {
+        return { changes: [{ type: 'promote', node: learner }, { type: 'remove', node: pick(this.rng, voters) }] }
+      }
+      return { changes: [{ type: 'promote', node: learner }] }
+    }
+    if (roll < 0.7 && this.extraNodes < EXTRA_NODES_MAX) {
+      this.extraNodes++
+      return { changes: [{ type: 'add-learner', node: `n${this.cluster.options.nodes + this.extraNodes}` }] }
+    }
+    if (voters.length >= 3) {
+      const voter = pick(this.rng, voters)
+      return { changes: [{ type: roll < 0.85 ? 'add-learner' : 'remove', node: voter }] }
+    }
+    return null
+  }
+}
+
+function pick<T> (rng: Rng, items: T[]): T {
+  return items[rng.intBetween(0, items.length - 1)]
+}

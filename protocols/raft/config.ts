@@ -1,3 +1,4 @@
+import { leaseDurationTicks } from './lease.ts'
 import type { NodeId } from './types.ts'
 import type { Rng } from '../common/rng.ts'
 
@@ -11,8 +12,23 @@ export interface RaftConfig {
   preVote: boolean
   /** A leader steps down when it has not heard from a quorum for an election timeout. */
   checkQuorum: boolean
-  /** 'safe': ReadIndex with a heartbeat round. 'lease': trust the leader lease (needs checkQuorum). */
+  /**
+   * 'safe': ReadIndex with a heartbeat round. 'lease': the leader answers
+   * alone while a quorum acknowledged one of its heartbeats recently enough
+   * that none of them can have voted for another leader yet (see lease.ts;
+   * needs checkQuorum, and every node's clock ticking at about the same rate),
+   * else like 'safe'.
+   */
   readOnlyMode: 'safe' | 'lease'
+  /**
+   * Lease reads: the clock-drift allowance. The leader's lease ends this many
+   * ticks before the earliest moment a follower that acknowledged it could
+   * vote for someone else (electionTimeoutTicks - 1 ticks after the
+   * heartbeat), covering followers whose clocks run up to about
+   * leaseSafetyMarginTicks / (electionTimeoutTicks - 1) faster than the
+   * leader's (20% with the defaults) and leader ticks that come late.
+   */
+  leaseSafetyMarginTicks: number
   /** Pipelined MsgApps per follower in replicate state. */
   inflightMessagesMax: number
   /** Bytes of entries in flight per follower. */
@@ -43,6 +59,7 @@ export const RAFT_DEFAULTS = {
   preVote: true,
   checkQuorum: true,
   readOnlyMode: 'safe',
+  leaseSafetyMarginTicks: 2,
   inflightMessagesMax: 256,
   inflightBytesMax: 32 * MIB,
   messageEntriesBytesMax: MIB,
@@ -83,6 +100,12 @@ export function resolveConfig (init: RaftConfigInit): RaftConfig {
   }
   if (config.readOnlyMode === 'lease' && !config.checkQuorum) {
     throw new RangeError('raft config: readOnlyMode "lease" requires checkQuorum')
+  }
+  if (!Number.isSafeInteger(config.leaseSafetyMarginTicks) || config.leaseSafetyMarginTicks < 0) {
+    throw new RangeError(`raft config: leaseSafetyMarginTicks must be a non-negative integer, got ${String(config.leaseSafetyMarginTicks)}`)
+  }
+  if (config.readOnlyMode === 'lease' && leaseDurationTicks(config.electionTimeoutTicks, config.leaseSafetyMarginTicks) < 1) {
+    throw new RangeError('raft config: lease reads need electionTimeoutTicks > leaseSafetyMarginTicks + 1')
   }
   if (config.proposalBytesMax > config.messageEntriesBytesMax) {
     throw new RangeError('raft config: proposalBytesMax must not exceed messageEntriesBytesMax')

@@ -22,6 +22,13 @@ export class RaftLog {
   committed = 0
   applied = 0
   stabled = 0
+  /**
+   * The lowest index overwritten (or dropped by a restored snapshot) since
+   * the last unstableEntries(): entries from here on that the outstanding
+   * Ready persists are no longer in the log, so advance() must not count
+   * them as stable. Infinity when nothing was overwritten.
+   */
+  private overwrittenFrom = Infinity
 
   constructor (snapshot: Snapshot | undefined, entries: Entry[]) {
     if (snapshot !== undefined) {
@@ -140,6 +147,7 @@ export class RaftLog {
     if (first <= this.lastIndex()) {
       this.entries.length = first - this.snapshotIndex - 1
       this.stabled = Math.min(this.stabled, first - 1)
+      this.overwrittenFrom = Math.min(this.overwrittenFrom, first)
     }
     let previousTerm = this.lastTerm()
     for (const entry of entries) {
@@ -156,7 +164,12 @@ export class RaftLog {
     return true
   }
 
+  /**
+   * ready(): the entries to persist now. Starts tracking overwrites, so
+   * that stableTo() knows which of them are still in the log.
+   */
   unstableEntries (): Entry[] {
+    this.overwrittenFrom = Infinity
     return this.entries.slice(this.stabled - this.snapshotIndex)
   }
 
@@ -185,6 +198,7 @@ export class RaftLog {
     this.pendingSnapshot = snapshot
     this.committed = snapshot.meta.index
     this.stabled = snapshot.meta.index
+    this.overwrittenFrom = Math.min(this.overwrittenFrom, snapshot.meta.index + 1)
   }
 
   /** Drops entries up to `snapshot.meta.index` (the application's own snapshot). */
@@ -199,9 +213,18 @@ export class RaftLog {
     this.snapshot = snapshot
   }
 
-  /** advance(): entries up to (index, term) are durable, unless overwritten since. */
+  /**
+   * advance(): the Ready persisted the entries from stabled + 1 up to
+   * (index, term). Those overwritten since ready() are not in the log any
+   * more; the prefix before the first overwritten index still is, and is
+   * now durable (the next Ready carries the replacements from there on).
+   */
   stableTo (index: number, term: number): void {
-    if (index > this.stabled && this.matchTerm(index, term)) { this.stabled = index }
+    const last = Math.min(index, this.overwrittenFrom - 1)
+    this.overwrittenFrom = Infinity
+    if (last <= this.stabled) { return }
+    assert(last < index || this.matchTerm(index, term), 'log: persisted entries changed without being overwritten')
+    this.stabled = last
   }
 
   /** advance(): the pending snapshot is durable and applied. */

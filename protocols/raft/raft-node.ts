@@ -1,5 +1,6 @@
 import { assert, unreachable } from '../common/assert.ts'
 import { resolveConfig } from './config.ts'
+import { LeaderLease } from './lease.ts'
 import { RaftLog } from './log.ts'
 import { applyConfChange, checkConfChange, decodeConfChange, encodeConfChange, isValidNodeId, Membership } from './membership.ts'
 import { Inflights, Progress } from './progress.ts'
@@ -72,6 +73,15 @@ export class RaftNode {
   /** Leader only: new entries await a broadcast, done when the next Ready is built. */
   private appendPending = false
   private readonly reads: ReadOnlyQueue
+  private readonly lease: LeaderLease
+  /**
+   * Lease reads: after a restart, ticks during which we still refuse votes as
+   * if we had heard from a leader (we may have acknowledged a lease before
+   * the crash and forgotten it).
+   */
+  private restartLeaseTicks = 0
+  /** Leader only: we sent MsgTimeoutNow this term, so a successor may be elected without waiting out any lease. */
+  private leaseRevoked = false
   private outbox: Message[] = []
   private readStates: ReadState[] = []
   private lastSoftState: SoftState = { leader: null, role: 'follower' }
@@ -94,6 +104,7 @@ export class RaftNode {
     this.config = resolveConfig(config)
     this.id = this.config.id
     this.reads = new ReadOnlyQueue(this.config.readIndexQueueMax)
+    this.lease = new LeaderLease(this.config.electionTimeoutTicks, this.config.leaseSafetyMarginTicks)
     const { hardState, snapshot, entries } = checkRestored(restored)
     this.log = new RaftLog(snapshot, entries)
     this.baseConf = snapshot?.meta.conf ?? Membership.empty().toConfState()
@@ -118,6 +129,7 @@ export class RaftNode {
     const isNew = snapshot === undefined && entries.length === 0 && hardState.term === 0
     if (bootstrapConf !== undefined && isNew) { this.bootstrap(bootstrapConf) }
     this.becomeFollower(this.term, null)
+    if (this.config.readOnlyMode === 'lease' && !isNew) { this.restartLeaseTicks = this.config.electionTimeoutTicks }
     this.checkInvariants()
   }
 
@@ -219,6 +231,8 @@ export class RaftNode {
 
   /** One logical clock tick. */
   tick (): void {
+    this.lease.tick()
+    if (this.restartLeaseTicks > 0) { this.restartLeaseTicks-- }
     if (this.role === 'leader') { this.tickHeartbeat() } else { this.tickElection() }
     this.checkInvariants()
   }
@@ -562,6 +576,7 @@ export class RaftNode {
       assert(term > this.term, `term must not go back (${this.term} -> ${term})`)
       this.term = term
       this.vote = null
+      this.dropStaleAppendResponses()
     }
     this.lead = null
     this.electionElapsed = 0
@@ -575,6 +590,29 @@ export class RaftNode {
     this.appendPending = false
     this.leavingSelf = false
     this.counters.readsDropped += this.reads.reset()
+    this.lease.reset()
+    this.leaseRevoked = false
+  }
+
+  /**
+   * The term changed: queued append-responses of older terms are dropped.
+   * An acceptance promises that the entries up to its index are durable
+   * once the next Ready is persisted, but a leader of the new term may
+   * overwrite them before that Ready is built (only a newer term can:
+   * within one term the leader never contradicts entries a follower
+   * acknowledged to it), so the promise could be false; and the deposed
+   * leader it is meant for can make no use of it anyway. Everything else
+   * queued stays valid: a heartbeat-response states what was true when it
+   * was generated (the read round it confirms was sent before); a
+   * (pre-)vote grant for an older term cannot be contradicted, because the
+   * next Ready persists the newer term and we never vote in the older one
+   * again; a deposed leader's appends carry entries that were legitimately
+   * created in its term, and its commit index counts only committed
+   * entries, which nothing overwrites; read-index messages and answers are
+   * checked by their receivers' terms. Raft tolerates the loss of any message.
+   */
+  private dropStaleAppendResponses (): void {
+    this.outbox = this.outbox.filter(m => m.type !== 'append-response' || m.term >= this.term)
   }
 
   private setVote (id: NodeId): void {
@@ -586,8 +624,10 @@ export class RaftNode {
     return this.membership.voters.has(this.id) || this.membership.votersOutgoing.has(this.id)
   }
 
+  /** We heard from a leader within the election timeout (or restarted within one, in lease mode): no votes for others. */
   private inLease (): boolean {
-    return this.config.checkQuorum && this.lead !== null && this.electionElapsed < this.config.electionTimeoutTicks
+    if (!this.config.checkQuorum) { return false }
+    return (this.lead !== null && this.electionElapsed < this.config.electionTimeoutTicks) || this.restartLeaseTicks > 0
   }
 
   // ---------------------------------------------------------------- elections
@@ -616,7 +656,7 @@ export class RaftNode {
     }
     if (this.heartbeatElapsed >= this.config.heartbeatIntervalTicks) {
       this.heartbeatElapsed = 0
-      this.broadcastHeartbeat(this.reads.heartbeatRound())
+      this.broadcastHeartbeat(this.heartbeatRound())
     }
   }
 
@@ -674,6 +714,8 @@ export class RaftNode {
     } else {
       this.becomeLeader()
       this.broadcastAppend()
+      // Start the lease at once: the appends carry no stamp to measure it by.
+      if (this.config.readOnlyMode === 'lease') { this.broadcastHeartbeat(this.heartbeatRound()) }
     }
   }
 
@@ -857,7 +899,11 @@ export class RaftNode {
     // The follower is alive: free a window slot so replication cannot stall on lost acks.
     if (pr.state === 'replicate' && pr.inflights.full()) { pr.inflights.freeFirstOne() }
     if (pr.match < this.log.lastIndex()) { this.sendAppend(m.from) }
-    if (this.config.readOnlyMode === 'safe' && this.reads.recordAck(m.from, m.readRound)) { this.releaseConfirmedReads() }
+    if (this.config.readOnlyMode === 'safe') {
+      if (this.reads.recordAck(m.from, m.readRound)) { this.releaseConfirmedReads() }
+    } else if (this.lease.recordAck(m.from, m.readRound)) {
+      this.releaseLeaseReads()
+    }
     return OK
   }
 
@@ -914,6 +960,8 @@ export class RaftNode {
   }
 
   private sendTimeoutNow (to: NodeId): void {
+    // The target campaigns at once and its voters ignore their leases.
+    this.leaseRevoked = true
     this.send({ type: 'timeout-now', from: this.id, to, term: this.term })
   }
 
@@ -1008,12 +1056,42 @@ export class RaftNode {
   private serveRead (request: ReadRequest): void {
     const index = this.log.committed
     const alone = jointVoteResult(this.membership.voters, this.membership.votersOutgoing, new Map([[this.id, true]])) === 'won'
-    if (alone || this.config.readOnlyMode === 'lease') {
+    if (alone || (this.config.readOnlyMode === 'lease' && this.leaseHolds())) {
       this.answerRead(request, index)
+      return
+    }
+    if (this.config.readOnlyMode === 'lease') {
+      // No lease now: the read waits for a heartbeat round (one goes out
+      // every heartbeat interval) to renew it, or to confirm our leadership
+      // after the read arrived, whichever comes first. Heartbeats stamped
+      // with the current tick may have left before the read arrived, so it
+      // waits for the next stamp: that confirmation needs no clock at all
+      // (as ReadIndex), which matters once MsgTimeoutNow revoked the lease.
+      this.reads.addStamped(request, index, this.lease.stamp() + 1)
       return
     }
     const round = this.reads.add(request, index)
     if (round !== null) { this.broadcastHeartbeat(round) }
+  }
+
+  /** The round heartbeats sent now carry: the lease stamp, or the newest read round waiting. */
+  private heartbeatRound (): number {
+    return this.config.readOnlyMode === 'lease' ? this.lease.stamp() : this.reads.heartbeatRound()
+  }
+
+  /** The newest heartbeat stamp a (joint) quorum of voters acknowledged; ours is the current one. */
+  private quorumLeaseStamp (): number {
+    return jointValue(this.membership.voters, this.membership.votersOutgoing,
+      id => id === this.id ? this.lease.stamp() : this.lease.ackedStamp(id))
+  }
+
+  private leaseHolds (): boolean {
+    return !this.leaseRevoked && this.lease.holds(this.quorumLeaseStamp())
+  }
+
+  private releaseLeaseReads (): void {
+    const confirmed = this.leaseHolds() ? Number.POSITIVE_INFINITY : this.quorumLeaseStamp()
+    for (const read of this.reads.release(confirmed)) { this.answerRead(read, read.index) }
   }
 
   private releaseConfirmedReads (): void {

@@ -72,6 +72,17 @@ export class ReadOnlyQueue {
     return joinsUnsentRound ? null : this.round
   }
 
+  /**
+   * Lease mode: queues a read at `index` that waits for the lease, or for a
+   * quorum to acknowledge a heartbeat stamped `stamp` or later (sent after
+   * the read arrived, so ReadIndex-safe on its own). Stamps only grow.
+   */
+  addStamped (request: ReadRequest, index: number, stamp: number): void {
+    assert(!this.isFull(), 'read-only: queue overflow')
+    assert(this.pending.length === 0 || this.pending[this.pending.length - 1].round <= stamp, 'read-only: stamps must not go back')
+    this.pending.push({ ...request, index, round: stamp })
+  }
+
   /** The outbox was handed to the caller: later reads need a fresh round. */
   markRoundSent (): void {
     this.roundUnsent = false

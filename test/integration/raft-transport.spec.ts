@@ -2,6 +2,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
@@ -11,6 +12,7 @@ import { encodeMessage, FRAME_BYTES_MAX } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL } from '../../node/raft/transport-constants.ts'
 import { RaftTransport, raftTransport, raftTransportComponents } from '../../node/raft/transport.ts'
 import { createRng } from '../../protocols/common/rng.ts'
+import { InvalidMessageError } from '../../protocols/raft/index.ts'
 import { randomBytes } from '../lib/bytes-fuzz.ts'
 import { waitFor } from '../lib/nodes.ts'
 import type { RaftTransportInit } from '../../node/raft/transport.ts'
@@ -164,12 +166,17 @@ describe('raft transport (real libp2p over TCP on loopback)', function () {
     const data = randomBytes(createRng(42), 10 * MIB)
     const snapshot: SnapshotMessage = { type: 'snapshot', from: a.id, to: b.id, term: 3, snapshot: { meta: { index: 100, term: 2, conf: conf([a.id, b.id]) }, data } }
 
+    // and a MsgApp close to FRAME_BYTES_MAX, which needs no chunking
+    const bigEntry = randomBytes(createRng(43), FRAME_BYTES_MAX - 4096)
+    const append: Message = { type: 'append', from: a.id, to: b.id, term: 3, prevIndex: 100, prevTerm: 2, commit: 100, entries: [{ term: 3, index: 101, type: 'normal', data: bigEntry }] }
+
     a.transport.send(b.id, heartbeat(a.id, b.id, 1))
     a.transport.send(b.id, snapshot)
-    a.transport.send(b.id, heartbeat(a.id, b.id, 2))
-    await waitFor(() => b.inbox.length === 3, 'the snapshot and both heartbeats')
+    a.transport.send(b.id, append)
+    await waitFor(() => b.inbox.length === 3, 'the snapshot and the messages around it')
 
-    expect(b.inbox.map(m => m.type)).to.deep.equal(['heartbeat', 'snapshot', 'heartbeat'])
+    expect(b.inbox.map(m => m.type)).to.deep.equal(['heartbeat', 'snapshot', 'append'])
+    expect(b.inbox[2]).to.deep.equal(append)
     const received = b.inbox[1] as SnapshotMessage
     expect(received.snapshot.meta).to.deep.equal(snapshot.snapshot.meta)
     expect(received.snapshot.data.byteLength).to.equal(10 * MIB)
@@ -216,9 +223,11 @@ describe('raft transport (real libp2p over TCP on loopback)', function () {
     try {
       const attacks: Array<[string, (stream: Stream) => Promise<void>]> = [
         ['cbor', async s => { await lpStream(s).write(randomBytes(createRng(1), 300)) }],
+        // the largest frame passes the length check and fails only at decoding
+        ['cbor', async s => { await lpStream(s).write(new Uint8Array(FRAME_BYTES_MAX)) }],
         ['oversize', async s => { s.send(varint(FRAME_BYTES_MAX + 1)) }],
         ['oversize', async s => { s.send(Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])) }],
-        // a length prefix that never ends: refused after LENGTH_PREFIX_BYTES_MAX bytes, not buffered
+        // a length prefix that never ends: refused after 4 bytes, not buffered
         ['oversize', async s => { s.send(new Uint8Array(64 * 1024).fill(0xff)) }],
         ['spoofed-from', async s => { await lpStream(s).write(encodeMessage(heartbeat(aId, b.id, 0))) }],
         ['wrong-recipient', async s => { await lpStream(s).write(encodeMessage(heartbeat(rogueId, aId, 0))) }],
@@ -340,6 +349,36 @@ describe('raft transport (real libp2p over TCP on loopback)', function () {
     const stats = a.transport.stats()
     expect(stats.reconnects).to.be.at.least(1)
     expect(stats.peers[b2.id].consecutiveFailures).to.equal(0)
+  })
+
+  it('drops what it cannot send and counts why; throws only on caller bugs', async () => {
+    const a = await member({ peersMax: 2, snapshotBytesMax: MIB, reconnectBackoffMinMs: 20, reconnectBackoffMaxMs: 50, dialTimeoutMs: 1000 })
+    const strangers = await Promise.all([1, 2, 3].map(async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()))
+    const [p1, p2, p3] = strangers
+
+    a.transport.send('not-a-peer-id', heartbeat(a.id, 'not-a-peer-id', 0))
+    a.transport.send(a.id, heartbeat(a.id, a.id, 0))
+    expect(a.transport.stats().dropped['invalid-peer']).to.equal(2)
+
+    // p1 and p2 take the two peer slots; nobody knows their addresses, so the dials fail
+    a.transport.send(p1, heartbeat(a.id, p1, 0))
+    a.transport.send(p2, heartbeat(a.id, p2, 0))
+    a.transport.send(p3, heartbeat(a.id, p3, 0))
+    expect(a.transport.stats().dropped['peers-full']).to.equal(1)
+    await waitFor(() => a.transport.stats().dropped.unreachable === 2, 'both dials to fail')
+    expect([...a.unreachable].sort()).to.deep.equal([p1, p2].sort())
+
+    const tooBig = new Uint8Array(FRAME_BYTES_MAX)
+    a.transport.send(p1, { type: 'append', from: a.id, to: p1, term: 1, prevIndex: 0, prevTerm: 0, commit: 0, entries: [{ term: 1, index: 1, type: 'normal', data: tooBig }] })
+    expect(a.transport.stats().dropped.oversize).to.equal(1)
+
+    a.transport.send(p1, { type: 'snapshot', from: a.id, to: p1, term: 3, snapshot: { meta: { index: 9, term: 2, conf: conf([a.id, p1]) }, data: new Uint8Array(MIB + 1) } })
+    expect(a.transport.stats().dropped['snapshot-too-large']).to.equal(1)
+    expect(a.snapshotOutcomes).to.deep.equal(['failure'])
+
+    expect(() => { a.transport.send(p2, heartbeat(a.id, p1, 0)) }).to.throw(RangeError)
+    expect(() => { a.transport.send(p1, { ...heartbeat(a.id, p1, 0), term: -1 }) }).to.throw(InvalidMessageError)
+    expect(a.transport.stats().messagesSent).to.equal(0)
   })
 
   it('stop() aborts blocked writes, closes streams and drops what was queued', async () => {

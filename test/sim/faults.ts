@@ -20,10 +20,9 @@
  * heard from the leader). Skew shrinks the margin between the two, and a
  * pause (a frozen leader keeps its lease until it ticks again) breaks it
  * outright; so the lease profiles run without skew and without pauses, the
- * most favourable setting there is. They still find stale reads (see the
- * note in sim.spec.ts): this core keeps its lease until the next check-
- * quorum round fails, up to twice the election timeout after the quorum
- * last answered, while the followers may elect a new leader after one.
+ * most favourable setting there is. (The core's lease ends
+ * leaseSafetyMarginTicks before the followers' promise can; see
+ * protocols/raft/lease.ts.)
  */
 import type { SimCluster } from './cluster.ts'
 import type { Rng } from '../../protocols/common/rng.ts'

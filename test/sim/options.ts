@@ -107,7 +107,7 @@ const BASE: Omit<SimOptions, 'seed' | 'profile'> = {
   compactEntries: 40,
   clockSkew: 0.05,
   readOnlyMode: 'safe',
-  tolerateStaleTermAcks: true,
+  tolerateStaleTermAcks: false,
   sabotage: null,
   checkerStepsMax: 2_000_000,
   fullTrace: false

@@ -11,18 +11,6 @@ import type { Entry, Ready } from '../../protocols/raft/index.ts'
  * names every failing seed of its chunk and prints the first one's replay
  * command and trace tail; replay with `npm run sim -- --seed N --profile P`.
  * Longer sweeps: `npm run sim -- --seeds 10000 --profile P --jobs 2`.
- *
- * Known core bugs (protocols/raft), to be fixed there:
- * - lease reads are stale after a partition (`npm run sim -- --seed 145
- * --profile lease-3`): the core's lease outlives the followers' promise
- * not to elect another leader (see faults.ts). So the 'lease-*' profiles
- * are not run here; add them once the core is fixed.
- * - compact() at the applied index can throw 'log: compacting entries that
- * are not durable' when entries persisted by a Ready were partly
- * overwritten before advance() (`npm run sim -- --seed 3146 --profile
- * crash-5`; about 1 seed in 20,000, none in the ranges below).
- * - stale-term acknowledgements of never-persisted entries: tolerated and
- * counted, see SimOptions.tolerateStaleTermAcks.
  */
 const RANGES: Array<{ profile: string, first: number, last: number }> = [
   { profile: 'network-3', first: 1, last: 120 },
@@ -31,6 +19,8 @@ const RANGES: Array<{ profile: string, first: number, last: number }> = [
   { profile: 'crash-5', first: 1, last: 150 },
   { profile: 'membership-3', first: 1, last: 150 },
   { profile: 'membership-5', first: 1, last: 150 },
+  { profile: 'lease-3', first: 1, last: 100 },
+  { profile: 'lease-5', first: 1, last: 100 },
   { profile: 'random', first: 1, last: 200 }
 ]
 const CHUNK_SEEDS = 25

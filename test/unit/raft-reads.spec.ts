@@ -1,6 +1,6 @@
 import { expect } from 'aegir/chai'
 import { Cluster, dec, drain, enc } from './raft-harness.ts'
-import type { HeartbeatMessage } from '../../protocols/raft/index.ts'
+import type { HeartbeatMessage, HeartbeatResponseMessage } from '../../protocols/raft/index.ts'
 
 const ABC = ['a', 'b', 'c']
 
@@ -122,5 +122,102 @@ describe('raft: linearizable reads', () => {
     expect(b.ready().readStates).to.have.length(2)
     b.advance()
     expect(b.status().counters.readsDropped).to.equal(3)
+  })
+})
+
+describe('raft: lease reads', () => {
+  const LEASE = { readOnlyMode: 'lease' as const }
+
+  it('an isolated leader stops answering lease reads before another leader can be elected', () => {
+    const c = new Cluster(ABC, { seed: 2, config: LEASE })
+    c.elect('a')
+    c.propose('a', 'x')
+    c.isolate('a')
+    const a = c.node('a')
+    let otherLeaderTick = -1
+    for (let tick = 1; tick <= 60 && otherLeaderTick < 0; tick++) {
+      c.tick()
+      if (c.leaders().some(id => id !== 'a')) { otherLeaderTick = tick }
+      if (a.status().role === 'leader') {
+        a.readIndex(enc(`${tick}`))
+        c.processReady('a')
+      }
+    }
+    expect(otherLeaderTick, 'another leader was elected').to.be.greaterThan(0)
+    expect(a.status().role, 'a still believes it leads').to.equal('leader')
+    const answeredAt = c.readStates.get('a')!.map(s => Number(dec(s.requestCtx)))
+    expect(answeredAt, 'the lease still served reads right after the cut').to.include(1)
+    expect(Math.max(...answeredAt)).to.be.lessThan(otherLeaderTick)
+    // Fewer than electionTimeoutTicks - 1 - leaseSafetyMarginTicks ticks after the last acknowledged heartbeat.
+    expect(Math.max(...answeredAt)).to.be.lessThan(10 - 1 - 2)
+  })
+
+  it('measures the lease from when the heartbeat was sent, not from when its acknowledgement arrived', () => {
+    const c = new Cluster(ABC, { config: LEASE })
+    c.elect('a')
+    const a = c.node('a')
+    const held: HeartbeatResponseMessage[] = []
+    c.drop = m => {
+      if (m.type !== 'heartbeat-response') { return false }
+      held.push(m)
+      return true
+    }
+    c.tick(8, ['a']) // one heartbeat round per tick; the followers do not time out
+    c.heal()
+    // The acknowledgements of the first round arrive now, 8 ticks after it was sent.
+    for (const m of held.filter(m => m.readRound === held[0].readRound)) { c.deliver(m) }
+    a.readIndex(enc('late'))
+    c.processReady('a')
+    expect(c.readStates.get('a')).to.deep.equal([])
+    // The newest round's acknowledgements renew the lease: the waiting read is answered.
+    for (const m of held.slice(-2)) { c.deliver(m) }
+    c.processReady('a')
+    expect(c.readStates.get('a')!.map(s => dec(s.requestCtx))).to.deep.equal(['late'])
+  })
+
+  it('a leader without a lease falls back to confirming its leadership by a heartbeat round', () => {
+    const c = new Cluster(ABC, { config: LEASE })
+    c.elect('a')
+    c.isolate('a')
+    c.tick(9, ['a'])
+    const a = c.node('a')
+    a.readIndex(enc('r'))
+    c.processReady('a')
+    expect(c.readStates.get('a')).to.deep.equal([])
+    c.heal()
+    c.tick(1, ['a'])
+    expect(c.readStates.get('a')!.map(s => [s.index, dec(s.requestCtx)])).to.deep.equal([[a.status().commit, 'r']])
+  })
+
+  it('a leader that sent MsgTimeoutNow serves no more lease reads in its term', () => {
+    const c = new Cluster(ABC, { config: LEASE })
+    c.elect('a')
+    c.drop = m => m.type === 'timeout-now' // b never campaigns, a stays leader
+    const a = c.node('a')
+    expect(a.transferLeadership('b')).to.deep.equal({ ok: true })
+    c.stabilize()
+    a.readIndex(enc('r'))
+    c.processReady('a')
+    expect(c.readStates.get('a')).to.deep.equal([])
+    c.tick(1, ['a']) // a heartbeat round sent after the read confirms it
+    expect(c.readStates.get('a')!.map(s => dec(s.requestCtx))).to.deep.equal(['r'])
+  })
+
+  it('a restarted voter honours a lease it may have granted before the crash', () => {
+    const c = new Cluster(ABC, { config: LEASE })
+    c.elect('a')
+    c.propose('a', 'x')
+    c.drop = m => (m.from === 'a' && m.to === 'c') || (m.from === 'c' && m.to === 'a')
+    c.tick(1)
+    c.crash('b')
+    c.restart('b')
+    // c cannot hear a and campaigns at once; b forgot it acknowledged a's lease.
+    c.node('c').campaign()
+    c.stabilize()
+    expect(c.leaders()).to.deep.equal(['a'])
+    const a = c.node('a')
+    a.readIndex(enc('r'))
+    c.processReady('a')
+    expect(c.readStates.get('a')!.map(s => dec(s.requestCtx))).to.deep.equal(['r'])
   })
 })

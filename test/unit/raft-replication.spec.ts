@@ -350,3 +350,53 @@ describe('raft: snapshots and compaction', () => {
     expect(b.status().conf.voters).to.deep.equal(ABC)
   })
 })
+
+describe('raft: entries overwritten while a Ready is being persisted', () => {
+  const entries = (term: number, first: number, last: number): Entry[] =>
+    Array.from({ length: last - first + 1 }, (_, i) => ({ term, index: first + i, type: 'normal' as const, data: enc(`${term}/${first + i}`) }))
+  const append = (from: string, term: number, prevIndex: number, prevTerm: number, sent: Entry[], commit: number): Message =>
+    ({ type: 'append', from, to: 'b', term, prevIndex, prevTerm, entries: sent, commit })
+
+  /** Follower b of a, c, b: entries 1-3 are the committed bootstrap entries of term 1. */
+  function follower (): RaftNode {
+    const b = new RaftNode({ id: 'b', rng: createRng(1) }, { hardState: { term: 0, vote: null, commit: 0 }, entries: [] },
+      { voters: ABC, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false })
+    drain(b)
+    return b
+  }
+
+  it('advance() keeps the persisted prefix that was not overwritten as stable (compact at applied works)', () => {
+    const b = follower()
+    b.step(append('a', 2, 3, 1, entries(2, 4, 6), 4))
+    const persisted = b.ready()
+    expect(persisted.entries.map(e => e.index)).to.deep.equal([4, 5, 6])
+    expect(persisted.committedEntries.at(-1)?.index).to.equal(4)
+    // Before advance(), a leader of term 3 overwrites 5-6.
+    expect(b.step(append('c', 3, 4, 2, entries(3, 5, 5), 4))).to.deep.equal({ ok: true })
+    b.advance()
+    expect(b.status().applied).to.equal(4)
+    expect(b.compact(4, enc('state at 4'))?.meta).to.deep.include({ index: 4, term: 2 })
+    // Only the replacement is persisted next, not entry 4 again.
+    const next = b.ready()
+    expect(next.entries.map(e => `${e.index}/${e.term}`)).to.deep.equal(['5/3'])
+    b.advance()
+    expect(b.hasReady()).to.equal(false)
+  })
+
+  it('drops a queued acknowledgement of an older term when a newer leader overwrites the entries it promised', () => {
+    const b = follower()
+    b.step(append('a', 2, 3, 1, entries(2, 4, 6), 4))
+    const inFlight = b.ready() // persisting 4-6; its ack of 6 is sent after that
+    expect(inFlight.messages).to.deep.include({ type: 'append-response', from: 'b', to: 'a', term: 2, index: 6, reject: false, rejectHint: 0, hintTerm: 0 })
+    // a resends 4-6 (a retry): b acknowledges 6 again, into the next Ready.
+    b.step(append('a', 2, 3, 1, entries(2, 4, 6), 4))
+    // A leader of term 3 overwrites 5-6 before that Ready is built.
+    b.step(append('c', 3, 4, 2, entries(3, 5, 5), 4))
+    b.advance()
+    const next = b.ready()
+    expect(next.entries.map(e => `${e.index}/${e.term}`)).to.deep.equal(['5/3'])
+    const acks = next.messages.filter(m => m.type === 'append-response')
+    expect(acks).to.deep.equal([{ type: 'append-response', from: 'b', to: 'c', term: 3, index: 5, reject: false, rejectHint: 0, hintTerm: 0 }])
+    b.advance()
+  })
+})

@@ -3,6 +3,7 @@ import { FRAME_BYTES_MAX } from '../../node/raft/codec.ts'
 import { resolveLimits, RAFT_TRANSPORT_DEFAULTS } from '../../node/raft/transport-constants.ts'
 import { OutboundQueue } from '../../node/raft/transport-queue.ts'
 import { SnapshotReassembler } from '../../node/raft/transport-reassembly.ts'
+import { boundedLengthDecoder } from '../../node/raft/transport.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import type { QueueItem } from '../../node/raft/transport-queue.ts'
 import type { SnapshotMessage } from '../../protocols/raft/index.ts'
@@ -161,5 +162,35 @@ describe('raft transport: limits', () => {
     expect(() => resolveLimits({ outboundQueueBytesMax: FRAME_BYTES_MAX - 1 })).to.throw(RangeError)
     expect(() => resolveLimits({ snapshotChunkBytes: FRAME_BYTES_MAX })).to.throw(RangeError)
     expect(() => resolveLimits({ reconnectBackoffMinMs: 10, reconnectBackoffMaxMs: 5 })).to.throw(RangeError)
+  })
+})
+
+describe('raft transport: bounded length prefix', () => {
+  const list = (...bytes: number[]): { byteLength: number, get(i: number): number } => ({ byteLength: bytes.length, get: (i: number) => bytes[i] })
+  const varint = (value: number): number[] => {
+    const out: number[] = []
+    for (; value >= 0x80; value = Math.floor(value / 0x80)) { out.push((value % 0x80) | 0x80) }
+    return [...out, value]
+  }
+
+  it('decodes varints up to the one of maxDataLength', () => {
+    const decode = boundedLengthDecoder(FRAME_BYTES_MAX)
+    for (const value of [0, 1, 127, 128, 300, 16_383, 16_384, FRAME_BYTES_MAX, 2 ** 28 - 1]) {
+      expect(decode(list(...varint(value)))).to.equal(value)
+    }
+  })
+
+  it('asks for more bytes (RangeError) while the prefix may still end in bounds', () => {
+    const decode = boundedLengthDecoder(FRAME_BYTES_MAX)
+    expect(() => decode(list())).to.throw(RangeError)
+    expect(() => decode(list(0x80, 0x80, 0x80))).to.throw(RangeError)
+  })
+
+  it('refuses a prefix longer than needed for maxDataLength with a non-RangeError, so lpStream stops reading', () => {
+    const decode = boundedLengthDecoder(FRAME_BYTES_MAX)
+    const tooLong = (): number => decode(list(0xff, 0xff, 0xff, 0xff))
+    expect(tooLong).to.throw(Error, /longer than 4 bytes/)
+    try { tooLong() } catch (err) { expect(err).to.not.be.instanceOf(RangeError) }
+    expect(() => boundedLengthDecoder(100)(list(0x80))).to.throw(/longer than 1 bytes/)
   })
 })

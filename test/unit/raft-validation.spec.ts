@@ -217,6 +217,10 @@ describe('raft: bounds', () => {
   it('rejects invalid configurations and corrupt restored state (caller errors throw)', () => {
     const rng = createRng(1)
     expect(() => resolveConfig({ id: 'a', rng, readOnlyMode: 'lease', checkQuorum: false })).to.throw(RangeError)
+    expect(() => resolveConfig({ id: 'a', rng, leaseSafetyMarginTicks: -1 })).to.throw(RangeError)
+    // A lease must last at least one tick: electionTimeoutTicks - 1 - leaseSafetyMarginTicks >= 1.
+    expect(() => resolveConfig({ id: 'a', rng, readOnlyMode: 'lease', electionTimeoutTicks: 3, heartbeatIntervalTicks: 1, leaseSafetyMarginTicks: 2 })).to.throw(RangeError)
+    expect(resolveConfig({ id: 'a', rng, readOnlyMode: 'lease', electionTimeoutTicks: 5, heartbeatIntervalTicks: 1, leaseSafetyMarginTicks: 3 }).readOnlyMode).to.equal('lease')
     expect(() => resolveConfig({ id: 'a', rng, electionTimeoutTicks: 2, heartbeatIntervalTicks: 2 })).to.throw(RangeError)
     expect(() => resolveConfig({ id: 'a', rng, inflightMessagesMax: 0 })).to.throw(RangeError)
     expect(() => resolveConfig({ id: '', rng })).to.throw(RangeError)

@@ -31,6 +31,8 @@ const WALK_TIMEOUT_MS = 60_000
 const DIAL_TIMEOUT_MS = 30_000
 /** At most this many dials are started per round. */
 const DIALS_PER_ROUND_MAX = 64
+/** Connected peers whose failed identify is retried, per round. */
+const IDENTIFY_RETRIES_PER_ROUND_MAX = 16
 /** Members tracked; beyond this, new peers are not recorded (and logged). */
 export const MEMBERS_MAX = 4096
 
@@ -68,6 +70,8 @@ export class ClusterDiscovery {
   #provided = false
   /** Dials in flight, so a slow dial is not started again by the next round (at most DIALS_PER_ROUND_MAX per round). */
   readonly #dialing = new Set<string>()
+  /** Connections identified again by #identifyUnknownPeers (open ones only, so bounded by the connection limit). */
+  readonly #identifyRetried = new Set<string>()
 
   constructor (options: DiscoveryOptions) {
     this.#options = options
@@ -170,6 +174,29 @@ export class ClusterDiscovery {
     if (this.#options.public) { await this.#rendezvous(offer) } else { await this.#walk(offer) }
     for (const member of this.members()) {
       if (!member.connected) { offer({ id: peerIdFromString(member.peerId), multiaddrs: [] }) }
+    }
+    await this.#identifyUnknownPeers()
+  }
+
+  /**
+   * Membership shows through identify. On a busy node an identify exchange
+   * can time out, leaving a connected peer whose protocol list holds only
+   * what streams happened to negotiate: identify it again, once per
+   * connection, a few per round.
+   */
+  async #identifyUnknownPeers (): Promise<void> {
+    const { node } = this.#options
+    const connections = node.getConnections()
+    const open = new Set(connections.map(c => c.id))
+    for (const id of this.#identifyRetried) { if (!open.has(id)) { this.#identifyRetried.delete(id) } }
+    let asked = 0
+    for (const connection of connections) {
+      if (asked >= IDENTIFY_RETRIES_PER_ROUND_MAX) { return }
+      if (this.#members.has(connection.remotePeer.toString()) || this.#identifyRetried.has(connection.id) || connection.status !== 'open') { continue }
+      asked++
+      this.#identifyRetried.add(connection.id)
+      await node.services.identify.identify(connection, { signal: AbortSignal.timeout(WALK_TIMEOUT_MS) })
+        .catch(err => { this.#options.log.debug({ peer: connection.remotePeer.toString(), err: (err as Error).message }, 'identify retry failed') })
     }
   }
 

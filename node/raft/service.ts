@@ -233,7 +233,8 @@ export class RaftService {
   /** Run a request on the leader: locally when we lead, else over the client protocol. */
   async #toLeader (request: ClientRequest): Promise<Extract<ClientAnswer, { ok: true }>> {
     const deadline = AbortSignal.timeout(this.#options.settings.requestTimeoutMs)
-    let lastError: RaftError = new RaftError('no-leader', 'no leader is known')
+    // errors are built only when a request fails: an Error captures a stack, and this is the write path
+    let lastError: RaftError | null = null
     while (!deadline.aborted && !this.#stopped) {
       const leader = this.#driver.leader
       let answer: ClientAnswer
@@ -251,6 +252,7 @@ export class RaftService {
       if (answer.code === 'invalid' || answer.code === 'busy' || answer.code === 'stopped') { throw lastError }
       await pause(answer.code === 'not-leader' && answer.leader !== leader ? 0 : NO_LEADER_PAUSE_MS)
     }
+    if (lastError == null) { throw new RaftError('no-leader', 'no leader is known') }
     throw lastError.code === 'no-leader' ? lastError : new RaftError('timeout', `no answer within ${this.#options.settings.requestTimeoutMs} ms: ${lastError.message}`, lastError.leader)
   }
 

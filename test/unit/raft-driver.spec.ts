@@ -1,0 +1,130 @@
+import { expect } from 'aegir/chai'
+import { pino } from 'pino'
+import { PENDING_PROPOSALS_MAX, PENDING_READS_MAX, RaftDriver, RaftError } from '../../node/raft/driver.ts'
+import type { RaftDriverOptions, RaftLogStore } from '../../node/raft/driver.ts'
+import type { KvCommand } from '../../protocols/raft/kv/index.ts'
+
+const ID = 'node-a'
+const conf = { voters: [ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
+
+/** A store whose writes complete only when released, to hold Readies in flight. */
+class GatedStore implements RaftLogStore {
+  writes = 0
+  open = true
+  readonly #waiting: Array<() => void> = []
+  async persist (): Promise<void> {
+    this.writes++
+    if (!this.open) { await new Promise<void>(resolve => { this.#waiting.push(resolve) }) }
+  }
+
+  async saveSnapshot (): Promise<void> {}
+  release (): void {
+    this.open = true
+    for (const resolve of this.#waiting.splice(0)) { resolve() }
+  }
+}
+
+function driverWith (store: RaftLogStore, overrides: Partial<RaftDriverOptions> = {}): RaftDriver {
+  return RaftDriver.create({
+    id: ID,
+    store,
+    outbox: { send: () => {} },
+    restored: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] },
+    bootstrapConf: conf,
+    tickIntervalMs: 5,
+    electionTimeoutTicks: 4,
+    heartbeatIntervalTicks: 1,
+    readOnlyMode: 'safe',
+    snapshotEveryEntries: 1000,
+    autoPromoteLearners: false,
+    log: pino({ level: 'silent' }),
+    ...overrides
+  })
+}
+
+const put = (sequence: number, key = 'k'): KvCommand => ({ type: 'put', session: { clientId: 'c', sequence }, key, value: new Uint8Array([sequence % 256]) })
+
+async function untilLeader (driver: RaftDriver): Promise<void> {
+  while (driver.status().role !== 'leader') { await new Promise(resolve => setTimeout(resolve, 5)) }
+}
+
+describe('raft driver (one node, in memory)', function () {
+  this.timeout(30_000)
+
+  it('applies proposals and serves linearizable reads after the barrier', async () => {
+    const driver = driverWith(new GatedStore())
+    driver.start()
+    try {
+      await untilLeader(driver)
+      const result = await driver.propose(put(1))
+      expect(result).to.deep.include({ ok: true, type: 'put' })
+      const index = await driver.readBarrier()
+      expect(index).to.be.at.least(result.index)
+      expect(driver.kv.get('k')).to.deep.equal(new Uint8Array([1]))
+    } finally {
+      await driver.stop()
+    }
+  })
+
+  it('refuses invalid commands before proposing them', async () => {
+    const driver = driverWith(new GatedStore())
+    driver.start()
+    try {
+      await untilLeader(driver)
+      await expect(driver.propose({ ...put(1), key: '' })).to.eventually.be.rejectedWith(RaftError).and.have.property('code', 'invalid')
+    } finally {
+      await driver.stop()
+    }
+  })
+
+  it(`answers 'busy' beyond ${PENDING_PROPOSALS_MAX} proposals in flight, and the rest still apply`, async () => {
+    const store = new GatedStore()
+    const driver = driverWith(store)
+    driver.start()
+    try {
+      await untilLeader(driver)
+      store.open = false
+      const pending = Array.from({ length: PENDING_PROPOSALS_MAX }, async (_, i) => driver.propose(put(i + 1, `k${i}`)))
+      await expect(driver.propose(put(PENDING_PROPOSALS_MAX + 1))).to.eventually.be.rejectedWith(RaftError, /too many proposals/)
+      store.release()
+      const results = await Promise.all(pending)
+      expect(results.every(r => r.ok)).to.equal(true)
+    } finally {
+      await driver.stop()
+    }
+  })
+
+  it(`answers 'busy' beyond ${PENDING_READS_MAX} reads in flight`, async () => {
+    const store = new GatedStore()
+    const driver = driverWith(store)
+    driver.start()
+    try {
+      await untilLeader(driver)
+      await driver.propose(put(1))
+      store.open = false
+      const held = driver.propose(put(2)) // its Ready stays in flight until release()
+      const reads = Array.from({ length: PENDING_READS_MAX }, async () => driver.readBarrier().catch((err: Error) => err))
+      await expect(driver.readBarrier()).to.eventually.be.rejectedWith(RaftError, /too many reads/)
+      store.release()
+      const answered = await Promise.all(reads)
+      expect(answered.filter(r => r instanceof Error)).to.have.length(0)
+      expect(await held).to.deep.include({ ok: true })
+    } finally {
+      await driver.stop()
+    }
+  })
+
+  it('stops Raft, failing waiters, when the store fails', async () => {
+    const store = new GatedStore()
+    const driver = driverWith(store)
+    driver.start()
+    try {
+      await untilLeader(driver)
+      store.persist = async () => { throw new Error('disk on fire') }
+      await expect(driver.propose(put(1))).to.eventually.be.rejectedWith(RaftError, /storage failure|disk on fire/)
+      await expect(driver.propose(put(2))).to.eventually.be.rejectedWith(RaftError, /stopped/)
+    } finally {
+      await driver.stop()
+    }
+  })
+})

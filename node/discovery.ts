@@ -66,7 +66,6 @@ export class ClusterDiscovery {
   #rounds = 0
   #running = false
   #abort = new AbortController()
-  #membersDropped = 0
   #provided = false
   /** Dials in flight, so a slow dial is not started again by the next round (at most DIALS_PER_ROUND_MAX per round). */
   readonly #dialing = new Set<string>()
@@ -140,7 +139,6 @@ export class ClusterDiscovery {
       return
     }
     if (this.#members.size >= MEMBERS_MAX) {
-      this.#membersDropped++
       this.#options.log.warn({ peer: id, membersMax: MEMBERS_MAX }, 'member table full; peer not recorded')
       return
     }
@@ -247,9 +245,5 @@ export class ClusterDiscovery {
       this.#options.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
     }).finally(() => { this.#dialing.delete(id) })
     return true
-  }
-
-  stats (): { rounds: number, membersDropped: number } {
-    return { rounds: this.#rounds, membersDropped: this.#membersDropped }
   }
 }

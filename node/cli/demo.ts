@@ -75,7 +75,7 @@ export async function demoCommand (args: string[]): Promise<void> {
     exitReason: null,
     status: null
   }))
-  const view = new DemoView(nodes, dataDir, process.stdout.isTTY === true)
+  const view = new DemoView(nodes, process.stdout.isTTY === true)
   const startedAtMs = Date.now()
   view.event(`starting ${count} nodes of cluster "${cluster}" on 127.0.0.1, data in ${dataDir} (Ctrl-C stops them all)`)
 
@@ -185,7 +185,8 @@ async function stopNode (node: DemoNode): Promise<void> {
   node.exitReason = 'stopped'
 }
 
-function isAlive (pid: number): boolean {
+/** Whether a process with this pid exists (signal 0 checks without signalling). */
+export function isAlive (pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
@@ -223,7 +224,7 @@ class DemoView {
   #lastTable = ''
   #drawnLines = 0
 
-  constructor (nodes: DemoNode[], _dataDir: string, tty: boolean) {
+  constructor (nodes: DemoNode[], tty: boolean) {
     this.#nodes = nodes
     this.#tty = tty
   }

@@ -96,6 +96,7 @@ export class RaftService {
   #membersTimer: ReturnType<typeof setInterval> | undefined
   /** Members being dialled by #connectMembers (bounded by the configuration size). */
   readonly #dialing = new Set<string>()
+  #connecting = false
   /** The leader named by a member that refused our join request. */
   #joinHint: string | null = null
 
@@ -267,6 +268,17 @@ export class RaftService {
    * node): their addresses are asked of the leader, which knows them all.
    */
   async #connectMembers (): Promise<void> {
+    // a slow round (address lookups time out after 5 s) must not overlap the next
+    if (this.#connecting) { return }
+    this.#connecting = true
+    try {
+      await this.#connectMissingMembers()
+    } finally {
+      this.#connecting = false
+    }
+  }
+
+  async #connectMissingMembers (): Promise<void> {
     const { libp2p } = this.#options
     const self = libp2p.peerId.toString()
     const conf = this.#driver.status().conf

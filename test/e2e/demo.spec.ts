@@ -2,20 +2,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
+import { isAlive } from '../../node/cli/demo.ts'
 import { waitFor } from '../lib/nodes.ts'
 import { collect, DaemonProcess, spawnCli } from '../lib/processes.ts'
 
 interface ClusterFile {
   nodes: Array<{ index: number, peerId: string | null, multiaddrs: string[], api: string, dataDir: string, pid: number | null, state: string }>
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 describe('accord demo', function () {

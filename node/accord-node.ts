@@ -112,6 +112,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     public: resolved.public,
     intervalMs: resolved.discoveryIntervalMs,
     bootstrap: resolved.bootstrap,
+    dialDiscoveredPeers: resolved.mdns,
     log: log.child({ component: 'discovery' })
   })
   try {

@@ -8,6 +8,9 @@
  * - public mode: the public Amino DHT. Members provide a rendezvous CID
  *   derived from the cluster name and dial the other providers of it.
  *
+ * With mDNS on, libp2p only records the peers mDNS reports (libp2p 3 no longer
+ * dials discovered peers), so discovery dials them.
+ *
  * Membership itself comes from identify: a member announces the protocol
  * `/accord/cluster/<name>/1.0.0`. Members are remembered in the peer store
  * (persisted), so a restarted node redials them without a bootstrap node.
@@ -33,6 +36,8 @@ const DIAL_TIMEOUT_MS = 30_000
 const DIALS_PER_ROUND_MAX = 64
 /** Connected peers whose failed identify is retried, per round. */
 const IDENTIFY_RETRIES_PER_ROUND_MAX = 16
+/** Dials in flight beyond which a peer that mDNS reports is not dialled (it still dials us when it finds us). */
+const DISCOVERED_DIALS_IN_FLIGHT_MAX = 64
 /** Members tracked; beyond this, new peers are not recorded (and logged). */
 export const MEMBERS_MAX = 4096
 
@@ -51,6 +56,10 @@ export interface DiscoveryOptions {
   /** Bootstrap multiaddrs (with /p2p/<id>); redialled while disconnected from them. */
   bootstrap: string[]
   log: Logger
+  /** Dial the peers a peer discovery service (mDNS) reports. Default false. */
+  dialDiscoveredPeers?: boolean
+  /** Members tracked at most. Default MEMBERS_MAX (tests use a small one). */
+  membersMax?: number
 }
 
 export async function rendezvousCid (cluster: string): Promise<CID> {
@@ -61,6 +70,7 @@ export async function rendezvousCid (cluster: string): Promise<CID> {
 export class ClusterDiscovery {
   readonly #options: DiscoveryOptions
   readonly #protocol: string
+  readonly #membersMax: number
   readonly #members = new Map<string, Member>()
   #timer: ReturnType<typeof setTimeout> | undefined
   #rounds = 0
@@ -75,6 +85,10 @@ export class ClusterDiscovery {
   constructor (options: DiscoveryOptions) {
     this.#options = options
     this.#protocol = clusterProtocol(options.cluster)
+    this.#membersMax = options.membersMax ?? MEMBERS_MAX
+    // listening from construction, before libp2p starts: mDNS sends its
+    // first query as it starts, and the answers would otherwise be missed
+    if (options.dialDiscoveredPeers === true) { options.node.addEventListener('peer:discovery', this.#onPeerDiscovery) }
   }
 
   /** Members other than ourselves, sorted by peer id. */
@@ -122,6 +136,7 @@ export class ClusterDiscovery {
     this.#abort.abort()
     clearTimeout(this.#timer)
     this.#options.node.removeEventListener('peer:update', this.#onPeerUpdate)
+    this.#options.node.removeEventListener('peer:discovery', this.#onPeerDiscovery)
   }
 
   // identify (and identify push) results land in the peer store, so a peer
@@ -131,6 +146,10 @@ export class ClusterDiscovery {
     if (peer.protocols.includes(this.#protocol)) { this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString())) }
   }
 
+  readonly #onPeerDiscovery = (event: CustomEvent<PeerInfo>): void => {
+    if (this.#dialing.size < DISCOVERED_DIALS_IN_FLIGHT_MAX) { this.#dial(event.detail.id, event.detail) }
+  }
+
   #record (peerId: PeerId, addresses: string[]): void {
     const id = peerId.toString()
     const known = this.#members.get(id)
@@ -138,8 +157,8 @@ export class ClusterDiscovery {
       if (addresses.length > 0) { known.addresses = addresses }
       return
     }
-    if (this.#members.size >= MEMBERS_MAX) {
-      this.#options.log.warn({ peer: id, membersMax: MEMBERS_MAX }, 'member table full; peer not recorded')
+    if (this.#members.size >= this.#membersMax) {
+      this.#options.log.warn({ peer: id, membersMax: this.#membersMax }, 'member table full; peer not recorded')
       return
     }
     this.#members.set(id, { peerId: id, addresses, connected: true, firstSeenAt: new Date().toISOString() })

@@ -306,19 +306,41 @@ export class RaftDriver {
       // except a leader's replication messages (see #sendsBeforePersist)
       const early = this.#sendsBeforePersist(ready)
       if (early) { this.#send(ready.messages) }
-      if (ready.hardState != null || ready.entries.length > 0 || ready.snapshot != null) {
-        await this.#options.store.persist({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot, mustSync: ready.mustSync })
+      const persisted = ready.hardState != null || ready.entries.length > 0 || ready.snapshot != null
+        ? this.#options.store.persist({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot, mustSync: ready.mustSync })
+        : null
+      // 2. apply, while the write runs, the committed entries this node
+      // already holds durably: a quorum has them, and the state machine lives
+      // in memory, rebuilt from snapshot and log on restart (etcd applies
+      // concurrently with its WAL write too). Entries of this very Ready (a
+      // one-voter leader commits them at once) wait for the write, or an
+      // acknowledged write could vanish in a crash.
+      const split = this.#durablePrefix(ready)
+      this.#applyEntries(ready.committedEntries.slice(0, split))
+      this.#serveReadStates(ready.readStates)
+      if (persisted != null && !ready.mustSync) {
+        // only the commit index changed, which need not survive a crash: the
+        // write goes on in the background (the store keeps writes in order)
+        persisted.catch(err => { this.#fail(err as Error) })
+      } else if (persisted != null) {
+        await persisted
         if (ready.hardState != null) { this.#durableVote = { term: ready.hardState.term, vote: ready.hardState.vote } }
       }
-      // 2. send
+      // 3. send, then apply the rest
       if (!early) { this.#send(ready.messages) }
-      // 3. apply
       if (ready.snapshot != null) { this.#applySnapshot(ready.snapshot) }
-      this.#applyEntries(ready.committedEntries)
-      this.#serveReadStates(ready.readStates)
+      this.#applyEntries(ready.committedEntries.slice(split))
       this.#core.advance()
       await this.#maybeCompact()
     }
+  }
+
+  /** How many of the Ready's committed entries were durable here before it (all entries below its first new one). */
+  #durablePrefix (ready: Ready): number {
+    if (ready.snapshot != null) { return 0 }
+    const firstNew = ready.entries[0]?.index ?? Infinity
+    const at = ready.committedEntries.findIndex(e => e.index >= firstNew)
+    return at === -1 ? ready.committedEntries.length : at
   }
 
   #send (messages: Message[]): void {

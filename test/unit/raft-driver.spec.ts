@@ -1,7 +1,9 @@
 import { expect } from 'aegir/chai'
 import { pino } from 'pino'
 import { PENDING_PROPOSALS_MAX, PENDING_READS_MAX, RaftDriver, RaftError } from '../../node/raft/driver.ts'
+import { encodeCommand } from '../../protocols/raft/kv/index.ts'
 import type { RaftDriverOptions, RaftLogStore } from '../../node/raft/driver.ts'
+import type { Message } from '../../protocols/raft/index.ts'
 import type { KvCommand } from '../../protocols/raft/kv/index.ts'
 
 const ID = 'node-a'
@@ -109,6 +111,66 @@ describe('raft driver (one node, in memory)', function () {
       const answered = await Promise.all(reads)
       expect(answered.filter(r => r instanceof Error)).to.have.length(0)
       expect(await held).to.deep.include({ ok: true })
+    } finally {
+      await driver.stop()
+    }
+  })
+
+  it('a one-voter leader acknowledges a write only once its own copy is durable', async () => {
+    const store = new GatedStore()
+    const driver = driverWith(store)
+    driver.start()
+    try {
+      await untilLeader(driver)
+      store.open = false
+      const writesBefore = store.writes
+      let settled = false
+      const proposal = driver.propose(put(1)).finally(() => { settled = true })
+      // the Ready holding the entry (committed at once: one voter) is being written
+      while (store.writes === writesBefore) { await new Promise(resolve => setTimeout(resolve, 5)) }
+      await new Promise(resolve => setTimeout(resolve, 50))
+      expect(settled).to.equal(false)
+      expect(driver.kv.get('k')).to.equal(null)
+      store.release()
+      expect(await proposal).to.deep.include({ ok: true })
+      expect(driver.kv.get('k')).to.deep.equal(new Uint8Array([1]))
+    } finally {
+      await driver.stop()
+    }
+  })
+
+  it('applies entries it already holds durably while the next write is in flight', async () => {
+    const leader = 'node-b'
+    const store = new GatedStore()
+    const driver = driverWith(store, {
+      bootstrapConf: { ...conf, voters: [ID, leader] },
+      electionTimeoutTicks: 100_000 // never campaigns: node-b leads
+    })
+    const append = (prevIndex: number, prevTerm: number, entries: number[], commit: number): Message => ({
+      type: 'append',
+      from: leader,
+      to: ID,
+      term: 1,
+      prevIndex,
+      prevTerm,
+      commit,
+      entries: entries.map(index => ({ term: 1, index, type: 'normal', data: encodeCommand({ type: 'put', session: { clientId: `c${index}`, sequence: 1 }, key: `k${index}`, value: new Uint8Array([index]) }) }))
+    })
+    driver.start()
+    try {
+      const base = driver.status().lastIndex // the founding conf entries, committed
+      driver.step(append(base, 1, [base + 1], base))
+      while (store.writes === 0 || driver.status().lastIndex < base + 1) { await new Promise(resolve => setTimeout(resolve, 5)) }
+      await new Promise(resolve => setTimeout(resolve, 20))
+      store.open = false
+      const writesBefore = store.writes
+      // the next entry arrives with the commit of the first: its Ready writes
+      // the new entry and applies the first without waiting for that write
+      driver.step(append(base + 1, 1, [base + 2], base + 1))
+      while (store.writes === writesBefore) { await new Promise(resolve => setTimeout(resolve, 5)) }
+      expect(driver.kv.get(`k${base + 1}`)).to.deep.equal(new Uint8Array([base + 1]))
+      expect(driver.kv.get(`k${base + 2}`)).to.equal(null)
+      store.release()
     } finally {
       await driver.stop()
     }

@@ -7,8 +7,8 @@
  * HTTP keep-alive clients sending PUTs to the leader. When `etcd` is on the
  * PATH (Debian: etcd-server), the same workload runs against a 3-member
  * etcd on loopback through its JSON gateway (POST /v3/kv/put) for a ratio.
- * Then leader failover: kill -9 the leader, time until the next write
- * commits, over several trials.
+ * Then leader failover: kill -9 the leader (and, separately, SIGSTOP it),
+ * time until the next write commits, over several trials.
  *
  * Prints tables and writes bench/results/raft.json.
  */
@@ -211,21 +211,33 @@ async function writeUntilCommitted (agent: Agent, nodes: Proc[], keyPrefix: stri
   }
 }
 
-async function failover (root: string, trials: number): Promise<number[]> {
-  const { procs, target, stop } = await startAccord(join(root, 'failover'))
+/**
+ * kill: kill -9, whose connections the OS resets, so the followers know at
+ * once (RaftNode.forgetLeader). stop: SIGSTOP, a silent failure (like a
+ * machine that froze or a cut cable): the followers wait out the election
+ * timeout.
+ */
+type FailureKind = 'kill' | 'stop'
+
+async function failover (root: string, trials: number, kind: FailureKind): Promise<number[]> {
+  const { procs, target, stop } = await startAccord(join(root, `failover-${kind}`))
   const agent = new Agent({ keepAlive: true })
   const results: number[] = []
   try {
     for (let t = 0; t < trials; t++) {
       const leaderUrl = await target.leaderUrl()
       const victim = procs.find(p => p.api === leaderUrl) as Proc
-      const killedAt = performance.now()
-      victim.child.kill('SIGKILL')
-      await writeUntilCommitted(agent, procs.filter(x => x !== victim), `failover-${t}`)
-      results.push(performance.now() - killedAt)
-      console.error(`failover trial ${t + 1}/${trials}: ${results[t].toFixed(0)} ms`)
+      const failedAt = performance.now()
+      victim.child.kill(kind === 'kill' ? 'SIGKILL' : 'SIGSTOP')
+      await writeUntilCommitted(agent, procs.filter(x => x !== victim), `failover-${kind}-${t}`)
+      results.push(performance.now() - failedAt)
+      console.error(`failover (${kind}) trial ${t + 1}/${trials}: ${results[t].toFixed(0)} ms`)
       // bring the victim back and let it catch up before the next trial
-      victim.child = spawn(process.execPath, [CLI, 'start', '--data-dir', victim.dataDir], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
+      if (kind === 'stop') {
+        victim.child.kill('SIGCONT')
+      } else {
+        victim.child = spawn(process.execPath, [CLI, 'start', '--data-dir', victim.dataDir], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
+      }
       await waitUntil(async () => (await httpCall(agent, victim.api, 'GET', '/v1/raft/members', '')).status === 200)
       await sleep(1500)
     }
@@ -252,7 +264,8 @@ try {
     for (const c of CLIENTS) { rows.push({ system: 'etcd', result: await load(etcd.target, c) }) }
     await etcd.stop()
   }
-  const failovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS) : []
+  const failovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS, 'kill') : []
+  const silentFailovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS, 'stop') : []
 
   console.log(`raft writes: 3 nodes on loopback, fsync on, ${VALUE.length}-byte values, ${SECONDS} s per run, raft tick ${TICK_MS} ms, ${cpus().length} cores`)
   console.log('| system | clients | writes/s | p50 ms | p99 ms | errors |')
@@ -271,9 +284,10 @@ try {
     console.log('|---:|---:|---:|---:|')
     for (const r of ratios) { console.log(`| ${r.clients} | ${r.throughputRatio.toFixed(2)} | ${r.p50Ratio.toFixed(2)} | ${r.p99Ratio.toFixed(2)} |`) }
   }
-  if (failovers.length > 0) {
-    const sorted = [...failovers].sort((a, b) => a - b)
-    console.log(`\nleader failover (kill -9 the leader → next committed write), ${failovers.length} trials`)
+  for (const [what, times] of [['kill -9 the leader', failovers], ['SIGSTOP the leader (silent: no connection reset)', silentFailovers]] as const) {
+    if (times.length === 0) { continue }
+    const sorted = [...times].sort((a, b) => a - b)
+    console.log(`\nleader failover (${what} → next committed write), ${times.length} trials`)
     console.log(`p50 ${percentile(sorted, 0.5).toFixed(0)} ms, p99 ${percentile(sorted, 0.99).toFixed(0)} ms, max ${sorted[sorted.length - 1].toFixed(0)} ms`)
   }
   await mkdir('bench/results', { recursive: true })
@@ -286,7 +300,8 @@ try {
     etcd: etcdVersion,
     load: rows,
     ratios,
-    failoverMs: failovers
+    failoverMs: failovers,
+    silentFailoverMs: silentFailovers
   }, null, 2) + '\n')
   console.log('saved bench/results/raft.json')
 } finally {

@@ -108,6 +108,7 @@ export class RaftDriver {
   /** Term and vote as last made durable. */
   #durableVote: { term: number, vote: string | null }
   #promoting: string | null = null
+  #leaderTenure = new AbortController()
 
   private constructor (options: RaftDriverOptions, kv: KvStateMachine) {
     this.id = options.id
@@ -171,6 +172,13 @@ export class RaftDriver {
     this.#schedule()
   }
 
+  /** Strong evidence that `leader` is gone (its connection closed): see RaftNode.forgetLeader. */
+  forgetLeader (leader: string): void {
+    if (this.#stopped || this.#failure != null) { return }
+    this.#core.forgetLeader(leader)
+    this.#schedule()
+  }
+
   reportUnreachable (to: string): void {
     this.#core.reportUnreachable(to)
   }
@@ -181,6 +189,11 @@ export class RaftDriver {
 
   get leader (): string | null {
     return this.#leader
+  }
+
+  /** Aborted at the next change of leader (one elected, or the known one lost). */
+  get leaderChangeSignal (): AbortSignal {
+    return this.#leaderTenure.signal
   }
 
   get lastSnapshotIndex (): number {
@@ -368,6 +381,9 @@ export class RaftDriver {
     this.#options.log.info({ leader, role, term: this.#core.status().term }, 'raft leader changed')
     this.#leader = leader
     this.#options.metrics?.onLeaderChange?.(leader)
+    const ended = this.#leaderTenure
+    this.#leaderTenure = new AbortController()
+    ended.abort()
   }
 
   #applySnapshot (snapshot: Snapshot): void {

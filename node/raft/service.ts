@@ -10,6 +10,7 @@
  * with Raft state simply resumes.
  */
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
@@ -22,6 +23,7 @@ import type { ClientAnswer, ClientRequest } from './client-protocol.ts'
 import type { ConfChange, ConfState, RaftStatus } from '../../protocols/raft/index.ts'
 import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { AccordLibp2p } from '../libp2p.ts'
+import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 
@@ -50,7 +52,7 @@ const JOIN_ATTEMPTS_MAX = 600
 /** How often a node checks that it is connected to every Raft member. */
 const MEMBER_CHECK_INTERVAL_MS = 1000
 const MEMBER_DIAL_TIMEOUT_MS = 5000
-/** Pause before retrying a request that found no leader (an election takes about this long). */
+/** Longest pause before retrying a request that found no leader; a change of leader ends it at once. */
 const NO_LEADER_PAUSE_MS = 150
 
 export type ReadConsistency = 'linearizable' | 'lease' | 'stale'
@@ -155,6 +157,7 @@ export class RaftService {
     await transport.start()
     await handleClientRequests(libp2p, driver, limits, log.child({ component: 'raft-client' }))
     driver.start()
+    libp2p.addEventListener('peer:disconnect', service.#onPeerDisconnect)
     service.#membersTimer = setInterval(() => { void service.#connectMembers() }, MEMBER_CHECK_INTERVAL_MS)
     if (bootstrapConf != null) { log.info({ voters: bootstrapConf.voters }, 'founded a new raft group') }
     if (fresh && options.join) { service.#scheduleJoin(0) }
@@ -165,10 +168,20 @@ export class RaftService {
     this.#stopped = true
     clearTimeout(this.#joinTimer)
     clearInterval(this.#membersTimer)
+    this.#options.libp2p.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
     await this.#options.libp2p.unhandle(RAFT_CLIENT_PROTOCOL)
     await this.#driver.stop()
     await this.#transport.stop()
     await this.#storage.close()
+  }
+
+  /**
+   * Every connection to a peer closed. When the peer is our leader this is
+   * usually a crash (its OS reset the connections), so we need not wait out
+   * the election timeout (see RaftNode.forgetLeader).
+   */
+  readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
+    this.#driver.forgetLeader(event.detail.toString())
   }
 
   summary (): RaftSummary {
@@ -224,7 +237,7 @@ export class RaftService {
           break
         } catch (err) {
           if (!(err instanceof RaftError) || err.code !== 'no-leader' || deadline.aborted) { throw err }
-          await pause(NO_LEADER_PAUSE_MS)
+          await this.#leaderChangeOrPause()
         }
       }
     }
@@ -242,7 +255,10 @@ export class RaftService {
       try {
         answer = leader === this.#options.libp2p.peerId.toString() || leader == null
           ? await this.#local(request, deadline)
-          : await sendClientRequest(this.#options.libp2p, leader, request, deadline)
+          // a leader that froze (SIGSTOP, a partition) never answers: give up
+          // on it as soon as another is elected (the session keeps a retried
+          // write from applying twice)
+          : await sendClientRequest(this.#options.libp2p, leader, request, AbortSignal.any([deadline, this.#driver.leaderChangeSignal]))
       } catch (err) {
         answer = { ok: false, code: err instanceof RaftError ? err.code : 'retry', message: (err as Error).message, leader }
       }
@@ -251,10 +267,15 @@ export class RaftService {
       // 'invalid' and 'busy' are final; the others mean "not here or not
       // now": ask again (same session, so a write applies at most once)
       if (answer.code === 'invalid' || answer.code === 'busy' || answer.code === 'stopped') { throw lastError }
-      await pause(answer.code === 'not-leader' && answer.leader !== leader ? 0 : NO_LEADER_PAUSE_MS)
+      if (answer.code !== 'not-leader' || answer.leader === leader) { await this.#leaderChangeOrPause() }
     }
     if (lastError == null) { throw new RaftError('no-leader', 'no leader is known') }
     throw lastError.code === 'no-leader' ? lastError : new RaftError('timeout', `no answer within ${this.#options.settings.requestTimeoutMs} ms: ${lastError.message}`, lastError.leader)
+  }
+
+  /** Before asking again: wait a little, or less if the leader changes meanwhile. */
+  async #leaderChangeOrPause (): Promise<void> {
+    await sleep(NO_LEADER_PAUSE_MS, undefined, { signal: this.#driver.leaderChangeSignal }).catch(() => {})
   }
 
   async #local (request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
@@ -342,8 +363,4 @@ export class RaftService {
     }
     this.#scheduleJoin(attempt + 1)
   }
-}
-
-async function pause (ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
 }

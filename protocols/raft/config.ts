@@ -29,6 +29,12 @@ export interface RaftConfig {
    * leader's (20% with the defaults) and leader ticks that come late.
    */
   leaseSafetyMarginTicks: number
+  /**
+   * forgetLeader(): a follower that lost its leader campaigns within a
+   * random 1..forgottenLeaderCampaignTicksMax ticks (randomized, so that two
+   * followers told at the same moment rarely split the vote).
+   */
+  forgottenLeaderCampaignTicksMax: number
   /** Pipelined MsgApps per follower in replicate state. */
   inflightMessagesMax: number
   /** Bytes of entries in flight per follower. */
@@ -60,6 +66,7 @@ export const RAFT_DEFAULTS = {
   checkQuorum: true,
   readOnlyMode: 'safe',
   leaseSafetyMarginTicks: 2,
+  forgottenLeaderCampaignTicksMax: 3,
   inflightMessagesMax: 256,
   inflightBytesMax: 32 * MIB,
   messageEntriesBytesMax: MIB,
@@ -75,7 +82,7 @@ export const RAFT_DEFAULTS = {
 export const NODE_ID_LENGTH_MAX = 256
 
 const POSITIVE_INTEGERS = [
-  'electionTimeoutTicks', 'heartbeatIntervalTicks', 'inflightMessagesMax', 'inflightBytesMax',
+  'electionTimeoutTicks', 'heartbeatIntervalTicks', 'forgottenLeaderCampaignTicksMax', 'inflightMessagesMax', 'inflightBytesMax',
   'messageEntriesBytesMax', 'messageEntriesMax', 'proposalBytesMax', 'uncommittedEntriesBytesMax',
   'readIndexQueueMax', 'readyCommittedBytesMax', 'outboxMessagesMax'
 ] as const

@@ -24,6 +24,8 @@ interface ReadyMark {
 }
 
 const OK: StepResult = { ok: true }
+/** Campaigns after forgetLeader() that come within a few ticks (split votes retry quickly). */
+const QUICK_CAMPAIGNS_MAX = 3
 
 /**
  * One Raft participant, with no I/O (the shape of etcd-io/raft's RawNode):
@@ -61,6 +63,8 @@ export class RaftNode {
   private readonly progress = new Map<NodeId, Progress>()
   private readonly votes = new Map<NodeId, boolean>()
   private electionElapsed = 0
+  /** Quick campaigns left after forgetLeader() (see campaignSoon). */
+  private quickCampaignsLeft = 0
   private heartbeatElapsed = 0
   private randomizedElectionTimeout = 0
   private leadTransferee: NodeId | null = null
@@ -241,6 +245,36 @@ export class RaftNode {
   campaign (): void {
     this.hup(false)
     this.checkInvariants()
+  }
+
+  /**
+   * The caller has strong evidence that `leader` is gone: its connection
+   * closed (the OS of a crashed process resets it). As etcd's ForgetLeader,
+   * a follower of `leader` forgets it, so it grants pre-votes at once rather
+   * than refusing them for the rest of its lease (§9.6); and it campaigns
+   * within forgottenLeaderCampaignTicksMax ticks instead of a whole election
+   * timeout. Safety never rests on the evidence: if the leader is alive, the
+   * followers that still hear it refuse the pre-vote, and its next
+   * heartbeat makes this node its follower again. Ignored in lease mode,
+   * whose reads rely on every follower waiting out the election timeout.
+   */
+  forgetLeader (leader: NodeId): void {
+    if (this.config.readOnlyMode === 'lease' || this.role !== 'follower' || this.lead !== leader) { return }
+    this.lead = null
+    this.quickCampaignsLeft = QUICK_CAMPAIGNS_MAX
+    this.campaignSoon()
+    this.checkInvariants()
+  }
+
+  /**
+   * After forgetLeader(): campaign within a few ticks. Two followers told at
+   * once may still split the vote; the quick retry keeps that from costing
+   * a whole election timeout, a bounded number of times.
+   */
+  private campaignSoon (): void {
+    if (this.quickCampaignsLeft === 0 || !this.promotable()) { return }
+    const campaignInTicks = this.config.rng.intBetween(1, this.config.forgottenLeaderCampaignTicksMax)
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - campaignInTicks)
   }
 
   /** Appends `data` as a normal entry if this node is the leader. */
@@ -528,6 +562,7 @@ export class RaftNode {
     this.reset(term)
     this.lead = lead
     this.role = 'follower'
+    if (lead !== null) { this.quickCampaignsLeft = 0 } else { this.campaignSoon() }
   }
 
   private becomePreCandidate (): void {
@@ -554,6 +589,7 @@ export class RaftNode {
     for (const id of this.membership.members()) {
       this.progress.set(id, this.newProgress(id, lastIndex + 1, false))
     }
+    this.quickCampaignsLeft = 0
     const self = this.progress.get(this.id)
     assert(self !== undefined, 'a leader must be a member')
     self.match = lastIndex
@@ -702,6 +738,9 @@ export class RaftNode {
       if (id === this.id) { continue }
       this.send({ type, from: this.id, to: id, term: voteTerm, lastIndex: this.log.lastIndex(), lastTerm: this.log.lastTerm(), transfer })
     }
+    // the retry of a quick round (after forgetLeader) comes quickly too
+    if (type === 'pre-vote' || !this.config.preVote) { this.quickCampaignsLeft = Math.max(0, this.quickCampaignsLeft - 1) }
+    this.campaignSoon()
   }
 
   private tally (): 'won' | 'lost' | 'pending' {
@@ -717,6 +756,13 @@ export class RaftNode {
       // Start the lease at once: the appends carry no stamp to measure it by.
       if (this.config.readOnlyMode === 'lease') { this.broadcastHeartbeat(this.heartbeatRound()) }
     }
+  }
+
+  /** A message from the leader of our term: it is alive. */
+  private followLeader (leader: NodeId): void {
+    this.electionElapsed = 0
+    this.lead = leader
+    this.quickCampaignsLeft = 0
   }
 
   private handleVoteRequest (m: VoteMessage): StepResult {
@@ -770,16 +816,13 @@ export class RaftNode {
   private stepFollower (m: Message): StepResult {
     switch (m.type) {
       case 'append':
-        this.electionElapsed = 0
-        this.lead = m.from
+        this.followLeader(m.from)
         return this.handleAppend(m)
       case 'heartbeat':
-        this.electionElapsed = 0
-        this.lead = m.from
+        this.followLeader(m.from)
         return this.handleHeartbeat(m)
       case 'snapshot':
-        this.electionElapsed = 0
-        this.lead = m.from
+        this.followLeader(m.from)
         return this.handleSnapshot(m)
       case 'timeout-now':
         if (m.from !== this.lead) { return this.ignored('not-from-leader') }

@@ -4,8 +4,9 @@
  * later from its disk), pause one (GC pause, SIGSTOP), cut the network (a
  * node isolated, a split in two, or one-way cuts) and heal it later, ask
  * the leader to hand leadership over, or change the membership (add a
- * learner, promote it, demote or remove a voter, or a joint swap), per the
- * run's options. Crashes, pauses and cuts hit the leader half of the time.
+ * learner, promote it, demote or remove a voter, or a joint swap), and tell
+ * nodes their leader's connection closed (rightly after a crash, wrongly
+ * now and then), per the run's options. Crashes, pauses and cuts hit the leader half of the time.
  *
  * Clock skew: each node's clock runs at its own fixed rate in
  * [1 - clockSkew, 1 + clockSkew] (its tick period is tickMs scaled by it).
@@ -90,6 +91,7 @@ export class FaultInjector {
     if (options.partitions && !this.partitioned && this.rng.chance(0.06)) { this.partition() }
     if (options.transfers && this.rng.chance(0.02)) { this.transfer() }
     if (options.membership && this.rng.chance(0.06)) { this.changeMembership() }
+    if (options.leaderLossHints && this.rng.chance(0.03)) { this.falseLeaderLossHint() }
     this.retireRemoved()
     this.cluster.scheduler.after(CHAOS_INTERVAL_MS, () => { this.roll() })
   }
@@ -112,9 +114,49 @@ export class FaultInjector {
     if (up.length <= 1) { return }
     const id = this.victim(up)
     this.cluster.crash(id)
+    if (this.cluster.options.leaderLossHints) { this.hintLoss(id, up.filter(other => other !== id)) }
     this.cluster.scheduler.after(this.rng.intBetween(20, 800), () => {
       if (this.active) { this.cluster.restart(id) }
     })
+  }
+
+  /** The OS of a crashed process resets its connections: most peers hear of it within a few ms. */
+  private hintLoss (crashed: NodeId, peers: NodeId[]): void {
+    for (const peer of peers) {
+      if (!this.rng.chance(0.9)) { continue }
+      this.cluster.scheduler.after(this.rng.intBetween(0, 5), () => {
+        if (!this.cluster.isUp(peer)) { return }
+        this.cluster.trace.add(`HINT ${peer}: connection to ${crashed} closed`)
+        this.cluster.replica(peer).forgetLeader(crashed)
+      })
+    }
+  }
+
+  /**
+   * A partition that resets connections (a firewall answering with RSTs):
+   * nodes now cut off from a live leader may be told it is gone, which is
+   * true of their side only. The leader may still believe it leads.
+   */
+  private hintCutOffLeader (): void {
+    const leader = this.cluster.leader()
+    if (leader === null) { return }
+    for (const peer of this.cluster.servers()) {
+      if (peer === leader.id || !this.cluster.isUp(peer) || !this.cluster.network.isCut(leader.id, peer)) { continue }
+      if (!this.rng.chance(0.5)) { continue }
+      this.cluster.trace.add(`HINT ${peer}: connection to ${leader.id} closed (cut off, it is alive)`)
+      this.cluster.replica(peer).forgetLeader(leader.id)
+    }
+  }
+
+  /** A connection to a live leader closes (churn, a limit): the hint is wrong. */
+  private falseLeaderLossHint (): void {
+    const up = this.cluster.servers().filter(id => this.cluster.isUp(id))
+    if (up.length === 0) { return }
+    const peer = pick(this.rng, up)
+    const leader = this.cluster.replica(peer).raft.status().leader
+    if (leader === null || leader === peer) { return }
+    this.cluster.trace.add(`HINT ${peer}: connection to ${leader} closed (it is alive)`)
+    this.cluster.replica(peer).forgetLeader(leader)
   }
 
   private partition (): void {
@@ -144,6 +186,7 @@ export class FaultInjector {
     }
     this.cluster.stats.partitions++
     this.partitioned = true
+    if (this.cluster.options.leaderLossHints) { this.hintCutOffLeader() }
     const generation = ++this.partitionGeneration
     this.cluster.scheduler.after(this.rng.intBetween(50, 1200), () => {
       if (!this.active || generation !== this.partitionGeneration) { return }

@@ -62,6 +62,13 @@ export interface SimOptions {
   /** Add learners, promote them, remove voters, joint swaps. */
   membership: boolean
   transfers: boolean
+  /**
+   * Connection-loss hints (RaftNode.forgetLeader): when a node crashes, most
+   * of the others are told soon after (its OS resets their connections);
+   * now and then a node is told its leader is gone while it is not (a
+   * connection closed for another reason).
+   */
+  leaderLossHints: boolean
   /** Compact a node's log once it applied this many entries past its snapshot. */
   compactEntries: number
   /** Each node's clock runs at a rate in [1 - skew, 1 + skew]. */
@@ -104,6 +111,7 @@ const BASE: Omit<SimOptions, 'seed' | 'profile'> = {
   pauses: false,
   membership: false,
   transfers: false,
+  leaderLossHints: false,
   compactEntries: 40,
   clockSkew: 0.05,
   readOnlyMode: 'safe',
@@ -116,7 +124,7 @@ const BASE: Omit<SimOptions, 'seed' | 'profile'> = {
 export type ProfileSettings = Partial<Omit<SimOptions, 'seed' | 'profile'>>
 
 /** Lease reads: read-heavy, many clients, so a stale leader gets asked. */
-const LEASE: ProfileSettings = { partitions: true, crashes: true, readOnlyMode: 'lease', clockSkew: 0, clients: 8, readRatio: 0.7, clientTimeoutMs: 50 }
+const LEASE: ProfileSettings = { partitions: true, crashes: true, leaderLossHints: true, readOnlyMode: 'lease', clockSkew: 0, clients: 8, readRatio: 0.7, clientTimeoutMs: 50 }
 
 /** The named configurations. 'random' derives its features from the seed. */
 export const PROFILES: Record<string, ProfileSettings> = {
@@ -124,11 +132,11 @@ export const PROFILES: Record<string, ProfileSettings> = {
   'network-3': { nodes: 3, network: { ...BASE.network, dropRate: 0.08, duplicateRate: 0.05, delayRate: 0.1 }, transfers: true },
   'network-5': { nodes: 5, network: { ...BASE.network, dropRate: 0.08, duplicateRate: 0.05, delayRate: 0.1 }, transfers: true },
   /** Crashes with lost unsynced writes, partitions, skewed clocks. */
-  'crash-3': { nodes: 3, crashes: true, pauses: true, partitions: true, transfers: true, clockSkew: 0.3 },
-  'crash-5': { nodes: 5, crashes: true, pauses: true, partitions: true, transfers: true, clockSkew: 0.3 },
+  'crash-3': { nodes: 3, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, clockSkew: 0.3 },
+  'crash-5': { nodes: 5, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, clockSkew: 0.3 },
   /** Everything, plus membership changes. */
-  'membership-3': { nodes: 3, crashes: true, pauses: true, partitions: true, transfers: true, membership: true },
-  'membership-5': { nodes: 5, crashes: true, pauses: true, partitions: true, transfers: true, membership: true },
+  'membership-3': { nodes: 3, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, membership: true },
+  'membership-5': { nodes: 5, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, membership: true },
   /** Lease reads; see the clock-skew note in faults.ts. */
   'lease-3': { ...LEASE, nodes: 3 },
   'lease-5': { ...LEASE, nodes: 5 },
@@ -159,7 +167,8 @@ function randomSettings (seed: number): ProfileSettings {
       dropRate: 0.1 * rng.nextFloat(),
       duplicateRate: 0.05 * rng.nextFloat(),
       delayRate: 0.1 * rng.nextFloat()
-    }
+    },
+    leaderLossHints: rng.chance(0.5)
   }
 }
 

@@ -122,6 +122,14 @@ export class SimReplica {
     })
   }
 
+  /** The service layer saw the connection to `leader` close. */
+  forgetLeader (leader: NodeId): void {
+    this.whenRunning(() => {
+      this.raft.forgetLeader(leader)
+      this.drive()
+    })
+  }
+
   handleRequest (request: ClientRequest): void {
     this.whenRunning(() => { this.serveRequest(request) })
   }

@@ -31,7 +31,8 @@ node with the same identity, addresses and peers.
                           with it, a fresh node joins as a learner)
   --raft-tick-ms N        Raft tick (default 100; elections after 10-20 ticks)
   --raft-lease-reads      allow consistency=lease reads (trusts bounded clock drift)
-  --raft-snapshot-entries N  snapshot and compact every N applied entries (default 10000)
+  --raft-snapshot-entries N  snapshot and compact after N applied entries, once they also
+                             hold as many bytes as the last snapshot (default 10000)
 
 Environment: ACCORD_PASSPHRASE decrypts (and, on first start, encrypts) the identity key.
 `

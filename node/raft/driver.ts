@@ -49,7 +49,14 @@ export interface RaftDriverOptions {
   heartbeatIntervalTicks: number
   /** 'lease' trusts the leader's lease (clock assumptions); 'safe' is ReadIndex. */
   readOnlyMode: 'safe' | 'lease'
-  /** Take a snapshot and compact once this many entries were applied since the last one. */
+  /**
+   * Take a snapshot and compact once this many entries were applied since
+   * the last one, and at least as many bytes of entries as the last
+   * snapshot held: encoding a snapshot costs in proportion to the state, so
+   * a large state is snapshotted less often, and the work stays in
+   * proportion to what was written (the log in memory stays under about
+   * max(this many entries, the size of the state)).
+   */
   snapshotEveryEntries: number
   /** Promote learners automatically once they have caught up (leader only). */
   autoPromoteLearners: boolean
@@ -103,6 +110,9 @@ export class RaftDriver {
   #stopped = false
   #failure: Error | null = null
   #lastSnapshotIndex: number
+  #lastSnapshotBytes: number
+  /** Bytes of entry data applied since the last snapshot. */
+  #appliedBytesSinceSnapshot = 0
   #leader: string | null = null
   #term = 0
   /** Term and vote as last made durable. */
@@ -115,6 +125,7 @@ export class RaftDriver {
     this.kv = kv
     this.#options = options
     this.#lastSnapshotIndex = options.restored.snapshot?.meta.index ?? 0
+    this.#lastSnapshotBytes = options.restored.snapshot?.data.byteLength ?? 0
     this.#term = options.restored.hardState.term
     this.#durableVote = { term: options.restored.hardState.term, vote: options.restored.hardState.vote }
     this.#core = new RaftNode({
@@ -389,7 +400,7 @@ export class RaftDriver {
   #applySnapshot (snapshot: Snapshot): void {
     const restored = this.kv.restore(snapshot.data)
     if (!restored.ok) { throw new Error(`a snapshot received at index ${snapshot.meta.index} does not restore: ${restored.error}`) }
-    this.#lastSnapshotIndex = snapshot.meta.index
+    this.#snapshotTaken(snapshot)
     // proposals at or below the snapshot will never be applied here
     for (const [index, waiter] of this.#proposals) {
       if (index <= snapshot.meta.index) {
@@ -405,6 +416,7 @@ export class RaftDriver {
     this.#options.metrics?.onCommit?.(entries.length)
     for (const entry of entries) {
       if (entry.index <= this.kv.appliedIndex) { continue }
+      this.#appliedBytesSinceSnapshot += entry.data.byteLength
       const result: KvApplyResult = entry.type === 'normal'
         ? this.kv.apply(entry.index, entry.data)
         : (this.kv.skip(entry.index), { ok: true, index: entry.index, type: 'noop' })
@@ -439,11 +451,18 @@ export class RaftDriver {
   async #maybeCompact (): Promise<void> {
     const applied = this.kv.appliedIndex
     if (applied - this.#lastSnapshotIndex < this.#options.snapshotEveryEntries) { return }
+    if (this.#appliedBytesSinceSnapshot < this.#lastSnapshotBytes) { return }
     const snapshot = this.#core.compact(applied, this.kv.snapshot())
     if (snapshot == null) { return }
     await this.#options.store.saveSnapshot(snapshot)
-    this.#lastSnapshotIndex = snapshot.meta.index
+    this.#snapshotTaken(snapshot)
     this.#options.log.info({ index: snapshot.meta.index, bytes: snapshot.data.byteLength }, 'raft snapshot taken, log compacted')
+  }
+
+  #snapshotTaken (snapshot: Snapshot): void {
+    this.#lastSnapshotIndex = snapshot.meta.index
+    this.#lastSnapshotBytes = snapshot.data.byteLength
+    this.#appliedBytesSinceSnapshot = 0
   }
 
   /** The leader promotes one caught-up learner at a time. */

@@ -241,7 +241,12 @@ export class RaftNode {
     this.checkInvariants()
   }
 
-  /** Starts an election now (still subject to pre-vote when enabled). */
+  /**
+   * Starts an election now (still subject to pre-vote when enabled). For
+   * tests and operators' tools: with lease reads, an election forced while
+   * the leader's lease runs can let it serve a stale read; move leadership
+   * with transferLeadership() instead, which revokes the lease first.
+   */
   campaign (): void {
     this.hup(false)
     this.checkInvariants()

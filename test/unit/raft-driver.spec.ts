@@ -3,7 +3,7 @@ import { pino } from 'pino'
 import { PENDING_PROPOSALS_MAX, PENDING_READS_MAX, RaftDriver, RaftError } from '../../node/raft/driver.ts'
 import { encodeCommand } from '../../protocols/raft/kv/index.ts'
 import type { RaftDriverOptions, RaftLogStore } from '../../node/raft/driver.ts'
-import type { Message } from '../../protocols/raft/index.ts'
+import type { Message, Snapshot } from '../../protocols/raft/index.ts'
 import type { KvCommand } from '../../protocols/raft/kv/index.ts'
 
 const ID = 'node-a'
@@ -19,7 +19,11 @@ class GatedStore implements RaftLogStore {
     if (!this.open) { await new Promise<void>(resolve => { this.#waiting.push(resolve) }) }
   }
 
-  async saveSnapshot (): Promise<void> {}
+  readonly snapshots: Snapshot[] = []
+  async saveSnapshot (snapshot: Snapshot): Promise<void> {
+    this.snapshots.push(snapshot)
+  }
+
   release (): void {
     this.open = true
     for (const resolve of this.#waiting.splice(0)) { resolve() }
@@ -171,6 +175,34 @@ describe('raft driver (one node, in memory)', function () {
       expect(driver.kv.get(`k${base + 1}`)).to.deep.equal(new Uint8Array([base + 1]))
       expect(driver.kv.get(`k${base + 2}`)).to.equal(null)
       store.release()
+    } finally {
+      await driver.stop()
+    }
+  })
+
+  it('snapshots after snapshotEveryEntries entries that also hold as many bytes as the last snapshot', async () => {
+    const store = new GatedStore()
+    const driver = driverWith(store, { snapshotEveryEntries: 10 })
+    driver.start()
+    try {
+      await untilLeader(driver)
+      const bigValue = new Uint8Array(200).fill(1)
+      let sequence = 0
+      const write = async (key: string, value: Uint8Array): Promise<void> => {
+        const result = await driver.propose({ type: 'put', session: { clientId: 'c', sequence: ++sequence }, key, value })
+        expect(result.ok).to.equal(true)
+      }
+      for (let i = 0; i < 10; i++) { await write(`big${i}`, bigValue) }
+      expect(store.snapshots).to.have.length(1) // the first one: no earlier snapshot to weigh against
+      const firstBytes = store.snapshots[0].data.byteLength
+      expect(firstBytes).to.be.greaterThan(1000)
+      // 30 small writes (about 40 bytes each) make 10 entries three times
+      // over, but less than the snapshot's size: no snapshot yet
+      for (let i = 0; i < 30; i++) { await write('small', new Uint8Array([i])) }
+      expect(store.snapshots).to.have.length(1)
+      // big writes bring the entries past the snapshot's size
+      for (let i = 0; i < 10; i++) { await write(`big${i}`, bigValue) }
+      expect(store.snapshots).to.have.length(2)
     } finally {
       await driver.stop()
     }

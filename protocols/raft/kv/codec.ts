@@ -65,29 +65,35 @@ export function bytesEqual (a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && compareBytes(a, b) === 0
 }
 
+/** Appends to one buffer that doubles as it fills (commands are small, snapshots many MB). */
 export class ByteWriter {
-  private readonly chunks: Uint8Array[] = []
-  private readonly scratch: number[] = []
+  private buffer: Uint8Array
   private length = 0
 
+  constructor (initialBytes = 256) {
+    this.buffer = new Uint8Array(initialBytes)
+  }
+
   u8 (value: number): this {
-    this.scratch.push(value & 0xff)
+    this.reserve(1)
+    this.buffer[this.length++] = value & 0xff
     return this
   }
 
   varint (value: number): this {
     if (!Number.isSafeInteger(value) || value < 0) { throw new RangeError(`varint out of range: ${value}`) }
+    this.reserve(VARINT_BYTES_MAX)
     while (value >= 0x80) {
-      this.scratch.push((value % 0x80) | 0x80)
+      this.buffer[this.length++] = (value % 0x80) | 0x80
       value = Math.floor(value / 0x80)
     }
-    this.scratch.push(value)
+    this.buffer[this.length++] = value
     return this
   }
 
   raw (bytes: Uint8Array): this {
-    this.flushScratch()
-    this.chunks.push(bytes)
+    this.reserve(bytes.length)
+    this.buffer.set(bytes, this.length)
     this.length += bytes.length
     return this
   }
@@ -98,25 +104,32 @@ export class ByteWriter {
   }
 
   utf8 (text: string): this {
-    return this.bytes(encodeUtf8(text))
+    // encoded in place behind room for the longest length prefix, then moved
+    // up against the prefix once the length is known
+    const bytesMax = text.length * 3
+    this.reserve(VARINT_BYTES_MAX + bytesMax)
+    const start = this.length + VARINT_BYTES_MAX
+    const { written } = utf8Encoder.encodeInto(text, this.buffer.subarray(start, start + bytesMax))
+    this.varint(written)
+    this.buffer.copyWithin(this.length, start, start + written)
+    this.length += written
+    return this
+  }
+
+  /** The bytes written so far, without a copy: valid until the next write. */
+  view (): Uint8Array {
+    return this.buffer.subarray(0, this.length)
   }
 
   finish (): Uint8Array {
-    this.flushScratch()
-    const out = new Uint8Array(this.length)
-    let offset = 0
-    for (const chunk of this.chunks) {
-      out.set(chunk, offset)
-      offset += chunk.length
-    }
-    return out
+    return this.buffer.slice(0, this.length)
   }
 
-  private flushScratch (): void {
-    if (this.scratch.length === 0) { return }
-    this.chunks.push(Uint8Array.from(this.scratch))
-    this.length += this.scratch.length
-    this.scratch.length = 0
+  private reserve (bytes: number): void {
+    if (this.length + bytes <= this.buffer.length) { return }
+    const grown = new Uint8Array(Math.max(this.buffer.length * 2, this.length + bytes))
+    grown.set(this.buffer.subarray(0, this.length))
+    this.buffer = grown
   }
 }
 

@@ -82,8 +82,8 @@ export function encodeSnapshot (state: KvSnapshotState): Uint8Array {
     writer.utf8(session.clientId).varint(session.sequence).varint(session.lastIndex)
       .u8(resultCode(session.result)).varint(session.result.index)
   }
-  const body = writer.finish()
-  return new ByteWriter().raw(body).raw(sha256(body)).finish()
+  const checksum = sha256(writer.view())
+  return writer.raw(checksum).finish()
 }
 
 /**

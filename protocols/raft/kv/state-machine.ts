@@ -118,12 +118,11 @@ export class KvStateMachine {
 
   /** The whole state (data, sessions, appliedIndex) as canonical bytes. */
   snapshot (): Uint8Array {
-    const keys = [...this.data.keys()].map(key => ({ key, bytes: encodeUtf8(key) }))
-    keys.sort((a, b) => compareBytes(a.bytes, b.bytes))
+    const keys = sortedByUtf8([...this.data.keys()])
     return encodeSnapshot({
       appliedIndex: this.applied,
       limits: this.limits,
-      entries: keys.map(({ key }) => [key, this.data.get(key) ?? new Uint8Array()]),
+      entries: keys.map(key => [key, this.data.get(key) ?? new Uint8Array()]),
       sessions: [...this.sessions.values()]
     })
   }
@@ -216,4 +215,16 @@ function toSaved (result: KvApplyResult): KvSavedResult {
   }
   assert(result.reason === 'cas-mismatch' || result.reason === 'quota-exceeded', `a ${result.reason} result is not saved`)
   return { ok: false, index: result.index, reason: result.reason }
+}
+
+/**
+ * Sorts keys by their UTF-8 bytes. That is code point order, which the
+ * built-in UTF-16 comparison matches unless a key holds a surrogate or a
+ * character from U+E000 on; only then are the bytes compared.
+ */
+function sortedByUtf8 (keys: string[]): string[] {
+  if (!keys.some(key => /[\uD800-\uFFFF]/.test(key))) { return keys.sort() }
+  return keys.map(key => ({ key, bytes: encodeUtf8(key) }))
+    .sort((a, b) => compareBytes(a.bytes, b.bytes))
+    .map(({ key }) => key)
 }

@@ -35,6 +35,8 @@ export interface RaftDriverMetrics {
   onElection?(): void
   onLeaderChange?(leader: string | null): void
   onApplyLag?(entries: number): void
+  /** Every connection to the leader closed and this follower stopped waiting for it. */
+  onLeaderConnectionLost?(): void
 }
 
 export interface RaftDriverOptions {
@@ -186,7 +188,9 @@ export class RaftDriver {
   /** Strong evidence that `leader` is gone (its connection closed): see RaftNode.forgetLeader. */
   forgetLeader (leader: string): void {
     if (this.#stopped || this.#failure != null) { return }
-    this.#core.forgetLeader(leader)
+    if (!this.#core.forgetLeader(leader)) { return }
+    this.#options.log.info({ leader }, 'every connection to the leader closed: campaigning without waiting for the election timeout')
+    this.#options.metrics?.onLeaderConnectionLost?.()
     this.#schedule()
   }
 

@@ -19,6 +19,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   const commits = new Counter({ name: 'accord_raft_committed_entries_total', help: 'Log entries committed and applied on this node', registers })
   const elections = new Counter({ name: 'accord_raft_elections_total', help: 'Term changes seen by this node (each is an election)', registers })
   const leaderChanges = new Counter({ name: 'accord_raft_leader_changes_total', help: 'Changes of the leader this node follows', registers })
+  const leaderConnectionLosses = new Counter({ name: 'accord_raft_leader_connection_losses_total', help: 'Times every connection to the leader closed and this follower campaigned without waiting for the election timeout', registers })
   const applyLag = new Gauge({ name: 'accord_raft_apply_lag_entries', help: 'Committed entries not yet applied', registers })
   const fsync = new Histogram({
     name: 'accord_raft_fsync_duration_seconds',
@@ -46,6 +47,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
     onElection: () => { elections.inc() },
     onLeaderChange: () => { leaderChanges.inc() },
     onApplyLag: (entries) => { applyLag.set(entries) },
+    onLeaderConnectionLost: () => { leaderConnectionLosses.inc() },
     fsync: (durationMs, entries) => {
       fsync.observe(durationMs / 1000)
       fsyncEntries.inc(entries)

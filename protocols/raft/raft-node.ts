@@ -262,13 +262,15 @@ export class RaftNode {
    * followers that still hear it refuse the pre-vote, and its next
    * heartbeat makes this node its follower again. Ignored in lease mode,
    * whose reads rely on every follower waiting out the election timeout.
+   * Returns whether the leader was forgotten.
    */
-  forgetLeader (leader: NodeId): void {
-    if (this.config.readOnlyMode === 'lease' || this.role !== 'follower' || this.lead !== leader) { return }
+  forgetLeader (leader: NodeId): boolean {
+    if (this.config.readOnlyMode === 'lease' || this.role !== 'follower' || this.lead !== leader) { return false }
     this.lead = null
     this.quickCampaignsLeft = QUICK_CAMPAIGNS_MAX
     this.campaignSoon()
     this.checkInvariants()
+    return true
   }
 
   /**

@@ -39,6 +39,15 @@ describe('raft under faults (5 OS processes)', function () {
     })))
   }
 
+  /** accord_raft_leader_connection_losses_total of every node but `except`. */
+  async function connectionLossesOfOthers (except: number): Promise<number[]> {
+    const others = scenario.nodes.filter(node => node.index !== except)
+    return Promise.all(others.map(async node => {
+      const text = await fetch(`${node.apiUrl}/metrics`).then(async r => r.text())
+      return Number(/^accord_raft_leader_connection_losses_total (\d+)/m.exec(text)?.[1] ?? NaN)
+    }))
+  }
+
   function expectLinearizable (): void {
     const result = scenario.check()
     expect(result.ok, describeFailure(scenario, result)).to.equal(true)
@@ -51,8 +60,13 @@ describe('raft under faults (5 OS processes)', function () {
     await sleep(2000)
     for (let round = 0; round < 2; round++) {
       const leader = await scenario.waitForLeader('a leader')
+      const lossesBefore = await connectionLossesOfOthers(leader)
       await scenario.kill(leader)
       await scenario.waitForLeader('a new leader', leader)
+      // the OS reset the dead leader's connections: its followers noticed
+      // (and did not wait out the election timeout)
+      const lossesAfter = await connectionLossesOfOthers(leader)
+      expect(lossesAfter.filter((n, i) => n > lossesBefore[i]).length, 'followers that noticed the leader\'s connections close').to.be.at.least(3)
       await sleep(2000)
       await scenario.restart(leader)
       await sleep(1500)

@@ -780,7 +780,7 @@ export class RaftNode {
     const canVote = this.vote === m.from ||
       (this.vote === null && this.lead === null) ||
       (m.type === 'pre-vote' && m.term > this.term)
-    if (canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {
+    if (canVote && !this.outranksPreCandidate(m) && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {
       this.send({ type: responseType, from: this.id, to: m.from, term: m.term, reject: false })
       if (m.type === 'vote') {
         this.electionElapsed = 0
@@ -790,6 +790,18 @@ export class RaftNode {
       this.send({ type: responseType, from: this.id, to: m.from, term: this.term, reject: true })
     }
     return OK
+  }
+
+  /**
+   * Two pre-candidates with the same log would grant each other's pre-vote
+   * and then split the real vote (likely when both learn at once that the
+   * leader is gone, see forgetLeader): of the two, the smaller id refuses
+   * the other. A liveness tie-break only: a pre-vote decides nothing, and
+   * a node behind in its log still grants the one ahead.
+   */
+  private outranksPreCandidate (m: VoteMessage): boolean {
+    return m.type === 'pre-vote' && this.role === 'pre-candidate' && this.id < m.from &&
+      m.lastTerm === this.log.lastTerm() && m.lastIndex === this.log.lastIndex()
   }
 
   private stepCandidate (m: Message): StepResult {

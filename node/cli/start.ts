@@ -29,7 +29,8 @@ node with the same identity, addresses and peers.
   --raft-init             found a new Raft group even though --bootstrap is given
                           (without --bootstrap a fresh node always founds one;
                           with it, a fresh node joins as a learner)
-  --raft-tick-ms N        Raft tick (default 100; elections after 10-20 ticks)
+  --raft-tick-ms N        Raft tick (default 100; elections after 10-20 ticks of silence,
+                          1-3 ticks after the leader's connections close)
   --raft-lease-reads      allow consistency=lease reads (trusts bounded clock drift)
   --raft-snapshot-entries N  snapshot and compact after N applied entries, once they also
                              hold as many bytes as the last snapshot (default 10000)

@@ -189,6 +189,13 @@ class IdleTimeoutError extends Error {
   override name = 'IdleTimeoutError'
 }
 
+class WriteTimeoutError extends Error {
+  override name = 'WriteTimeoutError'
+  constructor (timeoutMs: number) {
+    super(`a write did not complete within ${timeoutMs} ms`)
+  }
+}
+
 /** Inbound read buffer: a whole frame plus its prefix, and the start of the next. */
 const READ_BUFFER_BYTES_MAX = 2 * FRAME_BYTES_MAX + 16
 
@@ -450,7 +457,7 @@ export class RaftTransport implements Startable {
         const batch = this.#takeBatch(out)
         out.writingMessages = batch.length
         try {
-          await this.#write(out, channel.lp, batch)
+          await this.#write(out, channel, batch)
           out.consecutiveFailures = 0
         } catch (err) {
           const stopped = !this.#running || this.#outbound.get(out.id) !== out
@@ -484,27 +491,38 @@ export class RaftTransport implements Startable {
     return batch
   }
 
-  async #write (out: Outbound, lp: LengthPrefixedStream<Stream>, batch: QueueItem[]): Promise<void> {
-    const options = (): AbortOptions => ({ signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#limits.writeTimeoutMs)]) })
-    const first = batch[0]
-    if (first.kind === 'snapshot') {
-      for (const frame of snapshotFrames(first.message, this.#limits.snapshotChunkBytes)) {
-        await lp.write(frame, options())
-        this.#bytesSent += frame.byteLength
+  async #write (out: Outbound, channel: Channel, batch: QueueItem[]): Promise<void> {
+    // A peer that stops reading must not hold the writer forever: past the
+    // deadline the stream is aborted, which fails the pending write. (One
+    // timer per write: AbortSignal.timeout + AbortSignal.any cost several
+    // times more, on the path of every message.)
+    const { lp, stream } = channel
+    const options: AbortOptions = { signal: this.#abort.signal }
+    const deadline = setTimeout(() => { stream.abort(new WriteTimeoutError(this.#limits.writeTimeoutMs)) }, this.#limits.writeTimeoutMs)
+    try {
+      const first = batch[0]
+      if (first.kind === 'snapshot') {
+        for (const frame of snapshotFrames(first.message, this.#limits.snapshotChunkBytes)) {
+          deadline.refresh()
+          await lp.write(frame, options)
+          this.#bytesSent += frame.byteLength
+        }
+        this.#messagesSent++
+        this.#snapshotsSent++
+        this.#notifySnapshot(out.id, 'success')
+        return
       }
-      this.#messagesSent++
-      this.#snapshotsSent++
-      this.#notifySnapshot(out.id, 'success')
-      return
+      const frames = batch.map(item => (item as QueueItem & { kind: 'frame' }).frame)
+      if (frames.length === 1) {
+        await lp.write(frames[0], options)
+      } else {
+        await lp.writeV(frames, options)
+      }
+      this.#messagesSent += frames.length
+      for (const frame of frames) { this.#bytesSent += frame.byteLength }
+    } finally {
+      clearTimeout(deadline)
     }
-    const frames = batch.map(item => (item as QueueItem & { kind: 'frame' }).frame)
-    if (frames.length === 1) {
-      await lp.write(frames[0], options())
-    } else {
-      await lp.writeV(frames, options())
-    }
-    this.#messagesSent += frames.length
-    for (const frame of frames) { this.#bytesSent += frame.byteLength }
   }
 
   /** Opens the peer's stream, or on failure drops its queue and schedules the retry. */

@@ -1,6 +1,6 @@
 /* eslint-disable no-console */
 /**
- * npm run bench:raft [-- --seconds 10 --clients 1,64 --failover-trials 10]
+ * npm run bench:raft [-- --seconds 10 --clients 1,64 --failover-trials 10 --rounds 1]
  *
  * Write throughput and latency of a 3-node accord cluster (3 OS processes,
  * libp2p over TCP on loopback, fsync on), 256-byte values, N concurrent
@@ -29,7 +29,8 @@ const { values } = parseArgs({
     'failover-trials': { type: 'string', default: '10' },
     'value-bytes': { type: 'string', default: '256' },
     systems: { type: 'string', default: 'accord,etcd' },
-    'raft-tick-ms': { type: 'string', default: '100' }
+    'raft-tick-ms': { type: 'string', default: '100' },
+    rounds: { type: 'string', default: '1' }
   }
 })
 const TICK_MS = values['raft-tick-ms']
@@ -37,6 +38,8 @@ const SYSTEMS = values.systems.split(',')
 const SECONDS = Number(values.seconds)
 const CLIENTS = values.clients.split(',').map(Number)
 const FAILOVER_TRIALS = Number(values['failover-trials'])
+/** accord and etcd take turns this many times: the machine's speed drifts, so ratios come from neighbouring runs. */
+const ROUNDS = Number(values.rounds)
 const VALUE = 'v'.repeat(Number(values['value-bytes']))
 const CLI = fileURLToPath(new URL('../node/cli.ts', import.meta.url))
 
@@ -252,37 +255,43 @@ async function failover (root: string, trials: number, kind: FailureKind): Promi
 
 const root = await mkdtemp(join(tmpdir(), 'accord-bench-raft-'))
 const etcdVersion = etcdAvailable()
-const rows: Array<{ system: string, result: LoadResult }> = []
+const rows: Array<{ round: number, system: string, result: LoadResult }> = []
 try {
-  if (SYSTEMS.includes('accord')) {
-    const accord = await startAccord(join(root, 'load'))
-    for (const c of CLIENTS) { rows.push({ system: 'accord', result: await load(accord.target, c) }) }
-    await accord.stop()
-  }
-  if (etcdVersion != null && SYSTEMS.includes('etcd')) {
-    const etcd = await startEtcd(join(root, 'etcd'))
-    for (const c of CLIENTS) { rows.push({ system: 'etcd', result: await load(etcd.target, c) }) }
-    await etcd.stop()
+  for (let round = 1; round <= ROUNDS; round++) {
+    if (SYSTEMS.includes('accord')) {
+      const accord = await startAccord(join(root, `load-${round}`))
+      for (const c of CLIENTS) { rows.push({ round, system: 'accord', result: await load(accord.target, c) }) }
+      await accord.stop()
+    }
+    if (etcdVersion != null && SYSTEMS.includes('etcd')) {
+      const etcd = await startEtcd(join(root, `etcd-${round}`))
+      for (const c of CLIENTS) { rows.push({ round, system: 'etcd', result: await load(etcd.target, c) }) }
+      await etcd.stop()
+    }
   }
   const failovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS, 'kill') : []
   const silentFailovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS, 'stop') : []
 
   console.log(`raft writes: 3 nodes on loopback, fsync on, ${VALUE.length}-byte values, ${SECONDS} s per run, raft tick ${TICK_MS} ms, ${cpus().length} cores`)
-  console.log('| system | clients | writes/s | p50 ms | p99 ms | errors |')
-  console.log('|---|---:|---:|---:|---:|---:|')
-  for (const { system, result: r } of rows) {
-    console.log(`| ${system} | ${r.clients} | ${r.writesPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.errors} |`)
+  console.log('| round | system | clients | writes/s | p50 ms | p99 ms | errors |')
+  console.log('|---:|---|---:|---:|---:|---:|---:|')
+  for (const { round, system, result: r } of rows) {
+    console.log(`| ${round} | ${system} | ${r.clients} | ${r.writesPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.errors} |`)
   }
-  const ratios = CLIENTS.map(c => {
-    const a = rows.find(r => r.system === 'accord' && r.result.clients === c)?.result
-    const e = rows.find(r => r.system === 'etcd' && r.result.clients === c)?.result
-    return a != null && e != null ? { clients: c, throughputRatio: a.writesPerSecond / e.writesPerSecond, p50Ratio: a.p50Ms / e.p50Ms, p99Ratio: a.p99Ms / e.p99Ms } : null
+  const ratios = rows.filter(r => r.system === 'accord').map(({ round, result: a }) => {
+    const e = rows.find(r => r.system === 'etcd' && r.round === round && r.result.clients === a.clients)?.result
+    return e != null ? { round, clients: a.clients, throughputRatio: a.writesPerSecond / e.writesPerSecond, p50Ratio: a.p50Ms / e.p50Ms, p99Ratio: a.p99Ms / e.p99Ms } : null
   }).filter(r => r != null)
   if (etcdVersion == null) { console.log('etcd not on PATH: no comparison (apt-get install etcd-server)') } else {
-    console.log(`\naccord / ${etcdVersion}`)
+    console.log(`\naccord / ${etcdVersion} (median over ${ROUNDS} round(s))`)
     console.log('| clients | writes/s ratio | p50 ratio | p99 ratio |')
     console.log('|---:|---:|---:|---:|')
-    for (const r of ratios) { console.log(`| ${r.clients} | ${r.throughputRatio.toFixed(2)} | ${r.p50Ratio.toFixed(2)} | ${r.p99Ratio.toFixed(2)} |`) }
+    for (const c of CLIENTS) {
+      const mine = ratios.filter(r => r.clients === c)
+      if (mine.length === 0) { continue }
+      const median = (pick: (r: typeof mine[number]) => number): string => percentile(mine.map(pick).sort((x, y) => x - y), 0.5).toFixed(2)
+      console.log(`| ${c} | ${median(r => r.throughputRatio)} | ${median(r => r.p50Ratio)} | ${median(r => r.p99Ratio)} |`)
+    }
   }
   for (const [what, times] of [['kill -9 the leader', failovers], ['SIGSTOP the leader (silent: no connection reset)', silentFailovers]] as const) {
     if (times.length === 0) { continue }
@@ -296,6 +305,7 @@ try {
     node: process.version,
     cpus: cpus().length,
     seconds: SECONDS,
+    rounds: ROUNDS,
     valueBytes: VALUE.length,
     etcd: etcdVersion,
     load: rows,

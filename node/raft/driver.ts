@@ -332,8 +332,6 @@ export class RaftDriver {
       }
       // 1. durable first: the messages below promise what this makes durable,
       // except a leader's replication messages (see #sendsBeforePersist)
-      const early = this.#sendsBeforePersist(ready)
-      if (early) { this.#send(ready.messages) }
       const persisted = ready.hardState != null || ready.entries.length > 0 || ready.snapshot != null
         ? this.#options.store.persist({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot, mustSync: ready.mustSync })
         : null
@@ -344,8 +342,16 @@ export class RaftDriver {
       // one-voter leader commits them at once) wait for the write, or an
       // acknowledged write could vanish in a crash.
       const split = this.#durablePrefix(ready)
-      this.#applyEntries(ready.committedEntries.slice(0, split))
+      const answered = this.#applyEntries(ready.committedEntries.slice(0, split))
       this.#serveReadStates(ready.readStates)
+      let unsent = ready.messages
+      if (this.#sendsBeforePersist(ready)) {
+        // the answers just given go out to their clients first (one turn of
+        // the event loop), then the replication messages, each a socket write
+        if (answered > 0) { await new Promise(resolve => setImmediate(resolve)) }
+        this.#send(unsent)
+        unsent = []
+      }
       if (persisted != null && !ready.mustSync) {
         // only the commit index changed, which need not survive a crash: the
         // write goes on in the background (the store keeps writes in order)
@@ -355,7 +361,7 @@ export class RaftDriver {
         if (ready.hardState != null) { this.#durableVote = { term: ready.hardState.term, vote: ready.hardState.vote } }
       }
       // 3. send, then apply the rest
-      if (!early) { this.#send(ready.messages) }
+      this.#send(unsent)
       if (ready.snapshot != null) { this.#applySnapshot(ready.snapshot) }
       this.#applyEntries(ready.committedEntries.slice(split))
       this.#core.advance()
@@ -415,8 +421,10 @@ export class RaftDriver {
     this.#wakeAppliedWaiters()
   }
 
-  #applyEntries (entries: Entry[]): void {
-    if (entries.length === 0) { return }
+  /** Applies entries and answers their proposals; returns how many proposals were answered. */
+  #applyEntries (entries: Entry[]): number {
+    if (entries.length === 0) { return 0 }
+    let answered = 0
     this.#options.metrics?.onCommit?.(entries.length)
     for (const entry of entries) {
       if (entry.index <= this.kv.appliedIndex) { continue }
@@ -426,12 +434,14 @@ export class RaftDriver {
         : (this.kv.skip(entry.index), { ok: true, index: entry.index, type: 'noop' })
       const waiter = this.#proposals.get(entry.index)
       if (waiter != null) {
+        answered++
         this.#proposals.delete(entry.index)
         if (waiter.term === entry.term) { waiter.resolve(result) } else { waiter.reject(new RaftError('retry', 'the proposal was lost to a leader change; retry with the same session', this.#leader)) }
       }
     }
     this.#options.metrics?.onApplyLag?.(this.#core.status().commit - this.kv.appliedIndex)
     this.#wakeAppliedWaiters()
+    return answered
   }
 
   #wakeAppliedWaiters (): void {

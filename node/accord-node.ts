@@ -118,6 +118,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   try {
     await libp2p.start()
   } catch (err) {
+    await discovery.stop()
     await datastore.close()
     throw explainStartError(err, resolved)
   }

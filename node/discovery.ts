@@ -9,7 +9,7 @@
  *   derived from the cluster name and dial the other providers of it.
  *
  * With mDNS on, libp2p only records the peers mDNS reports (libp2p 3 no longer
- * dials discovered peers), so discovery dials them.
+ * dials discovered peers), so discovery dials those on this host or LAN.
  *
  * Membership itself comes from identify: a member announces the protocol
  * `/accord/cluster/<name>/1.0.0`. Members are remembered in the peer store
@@ -17,6 +17,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -34,6 +35,8 @@ const WALK_TIMEOUT_MS = 60_000
 const DIAL_TIMEOUT_MS = 30_000
 /** At most this many dials are started per round. */
 const DIALS_PER_ROUND_MAX = 64
+/** How long an identify retry may take (libp2p's own identify timeout is 5 s). */
+const IDENTIFY_RETRY_TIMEOUT_MS = 10_000
 /** Connected peers whose failed identify is retried, per round. */
 const IDENTIFY_RETRIES_PER_ROUND_MAX = 16
 /** Dials in flight beyond which a peer that mDNS reports is not dialled (it still dials us when it finds us). */
@@ -75,7 +78,8 @@ export class ClusterDiscovery {
   #timer: ReturnType<typeof setTimeout> | undefined
   #rounds = 0
   #running = false
-  #abort = new AbortController()
+  /** One per instance, created with it: the mDNS listener may dial before start(). */
+  readonly #abort = new AbortController()
   #provided = false
   /** Dials in flight, so a slow dial is not started again by the next round (at most DIALS_PER_ROUND_MAX per round). */
   readonly #dialing = new Set<string>()
@@ -102,7 +106,6 @@ export class ClusterDiscovery {
   async start (): Promise<void> {
     const { node } = this.#options
     this.#running = true
-    this.#abort = new AbortController()
     node.addEventListener('peer:update', this.#onPeerUpdate)
     // members remembered from an earlier run
     for (const peer of await node.peerStore.all({ filters: [(p) => p.protocols.includes(this.#protocol)] })) {
@@ -146,8 +149,11 @@ export class ClusterDiscovery {
     if (peer.protocols.includes(this.#protocol)) { this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString())) }
   }
 
+  // libp2p also reports as discovered every peer a DHT answer names: only
+  // peers on this host or LAN (what mDNS finds) are dialled, not strangers
   readonly #onPeerDiscovery = (event: CustomEvent<PeerInfo>): void => {
-    if (this.#dialing.size < DISCOVERED_DIALS_IN_FLIGHT_MAX) { this.#dial(event.detail.id, event.detail) }
+    if (this.#dialing.size >= DISCOVERED_DIALS_IN_FLIGHT_MAX || !event.detail.multiaddrs.some(isPrivate)) { return }
+    this.#dial(event.detail.id, event.detail)
   }
 
   #record (peerId: PeerId, addresses: string[]): void {
@@ -206,15 +212,16 @@ export class ClusterDiscovery {
     const connections = node.getConnections()
     const open = new Set(connections.map(c => c.id))
     for (const id of this.#identifyRetried) { if (!open.has(id)) { this.#identifyRetried.delete(id) } }
-    let asked = 0
-    for (const connection of connections) {
-      if (asked >= IDENTIFY_RETRIES_PER_ROUND_MAX) { return }
-      if (this.#members.has(connection.remotePeer.toString()) || this.#identifyRetried.has(connection.id) || connection.status !== 'open') { continue }
-      asked++
+    const retried = connections
+      .filter(c => c.status === 'open' && !this.#identifyRetried.has(c.id) && !this.#members.has(c.remotePeer.toString()))
+      .slice(0, IDENTIFY_RETRIES_PER_ROUND_MAX)
+    // side by side and briefly: a round that waits on them delays the redials
+    await Promise.all(retried.map(async connection => {
       this.#identifyRetried.add(connection.id)
-      await node.services.identify.identify(connection, { signal: AbortSignal.timeout(WALK_TIMEOUT_MS) })
+      const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(IDENTIFY_RETRY_TIMEOUT_MS)])
+      await node.services.identify.identify(connection, { signal })
         .catch(err => { this.#options.log.debug({ peer: connection.remotePeer.toString(), err: (err as Error).message }, 'identify retry failed') })
-    }
+    }))
   }
 
   async #walk (offer: (peer: PeerInfo) => void): Promise<void> {

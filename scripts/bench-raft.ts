@@ -64,6 +64,13 @@ function httpCall (agent: Agent, url: string, method: string, path: string, body
   })
 }
 
+/** Every process the run starts, killed at the end whatever happens. */
+const children = new Set<ChildProcess>()
+function tracked (child: ChildProcess): ChildProcess {
+  children.add(child)
+  return child
+}
+
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 function percentile (sorted: number[], p: number): number {
@@ -107,7 +114,7 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
   const launch = (i: number, extra: string[]): Proc => {
     const dataDir = join(root, `accord-${i}`)
     const args = ['--listen', `/ip4/127.0.0.1/tcp/${base + 100 + i}`, '--api', `127.0.0.1:${base + i}`, '--log-level', 'warn', '--raft-tick-ms', TICK_MS, ...extra]
-    const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
+    const child = tracked(spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } }))
     return { child, dataDir, api: `http://127.0.0.1:${base + i}`, args }
   }
   procs.push(launch(0, []))
@@ -162,13 +169,13 @@ async function startEtcd (root: string): Promise<{ target: Target, stop(): Promi
   const peer = (i: number): string => `http://127.0.0.1:${base + 10 + i}`
   const client = (i: number): string => `http://127.0.0.1:${base + i}`
   const initial = names.map((n, i) => `${n}=${peer(i)}`).join(',')
-  const children = names.map((name, i) => spawn('etcd', [
+  const members = names.map((name, i) => tracked(spawn('etcd', [
     '--name', name, '--data-dir', join(root, name),
     '--listen-peer-urls', peer(i), '--initial-advertise-peer-urls', peer(i),
     '--listen-client-urls', client(i), '--advertise-client-urls', client(i),
     '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', `bench-${base}`,
     '--log-level', 'error'
-  ], { stdio: 'ignore' }))
+  ], { stdio: 'ignore' })))
   const agent = new Agent({ keepAlive: true })
   const memberStatus = async (i: number): Promise<any> => JSON.parse((await httpCall(agent, client(i), 'POST', '/v3/maintenance/status', '{}')).text)
   const leaderUrl = async (): Promise<string> => {
@@ -190,7 +197,7 @@ async function startEtcd (root: string): Promise<{ target: Target, stop(): Promi
     },
     stop: async () => {
       agent.destroy()
-      for (const c of children) { c.kill('SIGKILL') }
+      for (const c of members) { c.kill('SIGKILL') }
     }
   }
 }
@@ -207,11 +214,15 @@ async function waitUntil (condition: () => Promise<boolean>, deadlineMs = 60_000
 
 /** Write through the given nodes in turn until one write commits. */
 async function writeUntilCommitted (agent: Agent, nodes: Proc[], keyPrefix: string): Promise<void> {
-  for (let i = 0; ; i++) {
+  const deadline = performance.now() + 60_000
+  for (let i = 0; performance.now() < deadline; i++) {
     const node = nodes[i % nodes.length]
     const status = await httpCall(agent, node.api, 'PUT', `/v1/kv/${keyPrefix}-${i}`, VALUE).then(r => r.status, () => 0)
     if (status === 200) { return }
+    // a refused connection answers at once: do not spin on the cores the failover needs
+    if (status === 0) { await sleep(5) }
   }
+  throw new Error('no write committed within 60 s of the failure')
 }
 
 /**
@@ -239,7 +250,7 @@ async function failover (root: string, trials: number, kind: FailureKind): Promi
       if (kind === 'stop') {
         victim.child.kill('SIGCONT')
       } else {
-        victim.child = spawn(process.execPath, [CLI, 'start', '--data-dir', victim.dataDir], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } })
+        victim.child = tracked(spawn(process.execPath, [CLI, 'start', '--data-dir', victim.dataDir], { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } }))
       }
       await waitUntil(async () => (await httpCall(agent, victim.api, 'GET', '/v1/raft/members', '')).status === 200)
       await sleep(1500)
@@ -315,6 +326,8 @@ try {
   }, null, 2) + '\n')
   console.log('saved bench/results/raft.json')
 } finally {
+  // also after a failure: no node or etcd member outlives the run (or its data dir)
+  for (const child of children) { child.kill('SIGKILL') }
   await rm(root, { recursive: true, force: true })
 }
 process.exit(0)

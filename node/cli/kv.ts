@@ -31,6 +31,9 @@ export async function kvCommand (args: string[]): Promise<void> {
   }, takesValue ? 2 : 1)
   const [key, value] = positionals
   if (key === undefined) { throw new UserError(`kv ${action}: a KEY is required`) }
+  // a flag meant for another action must not be dropped silently (put --expected would overwrite blindly)
+  if (action !== 'cas' && (flags.expected !== undefined || flags.absent === true)) { throw new UserError(`kv ${action}: --expected and --absent belong to kv cas`) }
+  if (action !== 'get' && flags.consistency !== undefined) { throw new UserError(`kv ${action}: --consistency belongs to kv get`) }
   const target = await resolveApiTarget(flags)
   const path = `/v1/kv/${encodeURIComponent(key)}`
   if ((action === 'put' || action === 'cas') && value === undefined) { throw new UserError(`kv ${action}: a VALUE is required`) }

@@ -53,7 +53,7 @@ export async function raftCommand (args: string[]): Promise<void> {
   process.stdout.write(formatMembers(response.json as RaftSummary))
 }
 
-export function formatMembers (s: RaftSummary): string {
+function formatMembers (s: RaftSummary): string {
   const lines = [`term ${s.term}, leader ${s.leader ?? 'none'}, commit ${s.commit}, applied ${s.applied}${s.joint ? ', joint configuration' : ''}`]
   for (const [kind, ids] of [['voter', s.voters], ['learner', s.learners]] as const) {
     for (const id of ids) {

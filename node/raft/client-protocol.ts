@@ -9,16 +9,18 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import { decode, encode } from 'cborg'
+import { encode } from 'cborg'
 import { unreachable } from '../../protocols/common/assert.ts'
+import { checkConfChange } from '../../protocols/raft/index.ts'
 import { commandBytesMax, decodeCommand, encodeCommand } from '../../protocols/raft/kv/index.ts'
+import { decodeBoundedCbor } from './codec.ts'
 import { RaftError } from './driver.ts'
 import { boundedLengthDecoder } from './transport.ts'
 import type { RaftDriver } from './driver.ts'
 import type { ConfChange } from '../../protocols/raft/index.ts'
 import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { AccordLibp2p } from '../libp2p.ts'
-import type { Stream } from '@libp2p/interface'
+import type { PeerId, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 
 export const RAFT_CLIENT_PROTOCOL = '/accord/raft-client/1.0.0'
@@ -63,7 +65,7 @@ function encodeRequest (request: ClientRequest): Uint8Array {
 export function decodeRequest (bytes: Uint8Array): ClientRequest | string {
   let wire: WireRequest
   try {
-    wire = decode(bytes, { rejectDuplicateMapKeys: true }) as WireRequest
+    wire = decodeBoundedCbor(bytes) as WireRequest
   } catch (err) {
     return `malformed request: ${(err as Error).message}`
   }
@@ -74,11 +76,14 @@ export function decodeRequest (bytes: Uint8Array): ClientRequest | string {
       const decoded = decodeCommand(wire.command)
       return decoded.ok ? { op: 'propose', command: decoded.command } : `propose: ${decoded.error}`
     }
-    case 'conf-change':
-      // the core validates the change itself (checkConfChange) before proposing
-      return { op: 'conf-change', change: wire.change as ConfChange }
+    case 'conf-change': {
+      // node ids must be peer ids: every node dials the members it is told of
+      const change = checkConfChange(wire.change)
+      if (typeof change === 'string') { return change }
+      return change.changes.every(c => isPeerId(c.node)) ? { op: 'conf-change', change } : 'conf-change: every node must be a peer id'
+    }
     case 'transfer-leader':
-      return typeof wire.to === 'string' ? { op: 'transfer-leader', to: wire.to } : 'transfer-leader: "to" must be a peer id'
+      return isPeerId(wire.to) ? { op: 'transfer-leader', to: wire.to } : 'transfer-leader: "to" must be a peer id'
     case 'peer-addresses':
       return Array.isArray(wire.peers) && wire.peers.length <= ADDRESS_LOOKUP_PEERS_MAX && wire.peers.every(p => typeof p === 'string')
         ? { op: 'peer-addresses', peers: wire.peers }
@@ -155,7 +160,7 @@ export async function sendClientRequest (libp2p: AccordLibp2p, peer: string, req
   try {
     const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })
     await lp.write(encodeRequest(request), { signal })
-    const answer = decode((await lp.read({ signal })).subarray()) as ClientAnswer
+    const answer = decodeBoundedCbor((await lp.read({ signal })).subarray()) as ClientAnswer
     await stream.close({ signal })
     if (typeof answer !== 'object' || answer == null || typeof answer.ok !== 'boolean') {
       throw new RaftError('retry', `malformed answer from ${peer}`)
@@ -165,4 +170,17 @@ export async function sendClientRequest (libp2p: AccordLibp2p, peer: string, req
     stream.abort(err as Error)
     throw err
   }
+}
+
+/** The peer id `id` names, or null when it names none. */
+export function parsePeerId (id: string): PeerId | null {
+  try {
+    return peerIdFromString(id)
+  } catch {
+    return null
+  }
+}
+
+function isPeerId (value: unknown): value is string {
+  return typeof value === 'string' && parsePeerId(value) != null
 }

@@ -93,8 +93,8 @@ class BoundedTokenizer {
   /** Children still expected by each open array or map (a map entry counts two). */
   readonly #open: number[] = []
 
-  constructor (data: Uint8Array) {
-    this.#inner = new Tokenizer(data, DECODE_OPTIONS)
+  constructor (data: Uint8Array, options: DecodeOptions = DECODE_OPTIONS) {
+    this.#inner = new Tokenizer(data, options)
   }
 
   done (): boolean { return this.#inner.done() }
@@ -113,6 +113,15 @@ class BoundedTokenizer {
     }
     return token
   }
+}
+
+/**
+ * Decodes CBOR from the network within the same item and depth bounds as
+ * frames (DECODE_ITEMS_MAX, DECODE_DEPTH_MAX): for other protocols' bodies
+ * (the client protocol). Throws on malformed or too complex input.
+ */
+export function decodeBoundedCbor (bytes: Uint8Array, options: DecodeOptions = { rejectDuplicateMapKeys: true }): unknown {
+  return decode(bytes, { ...options, tokenizer: new BoundedTokenizer(bytes, options) })
 }
 
 function checkedMessage (message: Message): Message {

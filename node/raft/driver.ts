@@ -91,6 +91,12 @@ interface ProposalWaiter {
   reject(err: RaftError): void
 }
 
+interface AppliedWaiter {
+  index: number
+  resolve(): void
+  reject(err: RaftError): void
+}
+
 interface ReadWaiter {
   resolve(index: number): void
   reject(err: RaftError): void
@@ -104,7 +110,7 @@ export class RaftDriver {
   readonly #proposals = new Map<number, ProposalWaiter>()
   readonly #reads = new Map<string, ReadWaiter>()
   /** Reads whose index is known, waiting for apply to catch up. */
-  #appliedWaiters: Array<{ index: number, resolve(): void }> = []
+  #appliedWaiters: AppliedWaiter[] = []
   #readCounter = 0n
   #timer: ReturnType<typeof setInterval> | undefined
   #processing = false
@@ -162,17 +168,13 @@ export class RaftDriver {
   async stop (): Promise<void> {
     this.#stopped = true
     clearInterval(this.#timer)
-    const stopped = new RaftError('stopped', 'the node is stopping')
-    for (const waiter of this.#proposals.values()) { waiter.reject(stopped) }
-    for (const waiter of this.#reads.values()) { waiter.reject(stopped) }
-    this.#proposals.clear()
-    this.#reads.clear()
+    this.#failWaiters(new RaftError('stopped', 'the node is stopping'))
     while (this.#processing) { await new Promise(resolve => setTimeout(resolve, 5)) }
   }
 
   /** An inbound message from the transport (already decoded and validated). */
   step (message: Message): void {
-    if (this.#stopped) { return }
+    if (this.#stopped || this.#failure != null) { return }
     const result = this.#core.step(message)
     if (!result.ok && result.reason === 'invalid-message') {
       this.#options.log.debug({ from: message.from, type: message.type, detail: result.detail }, 'raft message rejected')
@@ -224,11 +226,7 @@ export class RaftDriver {
     const proposed = this.#core.propose(encodeCommand(command))
     if (!proposed.ok) { throw this.#refusal(proposed.reason, proposed.leader, proposed.detail) }
     this.#options.metrics?.onProposal?.()
-    const result = new Promise<KvApplyResult>((resolve, reject) => {
-      this.#proposals.set(proposed.index, { term: proposed.term, resolve, reject })
-    })
-    this.#schedule()
-    return withAbort(result, signal, () => { this.#proposals.delete(proposed.index) })
+    return this.#applyOf(proposed, signal)
   }
 
   /** Propose a membership change on this node (it must be the leader); resolves once applied. */
@@ -236,12 +234,20 @@ export class RaftDriver {
     this.#checkUsable()
     const proposed = this.#core.proposeConfChange(change)
     if (!proposed.ok) { throw this.#refusal(proposed.reason, proposed.leader, proposed.detail) }
-    const applied = new Promise<KvApplyResult>((resolve, reject) => {
+    await this.#applyOf(proposed, signal)
+    return { index: proposed.index }
+  }
+
+  /** Waits for the entry just proposed at `index` to be applied. */
+  async #applyOf (proposed: { index: number, term: number }, signal?: AbortSignal): Promise<KvApplyResult> {
+    // an older proposal at the same index (this node lost leadership and won
+    // it back before it applied) can never apply now
+    this.#proposals.get(proposed.index)?.reject(new RaftError('retry', 'the proposal was lost to a leader change; retry with the same session', this.#leader))
+    const result = new Promise<KvApplyResult>((resolve, reject) => {
       this.#proposals.set(proposed.index, { term: proposed.term, resolve, reject })
     })
     this.#schedule()
-    await withAbort(applied, signal, () => { this.#proposals.delete(proposed.index) })
-    return { index: proposed.index }
+    return withAbort(result, signal, () => { this.#proposals.delete(proposed.index) })
   }
 
   transferLeadership (to: string): void {
@@ -277,13 +283,15 @@ export class RaftDriver {
     }
     this.#schedule()
     const index = await withAbort(indexKnown, signal, () => { this.#reads.delete(key) })
-    await withAbort(this.#applied(index), signal, () => {})
+    if (this.kv.appliedIndex < index) {
+      let waiter: AppliedWaiter | undefined
+      const applied = new Promise<void>((resolve, reject) => {
+        waiter = { index, resolve, reject }
+        this.#appliedWaiters.push(waiter)
+      })
+      await withAbort(applied, signal, () => { this.#appliedWaiters = this.#appliedWaiters.filter(w => w !== waiter) })
+    }
     return index
-  }
-
-  #applied (index: number): Promise<void> {
-    if (this.kv.appliedIndex >= index) { return Promise.resolve() }
-    return new Promise(resolve => { this.#appliedWaiters.push({ index, resolve }) })
   }
 
   #checkUsable (): void {
@@ -505,11 +513,16 @@ export class RaftDriver {
     this.#failure = err
     clearInterval(this.#timer)
     this.#options.log.fatal({ err }, 'raft stopped: storage failure')
-    const failed = new RaftError('stopped', `raft stopped: ${err.message}`)
-    for (const waiter of this.#proposals.values()) { waiter.reject(failed) }
-    for (const waiter of this.#reads.values()) { waiter.reject(failed) }
+    this.#failWaiters(new RaftError('stopped', `raft stopped: ${err.message}`))
+  }
+
+  #failWaiters (err: RaftError): void {
+    for (const waiter of this.#proposals.values()) { waiter.reject(err) }
+    for (const waiter of this.#reads.values()) { waiter.reject(err) }
+    for (const waiter of this.#appliedWaiters) { waiter.reject(err) }
     this.#proposals.clear()
     this.#reads.clear()
+    this.#appliedWaiters = []
   }
 }
 

@@ -11,10 +11,9 @@
  */
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
-import { ADDRESS_LOOKUP_PEERS_MAX, handleClientRequests, RAFT_CLIENT_PROTOCOL, sendClientRequest, serveClientRequest } from './client-protocol.ts'
+import { ADDRESS_LOOKUP_PEERS_MAX, handleClientRequests, RAFT_CLIENT_PROTOCOL, parsePeerId, sendClientRequest, serveClientRequest, toAnswer } from './client-protocol.ts'
 import { RaftDriver, RaftError } from './driver.ts'
 import { raftMetrics } from './metrics.ts'
 import { RaftStorage, raftStorageDir } from './storage/index.ts'
@@ -158,7 +157,9 @@ export class RaftService {
     await handleClientRequests(libp2p, driver, limits, log.child({ component: 'raft-client' }))
     driver.start()
     libp2p.addEventListener('peer:disconnect', service.#onPeerDisconnect)
-    service.#membersTimer = setInterval(() => { void service.#connectMembers() }, MEMBER_CHECK_INTERVAL_MS)
+    service.#membersTimer = setInterval(() => {
+      service.#connectMembers().catch(err => { log.warn({ err }, 'keeping connections to raft members failed') })
+    }, MEMBER_CHECK_INTERVAL_MS)
     if (bootstrapConf != null) { log.info({ voters: bootstrapConf.voters }, 'founded a new raft group') }
     if (fresh && options.join) { service.#scheduleJoin(0) }
     return service
@@ -260,7 +261,7 @@ export class RaftService {
           // write from applying twice)
           : await sendClientRequest(this.#options.libp2p, leader, request, AbortSignal.any([deadline, this.#driver.leaderChangeSignal]))
       } catch (err) {
-        answer = { ok: false, code: err instanceof RaftError ? err.code : 'retry', message: (err as Error).message, leader }
+        answer = toAnswer(err, leader)
       }
       if (answer.ok) { return answer }
       lastError = new RaftError(answer.code, answer.message, answer.leader)
@@ -303,27 +304,32 @@ export class RaftService {
     const { libp2p } = this.#options
     const self = libp2p.peerId.toString()
     const conf = this.#driver.status().conf
+    // a member id that is no peer id (a configuration from before ids were
+    // checked) is skipped, never thrown on every round
     const missing = [...new Set([...conf.voters, ...conf.votersOutgoing, ...conf.learners])]
-      .filter(id => id !== self && !this.#dialing.has(id) && libp2p.getConnections(peerIdFromString(id)).length === 0)
+      .flatMap(id => { const peerId = parsePeerId(id); return peerId == null ? [] : [{ id, peerId }] })
+      .filter(({ id, peerId }) => id !== self && !this.#dialing.has(id) && libp2p.getConnections(peerId).length === 0)
       .slice(0, ADDRESS_LOOKUP_PEERS_MAX)
     if (missing.length === 0) { return }
     const unknown: string[] = []
-    for (const id of missing) {
-      const known = await libp2p.peerStore.get(peerIdFromString(id)).then(p => p.addresses.length > 0, () => false)
+    for (const { id, peerId } of missing) {
+      const known = await libp2p.peerStore.get(peerId).then(p => p.addresses.length > 0, () => false)
       if (!known) { unknown.push(id) }
     }
     const leader = this.#driver.leader
     if (unknown.length > 0 && leader != null && leader !== self) {
       const answer = await sendClientRequest(libp2p, leader, { op: 'peer-addresses', peers: unknown }, AbortSignal.timeout(MEMBER_DIAL_TIMEOUT_MS)).catch(() => null)
-      for (const peer of answer?.ok === true ? answer.peers ?? [] : []) {
-        if (!unknown.includes(peer.id)) { continue }
+      const peers = answer?.ok === true && Array.isArray(answer.peers) ? answer.peers : []
+      for (const peer of peers) {
+        const peerId = typeof peer?.id === 'string' && unknown.includes(peer.id) ? parsePeerId(peer.id) : null
+        if (peerId == null || !Array.isArray(peer.addrs)) { continue }
         const multiaddrs = peer.addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
-        await libp2p.peerStore.merge(peerIdFromString(peer.id), { multiaddrs }).catch(() => {})
+        await libp2p.peerStore.merge(peerId, { multiaddrs }).catch(() => {})
       }
     }
-    for (const id of missing) {
+    for (const { id, peerId } of missing) {
       this.#dialing.add(id)
-      libp2p.dial(peerIdFromString(id), { signal: AbortSignal.timeout(MEMBER_DIAL_TIMEOUT_MS) })
+      libp2p.dial(peerId, { signal: AbortSignal.timeout(MEMBER_DIAL_TIMEOUT_MS) })
         .catch(err => { this.#options.log.debug({ peer: id, err: (err as Error).message }, 'cannot reach a raft member') })
         .finally(() => { this.#dialing.delete(id) })
     }

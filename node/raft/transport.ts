@@ -81,7 +81,7 @@ export type DropReason =
   | 'snapshot-superseded'
   /** `to` is not a PeerId or is ourselves. */
   | 'invalid-peer'
-  /** Already peersMax peers have outbound state. */
+  /** Already peersMax peers have outbound state, every one busy. */
   | 'peers-full'
   /** send() while the transport is not started. */
   | 'not-running'
@@ -338,6 +338,21 @@ export class RaftTransport implements Startable {
     if (!out.draining) { void this.#drain(out) }
   }
 
+  /**
+   * Frees the slot of the longest-known peer with nothing queued or being
+   * written (one that left, or an id a stranger made us answer), so peers
+   * that come and go cannot fill the table for good. False when all are busy.
+   */
+  #evictIdlePeer (): boolean {
+    for (const out of this.#outbound.values()) {
+      if (!out.draining && out.queue.length === 0) {
+        this.removePeer(out.id)
+        return true
+      }
+    }
+    return false
+  }
+
   /** Forgets a peer (it left the cluster): drops its queue and closes its stream. */
   removePeer (to: string): void {
     const out = this.#outbound.get(to)
@@ -421,13 +436,13 @@ export class RaftTransport implements Startable {
     const known = this.#outbound.get(to)
     if (known !== undefined) { return known }
     if (to === this.#self) { return 'invalid-peer' }
-    if (this.#outbound.size >= this.#limits.peersMax) { return 'peers-full' }
     let peerId: PeerId
     try {
       peerId = peerIdFromString(to)
     } catch {
       return 'invalid-peer'
     }
+    if (this.#outbound.size >= this.#limits.peersMax && !this.#evictIdlePeer()) { return 'peers-full' }
     const out: Outbound = {
       id: to,
       peerId,

@@ -37,9 +37,17 @@ function object (value: unknown, what: string): Fields {
   return value as Fields
 }
 
+/**
+ * Largest term or index a message may carry. Below 2^53 - 1 with room to
+ * spare: a node adopting a term must still be able to campaign at term + 1
+ * (and a peer sending 2^53 - 1 would otherwise leave a hard state that can
+ * no longer be restored).
+ */
+export const COUNT_MAX = 2 ** 52
+
 function count (fields: Fields, key: string): number {
   const value = fields[key]
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) { fail(`${key} must be a non-negative integer`) }
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > COUNT_MAX) { fail(`${key} must be an integer in 0..2^52`) }
   return value
 }
 

@@ -55,6 +55,9 @@ describe('accord CLI (separate OS processes)', function () {
       expectOneLineError(await runCli(['start', '--data-dir', root, '--listen', 'nonsense']), /--listen "nonsense" is not a valid multiaddr/)
       expectOneLineError(await runCli(['start', '--data-dir', root, '--log-level', 'loud']), /--log-level must be one of/)
       expectOneLineError(await runCli(['demo', '--nodes', '0']), /--nodes must be an integer in 1\.\.64/)
+      // a flag of another kv action is refused, not dropped (put --expected would overwrite blindly)
+      expectOneLineError(await runCli(['kv', 'put', 'k', 'v', '--expected', 'old']), /kv put: --expected and --absent belong to kv cas/)
+      expectOneLineError(await runCli(['kv', 'del', 'k', '--consistency', 'stale']), /kv del: --consistency belongs to kv get/)
     })
 
     it('an occupied libp2p port', async () => {

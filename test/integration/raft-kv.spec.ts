@@ -144,6 +144,16 @@ describe('raft KV over libp2p (one process)', function () {
     expect(await ask(encode({ v: 1, op: 'frobnicate' }))).to.deep.include({ ok: false, code: 'invalid' })
     expect(await ask(encode({ v: 2, op: 'propose' }))).to.deep.include({ ok: false, code: 'invalid' })
     expect(await ask(encode({ v: 1, op: 'conf-change', change: { changes: 'all' } }))).to.deep.include({ ok: false, code: 'invalid' })
+    // member ids must be peer ids: every node dials the members it is told of
+    expect(await ask(encode({ v: 1, op: 'conf-change', change: { changes: [{ type: 'add-learner', node: 'not-a-peer' }] } })))
+      .to.deep.include({ ok: false, code: 'invalid', message: 'conf-change: every node must be a peer id' })
+    expect(await ask(encode({ v: 1, op: 'transfer-leader', to: 'not-a-peer' }))).to.deep.include({ ok: false, code: 'invalid' })
+    // CBOR is decoded within item and depth bounds (a small body must not build millions of objects)
+    const manyItems = new Uint8Array(5 + 1_100_000)
+    manyItems.set([0x9a, 0x00, 0x10, 0xc8, 0xe0]) // an array of 1,100,000 zeros
+    expect(await ask(manyItems)).to.have.property('message').that.matches(/more than \d+ CBOR items/)
+    expect(await ask(new Uint8Array([...new Array(20).fill(0x81), 0x00]))).to.have.property('message').that.matches(/nested deeper/)
+    expect(leader.raft?.summary().learners).to.deep.equal([])
 
     // a length prefix far beyond the limit: the stream is refused, not buffered
     const stream = await sender.libp2p.dialProtocol(leader.libp2p.peerId, RAFT_CLIENT_PROTOCOL)

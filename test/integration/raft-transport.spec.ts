@@ -13,7 +13,7 @@ import { RAFT_PROTOCOL } from '../../node/raft/transport-constants.ts'
 import { RaftTransport, raftTransport, raftTransportComponents } from '../../node/raft/transport.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { InvalidMessageError } from '../../protocols/raft/index.ts'
-import { randomBytes } from '../lib/bytes-fuzz.ts'
+import { randomBytes, varint } from '../lib/bytes-fuzz.ts'
 import { waitFor } from '../lib/nodes.ts'
 import type { RaftTransportInit } from '../../node/raft/transport.ts'
 import type { Message, SnapshotMessage } from '../../protocols/raft/index.ts'
@@ -69,16 +69,6 @@ function totalDropped (t: RaftTransport): number {
 
 function totalRejected (t: RaftTransport): number {
   return Object.values(t.stats().framesRejected).reduce((a, b) => a + b, 0)
-}
-
-function varint (value: number): Uint8Array {
-  const out: number[] = []
-  while (value >= 0x80) {
-    out.push((value % 0x80) | 0x80)
-    value = Math.floor(value / 0x80)
-  }
-  out.push(value)
-  return Uint8Array.from(out)
 }
 
 /** Resolves when the stream is closed or reset by the other side. */
@@ -379,6 +369,18 @@ describe('raft transport (real libp2p over TCP on loopback)', function () {
     expect(() => { a.transport.send(p2, heartbeat(a.id, p1, 0)) }).to.throw(RangeError)
     expect(() => { a.transport.send(p1, { ...heartbeat(a.id, p1, 0), term: -1 }) }).to.throw(InvalidMessageError)
     expect(a.transport.stats().messagesSent).to.equal(0)
+  })
+
+  it('gives the slot of an idle peer to a new one when peersMax peers are known', async () => {
+    const a = await member({ peersMax: 1, reconnectBackoffMinMs: 20, reconnectBackoffMaxMs: 50, dialTimeoutMs: 1000 })
+    const [p1, p2] = await Promise.all([1, 2].map(async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()))
+    a.transport.send(p1, heartbeat(a.id, p1, 0)) // unreachable: its queue empties once the dial fails
+    await waitFor(() => {
+      a.transport.send(p2, heartbeat(a.id, p2, 0))
+      return a.transport.stats().peers[p2] !== undefined
+    }, 'p1 to become idle and give its slot to p2')
+    expect(a.transport.stats().peers).to.not.have.property(p1)
+    expect(Object.keys(a.transport.stats().peers)).to.have.length(1)
   })
 
   it('stop() aborts blocked writes, closes streams and drops what was queued', async () => {

@@ -25,3 +25,10 @@ export function mutate (rng: Rng, input: Uint8Array, donors: Uint8Array[]): Uint
   }
   return Uint8Array.from(bytesOut)
 }
+
+/** An unsigned LEB128 varint (a length prefix), for hand-made frames. */
+export function varint (value: number): Uint8Array {
+  const out: number[] = []
+  for (; value >= 0x80; value = Math.floor(value / 0x80)) { out.push((value % 0x80) | 0x80) }
+  return Uint8Array.from([...out, value])
+}

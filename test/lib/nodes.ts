@@ -9,6 +9,8 @@ import { pino } from 'pino'
 import { createAccordNode } from '../../node/index.ts'
 import type { AccordConfig, AccordNode } from '../../node/index.ts'
 
+export { waitFor } from './wait.ts'
+
 export const silentLogger = pino({ level: 'silent' })
 
 export class TestCluster {
@@ -43,18 +45,6 @@ export class TestCluster {
 
 export function addressOf (node: AccordNode): string {
   return node.libp2p.getMultiaddrs()[0].toString()
-}
-
-/**
- * Poll until `condition` holds. The deadline only bounds a hung test; the
- * time taken is never asserted on (that is what benchmarks are for).
- */
-export async function waitFor (condition: () => Promise<boolean> | boolean, what: string, deadlineMs = 60_000): Promise<void> {
-  const deadline = Date.now() + deadlineMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) { throw new Error(`gave up waiting for: ${what}`) }
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
 }
 
 export function connectedMembers (node: AccordNode): string[] {

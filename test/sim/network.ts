@@ -77,10 +77,6 @@ export class SimNetwork {
     return this.cut.has(`${from}>${to}`)
   }
 
-  describeCuts (): string {
-    return [...this.cut].sort().join(' ')
-  }
-
   private latencyMs (): number {
     const { latencyMsMin, latencyMsMax, delayRate, delayMsMax } = this.faults
     if (this.rng.chance(delayRate)) { return this.rng.intBetween(latencyMsMax, delayMsMax) }

@@ -6,7 +6,7 @@ import {
   snapshotFrames, WIRE_VERSION
 } from '../../node/raft/codec.ts'
 import { createRng } from '../../protocols/common/rng.ts'
-import { InvalidMessageError, MESSAGE_ENTRIES_MAX, MESSAGE_TYPES } from '../../protocols/raft/index.ts'
+import { COUNT_MAX, InvalidMessageError, MESSAGE_ENTRIES_MAX, MESSAGE_TYPES } from '../../protocols/raft/index.ts'
 import { mutate, randomBytes } from '../lib/bytes-fuzz.ts'
 import type { Frame } from '../../node/raft/codec.ts'
 import type { ConfState, Entry, Message, SnapshotMessage } from '../../protocols/raft/index.ts'
@@ -39,7 +39,7 @@ const SAMPLES: Message[] = [
   { type: 'vote-response', from: 'a', to: 'c', term: 4, reject: false },
   { type: 'pre-vote-response', from: 'a', to: 'c', term: 5, reject: true },
   { type: 'heartbeat', from: 'a', to: 'b', term: 3, commit: 6, readRound: 9 },
-  { type: 'heartbeat', from: 'a', to: 'b', term: Number.MAX_SAFE_INTEGER, commit: Number.MAX_SAFE_INTEGER, readRound: 2 ** 32 },
+  { type: 'heartbeat', from: 'a', to: 'b', term: COUNT_MAX, commit: COUNT_MAX, readRound: 2 ** 32 },
   { type: 'heartbeat-response', from: 'b', to: 'a', term: 3, readRound: 9 },
   snapshotMessage(enc('state machine bytes')),
   snapshotMessage(new Uint8Array(0), jointConf),
@@ -112,7 +112,7 @@ describe('raft codec', () => {
 
     it('random heartbeats, votes, read-index and appends round-trip (fast-check, seeded)', () => {
       const id = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 64 })
-      const count = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })
+      const count = fc.integer({ min: 0, max: COUNT_MAX })
       const heartbeat = fc.record({ type: fc.constant('heartbeat' as const), from: id, to: id, term: count, commit: count, readRound: count })
       const vote = fc.record({ type: fc.constantFrom('vote' as const, 'pre-vote' as const), from: id, to: id, term: fc.integer({ min: 1, max: 2 ** 40 }), lastIndex: count, lastTerm: fc.constant(0), transfer: fc.boolean() })
       const readIndex = fc.record({ type: fc.constant('read-index' as const), from: id, to: id, term: count, context: fc.uint8Array({ maxLength: 1024 }) })

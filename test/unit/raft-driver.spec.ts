@@ -2,6 +2,7 @@ import { expect } from 'aegir/chai'
 import { pino } from 'pino'
 import { PENDING_PROPOSALS_MAX, PENDING_READS_MAX, RaftDriver, RaftError } from '../../node/raft/driver.ts'
 import { encodeCommand } from '../../protocols/raft/kv/index.ts'
+import { waitFor } from '../lib/wait.ts'
 import type { RaftDriverOptions, RaftLogStore } from '../../node/raft/driver.ts'
 import type { Message, Snapshot } from '../../protocols/raft/index.ts'
 import type { KvCommand } from '../../protocols/raft/kv/index.ts'
@@ -12,10 +13,13 @@ const conf = { voters: [ID], votersOutgoing: [], learners: [], learnersNext: [],
 /** A store whose writes complete only when released, to hold Readies in flight. */
 class GatedStore implements RaftLogStore {
   writes = 0
+  /** Highest entry index handed to persist(). */
+  lastEntryIndex = 0
   open = true
   readonly #waiting: Array<() => void> = []
-  async persist (): Promise<void> {
+  async persist (update: Parameters<RaftLogStore['persist']>[0]): Promise<void> {
     this.writes++
+    this.lastEntryIndex = Math.max(this.lastEntryIndex, update.entries.at(-1)?.index ?? 0)
     if (!this.open) { await new Promise<void>(resolve => { this.#waiting.push(resolve) }) }
   }
 
@@ -51,7 +55,7 @@ function driverWith (store: RaftLogStore, overrides: Partial<RaftDriverOptions> 
 const put = (sequence: number, key = 'k'): KvCommand => ({ type: 'put', session: { clientId: 'c', sequence }, key, value: new Uint8Array([sequence % 256]) })
 
 async function untilLeader (driver: RaftDriver): Promise<void> {
-  while (driver.status().role !== 'leader') { await new Promise(resolve => setTimeout(resolve, 5)) }
+  await waitFor(() => driver.status().role === 'leader', 'the driver to lead', 10_000, 5)
 }
 
 describe('raft driver (one node, in memory)', function () {
@@ -131,7 +135,8 @@ describe('raft driver (one node, in memory)', function () {
       let settled = false
       const proposal = driver.propose(put(1)).finally(() => { settled = true })
       // the Ready holding the entry (committed at once: one voter) is being written
-      while (store.writes === writesBefore) { await new Promise(resolve => setTimeout(resolve, 5)) }
+      await waitFor(() => store.writes > writesBefore, 'the Ready holding the entry to be written', 10_000, 5)
+      // a negative can only be watched for a while: the write stays held all along
       await new Promise(resolve => setTimeout(resolve, 50))
       expect(settled).to.equal(false)
       expect(driver.kv.get('k')).to.equal(null)
@@ -164,14 +169,14 @@ describe('raft driver (one node, in memory)', function () {
     try {
       const base = driver.status().lastIndex // the founding conf entries, committed
       driver.step(append(base, 1, [base + 1], base))
-      while (store.writes === 0 || driver.status().lastIndex < base + 1) { await new Promise(resolve => setTimeout(resolve, 5)) }
-      await new Promise(resolve => setTimeout(resolve, 20))
+      // written (the store is open, so durable); its Ready advances before the next one is taken
+      await waitFor(() => store.lastEntryIndex >= base + 1, 'the first entry to be written', 10_000, 5)
       store.open = false
       const writesBefore = store.writes
       // the next entry arrives with the commit of the first: its Ready writes
       // the new entry and applies the first without waiting for that write
       driver.step(append(base + 1, 1, [base + 2], base + 1))
-      while (store.writes === writesBefore) { await new Promise(resolve => setTimeout(resolve, 5)) }
+      await waitFor(() => store.writes > writesBefore, 'the next Ready to be written', 10_000, 5)
       expect(driver.kv.get(`k${base + 1}`)).to.deep.equal(new Uint8Array([base + 1]))
       expect(driver.kv.get(`k${base + 2}`)).to.equal(null)
       store.release()

@@ -5,6 +5,25 @@ const ABC = ['a', 'b', 'c']
 const ELECTION_TIMEOUT_TICKS = 10 // RAFT_DEFAULTS
 const CAMPAIGN_TICKS_MAX = 3 // RAFT_DEFAULTS.forgottenLeaderCampaignTicksMax
 
+/** Ticks b and c until one of them leads (a is down); bounded, so a regression fails rather than spins. */
+function ticksUntilNewLeader (c: Cluster): number {
+  for (let ticks = 0; ticks <= 1000; ticks++) {
+    if (c.leaders().some(id => id !== 'a')) { return ticks }
+    c.tick(1, ['b', 'c'])
+  }
+  throw new Error('no new leader within 1000 ticks')
+}
+
+/** b and c are told that a is gone, then both campaign in the same step. */
+function bothLoseLeaderAndCampaign (c: Cluster): void {
+  c.node('b').forgetLeader('a')
+  c.node('c').forgetLeader('a')
+  c.stabilize()
+  c.node('b').campaign()
+  c.node('c').campaign()
+  c.stabilize()
+}
+
 describe('raft: forgetLeader (the leader\'s connection closed)', () => {
   it('followers told their leader crashed elect a new one within a few ticks, not an election timeout', () => {
     // ticks run in lockstep here, so both followers often campaign at the
@@ -16,11 +35,7 @@ describe('raft: forgetLeader (the leader\'s connection closed)', () => {
       c.node('b').forgetLeader('a')
       c.node('c').forgetLeader('a')
       c.stabilize()
-      let ticks = 0
-      while (!c.leaders().some(id => id !== 'a')) {
-        c.tick(1, ['b', 'c'])
-        ticks++
-      }
+      const ticks = ticksUntilNewLeader(c)
       expect(ticks, `seed ${seed}`).to.be.at.most(CAMPAIGN_TICKS_MAX)
     }
   })
@@ -30,13 +45,7 @@ describe('raft: forgetLeader (the leader\'s connection closed)', () => {
     c.elect('a')
     c.crash('a')
     const term = c.node('b').status().term
-    c.node('b').forgetLeader('a')
-    c.node('c').forgetLeader('a')
-    c.stabilize()
-    // both campaign in the same step
-    c.node('b').campaign()
-    c.node('c').campaign()
-    c.stabilize()
+    bothLoseLeaderAndCampaign(c)
     expect(c.leaders()).to.deep.equal(['b'])
     expect(c.node('b').status().term).to.equal(term + 1) // one election, no split
     expect(c.node('c').status().leader).to.equal('b')
@@ -49,12 +58,7 @@ describe('raft: forgetLeader (the leader\'s connection closed)', () => {
     c.propose('a', 'x')
     c.heal()
     c.crash('a')
-    c.node('b').forgetLeader('a')
-    c.node('c').forgetLeader('a')
-    c.stabilize()
-    c.node('b').campaign()
-    c.node('c').campaign()
-    c.stabilize()
+    bothLoseLeaderAndCampaign(c)
     expect(c.leaders()).to.deep.equal(['c'])
   })
 
@@ -62,11 +66,7 @@ describe('raft: forgetLeader (the leader\'s connection closed)', () => {
     const c = new Cluster(ABC)
     c.elect('a')
     c.crash('a')
-    let ticks = 0
-    while (!c.leaders().some(id => id !== 'a')) {
-      c.tick(1, ['b', 'c'])
-      ticks++
-    }
+    const ticks = ticksUntilNewLeader(c)
     expect(ticks).to.be.at.least(ELECTION_TIMEOUT_TICKS)
   })
 
@@ -98,11 +98,7 @@ describe('raft: forgetLeader (the leader\'s connection closed)', () => {
     c.node('b').forgetLeader('a')
     c.node('c').forgetLeader('a')
     expect(c.node('b').status().leader).to.equal('a')
-    let ticks = 0
-    while (!c.leaders().some(id => id !== 'a')) {
-      c.tick(1, ['b', 'c'])
-      ticks++
-    }
+    const ticks = ticksUntilNewLeader(c)
     expect(ticks).to.be.at.least(ELECTION_TIMEOUT_TICKS)
   })
 })

@@ -89,6 +89,7 @@ describe('raft: log replication', () => {
     for (let i = 0; i < 6; i++) { a.propose(new Uint8Array(0)) }
     c.stabilize()
     const toB = appendsTo(c.sent, 'b').filter(m => m.entries.length > 0 && m.term === a.status().term)
+    expect(toB).to.have.length.above(0)
     for (const m of toB) {
       const bytes = m.entries.reduce((n, e) => n + e.data.byteLength, 0)
       expect(m.entries.length).to.be.at.most(4)

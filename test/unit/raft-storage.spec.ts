@@ -236,7 +236,7 @@ describe('raft storage: round trips and group commit', () => {
     await storage.persist({ hardState: hard(1, 0), entries: entries(1, 4, 1, 256) })
     await storage.persist({ hardState: hard(1, 4), entries: [] })
     expect(calls).to.have.length(2)
-    expect(calls[0][0]).to.be.at.least(0)
+    expect(calls[0][0]).to.be.a('number') // the duration, reported (never asserted on)
     expect(calls[0][1]).to.equal(4)
     expect(calls[0][2]).to.be.within(4 * 256, 4 * 256 + 400)
     expect(calls[1][1]).to.equal(0)

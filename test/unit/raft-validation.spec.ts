@@ -34,6 +34,8 @@ describe('raft: message validation', () => {
     ['an empty from', { ...goodAppend(), from: '' }],
     ['a huge node id', { ...goodAppend(), to: 'x'.repeat(1000) }],
     ['a negative term', { ...goodAppend(), term: -1 }],
+    ['a term past 2^52 (term + 1 must stay a safe integer)', { ...goodAppend(), term: Number.MAX_SAFE_INTEGER }],
+    ['a commit index past 2^52', { ...goodAppend(), commit: 2 ** 52 + 1 }],
     ['a NaN index', { ...goodAppend(), prevIndex: Number.NaN }],
     ['a fractional index', { ...goodAppend(), commit: 1.5 }],
     ['an infinite index', { ...goodAppend(), commit: Number.POSITIVE_INFINITY }],
@@ -180,7 +182,9 @@ describe('raft: bounds', () => {
     c.isolate('a')
     const a = c.node('a')
     let accepted = 0
-    while (a.propose(new Uint8Array(30)).ok) { accepted++ }
+    while (a.propose(new Uint8Array(30)).ok) {
+      if (++accepted > 100) { throw new Error('the uncommitted-bytes bound never refused a proposal') }
+    }
     expect(accepted).to.equal(3) // 90 bytes pending; 120 would exceed 100
     expect(a.propose(new Uint8Array(30))).to.deep.include({ ok: false, reason: 'uncommitted-limit' })
     c.heal()

@@ -20,7 +20,9 @@ alone), dropping uncommitted entries, without any quorum agreeing.
 Afterwards: start this node; wipe the raft/ directory of every other
 survivor before starting it again (it comes back empty and catches up); make
 sure the lost nodes never return with their old data. Entries the lost
-majority committed but this node never received are gone for good.
+majority committed but this node never received, or never learned were
+committed (a follower learns that from the leader's next message), are gone
+for good: prefer the old leader's disk when it survived.
 
 Without --force it only shows what it would do.
 `

@@ -115,12 +115,15 @@ describe('raft KV over libp2p (one process)', function () {
 
     // stop two of three: the survivor cannot commit or confirm reads
     const survivor = nodes.find(n => n !== target) as AccordNode
+    // (a follower learns a commit from the leader's next message, a heartbeat at the latest)
+    const staleRead = async (): Promise<number> => (await fetch(`${survivor.apiUrl}/v1/kv/after-transfer?consistency=stale`)).status
+    await waitFor(async () => await staleRead() === 200, 'the survivor to apply the write')
     for (const node of nodes.filter(n => n !== survivor)) { await node.stop() }
     const read = await fetch(`${survivor.apiUrl}/v1/kv/after-transfer`)
     expect([503, 504]).to.include(read.status)
     const body = await read.json()
     expect(body).to.have.property('leader')
-    expect((await fetch(`${survivor.apiUrl}/v1/kv/after-transfer?consistency=stale`)).status).to.equal(200)
+    expect(await staleRead()).to.equal(200)
   })
 
   it('answers malformed client-protocol requests with an error and keeps serving', async () => {

@@ -6,7 +6,7 @@
  * restart from their disk.
  */
 import { createRng } from '../../protocols/common/rng.ts'
-import { RaftNode } from '../../protocols/raft/index.ts'
+import { RAFT_DEFAULTS, RaftNode } from '../../protocols/raft/index.ts'
 import type { ConfState, Entry, HardState, Message, NodeId, RaftConfigInit, ReadState, Snapshot } from '../../protocols/raft/index.ts'
 
 export const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
@@ -189,10 +189,23 @@ export class Cluster {
     return [...this.nodes.keys()].filter(id => !this.down.has(id) && this.node(id).status().role === 'leader')
   }
 
+  /** Proposes on `id`, delivers everything, then lets followers learn the new commit index. */
   propose (id: NodeId, value: string): void {
     const result = this.node(id).propose(enc(value))
     if (!result.ok) { throw new Error(`proposal refused: ${result.reason}`) }
     this.stabilize()
+    this.spreadCommit()
+  }
+
+  /**
+   * A leader does not send a message just to announce a new commit index:
+   * followers learn it from the next append or heartbeat. This ticks every
+   * leader (only) through one heartbeat interval and delivers the result.
+   */
+  spreadCommit (): void {
+    for (const id of this.leaders()) {
+      this.tick(this.configFor(id).heartbeatIntervalTicks ?? RAFT_DEFAULTS.heartbeatIntervalTicks, [id])
+    }
   }
 
   isolate (id: NodeId): void {

@@ -187,6 +187,7 @@ describe('raft: membership changes', () => {
     c.elect('a')
     c.node('a').proposeConfChange({ changes: [{ type: 'promote', node: 'd' }] })
     c.stabilize()
+    c.spreadCommit()
     c.compact('b')
     c.node('a').proposeConfChange({ changes: [{ type: 'remove', node: 'c' }] })
     c.stabilize()

@@ -77,6 +77,35 @@ describe('raft: linearizable reads', () => {
     expect(states.map(s => [s.index, dec(s.requestCtx)])).to.deep.equal([[c.node('a').status().commit, 'fr']])
   })
 
+  it('a follower learns the commit index its read waits for, though commits are not broadcast', () => {
+    const c = new Cluster(ABC)
+    c.elect('a')
+    c.propose('a', 'x')
+    const a = c.node('a')
+    // y reaches b and c; their acknowledgements are held back
+    expect(a.propose(enc('y')).ok).to.equal(true)
+    c.processReady('a')
+    for (const m of c.queue.splice(0)) {
+      c.deliver(m)
+      c.processReady(m.to)
+    }
+    const acks = c.queue.splice(0)
+    // a's own read opens a heartbeat round, not sent yet; then y commits
+    expect(a.readIndex(enc('ra')).ok).to.equal(true)
+    for (const m of acks) { c.deliver(m) }
+    const yIndex = a.status().commit
+    expect(c.node('b').status().commit).to.be.lessThan(yIndex)
+    // b's read joins that round, whose heartbeats carry the older commit index
+    expect(c.node('b').readIndex(enc('rb')).ok).to.equal(true)
+    c.processReady('b')
+    for (const m of c.queue.splice(0)) { c.deliver(m) }
+    c.stabilize()
+    expect(c.readStates.get('b')!.map(s => s.index)).to.deep.equal([yIndex])
+    // no tick has passed, yet b can serve the read: it applied up to its index
+    expect(c.node('b').status().commit).to.equal(yIndex)
+    expect(c.applied.get('b')).to.deep.equal(['x', 'y'])
+  })
+
   it('a node without a leader refuses reads', () => {
     const c = new Cluster(ABC)
     expect(c.node('b').readIndex(enc('r'))).to.deep.equal({ ok: false, reason: 'no-leader', leader: null })

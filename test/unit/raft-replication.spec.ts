@@ -31,6 +31,30 @@ describe('raft: log replication', () => {
     a.advance()
   })
 
+  it('sends no message only to announce a commit: the next heartbeat carries it', () => {
+    const c = new Cluster(ABC)
+    c.elect('a')
+    c.propose('a', 'x')
+    const a = c.node('a')
+    const sentBefore = c.sent.length
+    expect(a.propose(enc('y')).ok).to.equal(true)
+    c.stabilize()
+    expect(a.status().commit).to.equal(a.status().lastIndex)
+    // one append with y to each follower, one acknowledgement from each, nothing else
+    expect(c.sent.slice(sentBefore).map(m => `${m.type} ${m.from}>${m.to}`).sort()).to.deep.equal([
+      'append a>b', 'append a>c', 'append-response b>a', 'append-response c>a'
+    ])
+    for (const id of ['b', 'c']) {
+      expect(c.node(id).status().commit).to.be.lessThan(a.status().commit)
+      expect(c.applied.get(id)).to.deep.equal(['x'])
+    }
+    c.tick(1, ['a'])
+    for (const id of ['b', 'c']) {
+      expect(c.node(id).status().commit).to.equal(a.status().commit)
+      expect(c.applied.get(id)).to.deep.equal(['x', 'y'])
+    }
+  })
+
   it('pipelines MsgApps up to inflightMessagesMax, then waits for acks', () => {
     const c = new Cluster(ABC, { config: { inflightMessagesMax: 3 } })
     c.elect('a')
@@ -48,6 +72,7 @@ describe('raft: log replication', () => {
     // Acks free the window and the rest follows.
     c.queue.push(...sent)
     c.stabilize()
+    c.spreadCommit()
     for (const id of ABC) { expect(c.applied.get(id)).to.have.length(6) }
     expect(a.status().progress?.b.inflight).to.equal(0)
   })
@@ -67,6 +92,7 @@ describe('raft: log replication', () => {
     expect(appendsTo(sent, 'b')).to.have.length(3)
     c.queue.push(...sent)
     c.stabilize()
+    c.spreadCommit()
     expect(c.node('b').status().commit).to.equal(a.status().lastIndex)
   })
 
@@ -74,7 +100,11 @@ describe('raft: log replication', () => {
     const c = new Cluster(ABC, { config: { inflightMessagesMax: 2 } })
     c.elect('a')
     c.drop = m => m.type === 'append-response' && m.from === 'b'
-    for (let i = 0; i < 4; i++) { c.propose('a', `v${i}`) }
+    // no ticks yet (Cluster.propose would tick): heartbeats are what frees the window
+    for (let i = 0; i < 4; i++) {
+      expect(c.node('a').propose(enc(`v${i}`)).ok).to.equal(true)
+      c.stabilize()
+    }
     expect(c.node('a').status().progress?.b.inflight).to.equal(2)
     c.heal()
     c.tick(3)
@@ -88,6 +118,7 @@ describe('raft: log replication', () => {
     for (let i = 0; i < 3; i++) { a.propose(new Uint8Array(60)) }
     for (let i = 0; i < 6; i++) { a.propose(new Uint8Array(0)) }
     c.stabilize()
+    c.spreadCommit()
     const toB = appendsTo(c.sent, 'b').filter(m => m.entries.length > 0 && m.term === a.status().term)
     expect(toB).to.have.length.above(0)
     for (const m of toB) {
@@ -223,14 +254,19 @@ describe('raft: log replication', () => {
         ])
         const L = nodes.get('L')!
         let rejections = 0
-        L.campaign()
-        const queue: Message[] = [...drain(L).messages]
-        while (queue.length > 0) {
-          const m = queue.shift()!
-          if (m.type === 'append-response' && m.reject) { rejections++ }
-          nodes.get(m.to)!.step(m)
-          queue.push(...drain(nodes.get(m.to)!).messages)
+        const exchange = (queue: Message[]): void => {
+          while (queue.length > 0) {
+            const m = queue.shift()!
+            if (m.type === 'append-response' && m.reject) { rejections++ }
+            nodes.get(m.to)!.step(m)
+            queue.push(...drain(nodes.get(m.to)!).messages)
+          }
         }
+        L.campaign()
+        exchange(drain(L).messages)
+        // the commit index reaches followers with the next heartbeat
+        L.tick()
+        exchange(drain(L).messages)
         expect(L.status().role).to.equal('leader')
         const F = nodes.get('F')!
         expect(F.status().lastIndex).to.equal(L.status().lastIndex)

@@ -27,11 +27,13 @@ export async function ensureDataDir (dataDir: string): Promise<void> {
 
 /**
  * Load the node's Ed25519 identity from `<dataDir>/identity.key`, creating
- * it on first start. Like ssh, refuse a key file that group or others can
- * read or write: a leaked key lets anyone impersonate the node.
+ * it on first start (unless `create` is false: offline tools must not turn a
+ * mistyped path into a new node). Like ssh, refuse a key file that group or
+ * others can read or write: a leaked key lets anyone impersonate the node.
  */
-export async function loadOrCreateIdentity (dataDir: string, options: { passphrase?: string } = {}): Promise<Identity> {
-  await ensureDataDir(dataDir)
+export async function loadOrCreateIdentity (dataDir: string, options: { passphrase?: string, create?: boolean } = {}): Promise<Identity> {
+  const create = options.create ?? true
+  if (create) { await ensureDataDir(dataDir) }
   const path = join(dataDir, IDENTITY_FILE)
 
   let mode: number | undefined
@@ -41,6 +43,7 @@ export async function loadOrCreateIdentity (dataDir: string, options: { passphra
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') { throw new UserError(`cannot read identity key ${path}: ${(err as NodeJS.ErrnoException).code}`) }
   }
 
+  if (mode === undefined && !create) { throw new UserError(`${dataDir} holds no accord node (no ${IDENTITY_FILE}); check --data-dir`) }
   if (mode === undefined) {
     const privateKey = await generateKeyPair('Ed25519')
     const bytes = encodeKeyFile(privateKey, { passphrase: options.passphrase, randomBytes: (n) => new Uint8Array(randomBytes(n)) })

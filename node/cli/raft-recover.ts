@@ -3,6 +3,7 @@
  * from a permanently lost quorum (see RaftNode.unsafeForceNewCluster for what
  * it does and why it is dangerous). Runs offline, on a stopped node.
  */
+import { existsSync } from 'node:fs'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { RaftNode } from '../../protocols/raft/index.ts'
 import { UserError } from '../errors.ts'
@@ -35,11 +36,12 @@ export async function forceNewClusterCommand (args: string[]): Promise<void> {
   })
   const dataDir = flags['data-dir']
   if (dataDir === undefined) { throw new UserError('raft force-new-cluster: --data-dir is required') }
-  const self = (await loadOrCreateIdentity(dataDir, { passphrase: process.env.ACCORD_PASSPHRASE })).peerId.toString()
+  const self = (await loadOrCreateIdentity(dataDir, { passphrase: process.env.ACCORD_PASSPHRASE, create: false })).peerId.toString()
   const voters = flags.voter ?? [self]
   for (const voter of voters) {
     try { peerIdFromString(voter) } catch { throw new UserError(`raft force-new-cluster: --voter ${voter} is not a peer id`) }
   }
+  if (!existsSync(raftStorageDir(dataDir))) { throw new UserError(`raft force-new-cluster: ${dataDir} holds no Raft state`) }
   // the LevelDB lock makes this fail while the node runs
   const storage = await RaftStorage.open(raftStorageDir(dataDir))
   try {

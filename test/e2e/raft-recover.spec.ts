@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -52,6 +53,14 @@ describe('accord raft force-new-cluster (quorum permanently lost)', function () 
     expect(get.stdout).to.equal('data\n')
     const write = await runCli(['kv', 'put', 'after', 'recovery', '--data-dir', dirs[0]])
     expect(write.code, write.stderr).to.equal(0)
+  })
+
+  it('refuses a data dir that holds no node, and creates nothing there', async () => {
+    const typo = join(root, 'no-such-node')
+    const result = await runCli(['raft', 'force-new-cluster', '--data-dir', typo, '--force'])
+    expect(result.code).to.equal(2)
+    expect(result.stderr).to.match(/^accord: .*holds no accord node/m)
+    expect(existsSync(typo)).to.equal(false)
   })
 
   it('refuses to run while the node is running', async () => {

@@ -7,10 +7,12 @@ import type { RaftTransportStats } from './transport.ts'
 import type { RaftStatus } from '../../protocols/raft/index.ts'
 import type { Registry } from 'prom-client'
 
+interface Observed { status: RaftStatus, transport: RaftTransportStats }
+
 export interface RaftMetrics extends RaftDriverMetrics {
   fsync(durationMs: number, entries: number): void
   /** Where gauges read their values when scraped. */
-  observe(source: () => { status: RaftStatus, transport: RaftTransportStats }): void
+  observe(source: () => Observed): void
 }
 
 export function raftMetrics (registry: Registry): RaftMetrics {
@@ -28,10 +30,19 @@ export function raftMetrics (registry: Registry): RaftMetrics {
     registers
   })
   const fsyncEntries = new Counter({ name: 'accord_raft_fsync_entries_total', help: 'Log entries made durable', registers })
-  let source: (() => { status: RaftStatus, transport: RaftTransportStats }) | undefined
-  const gauge = (name: string, help: string, read: (s: { status: RaftStatus, transport: RaftTransportStats }) => number): void => {
+  let source: (() => Observed) | undefined
+  // one scrape collects every gauge in turn: read the status once for all of them
+  let observed: Observed | undefined
+  const observe = (): Observed | undefined => {
+    if (observed === undefined && source !== undefined) {
+      observed = source()
+      setImmediate(() => { observed = undefined })
+    }
+    return observed
+  }
+  const gauge = (name: string, help: string, read: (s: Observed) => number): void => {
     // eslint-disable-next-line no-new
-    new Gauge({ name, help, registers, collect () { if (source != null) { this.set(read(source())) } } })
+    new Gauge({ name, help, registers, collect () { const s = observe(); if (s !== undefined) { this.set(read(s)) } } })
   }
   gauge('accord_raft_term', 'Current term', s => s.status.term)
   gauge('accord_raft_commit_index', 'Commit index', s => s.status.commit)

@@ -54,6 +54,28 @@ describe('raft KV over libp2p (one process)', function () {
     expect(status.raft.commit).to.be.at.least(index)
   })
 
+  it('exposes the group\'s state as Prometheus gauges on /metrics', async () => {
+    const nodes = await formGroup(cluster)
+    const leader = leaderOf(nodes)
+    expect((await put(leader, 'metered', 'yes')).status).to.equal(200)
+    const gauges = async (node: AccordNode): Promise<Map<string, number>> => {
+      const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
+      return new Map([...text.matchAll(/^(accord_raft_\w+) (\S+)$/gm)].map(m => [m[1], Number(m[2])]))
+    }
+    for (const node of nodes) {
+      const g = await gauges(node)
+      const { term, commit } = node.raft!.summary()
+      expect(g.get('accord_raft_is_leader')).to.equal(node === leader ? 1 : 0)
+      expect(g.get('accord_raft_voters')).to.equal(3)
+      expect(g.get('accord_raft_term')).to.equal(term)
+      // a follower learns the leader's commit index with its next message
+      expect(g.get('accord_raft_commit_index')).to.be.within(1, commit)
+    }
+    const onLeader = await gauges(leader)
+    expect(onLeader.get('accord_raft_commit_index')).to.equal(leader.raft!.summary().commit)
+    expect(onLeader.get('accord_raft_transport_messages_sent')).to.be.above(0)
+  })
+
   it('compare-and-swap succeeds once, then reports the current value with 409', async () => {
     const nodes = await formGroup(cluster)
     expect((await put(nodes[1], 'k', 'v1')).status).to.equal(200)

@@ -1,3 +1,4 @@
+import { EchoedRounds } from './echoed-rounds.ts'
 import type { NodeId } from './types.ts'
 
 /**
@@ -24,7 +25,7 @@ import type { NodeId } from './types.ts'
 export class LeaderLease {
   /** Ticks seen by this node; a heartbeat sent now carries clockTicks as its stamp. */
   private clockTicks = 1
-  private readonly acks = new Map<NodeId, number>()
+  private readonly acks = new EchoedRounds()
   private readonly durationTicks: number
 
   constructor (electionTimeoutTicks: number, safetyMarginTicks: number) {
@@ -42,14 +43,11 @@ export class LeaderLease {
 
   /** Records a voter's echo of a heartbeat stamp; ignores stamps never issued. */
   recordAck (from: NodeId, stamp: number): boolean {
-    if (stamp === 0 || stamp > this.clockTicks) { return false }
-    if ((this.acks.get(from) ?? 0) >= stamp) { return false }
-    this.acks.set(from, stamp)
-    return true
+    return this.acks.record(from, stamp, this.clockTicks)
   }
 
   ackedStamp (id: NodeId): number {
-    return this.acks.get(id) ?? 0
+    return this.acks.of(id)
   }
 
   /** Is a lease confirmed by a heartbeat stamped `quorumStamp` (acknowledged by a quorum) still running? */

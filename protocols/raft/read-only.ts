@@ -1,4 +1,5 @@
 import { assert } from '../common/assert.ts'
+import { EchoedRounds } from './echoed-rounds.ts'
 import type { NodeId } from './types.ts'
 
 export interface ReadRequest {
@@ -27,7 +28,7 @@ interface PendingRead extends ReadRequest {
 export class ReadOnlyQueue {
   private deferred: ReadRequest[] = []
   private pending: PendingRead[] = []
-  private acks = new Map<NodeId, number>()
+  private readonly acks = new EchoedRounds()
   /** The newest round handed to a read; monotonic over the node's lifetime. */
   private round = 0
   /** The newest round's heartbeats are still in the outbox, so new reads can join it. */
@@ -100,14 +101,11 @@ export class ReadOnlyQueue {
 
   /** Records a follower's echo; ignores rounds never issued. */
   recordAck (from: NodeId, round: number): boolean {
-    if (round === 0 || round > this.round) { return false }
-    if ((this.acks.get(from) ?? 0) >= round) { return false }
-    this.acks.set(from, round)
-    return true
+    return this.acks.record(from, round, this.round)
   }
 
   ackedRound (id: NodeId): number {
-    return this.acks.get(id) ?? 0
+    return this.acks.of(id)
   }
 
   /** Removes and returns the reads whose round is <= `confirmedRound`, in arrival order. */

@@ -180,12 +180,15 @@ async function sweep (settings: RunSettings, start: number, count: number, jobs:
     }
   } else {
     // Seed i goes to worker i mod jobs; each worker reports every seed it ran.
-    await Promise.all(Array.from({ length: jobs }, async (_, job) => {
+    const workers = Array.from({ length: jobs }, (_, job) => {
       const task: WorkerTask = { settings, seeds: seeds.filter((_, i) => i % jobs === job), failFast }
-      const worker = new Worker(new URL(import.meta.url), { workerData: task })
+      return new Worker(new URL(import.meta.url), { workerData: task })
+    })
+    await Promise.all(workers.map(async worker => {
       worker.on('message', (outcome: SeedOutcome) => {
         record(outcome)
-        if (failFast && !outcome.ok) { void worker.terminate() }
+        // the first failure stops every worker, not only the one that found it
+        if (failFast && !outcome.ok) { for (const w of workers) { void w.terminate() } }
       })
       await new Promise<void>((resolve, reject) => {
         worker.on('error', reject)

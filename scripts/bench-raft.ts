@@ -14,6 +14,7 @@
  */
 import { spawn } from 'node:child_process'
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { Agent, request } from 'node:http'
 import { cpus, tmpdir } from 'node:os'
@@ -48,6 +49,8 @@ interface Target {
   /** URL of the node to send writes to (the leader). */
   leaderUrl(): Promise<string>
   write(agent: Agent, url: string, key: string): Promise<number>
+  /** The server processes, whose CPU time is charged to the writes. */
+  pids(): number[]
 }
 
 function httpCall (agent: Agent, url: string, method: string, path: string, body: string): Promise<{ status: number, text: string }> {
@@ -78,7 +81,27 @@ function percentile (sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
 }
 
-interface LoadResult { clients: number, writes: number, writesPerSecond: number, p50Ms: number, p99Ms: number, errors: number }
+interface LoadResult {
+  clients: number
+  writes: number
+  writesPerSecond: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+  /** CPU time (user + system, all threads) of the three servers per write; NaN without /proc. */
+  serverCpuMsPerWrite: number
+}
+
+/** CPU time a process has used so far, in ms (Linux /proc; NaN elsewhere or once it is gone). */
+function cpuMsOf (pid: number): number {
+  try {
+    // fields after the command name: utime is the 12th, stime the 13th, in clock ticks (100 per second)
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return NaN
+  }
+}
 
 async function load (target: Target, clients: number): Promise<LoadResult> {
   const url = await target.leaderUrl()
@@ -87,6 +110,9 @@ async function load (target: Target, clients: number): Promise<LoadResult> {
   let errors = 0
   const warmupEnd = performance.now() + 1000
   const end = warmupEnd + SECONDS * 1000
+  const pids = target.pids()
+  let cpuAtWarmupEnd: number[] = []
+  const warmedUp = setTimeout(() => { cpuAtWarmupEnd = pids.map(cpuMsOf) }, 1000)
   await Promise.all(Array.from({ length: clients }, async (_, c) => {
     let i = 0
     while (performance.now() < end) {
@@ -99,9 +125,19 @@ async function load (target: Target, clients: number): Promise<LoadResult> {
       }
     }
   }))
+  clearTimeout(warmedUp)
+  const serverCpuMs = pids.map(cpuMsOf).reduce((sum, ms, i) => sum + ms - (cpuAtWarmupEnd[i] ?? NaN), 0)
   agent.destroy()
   latencies.sort((a, b) => a - b)
-  return { clients, writes: latencies.length, writesPerSecond: latencies.length / SECONDS, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), errors }
+  return {
+    clients,
+    writes: latencies.length,
+    writesPerSecond: latencies.length / SECONDS,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    errors,
+    serverCpuMsPerWrite: serverCpuMs / latencies.length
+  }
 }
 
 // ---------------------------------------------------------------- accord
@@ -141,7 +177,8 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
   const target: Target = {
     name: 'accord',
     leaderUrl,
-    write: async (a, url, key) => (await httpCall(a, url, 'PUT', `/v1/kv/${key}`, VALUE)).status
+    write: async (a, url, key) => (await httpCall(a, url, 'PUT', `/v1/kv/${key}`, VALUE)).status,
+    pids: () => procs.map(p => p.child.pid ?? -1)
   }
   return {
     procs,
@@ -193,7 +230,8 @@ async function startEtcd (root: string): Promise<{ target: Target, stop(): Promi
     target: {
       name: 'etcd',
       leaderUrl,
-      write: async (a, url, key) => (await httpCall(a, url, 'POST', '/v3/kv/put', JSON.stringify({ key: b64(key), value: b64(VALUE) }))).status
+      write: async (a, url, key) => (await httpCall(a, url, 'POST', '/v3/kv/put', JSON.stringify({ key: b64(key), value: b64(VALUE) }))).status,
+      pids: () => members.map(c => c.pid ?? -1)
     },
     stop: async () => {
       agent.destroy()
@@ -284,24 +322,26 @@ try {
   const silentFailovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS, 'stop') : []
 
   console.log(`raft writes: 3 nodes on loopback, fsync on, ${VALUE.length}-byte values, ${SECONDS} s per run, raft tick ${TICK_MS} ms, ${cpus().length} cores`)
-  console.log('| round | system | clients | writes/s | p50 ms | p99 ms | errors |')
-  console.log('|---:|---|---:|---:|---:|---:|---:|')
+  console.log('| round | system | clients | writes/s | p50 ms | p99 ms | server CPU ms/write | errors |')
+  console.log('|---:|---|---:|---:|---:|---:|---:|---:|')
   for (const { round, system, result: r } of rows) {
-    console.log(`| ${round} | ${system} | ${r.clients} | ${r.writesPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.errors} |`)
+    console.log(`| ${round} | ${system} | ${r.clients} | ${r.writesPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.serverCpuMsPerWrite.toFixed(3)} | ${r.errors} |`)
   }
   const ratios = rows.filter(r => r.system === 'accord').map(({ round, result: a }) => {
     const e = rows.find(r => r.system === 'etcd' && r.round === round && r.result.clients === a.clients)?.result
-    return e != null ? { round, clients: a.clients, throughputRatio: a.writesPerSecond / e.writesPerSecond, p50Ratio: a.p50Ms / e.p50Ms, p99Ratio: a.p99Ms / e.p99Ms } : null
+    return e != null
+      ? { round, clients: a.clients, throughputRatio: a.writesPerSecond / e.writesPerSecond, p50Ratio: a.p50Ms / e.p50Ms, p99Ratio: a.p99Ms / e.p99Ms, cpuRatio: a.serverCpuMsPerWrite / e.serverCpuMsPerWrite }
+      : null
   }).filter(r => r != null)
   if (etcdVersion == null) { console.log('etcd not on PATH: no comparison (apt-get install etcd-server)') } else {
     console.log(`\naccord / ${etcdVersion} (median over ${ROUNDS} round(s))`)
-    console.log('| clients | writes/s ratio | p50 ratio | p99 ratio |')
-    console.log('|---:|---:|---:|---:|')
+    console.log('| clients | writes/s ratio | p50 ratio | p99 ratio | server CPU per write ratio |')
+    console.log('|---:|---:|---:|---:|---:|')
     for (const c of CLIENTS) {
       const mine = ratios.filter(r => r.clients === c)
       if (mine.length === 0) { continue }
       const median = (pick: (r: typeof mine[number]) => number): string => percentile(mine.map(pick).sort((x, y) => x - y), 0.5).toFixed(2)
-      console.log(`| ${c} | ${median(r => r.throughputRatio)} | ${median(r => r.p50Ratio)} | ${median(r => r.p99Ratio)} |`)
+      console.log(`| ${c} | ${median(r => r.throughputRatio)} | ${median(r => r.p50Ratio)} | ${median(r => r.p99Ratio)} | ${median(r => r.cpuRatio)} |`)
     }
   }
   for (const [what, times] of [['kill -9 the leader', failovers], ['SIGSTOP the leader (silent: no connection reset)', silentFailovers]] as const) {

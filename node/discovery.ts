@@ -23,7 +23,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { clusterProtocol, rendezvousKey } from './constants.ts'
 import type { AccordLibp2p } from './libp2p.ts'
-import type { PeerId, PeerInfo, PeerUpdate } from '@libp2p/interface'
+import type { Connection, IdentifyResult, PeerId, PeerInfo, PeerUpdate } from '@libp2p/interface'
 import type { Logger } from 'pino'
 
 const RAW_CODEC = 0x55
@@ -37,8 +37,10 @@ const DIAL_TIMEOUT_MS = 30_000
 const DIALS_PER_ROUND_MAX = 64
 /** How long an identify retry may take (libp2p's own identify timeout is 5 s). */
 const IDENTIFY_RETRY_TIMEOUT_MS = 10_000
-/** Connected peers whose failed identify is retried, per round. */
-const IDENTIFY_RETRIES_PER_ROUND_MAX = 16
+/** libp2p's identify protocol (with the default prefix, which libp2p.ts keeps). */
+const IDENTIFY_PROTOCOL = '/ipfs/id/1.0.0'
+/** Connected peers whose failed identify is retried, per pass (passes run at the pace of the rounds). */
+const IDENTIFY_RETRIES_PER_PASS_MAX = 16
 /** Dials in flight beyond which a peer that mDNS reports is not dialled (it still dials us when it finds us). */
 const DISCOVERED_DIALS_IN_FLIGHT_MAX = 64
 /** Members tracked; beyond this, new peers are not recorded (and logged). */
@@ -75,24 +77,42 @@ export class ClusterDiscovery {
   readonly #protocol: string
   readonly #membersMax: number
   readonly #members = new Map<string, Member>()
-  #timer: ReturnType<typeof setTimeout> | undefined
-  #rounds = 0
+  /** Discovery rounds: find candidate peers, dial them, redial lost members. */
+  readonly #rounds: PacedLoop
+  /**
+   * Identify retries keep their own pace, not the rounds': a node whose
+   * every connection missed identify has an empty DHT routing table (kad-dht
+   * adds peers on identify), and kad-dht then holds the walk until a peer
+   * is added, for up to WALK_TIMEOUT_MS.
+   */
+  readonly #identifyPasses: PacedLoop
   #running = false
   /** One per instance, created with it: the mDNS listener may dial before start(). */
   readonly #abort = new AbortController()
   #provided = false
   /** Dials in flight, so a slow dial is not started again by the next round (at most DIALS_PER_ROUND_MAX per round). */
   readonly #dialing = new Set<string>()
-  /** Connections identified again by #identifyUnknownPeers (open ones only, so bounded by the connection limit). */
-  readonly #identifyRetried = new Set<string>()
+  /**
+   * Open connections that identify has not completed on, by connection id,
+   * with the pass of their last identify retry (-1: none). An entry goes
+   * when identify completes or the connection closes, so the map is bounded
+   * by the connection limit.
+   */
+  readonly #unidentified = new Map<string, { retriedPass: number }>()
 
   constructor (options: DiscoveryOptions) {
     this.#options = options
+    this.#rounds = new PacedLoop(options.intervalMs, async () => { await this.#round() }, err => { options.log.debug({ err }, 'discovery round failed') })
+    this.#identifyPasses = new PacedLoop(options.intervalMs, async () => { await this.#identifyUnknownPeers() }, err => { options.log.debug({ err }, 'identify retries failed') })
     this.#protocol = clusterProtocol(options.cluster)
     this.#membersMax = options.membersMax ?? MEMBERS_MAX
     // listening from construction, before libp2p starts: mDNS sends its
     // first query as it starts, and the answers would otherwise be missed
     if (options.dialDiscoveredPeers === true) { options.node.addEventListener('peer:discovery', this.#onPeerDiscovery) }
+    // likewise: a peer may dial us as soon as libp2p listens
+    options.node.addEventListener('connection:open', this.#onConnectionOpen)
+    options.node.addEventListener('connection:close', this.#onConnectionClose)
+    options.node.addEventListener('peer:identify', this.#onPeerIdentify)
   }
 
   /** Members other than ourselves, sorted by peer id. */
@@ -112,7 +132,8 @@ export class ClusterDiscovery {
       this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString()))
       this.#dial(peer.id)
     }
-    this.#schedule()
+    this.#rounds.start()
+    this.#identifyPasses.start()
   }
 
   /**
@@ -137,9 +158,14 @@ export class ClusterDiscovery {
   async stop (): Promise<void> {
     this.#running = false
     this.#abort.abort()
-    clearTimeout(this.#timer)
+    this.#rounds.stop()
+    this.#identifyPasses.stop()
     this.#options.node.removeEventListener('peer:update', this.#onPeerUpdate)
     this.#options.node.removeEventListener('peer:discovery', this.#onPeerDiscovery)
+    this.#options.node.removeEventListener('connection:open', this.#onConnectionOpen)
+    this.#options.node.removeEventListener('connection:close', this.#onConnectionClose)
+    this.#options.node.removeEventListener('peer:identify', this.#onPeerIdentify)
+    this.#unidentified.clear()
   }
 
   // identify (and identify push) results land in the peer store, so a peer
@@ -147,6 +173,19 @@ export class ClusterDiscovery {
   readonly #onPeerUpdate = (event: CustomEvent<PeerUpdate>): void => {
     const { peer } = event.detail
     if (peer.protocols.includes(this.#protocol)) { this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString())) }
+  }
+
+  readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
+    this.#unidentified.set(event.detail.id, { retriedPass: -1 })
+  }
+
+  readonly #onConnectionClose = (event: CustomEvent<Connection>): void => {
+    this.#unidentified.delete(event.detail.id)
+  }
+
+  // reported when an identify exchange completes on a connection
+  readonly #onPeerIdentify = (event: CustomEvent<IdentifyResult>): void => {
+    this.#unidentified.delete(event.detail.connection.id)
   }
 
   // libp2p also reports as discovered every peer a DHT answer names: only
@@ -171,16 +210,6 @@ export class ClusterDiscovery {
     this.#options.log.info({ peer: id, members: this.#members.size }, 'cluster member discovered')
   }
 
-  #schedule (): void {
-    if (!this.#running) { return }
-    const delay = this.#rounds < FAST_ROUNDS ? FAST_ROUND_MS : this.#options.intervalMs
-    this.#timer = setTimeout(() => {
-      this.#rounds++
-      this.#round().catch(err => { this.#options.log.debug({ err }, 'discovery round failed') })
-        .finally(() => { this.#schedule() })
-    }, delay)
-  }
-
   /** One round: find candidate peers, dial them, and redial lost members. */
   async #round (): Promise<void> {
     const budget = { dials: DIALS_PER_ROUND_MAX }
@@ -198,26 +227,33 @@ export class ClusterDiscovery {
     for (const member of this.members()) {
       if (!member.connected) { offer({ id: peerIdFromString(member.peerId), multiaddrs: [] }) }
     }
-    await this.#identifyUnknownPeers()
   }
 
   /**
    * Membership shows through identify. On a busy node an identify exchange
    * can time out, leaving a connected peer whose protocol list holds only
-   * what streams happened to negotiate: identify it again, once per
-   * connection, a few per round.
+   * what streams happened to negotiate, and nothing else identifies that
+   * connection again while it stays open (accord runs no identify push). So
+   * every pass identifies again a few connections that identify never
+   * completed on (least recently retried first, so peers that never answer
+   * do not crowd out the others), until it completes or the connection
+   * closes.
    */
   async #identifyUnknownPeers (): Promise<void> {
     const { node } = this.#options
-    const connections = node.getConnections()
-    const open = new Set(connections.map(c => c.id))
-    for (const id of this.#identifyRetried) { if (!open.has(id)) { this.#identifyRetried.delete(id) } }
-    const retried = connections
-      .filter(c => c.status === 'open' && !this.#identifyRetried.has(c.id) && !this.#members.has(c.remotePeer.toString()))
-      .slice(0, IDENTIFY_RETRIES_PER_ROUND_MAX)
-    // side by side and briefly: a round that waits on them delays the redials
+    const retriedPass = (c: Connection): number => this.#unidentified.get(c.id)?.retriedPass ?? -1
+    const retried = node.getConnections()
+      .filter(c => c.status === 'open' && this.#unidentified.has(c.id) && !this.#members.has(c.remotePeer.toString()) &&
+        // libp2p's own identify, run as the connection opened, is still
+        // going: the remote takes one identify stream per connection and
+        // would refuse a second
+        !c.streams.some(s => s.protocol === IDENTIFY_PROTOCOL && s.direction === 'outbound'))
+      .sort((a, b) => retriedPass(a) - retriedPass(b))
+      .slice(0, IDENTIFY_RETRIES_PER_PASS_MAX)
+    // side by side and briefly
     await Promise.all(retried.map(async connection => {
-      this.#identifyRetried.add(connection.id)
+      const unidentified = this.#unidentified.get(connection.id)
+      if (unidentified != null) { unidentified.retriedPass = this.#identifyPasses.runs }
       const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(IDENTIFY_RETRY_TIMEOUT_MS)])
       await node.services.identify.identify(connection, { signal })
         .catch(err => { this.#options.log.debug({ peer: connection.remotePeer.toString(), err: (err as Error).message }, 'identify retry failed') })
@@ -228,7 +264,7 @@ export class ClusterDiscovery {
     const { node } = this.#options
     // alternate between the neighbourhood of our own id (which fills our
     // k-buckets nearest to us) and a random region of the key space
-    const key = this.#rounds % 2 === 0 ? node.peerId.toMultihash().bytes : new Uint8Array(randomBytes(32))
+    const key = this.#rounds.runs % 2 === 0 ? node.peerId.toMultihash().bytes : new Uint8Array(randomBytes(32))
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
     try {
       for await (const event of node.services.dht.getClosestPeers(key, { signal })) {
@@ -271,5 +307,45 @@ export class ClusterDiscovery {
       this.#options.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
     }).finally(() => { this.#dialing.delete(id) })
     return true
+  }
+}
+
+/**
+ * Runs `step` over and over: FAST_ROUNDS times FAST_ROUND_MS apart (a new
+ * node wants its peers soon), then every `intervalMs`. A step never
+ * overlaps the next one: the wait starts when a step ends.
+ */
+class PacedLoop {
+  readonly #intervalMs: number
+  readonly #step: () => Promise<void>
+  readonly #onError: (err: unknown) => void
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #running = false
+  /** Steps started so far. */
+  runs = 0
+
+  constructor (intervalMs: number, step: () => Promise<void>, onError: (err: unknown) => void) {
+    this.#intervalMs = intervalMs
+    this.#step = step
+    this.#onError = onError
+  }
+
+  start (): void {
+    this.#running = true
+    this.#schedule()
+  }
+
+  stop (): void {
+    this.#running = false
+    clearTimeout(this.#timer)
+  }
+
+  #schedule (): void {
+    if (!this.#running) { return }
+    const delay = this.runs < FAST_ROUNDS ? FAST_ROUND_MS : this.#intervalMs
+    this.#timer = setTimeout(() => {
+      this.runs++
+      this.#step().catch(this.#onError).finally(() => { this.#schedule() })
+    }, delay)
   }
 }

@@ -6,7 +6,7 @@ import { applyConfChange, checkConfChange, decodeConfChange, encodeConfChange, i
 import { Inflights, Progress } from './progress.ts'
 import { jointValue, jointVoteResult } from './quorum.ts'
 import { ReadOnlyQueue } from './read-only.ts'
-import { InvalidMessageError, parseConfState, parseEntry, READ_CONTEXT_BYTES_MAX, validateMessage } from './validate.ts'
+import { InvalidMessageError, parseConfState, parseEntry, parseSnapshot, READ_CONTEXT_BYTES_MAX, validateMessage } from './validate.ts'
 import type { RaftConfig, RaftConfigInit } from './config.ts'
 import type { ReadRequest } from './read-only.ts'
 import type {
@@ -1286,14 +1286,8 @@ function checkRestored (restored: RestoredState): { hardState: HardState, snapsh
   if (restored.applied !== undefined && !isCount(restored.applied)) { throw new RangeError('raft: restored applied is malformed') }
   try {
     const checkedEntries = entries.map(parseEntry)
-    if (snapshot === undefined) { return { hardState, snapshot, entries: checkedEntries } }
-    const { index, term } = snapshot.meta
-    if (!isCount(index) || !isCount(term) || index === 0 || !(snapshot.data instanceof Uint8Array)) {
-      throw new InvalidMessageError('snapshot meta is malformed')
-    }
-    const conf = parseConfState(snapshot.meta.conf)
-    if (term > hardState.term) { throw new InvalidMessageError('snapshot term is newer than the hard state term') }
-    return { hardState, snapshot: { meta: { index, term, conf }, data: snapshot.data }, entries: checkedEntries }
+    // as from a leader whose term is ours: a snapshot's term is never newer than the hard state's
+    return { hardState, snapshot: snapshot === undefined ? undefined : parseSnapshot(snapshot, hardState.term), entries: checkedEntries }
   } catch (err) {
     if (err instanceof InvalidMessageError) { throw new RangeError(`raft: restored state is malformed: ${err.message}`) }
     throw err

@@ -141,7 +141,7 @@ export function parseEntry (value: unknown): Entry {
   return { term, index, type: type as EntryType, data: bytes(e, 'data') }
 }
 
-function parseSnapshot (value: unknown, messageTerm: number): Snapshot {
+export function parseSnapshot (value: unknown, messageTerm: number): Snapshot {
   const s = object(value, 'snapshot')
   const meta = object(s.meta, 'snapshot.meta')
   const index = count(meta, 'index')

@@ -73,6 +73,30 @@ describe('raft: message validation', () => {
   }
 })
 
+describe('raft: restored state', () => {
+  const hardState = { term: 3, vote: null, commit: 2 }
+  const snapshot = (meta: Record<string, unknown>): unknown => ({ meta: { index: 2, term: 2, conf, ...meta }, data: enc('state') })
+  const restore = (restored: unknown): RaftNode => new RaftNode({ id: 'a', rng: createRng(1) }, restored as any)
+
+  it('restarts from a well-formed snapshot plus entries', () => {
+    const node = restore({ hardState, snapshot: snapshot({}), entries: [{ index: 3, term: 3, type: 'normal', data: enc('x') }] })
+    expect(node.status()).to.include({ firstIndex: 3, lastIndex: 3, term: 3 })
+  })
+
+  it('refuses a malformed one with a RangeError naming it', () => {
+    for (const bad of [
+      { hardState: { term: -1, vote: null, commit: 0 }, entries: [] },
+      { hardState, entries: 'none' },
+      { hardState, snapshot: snapshot({ term: 4 }), entries: [] },
+      { hardState, snapshot: snapshot({ index: 0 }), entries: [] },
+      { hardState, snapshot: snapshot({ conf: { ...conf, voters: [] } }), entries: [] },
+      { hardState, snapshot: { meta: { index: 2, term: 2, conf }, data: 'state' }, entries: [] }
+    ]) {
+      expect(() => restore(bad), JSON.stringify(bad)).to.throw(RangeError, /^raft: restored/)
+    }
+  })
+})
+
 describe('raft: bad input to step()', () => {
   it('rejects malformed messages without throwing or changing state', () => {
     const c = new Cluster(ABC)

@@ -50,6 +50,8 @@ export interface NodeStatus {
   mode: 'private' | 'public'
   addresses: string[]
   api: string | null
+  /** The OS process serving this node (the host app's, for an embedded node). */
+  pid: number
   uptimeMs: number
   dhtRoutingTableSize: number
   members: Member[]
@@ -157,6 +159,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       mode: resolved.public ? 'public' : 'private',
       addresses: libp2p.getMultiaddrs().map(String),
       api: api?.url ?? null,
+      pid: process.pid,
       uptimeMs: Date.now() - startedAtMs,
       dhtRoutingTableSize: routingTableSize(libp2p),
       members,

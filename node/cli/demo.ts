@@ -160,8 +160,9 @@ async function poll (node: DemoNode): Promise<void> {
     if (status !== 200) { throw new Error(`status ${status}`) }
     node.status = json as NodeStatus
     if (node.state !== 'up') {
-      // a node brought back by hand: learn its pid from its runtime file
-      if (node.child == null) { node.pid = (await readRuntimeInfo(node.dataDir))?.pid ?? null }
+      // a node brought back by hand: learn its pid from the node itself (its
+      // runtime file may still be the dead process's: it is written after the API starts)
+      if (node.child == null) { node.pid = node.status.pid }
       node.state = 'up'
       node.exitReason = null
     }

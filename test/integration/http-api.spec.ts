@@ -11,7 +11,7 @@ describe('HTTP API', function () {
   beforeEach(() => { cluster = new TestCluster() })
   afterEach(async () => { await cluster.stop() })
 
-  it('GET /v1/status reports identity, addresses, peers with protocols and encryption, DHT size, uptime and version', async () => {
+  it('GET /v1/status reports identity, addresses, peers with protocols and encryption, DHT size, pid, uptime and version', async () => {
     const a = await cluster.add({ api: '127.0.0.1:0' })
     const b = await cluster.add({ bootstrap: [addressOf(a)] })
     await waitFor(async () => (await a.status()).members.length === 1, 'a to see b')
@@ -24,6 +24,7 @@ describe('HTTP API', function () {
     expect(status.version).to.match(/^\d+\.\d+\.\d+/)
     expect(status.addresses[0]).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\//)
     expect(status.uptimeMs).to.be.a('number')
+    expect(status.pid).to.equal(process.pid)
     expect(status.dhtRoutingTableSize).to.equal(1)
     const peer = status.peers.find((p: { peerId: string }) => p.peerId === b.libp2p.peerId.toString())
     expect(peer.encryption).to.deep.equal(['/noise'])

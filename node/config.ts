@@ -89,7 +89,7 @@ export function defaultConfig (dataDir: string): AccordConfig {
     raftInit: false,
     raftTickMs: 100,
     raftLeaseReads: false,
-    raftSnapshotEntries: 10_000
+    raftSnapshotEntries: 100_000
   }
 }
 

@@ -33,7 +33,7 @@ node with the same identity, addresses and peers.
                           1-3 ticks after the leader's connections close)
   --raft-lease-reads      allow consistency=lease reads (trusts bounded clock drift)
   --raft-snapshot-entries N  snapshot and compact after N applied entries, once they also
-                             hold as many bytes as the last snapshot (default 10000)
+                             hold as many bytes as the last snapshot, or 256 MiB (default 100000)
 
 Environment: ACCORD_PASSPHRASE decrypts (and, on first start, encrypts) the identity key.
 `

@@ -60,12 +60,22 @@ export interface RaftDriverOptions {
    * max(this many entries, the size of the state)).
    */
   snapshotEveryEntries: number
+  /**
+   * Snapshot anyway once the entries applied since the last snapshot hold
+   * this many bytes (default SNAPSHOT_LOG_BYTES_MAX): the log lives in
+   * memory, and large values would otherwise let it grow to
+   * snapshotEveryEntries times the largest proposal.
+   */
+  snapshotLogBytesMax?: number
   /** Promote learners automatically once they have caught up (leader only). */
   autoPromoteLearners: boolean
   kvLimits?: Partial<KvLimits>
   log: Logger
   metrics?: RaftDriverMetrics
 }
+
+/** Applied entry bytes since the last snapshot that force the next one (see snapshotLogBytesMax). */
+export const SNAPSHOT_LOG_BYTES_MAX = 256 * 1024 * 1024
 
 export class RaftError extends Error {
   readonly code: 'not-leader' | 'no-leader' | 'busy' | 'retry' | 'invalid' | 'stopped' | 'timeout'
@@ -472,8 +482,9 @@ export class RaftDriver {
 
   async #maybeCompact (): Promise<void> {
     const applied = this.kv.appliedIndex
-    if (applied - this.#lastSnapshotIndex < this.#options.snapshotEveryEntries) { return }
-    if (this.#appliedBytesSinceSnapshot < this.#lastSnapshotBytes) { return }
+    const logFull = this.#appliedBytesSinceSnapshot >= (this.#options.snapshotLogBytesMax ?? SNAPSHOT_LOG_BYTES_MAX)
+    const due = applied - this.#lastSnapshotIndex >= this.#options.snapshotEveryEntries && this.#appliedBytesSinceSnapshot >= this.#lastSnapshotBytes
+    if (!logFull && !due) { return }
     const snapshot = this.#core.compact(applied, this.kv.snapshot())
     if (snapshot == null) { return }
     await this.#options.store.saveSnapshot(snapshot)

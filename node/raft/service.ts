@@ -41,7 +41,7 @@ export const RAFT_SETTINGS_DEFAULTS: RaftSettings = {
   electionTimeoutTicks: 10,
   heartbeatIntervalTicks: 1,
   readOnlyMode: 'safe',
-  snapshotEveryEntries: 10_000,
+  snapshotEveryEntries: 100_000,
   requestTimeoutMs: 10_000
 }
 

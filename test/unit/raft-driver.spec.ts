@@ -185,6 +185,27 @@ describe('raft driver (one node, in memory)', function () {
     }
   })
 
+  it('snapshots once the entries since the last snapshot hold snapshotLogBytesMax bytes, however few they are', async () => {
+    const store = new GatedStore()
+    const driver = driverWith(store, { snapshotEveryEntries: 1_000_000, snapshotLogBytesMax: 2000 })
+    driver.start()
+    try {
+      await untilLeader(driver)
+      const value = new Uint8Array(300).fill(7)
+      let writes = 0
+      while (store.snapshots.length === 0 && writes < 20) {
+        writes++
+        expect((await driver.propose({ type: 'put', session: { clientId: 'c', sequence: writes }, key: `k${writes}`, value })).ok).to.equal(true)
+      }
+      // commands of a little over 300 bytes reach 2000 bytes on the 6th or 7th write
+      expect(writes).to.be.within(6, 7)
+      expect(store.snapshots).to.have.length(1)
+      expect(store.snapshots[0].meta.index).to.equal(driver.kv.appliedIndex)
+    } finally {
+      await driver.stop()
+    }
+  })
+
   it('snapshots after snapshotEveryEntries entries that also hold as many bytes as the last snapshot', async () => {
     const store = new GatedStore()
     const driver = driverWith(store, { snapshotEveryEntries: 10 })

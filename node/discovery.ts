@@ -98,7 +98,7 @@ export class ClusterDiscovery {
    * when identify completes or the connection closes, so the map is bounded
    * by the connection limit.
    */
-  readonly #unidentified = new Map<string, { retriedPass: number }>()
+  readonly #unidentified = new Map<string, number>()
 
   constructor (options: DiscoveryOptions) {
     this.#options = options
@@ -176,7 +176,7 @@ export class ClusterDiscovery {
   }
 
   readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
-    this.#unidentified.set(event.detail.id, { retriedPass: -1 })
+    this.#unidentified.set(event.detail.id, -1)
   }
 
   readonly #onConnectionClose = (event: CustomEvent<Connection>): void => {
@@ -241,7 +241,7 @@ export class ClusterDiscovery {
    */
   async #identifyUnknownPeers (): Promise<void> {
     const { node } = this.#options
-    const retriedPass = (c: Connection): number => this.#unidentified.get(c.id)?.retriedPass ?? -1
+    const retriedPass = (c: Connection): number => this.#unidentified.get(c.id) ?? -1
     const retried = node.getConnections()
       .filter(c => c.status === 'open' && this.#unidentified.has(c.id) && !this.#members.has(c.remotePeer.toString()) &&
         // libp2p's own identify, run as the connection opened, is still
@@ -252,8 +252,7 @@ export class ClusterDiscovery {
       .slice(0, IDENTIFY_RETRIES_PER_PASS_MAX)
     // side by side and briefly
     await Promise.all(retried.map(async connection => {
-      const unidentified = this.#unidentified.get(connection.id)
-      if (unidentified != null) { unidentified.retriedPass = this.#identifyPasses.runs }
+      this.#unidentified.set(connection.id, this.#identifyPasses.runs)
       const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(IDENTIFY_RETRY_TIMEOUT_MS)])
       await node.services.identify.identify(connection, { signal })
         .catch(err => { this.#options.log.debug({ peer: connection.remotePeer.toString(), err: (err as Error).message }, 'identify retry failed') })

@@ -34,7 +34,6 @@ export interface RaftDriverMetrics {
   /** The term advanced: an election was held (won or not). */
   onElection?(): void
   onLeaderChange?(leader: string | null): void
-  onApplyLag?(entries: number): void
   /** Every connection to the leader closed and this follower stopped waiting for it. */
   onLeaderConnectionLost?(): void
 }
@@ -457,7 +456,6 @@ export class RaftDriver {
         if (waiter.term === entry.term) { waiter.resolve(result) } else { waiter.reject(new RaftError('retry', 'the proposal was lost to a leader change; retry with the same session', this.#leader)) }
       }
     }
-    this.#options.metrics?.onApplyLag?.(this.#core.status().commit - this.kv.appliedIndex)
     this.#wakeAppliedWaiters()
     return answered
   }

@@ -7,7 +7,7 @@ import type { RaftTransportStats } from './transport.ts'
 import type { RaftStatus } from '../../protocols/raft/index.ts'
 import type { Registry } from 'prom-client'
 
-interface Observed { status: RaftStatus, transport: RaftTransportStats }
+interface Observed { status: RaftStatus, transport: RaftTransportStats, appliedIndex: number }
 
 export interface RaftMetrics extends RaftDriverMetrics {
   fsync(durationMs: number, entries: number): void
@@ -22,7 +22,6 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   const elections = new Counter({ name: 'accord_raft_elections_total', help: 'Term changes seen by this node (each is an election)', registers })
   const leaderChanges = new Counter({ name: 'accord_raft_leader_changes_total', help: 'Changes of the leader this node follows', registers })
   const leaderConnectionLosses = new Counter({ name: 'accord_raft_leader_connection_losses_total', help: 'Times every connection to the leader closed and this follower campaigned without waiting for the election timeout', registers })
-  const applyLag = new Gauge({ name: 'accord_raft_apply_lag_entries', help: 'Committed entries not yet applied', registers })
   const fsync = new Histogram({
     name: 'accord_raft_fsync_duration_seconds',
     help: 'Duration of each synced write batch of the Raft log',
@@ -46,6 +45,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   }
   gauge('accord_raft_term', 'Current term', s => s.status.term)
   gauge('accord_raft_commit_index', 'Commit index', s => s.status.commit)
+  gauge('accord_raft_apply_lag_entries', 'Committed entries not yet applied', s => s.status.commit - s.appliedIndex)
   gauge('accord_raft_is_leader', '1 when this node is the leader', s => s.status.role === 'leader' ? 1 : 0)
   gauge('accord_raft_voters', 'Voters in the configuration', s => s.status.conf.voters.length)
   gauge('accord_raft_transport_messages_sent', 'Raft messages written to streams', s => s.transport.messagesSent)
@@ -57,7 +57,6 @@ export function raftMetrics (registry: Registry): RaftMetrics {
     onCommit: (entries) => { commits.inc(entries) },
     onElection: () => { elections.inc() },
     onLeaderChange: () => { leaderChanges.inc() },
-    onApplyLag: (entries) => { applyLag.set(entries) },
     onLeaderConnectionLost: () => { leaderConnectionLosses.inc() },
     fsync: (durationMs, entries) => {
       fsync.observe(durationMs / 1000)

@@ -150,7 +150,7 @@ export class RaftService {
       log: log.child({ component: 'raft' }),
       metrics
     })
-    metrics.observe(() => ({ status: driver.status(), transport: transport.stats() }))
+    metrics.observe(() => ({ status: driver.status(), transport: transport.stats(), appliedIndex: driver.kv.appliedIndex }))
 
     const service = new RaftService(options, storage, transport, driver, limits)
     await transport.start()

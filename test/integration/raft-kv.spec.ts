@@ -70,9 +70,12 @@ describe('raft KV over libp2p (one process)', function () {
       expect(g.get('accord_raft_term')).to.equal(term)
       // a follower learns the leader's commit index with its next message
       expect(g.get('accord_raft_commit_index')).to.be.within(1, commit)
+      expect(g.get('accord_raft_apply_lag_entries')).to.be.at.least(0)
     }
     const onLeader = await gauges(leader)
     expect(onLeader.get('accord_raft_commit_index')).to.equal(leader.raft!.summary().commit)
+    // the write was answered once applied, and nothing was written since
+    expect(onLeader.get('accord_raft_apply_lag_entries')).to.equal(0)
     expect(onLeader.get('accord_raft_transport_messages_sent')).to.be.above(0)
   })
 

@@ -20,7 +20,8 @@ import type { Logger } from 'pino'
 export interface RaftLogStore {
   persist(update: { hardState?: HardState, entries: Entry[], snapshot?: Snapshot, mustSync: boolean }): Promise<void>
   /** A snapshot taken locally (compaction): store it, then drop entries up to its index. */
-  saveSnapshot(snapshot: Snapshot): Promise<void>
+  /** Resolves true once stored, false if a newer snapshot (from the leader) was stored meanwhile. */
+  saveSnapshot(snapshot: Snapshot): Promise<boolean>
 }
 
 /** Where the driver sends messages; sending never blocks and may drop. */
@@ -66,6 +67,11 @@ export interface RaftDriverOptions {
    * snapshotEveryEntries times the largest proposal.
    */
   snapshotLogBytesMax?: number
+  /**
+   * Snapshot encoding and restoring yield to the event loop after this long
+   * (default SNAPSHOT_SLICE_MS); 0 yields after every step.
+   */
+  snapshotSliceMs?: number
   /** Promote learners automatically once they have caught up (leader only). */
   autoPromoteLearners: boolean
   kvLimits?: Partial<KvLimits>
@@ -89,6 +95,15 @@ export class RaftError extends Error {
 
 /** Messages only a leader sends, to replicate its log. */
 const LEADER_MESSAGES: ReadonlySet<Message['type']> = new Set(['append', 'heartbeat'])
+
+/**
+ * Encoding and restoring a snapshot run in slices of about this long, then
+ * yield to the event loop, so that a large state (hundreds of MB) does not
+ * stop ticks, heartbeats and client requests for seconds.
+ */
+export const SNAPSHOT_SLICE_MS = 5
+/** Work per encodeSome()/decodeSome() call inside a slice (bytes, see KvSnapshotEncoder). */
+const SNAPSHOT_STEP_BYTES = 64 * 1024
 
 /** Waiting proposals and reads are bounded: beyond these, requests get 'busy'. */
 export const PENDING_PROPOSALS_MAX = 16_384
@@ -136,6 +151,12 @@ export class RaftDriver {
   #durableVote: { term: number, vote: string | null }
   #promoting: string | null = null
   #leaderTenure = new AbortController()
+  /** The local snapshot in progress (encode in the background, compact, save); one at a time. */
+  #snapshotTask: Promise<void> | null = null
+  /** Work that must run between two Readies (none outstanding); see #betweenReadies. */
+  #betweenReadiesQueue: Array<() => void> = []
+  /** Counts snapshots installed from the leader: a local snapshot begun before one is abandoned. */
+  #installedSnapshots = 0
 
   private constructor (options: RaftDriverOptions, kv: KvStateMachine) {
     this.id = options.id
@@ -178,7 +199,9 @@ export class RaftDriver {
     this.#stopped = true
     clearInterval(this.#timer)
     this.#failWaiters(new RaftError('stopped', 'the node is stopping'))
+    for (const run of this.#betweenReadiesQueue.splice(0)) { run() }
     while (this.#processing) { await new Promise(resolve => setTimeout(resolve, 5)) }
+    await this.#snapshotTask
   }
 
   /** An inbound message from the transport (already decoded and validated). */
@@ -224,6 +247,11 @@ export class RaftDriver {
 
   get lastSnapshotIndex (): number {
     return this.#lastSnapshotIndex
+  }
+
+  /** A local snapshot is being encoded or stored (see #takeSnapshot). */
+  get snapshotting (): boolean {
+    return this.#snapshotTask != null
   }
 
   /** Propose a KV command on this node (it must be the leader) and wait until it is applied. */
@@ -340,6 +368,7 @@ export class RaftDriver {
   }
 
   async #processReadies (): Promise<void> {
+    this.#runBetweenReadies()
     while (!this.#stopped && this.#failure == null && this.#core.hasReady()) {
       const ready = this.#core.ready()
       if (ready.softState != null) { this.#observeLeader(ready.softState.leader, ready.softState.role) }
@@ -379,11 +408,24 @@ export class RaftDriver {
       }
       // 3. send, then apply the rest
       this.#send(unsent)
-      if (ready.snapshot != null) { this.#applySnapshot(ready.snapshot) }
+      if (ready.snapshot != null) { await this.#applySnapshot(ready.snapshot) }
       this.#applyEntries(ready.committedEntries.slice(split))
       this.#core.advance()
-      await this.#maybeCompact()
+      this.#runBetweenReadies()
+      this.#maybeSnapshot()
     }
+  }
+
+  /** Runs `work` when no Ready is outstanding, which is when the core may be compacted. */
+  async #betweenReadies<T> (work: () => T): Promise<T | null> {
+    const { promise, resolve } = Promise.withResolvers<T | null>()
+    this.#betweenReadiesQueue.push(() => { resolve(this.#stopped ? null : work()) })
+    this.#schedule()
+    return promise
+  }
+
+  #runBetweenReadies (): void {
+    for (const run of this.#betweenReadiesQueue.splice(0)) { run() }
   }
 
   /** How many of the Ready's committed entries were durable here before it (all entries below its first new one). */
@@ -424,8 +466,11 @@ export class RaftDriver {
     ended.abort()
   }
 
-  #applySnapshot (snapshot: Snapshot): void {
-    const restored = this.kv.restore(snapshot.data)
+  async #applySnapshot (snapshot: Snapshot): Promise<void> {
+    this.#installedSnapshots++
+    const restore = this.kv.beginRestore(snapshot.data)
+    if (!await this.#inSlices(workBytes => restore.decodeSome(workBytes), () => this.#stopped)) { return }
+    const restored = restore.finish()
     if (!restored.ok) { throw new Error(`a snapshot received at index ${snapshot.meta.index} does not restore: ${restored.error}`) }
     this.#snapshotTaken(snapshot)
     // proposals at or below the snapshot will never be applied here
@@ -478,22 +523,63 @@ export class RaftDriver {
     }
   }
 
-  async #maybeCompact (): Promise<void> {
+  /** Starts a local snapshot in the background when one is due and none is in progress. */
+  #maybeSnapshot (): void {
+    if (this.#snapshotTask != null || this.#stopped) { return }
     const applied = this.kv.appliedIndex
     const logFull = this.#appliedBytesSinceSnapshot >= (this.#options.snapshotLogBytesMax ?? SNAPSHOT_LOG_BYTES_MAX)
     const due = applied - this.#lastSnapshotIndex >= this.#options.snapshotEveryEntries && this.#appliedBytesSinceSnapshot >= this.#lastSnapshotBytes
     if (!logFull && !due) { return }
-    const snapshot = this.#core.compact(applied, this.kv.snapshot())
+    this.#snapshotTask = this.#takeSnapshot()
+      .catch(err => { this.#fail(err as Error) })
+      .finally(() => { this.#snapshotTask = null })
+  }
+
+  /**
+   * Encodes the state as of now in slices while the node goes on applying,
+   * then, between two Readies, compacts the core's log up to the encoded
+   * index, and stores the snapshot (the store stages its chunks beside the
+   * log writes, see RaftStorage.saveSnapshot).
+   */
+  async #takeSnapshot (): Promise<void> {
+    const installedBefore = this.#installedSnapshots
+    const bytesBefore = this.#appliedBytesSinceSnapshot
+    const encoder = this.kv.beginSnapshot()
+    const abandoned = (): boolean => this.#stopped || this.#installedSnapshots !== installedBefore
+    if (!await this.#inSlices(workBytes => encoder.encodeSome(workBytes), abandoned)) { return }
+    const snapshot = await this.#betweenReadies(() => abandoned() ? null : this.#core.compact(encoder.appliedIndex, encoder.result()))
     if (snapshot == null) { return }
-    await this.#options.store.saveSnapshot(snapshot)
-    this.#snapshotTaken(snapshot)
+    const stored = await this.#options.store.saveSnapshot(snapshot)
+    if (!stored) {
+      this.#options.log.info({ index: snapshot.meta.index }, 'raft snapshot not stored: a newer one from the leader was stored meanwhile')
+      return
+    }
+    // a snapshot installed from the leader meanwhile is the newer one
+    if (this.#installedSnapshots === installedBefore) { this.#snapshotTaken(snapshot, bytesBefore) }
     this.#options.log.info({ index: snapshot.meta.index, bytes: snapshot.data.byteLength }, 'raft snapshot taken, log compacted')
   }
 
-  #snapshotTaken (snapshot: Snapshot): void {
+  /**
+   * Runs `step` (about SNAPSHOT_STEP_BYTES of work per call) until it
+   * returns true, yielding to the event loop every SNAPSHOT_SLICE_MS. False
+   * when `abandoned()` turned true at a yield.
+   */
+  async #inSlices (step: (workBytes: number) => boolean, abandoned: () => boolean): Promise<boolean> {
+    for (;;) {
+      const sliceEnd = performance.now() + (this.#options.snapshotSliceMs ?? SNAPSHOT_SLICE_MS)
+      do {
+        if (step(SNAPSHOT_STEP_BYTES)) { return true }
+      } while (performance.now() < sliceEnd)
+      await new Promise(resolve => setImmediate(resolve))
+      if (abandoned()) { return false }
+    }
+  }
+
+  /** `bytesCovered`: the applied bytes since the previous snapshot that this one covers (all, unless it was taken in the background). */
+  #snapshotTaken (snapshot: Snapshot, bytesCovered = this.#appliedBytesSinceSnapshot): void {
     this.#lastSnapshotIndex = snapshot.meta.index
     this.#lastSnapshotBytes = snapshot.data.byteLength
-    this.#appliedBytesSinceSnapshot = 0
+    this.#appliedBytesSinceSnapshot -= bytesCovered
   }
 
   /** The leader promotes one caught-up learner at a time. */

@@ -1,7 +1,7 @@
 import { expect } from 'aegir/chai'
 import { pino } from 'pino'
 import { PENDING_PROPOSALS_MAX, PENDING_READS_MAX, RaftDriver, RaftError } from '../../node/raft/driver.ts'
-import { encodeCommand } from '../../protocols/raft/kv/index.ts'
+import { KvStateMachine, encodeCommand } from '../../protocols/raft/kv/index.ts'
 import { waitFor } from '../lib/wait.ts'
 import type { RaftDriverOptions, RaftLogStore } from '../../node/raft/driver.ts'
 import type { Message, Snapshot } from '../../protocols/raft/index.ts'
@@ -24,8 +24,9 @@ class GatedStore implements RaftLogStore {
   }
 
   readonly snapshots: Snapshot[] = []
-  async saveSnapshot (snapshot: Snapshot): Promise<void> {
+  async saveSnapshot (snapshot: Snapshot): Promise<boolean> {
     this.snapshots.push(snapshot)
+    return true
   }
 
   release (): void {
@@ -193,14 +194,18 @@ describe('raft driver (one node, in memory)', function () {
       await untilLeader(driver)
       const value = new Uint8Array(300).fill(7)
       let writes = 0
-      while (store.snapshots.length === 0 && writes < 20) {
+      let lastIndex = 0
+      while (store.snapshots.length === 0 && !driver.snapshotting && writes < 20) {
         writes++
-        expect((await driver.propose({ type: 'put', session: { clientId: 'c', sequence: writes }, key: `k${writes}`, value })).ok).to.equal(true)
+        const result = await driver.propose({ type: 'put', session: { clientId: 'c', sequence: writes }, key: `k${writes}`, value })
+        expect(result.ok).to.equal(true)
+        lastIndex = result.index
       }
       // commands of a little over 300 bytes reach 2000 bytes on the 6th or 7th write
       expect(writes).to.be.within(6, 7)
+      await waitFor(() => !driver.snapshotting, 'the snapshot to be stored', 10_000, 5)
       expect(store.snapshots).to.have.length(1)
-      expect(store.snapshots[0].meta.index).to.equal(driver.kv.appliedIndex)
+      expect(store.snapshots[0].meta.index).to.equal(lastIndex)
     } finally {
       await driver.stop()
     }
@@ -218,17 +223,66 @@ describe('raft driver (one node, in memory)', function () {
         const result = await driver.propose({ type: 'put', session: { clientId: 'c', sequence: ++sequence }, key, value })
         expect(result.ok).to.equal(true)
       }
+      const settled = async (): Promise<void> => { await waitFor(() => !driver.snapshotting, 'the snapshot to be stored', 10_000, 5) }
       for (let i = 0; i < 10; i++) { await write(`big${i}`, bigValue) }
+      await settled()
       expect(store.snapshots).to.have.length(1) // the first one: no earlier snapshot to weigh against
       const firstBytes = store.snapshots[0].data.byteLength
       expect(firstBytes).to.be.greaterThan(1000)
       // 30 small writes (about 40 bytes each) make 10 entries three times
       // over, but less than the snapshot's size: no snapshot yet
       for (let i = 0; i < 30; i++) { await write('small', new Uint8Array([i])) }
+      expect(driver.snapshotting).to.equal(false)
       expect(store.snapshots).to.have.length(1)
       // big writes bring the entries past the snapshot's size
       for (let i = 0; i < 10; i++) { await write(`big${i}`, bigValue) }
+      await settled()
       expect(store.snapshots).to.have.length(2)
+    } finally {
+      await driver.stop()
+    }
+  })
+
+  it('goes on applying and answering while a snapshot is encoded, and the snapshot holds the state of its start', async () => {
+    const store = new GatedStore()
+    // 2000 values of 2 KiB: the encoding takes dozens of steps, one per event-loop turn
+    const driver = driverWith(store, { snapshotEveryEntries: 2000, snapshotSliceMs: 0 })
+    driver.start()
+    try {
+      await untilLeader(driver)
+      const value = new Uint8Array(2048).fill(1)
+      let sequence = 0
+      const write = async (key: string): Promise<number> => {
+        const result = await driver.propose({ type: 'put', session: { clientId: 'c', sequence: ++sequence }, key, value })
+        expect(result.ok).to.equal(true)
+        return result.index
+      }
+      let captured = 0
+      while (!driver.snapshotting) { captured = await write(`k${sequence}`) }
+      const keysAtStart = driver.kv.stats().keys
+      let appliedWhenSaved = 0
+      const save = store.saveSnapshot.bind(store)
+      store.saveSnapshot = async (snapshot) => {
+        appliedWhenSaved = driver.kv.appliedIndex
+        return save(snapshot)
+      }
+      let during = 0
+      while (driver.snapshotting && during < 200) {
+        await write('written-during-the-snapshot')
+        during++
+      }
+      // encoded in one go, at most the write already in flight would be applied before the save
+      expect(appliedWhenSaved - captured, 'writes applied while the snapshot was encoded').to.be.at.least(3)
+      await waitFor(() => !driver.snapshotting, 'the snapshot to be stored', 10_000, 5)
+      expect(store.snapshots).to.have.length(1)
+      const [snapshot] = store.snapshots
+      expect(snapshot.meta.index).to.equal(captured)
+      const copy = new KvStateMachine()
+      expect(copy.restore(snapshot.data)).to.deep.equal({ ok: true })
+      expect(copy.appliedIndex).to.equal(captured)
+      expect(copy.get('written-during-the-snapshot')).to.equal(null)
+      expect(copy.stats().keys).to.equal(keysAtStart)
+      expect(driver.kv.get('written-during-the-snapshot')).to.deep.equal(value)
     } finally {
       await driver.stop()
     }

@@ -20,9 +20,14 @@
  * Every value starts with a big-endian CRC32 of (key ‖ rest of the value), so
  * a bit flip, a torn value or a record stored under the wrong key is
  * detected. The live log is exactly the entries with snapshotIndex < index
- * <= lastIndex of the state record; `E` records outside that range and `S`
- * chunks of any other snapshot are garbage left by an interrupted cleanup and
- * are never read (open() deletes them).
+ * <= lastIndex of the state record, and the live snapshot is the one `M`
+ * names (its index is the state record's snapshotIndex). `E` records outside
+ * that range and `S` chunks of any other snapshot are never read: garbage left
+ * by an interrupted cleanup, or chunks staged for a snapshot whose commit
+ * batch (the `M` and `H` records) never came (a crash, or a newer snapshot
+ * superseded it). open() deletes them; the cleanups at run time delete them
+ * too, sparing only the chunks of the snapshot saveSnapshot() is staging at
+ * that moment.
  *
  * Changing any of this is a format change: bump FORMAT_VERSION.
  */
@@ -71,9 +76,12 @@ export function entryKeyIndex (key: Uint8Array): number | null {
   return readU64(new DataView(key.buffer, key.byteOffset, key.byteLength), 1)
 }
 
+/** Bytes of every `S` key. */
+export const CHUNK_KEY_BYTES = 13
+
 /** The key of chunk `chunk` of the snapshot at `snapshotIndex`. */
 export function chunkKey (snapshotIndex: number, chunk: number): Uint8Array {
-  const key = new Uint8Array(13)
+  const key = new Uint8Array(CHUNK_KEY_BYTES)
   key[0] = PREFIX_SNAPSHOT_CHUNK
   const view = new DataView(key.buffer)
   writeU64(view, 1, snapshotIndex)
@@ -86,8 +94,13 @@ export function chunkKeysEnd (snapshotIndex: number): Uint8Array {
   return chunkKey(snapshotIndex + 1, 0)
 }
 
+/** Every chunk key of the snapshot at `snapshotIndex`, as a LevelDB range. */
+export function chunkKeyRange (snapshotIndex: number): { gte: Uint8Array, lt: Uint8Array } {
+  return { gte: chunkKey(snapshotIndex, 0), lt: chunkKeysEnd(snapshotIndex) }
+}
+
 export function parseChunkKey (key: Uint8Array): { snapshotIndex: number, chunk: number } | null {
-  if (key.length !== 13 || key[0] !== PREFIX_SNAPSHOT_CHUNK) { return null }
+  if (key.length !== CHUNK_KEY_BYTES || key[0] !== PREFIX_SNAPSHOT_CHUNK) { return null }
   const view = new DataView(key.buffer, key.byteOffset, key.byteLength)
   return { snapshotIndex: readU64(view, 1), chunk: view.getUint32(9) }
 }

@@ -8,11 +8,24 @@
  * it is called, then queued. A single writer turns everything queued into ONE
  * LevelDB batch written with `sync: true` (one fsync), so writes that arrive
  * while a sync is in flight share the next fsync. Writes become durable, and
- * their promises resolve, in call order.
+ * their promises resolve, in call order, with one exception:
+ *
+ * Snapshot staging. A snapshot from saveSnapshot() that does not fit in one
+ * `snapshotBatchBytes` batch (a large KV state) would hold every later Ready
+ * for as long as it takes to write it. Its chunks are therefore written
+ * ("staged") next to the queue, in synced batches of their own, under the
+ * snapshot's own index, where nothing reads them yet; each batch is sealed
+ * just before it is written. Only when every chunk is durable does a small
+ * commit write (`M` + `H` records) join the queue, so saveSnapshot() resolves
+ * after writes issued later. Meanwhile the chunks are spared by the cleanups,
+ * and a snapshot persisted from a Ready supersedes the staging (it stops, its
+ * chunks are deleted, saveSnapshot() resolves false). A crash before the
+ * commit leaves only unreferenced chunks, which open() deletes. A Ready's own
+ * snapshot (the follower waits for it anyway) is staged inside the queue.
  *
  * A write error is fatal: the storage rejects that write, everything queued
- * behind it and every later call (the in-memory view of the log may no
- * longer match the disk; restart the node).
+ * behind it, a staging in progress, and every later call (the in-memory view
+ * of the log may no longer match the disk; restart the node).
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -21,13 +34,13 @@ import { RAFT_DEFAULTS } from '../../../protocols/raft/index.ts'
 import { UserError } from '../../errors.ts'
 import { createLogger } from '../../logger.ts'
 import { StorageLimitError } from './errors.ts'
-import { SNAPSHOT_META_KEY, chunkKey, entryKey } from './layout.ts'
-import { ENTRY_OVERHEAD_BYTES, encodeEntryValue, encodeSnapshotMetaValue, sealRecord } from './records.ts'
+import { SNAPSHOT_META_KEY, chunkKeyRange, entryKey } from './layout.ts'
+import { ENTRY_OVERHEAD_BYTES, encodeEntryValue, encodeSnapshotMetaValue } from './records.ts'
 import { checkFormat, clearStrays, readStore } from './recovery.ts'
-import { applyOp, planBatch } from './write-plan.ts'
+import { applyOp, chunkRunBytes, planBatch, recordBytes, sealChunks, snapshotChunks, splitChunkRun } from './write-plan.ts'
 import type { LogState } from './records.ts'
 import type { RaftDb, StoreContents } from './recovery.ts'
-import type { EncodedEntry, EncodedSnapshot, KeyValue, WriteOp } from './write-plan.ts'
+import type { ChunkRun, EncodedEntry, EncodedSnapshot, KeyValue, WriteOp } from './write-plan.ts'
 import type { ConfState, Entry, EntryType, HardState, RestoredState, Snapshot } from '../../../protocols/raft/index.ts'
 
 const MIB = 1024 * 1024
@@ -41,6 +54,12 @@ export const RAFT_STORAGE_DEFAULTS = {
   snapshotBytesMax: 1024 * MIB,
   /** Snapshot data is stored in chunks of this size. */
   snapshotChunkBytes: MIB,
+  /**
+   * saveSnapshot() stages a snapshot whose chunk records take more than this
+   * next to the write queue, in synced batches of at most this size (at
+   * least one chunk each); a smaller one rides in its commit batch.
+   */
+  snapshotBatchBytes: 4 * MIB,
   /** persist()/saveSnapshot() calls waiting for the writer; more are rejected. */
   pendingWritesMax: 1024
 } as const
@@ -81,10 +100,23 @@ export function raftStorageDir (dataDir: string): string {
   return join(dataDir, 'raft')
 }
 
+type CompactOp = Extract<WriteOp, { kind: 'compact' }>
+
 interface Pending {
   op: WriteOp
   resolve(): void
   reject(err: Error): void
+}
+
+/** A large snapshot saveSnapshot() is writing next to the queue (see "Snapshot staging" above). */
+interface Staging {
+  readonly index: number
+  /** Why the staging must stop before its next batch; null while it goes on. */
+  stop: 'superseded' | 'closed' | Error | null
+  /** The commit write, set once every chunk is durable and it was queued. */
+  commit: WriteOp | null
+  /** Resolves once no chunk write of this staging is in flight or will start (all written, or stopped and its chunks deleted). */
+  readonly written: Promise<void>
 }
 
 interface StorageInit {
@@ -111,6 +143,10 @@ export class RaftStorage {
   private readonly queue: Pending[] = []
   private draining: Promise<void> | null = null
   private lastWrite: Promise<void> = Promise.resolve()
+  /** The saveSnapshot() staging in progress, from its start until its call settles. */
+  private staging: Staging | null = null
+  /** The cleanup of stray records in progress (it never rejects; the writer handles its failure). */
+  private cleaning: Promise<void> | null = null
   private failure: Error | null = null
   private closed = false
 
@@ -171,6 +207,10 @@ export class RaftStorage {
    * same time). Resolves once durable; only then may the Ready's messages be
    * sent. Rejects, having queued nothing, when the update is malformed, does
    * not fit the log, or exceeds a limit (StorageLimitError).
+   *
+   * While saveSnapshot() stages a snapshot, entries must start after its
+   * index (as if it were stored already), and a Ready's snapshot supersedes
+   * it (that saveSnapshot() resolves false).
    */
   async persist (update: PersistUpdate): Promise<void> {
     this.checkUsable()
@@ -185,10 +225,26 @@ export class RaftStorage {
 
   /**
    * After RaftNode.compact() returned `snapshot`: stores it and drops the log
-   * entries up to its index, in one synced batch (entries after it stay).
+   * entries up to its index (entries after it stay). Resolves true once
+   * stored. A snapshot larger than `snapshotBatchBytes` is staged next to the
+   * write queue (see "Snapshot staging" above): writes issued later go on
+   * meanwhile and may resolve first. It resolves false, having stored
+   * nothing, when a Ready's snapshot was persisted meanwhile (that one is
+   * the node's snapshot now) or the storage was closed meanwhile.
+   *
+   * Throws, having written nothing, when the snapshot is malformed or does
+   * not fit the log (RangeError), or while another saveSnapshot() is staging
+   * a snapshot (one at a time; small ones that ride in the queue may overlap
+   * each other). Rejects when a write fails (the storage then fails, as
+   * persist() does). The snapshot data is read until the call settles: do
+   * not modify it meanwhile.
    */
-  async saveSnapshot (snapshot: Snapshot): Promise<void> {
+  async saveSnapshot (snapshot: Snapshot): Promise<boolean> {
     this.checkUsable()
+    if (this.staging !== null) {
+      throw new Error(`saveSnapshot: the snapshot at index ${this.staging.index} is still being saved; ` +
+        'call saveSnapshot() again once that call has settled')
+    }
     checkSnapshot(snapshot, this.limits)
     const { index, term } = snapshot.meta
     const { snapshotIndex, lastIndex, lastTerm, hardState } = this.projected
@@ -197,14 +253,30 @@ export class RaftStorage {
     if (index === lastIndex && term !== lastTerm) {
       throw new RangeError(`saveSnapshot: term ${term} does not match the term of log entry ${index} (${lastTerm})`)
     }
-    const encoded = this.encodeSnapshot(snapshot, this.limits.batchBytesMax)
-    await this.enqueue({ kind: 'compact', snapshot: encoded, sync: true, bytes: snapshotInlineBytes(encoded) })
+    this.checkQueueRoom()
+    const { snapshotBatchBytes } = this.limits
+    const encoded = this.encodeSnapshot(snapshot, snapshotBatchBytes, snapshotBatchBytes)
+    const commit: CompactOp = { kind: 'compact', snapshot: { ...encoded, staged: [] }, sync: true, bytes: snapshotInlineBytes(encoded) }
+    if (encoded.staged.length === 0) {
+      await this.enqueue(commit)
+      return true
+    }
+    return this.stage(commit, encoded.staged)
   }
 
-  /** Waits for queued writes, then closes the database. Later calls reject. */
+  /**
+   * Waits for queued writes, then closes the database. A snapshot being
+   * staged stops after its current batch (its saveSnapshot() resolves false).
+   * Later calls reject.
+   */
   async close (): Promise<void> {
     if (this.closed) { return }
     this.closed = true
+    const staging = this.staging
+    if (staging !== null) {
+      if (staging.commit === null) { staging.stop ??= 'closed' }
+      await staging.written
+    }
     await this.idle()
     await this.db.close()
   }
@@ -233,7 +305,8 @@ export class RaftStorage {
       throw new StorageLimitError(`persist: ${entries.length} entries take ${bytes} bytes, more than batchBytesMax ` +
         `(${this.limits.batchBytesMax}); nothing was written`)
     }
-    const encodedSnapshot = snapshot === undefined ? undefined : this.encodeSnapshot(snapshot, this.limits.batchBytesMax - bytes)
+    const { batchBytesMax } = this.limits
+    const encodedSnapshot = snapshot === undefined ? undefined : this.encodeSnapshot(snapshot, batchBytesMax - bytes, batchBytesMax)
     if (encodedSnapshot !== undefined) { bytes += snapshotInlineBytes(encodedSnapshot) }
     const sync = mustSync || entries.length > 0 || snapshot !== undefined || changesTermOrVote(this.projected.hardState, hardState)
     const op: WriteOp = { kind: 'ready', entries: encodedEntries, sync, bytes }
@@ -242,10 +315,17 @@ export class RaftStorage {
     return op
   }
 
-  /** The projected log once a Ready's snapshot (if any) has replaced it. */
+  /**
+   * The projected log once a Ready's snapshot (if any) has replaced it. With
+   * no snapshot, a snapshot being staged counts as stored: entries may not
+   * rewrite what it covers.
+   */
   private logAfterSnapshot (snapshot: Snapshot | undefined): LogState {
     const base = this.projected
-    if (snapshot === undefined) { return base }
+    if (snapshot === undefined) {
+      const staging = this.staging
+      return staging?.commit === null && staging.stop === null ? { ...base, snapshotIndex: staging.index } : base
+    }
     checkSnapshot(snapshot, this.limits)
     const { index, term } = snapshot.meta
     if (index <= base.snapshotIndex) {
@@ -269,48 +349,98 @@ export class RaftStorage {
     })
   }
 
-  /** Chunks a snapshot; it rides in the commit batch if its chunks fit in `inlineBytesMax`, else it is staged. */
-  private encodeSnapshot (snapshot: Snapshot, inlineBytesMax: number): EncodedSnapshot {
+  /**
+   * Describes a snapshot's records: its chunks ride in the commit batch if
+   * they fit in `inlineBytesMax`, else they are staged in runs of at most
+   * `stagedBatchBytes`. Nothing is sealed here (see sealChunks()).
+   */
+  private encodeSnapshot (snapshot: Snapshot, inlineBytesMax: number, stagedBatchBytes: number): EncodedSnapshot {
     const { meta: { index, term, conf }, data } = snapshot
-    const { snapshotChunkBytes, batchBytesMax } = this.limits
-    const chunks: KeyValue[] = []
-    for (let offset = 0; offset < data.length; offset += snapshotChunkBytes) {
-      const key = chunkKey(index, chunks.length)
-      chunks.push([key, sealRecord(key, data.subarray(offset, offset + snapshotChunkBytes))])
+    const chunks = snapshotChunks(index, data, this.limits.snapshotChunkBytes)
+    const metaValue = encodeSnapshotMetaValue(SNAPSHOT_META_KEY, { index, term, conf, dataBytes: data.length, chunks: chunks.count })
+    const inline = chunkRunBytes(chunks) <= inlineBytesMax
+    return {
+      index,
+      term,
+      meta: [SNAPSHOT_META_KEY, metaValue],
+      inline: inline ? chunks : null,
+      staged: inline ? [] : splitChunkRun(chunks, stagedBatchBytes)
     }
-    const metaValue = encodeSnapshotMetaValue(SNAPSHOT_META_KEY, { index, term, conf, dataBytes: data.length, chunks: chunks.length })
-    const encoded: EncodedSnapshot = { index, term, meta: [SNAPSHOT_META_KEY, metaValue], inlineChunks: [], stagedBatches: [] }
-    if (recordBytes(chunks) <= inlineBytesMax) {
-      encoded.inlineChunks = chunks
-      return encoded
-    }
-    let batch: KeyValue[] = []
-    let batchBytes = 0
-    for (const chunk of chunks) {
-      const size = chunk[0].length + chunk[1].length
-      if (batch.length > 0 && batchBytes + size > batchBytesMax) {
-        encoded.stagedBatches.push(batch)
-        batch = []
-        batchBytes = 0
+  }
+
+  // ------------------------------------------------------ snapshot staging
+
+  /** Writes `runs` next to the queue, then queues `commit`; false when stopped first (see saveSnapshot). */
+  private async stage (commit: CompactOp, runs: ChunkRun[]): Promise<boolean> {
+    const { promise: written, resolve: writingDone } = Promise.withResolvers<void>()
+    const staging: Staging = { index: commit.snapshot.index, stop: null, commit: null, written }
+    this.staging = staging
+    try {
+      try {
+        // A cleanup fixes its key ranges when it starts: let one that
+        // started before this staging existed finish before writing.
+        await this.cleaning
+        for (const run of runs) {
+          if (staging.stop !== null) { break }
+          await this.writeBatch(sealChunks(run), true, 0)
+        }
+        if (staging.stop === 'superseded' || staging.stop === 'closed') { await this.db.clear(chunkKeyRange(staging.index)) }
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)), [])
+        throw err
+      } finally {
+        writingDone()
       }
-      batch.push(chunk)
-      batchBytes += size
+      if (staging.stop instanceof Error) { throw staging.stop }
+      if (staging.stop !== null) { return false }
+      staging.commit = commit
+      // The call was counted against pendingWritesMax when it was made.
+      await this.enqueue(commit, false)
+      return true
+    } finally {
+      this.staging = null
     }
-    encoded.stagedBatches.push(batch)
-    return encoded
+  }
+
+  /** A Ready's snapshot supersedes a staging that has not queued its commit yet. */
+  private supersedeStaging (op: WriteOp): void {
+    if (op.kind === 'ready' && op.snapshot !== undefined && this.staging?.commit === null) { this.staging.stop ??= 'superseded' }
+  }
+
+  /**
+   * Before a group writes a Ready's snapshot at the index of a (superseded)
+   * staging: both use the same chunk keys, so wait until the staging stopped
+   * and deleted its chunks.
+   */
+  private async untilStagingStopped (group: Pending[]): Promise<void> {
+    const staging = this.staging
+    if (staging !== null && group.some(p => p.op.kind === 'ready' && p.op.snapshot?.index === staging.index)) {
+      await staging.written
+    }
+  }
+
+  /** The staging whose chunks a cleanup after `group` must spare (0: none); its own commit in `group` makes them live. */
+  private stagingToSpare (group: Pending[]): number {
+    const staging = this.staging
+    return staging === null || group.some(p => p.op === staging.commit) ? 0 : staging.index
   }
 
   // ---------------------------------------------------------- group commit
 
-  /** Queues a validated write; throws (queuing nothing) when it cannot be taken. */
-  private enqueue (op: WriteOp): Promise<void> {
+  private checkQueueRoom (): void {
     if (this.queue.length >= this.limits.pendingWritesMax) {
       throw new StorageLimitError(`raft storage: ${this.queue.length} writes are already queued (pendingWritesMax); nothing was written`)
     }
+  }
+
+  /** Queues a validated write; throws (queuing nothing) when it cannot be taken. */
+  private enqueue (op: WriteOp, checkRoom = true): Promise<void> {
+    if (checkRoom) { this.checkQueueRoom() }
     const after = applyOp(this.projected, op)
     if (after.hardState.commit > after.lastIndex) {
       throw new RangeError(`persist: commit ${after.hardState.commit} would be beyond the last log index ${after.lastIndex}`)
     }
+    this.supersedeStaging(op)
     this.projected = after
     this.opened = null
     const { promise, resolve, reject } = Promise.withResolvers<void>()
@@ -326,15 +456,17 @@ export class RaftStorage {
     try {
       while (this.queue.length > 0) {
         const group = this.takeGroup()
-        const plan = planBatch(this.durable, group.map(p => p.op))
         try {
-          for (const staged of plan.staged) { await this.writeBatch(staged, true, 0) }
+          await this.untilStagingStopped(group)
+          const plan = planBatch(this.durable, group.map(p => p.op))
+          for (const run of plan.staged) { await this.writeBatch(sealChunks(run), true, 0) }
           await this.writeBatch(plan.records, plan.sync, plan.entries)
           this.durable = plan.state
+          const spared = this.stagingToSpare(group)
           for (const p of group) { p.resolve() }
           // The resolved writes are durable already; the cleanup only
           // reclaims space, and open() redoes it after a crash.
-          if (plan.needsCleanup) { await clearStrays(this.db, plan.state) }
+          if (plan.needsCleanup) { await this.cleanup(plan.state, spared) }
         } catch (err) {
           this.fail(err instanceof Error ? err : new Error(String(err)), group)
           return
@@ -342,6 +474,16 @@ export class RaftStorage {
       }
     } finally {
       this.draining = null
+    }
+  }
+
+  private async cleanup (state: LogState, stagingIndex: number): Promise<void> {
+    const cleaning = clearStrays(this.db, state, stagingIndex)
+    this.cleaning = cleaning.catch(() => {})
+    try {
+      await cleaning
+    } finally {
+      this.cleaning = null
     }
   }
 
@@ -371,10 +513,11 @@ export class RaftStorage {
   }
 
   private fail (err: Error, group: Pending[]): void {
-    this.failure = err
+    this.failure ??= err
     for (const p of group) { p.reject(err) }
     const later = new Error(`raft storage ${this.dir}: an earlier write failed: ${err.message}`, { cause: err })
     for (const p of this.queue.splice(0)) { p.reject(later) }
+    if (this.staging?.commit === null) { this.staging.stop = later }
   }
 
   private async idle (): Promise<void> {
@@ -410,14 +553,8 @@ function resolveLimits (options: RaftStorageOptions): RaftStorageLimits {
   return limits
 }
 
-function recordBytes (records: KeyValue[]): number {
-  let bytes = 0
-  for (const [key, value] of records) { bytes += key.length + value.length }
-  return bytes
-}
-
 function snapshotInlineBytes (snapshot: EncodedSnapshot): number {
-  return recordBytes(snapshot.inlineChunks) + recordBytes([snapshot.meta])
+  return (snapshot.inline === null ? 0 : chunkRunBytes(snapshot.inline)) + recordBytes([snapshot.meta])
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0

@@ -21,6 +21,8 @@ const CRC_BYTES = 4
 const ENTRY_HEADER_BYTES = 17
 /** Bytes an entry record takes beyond its data. */
 export const ENTRY_OVERHEAD_BYTES = CRC_BYTES + ENTRY_HEADER_BYTES
+/** Bytes a snapshot chunk's value takes beyond its data (sealRecord). */
+export const CHUNK_OVERHEAD_BYTES = CRC_BYTES
 
 const ENTRY_TYPE_CODES: Record<EntryType, number> = { normal: 0, 'conf-change': 1 }
 const ENTRY_TYPES: readonly EntryType[] = ['normal', 'conf-change']

@@ -29,8 +29,11 @@
  * in its live log: either a completed write dropped them on purpose (a newer
  * leader overwrote an uncommitted suffix, a compaction folded them into the
  * snapshot, a snapshot install replaced the log) and the crash came before
- * its cleanup ran, or they are a torn tail that no completed write contains.
- * Either way nothing may rely on them any more.
+ * its cleanup ran, or they are a torn tail that no completed write contains,
+ * or they are chunks that saveSnapshot() staged in batches of their own for a
+ * snapshot whose commit batch (`M` + `H`) never reached the disk: the node
+ * restarts from the previous snapshot, and that snapshot was never reported
+ * stored. Either way nothing may rely on them any more.
  *
  * What no rule can see: LevelDB losing a whole synced batch at the very end
  * of its log (a disk that lies about fsync). A batch lost in the middle is
@@ -39,7 +42,7 @@
 import { StorageCorruptionError, StorageFormatError } from './errors.ts'
 import {
   CHUNK_KEYS_END, CHUNK_KEYS_START, ENTRY_KEYS_END, ENTRY_KEYS_START, FORMAT_KEY, FORMAT_VERSION, SNAPSHOT_META_KEY, STATE_KEY,
-  chunkKey, chunkKeysEnd, entryKey, entryKeyIndex, parseChunkKey
+  chunkKeyRange, entryKey, entryKeyIndex, parseChunkKey
 } from './layout.ts'
 import {
   decodeEntryValue, decodeFormatValue, decodeSnapshotMetaValue, decodeStateValue, encodeFormatValue, encodeStateValue, openRecord
@@ -135,7 +138,7 @@ async function readSnapshot (db: RaftDb, dir: string, state: LogState): Promise<
   const data = new Uint8Array(meta.dataBytes)
   let chunk = 0
   let offset = 0
-  for await (const [key, value] of db.iterator({ gte: chunkKey(index, 0), lt: chunkKeysEnd(index) })) {
+  for await (const [key, value] of db.iterator(chunkKeyRange(index))) {
     const body = openRecord(key, value)
     if (parseChunkKey(key)?.chunk !== chunk || body === null || offset + body.length > data.length) {
       throw new StorageCorruptionError(dir, `chunk ${chunk} of the snapshot at index ${index} is missing or corrupt`, index)
@@ -187,18 +190,27 @@ async function countStrays (db: RaftDb, state: LogState): Promise<StrayRecords> 
   return strays
 }
 
-/** Key ranges of every snapshot chunk that does not belong to the snapshot at `snapshotIndex`. */
-export function strayChunkRanges (snapshotIndex: number): Array<{ gte: Uint8Array, lt: Uint8Array }> {
-  if (snapshotIndex === 0) { return [{ gte: CHUNK_KEYS_START, lt: CHUNK_KEYS_END }] }
-  return [
-    { gte: CHUNK_KEYS_START, lt: chunkKey(snapshotIndex, 0) },
-    { gte: chunkKeysEnd(snapshotIndex), lt: CHUNK_KEYS_END }
-  ]
+/** Key ranges of every snapshot chunk except those of the snapshots at the `kept` indexes (0: no snapshot). */
+export function strayChunkRanges (...kept: number[]): Array<{ gte: Uint8Array, lt: Uint8Array }> {
+  const ranges: Array<{ gte: Uint8Array, lt: Uint8Array }> = []
+  let from: Uint8Array = CHUNK_KEYS_START
+  for (const index of [...new Set(kept)].filter(i => i > 0).sort((a, b) => a - b)) {
+    const { gte, lt } = chunkKeyRange(index)
+    ranges.push({ gte: from, lt: gte })
+    from = lt
+  }
+  ranges.push({ gte: from, lt: CHUNK_KEYS_END })
+  return ranges
 }
 
-/** Deletes the records countStrays() found (and anything else outside the live state). */
-export async function clearStrays (db: RaftDb, state: LogState): Promise<void> {
+/**
+ * Deletes the records countStrays() found (and anything else outside the
+ * live state), except the chunks of the snapshot at `stagingIndex`, which
+ * saveSnapshot() is staging (0: none). The key ranges are fixed when the
+ * cleanup starts, so a staging must not begin writing while one runs.
+ */
+export async function clearStrays (db: RaftDb, state: LogState, stagingIndex = 0): Promise<void> {
   await db.clear({ gte: ENTRY_KEYS_START, lt: entryKey(state.snapshotIndex + 1) })
   await db.clear({ gt: entryKey(state.lastIndex), lt: ENTRY_KEYS_END })
-  for (const range of strayChunkRanges(state.snapshotIndex)) { await db.clear(range) }
+  for (const range of strayChunkRanges(state.snapshotIndex, stagingIndex)) { await db.clear(range) }
 }

@@ -21,6 +21,15 @@ export function encodeUtf8 (text: string): Uint8Array {
   return utf8Encoder.encode(text)
 }
 
+/** Strict UTF-8 decoding; throws DecodeError naming `what` on invalid input. */
+export function decodeUtf8 (bytes: Uint8Array, what: string): string {
+  try {
+    return utf8Decoder.decode(bytes)
+  } catch {
+    throw new DecodeError(`${what} is not valid UTF-8`)
+  }
+}
+
 /** What `encodeUtf8(text).length` would be, without allocating. */
 export function utf8ByteLength (text: string): number {
   let bytes = 0
@@ -61,6 +70,28 @@ export function compareBytes (a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length
 }
 
+/**
+ * Compares strings by their UTF-8 bytes without encoding them: that is code
+ * point order, which UTF-16 code unit order matches except where a surrogate
+ * (U+D800..DFFF, half of a code point above U+FFFF) meets a unit from U+E000
+ * on. Only there are the units remapped so that surrogates sort last.
+ */
+export function compareUtf8 (a: string, b: string): number {
+  const length = Math.min(a.length, b.length)
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x !== y) {
+      return x >= 0xd800 && y >= 0xd800 ? codePointRank(x) - codePointRank(y) : x - y
+    }
+  }
+  return a.length - b.length
+}
+
+function codePointRank (unit: number): number {
+  return unit >= 0xe000 ? unit - 0x800 : unit + 0x2000
+}
+
 export function bytesEqual (a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && compareBytes(a, b) === 0
 }
@@ -68,15 +99,20 @@ export function bytesEqual (a: Uint8Array, b: Uint8Array): boolean {
 /** Appends to one buffer that doubles as it fills (commands are small, snapshots many MB). */
 export class ByteWriter {
   private buffer: Uint8Array
-  private length = 0
+  private written = 0
 
   constructor (initialBytes = 256) {
     this.buffer = new Uint8Array(initialBytes)
   }
 
+  /** Bytes written so far. */
+  get length (): number {
+    return this.written
+  }
+
   u8 (value: number): this {
     this.reserve(1)
-    this.buffer[this.length++] = value & 0xff
+    this.buffer[this.written++] = value & 0xff
     return this
   }
 
@@ -84,17 +120,17 @@ export class ByteWriter {
     if (!Number.isSafeInteger(value) || value < 0) { throw new RangeError(`varint out of range: ${value}`) }
     this.reserve(VARINT_BYTES_MAX)
     while (value >= 0x80) {
-      this.buffer[this.length++] = (value % 0x80) | 0x80
+      this.buffer[this.written++] = (value % 0x80) | 0x80
       value = Math.floor(value / 0x80)
     }
-    this.buffer[this.length++] = value
+    this.buffer[this.written++] = value
     return this
   }
 
   raw (bytes: Uint8Array): this {
     this.reserve(bytes.length)
-    this.buffer.set(bytes, this.length)
-    this.length += bytes.length
+    this.buffer.set(bytes, this.written)
+    this.written += bytes.length
     return this
   }
 
@@ -108,27 +144,27 @@ export class ByteWriter {
     // up against the prefix once the length is known
     const bytesMax = text.length * 3
     this.reserve(VARINT_BYTES_MAX + bytesMax)
-    const start = this.length + VARINT_BYTES_MAX
-    const { written } = utf8Encoder.encodeInto(text, this.buffer.subarray(start, start + bytesMax))
-    this.varint(written)
-    this.buffer.copyWithin(this.length, start, start + written)
-    this.length += written
+    const start = this.written + VARINT_BYTES_MAX
+    const encoded = utf8Encoder.encodeInto(text, this.buffer.subarray(start, start + bytesMax)).written
+    this.varint(encoded)
+    this.buffer.copyWithin(this.written, start, start + encoded)
+    this.written += encoded
     return this
   }
 
   /** The bytes written so far, without a copy: valid until the next write. */
   view (): Uint8Array {
-    return this.buffer.subarray(0, this.length)
+    return this.buffer.subarray(0, this.written)
   }
 
   finish (): Uint8Array {
-    return this.buffer.slice(0, this.length)
+    return this.buffer.slice(0, this.written)
   }
 
   private reserve (bytes: number): void {
-    if (this.length + bytes <= this.buffer.length) { return }
-    const grown = new Uint8Array(Math.max(this.buffer.length * 2, this.length + bytes))
-    grown.set(this.buffer.subarray(0, this.length))
+    if (this.written + bytes <= this.buffer.length) { return }
+    const grown = new Uint8Array(Math.max(this.buffer.length * 2, this.written + bytes))
+    grown.set(this.buffer.subarray(0, this.written))
     this.buffer = grown
   }
 }
@@ -182,12 +218,7 @@ export class ByteReader {
   }
 
   utf8 (what: string, lengthMax?: number): string {
-    const bytes = this.bytes(what, lengthMax)
-    try {
-      return utf8Decoder.decode(bytes)
-    } catch {
-      throw new DecodeError(`${what} is not valid UTF-8`)
-    }
+    return decodeUtf8(this.bytes(what, lengthMax), what)
   }
 
   end (what: string): void {

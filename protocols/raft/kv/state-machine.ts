@@ -27,13 +27,24 @@
  * 'session-expired' change nothing and do not consume their sequence.
  */
 import { assert, unreachable } from '../../common/assert.ts'
-import { bytesEqual, compareBytes, encodeUtf8, utf8ByteLength } from './codec.ts'
+import { bytesEqual, utf8ByteLength } from './codec.ts'
 import { decodeCommand, resolveKvLimits, validateCommand } from './command.ts'
-import { decodeSnapshot, encodeSnapshot } from './snapshot.ts'
+import { KvSnapshotDecoder, KvSnapshotEncoder, encodeSnapshot } from './snapshot.ts'
+import { newKvTree } from './tree.ts'
 import type { KvCommand, KvLimits } from './command.ts'
 import type { KvApplyResult, KvRejection, KvSavedResult, KvSession } from './results.ts'
+import type { KvSnapshotState } from './snapshot.ts'
+import type { KvTree } from './tree.ts'
 
 export type KvRestoreResult = { ok: true } | { ok: false, error: string }
+
+/** A restore in progress: decodeSome() until it returns true, then finish(). */
+export interface KvRestore {
+  /** Decodes about `workBytes` more; true once finish() may be called. */
+  decodeSome(workBytes: number): boolean
+  /** Installs the decoded state, or refuses a bad snapshot leaving the state as it was. */
+  finish(): KvRestoreResult
+}
 
 export interface KvStats {
   appliedIndex: number
@@ -45,7 +56,8 @@ export interface KvStats {
 
 export class KvStateMachine {
   readonly limits: Readonly<KvLimits>
-  private data = new Map<string, Uint8Array>()
+  /** Values are never changed in place (a write stores a new array), so a clone can share them. */
+  private data: KvTree = newKvTree()
   private dataBytes = 0
   /** Map iteration order is LRU order: first = smallest lastIndex. */
   private sessions = new Map<string, KvSession>()
@@ -118,13 +130,16 @@ export class KvStateMachine {
 
   /** The whole state (data, sessions, appliedIndex) as canonical bytes. */
   snapshot (): Uint8Array {
-    const keys = sortedByUtf8([...this.data.keys()])
-    return encodeSnapshot({
-      appliedIndex: this.applied,
-      limits: this.limits,
-      entries: keys.map(key => [key, this.data.get(key) ?? new Uint8Array()]),
-      sessions: [...this.sessions.values()]
-    })
+    return encodeSnapshot(this.capture())
+  }
+
+  /**
+   * Starts encoding a snapshot of the state as it is now; the encoder works
+   * on an O(1) copy-on-write clone, so applying may go on between its steps
+   * and the bytes are still those of this moment.
+   */
+  beginSnapshot (): KvSnapshotEncoder {
+    return new KvSnapshotEncoder(this.capture())
   }
 
   /**
@@ -132,14 +147,42 @@ export class KvStateMachine {
    * taken under different limits, is refused and the state is left as it was.
    */
   restore (bytes: Uint8Array): KvRestoreResult {
-    const decoded = decodeSnapshot(bytes, this.limits)
-    if (!decoded.ok) { return decoded }
-    const { state } = decoded
-    this.data = new Map(state.entries)
-    this.dataBytes = state.entries.reduce((sum, [key, value]) => sum + utf8ByteLength(key) + value.length, 0)
-    this.sessions = new Map(state.sessions.map(session => [session.clientId, session]))
-    this.applied = state.appliedIndex
-    return { ok: true }
+    const restore = this.beginRestore(bytes)
+    while (!restore.decodeSome(Infinity)) { /* one call does it all */ }
+    return restore.finish()
+  }
+
+  /**
+   * restore() in steps: decodeSome() until it returns true, then finish().
+   * Nothing may be applied in between (finish() checks).
+   */
+  beginRestore (bytes: Uint8Array): KvRestore {
+    const decoder = new KvSnapshotDecoder(bytes, this.limits)
+    const appliedBefore = this.applied
+    return {
+      decodeSome: workBytes => decoder.decodeSome(workBytes),
+      finish: () => {
+        assert(this.applied === appliedBefore, 'entries were applied during a restore')
+        const decoded = decoder.result()
+        if (!decoded.ok) { return decoded }
+        const { state } = decoded
+        this.data = state.entries
+        this.dataBytes = decoded.dataBytes
+        this.sessions = new Map(state.sessions.map(session => [session.clientId, session]))
+        this.applied = state.appliedIndex
+        return { ok: true }
+      }
+    }
+  }
+
+  private capture (): KvSnapshotState {
+    return {
+      appliedIndex: this.applied,
+      limits: this.limits,
+      entries: this.data.clone(),
+      // sessions change in place (touch, apply), so they are copied
+      sessions: [...this.sessions.values()].map(session => ({ ...session }))
+    }
   }
 
   private advance (index: number): void {
@@ -215,16 +258,4 @@ function toSaved (result: KvApplyResult): KvSavedResult {
   }
   assert(result.reason === 'cas-mismatch' || result.reason === 'quota-exceeded', `a ${result.reason} result is not saved`)
   return { ok: false, index: result.index, reason: result.reason }
-}
-
-/**
- * Sorts keys by their UTF-8 bytes. That is code point order, which the
- * built-in UTF-16 comparison matches unless a key holds a surrogate or a
- * character from U+E000 on; only then are the bytes compared.
- */
-function sortedByUtf8 (keys: string[]): string[] {
-  if (!keys.some(key => /[\uD800-\uFFFF]/.test(key))) { return keys.sort() }
-  return keys.map(key => ({ key, bytes: encodeUtf8(key) }))
-    .sort((a, b) => compareBytes(a.bytes, b.bytes))
-    .map(({ key }) => key)
 }

@@ -8,12 +8,12 @@
  * index with another term means the proposal was lost to a leader change,
  * and the caller may retry with the same client session (exactly once).
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createRng } from '../../protocols/common/rng.ts'
 import { RaftNode } from '../../protocols/raft/index.ts'
 import { encodeCommand, KvStateMachine, validateCommand } from '../../protocols/raft/kv/index.ts'
 import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, Ready, ReadState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
-import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
+import type { CreateSha256, KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { Logger } from 'pino'
 
 /** Where the driver makes Ready state durable. */
@@ -105,6 +105,9 @@ export const SNAPSHOT_SLICE_MS = 5
 /** Work per encodeSome()/decodeSome() call inside a slice (bytes, see KvSnapshotEncoder). */
 const SNAPSHOT_STEP_BYTES = 64 * 1024
 
+/** Native SHA-256 for snapshots: about 7× faster than the portable default over a large state. */
+const nodeSha256: CreateSha256 = () => createHash('sha256')
+
 /** Waiting proposals and reads are bounded: beyond these, requests get 'busy'. */
 export const PENDING_PROPOSALS_MAX = 16_384
 export const PENDING_READS_MAX = 4096
@@ -177,7 +180,7 @@ export class RaftDriver {
 
   /** Rebuild the state machine from the restored snapshot and create the core. */
   static create (options: RaftDriverOptions): RaftDriver {
-    const kv = new KvStateMachine(options.kvLimits)
+    const kv = new KvStateMachine(options.kvLimits, { createSha256: nodeSha256 })
     const snapshot = options.restored.snapshot
     if (snapshot != null && snapshot.data.byteLength > 0) {
       const restored = kv.restore(snapshot.data)

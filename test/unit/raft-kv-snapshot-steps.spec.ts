@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { expect } from 'aegir/chai'
 import fc from 'fast-check'
 import { createRng } from '../../protocols/common/rng.ts'
@@ -5,6 +6,7 @@ import { compareBytes, compareUtf8, encodeUtf8 } from '../../protocols/raft/kv/c
 import { KvStateMachine, encodeCommand } from '../../protocols/raft/kv/index.ts'
 import { mutate } from '../lib/bytes-fuzz.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
+import type { Sha256 } from '../../protocols/raft/kv/index.ts'
 
 /**
  * Snapshots are encoded and restored in steps spread over event-loop turns
@@ -96,6 +98,17 @@ describe('raft/kv snapshots in steps', () => {
     }
     // the checksum catches (nearly) every mutation
     expect(refused).to.be.greaterThan(290)
+  })
+
+  it('gives the same bytes with node:crypto\'s SHA-256 as with the portable default, and each restores the other\'s', () => {
+    const native = (): Sha256 => createHash('sha256')
+    const { sm } = populated(createRng(11), 300)
+    const copy = new KvStateMachine({}, { createSha256: native })
+    expect(copy.restore(sm.snapshot())).to.deep.equal({ ok: true })
+    expect(copy.snapshot()).to.deep.equal(sm.snapshot())
+    const damaged = copy.snapshot()
+    damaged[damaged.length - 1] ^= 1
+    expect(new KvStateMachine({}, { createSha256: native }).restore(damaged)).to.deep.equal({ ok: false, error: 'malformed snapshot: checksum mismatch' })
   })
 
   it('refuses to finish a restore when entries were applied during it', () => {

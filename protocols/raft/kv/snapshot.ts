@@ -39,6 +39,21 @@ export interface KvSnapshotState {
 }
 
 /** dataBytes: key + value bytes over all entries (what dataBytesMax bounds). */
+/** An incremental SHA-256, as both @noble/hashes and node:crypto provide one. */
+export interface Sha256 {
+  update(bytes: Uint8Array): unknown
+  digest(): Uint8Array
+}
+
+/**
+ * Where snapshots get their SHA-256. The default, @noble/hashes, runs
+ * anywhere; a Node host may pass node:crypto's, which is native and about 7×
+ * faster over a large state (232 MB: 1 s against 0.14 s).
+ */
+export type CreateSha256 = () => Sha256
+
+export const nobleSha256: CreateSha256 = () => sha256.create()
+
 export type DecodedSnapshot = { ok: true, state: KvSnapshotState, dataBytes: number } | { ok: false, error: string }
 
 const LIMIT_NAMES = ['keyBytesMax', 'valueBytesMax', 'clientIdBytesMax', 'sessionsMax', 'dataBytesMax'] as const
@@ -94,7 +109,7 @@ export class KvSnapshotEncoder {
   readonly #entries: KvTree
   readonly #header: Uint8Array
   readonly #sessions: Uint8Array
-  readonly #hash = sha256.create()
+  readonly #hash: Sha256
   /** The measuring pass, then the encoding pass. */
   #keys: Iterator<[string, Uint8Array]>
   #measuring = true
@@ -103,9 +118,10 @@ export class KvSnapshotEncoder {
   #hashed = 0
   #output: Uint8Array | null = null
 
-  constructor (state: KvSnapshotState) {
+  constructor (state: KvSnapshotState, createSha256: CreateSha256 = nobleSha256) {
     this.appliedIndex = state.appliedIndex
     this.#entries = state.entries
+    this.#hash = createSha256()
     const header = new ByteWriter().raw(MAGIC).u8(KV_SNAPSHOT_VERSION).varint(state.appliedIndex)
     for (const name of LIMIT_NAMES) { header.varint(state.limits[name]) }
     this.#header = header.varint(state.entries.size).finish()
@@ -182,8 +198,8 @@ export class KvSnapshotEncoder {
 }
 
 /** Encodes in one go (see KvSnapshotEncoder). */
-export function encodeSnapshot (state: KvSnapshotState): Uint8Array {
-  const encoder = new KvSnapshotEncoder(state)
+export function encodeSnapshot (state: KvSnapshotState, createSha256: CreateSha256 = nobleSha256): Uint8Array {
+  const encoder = new KvSnapshotEncoder(state, createSha256)
   while (!encoder.encodeSome(Infinity)) { /* one call does it all */ }
   return encoder.result()
 }
@@ -196,7 +212,7 @@ export function encodeSnapshot (state: KvSnapshotState): Uint8Array {
 export class KvSnapshotDecoder {
   readonly #bytes: Uint8Array
   readonly #limits: KvLimits
-  readonly #hash = sha256.create()
+  readonly #hash: Sha256
   #hashed = 0
   #reader: ByteReader | null = null
   #result: DecodedSnapshot | null = null
@@ -207,9 +223,10 @@ export class KvSnapshotDecoder {
   #dataBytes = 0
   #previousKey: Uint8Array | null = null
 
-  constructor (bytes: Uint8Array, limits: KvLimits) {
+  constructor (bytes: Uint8Array, limits: KvLimits, createSha256: CreateSha256 = nobleSha256) {
     this.#bytes = bytes
     this.#limits = limits
+    this.#hash = createSha256()
     if (!(bytes instanceof Uint8Array)) {
       this.#result = { ok: false, error: 'snapshot must be a Uint8Array' }
     } else if (bytes.length < MAGIC.length + 1 + CHECKSUM_BYTES) {
@@ -326,11 +343,4 @@ export class KvSnapshotDecoder {
     reader.end('snapshot')
     return { appliedIndex, limits, entries: this.#entries, sessions }
   }
-}
-
-/** Decodes in one go (see KvSnapshotDecoder); never throws. */
-export function decodeSnapshot (bytes: Uint8Array, limits: KvLimits): DecodedSnapshot {
-  const decoder = new KvSnapshotDecoder(bytes, limits)
-  while (!decoder.decodeSome(Infinity)) { /* one call does it all */ }
-  return decoder.result()
 }

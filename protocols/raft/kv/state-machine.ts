@@ -29,14 +29,19 @@
 import { assert, unreachable } from '../../common/assert.ts'
 import { bytesEqual, utf8ByteLength } from './codec.ts'
 import { decodeCommand, resolveKvLimits, validateCommand } from './command.ts'
-import { KvSnapshotDecoder, KvSnapshotEncoder, encodeSnapshot } from './snapshot.ts'
+import { KvSnapshotDecoder, KvSnapshotEncoder, encodeSnapshot, nobleSha256 } from './snapshot.ts'
 import { newKvTree } from './tree.ts'
 import type { KvCommand, KvLimits } from './command.ts'
 import type { KvApplyResult, KvRejection, KvSavedResult, KvSession } from './results.ts'
-import type { KvSnapshotState } from './snapshot.ts'
+import type { CreateSha256, KvSnapshotState } from './snapshot.ts'
 import type { KvTree } from './tree.ts'
 
 export type KvRestoreResult = { ok: true } | { ok: false, error: string }
+
+export interface KvStateMachineOptions {
+  /** The SHA-256 of snapshots (see CreateSha256); @noble/hashes by default. */
+  createSha256?: CreateSha256
+}
 
 /** A restore in progress: decodeSome() until it returns true, then finish(). */
 export interface KvRestore {
@@ -63,8 +68,11 @@ export class KvStateMachine {
   private sessions = new Map<string, KvSession>()
   private applied = 0
 
-  constructor (limits: Partial<KvLimits> = {}) {
+  readonly #createSha256: CreateSha256
+
+  constructor (limits: Partial<KvLimits> = {}, options: KvStateMachineOptions = {}) {
     this.limits = Object.freeze(resolveKvLimits(limits))
+    this.#createSha256 = options.createSha256 ?? nobleSha256
   }
 
   /** The index of the last entry applied (or skipped); 0 initially. */
@@ -130,7 +138,7 @@ export class KvStateMachine {
 
   /** The whole state (data, sessions, appliedIndex) as canonical bytes. */
   snapshot (): Uint8Array {
-    return encodeSnapshot(this.capture())
+    return encodeSnapshot(this.capture(), this.#createSha256)
   }
 
   /**
@@ -139,7 +147,7 @@ export class KvStateMachine {
    * and the bytes are still those of this moment.
    */
   beginSnapshot (): KvSnapshotEncoder {
-    return new KvSnapshotEncoder(this.capture())
+    return new KvSnapshotEncoder(this.capture(), this.#createSha256)
   }
 
   /**
@@ -157,7 +165,7 @@ export class KvStateMachine {
    * Nothing may be applied in between (finish() checks).
    */
   beginRestore (bytes: Uint8Array): KvRestore {
-    const decoder = new KvSnapshotDecoder(bytes, this.limits)
+    const decoder = new KvSnapshotDecoder(bytes, this.limits, this.#createSha256)
     const appliedBefore = this.applied
     return {
       decodeSome: workBytes => decoder.decodeSome(workBytes),

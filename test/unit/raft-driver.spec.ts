@@ -288,6 +288,45 @@ describe('raft driver (one node, in memory)', function () {
     }
   })
 
+  it('drops its own snapshot in progress when the leader sends a newer one, and restores that one', async () => {
+    const LEADER = 'node-x'
+    const twoVoters = { ...conf, voters: [ID, LEADER] }
+    const store = new GatedStore()
+    const entries = 200
+    // a follower that never campaigns: only the test's messages move it
+    const driver = driverWith(store, { bootstrapConf: twoVoters, electionTimeoutTicks: 1_000_000, snapshotEveryEntries: entries, snapshotSliceMs: 0 })
+    driver.start()
+    try {
+      const value = new Uint8Array(4096).fill(2)
+      const command = (i: number): Uint8Array => encodeCommand({ type: 'put', session: { clientId: 'c', sequence: i }, key: `k${i}`, value })
+      // entries 1 and 2 are the bootstrap's two add-voter changes
+      const first = 3
+      const last = first + entries - 1
+      const log = Array.from({ length: entries }, (_, i) => ({ index: first + i, term: 1, type: 'normal' as const, data: command(i + 1) }))
+      driver.step({ type: 'append', from: LEADER, to: ID, term: 1, prevIndex: first - 1, prevTerm: 1, entries: log, commit: last })
+      await waitFor(() => driver.snapshotting, 'the follower to start its own snapshot', 10_000, 1)
+
+      // the leader's state: the same entries and ten more
+      const leaderKv = new KvStateMachine()
+      leaderKv.skip(1)
+      leaderKv.skip(2)
+      for (const entry of log) { leaderKv.apply(entry.index, entry.data) }
+      for (let i = last + 1; i <= last + 10; i++) {
+        leaderKv.apply(i, encodeCommand({ type: 'put', session: { clientId: 'c', sequence: i }, key: 'from-the-leader', value: new Uint8Array([i % 256]) }))
+      }
+      const snapshot = { meta: { index: last + 10, term: 1, conf: twoVoters }, data: leaderKv.snapshot() }
+      driver.step({ type: 'snapshot', from: LEADER, to: ID, term: 1, snapshot })
+
+      await waitFor(() => !driver.snapshotting && driver.kv.appliedIndex === last + 10, 'the leader\'s snapshot to be restored', 10_000, 1)
+      expect(store.snapshots, 'its own, older snapshot is never stored').to.have.length(0)
+      expect(driver.lastSnapshotIndex).to.equal(last + 10)
+      expect(driver.kv.get('from-the-leader')).to.deep.equal(new Uint8Array([(last + 10) % 256]))
+      expect(driver.kv.snapshot()).to.deep.equal(snapshot.data)
+    } finally {
+      await driver.stop()
+    }
+  })
+
   it('stops Raft, failing waiters, when the store fails', async () => {
     const store = new GatedStore()
     const driver = driverWith(store)

@@ -11,8 +11,8 @@
  *
  * Writes are forwarded to the leader. A client may send its own session in
  * `x-accord-client-id` and `x-accord-sequence` to make its retries apply
- * exactly once across node failures; otherwise each request gets a fresh
- * session. Values go over JSON as UTF-8 text when they are valid UTF-8,
+ * exactly once across node failures; otherwise the request borrows one of
+ * the node's pooled sessions (see session-pool.ts). Values go over JSON as UTF-8 text when they are valid UTF-8,
  * else as base64 (`"encoding":"base64"`); CAS bodies accept the same
  * (`"encoding":"base64"` applies to expected and value).
  */
@@ -20,7 +20,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { HttpError, readBody, readJsonBody } from '../http-api.ts'
 import { RaftError } from './driver.ts'
 import type { ReadConsistency, RaftService } from './service.ts'
-import type { KvApplyResult, KvCommand } from '../../protocols/raft/kv/index.ts'
+import type { ClientSession, KvApplyResult, KvCommand } from '../../protocols/raft/kv/index.ts'
 import type { Route } from '../http-api.ts'
 import type { IncomingMessage } from 'node:http'
 
@@ -39,7 +39,8 @@ export function raftRoutes (raft: RaftService): Route[] {
       path: /^\/v1\/kv\/([^/]+)$/,
       handle: async (request, params) => {
         const value = await readBody(request, raft.limits.valueBytesMax)
-        const result = await run(raft, { type: 'put', session: session(raft, request), key: key(params), value })
+        const k = key(params)
+        const result = await run(raft, request, session => ({ type: 'put', session, key: k, value }))
         return { status: 200, json: { index: result.index } }
       }
     },
@@ -59,7 +60,8 @@ export function raftRoutes (raft: RaftService): Route[] {
       method: 'DELETE',
       path: /^\/v1\/kv\/([^/]+)$/,
       handle: async (request, params) => {
-        const result = await run(raft, { type: 'delete', session: session(raft, request), key: key(params) })
+        const k = key(params)
+        const result = await run(raft, request, session => ({ type: 'delete', session, key: k }))
         return { status: 200, json: { index: result.index, deleted: result.ok && result.type === 'delete' ? result.deleted : false } }
       }
     },
@@ -73,14 +75,10 @@ export function raftRoutes (raft: RaftService): Route[] {
         if (body.expected !== null && typeof body.expected !== 'string') { throw new HttpError(400, '"expected" must be a string or null (null: the key must be absent)') }
         if (typeof body.value !== 'string') { throw new HttpError(400, '"value" must be a string') }
         const decode = (text: string): Uint8Array => encoding === 'base64' ? new Uint8Array(Buffer.from(text, 'base64')) : new TextEncoder().encode(text)
-        const command: KvCommand = {
-          type: 'cas',
-          session: session(raft, request),
-          key: key(params),
-          expected: body.expected === null ? null : decode(body.expected),
-          value: decode(body.value)
-        }
-        const result = await run(raft, command, true)
+        const k = key(params)
+        const expected = body.expected === null ? null : decode(body.expected)
+        const value = decode(body.value)
+        const result = await run(raft, request, session => ({ type: 'cas', session, key: k, expected, value }), true)
         if (!result.ok && result.reason === 'cas-mismatch') {
           const current = result.current === undefined ? {} : { current: result.current === null ? null : encodeValue(result.current).value }
           return { status: 409, json: { error: 'cas-mismatch', index: result.index, ...current } }
@@ -127,10 +125,11 @@ function peerId (value: unknown, field: string): string {
   }
 }
 
-function session (raft: RaftService, request: IncomingMessage): KvCommand['session'] {
+/** The session the request brings in its headers, or null for none. */
+function ownSession (raft: RaftService, request: IncomingMessage): ClientSession | null {
   const clientId = request.headers['x-accord-client-id']
   const sequence = request.headers['x-accord-sequence']
-  if (clientId === undefined && sequence === undefined) { return raft.newSession() }
+  if (clientId === undefined && sequence === undefined) { return null }
   if (typeof clientId !== 'string' || clientId === '' || Buffer.byteLength(clientId) > raft.limits.clientIdBytesMax) {
     throw new HttpError(400, `x-accord-client-id must be 1..${raft.limits.clientIdBytesMax} bytes`)
   }
@@ -139,9 +138,14 @@ function session (raft: RaftService, request: IncomingMessage): KvCommand['sessi
   return { clientId, sequence: n }
 }
 
-/** Apply a command; KV-level refusals become 4xx (a cas mismatch is returned to the caller when `casMismatchIsResult`). */
-async function run (raft: RaftService, command: KvCommand, casMismatchIsResult = false): Promise<KvApplyResult> {
-  const result = await guard(async () => raft.write(command))
+/**
+ * Apply the command `build` makes for the request's own session, or for a
+ * pooled one when it brings none; KV-level refusals become 4xx (a cas
+ * mismatch is returned to the caller when `casMismatchIsResult`).
+ */
+async function run (raft: RaftService, request: IncomingMessage, build: (session: ClientSession) => KvCommand, casMismatchIsResult = false): Promise<KvApplyResult> {
+  const own = ownSession(raft, request)
+  const result = await guard(async () => own === null ? raft.writeWithPooledSession(build) : raft.write(build(own)))
   if (result.ok || (casMismatchIsResult && result.reason === 'cas-mismatch')) { return result }
   switch (result.reason) {
     case 'quota-exceeded': throw new HttpError(507, 'the store is full (dataBytesMax)', { index: result.index })

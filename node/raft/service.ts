@@ -16,11 +16,12 @@ import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
 import { ADDRESS_LOOKUP_PEERS_MAX, handleClientRequests, RAFT_CLIENT_PROTOCOL, parsePeerId, sendClientRequest, serveClientRequest, toAnswer } from './client-protocol.ts'
 import { RaftDriver, RaftError } from './driver.ts'
 import { raftMetrics } from './metrics.ts'
+import { SessionPool } from './session-pool.ts'
 import { RaftStorage, raftStorageDir } from './storage/index.ts'
 import { raftTransportComponents, RaftTransport } from './transport.ts'
 import type { ClientAnswer, ClientRequest } from './client-protocol.ts'
 import type { ConfChange, ConfState, RaftStatus } from '../../protocols/raft/index.ts'
-import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
+import type { ClientSession, KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { AccordLibp2p } from '../libp2p.ts'
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
@@ -67,6 +68,8 @@ export interface RaftSummary {
   learners: string[]
   joint: boolean
   lastSnapshotIndex: number
+  /** The KV store: keys, key + value bytes (what dataBytesMax bounds), client sessions remembered. */
+  kv: { keys: number, dataBytes: number, sessions: number }
   progress?: RaftStatus['progress']
 }
 
@@ -89,9 +92,8 @@ export class RaftService {
   readonly #storage: RaftStorage
   readonly #transport: RaftTransport
   readonly #driver: RaftDriver
-  /** Client ids of this process's sessions: fresh per start, so sequences never clash with a previous run. */
-  readonly #clientPrefix = `${randomBytes(6).toString('hex')}`
-  #nextSession = 0
+  /** Sessions for writes that bring none; client ids fresh per start, so sequences never clash with a previous run. */
+  readonly #sessions = new SessionPool(randomBytes(6).toString('hex'))
   #stopped = false
   #joinTimer: ReturnType<typeof setTimeout> | undefined
   #membersTimer: ReturnType<typeof setInterval> | undefined
@@ -187,6 +189,7 @@ export class RaftService {
 
   summary (): RaftSummary {
     const status = this.#driver.status()
+    const kv = this.#driver.kv.stats()
     return {
       role: status.role,
       term: status.term,
@@ -198,13 +201,18 @@ export class RaftService {
       learners: status.conf.learners,
       joint: status.conf.votersOutgoing.length > 0,
       lastSnapshotIndex: this.#driver.lastSnapshotIndex,
+      kv: { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions },
       progress: status.progress
     }
   }
 
-  /** A new session for one client request: unique client id, sequence 1. */
-  newSession (): { clientId: string, sequence: number } {
-    return { clientId: `${this.#clientPrefix}-${++this.#nextSession}`, sequence: 1 }
+  /**
+   * write() for a request that brings no session of its own: it borrows one
+   * of this node's pooled sessions (see SessionPool). `command` builds the
+   * command for the session it is given.
+   */
+  async writeWithPooledSession (command: (session: ClientSession) => KvCommand): Promise<KvApplyResult> {
+    return this.#sessions.withSession(async session => this.write(command(session)))
   }
 
   /**

@@ -110,6 +110,21 @@ describe('raft KV over libp2p (one process)', function () {
     expect(value.value).to.equal('two')
   })
 
+  it('writes without a session reuse pooled ones, so they do not fill the session table', async () => {
+    const nodes = await formGroup(cluster)
+    const leader = leaderOf(nodes)
+    const sessions = (): number => leader.raft?.summary().kv.sessions ?? -1
+    const before = sessions()
+    // one at a time through each node: each node lends the same session again and again
+    for (let i = 0; i < 60; i++) { expect((await put(nodes[i % 3], `anon-${i}`, 'v')).status).to.equal(200) }
+    expect(sessions() - before).to.be.at.most(3)
+    // 32 at once through one node: at most 32 more
+    const concurrent = await Promise.all(Array.from({ length: 32 }, async (_, i) => put(nodes[1], `burst-${i}`, 'v')))
+    expect(concurrent.every(r => r.status === 200)).to.equal(true)
+    expect(sessions() - before).to.be.at.most(3 + 32)
+    expect(leader.raft?.summary().kv.keys).to.be.at.least(92)
+  })
+
   it('rejects bad input with 4xx and changes nothing', async () => {
     const nodes = await formGroup(cluster)
     const api = nodes[0].apiUrl ?? ''

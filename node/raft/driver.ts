@@ -411,7 +411,8 @@ export class RaftDriver {
       }
       // 3. send, then apply the rest
       this.#send(unsent)
-      if (ready.snapshot != null) { await this.#applySnapshot(ready.snapshot) }
+      // a restore cut short by stop() leaves this Ready unfinished on purpose
+      if (ready.snapshot != null && !await this.#applySnapshot(ready.snapshot)) { return }
       this.#applyEntries(ready.committedEntries.slice(split))
       this.#core.advance()
       this.#runBetweenReadies()
@@ -469,10 +470,11 @@ export class RaftDriver {
     ended.abort()
   }
 
-  async #applySnapshot (snapshot: Snapshot): Promise<void> {
+  /** Restores a snapshot from the leader in slices; false when the node stopped first. */
+  async #applySnapshot (snapshot: Snapshot): Promise<boolean> {
     this.#installedSnapshots++
     const restore = this.kv.beginRestore(snapshot.data)
-    if (!await this.#inSlices(workBytes => restore.decodeSome(workBytes), () => this.#stopped)) { return }
+    if (!await this.#inSlices(workBytes => restore.decodeSome(workBytes), () => this.#stopped)) { return false }
     const restored = restore.finish()
     if (!restored.ok) { throw new Error(`a snapshot received at index ${snapshot.meta.index} does not restore: ${restored.error}`) }
     this.#snapshotTaken(snapshot)
@@ -484,6 +486,7 @@ export class RaftDriver {
       }
     }
     this.#wakeAppliedWaiters()
+    return true
   }
 
   /** Applies entries and answers their proposals; returns how many proposals were answered. */
@@ -554,7 +557,7 @@ export class RaftDriver {
     if (snapshot == null) { return }
     const stored = await this.#options.store.saveSnapshot(snapshot)
     if (!stored) {
-      this.#options.log.info({ index: snapshot.meta.index }, 'raft snapshot not stored: a newer one from the leader was stored meanwhile')
+      this.#options.log.info({ index: snapshot.meta.index }, 'raft snapshot not stored: a newer one from the leader was stored meanwhile, or the node is stopping')
       return
     }
     // a snapshot installed from the leader meanwhile is the newer one

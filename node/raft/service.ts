@@ -10,7 +10,7 @@
  * with Raft state simply resumes.
  */
 import { randomBytes } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
 import { ADDRESS_LOOKUP_PEERS_MAX, handleClientRequests, RAFT_CLIENT_PROTOCOL, parsePeerId, sendClientRequest, serveClientRequest, toAnswer } from './client-protocol.ts'
@@ -258,8 +258,9 @@ export class RaftService {
     const deadline = AbortSignal.timeout(this.#options.settings.requestTimeoutMs)
     // errors are built only when a request fails: an Error captures a stack, and this is the write path
     let lastError: RaftError | null = null
+    let target = this.#driver.leader
     while (!deadline.aborted && !this.#stopped) {
-      const leader = this.#driver.leader
+      const leader = target
       let answer: ClientAnswer
       try {
         answer = leader === this.#options.libp2p.peerId.toString() || leader == null
@@ -276,7 +277,19 @@ export class RaftService {
       // 'invalid' and 'busy' are final; the others mean "not here or not
       // now": ask again (same session, so a write applies at most once)
       if (answer.code === 'invalid' || answer.code === 'busy' || answer.code === 'stopped') { throw lastError }
-      if (answer.code !== 'not-leader' || answer.leader === leader) { await this.#leaderChangeOrPause() }
+      if (answer.code !== 'not-leader' || answer.leader === leader) {
+        await this.#leaderChangeOrPause()
+        target = this.#driver.leader
+      } else {
+        // The answer names another leader, which this node's driver may not
+        // have taken in yet (it does so in its next Ready, on a later turn of
+        // the event loop): ask that one. Always after a turn of the event
+        // loop: retrying on settled promises alone once kept the Ready, the
+        // deadline timer and all I/O from ever running (a woken old leader
+        // spun at 100% CPU for good).
+        target = answer.leader
+        await setImmediate()
+      }
     }
     if (lastError == null) { throw new RaftError('no-leader', 'no leader is known') }
     throw lastError.code === 'no-leader' ? lastError : new RaftError('timeout', `no answer within ${this.#options.settings.requestTimeoutMs} ms: ${lastError.message}`, lastError.leader)

@@ -31,6 +31,18 @@ export class TestCluster {
     return node
   }
 
+  /**
+   * Start a stopped node again from its data dir, with the settings it
+   * saved there (listen and API addresses, bootstrap peers, Raft settings),
+   * as `accord start --data-dir` does after a restart.
+   */
+  async restart (node: AccordNode, config: Partial<AccordConfig> = {}): Promise<AccordNode> {
+    await node.stop()
+    const restarted = await createAccordNode({ ...config, dataDir: node.config.dataDir }, { logger: silentLogger })
+    this.nodes.push(restarted)
+    return restarted
+  }
+
   async newDataDir (): Promise<string> {
     const dataDir = await mkdtemp(join(tmpdir(), 'accord-test-'))
     this.#dirs.push(dataDir)

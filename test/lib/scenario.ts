@@ -18,6 +18,11 @@ import { waitFor } from './nodes.ts'
 import { DaemonProcess } from './processes.ts'
 import type { CheckResult, KvInput, KvOperation, KvOutput } from './linearizability.ts'
 
+/** The history's client id of the writes compactPast() makes (the clients are 0, 1, ...; the final reads -1). */
+const FILLER_CLIENT = 'filler'
+/** compactPast() checks the nodes' snapshots after this many writes. */
+const FILL_WRITES_PER_CHECK = 20
+
 export interface ScenarioNode {
   index: number
   dataDir: string
@@ -39,6 +44,18 @@ export interface ClientOptions {
   thinkMs: number
 }
 
+/** The part of `GET /v1/raft/members` the scenarios read. */
+export interface RaftMembers {
+  role: string
+  leader: string | null
+  voters: string[]
+  term: number
+  commit: number
+  applied: number
+  lastIndex: number
+  lastSnapshotIndex: number
+}
+
 export class RaftScenario {
   readonly nodes: ScenarioNode[] = []
   readonly history: KvOperation[] = []
@@ -48,6 +65,8 @@ export class RaftScenario {
   #clientLoops: Array<Promise<void>> = []
   #writeCounter = 0
   #acknowledgedWrites = 0
+  #clientOptions: ClientOptions | null = null
+  #fillerSequence = 0
 
   note (text: string): void {
     this.log.push(`${((performance.now() - this.#t0) / 1000).toFixed(2)}s ${text}`)
@@ -91,7 +110,7 @@ export class RaftScenario {
     return { status: response.status, json: await response.json().catch(() => ({})) }
   }
 
-  async raftStatus (node: ScenarioNode): Promise<{ role: string, leader: string | null, voters: string[], commit: number, term: number } | null> {
+  async raftStatus (node: ScenarioNode): Promise<RaftMembers | null> {
     try {
       const { status, json } = await this.request(node, 'GET', '/v1/raft/members', undefined, 2000)
       return status === 200 ? json : null
@@ -100,28 +119,121 @@ export class RaftScenario {
     }
   }
 
-  /** The index of the current leader among running nodes (asks them), or -1. */
-  async leaderIndex (): Promise<number> {
+  /** The index of the current leader among running nodes but `except` (asks them), or -1. */
+  async leaderIndex (except: number[] = []): Promise<number> {
     for (const node of this.nodes) {
-      if (node.daemon == null) { continue }
+      if (node.daemon == null || except.includes(node.index)) { continue }
       const status = await this.raftStatus(node)
       if (status?.role === 'leader') { return node.index }
     }
     return -1
   }
 
-  async waitForLeader (what: string, except?: number): Promise<number> {
+  /** Waits for a leader other than `except`; nodes in `except` are not asked (they may be cut off). */
+  async waitForLeader (what: string, except: number | number[] = []): Promise<number> {
+    const excluded = typeof except === 'number' ? [except] : except
     let leader = -1
     await waitFor(async () => {
-      leader = await this.leaderIndex()
-      return leader >= 0 && leader !== except
+      leader = await this.leaderIndex(excluded)
+      return leader >= 0
     }, what, 60_000)
     this.note(`leader is node ${leader}`)
     return leader
   }
 
+  /**
+   * The highest last index among the running nodes but `except`, asked
+   * once a new leader is elected after `except` were killed or cut off:
+   * their logs can match a later leader's only up to here (every later
+   * entry has a newer term), and everything they applied is at or below it.
+   */
+  async lastIndexOfOthers (except: number[]): Promise<number> {
+    let highest = -1
+    for (const node of this.nodes) {
+      if (node.daemon == null || except.includes(node.index)) { continue }
+      const status = await this.raftStatus(node)
+      if (status == null) { throw new Error(`node ${node.index} did not answer its status`) }
+      highest = Math.max(highest, status.lastIndex)
+    }
+    this.note(`log of nodes ${except.join(',')} matches the others' at most up to index ${highest}`)
+    return highest
+  }
+
+  /**
+   * Wait until every running node but `except` has snapshotted and
+   * compacted its log beyond `index`, writing through node `via`
+   * meanwhile: while a node is down or cut off, the clients' requests to it
+   * hang until they time out, and they alone would write too slowly. These
+   * writes are one client's (one at a time, its own session), go to the
+   * clients' keys and are part of the history.
+   */
+  async compactPast (index: number, except: number[], via: number): Promise<void> {
+    const options = this.#clientOptions
+    if (options == null) { throw new Error('compactPast needs the clients started') }
+    const others = this.nodes.filter(node => node.daemon != null && !except.includes(node.index))
+    const compacted = async (): Promise<boolean> => {
+      const statuses = await Promise.all(others.map(async node => this.raftStatus(node)))
+      return statuses.every(status => status != null && status.lastSnapshotIndex > index)
+    }
+    const what = `nodes ${others.map(n => n.index).join(',')} to compact their logs past index ${index}`
+    let writes = 0
+    await waitFor(async () => {
+      if (await compacted()) { return true }
+      for (let i = 0; i < FILL_WRITES_PER_CHECK; i++) {
+        const input: KvInput = { op: 'put', key: `k${this.#fillerSequence % options.keys}`, value: `fill-${++this.#writeCounter}` }
+        await this.#write(this.nodes[via], input, FILLER_CLIENT, `scenario-${options.seed}-filler`, ++this.#fillerSequence, options)
+        writes++
+      }
+      return false
+    }, what, 60_000, 0)
+    this.note(`${what}: done, with ${writes} writes through node ${via}`)
+  }
+
+  /**
+   * Wait until node `index`'s last snapshot is beyond `logBound`, the
+   * highest index its log could match (see lastIndexOfOthers): once the
+   * others compacted past it too, only a snapshot from the leader
+   * (InstallSnapshot) brings it there.
+   */
+  async waitForSnapshotPast (index: number, logBound: number): Promise<void> {
+    const what = `node ${index} to install a snapshot past index ${logBound}`
+    let last: RaftMembers | null = null
+    await waitFor(async () => {
+      last = await this.raftStatus(this.nodes[index])
+      return last != null && last.lastSnapshotIndex > logBound
+    }, what, 60_000).catch(() => {
+      throw new Error(`gave up waiting for ${what}: ${last == null ? 'it does not answer its status' : `its last status: ${JSON.stringify(last)}`}`)
+    })
+    this.note(`node ${index} installed a snapshot past index ${logBound}`)
+  }
+
+  /**
+   * Wait until every running node answers and has applied all that the
+   * leader had committed when this was called. The history alone does not
+   * notice a node that stopped serving: its requests just time out.
+   */
+  async waitForAllCaughtUp (): Promise<void> {
+    const leader = await this.waitForLeader('a leader')
+    const commit = (await this.raftStatus(this.nodes[leader]))?.commit ?? Infinity
+    const running = this.nodes.filter(node => node.daemon != null)
+    const behind = new Set<number>()
+    const what = `every node to answer and apply up to index ${commit}`
+    await waitFor(async () => {
+      behind.clear()
+      for (const node of running) {
+        const status = await this.raftStatus(node)
+        if (status == null || status.applied < commit) { behind.add(node.index) }
+      }
+      return behind.size === 0
+    }, what, 30_000).catch(() => {
+      throw new Error(`gave up waiting for ${what}: nodes ${[...behind].join(',')} did not`)
+    })
+    this.note(`every node applied up to index ${commit}`)
+  }
+
   startClients (options: ClientOptions): void {
     this.#running = true
+    this.#clientOptions = options
     const rng = createRng(options.seed)
     for (let c = 0; c < options.clients; c++) {
       this.#clientLoops.push(this.#client(c, options, rng.fork()))
@@ -168,7 +280,7 @@ export class RaftScenario {
     } catch { /* no answer: a read without effect */ }
   }
 
-  async #write (node: ScenarioNode, input: KvInput, clientIndex: number, clientId: string, sequence: number, options: ClientOptions): Promise<void> {
+  async #write (node: ScenarioNode, input: KvInput, clientIndex: number | string, clientId: string, sequence: number, options: ClientOptions): Promise<void> {
     if (input.op === 'get') { return }
     const call = performance.now()
     let output: KvOutput | undefined
@@ -233,6 +345,7 @@ export class RaftScenario {
   }
 
   async stopAll (): Promise<void> {
+    this.#running = false
     await Promise.all(this.nodes.map(async n => {
       n.daemon?.child.kill('SIGCONT')
       await n.daemon?.stop('SIGKILL')

@@ -5,9 +5,10 @@ import { Counter, Gauge, Histogram } from 'prom-client'
 import type { RaftDriverMetrics } from './driver.ts'
 import type { RaftTransportStats } from './transport.ts'
 import type { RaftStatus } from '../../protocols/raft/index.ts'
+import type { KvStats } from '../../protocols/raft/kv/index.ts'
 import type { Registry } from 'prom-client'
 
-interface Observed { status: RaftStatus, transport: RaftTransportStats, appliedIndex: number }
+interface Observed { status: RaftStatus, transport: RaftTransportStats, appliedIndex: number, lastSnapshotIndex: number, kv: KvStats }
 
 export interface RaftMetrics extends RaftDriverMetrics {
   fsync(durationMs: number, entries: number): void
@@ -51,6 +52,12 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   gauge('accord_raft_transport_messages_sent', 'Raft messages written to streams', s => s.transport.messagesSent)
   gauge('accord_raft_transport_messages_received', 'Raft messages received', s => s.transport.messagesReceived)
   gauge('accord_raft_transport_dropped', 'Raft messages dropped (all reasons)', s => Object.values(s.transport.dropped).reduce((a, b) => a + b, 0))
+  gauge('accord_raft_snapshot_index', 'Index of the last snapshot this node took or installed', s => s.lastSnapshotIndex)
+  gauge('accord_raft_transport_snapshots_sent', 'Snapshots sent to followers behind the compacted log', s => s.transport.snapshotsSent)
+  gauge('accord_raft_transport_snapshots_received', 'Snapshots received from the leader', s => s.transport.snapshotsReceived)
+  gauge('accord_kv_keys', 'Keys in the KV store', s => s.kv.keys)
+  gauge('accord_kv_data_bytes', 'Key and value bytes in the KV store (what dataBytesMax bounds)', s => s.kv.dataBytes)
+  gauge('accord_kv_sessions', 'Client sessions the KV store remembers (sessionsMax bounds them)', s => s.kv.sessions)
   gauge('accord_raft_transport_frames_rejected', 'Malformed or unauthorized Raft frames rejected', s => Object.values(s.transport.framesRejected).reduce((a, b) => a + b, 0))
   return {
     onProposal: () => { proposals.inc() },

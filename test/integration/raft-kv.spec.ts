@@ -60,7 +60,7 @@ describe('raft KV over libp2p (one process)', function () {
     expect((await put(leader, 'metered', 'yes')).status).to.equal(200)
     const gauges = async (node: AccordNode): Promise<Map<string, number>> => {
       const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
-      return new Map([...text.matchAll(/^(accord_raft_\w+) (\S+)$/gm)].map(m => [m[1], Number(m[2])]))
+      return new Map([...text.matchAll(/^(accord_(?:raft|kv)_\w+) (\S+)$/gm)].map(m => [m[1], Number(m[2])]))
     }
     for (const node of nodes) {
       const g = await gauges(node)
@@ -77,6 +77,14 @@ describe('raft KV over libp2p (one process)', function () {
     // the write was answered once applied, and nothing was written since
     expect(onLeader.get('accord_raft_apply_lag_entries')).to.equal(0)
     expect(onLeader.get('accord_raft_transport_messages_sent')).to.be.above(0)
+    // the KV store, as the members API reports it
+    const { kv } = leader.raft!.summary()
+    expect(kv.keys).to.equal(1)
+    expect(onLeader.get('accord_kv_keys')).to.equal(kv.keys)
+    expect(onLeader.get('accord_kv_data_bytes')).to.equal('metered'.length + 'yes'.length)
+    expect(onLeader.get('accord_kv_sessions')).to.equal(kv.sessions)
+    expect(onLeader.get('accord_raft_snapshot_index')).to.equal(0)
+    expect(onLeader.get('accord_raft_transport_snapshots_sent')).to.equal(0)
   })
 
   it('compare-and-swap succeeds once, then reports the current value with 409', async () => {

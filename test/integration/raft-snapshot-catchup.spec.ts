@@ -130,6 +130,14 @@ describe('raft snapshot catch-up over libp2p (one process)', function () {
     // from the leader can have brought the follower this far
     const members = await (await fetch(`${restarted.apiUrl}/v1/raft/members`)).json()
     expect(members.lastSnapshotIndex, 'the snapshot the restarted follower installed').to.be.at.least(compactedTo)
+    // and the transports say so directly
+    const metric = async (node: AccordNode, name: string): Promise<number> => {
+      const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
+      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
+    }
+    expect(await metric(restarted, 'accord_raft_transport_snapshots_received'), 'snapshots the restarted follower received').to.be.at.least(1)
+    expect(await metric(leader, 'accord_raft_transport_snapshots_sent'), 'snapshots the leader sent').to.be.at.least(1)
+    expect(await metric(restarted, 'accord_raft_snapshot_index')).to.equal(members.lastSnapshotIndex)
 
     for (const [k, value] of expected) {
       expect(await staleRead(restarted, k), `stale read of ${k} on the restarted follower`).to.equal(value)

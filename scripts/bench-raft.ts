@@ -21,6 +21,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { percentile } from './percentile.ts'
 import type { ChildProcess } from 'node:child_process'
 
 const { values } = parseArgs({
@@ -75,11 +76,6 @@ function tracked (child: ChildProcess): ChildProcess {
 }
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
-
-function percentile (sorted: number[], p: number): number {
-  if (sorted.length === 0) { return NaN }
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
-}
 
 interface LoadResult {
   clients: number

@@ -36,6 +36,7 @@ import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { RaftDriver } from '../node/raft/driver.ts'
 import { RaftStorage } from '../node/raft/storage/index.ts'
+import { percentile } from './percentile.ts'
 import type { RestoredState } from '../protocols/raft/index.ts'
 
 const { values } = parseArgs({
@@ -137,9 +138,6 @@ new PerformanceObserver(list => {
 }).observe({ entryTypes: ['gc'] })
 const gcPauseMsMax = (from: number, to: number): number =>
   Math.max(0, ...gcPauses.filter(p => p.at >= from && p.at <= to).map(p => p.ms))
-function percentile (sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
-}
 /**
  * An event-loop delay monitor that has taken its first samples. Its first
  * timer callback only starts its clock, so a stall that begins right after

@@ -101,7 +101,7 @@ const LEADER_MESSAGES: ReadonlySet<Message['type']> = new Set(['append', 'heartb
  * yield to the event loop, so that a large state (hundreds of MB) does not
  * stop ticks, heartbeats and client requests for seconds.
  */
-export const SNAPSHOT_SLICE_MS = 5
+const SNAPSHOT_SLICE_MS = 5
 /** Work per encodeSome()/decodeSome() call inside a slice (bytes, see KvSnapshotEncoder). */
 const SNAPSHOT_STEP_BYTES = 64 * 1024
 

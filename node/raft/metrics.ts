@@ -8,7 +8,7 @@ import type { RaftStatus } from '../../protocols/raft/index.ts'
 import type { KvStats } from '../../protocols/raft/kv/index.ts'
 import type { Registry } from 'prom-client'
 
-interface Observed { status: RaftStatus, transport: RaftTransportStats, appliedIndex: number, lastSnapshotIndex: number, kv: KvStats }
+interface Observed { status: RaftStatus, transport: RaftTransportStats, lastSnapshotIndex: number, kv: KvStats }
 
 export interface RaftMetrics extends RaftDriverMetrics {
   fsync(durationMs: number, entries: number): void
@@ -46,7 +46,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   }
   gauge('accord_raft_term', 'Current term', s => s.status.term)
   gauge('accord_raft_commit_index', 'Commit index', s => s.status.commit)
-  gauge('accord_raft_apply_lag_entries', 'Committed entries not yet applied', s => s.status.commit - s.appliedIndex)
+  gauge('accord_raft_apply_lag_entries', 'Committed entries not yet applied', s => s.status.commit - s.kv.appliedIndex)
   gauge('accord_raft_is_leader', '1 when this node is the leader', s => s.status.role === 'leader' ? 1 : 0)
   gauge('accord_raft_voters', 'Voters in the configuration', s => s.status.conf.voters.length)
   gauge('accord_raft_transport_messages_sent', 'Raft messages written to streams', s => s.transport.messagesSent)

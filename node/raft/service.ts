@@ -152,7 +152,7 @@ export class RaftService {
       log: log.child({ component: 'raft' }),
       metrics
     })
-    metrics.observe(() => ({ status: driver.status(), transport: transport.stats(), appliedIndex: driver.kv.appliedIndex, lastSnapshotIndex: driver.lastSnapshotIndex, kv: driver.kv.stats() }))
+    metrics.observe(() => ({ status: driver.status(), transport: transport.stats(), lastSnapshotIndex: driver.lastSnapshotIndex, kv: driver.kv.stats() }))
 
     const service = new RaftService(options, storage, transport, driver, limits)
     await transport.start()

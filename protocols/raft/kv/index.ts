@@ -16,6 +16,6 @@ export {
   commandBytesMax
 } from './command.ts'
 export type { ClientSession, KvCommand, KvCommandType, KvLimits, CommandValidation, DecodedCommand } from './command.ts'
-export { KV_SNAPSHOT_VERSION, nobleSha256 } from './snapshot.ts'
+export { KV_SNAPSHOT_VERSION } from './snapshot.ts'
 export type { CreateSha256, KvSnapshotEncoder, Sha256 } from './snapshot.ts'
 export type { KvApplyResult, KvRejection, KvSavedResult, KvSession } from './results.ts'

@@ -110,9 +110,10 @@ export class KvSnapshotEncoder {
   readonly #header: Uint8Array
   readonly #sessions: Uint8Array
   readonly #hash: Sha256
-  /** The measuring pass, then the encoding pass. */
+  /** Room for ByteWriter.utf8's worst-case reservation at the very end. */
+  readonly #slackBytes: number
+  /** The measuring pass, then the encoding pass (once #writer is set). */
   #keys: Iterator<[string, Uint8Array]>
-  #measuring = true
   #bodyBytes: number
   #writer: ByteWriter | null = null
   #hashed = 0
@@ -133,14 +134,7 @@ export class KvSnapshotEncoder {
     this.#sessions = sessions.finish()
     this.#bodyBytes = this.#header.length + this.#sessions.length
     this.#keys = state.entries.entries()
-    // room for ByteWriter.utf8's worst-case reservation at the very end
     this.#slackBytes = 8 + 3 * state.limits.keyBytesMax
-  }
-
-  readonly #slackBytes: number
-
-  get done (): boolean {
-    return this.#output !== null
   }
 
   /** Does about `workBytes` of encoding (at least one key); true once the snapshot is complete. */
@@ -148,19 +142,18 @@ export class KvSnapshotEncoder {
     let work = 0
     while (this.#output === null && work < workBytes) {
       const next = this.#keys.next()
+      const writer = this.#writer
       if (next.done === true) {
-        if (this.#measuring) { this.#startEncoding() } else { this.#finish() }
+        if (writer === null) { this.#startEncoding() } else { this.#finish(writer) }
         continue
       }
       const [key, value] = next.value
-      if (this.#measuring) {
+      if (writer === null) {
         const keyBytes = utf8ByteLength(key)
         this.#bodyBytes += varintByteLength(keyBytes) + keyBytes + varintByteLength(value.length) + value.length
         work += KEY_WORK_BYTES / 4
         continue
       }
-      const writer = this.#writer
-      assert(writer !== null, 'the encoding pass has a writer')
       const before = writer.length
       writer.utf8(key).bytes(value)
       work += writer.length - before + KEY_WORK_BYTES
@@ -176,14 +169,11 @@ export class KvSnapshotEncoder {
   }
 
   #startEncoding (): void {
-    this.#measuring = false
     this.#keys = this.#entries.entries()
     this.#writer = new ByteWriter(this.#bodyBytes + CHECKSUM_BYTES + this.#slackBytes).raw(this.#header)
   }
 
-  #finish (): void {
-    const writer = this.#writer
-    assert(writer !== null, 'the encoding pass has a writer')
+  #finish (writer: ByteWriter): void {
     writer.raw(this.#sessions)
     assert(writer.length === this.#bodyBytes, `snapshot body is ${writer.length} bytes, measured ${this.#bodyBytes}`)
     this.#hashWritten(writer)
@@ -234,10 +224,6 @@ export class KvSnapshotDecoder {
     } else if (!bytesEqual(bytes.subarray(0, MAGIC.length), MAGIC)) {
       this.#result = { ok: false, error: 'malformed snapshot: not a KV snapshot (bad magic)' }
     }
-  }
-
-  get done (): boolean {
-    return this.#result !== null
   }
 
   /** Does about `workBytes` of decoding; true once the result is known. */

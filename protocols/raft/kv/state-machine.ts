@@ -146,7 +146,8 @@ export class KvStateMachine {
 
   /** The whole state (data, sessions, appliedIndex) as canonical bytes. */
   snapshot (): Uint8Array {
-    return encodeSnapshot(this.capture(), this.#createSha256)
+    // encoded in one go: nothing changes meanwhile, so no clone is needed
+    return encodeSnapshot(this.capture(false), this.#createSha256)
   }
 
   /**
@@ -155,7 +156,7 @@ export class KvStateMachine {
    * and the bytes are still those of this moment.
    */
   beginSnapshot (): KvSnapshotEncoder {
-    return new KvSnapshotEncoder(this.capture(), this.#createSha256)
+    return new KvSnapshotEncoder(this.capture(true), this.#createSha256)
   }
 
   /**
@@ -191,13 +192,15 @@ export class KvStateMachine {
     }
   }
 
-  private capture (): KvSnapshotState {
+  /** The state to encode; `frozen`: a copy that later applies leave alone. */
+  private capture (frozen: boolean): KvSnapshotState {
+    const sessions = [...this.sessions.values()]
     return {
       appliedIndex: this.applied,
       limits: this.limits,
-      entries: this.data.clone(),
-      // sessions change in place (touch, apply), so they are copied
-      sessions: [...this.sessions.values()].map(session => ({ ...session }))
+      entries: frozen ? this.data.clone() : this.data,
+      // sessions change in place (touch, apply)
+      sessions: frozen ? sessions.map(session => ({ ...session })) : sessions
     }
   }
 
@@ -210,19 +213,19 @@ export class KvStateMachine {
     const current = this.data.get(command.key)
     switch (command.type) {
       case 'put':
-        return this.write(command.key, command.value)
+        return this.write(command.key, current, command.value)
           ? { ok: true, index, type: 'put' }
           : { ok: false, index, reason: 'quota-exceeded' }
       case 'delete':
         if (current === undefined) { return { ok: true, index, type: 'delete', deleted: false } }
-        this.write(command.key, null)
+        this.write(command.key, current, null)
         return { ok: true, index, type: 'delete', deleted: true }
       case 'cas': {
         const matches = command.expected === null
           ? current === undefined
           : current !== undefined && bytesEqual(current, command.expected)
         if (!matches) { return { ok: false, index, reason: 'cas-mismatch', current: current?.slice() ?? null } }
-        return this.write(command.key, command.value)
+        return this.write(command.key, current, command.value)
           ? { ok: true, index, type: 'cas' }
           : { ok: false, index, reason: 'quota-exceeded' }
       }
@@ -231,10 +234,13 @@ export class KvStateMachine {
     }
   }
 
-  /** Sets (or with null deletes) a key; false, changing nothing, if the quota would be exceeded. */
-  private write (key: string, value: Uint8Array | null): boolean {
+  /**
+   * Sets (or with null deletes) a key whose value is `previous` (as the
+   * caller already looked it up); false, changing nothing, if the quota
+   * would be exceeded.
+   */
+  private write (key: string, previous: Uint8Array | undefined, value: Uint8Array | null): boolean {
     const keyBytes = utf8ByteLength(key)
-    const previous = this.data.get(key)
     const before = previous === undefined ? 0 : keyBytes + previous.length
     const after = value === null ? 0 : keyBytes + value.length
     const total = this.dataBytes - before + after

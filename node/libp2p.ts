@@ -17,6 +17,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { PRIVATE_DHT_PROTOCOL } from './constants.ts'
 import { UserError } from './errors.ts'
+import { accordNoiseCrypto } from './noise-crypto.ts'
 import type { AccordConfig } from './config.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
@@ -85,7 +86,7 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
     nodeInfo: { name: 'accord', version: options.version },
     addresses: { listen: config.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: accordNoiseCrypto() })],
     streamMuxers: [yamux()],
     ...(psk != null ? { connectionProtector: preSharedKey({ psk }) } : {}),
     connectionManager: {

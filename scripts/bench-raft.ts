@@ -47,6 +47,8 @@ const CLI = fileURLToPath(new URL('../node/cli.ts', import.meta.url))
 
 interface Target {
   name: string
+  /** The server processes that are no longer running (a round with one gone measures a smaller cluster). */
+  exited(): string[]
   /** URL of the node to send writes to (the leader). */
   leaderUrl(): Promise<string>
   write(agent: Agent, url: string, key: string): Promise<number>
@@ -76,6 +78,13 @@ function tracked (child: ChildProcess): ChildProcess {
 }
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+/** A server process of the cluster under test exited: the measurement is void. */
+class ServerExitedError extends Error {}
+
+function exitedOf (children: Array<[string, ChildProcess]>): string[] {
+  return children.filter(([, c]) => c.exitCode !== null || c.signalCode !== null).map(([name, c]) => `${name} (${c.signalCode ?? `exit code ${c.exitCode}`})`)
+}
 
 interface LoadResult {
   clients: number
@@ -122,6 +131,8 @@ async function load (target: Target, clients: number): Promise<LoadResult> {
     }
   }))
   clearTimeout(warmedUp)
+  const exited = target.exited()
+  if (exited.length > 0) { throw new ServerExitedError(`${target.name}: ${exited.join(', ')} exited during the run`) }
   const serverCpuMs = pids.map(cpuMsOf).reduce((sum, ms, i) => sum + ms - (cpuAtWarmupEnd[i] ?? NaN), 0)
   agent.destroy()
   latencies.sort((a, b) => a - b)
@@ -141,7 +152,8 @@ async function load (target: Target, clients: number): Promise<LoadResult> {
 interface Proc { child: ChildProcess, dataDir: string, api: string, args: string[] }
 
 async function startAccord (root: string): Promise<{ procs: Proc[], target: Target, stop(): Promise<void> }> {
-  const base = 23_000 + Math.floor(Math.random() * 10_000)
+  // below Linux's ephemeral ports (32768 and up), which outgoing connections may hold
+  const base = 23_000 + Math.floor(Math.random() * 9_000)
   const procs: Proc[] = []
   const launch = (i: number, extra: string[]): Proc => {
     const dataDir = join(root, `accord-${i}`)
@@ -159,7 +171,11 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
   await waitUntil(async () => status(procs[0]).then(s => s.voters.length === 3, () => false))
   // a steady cluster: every node connected to the two others
   const connectedPeers = async (p: Proc): Promise<number> => JSON.parse((await httpCall(agent, p.api, 'GET', '/v1/status', '')).text).members.filter((m: { connected: boolean }) => m.connected).length
-  await waitUntil(async () => (await Promise.all(procs.map(connectedPeers))).every(n => n === 2))
+  await waitUntil(async () => {
+    const exited = exitedOf(procs.map((p, i) => [`node ${i}`, p.child]))
+    if (exited.length > 0) { throw new ServerExitedError(`accord: ${exited.join(', ')} exited at start`) }
+    return (await Promise.all(procs.map(connectedPeers))).every(n => n === 2)
+  })
   const leaderUrl = async (): Promise<string> => {
     for (;;) {
       for (const p of procs) {
@@ -174,7 +190,8 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
     name: 'accord',
     leaderUrl,
     write: async (a, url, key) => (await httpCall(a, url, 'PUT', `/v1/kv/${key}`, VALUE)).status,
-    pids: () => procs.map(p => p.child.pid ?? -1)
+    pids: () => procs.map(p => p.child.pid ?? -1),
+    exited: () => exitedOf(procs.map((p, i) => [`node ${i}`, p.child]))
   }
   return {
     procs,
@@ -197,7 +214,8 @@ function etcdAvailable (): string | null {
 }
 
 async function startEtcd (root: string): Promise<{ target: Target, stop(): Promise<void> }> {
-  const base = 33_000 + Math.floor(Math.random() * 10_000)
+  // below Linux's ephemeral ports (32768 and up), which outgoing connections may hold
+  const base = 12_000 + Math.floor(Math.random() * 9_000)
   const names = ['e0', 'e1', 'e2']
   const peer = (i: number): string => `http://127.0.0.1:${base + 10 + i}`
   const client = (i: number): string => `http://127.0.0.1:${base + i}`
@@ -220,6 +238,12 @@ async function startEtcd (root: string): Promise<{ target: Target, stop(): Promi
       await sleep(50)
     }
   }
+  // every member up, not just a quorum (a member that could not bind its port exits at once)
+  await waitUntil(async () => {
+    const exited = exitedOf(members.map((c, i) => [names[i], c]))
+    if (exited.length > 0) { throw new ServerExitedError(`etcd: ${exited.join(', ')} exited at start`) }
+    return (await Promise.all(names.map(async (_, i) => memberStatus(i).then(s => s?.header != null, () => false)))).every(Boolean)
+  })
   await waitUntil(async () => leaderUrl().then(() => true))
   const b64 = (s: string): string => Buffer.from(s).toString('base64')
   return {
@@ -227,7 +251,8 @@ async function startEtcd (root: string): Promise<{ target: Target, stop(): Promi
       name: 'etcd',
       leaderUrl,
       write: async (a, url, key) => (await httpCall(a, url, 'POST', '/v3/kv/put', JSON.stringify({ key: b64(key), value: b64(VALUE) }))).status,
-      pids: () => members.map(c => c.pid ?? -1)
+      pids: () => members.map(c => c.pid ?? -1),
+      exited: () => exitedOf(members.map((c, i) => [names[i], c]))
     },
     stop: async () => {
       agent.destroy()
@@ -238,7 +263,7 @@ async function startEtcd (root: string): Promise<{ target: Target, stop(): Promi
 
 async function waitUntil (condition: () => Promise<boolean>, deadlineMs = 60_000): Promise<void> {
   const deadline = Date.now() + deadlineMs
-  while (!(await condition().catch(() => false))) {
+  while (!(await condition().catch(err => { if (err instanceof ServerExitedError) { throw err } return false }))) {
     if (Date.now() > deadline) { throw new Error('timed out waiting for the cluster') }
     await sleep(100)
   }
@@ -298,20 +323,40 @@ async function failover (root: string, trials: number, kind: FailureKind): Promi
 
 // ---------------------------------------------------------------- main
 
+const ROUND_ATTEMPTS = 3
+
+/**
+ * One round of one system: every client count against a fresh cluster. A
+ * round in which a server exited (a port taken by another process, a crash)
+ * is measured again on a new cluster, up to ROUND_ATTEMPTS times.
+ */
+async function measureRound (start: (attempt: number) => Promise<{ target: Target, stop(): Promise<void> }>): Promise<LoadResult[]> {
+  for (let attempt = 1; ; attempt++) {
+    let cluster: { target: Target, stop(): Promise<void> } | undefined
+    try {
+      cluster = await start(attempt)
+      const results: LoadResult[] = []
+      for (const c of CLIENTS) { results.push(await load(cluster.target, c)) }
+      return results
+    } catch (err) {
+      if (!(err instanceof ServerExitedError) || attempt === ROUND_ATTEMPTS) { throw err }
+      console.error(`${err.message}; measuring the round again on a fresh cluster (attempt ${attempt + 1} of ${ROUND_ATTEMPTS})`)
+    } finally {
+      await cluster?.stop()
+    }
+  }
+}
+
 const root = await mkdtemp(join(tmpdir(), 'accord-bench-raft-'))
 const etcdVersion = etcdAvailable()
 const rows: Array<{ round: number, system: string, result: LoadResult }> = []
 try {
   for (let round = 1; round <= ROUNDS; round++) {
     if (SYSTEMS.includes('accord')) {
-      const accord = await startAccord(join(root, `load-${round}`))
-      for (const c of CLIENTS) { rows.push({ round, system: 'accord', result: await load(accord.target, c) }) }
-      await accord.stop()
+      for (const result of await measureRound(async attempt => startAccord(join(root, `load-${round}-${attempt}`)))) { rows.push({ round, system: 'accord', result }) }
     }
     if (etcdVersion != null && SYSTEMS.includes('etcd')) {
-      const etcd = await startEtcd(join(root, `etcd-${round}`))
-      for (const c of CLIENTS) { rows.push({ round, system: 'etcd', result: await load(etcd.target, c) }) }
-      await etcd.stop()
+      for (const result of await measureRound(async attempt => startEtcd(join(root, `etcd-${round}-${attempt}`)))) { rows.push({ round, system: 'etcd', result }) }
     }
   }
   const failovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS, 'kill') : []

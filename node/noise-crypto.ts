@@ -6,10 +6,10 @@
  * the raw key (about 15 µs), and a message given as a list of buffers (a
  * yamux frame is a header plus its data) comes back as a list of buffers
  * plus the tag. `@libp2p/tcp` writes each buffer of a list with a syscall of
- * its own, so a Raft append left the leader in five writes to the socket.
+ * its own, so a Raft append of a batch left the leader in five writes.
  *
- * This one keeps the key object of the cipher state in use, and always
- * returns one contiguous buffer: every Noise message leaves in two writes
+ * This one keeps the key objects of the keys in use (a bounded cache), and
+ * always returns one contiguous buffer: every Noise message leaves in two writes
  * (its 2-byte length, then the ciphertext). Below 1,200 bytes it keeps
  * Noise's WebAssembly implementation, which is faster there. The bytes are
  * the same as the default's (a test checks it both ways), so peers that use

@@ -19,6 +19,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { Agent, request } from 'node:http'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { percentile } from './percentile.ts'
@@ -47,8 +48,8 @@ const CLI = fileURLToPath(new URL('../node/cli.ts', import.meta.url))
 
 interface Target {
   name: string
-  /** The server processes that are no longer running (a round with one gone measures a smaller cluster). */
-  exited(): string[]
+  /** Throws ServerExitedError if a server process is no longer running (a round with one gone measures a smaller cluster). */
+  checkRunning(when: string): void
   /** URL of the node to send writes to (the leader). */
   leaderUrl(): Promise<string>
   write(agent: Agent, url: string, key: string): Promise<number>
@@ -77,13 +78,15 @@ function tracked (child: ChildProcess): ChildProcess {
   return child
 }
 
-const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
-
 /** A server process of the cluster under test exited: the measurement is void. */
 class ServerExitedError extends Error {}
 
-function exitedOf (children: Array<[string, ChildProcess]>): string[] {
-  return children.filter(([, c]) => c.exitCode !== null || c.signalCode !== null).map(([name, c]) => `${name} (${c.signalCode ?? `exit code ${c.exitCode}`})`)
+const isRunning = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null
+
+/** Throws ServerExitedError naming those of `servers` (name, process) of `system` that are no longer running. */
+function checkRunning (system: string, servers: Array<[string, ChildProcess]>, when: string): void {
+  const exited = servers.filter(([, c]) => !isRunning(c)).map(([name, c]) => `${name} (${c.signalCode ?? `exit code ${c.exitCode}`})`)
+  if (exited.length > 0) { throw new ServerExitedError(`${system}: ${exited.join(', ')} exited ${when}`) }
 }
 
 interface LoadResult {
@@ -131,8 +134,7 @@ async function load (target: Target, clients: number): Promise<LoadResult> {
     }
   }))
   clearTimeout(warmedUp)
-  const exited = target.exited()
-  if (exited.length > 0) { throw new ServerExitedError(`${target.name}: ${exited.join(', ')} exited during the run`) }
+  target.checkRunning('during the run')
   const serverCpuMs = pids.map(cpuMsOf).reduce((sum, ms, i) => sum + ms - (cpuAtWarmupEnd[i] ?? NaN), 0)
   agent.destroy()
   latencies.sort((a, b) => a - b)
@@ -171,15 +173,15 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
   await waitUntil(async () => status(procs[0]).then(s => s.voters.length === 3, () => false))
   // a steady cluster: every node connected to the two others
   const connectedPeers = async (p: Proc): Promise<number> => JSON.parse((await httpCall(agent, p.api, 'GET', '/v1/status', '')).text).members.filter((m: { connected: boolean }) => m.connected).length
+  const servers = (): Array<[string, ChildProcess]> => procs.map((p, i) => [`node ${i}`, p.child])
   await waitUntil(async () => {
-    const exited = exitedOf(procs.map((p, i) => [`node ${i}`, p.child]))
-    if (exited.length > 0) { throw new ServerExitedError(`accord: ${exited.join(', ')} exited at start`) }
+    checkRunning('accord', servers(), 'at start')
     return (await Promise.all(procs.map(connectedPeers))).every(n => n === 2)
   })
   const leaderUrl = async (): Promise<string> => {
     for (;;) {
       for (const p of procs) {
-        if (p.child.exitCode !== null || p.child.signalCode !== null) { continue }
+        if (!isRunning(p.child)) { continue }
         const s = await status(p).catch(() => null)
         if (s?.role === 'leader') { return p.api }
       }
@@ -191,7 +193,7 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
     leaderUrl,
     write: async (a, url, key) => (await httpCall(a, url, 'PUT', `/v1/kv/${key}`, VALUE)).status,
     pids: () => procs.map(p => p.child.pid ?? -1),
-    exited: () => exitedOf(procs.map((p, i) => [`node ${i}`, p.child]))
+    checkRunning: when => { checkRunning('accord', servers(), when) }
   }
   return {
     procs,
@@ -239,9 +241,9 @@ async function startEtcd (root: string): Promise<{ target: Target, stop(): Promi
     }
   }
   // every member up, not just a quorum (a member that could not bind its port exits at once)
+  const servers = (): Array<[string, ChildProcess]> => members.map((c, i) => [names[i], c])
   await waitUntil(async () => {
-    const exited = exitedOf(members.map((c, i) => [names[i], c]))
-    if (exited.length > 0) { throw new ServerExitedError(`etcd: ${exited.join(', ')} exited at start`) }
+    checkRunning('etcd', servers(), 'at start')
     return (await Promise.all(names.map(async (_, i) => memberStatus(i).then(s => s?.header != null, () => false)))).every(Boolean)
   })
   await waitUntil(async () => leaderUrl().then(() => true))
@@ -252,7 +254,7 @@ async function startEtcd (root: string): Promise<{ target: Target, stop(): Promi
       leaderUrl,
       write: async (a, url, key) => (await httpCall(a, url, 'POST', '/v3/kv/put', JSON.stringify({ key: b64(key), value: b64(VALUE) }))).status,
       pids: () => members.map(c => c.pid ?? -1),
-      exited: () => exitedOf(members.map((c, i) => [names[i], c]))
+      checkRunning: when => { checkRunning('etcd', servers(), when) }
     },
     stop: async () => {
       agent.destroy()

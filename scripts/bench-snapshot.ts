@@ -32,6 +32,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { RaftDriver } from '../node/raft/driver.ts'
@@ -86,8 +87,6 @@ function createDriver (storage: RaftStorage, restored: RestoredState, snapshotEv
     log
   })
 }
-
-const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 /** Until the driver leads and has applied everything committed before (a linearizable read). */
 async function untilServing (driver: RaftDriver): Promise<void> {

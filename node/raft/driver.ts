@@ -156,7 +156,7 @@ export class RaftDriver {
   #leaderTenure = new AbortController()
   /** The local snapshot in progress (encode in the background, compact, save); one at a time. */
   #snapshotTask: Promise<void> | null = null
-  /** Work that must run between two Readies (none outstanding); see #betweenReadies. */
+  /** Work that must run between two Readies (none outstanding); see #betweenReadies. At most one: only the snapshot task, one at a time, adds to it. */
   #betweenReadiesQueue: Array<() => void> = []
   /** Counts snapshots installed from the leader: a local snapshot begun before one is abandoned. */
   #installedSnapshots = 0
@@ -202,7 +202,7 @@ export class RaftDriver {
     this.#stopped = true
     clearInterval(this.#timer)
     this.#failWaiters(new RaftError('stopped', 'the node is stopping'))
-    for (const run of this.#betweenReadiesQueue.splice(0)) { run() }
+    this.#runBetweenReadies()
     while (this.#processing) { await new Promise(resolve => setTimeout(resolve, 5)) }
     await this.#snapshotTask
   }
@@ -429,6 +429,8 @@ export class RaftDriver {
   }
 
   #runBetweenReadies (): void {
+    // checked first: this runs on every Ready, and splice() allocates
+    if (this.#betweenReadiesQueue.length === 0) { return }
     for (const run of this.#betweenReadiesQueue.splice(0)) { run() }
   }
 

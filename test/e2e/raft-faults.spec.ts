@@ -13,6 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
+import { scrapeMetrics } from '../lib/metrics.ts'
 import { NetnsLab } from '../lib/netns.ts'
 import { describeFailure, RaftScenario } from '../lib/scenario.ts'
 
@@ -53,10 +54,7 @@ describe('raft under faults (5 OS processes)', function () {
   /** accord_raft_leader_connection_losses_total of every node but `except`. */
   async function connectionLossesOfOthers (except: number): Promise<number[]> {
     const others = scenario.nodes.filter(node => node.index !== except)
-    return Promise.all(others.map(async node => {
-      const text = await fetch(`${node.apiUrl}/metrics`).then(async r => r.text())
-      return Number(/^accord_raft_leader_connection_losses_total (\d+)/m.exec(text)?.[1] ?? NaN)
-    }))
+    return Promise.all(others.map(async node => (await scrapeMetrics(node.apiUrl)).get('accord_raft_leader_connection_losses_total') ?? NaN))
   }
 
   function expectLinearizable (): void {

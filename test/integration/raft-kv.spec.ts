@@ -2,24 +2,9 @@ import { lpStream } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
 import { decode, encode } from 'cborg'
 import { RAFT_CLIENT_PROTOCOL } from '../../node/raft/client-protocol.ts'
-import { addressOf, TestCluster, waitFor } from '../lib/nodes.ts'
+import { scrapeMetrics } from '../lib/metrics.ts'
+import { formRaftGroup, leaderOf, TestCluster, waitFor } from '../lib/nodes.ts'
 import type { AccordNode } from '../../node/index.ts'
-
-/** A 3-node Raft group over real libp2p: node 0 founds it, the others join as learners and are promoted. */
-async function formGroup (cluster: TestCluster, size = 3): Promise<AccordNode[]> {
-  const fast = { api: '127.0.0.1:0', raftTickMs: 50 }
-  const first = await cluster.add(fast)
-  const nodes = [first]
-  for (let i = 1; i < size; i++) { nodes.push(await cluster.add({ ...fast, bootstrap: [addressOf(first)] })) }
-  await waitFor(() => nodes.every(n => n.raft?.summary().voters.length === size), `all ${size} nodes to become voters`)
-  return nodes
-}
-
-function leaderOf (nodes: AccordNode[]): AccordNode {
-  const leader = nodes.find(n => n.raft?.summary().role === 'leader')
-  if (leader == null) { throw new Error('no leader') }
-  return leader
-}
 
 const put = async (node: AccordNode, key: string, value: string, headers: Record<string, string> = {}): Promise<Response> =>
   fetch(`${node.apiUrl}/v1/kv/${key}`, { method: 'PUT', body: value, headers })
@@ -32,7 +17,7 @@ describe('raft KV over libp2p (one process)', function () {
   afterEach(async () => { await cluster.stop() })
 
   it('forms a group, forwards writes from followers to the leader and serves linearizable reads anywhere', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     const leader = leaderOf(nodes)
     const followers = nodes.filter(n => n !== leader)
 
@@ -55,13 +40,10 @@ describe('raft KV over libp2p (one process)', function () {
   })
 
   it('exposes the group\'s state as Prometheus gauges on /metrics', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     const leader = leaderOf(nodes)
     expect((await put(leader, 'metered', 'yes')).status).to.equal(200)
-    const gauges = async (node: AccordNode): Promise<Map<string, number>> => {
-      const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
-      return new Map([...text.matchAll(/^(accord_(?:raft|kv)_\w+) (\S+)$/gm)].map(m => [m[1], Number(m[2])]))
-    }
+    const gauges = async (node: AccordNode): Promise<Map<string, number>> => scrapeMetrics(node.apiUrl)
     for (const node of nodes) {
       const g = await gauges(node)
       const { term, commit } = node.raft!.summary()
@@ -88,7 +70,7 @@ describe('raft KV over libp2p (one process)', function () {
   })
 
   it('compare-and-swap succeeds once, then reports the current value with 409', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     expect((await put(nodes[1], 'k', 'v1')).status).to.equal(200)
     const cas = async (expected: string | null, value: string): Promise<Response> =>
       fetch(`${nodes[2].apiUrl}/v1/kv/k/cas`, { method: 'POST', body: JSON.stringify({ expected, value }) })
@@ -104,7 +86,7 @@ describe('raft KV over libp2p (one process)', function () {
   })
 
   it('applies a retried write with the same client session exactly once', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     const session = { 'x-accord-client-id': 'client-a', 'x-accord-sequence': '1' }
     const first = await (await put(nodes[1], 'counter', 'one', session)).json()
     const retry = await (await put(nodes[2], 'counter', 'one', session)).json()
@@ -119,7 +101,7 @@ describe('raft KV over libp2p (one process)', function () {
   })
 
   it('writes without a session reuse pooled ones, so they do not fill the session table', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     const leader = leaderOf(nodes)
     const sessions = (): number => leader.raft?.summary().kv.sessions ?? -1
     const before = sessions()
@@ -134,7 +116,7 @@ describe('raft KV over libp2p (one process)', function () {
   })
 
   it('rejects bad input with 4xx and changes nothing', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     const api = nodes[0].apiUrl ?? ''
     const oversize = await fetch(`${api}/v1/kv/big`, { method: 'PUT', body: new Uint8Array(1024 * 1024 + 1) })
     expect(oversize.status).to.equal(413)
@@ -153,7 +135,7 @@ describe('raft KV over libp2p (one process)', function () {
   })
 
   it('transfers leadership on request, and answers 503 naming no leader once a quorum is gone', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     const leader = leaderOf(nodes)
     const target = nodes.find(n => n !== leader) as AccordNode
     const transfer = await fetch(`${leader.apiUrl}/v1/raft/transfer-leader`, { method: 'POST', body: JSON.stringify({ to: target.libp2p.peerId.toString() }) })
@@ -175,7 +157,7 @@ describe('raft KV over libp2p (one process)', function () {
   })
 
   it('answers malformed client-protocol requests with an error and keeps serving', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     const leader = leaderOf(nodes)
     const sender = nodes.find(n => n !== leader) as AccordNode
     const ask = async (bytes: Uint8Array): Promise<unknown> => {
@@ -215,7 +197,7 @@ describe('raft KV over libp2p (one process)', function () {
   })
 
   it('removes a node that is down, and the rest keep committing', async () => {
-    const nodes = await formGroup(cluster)
+    const nodes = await formRaftGroup(cluster)
     const leader = leaderOf(nodes)
     const victim = nodes.find(n => n !== leader) as AccordNode
     const victimId = victim.libp2p.peerId.toString()

@@ -5,7 +5,8 @@
  * frames, the follower's sliced restore and its storage of the snapshot.
  */
 import { expect } from 'aegir/chai'
-import { addressOf, TestCluster, waitFor } from '../lib/nodes.ts'
+import { scrapeMetrics } from '../lib/metrics.ts'
+import { formRaftGroup, leaderOf, TestCluster, waitFor } from '../lib/nodes.ts'
 import type { AccordNode } from '../../node/index.ts'
 import type { RaftSummary } from '../../node/raft/service.ts'
 
@@ -61,12 +62,6 @@ async function staleRead (node: AccordNode, k: string): Promise<string | null> {
   return body.value
 }
 
-function leaderOf (nodes: AccordNode[]): AccordNode {
-  const leader = nodes.find(n => n.raft?.summary().role === 'leader')
-  if (leader == null) { throw new Error('no leader') }
-  return leader
-}
-
 function summary (node: AccordNode): RaftSummary {
   if (node.raft == null) { throw new Error('raft is off') }
   return node.raft.summary()
@@ -80,11 +75,7 @@ describe('raft snapshot catch-up over libp2p (one process)', function () {
   afterEach(async () => { await cluster.stop() })
 
   it('brings a restarted follower past the leader\'s compacted log by InstallSnapshot, then keeps replicating to it', async () => {
-    const settings = { api: '127.0.0.1:0', raftTickMs: 50, raftSnapshotEntries: SNAPSHOT_ENTRIES }
-    const first = await cluster.add(settings)
-    const nodes = [first]
-    for (let i = 1; i < 3; i++) { nodes.push(await cluster.add({ ...settings, bootstrap: [addressOf(first)] })) }
-    await waitFor(() => nodes.every(n => summary(n).voters.length === 3), 'all 3 nodes to become voters')
+    const nodes = await formRaftGroup(cluster, 3, { raftSnapshotEntries: SNAPSHOT_ENTRIES })
 
     const leader = leaderOf(nodes)
     const expected = new Map<string, string>()
@@ -131,10 +122,7 @@ describe('raft snapshot catch-up over libp2p (one process)', function () {
     const members = await (await fetch(`${restarted.apiUrl}/v1/raft/members`)).json()
     expect(members.lastSnapshotIndex, 'the snapshot the restarted follower installed').to.be.at.least(compactedTo)
     // and the transports say so directly
-    const metric = async (node: AccordNode, name: string): Promise<number> => {
-      const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
-      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
-    }
+    const metric = async (node: AccordNode, name: string): Promise<number> => (await scrapeMetrics(node.apiUrl)).get(name) ?? NaN
     expect(await metric(restarted, 'accord_raft_transport_snapshots_received'), 'snapshots the restarted follower received').to.be.at.least(1)
     expect(await metric(leader, 'accord_raft_transport_snapshots_sent'), 'snapshots the leader sent').to.be.at.least(1)
     expect(await metric(restarted, 'accord_raft_snapshot_index')).to.equal(members.lastSnapshotIndex)

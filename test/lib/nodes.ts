@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createAccordNode } from '../../node/index.ts'
+import { waitFor } from './wait.ts'
 import type { AccordConfig, AccordNode } from '../../node/index.ts'
 
-export { waitFor } from './wait.ts'
+export { waitFor }
 
 export const silentLogger = pino({ level: 'silent' })
 
@@ -57,6 +58,25 @@ export class TestCluster {
 
 export function addressOf (node: AccordNode): string {
   return node.libp2p.getMultiaddrs()[0].toString()
+}
+
+/**
+ * A Raft group over real libp2p: the first node founds it, the others join
+ * as learners through it and are promoted; resolves once all are voters.
+ */
+export async function formRaftGroup (cluster: TestCluster, size = 3, settings: Partial<AccordConfig> = {}): Promise<AccordNode[]> {
+  const config = { api: '127.0.0.1:0', raftTickMs: 50, ...settings }
+  const first = await cluster.add(config)
+  const nodes = [first]
+  for (let i = 1; i < size; i++) { nodes.push(await cluster.add({ ...config, bootstrap: [addressOf(first)] })) }
+  await waitFor(() => nodes.every(n => n.raft?.summary().voters.length === size), `all ${size} nodes to become voters`)
+  return nodes
+}
+
+export function leaderOf (nodes: AccordNode[]): AccordNode {
+  const leader = nodes.find(n => n.raft?.summary().role === 'leader')
+  if (leader == null) { throw new Error('no leader') }
+  return leader
 }
 
 export function connectedMembers (node: AccordNode): string[] {

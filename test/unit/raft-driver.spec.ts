@@ -55,6 +55,16 @@ function driverWith (store: RaftLogStore, overrides: Partial<RaftDriverOptions> 
 
 const put = (sequence: number, key = 'k'): KvCommand => ({ type: 'put', session: { clientId: 'c', sequence }, key, value: new Uint8Array([sequence % 256]) })
 
+/** Puts through `driver` (the leader) with one client session, one write at a time; each resolves with its index. */
+function sequentialWriter (driver: RaftDriver): (key: string, value: Uint8Array) => Promise<number> {
+  let sequence = 0
+  return async (key, value) => {
+    const result = await driver.propose({ type: 'put', session: { clientId: 'c', sequence: ++sequence }, key, value })
+    expect(result.ok).to.equal(true)
+    return result.index
+  }
+}
+
 async function untilLeader (driver: RaftDriver): Promise<void> {
   await waitFor(() => driver.status().role === 'leader', 'the driver to lead', 10_000, 5)
 }
@@ -193,13 +203,11 @@ describe('raft driver (one node, in memory)', function () {
     try {
       await untilLeader(driver)
       const value = new Uint8Array(300).fill(7)
+      const write = sequentialWriter(driver)
       let writes = 0
       let lastIndex = 0
       while (store.snapshots.length === 0 && !driver.snapshotting && writes < 20) {
-        writes++
-        const result = await driver.propose({ type: 'put', session: { clientId: 'c', sequence: writes }, key: `k${writes}`, value })
-        expect(result.ok).to.equal(true)
-        lastIndex = result.index
+        lastIndex = await write(`k${++writes}`, value)
       }
       // commands of a little over 300 bytes reach 2000 bytes on the 6th or 7th write
       expect(writes).to.be.within(6, 7)
@@ -218,11 +226,7 @@ describe('raft driver (one node, in memory)', function () {
     try {
       await untilLeader(driver)
       const bigValue = new Uint8Array(200).fill(1)
-      let sequence = 0
-      const write = async (key: string, value: Uint8Array): Promise<void> => {
-        const result = await driver.propose({ type: 'put', session: { clientId: 'c', sequence: ++sequence }, key, value })
-        expect(result.ok).to.equal(true)
-      }
+      const write = sequentialWriter(driver)
       const settled = async (): Promise<void> => { await waitFor(() => !driver.snapshotting, 'the snapshot to be stored', 10_000, 5) }
       for (let i = 0; i < 10; i++) { await write(`big${i}`, bigValue) }
       await settled()
@@ -251,14 +255,10 @@ describe('raft driver (one node, in memory)', function () {
     try {
       await untilLeader(driver)
       const value = new Uint8Array(2048).fill(1)
-      let sequence = 0
-      const write = async (key: string): Promise<number> => {
-        const result = await driver.propose({ type: 'put', session: { clientId: 'c', sequence: ++sequence }, key, value })
-        expect(result.ok).to.equal(true)
-        return result.index
-      }
+      const write = sequentialWriter(driver)
+      let writes = 0
       let captured = 0
-      while (!driver.snapshotting) { captured = await write(`k${sequence}`) }
+      while (!driver.snapshotting) { captured = await write(`k${writes++}`, value) }
       const keysAtStart = driver.kv.stats().keys
       let appliedWhenSaved = 0
       const save = store.saveSnapshot.bind(store)
@@ -268,7 +268,7 @@ describe('raft driver (one node, in memory)', function () {
       }
       let during = 0
       while (driver.snapshotting && during < 200) {
-        await write('written-during-the-snapshot')
+        await write('written-during-the-snapshot', value)
         during++
       }
       // encoded in one go, at most the write already in flight would be applied before the save

@@ -8,9 +8,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import type { StorageLogger } from '../../node/raft/storage/index.ts'
-import type { ConfState, Entry, Snapshot } from '../../protocols/raft/index.ts'
+import type { ConfState, Entry, HardState, Snapshot } from '../../protocols/raft/index.ts'
 
 export const CONF: ConfState = { voters: ['n1', 'n2', 'n3'], votersOutgoing: [], learners: ['n4'], learnersNext: [], autoLeave: false }
+
+export const hard = (term: number, commit: number, vote: string | null = 'n1'): HardState => ({ term, vote, commit })
 
 /** Payload bytes that depend on (index, term, salt), so a stale or misplaced entry is visible. */
 export function payload (index: number, term: number, size = 24, salt = 0): Uint8Array {

@@ -1,11 +1,9 @@
 import { expect } from 'aegir/chai'
 import { RaftStorage } from '../../node/raft/storage/index.ts'
 import { chunkRunBytes, recordBytes, sealChunks, snapshotChunks, splitChunkRun } from '../../node/raft/storage/write-plan.ts'
-import { CaptureLogger, TempDirs, entries, listKeys, payload, snapshot } from './raft-storage-helpers.ts'
+import { CaptureLogger, TempDirs, entries, hard, listKeys, payload, snapshot } from './raft-storage-helpers.ts'
 import type { RaftStorageOptions } from '../../node/raft/storage/index.ts'
-import type { HardState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
-
-const hard = (term: number, commit: number, vote: string | null = 'n1'): HardState => ({ term, vote, commit })
+import type { RestoredState, Snapshot } from '../../protocols/raft/index.ts'
 
 /**
  * 1 KiB chunks, three to a staged batch: the 20 KiB snapshots below take

@@ -2,11 +2,9 @@ import { expect } from 'aegir/chai'
 import { UserError } from '../../node/errors.ts'
 import { RaftStorage, StorageLimitError, raftStorageDir } from '../../node/raft/storage/index.ts'
 import { createRng } from '../../protocols/common/rng.ts'
-import { CONF, CaptureLogger, TempDirs, entries, entry, listKeys, snapshot } from './raft-storage-helpers.ts'
+import { CONF, CaptureLogger, TempDirs, entries, entry, hard, listKeys, snapshot } from './raft-storage-helpers.ts'
 import type { RaftStorageOptions } from '../../node/raft/storage/index.ts'
 import type { Entry, HardState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
-
-const hard = (term: number, commit: number, vote: string | null = 'n1'): HardState => ({ term, vote, commit })
 
 describe('raft storage: round trips and group commit', () => {
   const temp = new TempDirs()

@@ -38,15 +38,14 @@ export interface KvSnapshotState {
   sessions: KvSession[]
 }
 
-/** dataBytes: key + value bytes over all entries (what dataBytesMax bounds). */
-/** An incremental SHA-256, as both @noble/hashes and node:crypto provide one. */
+/** An incremental SHA-256, as both `@noble/hashes` and node:crypto provide one. */
 export interface Sha256 {
   update(bytes: Uint8Array): unknown
   digest(): Uint8Array
 }
 
 /**
- * Where snapshots get their SHA-256. The default, @noble/hashes, runs
+ * Where snapshots get their SHA-256. The default, `@noble/hashes`, runs
  * anywhere; a Node host may pass node:crypto's, which is native and about 7×
  * faster over a large state (232 MB: 1 s against 0.14 s).
  */
@@ -54,6 +53,7 @@ export type CreateSha256 = () => Sha256
 
 export const nobleSha256: CreateSha256 = () => sha256.create()
 
+/** dataBytes: key + value bytes over all entries (what dataBytesMax bounds). */
 export type DecodedSnapshot = { ok: true, state: KvSnapshotState, dataBytes: number } | { ok: false, error: string }
 
 const LIMIT_NAMES = ['keyBytesMax', 'valueBytesMax', 'clientIdBytesMax', 'sessionsMax', 'dataBytesMax'] as const

@@ -39,7 +39,7 @@ import type { KvTree } from './tree.ts'
 export type KvRestoreResult = { ok: true } | { ok: false, error: string }
 
 export interface KvStateMachineOptions {
-  /** The SHA-256 of snapshots (see CreateSha256); @noble/hashes by default. */
+  /** The SHA-256 of snapshots (see CreateSha256); `@noble/hashes` by default. */
   createSha256?: CreateSha256
 }
 

@@ -6,6 +6,11 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
 import { Registry } from 'prom-client'
+import { Admission } from './admission/admission.ts'
+import { serveJoins } from './admission/join.ts'
+import { admissionRoutes, admissionSummary } from './admission/routes.ts'
+import { joinWithToken, startingCredentials } from './admission/setup.ts'
+import { wireBudgets } from './budgets.ts'
 import { readSavedConfig, resolveConfig, writeSavedConfig, parseHostPort } from './config.ts'
 import { clusterProtocol, CLUSTER_HELLO_BYTES_MAX } from './constants.ts'
 import { ClusterDiscovery } from './discovery.ts'
@@ -16,8 +21,12 @@ import { buildLibp2p } from './libp2p.ts'
 import { createLogger } from './logger.ts'
 import { raftRoutes } from './raft/routes.ts'
 import { RAFT_SETTINGS_DEFAULTS, RaftService } from './raft/service.ts'
+import { Refusals } from './refusals.ts'
 import { statusRoutes } from './routes.ts'
 import { VERSION } from './version.ts'
+import type { AdmissionLimits } from './admission/admission.ts'
+import type { ClusterCredentials } from './admission/credentials.ts'
+import type { AdmissionSummary } from './admission/routes.ts'
 import type { AccordConfig } from './config.ts'
 import type { Member } from './discovery.ts'
 import type { HttpApi } from './http-api.ts'
@@ -32,6 +41,15 @@ export interface CreateAccordNodeOptions {
   logger?: Logger
   /** Save the resolved settings into the data dir (the daemon does; default true). */
   saveConfig?: boolean
+  /**
+   * A join token (from `accord token create` on a member): needed on the
+   * first start of a node that joins an existing cluster. Not saved.
+   */
+  joinToken?: string
+  /** How long a join keeps asking members that cannot be reached (default 60 s). */
+  joinDeadlineMs?: number
+  /** Admission's timeouts and bounds (tests shorten them). */
+  admissionLimits?: Partial<AdmissionLimits>
 }
 
 export interface PeerStatus {
@@ -56,6 +74,8 @@ export interface NodeStatus {
   dhtRoutingTableSize: number
   members: Member[]
   peers: PeerStatus[]
+  /** The cluster key this node's certificate names, and the peers it serves. */
+  admission: AdmissionSummary
   /** null when Raft is off. */
   raft: RaftSummary | null
 }
@@ -67,6 +87,8 @@ export interface AccordNode {
   readonly metrics: Registry
   /** The Raft group and KV store, or null when Raft is off. */
   readonly raft: RaftService | null
+  /** Which peers this node serves; makes join tokens. */
+  readonly admission: Admission
   /** Cluster members known to this node (cheap: no peer store reads). */
   members(): Member[]
   status(): Promise<NodeStatus>
@@ -101,15 +123,41 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     throw explainStartError(err, resolved)
   }
 
+  // Admission: which peers this node serves (see node/admission)
+  const refusals = new Refusals({ log: log.child({ component: 'refusals' }), registry: metrics })
+  let credentials: ClusterCredentials | null
+  try {
+    credentials = await startingCredentials(resolved, identity.peerId, options, log)
+  } catch (err) {
+    await datastore.close()
+    throw err
+  }
+  const admission = new Admission({
+    libp2p,
+    cluster: resolved.cluster,
+    credentials,
+    // the public DHT needs strangers; accord's own protocols stay gated
+    closeUnadmitted: !resolved.public,
+    refusals,
+    log: log.child({ component: 'admission' }),
+    limits: options.admissionLimits
+  })
+  await admission.start()
+  // members' connections are pruned last; connections and DHT records refused are counted
+  wireBudgets({ libp2p, admission, refusals })
+  const stopServingJoins = await serveJoins({ libp2p, cluster: resolved.cluster, admission, refusals, log: log.child({ component: 'admission' }) })
+  const gate = admission.gate.bind(admission)
+
   const protocol = clusterProtocol(resolved.cluster)
-  await libp2p.handle(protocol, async (stream) => {
+  await libp2p.handle(protocol, gate(protocol, async (stream) => {
     const hello = new TextEncoder().encode(JSON.stringify({ cluster: resolved.cluster, version: VERSION }))
     if (hello.byteLength <= CLUSTER_HELLO_BYTES_MAX) { stream.send(hello) }
     await stream.close()
-  })
+  }))
 
   const discovery = new ClusterDiscovery({
     node: libp2p,
+    admission,
     cluster: resolved.cluster,
     public: resolved.public,
     intervalMs: resolved.discoveryIntervalMs,
@@ -121,6 +169,8 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     await libp2p.start()
   } catch (err) {
     await discovery.stop()
+    await stopServingJoins()
+    await admission.stop()
     await datastore.close()
     throw explainStartError(err, resolved)
   }
@@ -164,6 +214,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       dhtRoutingTableSize: routingTableSize(libp2p),
       members,
       peers: [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId)),
+      admission: admissionSummary(admission),
       raft: raft?.summary() ?? null
     }
   }
@@ -171,6 +222,8 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   const stopAll = async (): Promise<void> => {
     await api?.close()
     await raft?.stop()
+    await stopServingJoins()
+    await admission.stop()
     await discovery.stop()
     await libp2p.stop()
     await datastore.close()
@@ -186,6 +239,9 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       }
       for (const failure of failures) { log.warn({ failure }, 'bootstrap peer unreachable') }
     }
+    if (credentials == null && options.joinToken != null) {
+      credentials = await joinWithToken(libp2p, resolved, admission, { ...options, joinToken: options.joinToken }, log)
+    }
     if (resolved.raft) {
       const bootstrapPeers = resolved.bootstrap.map(addr => multiaddr(addr).getComponents().find(c => c.name === 'p2p')?.value ?? '')
       raft = await RaftService.start({
@@ -200,14 +256,18 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
           snapshotEveryEntries: resolved.raftSnapshotEntries
         },
         registry: metrics,
-        log
+        log,
+        gate,
+        refusals
       })
+      const service = raft
+      admission.setRevocationCheck(peer => service.isRevoked(peer))
     }
     if (resolved.api !== null) {
       const { host, port } = parseHostPort(resolved.api, '--api')
       const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
-      const routes = [...statusRoutes({ status, metrics }), ...(raft != null ? raftRoutes(raft) : [])]
-      api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }) })
+      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...(raft != null ? raftRoutes(raft) : [])]
+      api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }), refusals })
       effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
     }
     if (options.saveConfig !== false) { await writeSavedConfig(effective) }
@@ -225,6 +285,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     apiUrl: api?.url ?? null,
     metrics,
     raft,
+    admission,
     members: () => discovery.members(),
     status,
     stop: async () => {

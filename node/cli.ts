@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * The `accord` command line. Every failure a person can cause (bad flags,
- * occupied ports, bad key files, unreachable peers) ends as one line on
- * stderr and a non-zero exit, without a stack trace.
+ * occupied ports, bad key files, unreachable peers, a data dir the node
+ * cannot start from) ends as one line on stderr and a non-zero exit,
+ * without a stack trace. An unexpected error (a bug) is one line too; its
+ * stack trace follows only with ACCORD_DEBUG=1.
  */
 import { demoCommand, DEMO_HELP } from './cli/demo.ts'
 import { idCommand, ID_HELP } from './cli/id.ts'
@@ -10,6 +12,7 @@ import { kvCommand, KV_HELP } from './cli/kv.ts'
 import { raftCommand, RAFT_HELP } from './cli/raft.ts'
 import { startCommand, START_HELP } from './cli/start.ts'
 import { statusCommand, STATUS_HELP } from './cli/status.ts'
+import { tokenCommand, TOKEN_HELP } from './cli/token.ts'
 import { UserError } from './errors.ts'
 import { VERSION } from './version.ts'
 
@@ -24,6 +27,7 @@ Commands:
   id        print a node's PeerId
   kv        put, get, delete and compare-and-swap keys of the replicated store
   raft      show and change the Raft group's members, transfer leadership
+  token     make a join token for a new node
 
 "accord <command> --help" describes a command's flags.
 `
@@ -34,7 +38,8 @@ const COMMANDS: Record<string, { run(args: string[]): Promise<void>, help: strin
   status: { run: statusCommand, help: STATUS_HELP },
   id: { run: idCommand, help: ID_HELP },
   kv: { run: kvCommand, help: KV_HELP },
-  raft: { run: raftCommand, help: RAFT_HELP }
+  raft: { run: raftCommand, help: RAFT_HELP },
+  token: { run: tokenCommand, help: TOKEN_HELP }
 }
 
 async function main (argv: string[]): Promise<number> {
@@ -58,6 +63,14 @@ async function main (argv: string[]): Promise<number> {
   return 0
 }
 
+/** What stderr gets for an error that is not the user's: one line, plus the stack trace when debugging. */
+function unexpectedError (err: unknown, debug: boolean): string {
+  const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+  const line = `accord: unexpected error: ${message.replaceAll('\n', ' ')}`
+  if (debug && err instanceof Error && err.stack != null) { return `${line}\n${err.stack}\n` }
+  return `${line} (run with ACCORD_DEBUG=1 for the stack trace)\n`
+}
+
 main(process.argv.slice(2)).then(code => {
   process.exitCode = code
 }, (err: unknown) => {
@@ -65,7 +78,7 @@ main(process.argv.slice(2)).then(code => {
     process.stderr.write(`accord: ${err.message}\n`)
     process.exitCode = 2
   } else {
-    process.stderr.write(`accord: unexpected error: ${(err as Error).stack ?? String(err)}\n`)
+    process.stderr.write(unexpectedError(err, process.env.ACCORD_DEBUG === '1'))
     process.exitCode = 1
   }
 })

@@ -2,8 +2,9 @@
  * A node's configuration: defaults, validation, and the copy saved in its
  * data dir so `accord start --data-dir D` alone restarts it as it was.
  */
-import { open, readFile, rename, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { open, readFile, rename, unlink } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { UserError } from './errors.ts'
@@ -196,11 +197,31 @@ export async function writeSavedConfig (config: AccordConfig): Promise<void> {
   await writeFileAtomic(join(config.dataDir, CONFIG_FILE), JSON.stringify(saved, null, 2) + '\n')
 }
 
-/** Write a small file atomically with the given mode. */
+/**
+ * Write a small file atomically with the given mode: into a temporary file
+ * of a name no one else uses (`<path>.<pid>.<random>.tmp`, created
+ * exclusively with `mode`, so a leftover file can neither lend it its mode
+ * nor be written through), fsynced, then renamed over `path`, and the
+ * directory fsynced so the rename survives a crash. On failure the
+ * temporary file is removed and `path` is left as it was.
+ */
 export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
-  const tmp = `${path}.tmp`
-  await writeFile(tmp, data, { mode })
-  const file = await open(tmp, 'r+')
-  try { await file.sync() } finally { await file.close() }
-  await rename(tmp, path)
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  try {
+    const file = await open(tmp, 'wx', mode)
+    try {
+      await file.writeFile(data)
+      await file.sync()
+    } finally {
+      await file.close()
+    }
+    await rename(tmp, path)
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+  const dir = await open(dirname(path), 'r').catch(() => null)
+  if (dir != null) {
+    try { await dir.sync() } catch { /* some file systems cannot fsync a directory */ } finally { await dir.close() }
+  }
 }

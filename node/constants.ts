@@ -1,5 +1,7 @@
 /** Protocol ids and topics, versioned (see ARCHITECTURE.md). */
 export const PRIVATE_DHT_PROTOCOL = '/accord/kad/1.0.0'
+/** The public Amino DHT's protocol (public mode). */
+export const PUBLIC_DHT_PROTOCOL = '/ipfs/kad/1.0.0'
 
 /**
  * Every node registers this protocol for its cluster. identify announces it,

@@ -11,8 +11,10 @@
  * With mDNS on, libp2p only records the peers mDNS reports (libp2p 3 no longer
  * dials discovered peers), so discovery dials those on this host or LAN.
  *
- * Membership itself comes from identify: a member announces the protocol
- * `/accord/cluster/<name>/1.0.0`. Members are remembered in the peer store
+ * Membership comes from admission, not from what a peer claims: a peer is
+ * a member once it has shown a certificate of our cluster (see
+ * node/admission). identify's protocol list (`/accord/cluster/<name>/1.0.0`)
+ * only tells whom to dial: members are remembered in the peer store
  * (persisted), so a restarted node redials them without a bootstrap node.
  */
 import { randomBytes } from 'node:crypto'
@@ -53,8 +55,17 @@ export interface Member {
   firstSeenAt: string
 }
 
+/** What discovery asks of admission. */
+export interface AdmissionView {
+  isAdmitted(peer: string): boolean
+  /** Removed from the cluster: never dialled again. */
+  isRevoked(peer: string): boolean
+  onAdmitted(listener: (peer: string) => void): () => void
+}
+
 export interface DiscoveryOptions {
   node: AccordLibp2p
+  admission: AdmissionView
   cluster: string
   public: boolean
   intervalMs: number
@@ -87,6 +98,7 @@ export class ClusterDiscovery {
    */
   readonly #identifyPasses: PacedLoop
   #running = false
+  #stopAdmissionListener: (() => void) | undefined
   /** One per instance, created with it: the mDNS listener may dial before start(). */
   readonly #abort = new AbortController()
   #provided = false
@@ -115,11 +127,11 @@ export class ClusterDiscovery {
     options.node.addEventListener('peer:identify', this.#onPeerIdentify)
   }
 
-  /** Members other than ourselves, sorted by peer id. */
+  /** Members other than ourselves, sorted by peer id; connected means connected and admitted. */
   members (): Member[] {
     const connected = new Set(this.#options.node.getConnections().map(c => c.remotePeer.toString()))
     return [...this.#members.values()]
-      .map(m => ({ ...m, connected: connected.has(m.peerId) }))
+      .map(m => ({ ...m, connected: connected.has(m.peerId) && this.#options.admission.isAdmitted(m.peerId) }))
       .sort((a, b) => a.peerId.localeCompare(b.peerId))
   }
 
@@ -127,6 +139,11 @@ export class ClusterDiscovery {
     const { node } = this.#options
     this.#running = true
     node.addEventListener('peer:update', this.#onPeerUpdate)
+    this.#stopAdmissionListener = this.#options.admission.onAdmitted(peer => {
+      const peerId = peerIdFromString(peer)
+      node.peerStore.get(peerId)
+        .then(p => { this.#record(peerId, p.addresses.map(a => a.multiaddr.toString())) }, () => { this.#record(peerId, []) })
+    })
     // members remembered from an earlier run
     for (const peer of await node.peerStore.all({ filters: [(p) => p.protocols.includes(this.#protocol)] })) {
       this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString()))
@@ -160,6 +177,7 @@ export class ClusterDiscovery {
     this.#abort.abort()
     this.#rounds.stop()
     this.#identifyPasses.stop()
+    this.#stopAdmissionListener?.()
     this.#options.node.removeEventListener('peer:update', this.#onPeerUpdate)
     this.#options.node.removeEventListener('peer:discovery', this.#onPeerDiscovery)
     this.#options.node.removeEventListener('connection:open', this.#onConnectionOpen)
@@ -172,7 +190,7 @@ export class ClusterDiscovery {
   // update is where a peer's protocol list, and so its membership, shows
   readonly #onPeerUpdate = (event: CustomEvent<PeerUpdate>): void => {
     const { peer } = event.detail
-    if (peer.protocols.includes(this.#protocol)) { this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString())) }
+    if (peer.protocols.includes(this.#protocol) && this.#options.admission.isAdmitted(peer.id.toString())) { this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString())) }
   }
 
   readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
@@ -230,7 +248,9 @@ export class ClusterDiscovery {
   }
 
   /**
-   * Membership shows through identify. On a busy node an identify exchange
+   * kad-dht adds a peer to its routing table when identify completes, and
+   * a public-mode joiner finds members by the protocols identify lists.
+   * On a busy node an identify exchange
    * can time out, leaving a connected peer whose protocol list holds only
    * what streams happened to negotiate, and nothing else identifies that
    * connection again while it stays open (accord runs no identify push). So
@@ -243,7 +263,7 @@ export class ClusterDiscovery {
     const { node } = this.#options
     const retriedPass = (c: Connection): number => this.#unidentified.get(c.id) ?? -1
     const retried = node.getConnections()
-      .filter(c => c.status === 'open' && this.#unidentified.has(c.id) && !this.#members.has(c.remotePeer.toString()) &&
+      .filter(c => c.status === 'open' && this.#unidentified.has(c.id) &&
         // libp2p's own identify, run as the connection opened, is still
         // going: the remote takes one identify stream per connection and
         // would refuse a second
@@ -298,7 +318,7 @@ export class ClusterDiscovery {
   #dial (peerId: PeerId, info?: PeerInfo): boolean {
     const { node } = this.#options
     const id = peerId.toString()
-    if (peerId.equals(node.peerId) || this.#dialing.has(id) || node.getConnections(peerId).length > 0) { return false }
+    if (peerId.equals(node.peerId) || this.#dialing.has(id) || node.getConnections(peerId).length > 0 || this.#options.admission.isRevoked(id)) { return false }
     const target = info != null && info.multiaddrs.length > 0 ? info.multiaddrs : peerId
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
     this.#dialing.add(id)

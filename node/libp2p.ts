@@ -1,7 +1,9 @@
 /**
  * Assembles the libp2p 3 node: TCP, Noise, yamux, identify, ping, kad-dht,
  * gossipsub (StrictSign), optional mDNS and pnet, a connection
- * gater with allow/deny lists, a persistent datastore and Prometheus metrics.
+ * gater with allow/deny lists and per-host limits, a persistent datastore
+ * (in which the DHT keeps no record for others) and Prometheus metrics.
+ * The connection and DHT budgets are in budgets.ts.
  */
 import { readFile } from 'node:fs/promises'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -10,14 +12,17 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { PRIVATE_DHT_PROTOCOL } from './constants.ts'
+import { guardDhtStore, InboundHostLimiter, recordBudgets } from './budgets.ts'
+import { PRIVATE_DHT_PROTOCOL, PUBLIC_DHT_PROTOCOL } from './constants.ts'
 import { UserError } from './errors.ts'
 import { accordNoiseCrypto } from './noise-crypto.ts'
+import type { ConnectionBudgets } from './budgets.ts'
 import type { AccordConfig } from './config.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
@@ -43,6 +48,8 @@ export interface BuildOptions {
   datastore: NonNullable<Libp2pOptions['datastore']>
   registry: Registry
   version: string
+  /** The connection budgets (default CONNECTION_BUDGETS; tests lower them, or apply them to loopback). */
+  connectionBudgets?: Partial<ConnectionBudgets>
 }
 
 /** Read and check a swarm key file (the go-ipfs / libp2p pnet format). */
@@ -64,8 +71,6 @@ function peerSet (ids: string[]): Set<string> {
   return new Set(ids)
 }
 
-const INBOUND_CONNECTIONS_PER_HOST_PER_SECOND = 50
-
 export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p> {
   const { config } = options
   const allow = peerSet(config.allowPeers)
@@ -76,13 +81,19 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
   if (config.mdns) { peerDiscovery.push(mdns({ serviceTag: `accord-${config.cluster}` })) }
 
   const psk = config.pnetKeyFile != null ? await readSwarmKey(config.pnetKeyFile) : undefined
+  const hosts = new InboundHostLimiter(options.connectionBudgets)
+  // kad-dht stores PUT_VALUE and ADD_PROVIDER records from anyone, with no
+  // cap and no option to turn that off: its datastore keeps only our own
+  // provider records (public mode's rendezvous)
+  const dht = guardDhtStore(options.datastore, peerIdFromPrivateKey(options.privateKey))
+  const dhtProtocol = config.public ? PUBLIC_DHT_PROTOCOL : PRIVATE_DHT_PROTOCOL
 
   // Not started here: the caller registers its protocol handlers first, so
   // the very first identify exchange already announces them.
-  return createLibp2p<AccordServices>({
+  const node = await createLibp2p<AccordServices>({
     start: false,
     privateKey: options.privateKey,
-    datastore: options.datastore,
+    datastore: dht.datastore,
     nodeInfo: { name: 'accord', version: options.version },
     addresses: { listen: config.listen },
     transports: [tcp()],
@@ -93,13 +104,19 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
       maxConnections: config.maxConnections,
       // libp2p's default of 5 inbound connections per second per host is too
       // low when several nodes on one machine join through the same node
-      inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_SECOND
+      inboundConnectionThreshold: hosts.limits.inboundPerHostPerSecond,
+      // libp2p's default of 10 is taken by 10 sockets that never finish a
+      // handshake; with more room, and inboundPendingPerHostMax per host,
+      // one host cannot lock others out
+      maxIncomingPendingConnections: hosts.limits.incomingPendingMax
     },
     // A connection whose ping fails is aborted. libp2p's 5 s floor makes a
     // busy node (or a big cluster joining at once) drop healthy connections
     // and redial them, which makes it busier still.
     connectionMonitor: { pingTimeout: { minTimeout: 15_000, maxTimeout: 60_000 } },
     connectionGater: {
+      denyInboundConnection: (maConn) => hosts.deny(maConn),
+      denyInboundUpgradedConnection: (_peer, maConn) => { hosts.upgraded(maConn); return false },
       denyDialPeer: refused,
       denyInboundEncryptedConnection: refused,
       denyOutboundEncryptedConnection: refused
@@ -117,9 +134,12 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
       ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
       dht: kadDHT({
         // private mode: our own DHT, every node a server, LAN/loopback kept
-        // (the default mapper drops them and then nothing is ever found)
-        protocol: config.public ? '/ipfs/kad/1.0.0' : PRIVATE_DHT_PROTOCOL,
-        clientMode: config.public ? undefined : false,
+        // (the default mapper drops them and then nothing is ever found).
+        // public mode: a client of the Amino DHT, never a server (a server
+        // would hold records for the whole world, or, refusing them, be a
+        // black hole in it); the rendezvous records live on its servers
+        protocol: dhtProtocol,
+        clientMode: config.public,
         peerInfoMapper: config.dhtKeepPrivateAddresses ? passthroughMapper : removePrivateAddressesMapper
       }),
       pubsub: gossipsub({
@@ -129,4 +149,6 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
       })
     }
   })
+  recordBudgets(node, { hosts, dht, dhtProtocol })
+  return node
 }

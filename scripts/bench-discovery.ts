@@ -33,8 +33,9 @@ async function trial (count: number): Promise<Trial> {
     const options = { listen: ['/ip4/127.0.0.1/tcp/0'], api: null, raft: false }
     nodes.push(await createAccordNode({ dataDir: join(root, 'n0'), ...options }, { logger, saveConfig: false }))
     const bootstrap = [nodes[0].libp2p.getMultiaddrs()[0].toString()]
+    const { token: joinToken } = await nodes[0].admission.createJoinToken()
     nodes.push(...await Promise.all(Array.from({ length: count - 1 }, async (_, i) =>
-      createAccordNode({ dataDir: join(root, `n${i + 1}`), bootstrap, ...options }, { logger, saveConfig: false }))))
+      createAccordNode({ dataDir: join(root, `n${i + 1}`), bootstrap, ...options }, { logger, saveConfig: false, joinToken }))))
     const startAllMs = performance.now() - t0
     for (;;) {
       const completeNodes = nodes.filter(n => n.members().filter(m => m.connected).length === count - 1).length

@@ -57,9 +57,10 @@ interface Target {
   pids(): number[]
 }
 
-function httpCall (agent: Agent, url: string, method: string, path: string, body: string): Promise<{ status: number, text: string }> {
+function httpCall (agent: Agent, url: string, method: string, path: string, body: string, contentType?: string): Promise<{ status: number, text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(`${url}${path}`, { method, agent, headers: { 'content-length': Buffer.byteLength(body) }, timeout: 10_000 }, res => {
+    const headers = { 'content-length': Buffer.byteLength(body), ...(contentType != null ? { 'content-type': contentType } : {}) }
+    const req = request(`${url}${path}`, { method, agent, headers, timeout: 10_000 }, res => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (d: string) => { text += d })
@@ -169,7 +170,8 @@ async function startAccord (root: string): Promise<{ procs: Proc[], target: Targ
   await waitUntil(async () => status(procs[0]).then(s => s.role === 'leader', () => false))
   const self = JSON.parse((await httpCall(agent, procs[0].api, 'GET', '/v1/status', '')).text)
   const bootstrap = self.addresses[0]
-  procs.push(launch(1, ['--bootstrap', bootstrap]), launch(2, ['--bootstrap', bootstrap]))
+  const { token } = JSON.parse((await httpCall(agent, procs[0].api, 'POST', '/v1/admission/tokens', '{}', 'application/json')).text)
+  procs.push(launch(1, ['--bootstrap', bootstrap, '--join-token', token]), launch(2, ['--bootstrap', bootstrap, '--join-token', token]))
   await waitUntil(async () => status(procs[0]).then(s => s.voters.length === 3, () => false))
   // a steady cluster: every node connected to the two others
   const connectedPeers = async (p: Proc): Promise<number> => JSON.parse((await httpCall(agent, p.api, 'GET', '/v1/status', '')).text).members.filter((m: { connected: boolean }) => m.connected).length

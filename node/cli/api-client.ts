@@ -34,13 +34,22 @@ export async function resolveApiTarget (flags: { api?: string, 'data-dir'?: stri
   }
 }
 
-export async function apiRequest (target: ApiTarget, method: string, path: string, options: { body?: string, timeoutMs?: number } = {}): Promise<{ status: number, json: any }> {
+/**
+ * One request to the API. The body of a POST is JSON on every route of the
+ * API and goes with `content-type: application/json` (the API answers 415
+ * without it); a PUT body is a raw KV value and goes as
+ * `application/octet-stream`. `contentType` overrides either.
+ */
+export async function apiRequest (target: ApiTarget, method: string, path: string, options: { body?: string, contentType?: string, timeoutMs?: number } = {}): Promise<{ status: number, json: any }> {
+  const headers: Record<string, string> = {}
+  if (target.token != null) { headers.authorization = `Bearer ${target.token}` }
+  if (options.body !== undefined) { headers['content-type'] = options.contentType ?? (method === 'PUT' ? 'application/octet-stream' : 'application/json') }
   let response: Response
   try {
     response = await fetch(`${target.url}${path}`, {
       method,
       body: options.body,
-      headers: target.token != null ? { authorization: `Bearer ${target.token}` } : {},
+      headers,
       signal: AbortSignal.timeout(options.timeoutMs ?? 10_000)
     })
   } catch (err) {

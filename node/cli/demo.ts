@@ -91,8 +91,11 @@ export async function demoCommand (args: string[]): Promise<void> {
   await launch(first, cluster, [], onChildExit)
   const firstInfo = await waitForRuntimeInfo(first)
   const bootstrap = `${first.multiaddr}/p2p/${firstInfo.peerId}`
-  view.event(`node 0 is up as ${firstInfo.peerId}; the others bootstrap from ${bootstrap}`)
-  await Promise.all(nodes.slice(1).map(async node => { await launch(node, cluster, [bootstrap], onChildExit) }))
+  // the others join with a token from node 0 (the demo does what
+  // "accord token create" does); nodes that joined in an earlier run ignore it
+  const joinToken = await demoJoinToken(first)
+  view.event(`node 0 is up as ${firstInfo.peerId}; the others bootstrap from ${bootstrap} with a join token it made`)
+  await Promise.all(nodes.slice(1).map(async node => { await launch(node, cluster, [bootstrap], onChildExit, joinToken) }))
 
   const stopSignal = new Promise<string>(resolve => {
     process.once('SIGINT', () => { resolve('SIGINT') })
@@ -122,7 +125,19 @@ export async function demoCommand (args: string[]): Promise<void> {
   view.event('all nodes stopped')
 }
 
-async function launch (node: DemoNode, cluster: string, bootstrap: string[], onExit: (node: DemoNode, reason: string) => void): Promise<void> {
+async function demoJoinToken (node: DemoNode): Promise<string> {
+  const deadline = Date.now() + NODE_START_TIMEOUT_MS
+  let last = ''
+  while (Date.now() < deadline && node.state !== 'down') {
+    const response = await apiRequest({ url: node.apiUrl, token: null }, 'POST', '/v1/admission/tokens', { body: JSON.stringify({ ttlSeconds: 600 }) }).catch((err: Error) => ({ status: 0, json: { error: err.message } }))
+    if (response.status === 200) { return String(response.json.token) }
+    last = `${response.status} ${String(response.json.error ?? '')}`
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new UserError(`node ${node.index} made no join token: ${last}`)
+}
+
+async function launch (node: DemoNode, cluster: string, bootstrap: string[], onExit: (node: DemoNode, reason: string) => void, joinToken?: string): Promise<void> {
   await mkdir(node.dataDir, { recursive: true, mode: 0o700 })
   const log = await open(join(node.dataDir, 'node.log'), 'a')
   const args = [
@@ -133,7 +148,9 @@ async function launch (node: DemoNode, cluster: string, bootstrap: string[], onE
     '--api', new URL(node.apiUrl).host,
     ...bootstrap.flatMap(b => ['--bootstrap', b])
   ]
-  const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd] })
+  // the token goes through the environment, where other users' ps does not show it
+  const env = joinToken != null ? { ...process.env, ACCORD_JOIN_TOKEN: joinToken } : process.env
+  const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd], env })
   await log.close()
   node.child = child
   node.pid = child.pid ?? null

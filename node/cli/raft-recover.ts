@@ -48,7 +48,14 @@ export async function forceNewClusterCommand (args: string[]): Promise<void> {
     const restored = await storage.load()
     const lastIndex = restored.entries.at(-1)?.index ?? restored.snapshot?.meta.index ?? 0
     if (restored.hardState.term === 0 && lastIndex === 0) { throw new UserError(`raft force-new-cluster: ${dataDir} holds no Raft state`) }
-    const forced = RaftNode.unsafeForceNewCluster(restored, { voters })
+    let forced: ReturnType<typeof RaftNode.unsafeForceNewCluster>
+    try {
+      forced = RaftNode.unsafeForceNewCluster(restored, { voters })
+    } catch (err) {
+      // a stored state the core refuses, or too many voters
+      if (err instanceof RangeError) { throw new UserError(`raft force-new-cluster: ${dataDir}: ${err.message}`) }
+      throw err
+    }
     const forcedEntry = forced.entries[forced.entries.length - 1]
     const dropped = lastIndex - (forcedEntry.index - 1)
     process.stdout.write(`log: commit ${restored.hardState.commit}, last index ${lastIndex}, term ${restored.hardState.term}\n` +

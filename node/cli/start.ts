@@ -15,6 +15,8 @@ node with the same identity, addresses and peers.
   --listen MA             libp2p listen multiaddr, repeatable
                           (default /ip4/127.0.0.1/tcp/4001)
   --bootstrap MA          a peer to join through (/ip4/../tcp/../p2p/<id>), repeatable
+  --join-token TOKEN      first start of a node that joins: a token from
+                          "accord token create" on a member (or ACCORD_JOIN_TOKEN)
   --cluster NAME          cluster name (default "accord")
   --api HOST:PORT|off     HTTP API address (default 127.0.0.1:7070); off disables it.
                           A non-loopback address requires the bearer token in DIR/api.token
@@ -35,7 +37,12 @@ node with the same identity, addresses and peers.
   --raft-snapshot-entries N  snapshot and compact after N applied entries, once they also
                              hold as many bytes as the last snapshot, or 256 MiB (default 100000)
 
-Environment: ACCORD_PASSPHRASE decrypts (and, on first start, encrypts) the identity key.
+A node started without --bootstrap founds a new cluster: it makes the cluster
+key (DIR/admission/cluster.key) and serves only peers that show a certificate
+signed by it. Every other node joins once with --join-token.
+
+Environment: ACCORD_PASSPHRASE decrypts (and, on first start, encrypts) the identity
+and cluster keys; ACCORD_JOIN_TOKEN is read when --join-token is not given.
 `
 
 function onOff (value: string | undefined, flag: string): boolean | undefined {
@@ -49,6 +56,7 @@ export async function startCommand (args: string[]): Promise<void> {
     'data-dir': { type: 'string' },
     listen: { type: 'string', multiple: true },
     bootstrap: { type: 'string', multiple: true },
+    'join-token': { type: 'string' },
     cluster: { type: 'string' },
     api: { type: 'string' },
     public: { type: 'boolean' },
@@ -86,7 +94,8 @@ export async function startCommand (args: string[]): Promise<void> {
     raftSnapshotEntries: parseIntegerFlag(flags['raft-snapshot-entries'], '--raft-snapshot-entries', 10, 100_000_000)
   }
 
-  const node = await createAccordNode({ dataDir, ...overrides }, { passphrase: process.env.ACCORD_PASSPHRASE })
+  const joinToken = flags['join-token'] ?? process.env.ACCORD_JOIN_TOKEN
+  const node = await createAccordNode({ dataDir, ...overrides }, { passphrase: process.env.ACCORD_PASSPHRASE, joinToken: joinToken === '' ? undefined : joinToken })
   await writeRuntimeInfo(dataDir, {
     peerId: node.libp2p.peerId.toString(),
     multiaddrs: node.libp2p.getMultiaddrs().map(String),

@@ -4,8 +4,12 @@
  * node's request to be added as a learner). One request per stream:
  * a length-prefixed CBOR request, a length-prefixed CBOR answer.
  *
- * Any connected peer may send requests: who may connect at all is decided
- * by the network layer (private-network key, allow and deny lists).
+ * Only admitted peers are served (the handler is wrapped by admission's
+ * gate; see node/admission), and within a budget (node/budgets.ts,
+ * RAFT_CLIENT_BUDGET): streams and request bytes in flight, per peer and
+ * across all peers. A stream beyond the stream budget is answered `retry`
+ * (the sender asks again after a pause); one whose bytes go beyond the byte
+ * budget is aborted. Each refusal is counted and logged (node/refusals.ts).
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
@@ -13,6 +17,7 @@ import { encode } from 'cborg'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { checkConfChange } from '../../protocols/raft/index.ts'
 import { commandBytesMax, decodeCommand, encodeCommand } from '../../protocols/raft/kv/index.ts'
+import { RAFT_CLIENT_BUDGET, StreamBudget } from '../budgets.ts'
 import { decodeBoundedCbor } from './codec.ts'
 import { RaftError } from './driver.ts'
 import { boundedLengthDecoder } from './transport.ts'
@@ -20,12 +25,23 @@ import type { RaftDriver } from './driver.ts'
 import type { ConfChange } from '../../protocols/raft/index.ts'
 import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { AccordLibp2p } from '../libp2p.ts'
-import type { PeerId, Stream } from '@libp2p/interface'
+import type { Refusals } from '../refusals.ts'
+import type { Connection, PeerId, Stream, StreamHandler, StreamMessageEvent } from '@libp2p/interface'
 import type { Logger } from 'pino'
 
 export const RAFT_CLIENT_PROTOCOL = '/accord/raft-client/1.0.0'
 const REQUEST_TIMEOUT_MS = 15_000
-const INBOUND_STREAMS_MAX = 256
+/**
+ * Inbound streams per connection (libp2p's registrar limit): as many as
+ * one peer may have served at once (RAFT_CLIENT_BUDGET.streamsPerPeerMax;
+ * a follower with 64 clients forwards 64 writes at once). It was 256, and
+ * each stream could hold a 2.1 MiB request for 15 s: 540 MiB. It is the
+ * outbound limit too: libp2p's default of 64 per connection stopped a
+ * follower with 64 clients one peer-address lookup short.
+ */
+export const INBOUND_STREAMS_MAX = RAFT_CLIENT_BUDGET.streamsPerPeerMax
+/** A refused stream gets this long to take its `retry` answer before it is aborted. */
+const REFUSAL_TIMEOUT_MS = 1_000
 const ANSWER_BYTES_MAX = 64 * 1024
 
 /** Peers asked about in one 'peer-addresses' request, and addresses answered per peer. */
@@ -93,30 +109,78 @@ export function decodeRequest (bytes: Uint8Array): ClientRequest | string {
   }
 }
 
-/** Serve requests from other nodes against the local driver. */
-export async function handleClientRequests (libp2p: AccordLibp2p, driver: RaftDriver, limits: KvLimits, log: Logger): Promise<void> {
-  await libp2p.handle(RAFT_CLIENT_PROTOCOL, async (stream: Stream) => {
-    const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
-    const maxDataLength = requestBytesMax(limits)
-    // lpStream's default decoder reads an unbounded varint prefix
-    const lp = lpStream(stream, { maxDataLength, lengthDecoder: boundedLengthDecoder(maxDataLength) })
-    let answer: ClientAnswer
-    try {
-      const request = decodeRequest((await lp.read({ signal })).subarray())
-      answer = typeof request === 'string'
-        ? { ok: false, code: 'invalid', message: request, leader: driver.leader }
-        : await serveClientRequest(libp2p, driver, request, signal)
-    } catch (err) {
-      log.debug({ err: (err as Error).message }, 'raft client request failed')
-      answer = toAnswer(err, driver.leader)
+export interface ClientProtocolOptions {
+  /** Where refused streams are counted and logged. */
+  refusals?: Refusals
+  /** Streams and bytes in flight (default: a StreamBudget with RAFT_CLIENT_BUDGET). */
+  budget?: StreamBudget
+}
+
+/** Serve requests from other nodes against the local driver. Returns the budget it serves them within. */
+export async function handleClientRequests (libp2p: AccordLibp2p, driver: RaftDriver, limits: KvLimits, log: Logger, gate: (protocol: string, handler: StreamHandler) => StreamHandler, options: ClientProtocolOptions = {}): Promise<StreamBudget> {
+  const budget = options.budget ?? new StreamBudget(RAFT_CLIENT_BUDGET)
+  const maxDataLength = requestBytesMax(limits)
+  const refuse = (peer: string, reason: string, details?: Record<string, unknown>): void => {
+    options.refusals?.refuse(peer, RAFT_CLIENT_PROTOCOL, reason, details)
+  }
+  const serve = gate(RAFT_CLIENT_PROTOCOL, async (stream: Stream, connection: Connection) => {
+    const peer = connection.remotePeer.toString()
+    const lease = budget.tryAcquire(peer)
+    if (typeof lease === 'string') {
+      refuse(peer, lease, { usage: budget.usage(peer) })
+      // the request is not read: what arrives of it is dropped, not buffered
+      const signal = AbortSignal.timeout(REFUSAL_TIMEOUT_MS)
+      await stream.closeRead({ signal }).catch(() => {})
+      await answerAndClose(stream, lpStream(stream), { ok: false, code: 'retry', message: `this node is busy: too many requests in flight (${lease})`, leader: driver.leader }, signal)
+      return
+    }
+    // Every byte received on the stream counts until the request is
+    // answered: the request being read, and anything a peer sends beyond
+    // it (which lpStream buffers up to maxBufferSize).
+    const onMessage = (event: StreamMessageEvent): void => {
+      const refused = lease.grow(event.data.byteLength)
+      if (refused == null) { return }
+      stream.removeEventListener('message', onMessage)
+      refuse(peer, refused, { usage: budget.usage(peer) })
+      stream.abort(new Error(`raft-client budget: ${refused}`))
     }
     try {
-      await lp.write(encode(answer), { signal })
-      await stream.close({ signal })
-    } catch (err) {
-      stream.abort(err as Error)
+      const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
+      // (both listeners are added in this turn: the stream hands data it
+      // already buffered to both, in a microtask)
+      stream.addEventListener('message', onMessage)
+      // lpStream's default decoder reads an unbounded varint prefix
+      const lp = lpStream(stream, { maxDataLength, maxBufferSize: maxDataLength + 16, lengthDecoder: boundedLengthDecoder(maxDataLength) })
+      let answer: ClientAnswer
+      try {
+        const bytes = (await lp.read({ signal })).subarray()
+        // one request per stream: whatever follows it is dropped, not buffered
+        await stream.closeRead({ signal })
+        const request = decodeRequest(bytes)
+        answer = typeof request === 'string'
+          ? { ok: false, code: 'invalid', message: request, leader: driver.leader }
+          : await serveClientRequest(libp2p, driver, request, signal)
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, 'raft client request failed')
+        answer = toAnswer(err, driver.leader)
+      }
+      if (stream.status === 'open') { await answerAndClose(stream, lp, answer, signal) }
+    } finally {
+      stream.removeEventListener('message', onMessage)
+      lease.release()
     }
-  }, { maxInboundStreams: INBOUND_STREAMS_MAX })
+  })
+  await libp2p.handle(RAFT_CLIENT_PROTOCOL, serve, { maxInboundStreams: INBOUND_STREAMS_MAX, maxOutboundStreams: INBOUND_STREAMS_MAX })
+  return budget
+}
+
+async function answerAndClose (stream: Stream, lp: { write(bytes: Uint8Array, options: { signal: AbortSignal }): Promise<void> }, answer: ClientAnswer, signal: AbortSignal): Promise<void> {
+  try {
+    await lp.write(encode(answer), { signal })
+    await stream.close({ signal })
+  } catch (err) {
+    stream.abort(err as Error)
+  }
 }
 
 /** Carry out a request on this node (used for remote requests and for our own when we lead). */

@@ -9,11 +9,13 @@
  * and the caller may retry with the same client session (exactly once).
  */
 import { createHash, randomBytes } from 'node:crypto'
+import { assert } from '../../protocols/common/assert.ts'
 import { createRng } from '../../protocols/common/rng.ts'
-import { RaftNode } from '../../protocols/raft/index.ts'
-import { encodeCommand, KvStateMachine, validateCommand } from '../../protocols/raft/kv/index.ts'
-import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, Ready, ReadState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
-import type { CreateSha256, KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
+import { RaftNode, RestoredStateError } from '../../protocols/raft/index.ts'
+import { encodeCommand, KvStateMachine, kvSnapshotBytesMax, resolveKvLimits, validateCommand } from '../../protocols/raft/kv/index.ts'
+import { StoredStateError } from './storage/errors.ts'
+import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, Ready, ReadState, RestoredState, Snapshot, SnapshotMessage } from '../../protocols/raft/index.ts'
+import type { CreateSha256, KvApplyResult, KvCheckResult, KvCommand, KvLimits, KvSnapshotCheck } from '../../protocols/raft/kv/index.ts'
 import type { Logger } from 'pino'
 
 /** Where the driver makes Ready state durable. */
@@ -37,6 +39,8 @@ export interface RaftDriverMetrics {
   onLeaderChange?(leader: string | null): void
   /** Every connection to the leader closed and this follower stopped waiting for it. */
   onLeaderConnectionLost?(): void
+  /** A snapshot from the network failed its check and was dropped (see RaftDriver.step). */
+  onSnapshotRejected?(): void
 }
 
 export interface RaftDriverOptions {
@@ -46,6 +50,8 @@ export interface RaftDriverOptions {
   restored: RestoredState
   /** Set only when creating a brand-new cluster (the first node). */
   bootstrapConf?: ConfState
+  /** Where `store` keeps its files, named in the error when the restored state cannot be started from. */
+  storageDir?: string
   tickIntervalMs: number
   electionTimeoutTicks: number
   heartbeatIntervalTicks: number
@@ -108,6 +114,24 @@ const SNAPSHOT_STEP_BYTES = 64 * 1024
 /** Native SHA-256 for snapshots: about 7× faster than the portable default over a large state. */
 const nodeSha256: CreateSha256 = () => createHash('sha256')
 
+/** What the driver did with snapshots that arrived from the network (see RaftDriver.step). */
+export interface SnapshotCheckStats {
+  /** Passed their check and went on to the core. */
+  passed: number
+  /** Failed it (malformed, other KV limits, wrong index): dropped and logged. */
+  rejected: number
+  /** Arrived while another was being checked: dropped (the leader sends it again). */
+  dropped: number
+}
+
+/** A snapshot from the network being checked, in slices (see #checkSnapshot). */
+interface SnapshotInCheck {
+  message: SnapshotMessage
+  check: KvSnapshotCheck
+  /** Another took its place (the leader's, while this one is from elsewhere). */
+  abandoned: boolean
+}
+
 /** Waiting proposals and reads are bounded: beyond these, requests get 'busy'. */
 export const PENDING_PROPOSALS_MAX = 16_384
 export const PENDING_READS_MAX = 4096
@@ -160,6 +184,13 @@ export class RaftDriver {
   #betweenReadiesQueue: Array<() => void> = []
   /** Counts snapshots installed from the leader: a local snapshot begun before one is abandoned. */
   #installedSnapshots = 0
+  /** The snapshot from the network being checked; one at a time. */
+  #checking: SnapshotInCheck | null = null
+  /** A checked snapshot while it is stepped into the core (the core's checkSnapshot hook approves it alone). */
+  #stepping: SnapshotInCheck | null = null
+  /** The checked snapshot the core took to install: the next Ready carries it, and it is installed from its check. */
+  #approved: SnapshotInCheck | null = null
+  readonly #snapshotChecks: SnapshotCheckStats = { passed: 0, rejected: 0, dropped: 0 }
 
   private constructor (options: RaftDriverOptions, kv: KvStateMachine) {
     this.id = options.id
@@ -174,19 +205,48 @@ export class RaftDriver {
       rng: createRng(randomBytes(4).readUInt32LE()),
       electionTimeoutTicks: options.electionTimeoutTicks,
       heartbeatIntervalTicks: options.heartbeatIntervalTicks,
-      readOnlyMode: options.readOnlyMode
+      readOnlyMode: options.readOnlyMode,
+      // only snapshots checked in full beforehand are installed (see step())
+      checkSnapshot: snapshot => {
+        if (this.#stepping?.message.snapshot.data !== snapshot.data) { return 'not checked by the driver' }
+        this.#approved = this.#stepping
+        return null
+      }
     }, options.restored, options.bootstrapConf)
   }
 
-  /** Rebuild the state machine from the restored snapshot and create the core. */
+  /**
+   * Rebuild the state machine from the restored snapshot and create the
+   * core. A restored state the node cannot start from (a snapshot that does
+   * not restore, a log the core refuses) throws StoredStateError, which
+   * names the storage directory and what to do.
+   */
   static create (options: RaftDriverOptions): RaftDriver {
     const kv = new KvStateMachine(options.kvLimits, { createSha256: nodeSha256 })
+    const dir = options.storageDir ?? 'the raft storage directory'
     const snapshot = options.restored.snapshot
     if (snapshot != null && snapshot.data.byteLength > 0) {
-      const restored = kv.restore(snapshot.data)
-      if (!restored.ok) { throw new Error(`raft: the stored snapshot at index ${snapshot.meta.index} does not restore: ${restored.error}`) }
+      const restore = kv.checkSnapshot(snapshot.data)
+      while (!restore.decodeSome(Infinity)) { /* at start-up, in one go */ }
+      const problem = snapshotProblem(restore.result(), snapshot)
+      if (problem != null) { throw new StoredStateError(dir, `the stored snapshot at index ${snapshot.meta.index} does not restore (${problem})`) }
+      restore.install()
     }
-    return new RaftDriver(options, kv)
+    try {
+      return new RaftDriver(options, kv)
+    } catch (err) {
+      if (err instanceof RestoredStateError) { throw new StoredStateError(dir, err.message) }
+      throw err
+    }
+  }
+
+  /**
+   * The largest snapshot a driver with these KV limits takes (see
+   * kvSnapshotBytesMax): what the transport that carries its snapshots must
+   * accept.
+   */
+  static snapshotBytesMax (kvLimits: Partial<KvLimits> = {}): number {
+    return kvSnapshotBytesMax(resolveKvLimits(kvLimits))
   }
 
   start (): void {
@@ -207,14 +267,88 @@ export class RaftDriver {
     await this.#snapshotTask
   }
 
-  /** An inbound message from the transport (already decoded and validated). */
+  /**
+   * An inbound message from the transport (already decoded and validated).
+   *
+   * A snapshot that the core would install is first checked in full (KV
+   * format, checksum, this store's limits, and that it reflects the index it
+   * claims), in slices, while the node goes on working; only then is it
+   * stepped, so a malformed one is never made durable, and its rejection
+   * changes nothing, not even the term (see RaftNode's snapshotRefusal). The
+   * check's decoding is what gets installed, so a snapshot is decoded once.
+   */
   step (message: Message): void {
     if (this.#stopped || this.#failure != null) { return }
+    if (message.type === 'snapshot' && this.#wouldInstall(message)) {
+      this.#checkSnapshot(message)
+      return
+    }
+    this.#stepCore(message)
+  }
+
+  #stepCore (message: Message): void {
     const result = this.#core.step(message)
     if (!result.ok && result.reason === 'invalid-message') {
       this.#options.log.debug({ from: message.from, type: message.type, detail: result.detail }, 'raft message rejected')
     }
     this.#schedule()
+  }
+
+  /** Whether the core might install `message` (else it only answers it, or ignores it as stale). */
+  #wouldInstall (message: SnapshotMessage): boolean {
+    const { term, commit } = this.#core.status()
+    return message.term >= term && message.snapshot.meta.index > commit
+  }
+
+  /**
+   * Checks one snapshot at a time; one arriving meanwhile is dropped (its
+   * sender sends it again), unless it comes from the leader this node
+   * follows and the one in check does not: a stranger's snapshot must not
+   * keep the leader's out. Never is a check given up for a later copy of the
+   * same snapshot, which could otherwise arrive faster than a check ends.
+   */
+  #checkSnapshot (message: SnapshotMessage): void {
+    const current = this.#checking
+    if (current != null) {
+      if (message.from !== this.#leader || current.message.from === this.#leader) {
+        this.#snapshotChecks.dropped++
+        this.#options.log.debug({ from: message.from, index: message.snapshot.meta.index }, 'raft snapshot dropped: another is being checked')
+        return
+      }
+      current.abandoned = true
+    }
+    const checking: SnapshotInCheck = { message, check: this.kv.checkSnapshot(message.snapshot.data), abandoned: false }
+    this.#checking = checking
+    this.#runCheck(checking).catch(err => { this.#fail(err as Error) })
+  }
+
+  async #runCheck (checking: SnapshotInCheck): Promise<void> {
+    const done = await this.#inSlices(workBytes => checking.check.decodeSome(workBytes),
+      () => checking.abandoned || this.#stopped || this.#failure != null)
+    if (this.#checking === checking) { this.#checking = null }
+    if (!done || this.#stopped || this.#failure != null) { return }
+    const { message } = checking
+    const { meta } = message.snapshot
+    const problem = snapshotProblem(checking.check.result(), message.snapshot)
+    if (problem != null) {
+      this.#snapshotChecks.rejected++
+      this.#options.metrics?.onSnapshotRejected?.()
+      this.#options.log.warn({ from: message.from, term: message.term, index: meta.index, bytes: message.snapshot.data.byteLength, problem },
+        'raft snapshot rejected: it fails its check, so it was neither stored nor installed')
+      return
+    }
+    this.#snapshotChecks.passed++
+    this.#stepping = checking
+    try {
+      this.#stepCore(message)
+    } finally {
+      this.#stepping = null
+    }
+  }
+
+  /** Snapshots received from the network, by what became of them. */
+  get snapshotChecks (): SnapshotCheckStats {
+    return { ...this.#snapshotChecks }
   }
 
   reportSnapshot (to: string, outcome: 'success' | 'failure'): void {
@@ -374,6 +508,9 @@ export class RaftDriver {
     this.#runBetweenReadies()
     while (!this.#stopped && this.#failure == null && this.#core.hasReady()) {
       const ready = this.#core.ready()
+      // the first Ready after the core took a checked snapshot carries it
+      const approved = this.#approved
+      this.#approved = null
       if (ready.softState != null) { this.#observeLeader(ready.softState.leader, ready.softState.role) }
       if (ready.hardState != null && ready.hardState.term > this.#term) {
         if (this.#term > 0) { this.#options.metrics?.onElection?.() }
@@ -411,8 +548,7 @@ export class RaftDriver {
       }
       // 3. send, then apply the rest
       this.#send(unsent)
-      // a restore cut short by stop() leaves this Ready unfinished on purpose
-      if (ready.snapshot != null && !await this.#applySnapshot(ready.snapshot)) { return }
+      if (ready.snapshot != null) { this.#applySnapshot(ready.snapshot, approved) }
       this.#applyEntries(ready.committedEntries.slice(split))
       this.#core.advance()
       this.#runBetweenReadies()
@@ -472,13 +608,11 @@ export class RaftDriver {
     ended.abort()
   }
 
-  /** Restores a snapshot from the leader in slices; false when the node stopped first. */
-  async #applySnapshot (snapshot: Snapshot): Promise<boolean> {
+  /** Installs a snapshot from the leader, decoded when it was checked (see step()). */
+  #applySnapshot (snapshot: Snapshot, approved: SnapshotInCheck | null): void {
+    assert(approved?.message.snapshot.data === snapshot.data, 'the core installs only snapshots the driver checked')
     this.#installedSnapshots++
-    const restore = this.kv.beginRestore(snapshot.data)
-    if (!await this.#inSlices(workBytes => restore.decodeSome(workBytes), () => this.#stopped)) { return false }
-    const restored = restore.finish()
-    if (!restored.ok) { throw new Error(`a snapshot received at index ${snapshot.meta.index} does not restore: ${restored.error}`) }
+    approved.check.install()
     this.#snapshotTaken(snapshot)
     // proposals at or below the snapshot will never be applied here
     for (const [index, waiter] of this.#proposals) {
@@ -488,7 +622,6 @@ export class RaftDriver {
       }
     }
     this.#wakeAppliedWaiters()
-    return true
   }
 
   /** Applies entries and answers their proposals; returns how many proposals were answered. */
@@ -627,6 +760,15 @@ export class RaftDriver {
     this.#reads.clear()
     this.#appliedWaiters = []
   }
+}
+
+/** Why a checked KV snapshot may not stand for the Raft snapshot `snapshot`, or null. */
+function snapshotProblem (result: KvCheckResult, snapshot: Snapshot): string | null {
+  if (!result.ok) { return result.error }
+  if (result.appliedIndex !== snapshot.meta.index) {
+    return `the KV state in it is at index ${result.appliedIndex}, the snapshot claims index ${snapshot.meta.index}`
+  }
+  return null
 }
 
 async function withAbort<T> (promise: Promise<T>, signal: AbortSignal | undefined, onAbort: () => void): Promise<T> {

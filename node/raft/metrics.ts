@@ -23,6 +23,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   const elections = new Counter({ name: 'accord_raft_elections_total', help: 'Term changes seen by this node (each is an election)', registers })
   const leaderChanges = new Counter({ name: 'accord_raft_leader_changes_total', help: 'Changes of the leader this node follows', registers })
   const leaderConnectionLosses = new Counter({ name: 'accord_raft_leader_connection_losses_total', help: 'Times every connection to the leader closed and this follower campaigned without waiting for the election timeout', registers })
+  const snapshotsRejected = new Counter({ name: 'accord_raft_snapshots_rejected_total', help: 'Snapshots received that failed their check (malformed, other KV limits) and were dropped before being stored', registers })
   const fsync = new Histogram({
     name: 'accord_raft_fsync_duration_seconds',
     help: 'Duration of each synced write batch of the Raft log',
@@ -55,6 +56,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   gauge('accord_raft_snapshot_index', 'Index of the last snapshot this node took or installed', s => s.lastSnapshotIndex)
   gauge('accord_raft_transport_snapshots_sent', 'Snapshots sent to followers behind the compacted log', s => s.transport.snapshotsSent)
   gauge('accord_raft_transport_snapshots_received', 'Snapshots received from the leader', s => s.transport.snapshotsReceived)
+  gauge('accord_raft_transport_snapshots_evicted', 'Snapshots being received from another peer, dropped to make room for the leader\'s', s => s.transport.snapshotsEvicted)
   gauge('accord_kv_keys', 'Keys in the KV store', s => s.kv.keys)
   gauge('accord_kv_data_bytes', 'Key and value bytes in the KV store (what dataBytesMax bounds)', s => s.kv.dataBytes)
   gauge('accord_kv_sessions', 'Client sessions the KV store remembers (sessionsMax bounds them)', s => s.kv.sessions)
@@ -65,6 +67,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
     onElection: () => { elections.inc() },
     onLeaderChange: () => { leaderChanges.inc() },
     onLeaderConnectionLost: () => { leaderConnectionLosses.inc() },
+    onSnapshotRejected: () => { snapshotsRejected.inc() },
     fsync: (durationMs, entries) => {
       fsync.observe(durationMs / 1000)
       fsyncEntries.inc(entries)

@@ -16,14 +16,17 @@ import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
 import { ADDRESS_LOOKUP_PEERS_MAX, handleClientRequests, RAFT_CLIENT_PROTOCOL, parsePeerId, sendClientRequest, serveClientRequest, toAnswer } from './client-protocol.ts'
 import { RaftDriver, RaftError } from './driver.ts'
 import { raftMetrics } from './metrics.ts'
+import { RaftPeerFilter } from './peer-filter.ts'
 import { SessionPool } from './session-pool.ts'
 import { RaftStorage, raftStorageDir } from './storage/index.ts'
+import { RAFT_PROTOCOL } from './transport-constants.ts'
 import { raftTransportComponents, RaftTransport } from './transport.ts'
 import type { ClientAnswer, ClientRequest } from './client-protocol.ts'
 import type { ConfChange, ConfState, RaftStatus } from '../../protocols/raft/index.ts'
 import type { ClientSession, KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { AccordLibp2p } from '../libp2p.ts'
-import type { PeerId } from '@libp2p/interface'
+import type { Refusals } from '../refusals.ts'
+import type { PeerId, StreamHandler } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 
@@ -49,6 +52,8 @@ export const RAFT_SETTINGS_DEFAULTS: RaftSettings = {
 /** A joining node asks at most this often, and gives up after JOIN_ATTEMPTS_MAX tries. */
 const JOIN_RETRY_MS = 1000
 const JOIN_ATTEMPTS_MAX = 600
+/** After a join request was accepted, look this much later whether this node is in the configuration. */
+const JOIN_CONFIRM_MS = 5000
 /** How often a node checks that it is connected to every Raft member. */
 const MEMBER_CHECK_INTERVAL_MS = 1000
 const MEMBER_DIAL_TIMEOUT_MS = 5000
@@ -84,7 +89,20 @@ export interface RaftServiceOptions {
   registry: Registry
   log: Logger
   kvLimits?: Partial<KvLimits>
+  /** Wraps every protocol handler: admission serves admitted peers only (default: serve everyone). */
+  gate?(protocol: string, handler: StreamHandler): StreamHandler
+  /** Where refused Raft messages are counted and logged. */
+  refusals?: Refusals
 }
+
+/**
+ * KV keys under this prefix hold the peers removed from the group, which
+ * admission refuses from then on. Replicated and snapshotted with the rest
+ * of the store, so every node, including one that catches up from a
+ * snapshot, knows them. Clients cannot write them (see routes.ts).
+ */
+export const RESERVED_KEY_PREFIX = '\u0000'
+export const REVOKED_KEY_PREFIX = `${RESERVED_KEY_PREFIX}accord/revoked/`
 
 export class RaftService {
   readonly limits: KvLimits
@@ -117,6 +135,8 @@ export class RaftService {
     const limits = resolveKvLimits(options.kvLimits)
     const metrics = raftMetrics(options.registry)
     const storage = await RaftStorage.open(raftStorageDir(options.dataDir), {
+      // the largest snapshot these KV limits can produce must be storable
+      snapshotBytesMax: RaftDriver.snapshotBytesMax(limits),
       logger: log.child({ component: 'raft-storage' }),
       onFsync: (ms, entries) => { metrics.fsync(ms, entries) }
     })
@@ -129,10 +149,25 @@ export class RaftService {
     // the driver and the transport refer to each other: the transport
     // delivers to the driver, the driver sends through the transport
     const ref: { driver?: RaftDriver } = {}
-    const transport = new RaftTransport(raftTransportComponents(libp2p), {
+    const filter = new RaftPeerFilter({ state: () => { const s = ref.driver!.status(); return { conf: s.conf, leader: s.leader, lastIndex: s.lastIndex } } })
+    const gate = options.gate ?? ((_protocol: string, handler: StreamHandler) => handler)
+    const components = raftTransportComponents(libp2p)
+    const gatedRegistrar = { ...components.registrar, handle: async (protocol: string, handler: StreamHandler, opts?: Parameters<typeof components.registrar.handle>[2]) => { await components.registrar.handle(protocol, gate(protocol, handler), opts) } }
+    const transport = new RaftTransport({ ...components, registrar: gatedRegistrar }, {
       // a few election timeouts: a leader's heartbeats keep its streams busy
       readIdleTimeoutMs: options.settings.tickIntervalMs * options.settings.electionTimeoutTicks * 6,
-      onMessage: (message) => { ref.driver?.step(message) },
+      // every snapshot this node's KV store can produce, so any follower can catch up
+      snapshotBytesMax: RaftDriver.snapshotBytesMax(limits),
+      // the leader's snapshot always gets a reassembly slot
+      isLeader: (peer) => ref.driver?.leader === peer,
+      onMessage: (message) => {
+        if (ref.driver == null) { return }
+        if (filter.accepts(message)) {
+          ref.driver.step(message)
+        } else {
+          options.refusals?.refuse(message.from, RAFT_PROTOCOL, 'not-a-member', { type: message.type, term: message.term })
+        }
+      },
       onUnreachable: (to) => { ref.driver?.reportUnreachable(to) },
       onSnapshotSent: (to, outcome) => { ref.driver?.reportSnapshot(to, outcome) }
     })
@@ -142,6 +177,7 @@ export class RaftService {
       outbox: transport,
       restored,
       bootstrapConf,
+      storageDir: storage.dir,
       tickIntervalMs: options.settings.tickIntervalMs,
       electionTimeoutTicks: options.settings.electionTimeoutTicks,
       heartbeatIntervalTicks: options.settings.heartbeatIntervalTicks,
@@ -156,7 +192,7 @@ export class RaftService {
 
     const service = new RaftService(options, storage, transport, driver, limits)
     await transport.start()
-    await handleClientRequests(libp2p, driver, limits, log.child({ component: 'raft-client' }))
+    await handleClientRequests(libp2p, driver, limits, log.child({ component: 'raft-client' }), gate, { refusals: options.refusals })
     driver.start()
     libp2p.addEventListener('peer:disconnect', service.#onPeerDisconnect)
     service.#membersTimer = setInterval(() => {
@@ -225,8 +261,20 @@ export class RaftService {
     return answer.result
   }
 
+  /**
+   * Change the group's members. A member removed is revoked first, through
+   * the replicated store, so admission refuses it everywhere from then on.
+   */
   async changeMembership (change: ConfChange): Promise<void> {
+    for (const { type, node } of change.changes) {
+      if (type === 'remove') { await this.writeWithPooledSession(session => ({ type: 'put', session, key: REVOKED_KEY_PREFIX + node, value: new TextEncoder().encode(new Date().toISOString()) })) }
+    }
     await this.#toLeader({ op: 'conf-change', change })
+  }
+
+  /** Whether `peer` was removed from the group (read from this node's applied state). */
+  isRevoked (peer: string): boolean {
+    return this.#driver.kv.get(REVOKED_KEY_PREFIX + peer) != null
   }
 
   async transferLeadership (to: string): Promise<void> {
@@ -357,11 +405,11 @@ export class RaftService {
   }
 
   /** A node that starts empty asks the group to add it as a learner. */
-  #scheduleJoin (attempt: number): void {
+  #scheduleJoin (attempt: number, delayMs = attempt === 0 ? 0 : JOIN_RETRY_MS): void {
     if (this.#stopped) { return }
     this.#joinTimer = setTimeout(() => {
       void this.#tryJoin(attempt)
-    }, attempt === 0 ? 0 : JOIN_RETRY_MS)
+    }, delayMs)
   }
 
   async #tryJoin (attempt: number): Promise<void> {
@@ -374,7 +422,10 @@ export class RaftService {
       try {
         const answer = await sendClientRequest(this.#options.libp2p, target, { op: 'conf-change', change: { changes: [{ type: 'add-learner', node: self }] } }, AbortSignal.timeout(5000))
         if (answer.ok) {
+          // accepted is not applied: the leader may lose its term before the
+          // change commits. Look again later, and ask again if still not in.
           this.#options.log.info({ via: target }, 'asked the raft group to add this node as a learner')
+          this.#scheduleJoin(attempt + 1, JOIN_CONFIRM_MS)
           return
         }
         // a non-leader names the leader: ask it next time

@@ -1,4 +1,5 @@
 /** Protocol id and limits of the Raft transport (see ARCHITECTURE.md: protocol ids are versioned). */
+import { KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/raft/kv/index.ts'
 import { FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES } from './codec.ts'
 
 export const RAFT_PROTOCOL = '/accord/raft/1.0.0'
@@ -11,12 +12,26 @@ export interface RaftTransportLimits {
   outboundQueueMessagesMax: number
   /** Encoded bytes queued per peer (at least FRAME_BYTES_MAX, so any frame fits). */
   outboundQueueBytesMax: number
-  /** Largest snapshot data either side sends or reassembles. */
+  /**
+   * Largest snapshot data either side sends or reassembles. The default is
+   * the largest snapshot a KV store with KV_DEFAULTS can produce
+   * (kvSnapshotBytesMax, 389 MiB), so any follower can catch up; a node
+   * whose store has other limits passes kvSnapshotBytesMax(its limits).
+   */
   snapshotBytesMax: number
   /** Snapshot data bytes per chunk frame. */
   snapshotChunkBytes: number
-  /** Snapshots being reassembled at once, across all peers (one per peer at most). */
+  /** Snapshots being reassembled at once, across all peers (one per peer at most; the leader's always finds room). */
   snapshotReassembliesMax: number
+  /**
+   * A snapshot being reassembled must receive another snapshotChunkBytes
+   * (or its last bytes) within this long of its begin frame, and of each
+   * time it did, or it is dropped: a minimum rate, below a sender's (which
+   * gives up a chunk it cannot write within its writeTimeoutMs: keep this
+   * above that), that a peer dripping a byte every few seconds to hold a
+   * slot does not meet.
+   */
+  snapshotProgressTimeoutMs: number
   /** Peers with outbound state (queue, stream, backoff). */
   peersMax: number
   /** Small frames coalesced into one write, in bytes. */
@@ -45,9 +60,10 @@ export interface RaftTransportLimits {
 export const RAFT_TRANSPORT_DEFAULTS: Readonly<RaftTransportLimits> = {
   outboundQueueMessagesMax: 4096,
   outboundQueueBytesMax: 64 * MIB,
-  snapshotBytesMax: 128 * MIB,
+  snapshotBytesMax: kvSnapshotBytesMax(KV_DEFAULTS),
   snapshotChunkBytes: SNAPSHOT_CHUNK_BYTES,
   snapshotReassembliesMax: 2,
+  snapshotProgressTimeoutMs: 20_000,
   peersMax: 1024,
   writeBatchBytesMax: 256 * KIB,
   readIdleTimeoutMs: 30_000,

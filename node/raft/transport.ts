@@ -19,7 +19,9 @@
  * closes that stream. Nothing a peer sends can throw out of here.
  *
  * Snapshots travel as a begin frame plus 1 MiB chunks and are reassembled
- * (bounded, see transport-reassembly.ts) into one Message.
+ * (bounded, see transport-reassembly.ts) into one Message. The leader this
+ * node follows (`isLeader`) always gets a reassembly slot, and a reassembly
+ * that receives too little for too long is dropped.
  *
  * The transport does not interpret messages: the node's Raft driver gives
  * `onMessage` to step() and may map `onUnreachable` / `onSnapshotSent` to
@@ -37,7 +39,7 @@ import { SnapshotReassembler } from './transport-reassembly.ts'
 import type { DecodeRejectReason } from './codec.ts'
 import type { RaftTransportLimits } from './transport-constants.ts'
 import type { QueueItem } from './transport-queue.ts'
-import type { ReassemblyRejectReason } from './transport-reassembly.ts'
+import type { ReassemblyDropReason, ReassemblyRejectReason } from './transport-reassembly.ts'
 import type { Message, SnapshotMessage } from '../../protocols/raft/index.ts'
 import type { AbortOptions, ComponentLogger, Connection, Libp2p, Logger, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { LengthPrefixedStream } from '@libp2p/utils'
@@ -62,6 +64,12 @@ export interface RaftTransportInit extends Partial<RaftTransportLimits> {
   onUnreachable?(to: string): void
   /** A snapshot to `to` was written completely ('success') or dropped ('failure'). */
   onSnapshotSent?(to: string, outcome: 'success' | 'failure'): void
+  /**
+   * Whether `peer` is the leader this node follows now: its snapshot always
+   * gets a reassembly slot, evicting another peer's if all are taken.
+   * Must not block; without it no peer is preferred.
+   */
+  isLeader?(peer: string): boolean
   /** Defaults to RAFT_PROTOCOL. */
   protocol?: string
 }
@@ -136,6 +144,8 @@ export interface RaftTransportStats {
   idleStreamsClosed: number
   /** Inbound snapshots whose stream ended before the last chunk. */
   snapshotsIncomplete: number
+  /** Inbound snapshots dropped half-way to make room for the leader's (their stream is closed). */
+  snapshotsEvicted: number
   /** onMessage threw. */
   deliverErrors: number
   inboundStreams: number
@@ -149,7 +159,7 @@ export interface RaftTransportStats {
 const DROP_REASONS: readonly DropReason[] = ['queue-full', 'unreachable', 'stream-error', 'oversize', 'snapshot-too-large', 'snapshot-superseded', 'invalid-peer', 'peers-full', 'not-running', 'stopped']
 const REJECT_REASONS: readonly FrameRejectReason[] = [
   'too-large', 'cbor', 'too-complex', 'version', 'shape', 'invalid-message', 'non-canonical',
-  'snapshot-too-large', 'snapshot-busy', 'unexpected-frame', 'snapshot-overrun',
+  'snapshot-too-large', 'snapshot-busy', 'unexpected-frame', 'snapshot-overrun', 'snapshot-too-slow',
   'oversize', 'bad-length', 'buffer-overflow', 'spoofed-from', 'wrong-recipient'
 ]
 
@@ -260,6 +270,7 @@ export class RaftTransport implements Startable {
   #streamErrors = 0
   #idleStreamsClosed = 0
   #snapshotsIncomplete = 0
+  #snapshotsEvicted = 0
   #deliverErrors = 0
 
   constructor (components: RaftTransportComponents, init: RaftTransportInit) {
@@ -269,7 +280,15 @@ export class RaftTransport implements Startable {
     this.#protocol = init.protocol ?? RAFT_PROTOCOL
     this.#self = components.peerId.toString()
     this.#log = components.logger.forComponent('accord:raft:transport')
-    this.#reassembler = new SnapshotReassembler({ snapshotBytesMax: this.#limits.snapshotBytesMax, reassembliesMax: this.#limits.snapshotReassembliesMax })
+    this.#reassembler = new SnapshotReassembler({
+      snapshotBytesMax: this.#limits.snapshotBytesMax,
+      reassembliesMax: this.#limits.snapshotReassembliesMax,
+      progressBytes: this.#limits.snapshotChunkBytes,
+      progressTimeoutMs: this.#limits.snapshotProgressTimeoutMs
+    }, {
+      isLeader: peer => this.#isLeader(peer),
+      onDropped: (peer, owner, reason) => { this.#reassemblyDropped(peer, owner as Stream, reason) }
+    })
   }
 
   get limits (): Readonly<RaftTransportLimits> { return this.#limits }
@@ -396,6 +415,7 @@ export class RaftTransport implements Startable {
       streamErrors: this.#streamErrors,
       idleStreamsClosed: this.#idleStreamsClosed,
       snapshotsIncomplete: this.#snapshotsIncomplete,
+      snapshotsEvicted: this.#snapshotsEvicted,
       deliverErrors: this.#deliverErrors,
       inboundStreams: this.#inbound.size,
       outboundStreams,
@@ -677,7 +697,7 @@ export class RaftTransport implements Startable {
     }
     const { frame } = decoded
     if (frame.kind === 'snapshot-chunk') {
-      const result = this.#reassembler.chunk(remote, stream, frame.data)
+      const result = this.#reassembler.chunk(remote, stream, frame.data, Date.now())
       if (!result.ok) { return result.reason }
       if (result.complete !== undefined) { this.#deliver(result.complete) }
       return undefined
@@ -687,7 +707,7 @@ export class RaftTransport implements Startable {
     if (message.from !== remote) { return 'spoofed-from' }
     if (message.to !== this.#self) { return 'wrong-recipient' }
     if (frame.kind === 'snapshot-begin') {
-      const result = this.#reassembler.begin(remote, stream, frame.message, frame.dataBytes)
+      const result = this.#reassembler.begin(remote, stream, frame.message, frame.dataBytes, Date.now())
       if (!result.ok) { return result.reason }
       if (result.complete !== undefined) { this.#deliver(result.complete) }
       return undefined
@@ -695,6 +715,26 @@ export class RaftTransport implements Startable {
     if (message.type === 'snapshot' && message.snapshot.data.byteLength > this.#limits.snapshotBytesMax) { return 'snapshot-too-large' }
     this.#deliver(message)
     return undefined
+  }
+
+  #isLeader (peer: string): boolean {
+    try {
+      return this.#init.isLeader?.(peer) === true
+    } catch (err) {
+      this.#log.error('isLeader threw - %e', err)
+      return false
+    }
+  }
+
+  /** A reassembly was dropped while its stream was idle: close that stream, whose next chunk has nowhere to go. */
+  #reassemblyDropped (peer: string, stream: Stream, reason: ReassemblyDropReason): void {
+    if (reason === 'snapshot-evicted') {
+      this.#snapshotsEvicted++
+      this.#log('evicted the snapshot %s was sending, for the leader\'s', peer)
+      stream.abort(new Error('raft snapshot evicted for the leader\'s'))
+      return
+    }
+    this.#reject(stream, peer, reason)
   }
 
   #deliver (message: Message): void {

@@ -1,5 +1,5 @@
 import { leaseDurationTicks } from './lease.ts'
-import type { NodeId } from './types.ts'
+import type { NodeId, Snapshot } from './types.ts'
 import type { Rng } from '../common/rng.ts'
 
 export interface RaftConfig {
@@ -53,6 +53,16 @@ export interface RaftConfig {
   readyCommittedBytesMax: number
   /** Messages buffered between two ready() calls; more are dropped (Raft tolerates loss). */
   outboxMessagesMax: number
+  /**
+   * Checks the data of a snapshot from the leader before step() acts on the
+   * message, whenever the node would install it: a string is the reason it
+   * is refused, and the whole message is dropped, changing nothing, not even
+   * the term (see RaftNode.step). Must be deterministic, and cheap: a caller
+   * with large snapshots checks them beforehand, in slices, and lets the
+   * hook look up the verdict (node/raft/driver.ts does). Default: none, every
+   * well-formed snapshot is installed.
+   */
+  checkSnapshot?(snapshot: Snapshot): string | null
 }
 
 export type RaftConfigInit = Pick<RaftConfig, 'id' | 'rng'> & Partial<Omit<RaftConfig, 'id' | 'rng'>>
@@ -113,6 +123,9 @@ export function resolveConfig (init: RaftConfigInit): RaftConfig {
   }
   if (config.readOnlyMode === 'lease' && leaseDurationTicks(config.electionTimeoutTicks, config.leaseSafetyMarginTicks) < 1) {
     throw new RangeError('raft config: lease reads need electionTimeoutTicks > leaseSafetyMarginTicks + 1')
+  }
+  if (config.checkSnapshot !== undefined && typeof config.checkSnapshot !== 'function') {
+    throw new RangeError('raft config: checkSnapshot must be a function')
   }
   if (config.proposalBytesMax > config.messageEntriesBytesMax) {
     throw new RangeError('raft config: proposalBytesMax must not exceed messageEntriesBytesMax')

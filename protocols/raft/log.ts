@@ -1,4 +1,5 @@
 import { assert } from '../common/assert.ts'
+import { RestoredStateError } from './validate.ts'
 import type { Entry, Snapshot } from './types.ts'
 
 /**
@@ -39,7 +40,7 @@ export class RaftLog {
     }
     for (const entry of entries) {
       if (entry.index !== this.lastIndex() + 1 || entry.term < this.lastTerm()) {
-        throw new RangeError(`raft log: restored entries are not contiguous at index ${entry.index}`)
+        throw new RestoredStateError(`raft log: restored entries are not contiguous at index ${entry.index}`)
       }
       this.entries.push(copyEntry(entry))
     }

@@ -2,6 +2,14 @@ import { NODE_ID_LENGTH_MAX } from './config.ts'
 import type { ConfChange, ConfChangeSingle, ConfState, NodeId } from './types.ts'
 
 /**
+ * Members (voters of either half and learners, each counted once) one
+ * configuration may hold. A conf change that would exceed it is refused
+ * (see applyConfChange), so every configuration fits a snapshot, which
+ * names at most this many nodes per list (validate.ts).
+ */
+export const CONF_MEMBERS_MAX = 1024
+
+/**
  * Membership configuration and the rules for changing it (etcd's
  * confchange package): simple changes alter the voters by at most one, joint
  * changes go through C_old,new, and invariants are checked on every result.
@@ -43,6 +51,13 @@ export class Membership {
     return [...new Set([...this.voters, ...this.votersOutgoing, ...this.learners])].sort()
   }
 
+  /** Distinct members (learnersNext are outgoing voters, so counted already). */
+  get memberCount (): number {
+    let count = this.voters.size + this.learners.size
+    for (const id of this.votersOutgoing) { if (!this.voters.has(id)) { count++ } }
+    return count
+  }
+
   voterIds (): NodeId[] {
     return [...new Set([...this.voters, ...this.votersOutgoing])].sort()
   }
@@ -80,8 +95,33 @@ export class Membership {
  */
 export type ConfChangeRecord = ConfChange | { force: { voters: NodeId[], learners: NodeId[] } }
 
-/** Applies `record` to `current`; returns the new membership or the reason it is invalid. */
+/**
+ * Applies `record` to `current`; returns the new membership or the reason it
+ * is invalid. A result with more than CONF_MEMBERS_MAX members is invalid,
+ * unless it has no more than `current` (a configuration over the bound,
+ * from before it existed, may still shrink).
+ */
 export function applyConfChange (current: Membership, record: ConfChangeRecord): Membership | string {
+  const next = applyConfRecord(current, record)
+  if (typeof next === 'string') { return next }
+  if (next.memberCount > CONF_MEMBERS_MAX && ('force' in record || next.memberCount > current.memberCount)) {
+    return tooManyMembers(next.memberCount)
+  }
+  return next
+}
+
+const TOO_MANY_MEMBERS = 'the configuration would have '
+
+function tooManyMembers (members: number): string {
+  return `${TOO_MANY_MEMBERS}${members} members, more than CONF_MEMBERS_MAX (${CONF_MEMBERS_MAX})`
+}
+
+/** Whether applyConfChange refused because the configuration would exceed CONF_MEMBERS_MAX. */
+export function isTooManyMembers (refusal: string): boolean {
+  return refusal.startsWith(TOO_MANY_MEMBERS)
+}
+
+function applyConfRecord (current: Membership, record: ConfChangeRecord): Membership | string {
   if ('force' in record) {
     const forced = new Membership({ voters: record.force.voters, votersOutgoing: [], learners: record.force.learners, learnersNext: [], autoLeave: false })
     if (forced.voters.size === 0) { return 'forced configuration has no voters' }

@@ -2,17 +2,17 @@ import { assert, unreachable } from '../common/assert.ts'
 import { resolveConfig } from './config.ts'
 import { LeaderLease } from './lease.ts'
 import { RaftLog } from './log.ts'
-import { applyConfChange, checkConfChange, decodeConfChange, encodeConfChange, isValidNodeId, Membership } from './membership.ts'
+import { applyConfChange, checkConfChange, CONF_MEMBERS_MAX, decodeConfChange, encodeConfChange, isTooManyMembers, isValidNodeId, Membership } from './membership.ts'
 import { Inflights, Progress } from './progress.ts'
 import { jointValue, jointVoteResult } from './quorum.ts'
 import { ReadOnlyQueue } from './read-only.ts'
-import { InvalidMessageError, parseConfState, parseEntry, parseSnapshot, READ_CONTEXT_BYTES_MAX, validateMessage } from './validate.ts'
+import { InvalidMessageError, parseConfState, parseEntry, parseSnapshot, READ_CONTEXT_BYTES_MAX, RestoredStateError, validateMessage } from './validate.ts'
 import type { RaftConfig, RaftConfigInit } from './config.ts'
 import type { ReadRequest } from './read-only.ts'
 import type {
   AppendMessage, AppendResponseMessage, ConfChange, ConfState, Entry, EntryType, HardState, HeartbeatMessage,
   HeartbeatResponseMessage, Message, NodeId, ProposeResult, RaftCounters, RaftStatus, ReadIndexResult, ReadState,
-  Ready, RestoredState, Role, Snapshot, SnapshotMessage, SoftState, StepRejectReason, StepResult, TransferResult,
+  Ready, RestoredState, Role, Snapshot, SnapshotMessage, SnapshotMeta, SoftState, StepRejectReason, StepResult, TransferResult,
   VoteMessage, VoteResponseMessage
 } from './types.ts'
 
@@ -92,7 +92,7 @@ export class RaftNode {
   private lastHardState: HardState
   private outstandingReady: ReadyMark | null = null
   private readonly counters: RaftCounters = {
-    invalidMessages: 0, ignoredMessages: 0, outboxDropped: 0, readsDropped: 0, confChangesSkipped: 0
+    invalidMessages: 0, ignoredMessages: 0, outboxDropped: 0, readsDropped: 0, confChangesSkipped: 0, snapshotsRejected: 0
   }
 
   /**
@@ -115,7 +115,7 @@ export class RaftNode {
     this.membership = new Membership(this.baseConf)
     this.confIndex = this.log.snapshotIndex
     if (hardState.commit > this.log.lastIndex()) {
-      throw new RangeError(`raft: restored commit ${hardState.commit} is beyond the last restored entry ${this.log.lastIndex()}`)
+      throw new RestoredStateError(`raft: restored commit ${hardState.commit} is beyond the last restored entry ${this.log.lastIndex()}`)
     }
     this.log.commitTo(hardState.commit)
     this.term = hardState.term
@@ -145,6 +145,8 @@ export class RaftNode {
       throw new RangeError(`raft: invalid bootstrap conf: ${(err as Error).message}`)
     }
     if (checked.votersOutgoing.length > 0) { throw new RangeError('raft: a cluster cannot bootstrap into a joint configuration') }
+    const members = new Membership(checked).memberCount
+    if (members > CONF_MEMBERS_MAX) { throw new RangeError(`raft: invalid bootstrap conf: ${members} members, more than CONF_MEMBERS_MAX (${CONF_MEMBERS_MAX})`) }
     const changes = [
       ...[...checked.voters].sort().map(node => ({ type: 'add-voter' as const, node })),
       ...[...checked.learners].sort().map(node => ({ type: 'add-learner' as const, node }))
@@ -164,9 +166,11 @@ export class RaftNode {
 
   /**
    * Feeds one message from the network. Never throws on bad input: malformed
-   * messages are rejected with 'invalid-message'; well-formed messages that
-   * the protocol ignores (stale term, non-member, ...) come back with a reason
-   * too, so the service layer can count them. Both leave the state untouched.
+   * messages are rejected with 'invalid-message', snapshots whose data
+   * config.checkSnapshot refuses with 'invalid-snapshot'; well-formed
+   * messages that the protocol ignores (stale term, non-member, ...) come
+   * back with a reason too, so the service layer can count them. All of
+   * them leave the state untouched.
    */
   step (input: Message): StepResult {
     const m = validateMessage(input)
@@ -183,6 +187,10 @@ export class RaftNode {
     if (m.to !== this.id) { return this.ignored('wrong-recipient') }
     if (m.from === this.id) { return this.ignored('unexpected', 'message from self') }
     if (m.term < this.term) { return this.answerStaleTerm(m) }
+    if (m.type === 'snapshot') {
+      const refusal = this.snapshotRefusal(m)
+      if (refusal !== null) { return refusal }
+    }
     if (m.term > this.term) {
       const refusal = this.observeNewerTerm(m)
       if (refusal !== null) { return refusal }
@@ -219,6 +227,30 @@ export class RaftNode {
     const leader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' ? m.from : null
     this.becomeFollower(m.term, leader)
     return null
+  }
+
+  /**
+   * A snapshot this node would install goes past config.checkSnapshot
+   * first, before anything else happens, the move to the message's term
+   * included. Dropping the message keeps Raft safe, as the loss of any
+   * message does (a leader whose snapshot is refused sends it again; a
+   * group does not wait on one follower). Adopting the newer term without
+   * the snapshot would be safe as well, but one malformed frame with a
+   * made-up term would then depose a healthy leader: this node would refuse
+   * the leader's appends as stale, and the leader would step down on
+   * hearing the newer term. So the refusal changes nothing at all.
+   */
+  private snapshotRefusal (m: SnapshotMessage): StepResult | null {
+    if (this.config.checkSnapshot === undefined || !this.wouldInstall(m.snapshot.meta)) { return null }
+    const problem = this.config.checkSnapshot(m.snapshot)
+    if (problem === null) { return null }
+    this.counters.snapshotsRejected++
+    return { ok: false, reason: 'invalid-snapshot', detail: problem }
+  }
+
+  /** Whether handleSnapshot would replace the log with a snapshot of `meta` (its tests, which no term change affects). */
+  private wouldInstall (meta: SnapshotMeta): boolean {
+    return meta.index > this.log.committed && !this.log.matchTerm(meta.index, meta.term)
   }
 
   private answerStaleTerm (m: Message): StepResult {
@@ -296,8 +328,9 @@ export class RaftNode {
 
   /**
    * Proposes a membership change (see ConfChange). Refused while another
-   * conf change is proposed but not yet applied, and when it is invalid for
-   * the current configuration.
+   * conf change is proposed but not yet applied, when it is invalid for
+   * the current configuration, and ('too-many-members') when the
+   * configuration would hold more than CONF_MEMBERS_MAX members.
    */
   proposeConfChange (change: ConfChange): ProposeResult {
     const checked = checkConfChange(change)
@@ -309,7 +342,7 @@ export class RaftNode {
       return this.refuse('conf-change-pending', `conf change at index ${this.pendingConfIndex} is not applied yet`)
     }
     const next = applyConfChange(this.membership, checked)
-    if (typeof next === 'string') { return this.refuse('invalid-conf-change', next) }
+    if (typeof next === 'string') { return this.refuse(isTooManyMembers(next) ? 'too-many-members' : 'invalid-conf-change', next) }
     const index = this.appendEntries([{ type: 'conf-change', data }])
     this.pendingConfIndex = index
     if (!next.voters.has(this.id)) { this.leavingSelf = true }
@@ -551,6 +584,9 @@ export class RaftNode {
       throw new RangeError('unsafeForceNewCluster: need at least one voter and valid node ids')
     }
     if (learners.some(id => voters.includes(id))) { throw new RangeError('unsafeForceNewCluster: a node cannot be voter and learner') }
+    if (voters.length + learners.length > CONF_MEMBERS_MAX) {
+      throw new RangeError(`unsafeForceNewCluster: ${voters.length + learners.length} members, more than CONF_MEMBERS_MAX (${CONF_MEMBERS_MAX})`)
+    }
     const commit = Math.max(hardState.commit, snapshot?.meta.index ?? 0)
     const term = hardState.term + 1
     const kept = entries.filter(e => e.index <= commit)
@@ -1202,6 +1238,9 @@ export class RaftNode {
       this.counters.confChangesSkipped++
       return
     }
+    // applyConfChange refuses to grow a configuration beyond the bound
+    assert(next.memberCount <= Math.max(CONF_MEMBERS_MAX, this.membership.memberCount),
+      `conf change at index ${entry.index} would make ${next.memberCount} members`)
     this.membership = next
     this.confIndex = entry.index
     this.confHistory.push({ index: entry.index, conf: next.toConfState() })
@@ -1274,22 +1313,22 @@ function sameHardState (a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit
 }
 
-/** Validates a RestoredState from the caller's storage (a corrupt one is a caller error: throws). */
+/** Validates a RestoredState from the caller's storage (a corrupt one is a caller error: throws RestoredStateError). */
 function checkRestored (restored: RestoredState): { hardState: HardState, snapshot: Snapshot | undefined, entries: Entry[] } {
   const { hardState, snapshot, entries } = restored
   const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
   if (typeof hardState !== 'object' || hardState === null || !isCount(hardState.term) || !isCount(hardState.commit) ||
     (hardState.vote !== null && !isValidNodeId(hardState.vote))) {
-    throw new RangeError('raft: restored hardState is malformed')
+    throw new RestoredStateError('raft: restored hardState is malformed')
   }
-  if (!Array.isArray(entries)) { throw new RangeError('raft: restored entries must be an array') }
-  if (restored.applied !== undefined && !isCount(restored.applied)) { throw new RangeError('raft: restored applied is malformed') }
+  if (!Array.isArray(entries)) { throw new RestoredStateError('raft: restored entries must be an array') }
+  if (restored.applied !== undefined && !isCount(restored.applied)) { throw new RestoredStateError('raft: restored applied is malformed') }
   try {
     const checkedEntries = entries.map(parseEntry)
     // as from a leader whose term is ours: a snapshot's term is never newer than the hard state's
     return { hardState, snapshot: snapshot === undefined ? undefined : parseSnapshot(snapshot, hardState.term), entries: checkedEntries }
   } catch (err) {
-    if (err instanceof InvalidMessageError) { throw new RangeError(`raft: restored state is malformed: ${err.message}`) }
+    if (err instanceof InvalidMessageError) { throw new RestoredStateError(`raft: restored state is malformed: ${err.message}`) }
     throw err
   }
 }

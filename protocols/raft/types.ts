@@ -247,6 +247,8 @@ export interface RaftCounters {
   readsDropped: number
   /** Committed conf-change entries that could not be applied and were skipped. */
   confChangesSkipped: number
+  /** Snapshot messages dropped because RaftConfig.checkSnapshot refused their data. */
+  snapshotsRejected: number
 }
 
 export interface RaftStatus {
@@ -276,6 +278,8 @@ export type StepRejectReason =
   | 'not-from-leader'
   | 'unexpected'
   | 'read-queue-full'
+  /** RaftConfig.checkSnapshot refused the snapshot's data: the message changed nothing. */
+  | 'invalid-snapshot'
 
 export type StepResult = { ok: true } | { ok: false, reason: StepRejectReason, detail?: string }
 
@@ -287,6 +291,8 @@ export type ProposeRejectReason =
   | 'uncommitted-limit'
   | 'conf-change-pending'
   | 'invalid-conf-change'
+  /** The configuration would hold more than CONF_MEMBERS_MAX members. */
+  | 'too-many-members'
 
 export type ProposeResult =
   | { ok: true, index: number, term: number }

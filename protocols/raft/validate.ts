@@ -1,15 +1,28 @@
-import { isNodeIdList, isValidNodeId, Membership } from './membership.ts'
+import { CONF_MEMBERS_MAX, isNodeIdList, isValidNodeId, Membership } from './membership.ts'
 import type { ConfState, Entry, EntryType, Message, Snapshot } from './types.ts'
 
 /** Entries in one inbound MsgApp (the sender's own bound is normally far lower). */
 export const MESSAGE_ENTRIES_MAX = 65536
 /** Bytes of a ReadIndex request context. */
 export const READ_CONTEXT_BYTES_MAX = 1024
-/** Members named in one ConfState. */
-export const CONF_MEMBERS_MAX = 1024
+/**
+ * Node ids in each list of a ConfState (a proposal is held to
+ * CONF_MEMBERS_MAX members over all lists together, see membership.ts, so
+ * every configuration a group reaches passes this check).
+ */
+export { CONF_MEMBERS_MAX }
 
 export class InvalidMessageError extends Error {
   override name = 'InvalidMessageError'
+}
+
+/**
+ * What a node is restarted from (RestoredState, from the caller's storage)
+ * is malformed or inconsistent: a bug or damage outside the core, which
+ * refuses to start from it.
+ */
+export class RestoredStateError extends RangeError {
+  override name = 'RestoredStateError'
 }
 
 type Fields = Record<string, unknown>

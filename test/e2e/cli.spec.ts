@@ -2,11 +2,13 @@ import { chmod, mkdtemp, rm, stat } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { expect } from 'aegir/chai'
+import { createJoinToken } from '../../identity/cluster-credentials.ts'
 import { IDENTITY_FILE } from '../../node/identity.ts'
 import { RUNTIME_FILE } from '../../node/runtime-file.ts'
 import { waitFor } from '../lib/nodes.ts'
-import { DaemonProcess, runCli } from '../lib/processes.ts'
+import { DaemonProcess, joinTokenFrom, runCli } from '../lib/processes.ts'
 import type { Server } from 'node:net'
 
 /** A one-line error, non-zero exit, and no stack trace (structured JSON log lines aside). */
@@ -95,7 +97,26 @@ describe('accord CLI (separate OS processes)', function () {
       const { server, port } = await occupyPort()
       server.close() // a port on which nobody listens now
       const peer = '12D3KooWHkW6YdTVUw4nnbmmZUUG1nYQ7D893waHZbqe2jpEWJCX'
-      expectOneLineError(await runCli(['start', '--data-dir', root, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', 'off', '--bootstrap', `/ip4/127.0.0.1/tcp/${port}/p2p/${peer}`]), /cannot reach any bootstrap peer/)
+      const bootstrap = `/ip4/127.0.0.1/tcp/${port}/p2p/${peer}`
+      const validLookingToken = await createJoinToken(await generateKeyPair('Ed25519'), { cluster: 'accord', expiresAtMs: Date.now() + 60_000, nonce: new Uint8Array(16) })
+      expectOneLineError(await runCli(['start', '--data-dir', root, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', 'off', '--bootstrap', bootstrap, '--join-token', validLookingToken]), /cannot reach any bootstrap peer/)
+    })
+
+    it('a bootstrap address without a join token', async () => {
+      const peer = '12D3KooWHkW6YdTVUw4nnbmmZUUG1nYQ7D893waHZbqe2jpEWJCX'
+      expectOneLineError(await runCli(['start', '--data-dir', root, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', 'off', '--bootstrap', `/ip4/127.0.0.1/tcp/1/p2p/${peer}`]),
+        /needs a join token: run "accord token create" on a member and start with --join-token TOKEN/)
+    })
+
+    it('a join token that is not one', async () => {
+      // the token is read before any peer is dialled
+      const peer = '12D3KooWHkW6YdTVUw4nnbmmZUUG1nYQ7D893waHZbqe2jpEWJCX'
+      expectOneLineError(await runCli(['start', '--data-dir', root, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', 'off', '--bootstrap', `/ip4/127.0.0.1/tcp/1/p2p/${peer}`, '--join-token', 'hello']),
+        /--join-token: not an accord join token/)
+    })
+
+    it('a token lifetime that is not a duration', async () => {
+      expectOneLineError(await runCli(['token', 'create', '--ttl', 'soon']), /--ttl "soon" is not a duration/)
     })
 
     it('status with no node to ask', async () => {
@@ -122,7 +143,8 @@ describe('accord CLI (separate OS processes)', function () {
     const first = start(0, [])
     const info0 = await first.ready()
     const bootstrap = `${info0.multiaddrs[0]}`
-    const others = [start(1, ['--bootstrap', bootstrap]), start(2, ['--bootstrap', bootstrap])]
+    const token = await joinTokenFrom(dirs[0])
+    const others = [start(1, ['--bootstrap', bootstrap, '--join-token', token]), start(2, ['--bootstrap', bootstrap, '--join-token', token])]
     const infos = [info0, ...await Promise.all(others.map(async d => d.ready()))]
 
     const statusOf = async (i: number): Promise<any> => {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { NetnsLab } from '../lib/netns.ts'
 import { waitFor } from '../lib/nodes.ts'
-import { DaemonProcess, runCli } from '../lib/processes.ts'
+import { DaemonProcess, joinTokenFrom, runCli } from '../lib/processes.ts'
 
 describe('3 nodes in 3 network namespaces (stand-ins for separate machines)', function () {
   this.timeout(180_000)
@@ -35,8 +35,9 @@ describe('3 nodes in 3 network namespaces (stand-ins for separate machines)', fu
     const first = start(0, [])
     const info0 = await first.ready()
     expect(info0.multiaddrs[0]).to.equal(`/ip4/${lab.hosts[0].address}/tcp/4001/p2p/${info0.peerId}`)
-    start(1, ['--bootstrap', info0.multiaddrs[0]])
-    start(2, ['--bootstrap', info0.multiaddrs[0]])
+    const token = await joinTokenFrom(daemons[0].dataDir, { wrap: lab.hosts[0].wrap })
+    start(1, ['--bootstrap', info0.multiaddrs[0], '--join-token', token])
+    start(2, ['--bootstrap', info0.multiaddrs[0], '--join-token', token])
     const infos = await Promise.all(daemons.map(async d => d.ready()))
 
     // each API listens on its own namespace's loopback: ask from inside

@@ -9,10 +9,12 @@
  * behind the others' compacted logs, so they catch up by InstallSnapshot;
  * one keeps the default interval, so they catch up from the log alone.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
+import { API_TOKEN_FILE } from '../../node/http-api.ts'
 import { scrapeMetrics } from '../lib/metrics.ts'
 import { NetnsLab } from '../lib/netns.ts'
 import { describeFailure, RaftScenario } from '../lib/scenario.ts'
@@ -164,6 +166,13 @@ describe('raft under faults (5 OS processes)', function () {
     after(async () => { await lab.destroy() })
 
     it('partitions a minority with the leader, heals (the minority catches up by snapshot), then partitions a majority, heals', async () => {
+      // one API token for all five (off loopback each node needs one): client
+      // sessions belong to the token, and the clients retry across nodes
+      const token = randomBytes(32).toString('base64url')
+      for (let i = 0; i < lab.hosts.length; i++) {
+        await mkdir(join(root, `node-${i}`), { recursive: true, mode: 0o700 })
+        await writeFile(join(root, `node-${i}`, API_TOKEN_FILE), token + '\n', { mode: 0o600 })
+      }
       await scenario.startCluster(lab.hosts.map((host, i) => ({
         dataDir: join(root, `node-${i}`),
         wrap: host.wrap,

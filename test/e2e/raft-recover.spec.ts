@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { waitFor } from '../lib/nodes.ts'
-import { DaemonProcess, runCli } from '../lib/processes.ts'
+import { DaemonProcess, joinTokenFrom, runCli } from '../lib/processes.ts'
 
 describe('accord raft force-new-cluster (quorum permanently lost)', function () {
   this.timeout(180_000)
@@ -26,7 +26,8 @@ describe('accord raft force-new-cluster (quorum permanently lost)', function () 
     }
     const first = start(0, [])
     const info = await first.ready()
-    await Promise.all([start(1, ['--bootstrap', info.multiaddrs[0]]), start(2, ['--bootstrap', info.multiaddrs[0]])].map(async d => d.ready()))
+    const token = await joinTokenFrom(dirs[0])
+    await Promise.all([start(1, ['--bootstrap', info.multiaddrs[0], '--join-token', token]), start(2, ['--bootstrap', info.multiaddrs[0], '--join-token', token])].map(async d => d.ready()))
     const members = async (): Promise<any> => JSON.parse((await runCli(['status', '--data-dir', dirs[0], '--json'])).stdout).raft
     await waitFor(async () => (await members()).voters.length === 3, 'three voters')
     const put = await runCli(['kv', 'put', 'precious', 'data', '--data-dir', dirs[1]])

@@ -4,10 +4,14 @@ import { expect } from 'aegir/chai'
 import { LevelDatastore } from 'datastore-level'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
+import { Admission } from '../../node/admission/admission.ts'
+import { foundCluster } from '../../node/admission/credentials.ts'
+import { serveJoins } from '../../node/admission/join.ts'
 import { defaultConfig } from '../../node/config.ts'
 import { clusterProtocol } from '../../node/constants.ts'
 import { ClusterDiscovery } from '../../node/discovery.ts'
 import { buildLibp2p } from '../../node/libp2p.ts'
+import { Refusals } from '../../node/refusals.ts'
 import { TestCluster, waitFor } from '../lib/nodes.ts'
 import type { AccordNode } from '../../node/index.ts'
 import type { AccordLibp2p } from '../../node/libp2p.ts'
@@ -30,6 +34,8 @@ describe('discovery member table bound (real libp2p over TCP on loopback)', func
   let observer: AccordLibp2p
   let datastore: LevelDatastore
   let discovery: ClusterDiscovery
+  let admission: Admission
+  let stopJoins: () => Promise<void>
   let records: LogRecord[]
 
   // The node under test is assembled like an accord node (buildLibp2p), but
@@ -41,15 +47,23 @@ describe('discovery member table bound (real libp2p over TCP on loopback)', func
     await datastore.open()
     const config = { ...defaultConfig(dataDir), listen: ['/ip4/127.0.0.1/tcp/0'], api: null }
     observer = await buildLibp2p({ config, privateKey: await generateKeyPair('Ed25519'), datastore, registry: new Registry(), version: 'test' })
+    // the observer founds the cluster, so the members join through it with its tokens
+    const credentials = await foundCluster(config.cluster, observer.peerId, Date.now())
+    const quiet = pino({ level: 'silent' })
+    admission = new Admission({ libp2p: observer, cluster: config.cluster, credentials, closeUnadmitted: false, refusals: new Refusals({ log: quiet }), log: quiet })
+    await admission.start()
+    stopJoins = await serveJoins({ libp2p: observer, cluster: config.cluster, admission, refusals: new Refusals({ log: quiet }), log: quiet })
     await observer.start()
     records = []
     const log = pino({ level: 'info' }, { write (line: string) { records.push(JSON.parse(line) as LogRecord) } })
-    discovery = new ClusterDiscovery({ node: observer, cluster: config.cluster, public: false, intervalMs: 1000, bootstrap: [], log, membersMax: 2 })
+    discovery = new ClusterDiscovery({ node: observer, admission, cluster: config.cluster, public: false, intervalMs: 1000, bootstrap: [], log, membersMax: 2 })
     await discovery.start()
   })
 
   afterEach(async () => {
     await discovery.stop()
+    await stopJoins()
+    await admission.stop()
     await observer.stop()
     await datastore.close()
     await cluster.stop()
@@ -60,7 +74,7 @@ describe('discovery member table bound (real libp2p over TCP on loopback)', func
   const refused = (): string[] => records.filter(r => r.msg === TABLE_FULL).map(r => r.peer ?? '')
 
   it('with membersMax 2, a third and fourth member are refused and logged; the first two stay members', async () => {
-    const addMember = async (): Promise<AccordNode> => cluster.add({ bootstrap: [observer.getMultiaddrs()[0].toString()], raft: false })
+    const addMember = async (): Promise<AccordNode> => cluster.add({ bootstrap: [observer.getMultiaddrs()[0].toString()], raft: false }, { joinToken: (await admission.createJoinToken()).token })
     const first = await addMember()
     await waitFor(() => memberIds().includes(idOf(first)), 'the first member to be recorded', WAIT_DEADLINE_MS)
     const second = await addMember()

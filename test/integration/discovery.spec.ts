@@ -74,8 +74,14 @@ describe('discovery (real libp2p over TCP on loopback)', function () {
       const config = { public: true, dhtKeepPrivateAddresses: true, bootstrap }
       const a: AccordNode[] = []
       const b: AccordNode[] = []
-      for (let i = 0; i < 4; i++) { a.push(await cluster.add({ ...config, cluster: 'cluster-a' })) }
-      for (let i = 0; i < 2; i++) { b.push(await cluster.add({ ...config, cluster: 'cluster-b' })) }
+      // the first of each cluster founds it; the others join with its tokens,
+      // asking the members they find through the rendezvous
+      for (const [group, name, size] of [[a, 'cluster-a', 4], [b, 'cluster-b', 2]] as const) {
+        for (let i = 0; i < size; i++) {
+          const joinToken = i === 0 ? undefined : (await group[0].admission.createJoinToken()).token
+          group.push(await cluster.add({ ...config, cluster: name }, { joinToken }))
+        }
+      }
 
       const idsOf = (nodes: AccordNode[]): string[] => nodes.map(n => n.libp2p.peerId.toString())
       const othersIn = (nodes: AccordNode[], node: AccordNode): string[] => idsOf(nodes.filter(n => n !== node)).sort()

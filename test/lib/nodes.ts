@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { createAccordNode } from '../../node/index.ts'
 import { waitFor } from './wait.ts'
-import type { AccordConfig, AccordNode } from '../../node/index.ts'
+import type { AccordConfig, AccordNode, CreateAccordNodeOptions } from '../../node/index.ts'
 
 export { waitFor }
 
@@ -18,16 +18,22 @@ export class TestCluster {
   readonly nodes: AccordNode[] = []
   readonly #dirs: string[] = []
 
-  async add (config: Partial<AccordConfig> = {}): Promise<AccordNode> {
+  /**
+   * Start a node in a new data dir. A node given bootstrap peers joins with
+   * a token made by the first of them that is a node of this TestCluster
+   * (unless options.joinToken says otherwise).
+   */
+  async add (config: Partial<AccordConfig> = {}, options: Omit<CreateAccordNodeOptions, 'logger'> = {}): Promise<AccordNode> {
     const dataDir = await mkdtemp(join(tmpdir(), 'accord-test-'))
     this.#dirs.push(dataDir)
+    const joinToken = options.joinToken ?? await this.#tokenFor(config.bootstrap ?? [])
     const node = await createAccordNode({
       dataDir,
       listen: ['/ip4/127.0.0.1/tcp/0'],
       api: null,
       discoveryIntervalMs: 1000,
       ...config
-    }, { logger: silentLogger })
+    }, { ...options, logger: silentLogger, joinToken })
     this.nodes.push(node)
     return node
   }
@@ -42,6 +48,11 @@ export class TestCluster {
     const restarted = await createAccordNode({ ...config, dataDir: node.config.dataDir }, { logger: silentLogger })
     this.nodes.push(restarted)
     return restarted
+  }
+
+  async #tokenFor (bootstrap: string[]): Promise<string | undefined> {
+    const sponsor = this.nodes.find(n => bootstrap.some(addr => addr.endsWith(`/p2p/${n.libp2p.peerId.toString()}`)) && n.admission.credentials != null)
+    return sponsor == null ? undefined : (await sponsor.admission.createJoinToken()).token
   }
 
   async newDataDir (): Promise<string> {

@@ -84,3 +84,10 @@ export class DaemonProcess {
     return readFile(join(this.dataDir, 'node.log'), 'utf8').catch(() => '')
   }
 }
+
+/** A join token from the running node in `dataDir`, made as an operator would: `accord token create`. */
+export async function joinTokenFrom (dataDir: string, options: { wrap?: string[] } = {}): Promise<string> {
+  const result = await runCli(['token', 'create', '--data-dir', dataDir], options)
+  if (result.code !== 0) { throw new Error(`accord token create failed: ${result.stderr}`) }
+  return result.stdout.trim()
+}

@@ -15,7 +15,7 @@ import { API_TOKEN_FILE } from '../../node/http-api.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { checkOperations, kvModel } from './linearizability.ts'
 import { waitFor } from './nodes.ts'
-import { DaemonProcess } from './processes.ts'
+import { DaemonProcess, joinTokenFrom } from './processes.ts'
 import type { CheckResult, KvInput, KvOperation, KvOutput } from './linearizability.ts'
 
 /** The history's client id of the writes compactPast() makes (the clients are 0, 1, ...; the final reads -1). */
@@ -79,8 +79,9 @@ export class RaftScenario {
     first.peerId = info?.peerId ?? ''
     this.nodes.push(first)
     const bootstrap = info?.multiaddrs[0] ?? ''
+    const token = await joinTokenFrom(first.daemon?.dataDir ?? '')
     for (const [i, spec] of specs.slice(1).entries()) {
-      this.nodes.push(await this.#launch({ ...spec, index: i + 1, daemon: null, peerId: '', args: [...spec.args, '--bootstrap', bootstrap] }))
+      this.nodes.push(await this.#launch({ ...spec, index: i + 1, daemon: null, peerId: '', args: [...spec.args, '--bootstrap', bootstrap, '--join-token', token] }))
     }
     for (const node of this.nodes.slice(1)) { node.peerId = (await node.daemon?.ready())?.peerId ?? '' }
     await waitFor(async () => {
@@ -104,7 +105,7 @@ export class RaftScenario {
     const response = await fetch(`${node.apiUrl}${path}`, {
       method,
       body,
-      headers: token != null ? { authorization: `Bearer ${token}` } : {},
+      headers: { ...(token != null ? { authorization: `Bearer ${token}` } : {}), ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
       signal: AbortSignal.timeout(timeoutMs)
     })
     return { status: response.status, json: await response.json().catch(() => ({})) }
@@ -291,6 +292,7 @@ export class RaftScenario {
       const request = input.op === 'put'
         ? { method: 'PUT', path: `/v1/kv/${input.key}`, body: input.value }
         : { method: 'POST', path: `/v1/kv/${input.key}/cas`, body: JSON.stringify({ expected: input.op === 'cas' ? input.expected : null, value: input.op === 'cas' ? input.value : '' }) }
+      if (request.method === 'POST') { headers['content-type'] = 'application/json' }
       const response = await fetch(`${node.apiUrl}${request.path}`, { method: request.method, body: request.body, headers, signal: AbortSignal.timeout(options.requestTimeoutMs) })
       const json = await response.json().catch(() => ({}))
       if (response.status === 200) { output = input.op === 'cas' ? true : null } else if (response.status === 409 && json.error === 'cas-mismatch') { output = false }

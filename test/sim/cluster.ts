@@ -3,6 +3,7 @@
  * the clients, the invariant checker and the event trace, all driven by one
  * scheduler in virtual time and one seeded generator.
  */
+import { RaftPeerFilter } from '../../node/raft/peer-filter.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { SimClient } from './clients.ts'
 import { SimDisk } from './disk.ts'
@@ -40,7 +41,9 @@ export class SimCluster {
   readonly retired = new Set<NodeId>()
   readonly clients: SimClient[] = []
   readonly history: KvOperation[] = []
-  readonly stats = { crashes: 0, restarts: 0, pauses: 0, lostWrites: 0, partitions: 0, transfers: 0, confChanges: 0 }
+  readonly stats = { crashes: 0, restarts: 0, pauses: 0, lostWrites: 0, partitions: 0, transfers: 0, confChanges: 0, notAdmitted: 0, refusedByFilter: 0 }
+  /** Each running incarnation's peer filter (see SimOptions.peerFilter). */
+  private readonly filters = new Map<NodeId, RaftPeerFilter>()
   private readonly env: ReplicaEnv
   private readonly clientRng: Rng
   private incarnations = 0
@@ -156,7 +159,11 @@ export class SimCluster {
     const skew = this.options.clockSkew * (2 * this.rng.nextFloat() - 1)
     const tickMs = this.options.tickMs * (1 + skew)
     const rng = createRng(this.options.seed * 7919 + ++this.incarnations)
-    this.replicas.set(id, new SimReplica(id, disk, rng, tickMs, this.env, bootstrap))
+    const replica = new SimReplica(id, disk, rng, tickMs, this.env, bootstrap)
+    this.replicas.set(id, replica)
+    this.filters.set(id, new RaftPeerFilter({
+      state: () => { const s = replica.raft.status(); return { conf: s.conf, leader: s.leader, lastIndex: s.lastIndex } }
+    }, { refreshMs: this.options.tickMs * 10, now: () => this.scheduler.now }))
   }
 
   private deliver (message: Message): DeliveryOutcome {
@@ -164,6 +171,17 @@ export class SimCluster {
     if (replica === undefined || !replica.alive) {
       this.trace.add(`lost (down) ${describeMessage(message)}`)
       return 'lost'
+    }
+    // admission: only nodes of the cluster ever got a certificate
+    if (!this.disks.has(message.from)) {
+      this.stats.notAdmitted++
+      this.trace.add(`refused (not admitted) ${describeMessage(message)}`)
+      return 'delivered'
+    }
+    if (this.options.peerFilter && this.filters.get(message.to)?.accepts(message) === false) {
+      this.stats.refusedByFilter++
+      this.trace.add(`refused (not a member) ${describeMessage(message)}`)
+      return 'delivered'
     }
     this.trace.add(`recv ${describeMessage(message)}`)
     replica.receive(message)

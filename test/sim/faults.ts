@@ -27,7 +27,7 @@
  */
 import type { SimCluster } from './cluster.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
-import type { ConfChange, NodeId } from '../../protocols/raft/index.ts'
+import type { ConfChange, Message, NodeId } from '../../protocols/raft/index.ts'
 
 const CHAOS_INTERVAL_MS = 50
 /** Nodes the operator may add over a run, beyond the founders. */
@@ -43,6 +43,8 @@ export class FaultInjector {
   private extraNodes = 0
   /** Voters whose removal was proposed, with the index of the proposal. */
   private readonly removing = new Map<NodeId, number>()
+  /** Removed nodes still running until their retirement (SimOptions.removedLingerMs). */
+  private readonly lingering = new Set<NodeId>()
 
   constructor (cluster: SimCluster, rng: Rng) {
     this.cluster = cluster
@@ -58,6 +60,8 @@ export class FaultInjector {
   stopAndHeal (): void {
     this.active = false
     this.partitioned = false
+    for (const id of this.lingering) { this.cluster.retire(id) }
+    this.lingering.clear()
     this.cluster.network.heal()
     this.cluster.network.faults = { ...this.cluster.network.faults, dropRate: 0, duplicateRate: 0, delayRate: 0 }
     for (const id of this.cluster.servers()) { this.cluster.restart(id) }
@@ -76,16 +80,51 @@ export class FaultInjector {
       if (applied < index) { continue }
       if (!members.has(id)) {
         this.removing.delete(id)
-        this.cluster.retire(id)
+        this.retireLater(id)
       } else if (!conf.votersOutgoing.includes(id)) {
         this.removing.delete(id) // the removal was lost (while joint, it is still under way)
       }
     }
   }
 
+  /**
+   * A removed node that has not heard of its removal keeps campaigning for
+   * a while (its messages meet the others' peer filters), then stops.
+   */
+  private retireLater (id: NodeId): void {
+    const lingerMs = this.active ? this.cluster.options.removedLingerMs : 0
+    if (lingerMs === 0) {
+      this.cluster.retire(id)
+      return
+    }
+    this.lingering.add(id)
+    this.cluster.trace.add(`LINGER ${id} (removed, still running)`)
+    this.cluster.scheduler.after(this.rng.intBetween(0, lingerMs), () => {
+      if (this.lingering.delete(id)) { this.cluster.retire(id) }
+    })
+  }
+
+  /** An outsider sends one hostile message to a random node (see SimOptions.outsider). */
+  private outsiderMessage (): void {
+    const to = pick(this.rng, this.cluster.servers())
+    const from = 'x1'
+    const term = this.rng.intBetween(1, 1000)
+    const roll = this.rng.nextFloat()
+    const message: Message = roll < 0.3
+      ? { type: 'heartbeat', from, to, term, commit: this.rng.intBetween(0, 1000), readRound: 0 }
+      : roll < 0.55
+        ? { type: 'append', from, to, term, prevIndex: this.rng.intBetween(0, 100), prevTerm: this.rng.intBetween(0, term), commit: 1000, entries: [] }
+        : roll < 0.8
+          ? { type: 'vote', from, to, term, lastIndex: 1_000_000, lastTerm: term, transfer: this.rng.chance(0.5) }
+          : { type: 'snapshot', from, to, term, snapshot: { meta: { index: this.rng.intBetween(1, 10_000), term, conf: { voters: [from], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array(8).fill(0xab) } }
+    this.cluster.trace.add(`OUTSIDER sends ${message.type} term ${term} to ${to}`)
+    this.cluster.network.send(message)
+  }
+
   private roll (): void {
     if (!this.active) { return }
     const { options } = this.cluster
+    if (options.outsider && this.rng.chance(0.2)) { this.outsiderMessage() }
     if (options.crashes && this.rng.chance(0.06)) { this.crashOne() }
     if (options.pauses && this.rng.chance(0.04)) { this.pauseOne() }
     if (options.partitions && !this.partitioned && this.rng.chance(0.06)) { this.partition() }

@@ -69,6 +69,24 @@ export interface SimOptions {
    * connection closed for another reason).
    */
   leaderLossHints: boolean
+  /**
+   * Pass every message through the node's RaftPeerFilter (node/raft/peer-filter.ts)
+   * before the core sees it, as the production service does.
+   */
+  peerFilter: boolean
+  /**
+   * A removed node keeps running (campaigning, answering) for up to this
+   * long before it is shut down, as a removed member that has not heard of
+   * its removal does. 0: shut down at once.
+   */
+  removedLingerMs: number
+  /**
+   * An outsider (a peer id no node admitted) sends hostile messages:
+   * terms far ahead, appends carrying writes, garbage snapshots, votes. The
+   * simulated network drops them where admission would (the gate in front
+   * of every handler), and counts them.
+   */
+  outsider: boolean
   /** Compact a node's log once it applied this many entries past its snapshot. */
   compactEntries: number
   /** Each node's clock runs at a rate in [1 - skew, 1 + skew]. */
@@ -112,6 +130,9 @@ const BASE: Omit<SimOptions, 'seed' | 'profile'> = {
   membership: false,
   transfers: false,
   leaderLossHints: false,
+  peerFilter: true,
+  removedLingerMs: 0,
+  outsider: false,
   compactEntries: 40,
   clockSkew: 0.05,
   readOnlyMode: 'safe',
@@ -135,8 +156,8 @@ export const PROFILES: Record<string, ProfileSettings> = {
   'crash-3': { nodes: 3, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, clockSkew: 0.3 },
   'crash-5': { nodes: 5, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, clockSkew: 0.3 },
   /** Everything, plus membership changes. */
-  'membership-3': { nodes: 3, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, membership: true },
-  'membership-5': { nodes: 5, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, membership: true },
+  'membership-3': { nodes: 3, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, membership: true, removedLingerMs: 600, outsider: true },
+  'membership-5': { nodes: 5, crashes: true, leaderLossHints: true, pauses: true, partitions: true, transfers: true, membership: true, removedLingerMs: 600, outsider: true },
   /** Lease reads; see the clock-skew note in faults.ts. */
   'lease-3': { ...LEASE, nodes: 3 },
   'lease-5': { ...LEASE, nodes: 5 },
@@ -168,7 +189,9 @@ function randomSettings (seed: number): ProfileSettings {
       duplicateRate: 0.05 * rng.nextFloat(),
       delayRate: 0.1 * rng.nextFloat()
     },
-    leaderLossHints: rng.chance(0.5)
+    leaderLossHints: rng.chance(0.5),
+    removedLingerMs: rng.chance(0.5) ? rng.intBetween(0, 1000) : 0,
+    outsider: rng.chance(0.5)
   }
 }
 

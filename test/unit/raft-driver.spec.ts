@@ -306,21 +306,31 @@ describe('raft driver (one node, in memory)', function () {
       driver.step({ type: 'append', from: LEADER, to: ID, term: 1, prevIndex: first - 1, prevTerm: 1, entries: log, commit: last })
       await waitFor(() => driver.snapshotting, 'the follower to start its own snapshot', 10_000, 1)
 
-      // the leader's state: the same entries and ten more
+      // the leader's state: the same entries, then most keys deleted (its
+      // snapshot is checked in slices before it is installed, as the
+      // follower's own is encoded: a small one passes its check first), and
+      // ten more writes
       const leaderKv = new KvStateMachine()
       leaderKv.skip(1)
       leaderKv.skip(2)
       for (const entry of log) { leaderKv.apply(entry.index, entry.data) }
-      for (let i = last + 1; i <= last + 10; i++) {
-        leaderKv.apply(i, encodeCommand({ type: 'put', session: { clientId: 'c', sequence: i }, key: 'from-the-leader', value: new Uint8Array([i % 256]) }))
+      let index = last
+      for (let i = 1; i <= entries - 10; i++) {
+        index++
+        leaderKv.apply(index, encodeCommand({ type: 'delete', session: { clientId: 'c', sequence: index }, key: `k${i}` }))
       }
-      const snapshot = { meta: { index: last + 10, term: 1, conf: twoVoters }, data: leaderKv.snapshot() }
+      for (let i = 1; i <= 10; i++) {
+        index++
+        leaderKv.apply(index, encodeCommand({ type: 'put', session: { clientId: 'c', sequence: index }, key: 'from-the-leader', value: new Uint8Array([index % 256]) }))
+      }
+      const snapshot = { meta: { index, term: 1, conf: twoVoters }, data: leaderKv.snapshot() }
       driver.step({ type: 'snapshot', from: LEADER, to: ID, term: 1, snapshot })
 
-      await waitFor(() => !driver.snapshotting && driver.kv.appliedIndex === last + 10, 'the leader\'s snapshot to be restored', 10_000, 1)
+      await waitFor(() => !driver.snapshotting && driver.kv.appliedIndex === index, 'the leader\'s snapshot to be restored', 10_000, 1)
       expect(store.snapshots, 'its own, older snapshot is never stored').to.have.length(0)
-      expect(driver.lastSnapshotIndex).to.equal(last + 10)
-      expect(driver.kv.get('from-the-leader')).to.deep.equal(new Uint8Array([(last + 10) % 256]))
+      expect(driver.lastSnapshotIndex).to.equal(index)
+      expect(driver.kv.get('from-the-leader')).to.deep.equal(new Uint8Array([index % 256]))
+      expect(driver.kv.get('k1')).to.equal(null)
       expect(driver.kv.snapshot()).to.deep.equal(snapshot.data)
     } finally {
       await driver.stop()

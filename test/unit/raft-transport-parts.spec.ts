@@ -7,6 +7,7 @@ import { boundedLengthDecoder } from '../../node/raft/transport.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { varint } from '../lib/bytes-fuzz.ts'
 import type { QueueItem } from '../../node/raft/transport-queue.ts'
+import type { ReassemblyHooks } from '../../node/raft/transport-reassembly.ts'
 import type { SnapshotMessage } from '../../protocols/raft/index.ts'
 
 const conf = { voters: ['a', 'b'], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
@@ -79,73 +80,121 @@ describe('raft transport: snapshot reassembly', () => {
   const streamA = {}
   const streamB = {}
   const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values)
+  const reassembler = (reassembliesMax: number, hooks: ReassemblyHooks = {}): SnapshotReassembler =>
+    new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax, progressBytes: 10, progressTimeoutMs: 1000 }, hooks)
 
   it('joins consecutive chunks into one snapshot message', () => {
-    const r = new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax: 1 })
-    expect(r.begin('p', streamA, snapshot(), 5)).to.deep.equal({ ok: true })
+    const r = reassembler(1)
+    expect(r.begin('p', streamA, snapshot(), 5, 0)).to.deep.equal({ ok: true })
     expect(r.isOpen('p', streamA)).to.equal(true)
-    expect(r.chunk('p', streamA, bytes(1, 2))).to.deep.equal({ ok: true })
+    expect(r.chunk('p', streamA, bytes(1, 2), 0)).to.deep.equal({ ok: true })
     expect(r.bufferedBytes).to.equal(2)
-    const done = r.chunk('p', streamA, bytes(3, 4, 5))
+    const done = r.chunk('p', streamA, bytes(3, 4, 5), 0)
     expect(done.ok && done.complete?.snapshot.data).to.deep.equal(bytes(1, 2, 3, 4, 5))
     expect(done.ok && done.complete?.snapshot.meta.index).to.equal(5)
     expect(r.size).to.equal(0)
   })
 
   it('delivers an empty snapshot at once', () => {
-    const r = new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax: 1 })
-    const done = r.begin('p', streamA, snapshot(), 0)
+    const r = reassembler(1)
+    const done = r.begin('p', streamA, snapshot(), 0, 0)
     expect(done.ok && done.complete?.snapshot.data).to.deep.equal(new Uint8Array(0))
     expect(r.size).to.equal(0)
   })
 
   it('refuses a declared size above snapshotBytesMax', () => {
-    const r = new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax: 1 })
-    expect(r.begin('p', streamA, snapshot(), 101)).to.deep.equal({ ok: false, reason: 'snapshot-too-large' })
+    const r = reassembler(1)
+    expect(r.begin('p', streamA, snapshot(), 101, 0)).to.deep.equal({ ok: false, reason: 'snapshot-too-large' })
     expect(r.size).to.equal(0)
   })
 
   it('refuses chunks beyond the declared size and forgets the snapshot', () => {
-    const r = new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax: 1 })
-    r.begin('p', streamA, snapshot(), 3)
-    expect(r.chunk('p', streamA, bytes(1, 2, 3, 4))).to.deep.equal({ ok: false, reason: 'snapshot-overrun' })
+    const r = reassembler(1)
+    r.begin('p', streamA, snapshot(), 3, 0)
+    expect(r.chunk('p', streamA, bytes(1, 2, 3, 4), 0)).to.deep.equal({ ok: false, reason: 'snapshot-overrun' })
     expect(r.size).to.equal(0)
   })
 
   it('refuses chunks without a begin on that stream, and a second begin on the same stream', () => {
-    const r = new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax: 2 })
-    expect(r.chunk('p', streamA, bytes(1))).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
-    r.begin('p', streamA, snapshot(), 3)
-    expect(r.chunk('p', streamB, bytes(1))).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
-    expect(r.begin('p', streamA, snapshot(), 3)).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
+    const r = reassembler(2)
+    expect(r.chunk('p', streamA, bytes(1), 0)).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
+    r.begin('p', streamA, snapshot(), 3, 0)
+    expect(r.chunk('p', streamB, bytes(1), 0)).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
+    expect(r.begin('p', streamA, snapshot(), 3, 0)).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
   })
 
   it('keeps one reassembly per peer: a begin on a new stream replaces the abandoned one', () => {
-    const r = new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax: 1 })
-    r.begin('p', streamA, snapshot(), 3)
-    r.chunk('p', streamA, bytes(1))
-    expect(r.begin('p', streamB, snapshot(7), 2)).to.deep.equal({ ok: true })
+    const r = reassembler(1)
+    r.begin('p', streamA, snapshot(), 3, 0)
+    r.chunk('p', streamA, bytes(1), 0)
+    expect(r.begin('p', streamB, snapshot(7), 2, 0)).to.deep.equal({ ok: true })
     expect(r.superseded).to.equal(1)
     expect(r.size).to.equal(1)
-    expect(r.chunk('p', streamA, bytes(2))).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
-    const done = r.chunk('p', streamB, bytes(8, 9))
+    expect(r.chunk('p', streamA, bytes(2), 0)).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
+    const done = r.chunk('p', streamB, bytes(8, 9), 0)
     expect(done.ok && done.complete?.snapshot.meta.index).to.equal(7)
   })
 
   it('bounds reassemblies across peers at snapshotReassembliesMax', () => {
-    const r = new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax: 2 })
-    expect(r.begin('p1', streamA, snapshot(), 1).ok).to.equal(true)
-    expect(r.begin('p2', streamB, snapshot(), 1).ok).to.equal(true)
+    const r = reassembler(2)
+    expect(r.begin('p1', streamA, snapshot(), 1, 0).ok).to.equal(true)
+    expect(r.begin('p2', streamB, snapshot(), 1, 0).ok).to.equal(true)
     const streamC = {}
-    expect(r.begin('p3', streamC, snapshot(), 1)).to.deep.equal({ ok: false, reason: 'snapshot-busy' })
-    r.chunk('p1', streamA, bytes(1))
-    expect(r.begin('p3', streamC, snapshot(), 1).ok).to.equal(true)
+    expect(r.begin('p3', streamC, snapshot(), 1, 0)).to.deep.equal({ ok: false, reason: 'snapshot-busy' })
+    r.chunk('p1', streamA, bytes(1), 0)
+    expect(r.begin('p3', streamC, snapshot(), 1, 0).ok).to.equal(true)
     expect(r.size).to.equal(2)
   })
 
+  it('gives the leader a slot when strangers hold them all: its begin evicts the one whose progress is due first', () => {
+    const dropped: Array<[string, object, string]> = []
+    const r = reassembler(2, { isLeader: peer => peer === 'leader', onDropped: (peer, owner, reason) => { dropped.push([peer, owner, reason]) } })
+    const leaderStream = {}
+    expect(r.begin('stranger1', streamA, snapshot(), 50, 0).ok).to.equal(true)
+    expect(r.begin('stranger2', streamB, snapshot(), 50, 100).ok).to.equal(true)
+    expect(r.begin('stranger3', {}, snapshot(), 50, 200)).to.deep.equal({ ok: false, reason: 'snapshot-busy' })
+    expect(r.begin('leader', leaderStream, snapshot(9), 3, 300)).to.deep.equal({ ok: true })
+    expect(dropped).to.deep.equal([['stranger1', streamA, 'snapshot-evicted']])
+    expect(r.evicted).to.equal(1)
+    expect(r.chunk('stranger1', streamA, bytes(1), 400)).to.deep.equal({ ok: false, reason: 'unexpected-frame' })
+    const done = r.chunk('leader', leaderStream, bytes(7, 8, 9), 400)
+    expect(done.ok && done.complete?.snapshot.meta.index).to.equal(9)
+    expect(r.isOpen('stranger2', streamB)).to.equal(true)
+  })
+
+  it('drops a reassembly that receives less than progressBytes within progressTimeoutMs (a slow drip)', () => {
+    const r = reassembler(1)
+    r.begin('p', streamA, snapshot(), 50, 0)
+    expect(r.chunk('p', streamA, bytes(1), 400)).to.deep.equal({ ok: true })
+    expect(r.chunk('p', streamA, bytes(1), 800)).to.deep.equal({ ok: true })
+    // two bytes in 1 s, where 10 were due
+    expect(r.chunk('p', streamA, bytes(1), 1001)).to.deep.equal({ ok: false, reason: 'snapshot-too-slow' })
+    expect(r.size).to.equal(0)
+    expect(r.tooSlow).to.equal(1)
+  })
+
+  it('keeps a reassembly that makes progressBytes of progress every progressTimeoutMs, however long it takes', () => {
+    const r = reassembler(1)
+    r.begin('p', streamA, snapshot(), 50, 0)
+    for (let i = 1; i < 5; i++) { expect(r.chunk('p', streamA, new Uint8Array(10), i * 999)).to.deep.equal({ ok: true }) }
+    const done = r.chunk('p', streamA, new Uint8Array(10), 5 * 999)
+    expect(done.ok && done.complete?.snapshot.data.byteLength).to.equal(50)
+  })
+
+  it('a begin that finds every slot taken first drops the reassemblies past their progress deadline', () => {
+    const dropped: string[] = []
+    const r = reassembler(2, { onDropped: (peer, _owner, reason) => { dropped.push(`${peer} ${reason}`) } })
+    r.begin('p1', streamA, snapshot(), 50, 0)
+    r.begin('p2', streamB, snapshot(), 50, 500)
+    expect(r.begin('p3', {}, snapshot(), 50, 1000)).to.deep.equal({ ok: false, reason: 'snapshot-busy' })
+    expect(r.begin('p3', {}, snapshot(), 50, 1001)).to.deep.equal({ ok: true })
+    expect(dropped).to.deep.equal(['p1 snapshot-too-slow'])
+    expect(r.isOpen('p2', streamB)).to.equal(true)
+  })
+
   it('discard forgets the reassembly of an ended stream only', () => {
-    const r = new SnapshotReassembler({ snapshotBytesMax: 100, reassembliesMax: 2 })
-    r.begin('p', streamA, snapshot(), 3)
+    const r = reassembler(2)
+    r.begin('p', streamA, snapshot(), 3, 0)
     expect(r.discard('p', streamB)).to.equal(false)
     expect(r.discard('p', streamA)).to.equal(true)
     expect(r.size).to.equal(0)

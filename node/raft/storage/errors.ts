@@ -22,6 +22,22 @@ export class StorageCorruptionError extends UserError {
   }
 }
 
+/**
+ * The store is intact (every record passes its checksum) but holds a state
+ * the node cannot start from: a snapshot that does not restore, or a log
+ * the Raft core refuses. Written by a bug or by hand, never by a crash.
+ */
+export class StoredStateError extends UserError {
+  override name = 'StoredStateError'
+  readonly dir: string
+
+  constructor (dir: string, problem: string) {
+    super(`raft storage ${dir}: ${problem}. The node cannot start from it. To recover: put back a copy of ${dir} ` +
+      `saved while the node was stopped, or ${RECOVERY_ADVICE.slice('To recover: '.length).replace('DIR', dir)}`)
+    this.dir = dir
+  }
+}
+
 /** The directory holds a different format version, or is not a Raft store at all. */
 export class StorageFormatError extends UserError {
   override name = 'StorageFormatError'

@@ -12,5 +12,5 @@
  */
 export { RaftStorage, RAFT_STORAGE_DEFAULTS, raftStorageDir } from './raft-storage.ts'
 export type { PersistUpdate, RaftStorageLimits, RaftStorageOptions, StorageLogger } from './raft-storage.ts'
-export { StorageCorruptionError, StorageFormatError, StorageLimitError } from './errors.ts'
+export { StorageCorruptionError, StorageFormatError, StorageLimitError, StoredStateError } from './errors.ts'
 export { FORMAT_VERSION } from './layout.ts'

@@ -31,6 +31,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { RAFT_DEFAULTS } from '../../../protocols/raft/index.ts'
+import { KV_DEFAULTS, kvSnapshotBytesMax } from '../../../protocols/raft/kv/index.ts'
 import { UserError } from '../../errors.ts'
 import { createLogger } from '../../logger.ts'
 import { StorageLimitError } from './errors.ts'
@@ -50,8 +51,8 @@ export const RAFT_STORAGE_DEFAULTS = {
   entryBytesMax: RAFT_DEFAULTS.proposalBytesMax,
   /** Largest single write (entries + hard state + a snapshot small enough to ride along); also caps a coalesced batch. */
   batchBytesMax: 64 * MIB,
-  /** Largest snapshot payload. */
-  snapshotBytesMax: 1024 * MIB,
+  /** Largest snapshot payload: the largest snapshot of a KV store with KV_DEFAULTS (kvSnapshotBytesMax, 389 MiB). */
+  snapshotBytesMax: kvSnapshotBytesMax(KV_DEFAULTS),
   /** Snapshot data is stored in chunks of this size. */
   snapshotChunkBytes: MIB,
   /**

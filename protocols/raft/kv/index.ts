@@ -5,7 +5,7 @@
  * ReadIndex.
  */
 export { KvStateMachine } from './state-machine.ts'
-export type { KvRestore, KvRestoreResult, KvStateMachineOptions, KvStats } from './state-machine.ts'
+export type { KvCheckResult, KvRestore, KvRestoreResult, KvSnapshotCheck, KvStateMachineOptions, KvStats } from './state-machine.ts'
 export {
   KV_COMMAND_VERSION,
   KV_DEFAULTS,
@@ -16,6 +16,6 @@ export {
   commandBytesMax
 } from './command.ts'
 export type { ClientSession, KvCommand, KvCommandType, KvLimits, CommandValidation, DecodedCommand } from './command.ts'
-export { KV_SNAPSHOT_VERSION } from './snapshot.ts'
+export { KV_SNAPSHOT_VERSION, kvSnapshotBytesMax } from './snapshot.ts'
 export type { CreateSha256, KvSnapshotEncoder, Sha256 } from './snapshot.ts'
 export type { KvApplyResult, KvRejection, KvSavedResult, KvSession } from './results.ts'

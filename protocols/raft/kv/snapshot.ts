@@ -187,6 +187,64 @@ export class KvSnapshotEncoder {
   }
 }
 
+/**
+ * UTF-8 strings of exactly n bytes, by their last code point's length:
+ * 128 code points take 1 byte, 1,920 take 2, 61,440 take 3 (U+0800..U+FFFF
+ * without the 2,048 surrogates, which no well-formed key holds) and
+ * 1,048,576 take 4.
+ */
+const CODE_POINTS_BY_UTF8_BYTES = [128, 1920, 61_440, 1_048_576] as const
+
+/**
+ * How many distinct keys of 1..keyBytesMax UTF-8 bytes fit in `dataBytes`
+ * bytes together: the shortest ones first (every shorter key is taken
+ * before a longer one, which is the most keys any set of that many bytes
+ * can hold).
+ */
+export function distinctKeysMax (dataBytes: number, keyBytesMax: number): number {
+  // stringsOf[n]: strings of exactly n bytes (approximate beyond 2^53, where
+  // far fewer of them fit than there are, so only the exact quotient is used)
+  const stringsOf = [1]
+  let keys = 0
+  let left = dataBytes
+  for (let n = 1; n <= keyBytesMax && left >= n; n++) {
+    stringsOf[n] = CODE_POINTS_BY_UTF8_BYTES.reduce((sum, codePoints, i) => sum + codePoints * (stringsOf[n - 1 - i] ?? 0), 0)
+    const taken = Math.min(stringsOf[n], Math.floor(left / n))
+    keys += taken
+    left -= taken * n
+  }
+  return keys
+}
+
+/**
+ * The largest snapshot any state within `limits` encodes to: what a
+ * transport or a store that carries this store's snapshots must accept.
+ *
+ * - header: magic, version, appliedIndex (< 2^53: 8 varint bytes), the five
+ * limits, the key count; the session count; the checksum;
+ * - keys: a key of k bytes with a value of v bytes takes varint(k) + k +
+ * varint(v) + v bytes. The k + v add up to at most dataBytesMax; a varint
+ * of x takes at most 1 + x / 128 bytes, so the two length prefixes of all
+ * keys take at most 2 * keys + dataBytesMax / 128; and there are at most
+ * distinctKeysMax(dataBytesMax, keyBytesMax) keys (each key is distinct
+ * and holds at least its own bytes);
+ * - sessions: sessionsMax of them, each with a clientId of clientIdBytesMax
+ * bytes and three counters below 2^53, plus a result code.
+ *
+ * With KV_DEFAULTS that is 389 MiB: 256 MiB of data in 67.8 million keys of
+ * at most 4 bytes (2 length bytes each) is the worst case, about 1.5 times
+ * the data. Keys that long are not what anyone stores, but nothing stops it.
+ */
+export function kvSnapshotBytesMax (limits: KvLimits): number {
+  const counterBytes = varintByteLength(Number.MAX_SAFE_INTEGER)
+  const keys = distinctKeysMax(limits.dataBytesMax, limits.keyBytesMax)
+  let header = MAGIC.length + 1 + counterBytes + varintByteLength(keys) + varintByteLength(limits.sessionsMax) + CHECKSUM_BYTES
+  for (const name of LIMIT_NAMES) { header += varintByteLength(limits[name]) }
+  const keysBytes = limits.dataBytesMax + 2 * keys + Math.floor(limits.dataBytesMax / 128)
+  const sessionBytes = varintByteLength(limits.clientIdBytesMax) + limits.clientIdBytesMax + 3 * counterBytes + 1
+  return header + keysBytes + limits.sessionsMax * sessionBytes
+}
+
 /** Encodes in one go (see KvSnapshotEncoder). */
 export function encodeSnapshot (state: KvSnapshotState, createSha256: CreateSha256 = nobleSha256): Uint8Array {
   const encoder = new KvSnapshotEncoder(state, createSha256)

@@ -43,6 +43,21 @@ export interface KvStateMachineOptions {
   createSha256?: CreateSha256
 }
 
+/**
+ * A snapshot being checked, independently of the state: decodeSome() until
+ * it returns true, then result(); install() replaces the state with it.
+ */
+export interface KvSnapshotCheck {
+  /** Decodes about `workBytes` more; true once result() may be called. */
+  decodeSome(workBytes: number): boolean
+  /** Whether the snapshot is well-formed and fits this store's limits, and the index it reflects. */
+  result(): KvCheckResult
+  /** Replaces the whole state with the checked snapshot's (only after result() was ok). */
+  install(): void
+}
+
+export type KvCheckResult = { ok: true, appliedIndex: number } | { ok: false, error: string }
+
 /** A restore in progress: decodeSome() until it returns true, then finish(). */
 export interface KvRestore {
   /** Decodes about `workBytes` more; true once finish() may be called. */
@@ -174,20 +189,46 @@ export class KvStateMachine {
    * Nothing may be applied in between (finish() checks).
    */
   beginRestore (bytes: Uint8Array): KvRestore {
-    const decoder = new KvSnapshotDecoder(bytes, this.limits, this.#createSha256)
+    const check = this.checkSnapshot(bytes)
     const appliedBefore = this.applied
     return {
-      decodeSome: workBytes => decoder.decodeSome(workBytes),
+      decodeSome: workBytes => check.decodeSome(workBytes),
       finish: () => {
         assert(this.applied === appliedBefore, 'entries were applied during a restore')
+        const result = check.result()
+        if (!result.ok) { return result }
+        check.install()
+        return { ok: true }
+      }
+    }
+  }
+
+  /**
+   * Decodes and fully validates a snapshot (format, checksum, this store's
+   * limits) without touching the state, so applying may go on between the
+   * steps; install() then replaces the state with it at once. A node checks
+   * a snapshot received from the network this way before it makes it
+   * durable, and installs the very decoding afterwards.
+   */
+  checkSnapshot (bytes: Uint8Array): KvSnapshotCheck {
+    const decoder = new KvSnapshotDecoder(bytes, this.limits, this.#createSha256)
+    let installed = false
+    return {
+      decodeSome: workBytes => decoder.decodeSome(workBytes),
+      result: () => {
         const decoded = decoder.result()
-        if (!decoded.ok) { return decoded }
+        return decoded.ok ? { ok: true, appliedIndex: decoded.state.appliedIndex } : decoded
+      },
+      install: () => {
+        const decoded = decoder.result()
+        assert(decoded.ok, 'installing a snapshot that failed its check')
+        assert(!installed, 'a checked snapshot is installed once')
+        installed = true
         const { state } = decoded
         this.data = state.entries
         this.dataBytes = decoded.dataBytes
         this.sessions = new Map(state.sessions.map(session => [session.clientId, session]))
         this.applied = state.appliedIndex
-        return { ok: true }
       }
     }
   }

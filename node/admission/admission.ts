@@ -1,0 +1,340 @@
+/**
+ * Admission: which peers this node serves.
+ *
+ * A peer is admitted once it has shown a membership certificate of our
+ * cluster (signed by the cluster key, naming the peer id that Noise
+ * authenticated on this connection) and is not revoked. Every accord
+ * protocol handler is wrapped by `gate()`, which serves admitted peers only;
+ * the two exceptions are this exchange itself and the join protocol, where
+ * a newcomer trades a join token for a certificate (./join.ts).
+ *
+ * The exchange, `/accord/admission/1.0.0`: the dialling side opens a stream
+ * on each new connection and sends its certificate; the other side checks
+ * it and answers with its own, which the dialler checks in turn, so one
+ * round trip admits both ways. A node that has no credentials yet (it is
+ * still joining) answers without a certificate and presents its own on
+ * every connection once it has joined.
+ *
+ * In private mode a connection whose peer is not admitted within
+ * `graceMs` is closed: a stranger gets a handshake and the join protocol,
+ * nothing else, and no long-lived connection slot.
+ */
+import { randomBytes } from 'node:crypto'
+import { lpStream } from '@libp2p/utils'
+import { encode } from 'cborg'
+import { CERTIFICATE_BYTES_MAX, createJoinToken, verifyCertificate } from '../../identity/cluster-credentials.ts'
+import { decodeBoundedCbor } from '../raft/codec.ts'
+import { boundedLengthDecoder } from '../raft/transport.ts'
+import type { ClusterCredentials } from './credentials.ts'
+import type { AccordLibp2p } from '../libp2p.ts'
+import type { Refusals } from '../refusals.ts'
+import type { Connection, PeerId, Stream, StreamHandler } from '@libp2p/interface'
+import type { Logger } from 'pino'
+
+export const ADMISSION_PROTOCOL = '/accord/admission/1.0.0'
+
+export interface AdmissionLimits {
+  /** One certificate exchange (open, send, answer). */
+  exchangeTimeoutMs: number
+  /** A gated stream from a peer whose exchange is still under way waits at most this long. */
+  admissionWaitMs: number
+  /** Gated streams waiting for their peer's exchange, across all peers; beyond it they are refused. */
+  waitersMax: number
+  /** Private mode: a connection whose peer is not admitted after this long is closed. */
+  graceMs: number
+  /** How often admitted peers are checked against the revocation list. */
+  revocationSweepMs: number
+  /** Longest and default lifetime of a join token. */
+  tokenTtlMsMax: number
+  tokenTtlMsDefault: number
+}
+
+export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
+  exchangeTimeoutMs: 5_000,
+  admissionWaitMs: 5_000,
+  waitersMax: 1024,
+  graceMs: 10_000,
+  revocationSweepMs: 1_000,
+  tokenTtlMsMax: 7 * 24 * 3600_000,
+  tokenTtlMsDefault: 3600_000
+}
+
+const ANSWER_BYTES_MAX = CERTIFICATE_BYTES_MAX + 256
+
+export interface AdmissionOptions {
+  libp2p: AccordLibp2p
+  cluster: string
+  /** null until a joining node has received them (then setCredentials). */
+  credentials: ClusterCredentials | null
+  /** Close connections of peers not admitted within graceMs (private mode). */
+  closeUnadmitted: boolean
+  refusals: Refusals
+  log: Logger
+  limits?: Partial<AdmissionLimits>
+}
+
+interface Waiter { peer: string, wake(): void }
+
+export class Admission {
+  readonly limits: AdmissionLimits
+  readonly #options: AdmissionOptions
+  #credentials: ClusterCredentials | null
+  #isRevoked: (peer: string) => boolean = () => false
+  /** Admitted peers; an entry goes when the peer's last connection closes (bounded by the connection limit). */
+  readonly #admitted = new Set<string>()
+  readonly #waiters = new Set<Waiter>()
+  /** Grace timers of unadmitted connections, by connection id (bounded by the connection limit). */
+  readonly #graceTimers = new Map<string, ReturnType<typeof setTimeout>>()
+  readonly #onAdmittedListeners = new Set<(peer: string) => void>()
+  #sweepTimer: ReturnType<typeof setInterval> | undefined
+  #running = false
+
+  constructor (options: AdmissionOptions) {
+    this.#options = options
+    this.#credentials = options.credentials
+    this.limits = { ...ADMISSION_DEFAULTS, ...options.limits }
+  }
+
+  get credentials (): ClusterCredentials | null { return this.#credentials }
+
+  /** Register the exchange handler (before libp2p starts, so the first connection can use it). */
+  async start (): Promise<void> {
+    const { libp2p } = this.#options
+    this.#running = true
+    await libp2p.handle(ADMISSION_PROTOCOL, this.#serveExchange, { maxInboundStreams: 2, maxOutboundStreams: 2 })
+    libp2p.addEventListener('connection:open', this.#onConnectionOpen)
+    libp2p.addEventListener('connection:close', this.#onConnectionClose)
+    libp2p.addEventListener('peer:disconnect', this.#onPeerDisconnect)
+    this.#sweepTimer = setInterval(() => { this.#sweepRevoked() }, this.limits.revocationSweepMs)
+  }
+
+  async stop (): Promise<void> {
+    const { libp2p } = this.#options
+    this.#running = false
+    clearInterval(this.#sweepTimer)
+    for (const timer of this.#graceTimers.values()) { clearTimeout(timer) }
+    this.#graceTimers.clear()
+    for (const waiter of this.#waiters) { waiter.wake() }
+    this.#waiters.clear()
+    libp2p.removeEventListener('connection:open', this.#onConnectionOpen)
+    libp2p.removeEventListener('connection:close', this.#onConnectionClose)
+    libp2p.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
+    await libp2p.unhandle(ADMISSION_PROTOCOL).catch(() => {})
+  }
+
+  /** Set once a joining node has its credentials: present them on every open connection. */
+  setCredentials (credentials: ClusterCredentials): void {
+    this.#credentials = credentials
+    for (const connection of this.#options.libp2p.getConnections()) { this.#present(connection) }
+  }
+
+  /** Where revocations come from (the Raft group's replicated list); checked on every admission and every sweep. */
+  setRevocationCheck (isRevoked: (peer: string) => boolean): void {
+    this.#isRevoked = isRevoked
+  }
+
+  isRevoked (peer: string): boolean {
+    return this.#isRevoked(peer)
+  }
+
+  isAdmitted (peer: string): boolean {
+    return this.#admitted.has(peer) && !this.#isRevoked(peer)
+  }
+
+  admittedPeers (): string[] {
+    return [...this.#admitted].filter(p => !this.#isRevoked(p))
+  }
+
+  /** Called with each newly admitted peer. */
+  onAdmitted (listener: (peer: string) => void): () => void {
+    this.#onAdmittedListeners.add(listener)
+    return () => { this.#onAdmittedListeners.delete(listener) }
+  }
+
+  /** A join token for this cluster, valid for ttlMs. */
+  async createJoinToken (ttlMs = this.limits.tokenTtlMsDefault, nowMs = Date.now()): Promise<{ token: string, expiresAtMs: number }> {
+    if (this.#credentials == null) { throw new Error('this node has not joined its cluster yet, so it cannot admit others') }
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1000 || ttlMs > this.limits.tokenTtlMsMax) {
+      throw new RangeError(`a token's lifetime must be 1 s to ${this.limits.tokenTtlMsMax / 3600_000} h`)
+    }
+    const expiresAtMs = nowMs + ttlMs
+    const token = await createJoinToken(this.#credentials.clusterKey, { cluster: this.#options.cluster, expiresAtMs, nonce: new Uint8Array(randomBytes(16)) })
+    return { token, expiresAtMs }
+  }
+
+  /**
+   * Wrap a protocol handler so it serves admitted peers only. A stream from
+   * a peer whose certificate exchange is under way waits for it (at most
+   * admissionWaitMs, and at most waitersMax streams at once); every other
+   * stream is aborted, counted and logged.
+   */
+  gate (protocol: string, handler: StreamHandler): StreamHandler {
+    return async (stream: Stream, connection: Connection) => {
+      const peer = connection.remotePeer.toString()
+      if (!this.isAdmitted(peer)) {
+        // Paused while admission decides: yamux then grants the sender no
+        // more than the stream's first window (256 KiB), where an unread
+        // stream would buffer up to 4 MiB (1024 waiting streams: 4 GiB).
+        if (!setPaused(stream, true)) { return }
+        const reason = this.#isRevoked(peer) ? 'revoked' : await this.#waitAdmitted(peer)
+        if (reason !== null) {
+          this.#options.refusals.refuse(peer, protocol, reason)
+          stream.abort(new Error(`not admitted: ${reason}`))
+          if (reason === 'revoked') { this.#disconnect(peer) }
+          return
+        }
+        if (!setPaused(stream, false)) { return }
+      }
+      await handler(stream, connection)
+    }
+  }
+
+  /** null once `peer` is admitted, else why it is not. */
+  async #waitAdmitted (peer: string): Promise<string | null> {
+    if (!this.#running || this.#credentials == null) { return 'not-ready' }
+    if (this.#waiters.size >= this.limits.waitersMax) { return 'waiters-full' }
+    let waiter: Waiter | undefined
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await new Promise<void>(resolve => {
+      waiter = { peer, wake: resolve }
+      this.#waiters.add(waiter)
+      timer = setTimeout(resolve, this.limits.admissionWaitMs)
+    })
+    clearTimeout(timer)
+    if (waiter !== undefined) { this.#waiters.delete(waiter) }
+    if (this.isAdmitted(peer)) { return null }
+    return this.#isRevoked(peer) ? 'revoked' : 'not-admitted'
+  }
+
+  #admit (peer: string): void {
+    if (this.#admitted.has(peer)) { return }
+    this.#admitted.add(peer)
+    for (const connection of this.#options.libp2p.getConnections()) {
+      if (connection.remotePeer.toString() === peer) { this.#clearGrace(connection.id) }
+    }
+    for (const waiter of this.#waiters) {
+      if (waiter.peer === peer) { waiter.wake() }
+    }
+    this.#options.log.debug({ peer }, 'peer admitted')
+    for (const listener of this.#onAdmittedListeners) { listener(peer) }
+  }
+
+  /** Check a certificate presented by `peer`; null when it admits the peer, else the reason. */
+  async #check (peer: string, certificate: Uint8Array): Promise<string | null> {
+    const credentials = this.#credentials
+    if (credentials == null) { return 'not-ready' }
+    const checked = await verifyCertificate(certificate, { cluster: this.#options.cluster, clusterKey: credentials.clusterPublicKey, peer })
+    if (typeof checked === 'string') { return checked }
+    if (this.#isRevoked(peer)) { return 'revoked' }
+    return null
+  }
+
+  readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
+    const connection = event.detail
+    const peer = connection.remotePeer.toString()
+    if (this.#options.closeUnadmitted && !this.isAdmitted(peer)) {
+      this.#graceTimers.set(connection.id, setTimeout(() => {
+        this.#graceTimers.delete(connection.id)
+        // a node that has not joined yet cannot judge anyone
+        if (this.#credentials == null || this.isAdmitted(peer) || connection.status !== 'open') { return }
+        this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, 'grace-expired')
+        connection.close().catch(() => { connection.abort(new Error('not admitted')) })
+      }, this.limits.graceMs))
+    }
+    if (connection.direction === 'outbound') { this.#present(connection) }
+  }
+
+  readonly #onConnectionClose = (event: CustomEvent<Connection>): void => {
+    this.#clearGrace(event.detail.id)
+  }
+
+  readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
+    this.#admitted.delete(event.detail.toString())
+  }
+
+  #clearGrace (connectionId: string): void {
+    clearTimeout(this.#graceTimers.get(connectionId))
+    this.#graceTimers.delete(connectionId)
+  }
+
+  /** Close every connection of a peer that was revoked since it was admitted. */
+  #sweepRevoked (): void {
+    for (const peer of this.#admitted) {
+      if (!this.#isRevoked(peer)) { continue }
+      this.#admitted.delete(peer)
+      this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, 'revoked')
+      this.#disconnect(peer)
+    }
+  }
+
+  #disconnect (peer: string): void {
+    for (const connection of this.#options.libp2p.getConnections()) {
+      if (connection.remotePeer.toString() === peer) { connection.close().catch(() => { connection.abort(new Error('revoked')) }) }
+    }
+  }
+
+  /** Send our certificate on `connection` and check the one that comes back. Never throws. */
+  #present (connection: Connection): void {
+    const credentials = this.#credentials
+    if (credentials == null || !this.#running || connection.status !== 'open') { return }
+    const peer = connection.remotePeer.toString()
+    void (async () => {
+      const signal = AbortSignal.timeout(this.limits.exchangeTimeoutMs)
+      const stream = await connection.newStream(ADMISSION_PROTOCOL, { signal })
+      try {
+        const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })
+        await lp.write(encode({ v: 1, cert: credentials.certificate }), { signal })
+        const answer = decodeBoundedCbor((await lp.read({ signal })).subarray()) as { ok?: unknown, reason?: unknown, cert?: unknown }
+        await stream.close({ signal })
+        if (answer?.ok !== true) {
+          this.#options.log.warn({ peer, reason: typeof answer?.reason === 'string' ? answer.reason.slice(0, 200) : 'malformed answer' }, 'peer did not accept our membership certificate')
+        }
+        if (answer?.cert instanceof Uint8Array) {
+          const reason = await this.#check(peer, answer.cert)
+          if (reason === null) { this.#admit(peer) } else { this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, 'bad-certificate', { detail: reason }) }
+        }
+      } catch (err) {
+        stream.abort(err as Error)
+        throw err
+      }
+    })().catch(err => {
+      this.#options.log.debug({ peer, err: (err as Error).message }, 'certificate exchange failed')
+    })
+  }
+
+  readonly #serveExchange = async (stream: Stream, connection: Connection): Promise<void> => {
+    const peer = connection.remotePeer.toString()
+    const signal = AbortSignal.timeout(this.limits.exchangeTimeoutMs)
+    const maxDataLength = CERTIFICATE_BYTES_MAX + 64
+    const lp = lpStream(stream, { maxDataLength, lengthDecoder: boundedLengthDecoder(maxDataLength) })
+    try {
+      const request = decodeBoundedCbor((await lp.read({ signal })).subarray()) as { v?: unknown, cert?: unknown }
+      const reason = request?.v !== 1 || !(request.cert instanceof Uint8Array) ? 'malformed' : await this.#check(peer, request.cert)
+      if (reason === null) {
+        this.#admit(peer)
+      } else if (reason === 'revoked') {
+        this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, reason)
+        await lp.write(encode({ ok: false, reason }), { signal })
+        this.#disconnect(peer)
+        return
+      } else {
+        this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, reason === 'not-ready' ? reason : 'bad-certificate', { detail: reason })
+      }
+      await lp.write(encode(reason === null ? { ok: true, cert: this.#credentials?.certificate } : { ok: false, reason }), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, 'malformed', { detail: (err as Error).message })
+      stream.abort(err as Error)
+    }
+  }
+}
+
+/** Pause or resume a stream; false when it has closed meanwhile (then there is nothing to serve). */
+function setPaused (stream: Stream, paused: boolean): boolean {
+  try {
+    if (paused) { stream.pause() } else { stream.resume() }
+    return true
+  } catch {
+    return false
+  }
+}

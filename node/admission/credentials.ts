@@ -1,0 +1,97 @@
+/*
+ * A node's cluster credentials on disk, in `<dataDir>/admission/`:
+ *
+ *   cluster.key   the cluster's private key, in the identity key-file format
+ *                 (encrypted with ACCORD_PASSPHRASE when one is set), mode 0600
+ *   member.cert   this node's membership certificate, mode 0600
+ *
+ * The founder makes both on its first start; a joining node receives both
+ * from the member that admits it (see ./join.ts).
+ */
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { clusterPublicKey, issueCertificate, verifyCertificate } from '../../identity/cluster-credentials.ts'
+import { decodeKeyFile, encodeKeyFile, KeyFileError } from '../../identity/key-file.ts'
+import { writeFileAtomic } from '../config.ts'
+import { UserError } from '../errors.ts'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
+
+export const ADMISSION_DIR = 'admission'
+const CLUSTER_KEY_FILE = 'cluster.key'
+const CERTIFICATE_FILE = 'member.cert'
+
+export interface ClusterCredentials {
+  cluster: string
+  clusterKey: PrivateKey
+  /** The cluster's public key (raw), what every certificate names. */
+  clusterPublicKey: Uint8Array
+  /** This node's membership certificate. */
+  certificate: Uint8Array
+}
+
+export function admissionDir (dataDir: string): string {
+  return join(dataDir, ADMISSION_DIR)
+}
+
+/** Load the credentials, or null when this node was never admitted. */
+export async function loadCredentials (dataDir: string, cluster: string, self: PeerId, passphrase?: string): Promise<ClusterCredentials | null> {
+  const dir = admissionDir(dataDir)
+  const keyPath = join(dir, CLUSTER_KEY_FILE)
+  const certPath = join(dir, CERTIFICATE_FILE)
+  const keyBytes = await readPrivateFile(keyPath)
+  const certificate = await readPrivateFile(certPath)
+  if (keyBytes == null && certificate == null) { return null }
+  if (keyBytes == null || certificate == null) {
+    throw new UserError(`${dir} holds only one of ${CLUSTER_KEY_FILE} and ${CERTIFICATE_FILE}; restore the missing file from a backup, or move the directory away and join again with a new --join-token`)
+  }
+  let clusterKey: PrivateKey
+  try {
+    clusterKey = decodeKeyFile(keyBytes, passphrase)
+  } catch (err) {
+    if (err instanceof KeyFileError) { throw new UserError(`cluster key ${keyPath}: ${err.message.replace('identity key', 'cluster key')}`) }
+    throw err
+  }
+  const publicKey = clusterPublicKey(clusterKey)
+  const checked = await verifyCertificate(certificate, { cluster, clusterKey: publicKey, peer: self.toString() })
+  if (typeof checked === 'string') {
+    throw new UserError(`${certPath} does not admit this node to cluster "${cluster}" (${checked}); was --cluster changed? Start with the cluster name the node joined, or move ${dir} away and join again with a new --join-token`)
+  }
+  return { cluster, clusterKey, clusterPublicKey: publicKey, certificate }
+}
+
+/** Save credentials received on joining (or made when founding). */
+export async function saveCredentials (dataDir: string, credentials: ClusterCredentials, passphrase?: string): Promise<void> {
+  const dir = admissionDir(dataDir)
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  await chmod(dir, 0o700)
+  const keyFile = encodeKeyFile(credentials.clusterKey, { passphrase, randomBytes: (n) => new Uint8Array(randomBytes(n)) })
+  await writeFileAtomic(join(dir, CLUSTER_KEY_FILE), keyFile, 0o600)
+  await writeFileAtomic(join(dir, CERTIFICATE_FILE), credentials.certificate, 0o600)
+}
+
+/** A founder's credentials: a new cluster key, and a certificate for itself. */
+export async function foundCluster (cluster: string, self: PeerId, nowMs: number): Promise<ClusterCredentials> {
+  const clusterKey = await generateKeyPair('Ed25519')
+  const certificate = await issueCertificate(clusterKey, { cluster, peer: self.toString(), issuedAtMs: nowMs })
+  return { cluster, clusterKey, clusterPublicKey: clusterPublicKey(clusterKey), certificate }
+}
+
+async function readPrivateFile (path: string): Promise<Uint8Array | null> {
+  let mode: number
+  try {
+    mode = (await stat(path)).mode
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') { return null }
+    throw new UserError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new UserError(`${path} is accessible by others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 600 ${path}`)
+  }
+  try {
+    return new Uint8Array(await readFile(path))
+  } catch (err) {
+    throw new UserError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}

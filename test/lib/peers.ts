@@ -1,0 +1,42 @@
+/**
+ * Plain js-libp2p peers for tests: strangers to an accord cluster (TCP,
+ * Noise, yamux, identify, nothing of accord's), and a way to admit one as a
+ * member would be.
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { tcp } from '@libp2p/tcp'
+import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import { expect } from 'aegir/chai'
+import { decode, encode } from 'cborg'
+import { createLibp2p } from 'libp2p'
+import { issueCertificate } from '../../identity/cluster-credentials.ts'
+import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
+import { addressOf } from './nodes.ts'
+import type { AccordNode } from '../../node/index.ts'
+import type { Libp2p } from '@libp2p/interface'
+
+/** A started libp2p node on loopback (listening unless `listen` is false). */
+export async function plainPeer (listen = true): Promise<Libp2p> {
+  return createLibp2p({
+    addresses: { listen: listen ? ['/ip4/127.0.0.1/tcp/0'] : [] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { identify: identify() }
+  })
+}
+
+/** Show `node` a membership certificate for `peer` signed with the node's cluster key, as a member does on each connection it opens. */
+export async function presentCertificate (node: AccordNode, peer: Libp2p): Promise<void> {
+  const credentials = node.admission.credentials
+  if (credentials == null) { throw new Error('the node has no credentials') }
+  const cert = await issueCertificate(credentials.clusterKey, { cluster: node.config.cluster, peer: peer.peerId.toString(), issuedAtMs: Date.now() })
+  const stream = await peer.dialProtocol(multiaddr(addressOf(node)), ADMISSION_PROTOCOL)
+  const lp = lpStream(stream)
+  await lp.write(encode({ v: 1, cert }))
+  expect(decode((await lp.read()).subarray())).to.include({ ok: true })
+  await stream.close()
+}

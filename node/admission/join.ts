@@ -50,8 +50,9 @@ export async function serveJoins (options: JoinServerOptions): Promise<() => Pro
   const { libp2p, admission, refusals } = options
   const now = options.now ?? Date.now
   let inFlight = 0
-  const refuse = async (lp: ReturnType<typeof lpStream<Stream>>, peer: string, reason: string, signal: AbortSignal): Promise<void> => {
-    refusals.refuse(peer, JOIN_PROTOCOL, reason.startsWith('join token') || reason.startsWith('bad join token') || reason.startsWith('not an accord') ? 'bad-token' : reason)
+  /** Answer a refusal; `label` is the metric's fixed word, `reason` what the joiner is told. */
+  const refuse = async (lp: ReturnType<typeof lpStream<Stream>>, peer: string, label: 'malformed' | 'not-ready' | 'revoked' | 'bad-token', signal: AbortSignal, reason: string = label): Promise<void> => {
+    refusals.refuse(peer, JOIN_PROTOCOL, label, label === reason ? {} : { detail: reason })
     await lp.write(encode({ ok: false, reason }), { signal })
   }
   await libp2p.handle(JOIN_PROTOCOL, async (stream: Stream, connection: Connection) => {
@@ -76,7 +77,7 @@ export async function serveJoins (options: JoinServerOptions): Promise<() => Pro
       } else {
         const token = await verifyJoinToken(request.token, { cluster: options.cluster, clusterKey: credentials.clusterPublicKey, nowMs: now() })
         if (typeof token === 'string') {
-          await refuse(lp, peer, token, signal)
+          await refuse(lp, peer, 'bad-token', signal, token)
         } else {
           const certificate = await issueCertificate(credentials.clusterKey, { cluster: options.cluster, peer, issuedAtMs: now() })
           await lp.write(encode({ ok: true, cert: certificate, key: privateKeyToProtobuf(credentials.clusterKey) }), { signal })

@@ -151,11 +151,20 @@ export async function handleClientRequests (libp2p: AccordLibp2p, driver: RaftDr
       stream.addEventListener('message', onMessage)
       // lpStream's default decoder reads an unbounded varint prefix
       const lp = lpStream(stream, { maxDataLength, maxBufferSize: maxDataLength + 16, lengthDecoder: boundedLengthDecoder(maxDataLength) })
-      let answer: ClientAnswer
+      let bytes: Uint8Array
       try {
-        const bytes = (await lp.read({ signal })).subarray()
+        bytes = (await lp.read({ signal })).subarray()
         // one request per stream: whatever follows it is dropped, not buffered
         await stream.closeRead({ signal })
+      } catch (err) {
+        // broken framing (a prefix too long, an oversize or truncated
+        // request) or a timeout: nothing to retry, nothing more to read
+        refuse(peer, 'malformed', { detail: (err as Error).message })
+        stream.abort(err as Error)
+        return
+      }
+      let answer: ClientAnswer
+      try {
         const request = decodeRequest(bytes)
         answer = typeof request === 'string'
           ? { ok: false, code: 'invalid', message: request, leader: driver.leader }

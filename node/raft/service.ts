@@ -22,6 +22,7 @@ import { RaftStorage, raftStorageDir } from './storage/index.ts'
 import { RAFT_PROTOCOL } from './transport-constants.ts'
 import { raftTransportComponents, RaftTransport } from './transport.ts'
 import type { ClientAnswer, ClientRequest } from './client-protocol.ts'
+import type { RaftTransportStats } from './transport.ts'
 import type { ConfChange, ConfState, RaftStatus } from '../../protocols/raft/index.ts'
 import type { ClientSession, KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { AccordLibp2p } from '../libp2p.ts'
@@ -221,6 +222,11 @@ export class RaftService {
    */
   readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
     this.#driver.forgetLeader(event.detail.toString())
+  }
+
+  /** The Raft transport's counters and buffers (what the metrics read). */
+  transportStats (): RaftTransportStats {
+    return this.#transport.stats()
   }
 
   summary (): RaftSummary {

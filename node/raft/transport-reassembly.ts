@@ -77,6 +77,7 @@ export class SnapshotReassembler {
   readonly #hooks: ReassemblyHooks
   readonly #byPeer = new Map<string, Reassembly>()
   #superseded = 0
+  #bufferedBytesPeak = 0
   #evicted = 0
   #tooSlow = 0
 
@@ -91,6 +92,9 @@ export class SnapshotReassembler {
 
   /** Reassemblies in progress. */
   get size (): number { return this.#byPeer.size }
+
+  /** The most snapshot bytes buffered at once (across all reassemblies) since this reassembler was made. */
+  get bufferedBytesPeak (): number { return this.#bufferedBytesPeak }
 
   /** Snapshot bytes buffered across all reassemblies. */
   get bufferedBytes (): number {
@@ -151,6 +155,7 @@ export class SnapshotReassembler {
     }
     r.chunks.push(data)
     r.receivedBytes += data.byteLength
+    this.#bufferedBytesPeak = Math.max(this.#bufferedBytesPeak, this.bufferedBytes)
     if (r.receivedBytes < r.dataBytes) {
       if (r.receivedBytes >= r.progressTargetBytes) {
         r.progressTargetBytes = Math.min(r.dataBytes, r.receivedBytes + this.#limits.progressBytes)

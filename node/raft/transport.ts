@@ -153,6 +153,8 @@ export interface RaftTransportStats {
   queuedMessages: number
   queuedBytes: number
   snapshotReassemblies: number
+  /** The most snapshot bytes held by reassemblies at once. */
+  snapshotReassemblyBytesPeak: number
   peers: Record<string, PeerOutboundStats>
 }
 
@@ -422,6 +424,7 @@ export class RaftTransport implements Startable {
       queuedMessages,
       queuedBytes,
       snapshotReassemblies: this.#reassembler.size,
+      snapshotReassemblyBytesPeak: this.#reassembler.bufferedBytesPeak,
       peers
     }
   }

@@ -7,7 +7,7 @@
 export { RaftNode } from './raft-node.ts'
 export { RAFT_DEFAULTS, resolveConfig } from './config.ts'
 export type { RaftConfig, RaftConfigInit } from './config.ts'
-export { validateMessage, InvalidMessageError, RestoredStateError, COUNT_MAX, MESSAGE_ENTRIES_MAX, READ_CONTEXT_BYTES_MAX, CONF_MEMBERS_MAX } from './validate.ts'
+export { validateMessage, InvalidMessageError, RestoredStateError, COUNT_MAX, TERM_ADOPT_MAX, MESSAGE_ENTRIES_MAX, READ_CONTEXT_BYTES_MAX, CONF_MEMBERS_MAX } from './validate.ts'
 export { encodeConfChange, decodeConfChange, checkConfChange, CONF_CHANGES_MAX } from './membership.ts'
 export type { ConfChangeRecord } from './membership.ts'
 export { MESSAGE_TYPES } from './types.ts'

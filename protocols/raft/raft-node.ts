@@ -6,7 +6,7 @@ import { applyConfChange, checkConfChange, CONF_MEMBERS_MAX, decodeConfChange, e
 import { Inflights, Progress } from './progress.ts'
 import { jointValue, jointVoteResult } from './quorum.ts'
 import { ReadOnlyQueue } from './read-only.ts'
-import { InvalidMessageError, parseConfState, parseEntry, parseSnapshot, READ_CONTEXT_BYTES_MAX, RestoredStateError, validateMessage } from './validate.ts'
+import { InvalidMessageError, parseConfState, parseEntry, parseSnapshot, READ_CONTEXT_BYTES_MAX, RestoredStateError, TERM_ADOPT_MAX, validateMessage } from './validate.ts'
 import type { RaftConfig, RaftConfigInit } from './config.ts'
 import type { ReadRequest } from './read-only.ts'
 import type {
@@ -187,6 +187,7 @@ export class RaftNode {
     if (m.to !== this.id) { return this.ignored('wrong-recipient') }
     if (m.from === this.id) { return this.ignored('unexpected', 'message from self') }
     if (m.term < this.term) { return this.answerStaleTerm(m) }
+    if (m.term > this.term + 1 && m.term > TERM_ADOPT_MAX) { return this.ignored('unexpected', `a jump to term ${m.term}, beyond TERM_ADOPT_MAX`) }
     if (m.type === 'snapshot') {
       const refusal = this.snapshotRefusal(m)
       if (refusal !== null) { return refusal }

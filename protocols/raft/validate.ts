@@ -58,6 +58,16 @@ function object (value: unknown, what: string): Fields {
  */
 export const COUNT_MAX = 2 ** 52
 
+/**
+ * Highest term a message may make a node jump to. Messages may carry terms
+ * up to COUNT_MAX, but a node that adopted COUNT_MAX could never campaign
+ * again (term + 1 would fail validation), and the term is durable: one
+ * frame would stop the group's elections for good. Past this bound a node
+ * still moves up one term at a time (elections go on, 2^32 of them) but
+ * ignores a message that would take it further in one step.
+ */
+export const TERM_ADOPT_MAX = COUNT_MAX - 2 ** 32
+
 function count (fields: Fields, key: string): number {
   const value = fields[key]
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > COUNT_MAX) { fail(`${key} must be an integer in 0..2^52`) }

@@ -1,0 +1,238 @@
+/* eslint-disable no-console */
+/**
+ * node scripts/fuzz-protocols.ts [--frames 1000000] [--seed S] [--protocol P] [--stranger-share 0.02]
+ *
+ * Fuzzes accord's libp2p protocols from outside, as
+ * test/integration/fuzz-protocols.spec.ts does but for as long as asked:
+ * for each protocol (/accord/raft, /accord/raft-client, /accord/admission,
+ * /accord/join, the cluster hello; --protocol picks one), a fresh 3-voter
+ * group in this process, a stranger and an admitted peer (joined with a
+ * token) that send --frames frames in all (the stranger its share, the
+ * admitted peer the rest; half to a follower, half to the leader), random,
+ * mutated and hostile (test/lib/protocol-fuzz.ts).
+ *
+ * After each protocol: every node answers, the group has a leader, elects
+ * another, and takes a write and a linearizable read through both targets;
+ * the Raft transport's queues, reassemblies and streams are within their
+ * limits; nothing threw out of a handler; the heap, after garbage
+ * collection, grew by less than HEAP_GROWTH_BYTES_MAX. Prints progress and
+ * a table per protocol, and exits non-zero on any failure. A run's frames
+ * replay from its seed (printed first).
+ *
+ * A stranger's streams on the gated protocols (raft, raft-client, cluster)
+ * wait 5 s in admission before they are refused, so its frames there go
+ * slowly by design (about 100 frames/s): keep --stranger-share small for
+ * long runs.
+ */
+import { randomInt } from 'node:crypto'
+import { parseArgs } from 'node:util'
+import { RAFT_TRANSPORT_DEFAULTS } from '../node/raft/transport-constants.ts'
+import {
+  attack, checkHealthy, delta, FUZZ_PROTOCOLS, FUZZ_SNAPSHOT_BYTES_MAX, GATED_PROTOCOLS, HEAP_GROWTH_BYTES_MAX, memoryPeaks, protocolId,
+  raftTransportStats, refusalsByReason, settledMemory, startFuzzBed, stopFuzzBed, transportBoundProblems,
+  waitForAttackStreamsGone, watchProcessErrors
+} from '../test/lib/protocol-fuzz.ts'
+import type { AccordNode } from '../node/index.ts'
+import type { RaftTransportStats } from '../node/raft/transport.ts'
+import type { DriveStats, FuzzBed, FuzzProtocol } from '../test/lib/protocol-fuzz.ts'
+
+const { values } = parseArgs({
+  options: {
+    frames: { type: 'string', default: '1000000' },
+    seed: { type: 'string' },
+    protocol: { type: 'string' },
+    'stranger-share': { type: 'string', default: '0.02' },
+    help: { type: 'boolean', default: false }
+  }
+})
+
+if (values.help) {
+  console.log('usage: node scripts/fuzz-protocols.ts [--frames 1000000] [--seed S] [--protocol raft|raft-client|admission|join|cluster] [--stranger-share 0.02]')
+  process.exit(0)
+}
+
+function fail (message: string): never {
+  console.error(`fuzz-protocols: ${message}`)
+  process.exit(2)
+}
+
+const frames = Number(values.frames)
+if (!Number.isSafeInteger(frames) || frames < 2) { fail('--frames must be an integer of at least 2') }
+// without --seed, a new one (printed first, so the run replays)
+const seed = values.seed != null ? Number(values.seed) : randomInt(2 ** 31)
+if (!Number.isSafeInteger(seed) || seed < 0 || seed >= 2 ** 32) { fail('--seed must be an integer in 0..2^32-1') }
+const share = Number(values['stranger-share'])
+if (!(share >= 0 && share <= 1)) { fail('--stranger-share must be a number in 0..1') }
+const protocols = values.protocol != null ? [values.protocol as FuzzProtocol] : [...FUZZ_PROTOCOLS]
+if (!protocols.every(p => FUZZ_PROTOCOLS.includes(p))) { fail(`--protocol must be one of ${FUZZ_PROTOCOLS.join(', ')}`) }
+
+type Attacker = 'stranger' | 'admitted'
+
+interface Row {
+  protocol: FuzzProtocol
+  attacker: Attacker
+  frames: number
+  written: number
+  streams: number
+  seconds: number
+  /** Refusals counted by the targets (accord_refusals_total) and frames the Raft transport rejected, by reason. */
+  refused: Record<string, number>
+  /** How the attacker's streams ended. */
+  outcomes: Record<string, number>
+  healthy: boolean
+  problems: string[]
+  heapPeakMiB: number
+  rssPeakMiB: number
+}
+
+const MIB = 1024 * 1024
+const mib = (bytes: number): number => Math.round(bytes / MIB)
+
+function merge (into: Record<string, number>, from: Record<string, number>, prefix = ''): void {
+  for (const [k, v] of Object.entries(from)) { into[prefix + k] = (into[prefix + k] ?? 0) + v }
+}
+
+function transportStats (node: AccordNode): RaftTransportStats | undefined {
+  return raftTransportStats(node)
+}
+
+/** Refusals of every protocol and the Raft transport's rejections, on both targets, summed. */
+async function counters (bed: FuzzBed): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (const target of [bed.follower, bed.leader]) {
+    for (const protocol of FUZZ_PROTOCOLS) { merge(out, await refusalsByReason(target, protocolId(protocol, bed.clusterName)), `${protocol}:`) }
+    const stats = transportStats(target)
+    if (stats != null) { merge(out, stats.framesRejected, 'raft-transport:') }
+  }
+  return out
+}
+
+function top (counts: Record<string, number>, n = 6): string {
+  const entries = Object.entries(counts).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1])
+  const shown = entries.slice(0, n).map(([k, v]) => `${k} ${v}`)
+  return entries.length > n ? `${shown.join(', ')}, +${entries.length - n} more` : shown.join(', ')
+}
+
+async function runOne (bed: FuzzBed, protocol: FuzzProtocol, attacker: Attacker, count: number, token: string): Promise<Row> {
+  const before = await counters(bed)
+  const peaks = memoryPeaks()
+  const watch = watchProcessErrors(true)
+  const started = Date.now()
+  let lastPrint = started
+  const problems: string[] = []
+  let runs: DriveStats[] = []
+  try {
+    runs = await attack(bed, {
+      attacker,
+      protocol,
+      frames: count,
+      seed,
+      joinToken: token,
+      onProgress: (live) => {
+        const now = Date.now()
+        if (now - lastPrint < 5000) { return }
+        lastPrint = now
+        const done = live.reduce((n, s) => n + (s?.frames ?? 0), 0)
+        const rate = done / ((now - started) / 1000)
+        console.log(`  ${protocol} ${attacker}: ${done}/${count} frames, ${Math.round(rate)} frames/s, heap ${mib(process.memoryUsage().heapUsed)} MiB`)
+      }
+    })
+    await waitForAttackStreamsGone(bed)
+    if (attacker === 'stranger' && GATED_PROTOCOLS.has(protocol)) {
+      // the last refusals come once the streams waited out admission (5 s)
+      await new Promise(resolve => setTimeout(resolve, 5500))
+    }
+    const seconds = (Date.now() - started) / 1000
+    problems.push(...await checkHealthy(bed, `${protocol}-${attacker}`, { elect: true }))
+    for (const target of [bed.follower, bed.leader]) {
+      const stats = transportStats(target)
+      if (stats == null) {
+        problems.push('could not read the Raft transport stats')
+        continue
+      }
+      problems.push(...transportBoundProblems(stats, target.libp2p.getConnections().length))
+      if (stats.snapshotReassemblyBytesPeak > RAFT_TRANSPORT_DEFAULTS.snapshotReassembliesMax * FUZZ_SNAPSHOT_BYTES_MAX) { problems.push(`reassemblies held ${stats.snapshotReassemblyBytesPeak} snapshot bytes`) }
+    }
+    const timeouts = runs.reduce((n, r) => n + (r.outcomes.timeout ?? 0), 0)
+    if (timeouts > 0) { problems.push(`${timeouts} streams neither answered nor closed by the target`) }
+    if (attacker === 'stranger' && (protocol === 'admission' || protocol === 'join') && runs.some(r => (r.outcomes['answer:ok'] ?? 0) > 0)) { problems.push(`a stranger's ${protocol} request succeeded`) }
+    for (const target of [bed.follower, bed.leader]) {
+      if (target.admission.isAdmitted(bed.stranger.peerId.toString())) { problems.push('the stranger was admitted') }
+    }
+    problems.push(...watch.errors.map(e => `uncaught: ${e.split('\n')[0]}`))
+    const peak = peaks.stop()
+    const outcomes: Record<string, number> = {}
+    for (const r of runs) { merge(outcomes, r.outcomes) }
+    return {
+      protocol,
+      attacker,
+      frames: runs.reduce((n, r) => n + r.frames, 0),
+      written: runs.reduce((n, r) => n + r.framesWritten, 0),
+      streams: runs.reduce((n, r) => n + r.streamsOpened, 0),
+      seconds,
+      refused: delta(before, await counters(bed)),
+      outcomes,
+      healthy: problems.length === 0,
+      problems,
+      heapPeakMiB: mib(peak.heapUsed),
+      rssPeakMiB: mib(peak.rss)
+    }
+  } finally {
+    watch.stop()
+    peaks.stop()
+  }
+}
+
+async function main (): Promise<number> {
+  console.log(`fuzz-protocols: seed ${seed}, ${frames} frames per protocol (stranger ${Math.round(share * 100)}%), protocols ${protocols.join(', ')}`)
+  console.log(`replay: node scripts/fuzz-protocols.ts --seed ${seed} --frames ${frames}${values.protocol != null ? ` --protocol ${values.protocol}` : ''} --stranger-share ${share}`)
+  const rows: Row[] = []
+  let failed = false
+  for (const protocol of protocols) {
+    // a fresh group per protocol: what one protocol's frames did does not carry over
+    const bed = await startFuzzBed()
+    try {
+      const baseline = await settledMemory()
+      const { token } = await bed.leader.admission.createJoinToken()
+      const strangerFrames = Math.round(frames * share)
+      for (const [attacker, count] of [['stranger', strangerFrames], ['admitted', frames - strangerFrames]] as const) {
+        if (count === 0) { continue }
+        console.log(`${protocol}: ${attacker}, ${count} frames`)
+        const row = await runOne(bed, protocol, attacker, count, token)
+        rows.push(row)
+        console.log(`  ${row.written} frames written on ${row.streams} streams in ${row.seconds.toFixed(1)} s (${Math.round(row.frames / row.seconds)} frames/s); ${row.healthy ? 'healthy' : `PROBLEMS: ${row.problems.join('; ')}`}`)
+        failed ||= !row.healthy
+      }
+      const settled = await settledMemory()
+      const growth = settled.heapUsed + settled.arrayBuffers - baseline.heapUsed - baseline.arrayBuffers
+      console.log(`  heap + ArrayBuffers after GC: ${mib(growth)} MiB more than at the start (bound ${mib(HEAP_GROWTH_BYTES_MAX)} MiB)`)
+      if (growth > HEAP_GROWTH_BYTES_MAX) {
+        failed = true
+        rows[rows.length - 1].healthy = false
+        rows[rows.length - 1].problems.push(`heap grew by ${mib(growth)} MiB`)
+      }
+    } finally {
+      await stopFuzzBed(bed)
+    }
+  }
+
+  console.log('')
+  console.log('protocol     attacker  frames    written   streams  frames/s  healthy  heap MiB  RSS MiB  refusals and rejections (by reason)')
+  for (const r of rows) {
+    console.log([
+      r.protocol.padEnd(12), r.attacker.padEnd(9), String(r.frames).padStart(8), String(r.written).padStart(9), String(r.streams).padStart(9),
+      String(Math.round(r.frames / r.seconds)).padStart(9), (r.healthy ? 'yes' : 'NO').padStart(8), String(r.heapPeakMiB).padStart(9), String(r.rssPeakMiB).padStart(8),
+      ` ${top(r.refused)}`
+    ].join(' '))
+    console.log(`${''.padEnd(13)}streams ended: ${top(r.outcomes, 8)}`)
+  }
+  for (const r of rows.filter(r => !r.healthy)) { console.log(`\n${r.protocol} / ${r.attacker}: ${r.problems.join('\n  ')}`) }
+  console.log(`\nseed ${seed}: ${failed ? 'FAILED' : 'ok'}`)
+  return failed ? 1 : 0
+}
+
+main().then(code => { process.exit(code) }, err => {
+  console.error(err)
+  console.error(`seed ${seed}`)
+  process.exit(1)
+})

@@ -1,0 +1,1546 @@
+/**
+ * Fuzzing accord's libp2p protocols from outside: a seeded frame generator
+ * for every accord protocol, a driver that sends its frames to a node over
+ * real libp2p (TCP + Noise + yamux on loopback), and the checks a target
+ * must pass afterwards. Used by test/integration/fuzz-protocols.spec.ts
+ * (CI's bounded run) and scripts/fuzz-protocols.ts (long runs).
+ *
+ * Frames come from createRng(seed) only (never Math.random), so given the
+ * same context (peer ids, term, indexes: see FuzzContext) a run's frames
+ * replay from its seed; what the network then does with them does not
+ * (streams race). For each protocol the generator mixes
+ * - random bytes of random length, from 0 to just past the protocol's
+ * largest frame;
+ * - valid frames made by the real encoders (encodeFrame, encodeCommand,
+ * cborg) and then mutated: bit flips, byte insertions and deletions,
+ * truncation, CBOR with wrong types, unknown or duplicate map keys, deep
+ * nesting, huge declared sizes, indefinite lengths, tags, floats and
+ * non-minimal integers; and length prefixes that lie (too long, too
+ * short, non-minimal, never ending, far over the limit);
+ * - valid but hostile frames: Raft messages with terms near 2^52 and
+ * spoofed senders and recipients, snapshots declaring 1 GiB, chunks
+ * without a begin, appends of 10,000 entries, conf changes of 2000
+ * members, and client requests for every op with bad fields.
+ *
+ * What the generator will not send, so that the checks stay meaningful: a
+ * conf change or snapshot that a node could apply (an admitted member may
+ * legitimately add 64 voters that do not exist, and the group then has no
+ * quorum by design), or a commit index above the target's (committing
+ * entries a member made up is a Byzantine fault, outside Raft's model).
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
+import { tcp } from '@libp2p/tcp'
+import { decode, encode } from 'cborg'
+import { createLibp2p } from 'libp2p'
+import { base58btc } from 'multiformats/bases/base58'
+import { createJoinToken, CERTIFICATE_BYTES_MAX, JOIN_TOKEN_CHARS_MAX, JOIN_TOKEN_PREFIX } from '../../identity/cluster-credentials.ts'
+import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
+import { JOIN_PROTOCOL } from '../../node/admission/join.ts'
+import { clusterProtocol } from '../../node/constants.ts'
+import { RAFT_CLIENT_PROTOCOL, requestBytesMax } from '../../node/raft/client-protocol.ts'
+import { encodeFrame, FRAME_BYTES_MAX } from '../../node/raft/codec.ts'
+import { RAFT_PROTOCOL, RAFT_TRANSPORT_DEFAULTS } from '../../node/raft/transport-constants.ts'
+import { createRng } from '../../protocols/common/rng.ts'
+import { COUNT_MAX, encodeConfChange, MESSAGE_ENTRIES_MAX, READ_CONTEXT_BYTES_MAX } from '../../protocols/raft/index.ts'
+import { encodeCommand, KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/raft/kv/index.ts'
+import { addressOf, formRaftGroup, TestCluster, waitFor } from './nodes.ts'
+import type { AccordNode } from '../../node/index.ts'
+import type { RaftTransportStats } from '../../node/raft/transport.ts'
+import type { Rng } from '../../protocols/common/rng.ts'
+import type { ConfState, Entry, Message, SnapshotMessage } from '../../protocols/raft/index.ts'
+import type { Libp2p, PeerId, Stream, StreamCloseEvent } from '@libp2p/interface'
+
+// ---------------------------------------------------------------- protocols
+
+export type FuzzProtocol = 'raft' | 'raft-client' | 'admission' | 'join' | 'cluster'
+
+export const FUZZ_PROTOCOLS: readonly FuzzProtocol[] = ['raft', 'raft-client', 'admission', 'join', 'cluster']
+
+/** Protocols a stranger's stream waits (up to 5 s) in admission's gate for and is then refused on. */
+export const GATED_PROTOCOLS: ReadonlySet<FuzzProtocol> = new Set(['raft', 'raft-client', 'cluster'])
+
+export function protocolId (protocol: FuzzProtocol, cluster: string): string {
+  switch (protocol) {
+    case 'raft': return RAFT_PROTOCOL
+    case 'raft-client': return RAFT_CLIENT_PROTOCOL
+    case 'admission': return ADMISSION_PROTOCOL
+    case 'join': return JOIN_PROTOCOL
+    default: return clusterProtocol(cluster)
+  }
+}
+
+/** Largest frame body each handler reads (the cluster hello reads nothing; 4 KiB is its answer bound). */
+export function frameBytesMax (protocol: FuzzProtocol): number {
+  switch (protocol) {
+    case 'raft': return FRAME_BYTES_MAX
+    case 'raft-client': return requestBytesMax(KV_DEFAULTS)
+    case 'admission': return CERTIFICATE_BYTES_MAX + 64
+    case 'join': return JOIN_TOKEN_CHARS_MAX + 64
+    default: return 4096
+  }
+}
+
+/** Snapshot data a fuzzed snapshot declares at most when it means to send it all (the reassembly bound then follows it). */
+export const FUZZ_SNAPSHOT_BYTES_MAX = 256 * 1024
+const KIB = 1024
+const GIB = 1024 * 1024 * 1024
+
+// ---------------------------------------------------------------- generator
+
+/** What the generator knows of the target and the attacker. Update term/lastIndex/commit between runs. */
+export interface FuzzContext {
+  cluster: string
+  /** The attacker's peer id: the honest `from`. */
+  self: string
+  /** The target's peer id: the honest `to`. */
+  target: string
+  /** Peer ids of the Raft group (for spoofing). */
+  members: string[]
+  /** The target's term, last index and commit index when the run starts. */
+  term: number
+  lastIndex: number
+  commit: number
+  /** A certificate to present on the admission protocol (the attacker's own, or one stolen from another peer). */
+  certificate?: Uint8Array
+  /** A join token to send on the join protocol (valid for an admitted attacker; expired or foreign for a stranger). */
+  joinToken?: string
+}
+
+export interface FuzzFrame {
+  /** What kind of frame: `random`, `mutated:<how>`, `cbor:<how>`, `prefix:<how>`, `hostile:<what>`, `valid:<what>`. */
+  label: string
+  /** The bytes to write, length prefixes included. */
+  wire: Uint8Array
+  /** Frames in `wire` (a snapshot sequence carries several). */
+  frames: number
+}
+
+/** A source of frames for one protocol; `next()` never throws. */
+export type FrameSource = () => FuzzFrame
+
+/** A 32-bit seed for one (attacker, protocol, target) stream of frames, from the run's seed: the same whichever protocols a run picks. */
+export function deriveSeed (seed: number, ...labels: string[]): number {
+  let h = (seed >>> 0) ^ 0x811c9dc5
+  for (const label of labels) {
+    for (let i = 0; i < label.length; i++) { h = Math.imul(h ^ label.charCodeAt(i), 0x01000193) >>> 0 }
+    h = Math.imul(h ^ 0xff, 0x01000193) >>> 0
+  }
+  return h >>> 0
+}
+
+/** An unsigned LEB128 varint of any safe integer. */
+function varint (value: number): Uint8Array {
+  const out: number[] = []
+  for (; value >= 0x80; value = Math.floor(value / 0x80)) { out.push((value % 0x80) | 0x80) }
+  out.push(value)
+  return Uint8Array.from(out)
+}
+
+function concat (...parts: Uint8Array[]): Uint8Array {
+  let length = 0
+  for (const p of parts) { length += p.byteLength }
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.byteLength
+  }
+  return out
+}
+
+/** Random bytes, 4 at a time (fast enough for 4 MiB frames). */
+export function randomBytes (rng: Rng, length: number): Uint8Array {
+  const out = new Uint8Array(length)
+  const words = new Uint32Array(out.buffer, 0, length >>> 2)
+  for (let i = 0; i < words.length; i++) { words[i] = rng.nextUint32() }
+  for (let i = words.length * 4; i < length; i++) { out[i] = rng.nextUint32() & 0xff }
+  return out
+}
+
+function pick<T> (rng: Rng, items: readonly T[]): T {
+  return items[rng.intBetween(0, items.length - 1)]
+}
+
+/** An index into `weights`, drawn with those weights. */
+function weightedIndex (rng: Rng, weights: readonly number[]): number {
+  let r = rng.nextFloat() * weights.reduce((a, b) => a + b, 0)
+  for (let i = 0; i < weights.length; i++) {
+    r -= weights[i]
+    if (r < 0) { return i }
+  }
+  return weights.length - 1
+}
+
+/** A random length: mostly small, sometimes large, rarely at or just past `max`. */
+function randomLength (rng: Rng, max: number): number {
+  const r = rng.nextFloat()
+  // frames near a multi-MiB limit are costly to send; keep them rare there
+  const nearMax = max > 64 * KIB ? 0.002 : 0.04
+  if (r < nearMax) { return Math.max(0, max - rng.intBetween(0, 16)) }
+  if (r < 2 * nearMax) { return max + rng.intBetween(1, 16) }
+  if (r < 0.1) { return 0 }
+  if (r < 0.5) { return rng.intBetween(1, Math.min(max, 32)) }
+  if (r < 0.8) { return rng.intBetween(1, Math.min(max, 512)) }
+  if (r < 0.97) { return rng.intBetween(1, Math.min(max, 8 * KIB)) }
+  return rng.intBetween(1, Math.max(1, Math.floor(max / 8)))
+}
+
+/** A valid-looking Ed25519 peer id made of random bytes (no key pair: cheap). */
+export function syntheticPeerId (rng: Rng): string {
+  return base58btc.encode(concat(Uint8Array.from([0x00, 0x24, 0x08, 0x01, 0x12, 0x20]), randomBytes(rng, 32))).slice(1)
+}
+
+/** One byte-level edit. Never edits `input` (a Node Buffer's slice() is a view, so copies are made with Uint8Array.from). */
+function mutateOnce (rng: Rng, input: Uint8Array): { bytes: Uint8Array, how: string } {
+  const n = input.byteLength
+  const at = rng.intBetween(0, Math.max(0, n - 1))
+  switch (rng.intBetween(0, 7)) {
+    case 0: {
+      if (n === 0) { break }
+      const out = Uint8Array.from(input)
+      out[at] ^= 1 << rng.intBetween(0, 7)
+      return { bytes: out, how: 'bit-flip' }
+    }
+    case 1: {
+      if (n === 0) { break }
+      const out = Uint8Array.from(input)
+      out[at] = pick(rng, [0x00, 0xff, 0x7f, 0x80, 0x18, 0x1b, 0x5b, 0x9b, 0xbb, 0x9f, 0xf7, 0xf9, rng.intBetween(0, 255)])
+      return { bytes: out, how: 'byte-set' }
+    }
+    case 2: {
+      const inserted = randomBytes(rng, rng.intBetween(1, 8))
+      return { bytes: concat(input.subarray(0, at), inserted, input.subarray(at)), how: 'insert' }
+    }
+    case 3: {
+      if (n === 0) { break }
+      return { bytes: concat(input.subarray(0, at), input.subarray(Math.min(n, at + rng.intBetween(1, 8)))), how: 'delete' }
+    }
+    case 4:
+      return { bytes: Uint8Array.from(input.subarray(0, rng.intBetween(0, Math.max(0, n - 1)))), how: 'truncate' }
+    case 5: {
+      // duplicate a region in place (repeats a map entry or an array item, more or less)
+      if (n === 0) { break }
+      const end = Math.min(n, at + rng.intBetween(1, 32))
+      return { bytes: concat(input.subarray(0, end), input.subarray(at, end), input.subarray(end)), how: 'duplicate' }
+    }
+    case 6: {
+      if (n < 2) { break }
+      const b = rng.intBetween(0, n - 1)
+      const out = Uint8Array.from(input)
+      out[at] = input[b]
+      out[b] = input[at]
+      return { bytes: out, how: 'swap' }
+    }
+    default:
+      break
+  }
+  return { bytes: concat(input, randomBytes(rng, rng.intBetween(1, 16))), how: 'append' }
+}
+
+// ---- CBOR by hand (what cborg's encoder will not write) ----
+
+function cborHead (major: number, value: number | bigint): Uint8Array {
+  const m = major << 5
+  const v = BigInt(value)
+  if (v < 24n) { return Uint8Array.from([m | Number(v)]) }
+  if (v < 0x100n) { return Uint8Array.from([m | 24, Number(v)]) }
+  if (v < 0x10000n) { return Uint8Array.from([m | 25, Number(v >> 8n), Number(v & 0xffn)]) }
+  if (v < 0x100000000n) { return Uint8Array.from([m | 26, ...[24n, 16n, 8n, 0n].map(s => Number((v >> s) & 0xffn))]) }
+  return Uint8Array.from([m | 27, ...[56n, 48n, 40n, 32n, 24n, 16n, 8n, 0n].map(s => Number((v >> s) & 0xffn))])
+}
+
+/** One CBOR item that a strict, bounded decoder must refuse or that a schema must not accept. */
+function rawCborItem (rng: Rng): { bytes: Uint8Array, how: string } {
+  switch (rng.intBetween(0, 15)) {
+    case 0: return { bytes: concat(new Uint8Array(rng.intBetween(9, 20_000)).fill(0x81), Uint8Array.of(0x00)), how: 'deep-array' }
+    case 1: {
+      const depth = rng.intBetween(9, 5000)
+      const level = Uint8Array.of(0xa1, 0x61, 0x61)
+      const out = new Uint8Array(depth * 3 + 1)
+      for (let i = 0; i < depth; i++) { out.set(level, i * 3) }
+      return { bytes: out, how: 'deep-map' }
+    }
+    case 2: return { bytes: concat(cborHead(2, pick(rng, [2n ** 32n - 1n, 2n ** 63n, BigInt(GIB), 2n ** 64n - 1n])), randomBytes(rng, rng.intBetween(0, 8))), how: 'huge-bytes' }
+    case 3: return { bytes: concat(cborHead(3, pick(rng, [2n ** 32n - 1n, 2n ** 63n])), randomBytes(rng, 4)), how: 'huge-text' }
+    case 4: return { bytes: concat(cborHead(4, pick(rng, [2n ** 32n - 1n, 2n ** 63n, 1_000_000n])), Uint8Array.of(0x00)), how: 'huge-array' }
+    case 5: return { bytes: concat(cborHead(5, pick(rng, [2n ** 32n - 1n, 2n ** 63n, 1_000_000n])), Uint8Array.of(0x61, 0x61, 0x00)), how: 'huge-map' }
+    case 6: return { bytes: Uint8Array.of(0x9f, 0x01, 0x02, 0xff), how: 'indefinite-array' }
+    case 7: return { bytes: Uint8Array.of(0x5f, 0x41, 0x00, 0x41, 0x01, 0xff), how: 'indefinite-bytes' }
+    case 8: return { bytes: concat(Uint8Array.of(pick(rng, [0xc0, 0xc1, 0xc2, 0xd8]), 0x2a), encode(1)), how: 'tag' }
+    case 9: return { bytes: pick(rng, [Uint8Array.of(0xf9, 0x3c, 0x00), Uint8Array.of(0xfa, 0x3f, 0x80, 0x00, 0x00), Uint8Array.of(0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0)]), how: 'float' }
+    case 10: return { bytes: pick(rng, [Uint8Array.of(0x18, 0x05), Uint8Array.of(0x19, 0x00, 0x01), Uint8Array.of(0x1b, 0, 0, 0, 0, 0, 0, 0, 7)]), how: 'non-minimal-int' }
+    case 11: return { bytes: pick(rng, [Uint8Array.of(0xf7), Uint8Array.of(0xf9, 0x7e, 0x00), Uint8Array.of(0xf9, 0x7c, 0x00), Uint8Array.of(0xf9, 0xfc, 0x00)]), how: 'undefined-nan-infinity' }
+    case 12: return { bytes: pick(rng, [Uint8Array.of(0x1b, 0x00, 0x20, 0, 0, 0, 0, 0, 1), Uint8Array.of(0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), Uint8Array.of(0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)]), how: 'int-beyond-safe' }
+    case 13: return { bytes: Uint8Array.of(0x62, 0xc3, 0x28), how: 'bad-utf8' }
+    case 14: return { bytes: Uint8Array.of(pick(rng, [0x1c, 0x1d, 0x1e, 0x1f, 0x3f, 0xff, 0xf8])), how: 'reserved' }
+    default: return { bytes: Uint8Array.of(0xa2, 0x61, 0x76, 0x01, 0x61, 0x76, 0x01), how: 'dup-key-map' }
+  }
+}
+
+/** A value of a type the schema does not expect. */
+function wrongValue (rng: Rng): unknown {
+  return pick<() => unknown>(rng, [
+    () => -1,
+    () => 1.5,
+    () => COUNT_MAX + 1,
+    () => Number.MAX_SAFE_INTEGER,
+    () => 2 ** 64,
+    () => -(2 ** 40),
+    () => '',
+    () => 'x',
+    () => 'x'.repeat(rng.intBetween(257, 4000)),
+    () => '\ud800',
+    () => new Uint8Array(0),
+    () => randomBytes(rng, rng.intBetween(1, 64)),
+    () => [],
+    () => [1, 'a', null],
+    () => ({}),
+    () => ({ a: 1 }),
+    () => null,
+    () => true,
+    () => false,
+    () => 0,
+    () => 2n ** 64n - 1n
+  ])()
+}
+
+type Path = Array<string | number>
+
+/** Paths to the values inside `value` (at most `limit`, not deeper than 6). */
+function paths (value: unknown, limit = 64): Path[] {
+  const out: Path[] = []
+  const walk = (v: unknown, path: Path): void => {
+    if (out.length >= limit || path.length > 6) { return }
+    if (path.length > 0) { out.push(path) }
+    if (v instanceof Uint8Array || v === null || typeof v !== 'object') { return }
+    if (Array.isArray(v)) {
+      for (let i = 0; i < Math.min(v.length, 3); i++) { walk(v[i], [...path, i]) }
+      return
+    }
+    for (const key of Object.keys(v)) { walk((v as Record<string, unknown>)[key], [...path, key]) }
+  }
+  walk(value, [])
+  return out
+}
+
+/** A deep copy of plain CBOR-able data (byte strings shared). */
+function clone (value: unknown): unknown {
+  if (value instanceof Uint8Array || value === null || typeof value !== 'object') { return value }
+  if (Array.isArray(value)) { return value.map(clone) }
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, clone(v)]))
+}
+
+function setPath (root: unknown, path: Path, update: (parent: Record<string | number, unknown>, key: string | number) => void): void {
+  let node = root as Record<string | number, unknown>
+  for (const key of path.slice(0, -1)) { node = node[key] as Record<string | number, unknown> }
+  update(node, path[path.length - 1])
+}
+
+const SENTINEL = '\u0001fuzz-sentinel\u0001'
+const SENTINEL_BYTES = encode(SENTINEL)
+
+function indexOfBytes (haystack: Uint8Array, needle: Uint8Array): number {
+  return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.byteLength).indexOf(Buffer.from(needle.buffer, needle.byteOffset, needle.byteLength))
+}
+
+/** Encodes `object` (whose tree holds SENTINEL once) with the sentinel's bytes replaced by `raw`. */
+function encodeWithRaw (object: unknown, raw: Uint8Array): Uint8Array {
+  const encoded = encode(object)
+  const at = indexOfBytes(encoded, SENTINEL_BYTES)
+  if (at < 0) { return encoded }
+  return concat(encoded.subarray(0, at), raw, encoded.subarray(at + SENTINEL_BYTES.byteLength))
+}
+
+/** Structural mutations of a decoded frame, re-encoded with cborg (or by hand where cborg refuses). */
+function mutateObject (rng: Rng, template: unknown): { bytes: Uint8Array, how: string } {
+  const object = clone(template)
+  const all = paths(object)
+  if (all.length === 0) { return { bytes: encode(wrongValue(rng)), how: 'root-wrong-type' } }
+  const path = pick(rng, all)
+  let sentinelKey = ''
+  try {
+    switch (rng.intBetween(0, 5)) {
+      case 0:
+        setPath(object, path, (parent, key) => { parent[key] = wrongValue(rng) })
+        return { bytes: encode(object), how: 'wrong-type' }
+      case 1:
+        setPath(object, path, (parent, key) => { if (Array.isArray(parent)) { parent.splice(key as number, 1) } else { Reflect.deleteProperty(parent, key) } })
+        return { bytes: encode(object), how: 'missing-field' }
+      case 2:
+        setPath(object, path, (parent) => { if (!Array.isArray(parent)) { parent[pick(rng, ['extra', 'v', 'kind', 'x'.repeat(rng.intBetween(1, 40))]) + '_'] = wrongValue(rng) } })
+        return { bytes: encode(object), how: 'unknown-field' }
+      case 3: {
+        // a duplicate key: a sentinel key is added beside `key` and replaced by the encoding of `key`
+        let duplicated = false
+        setPath(object, path, (parent, key) => {
+          if (Array.isArray(parent)) { return }
+          parent[SENTINEL] = wrongValue(rng)
+          duplicated = true
+          sentinelKey = String(key)
+        })
+        if (!duplicated) { return { bytes: encode(wrongValue(rng)), how: 'root-wrong-type' } }
+        return { bytes: encodeWithRaw(object, encode(sentinelKey)), how: 'duplicate-key' }
+      }
+      default: {
+        const raw = rawCborItem(rng)
+        setPath(object, path, (parent, key) => { parent[key] = SENTINEL })
+        return { bytes: encodeWithRaw(object, raw.bytes), how: raw.how }
+      }
+    }
+  } catch {
+    return { bytes: encode(wrongValue(rng)), how: 'root-wrong-type' }
+  }
+}
+
+/** Wraps `body` in a length prefix, honest or not. */
+function framed (rng: Rng, body: Uint8Array, max: number, honest = 0.85): { wire: Uint8Array, how: string | null } {
+  const r = rng.nextFloat()
+  if (r < honest) { return { wire: concat(varint(body.byteLength), body), how: null } }
+  switch (rng.intBetween(0, 6)) {
+    case 0: return { wire: concat(varint(body.byteLength + rng.intBetween(1, 64)), body), how: 'prefix-too-long' }
+    case 1: return { wire: concat(varint(Math.max(0, body.byteLength - rng.intBetween(1, 64))), body), how: 'prefix-too-short' }
+    case 2: {
+      // the same length in more varint bytes than needed
+      const honestPrefix = varint(body.byteLength)
+      const padded = concat(honestPrefix.subarray(0, -1), Uint8Array.of(honestPrefix[honestPrefix.length - 1] | 0x80), new Uint8Array(rng.intBetween(0, 2)).fill(0x80), Uint8Array.of(0x00))
+      return { wire: concat(padded, body), how: 'prefix-non-minimal' }
+    }
+    case 3: return { wire: new Uint8Array(rng.intBetween(5, 64)).fill(0xff), how: 'prefix-never-ends' }
+    case 4: return { wire: concat(varint(pick(rng, [max + 1, max + rng.intBetween(2, 4096), 2 ** 31, 2 ** 40, Number.MAX_SAFE_INTEGER])), body.subarray(0, 64)), how: 'prefix-huge' }
+    case 5: return { wire: concat(Uint8Array.of(0x00), body), how: 'prefix-zero' }
+    default: return { wire: concat(varint(body.byteLength), body, varint(rng.intBetween(1, 1000))), how: 'prefix-dangling' }
+  }
+}
+
+/** What a protocol's generator provides; the common mix is built on top. */
+interface ProtocolFrames {
+  /** A valid request or frame body and the plain object it encodes (for structural mutations). */
+  valid(rng: Rng): { label: string, object: unknown, body: Uint8Array }
+  /** A valid but hostile item, already framed (may hold several frames). */
+  hostile(rng: Rng): FuzzFrame
+}
+
+/**
+ * The frame source for one protocol: 20% random bytes, 35% byte-mutated
+ * valid frames, 15% structurally mutated CBOR, 10% valid frames behind a
+ * lying length prefix, 20% valid or hostile frames.
+ */
+export function frameGenerator (protocol: FuzzProtocol, seed: number, context: FuzzContext): FrameSource {
+  const rng = createRng(seed)
+  const max = frameBytesMax(protocol)
+  const frames = protocolFrames(protocol, context)
+  return () => {
+    try {
+      const r = rng.nextFloat()
+      if (r < 0.2) {
+        const body = randomBytes(rng, randomLength(rng, max))
+        const { wire, how } = framed(rng, body, max, 0.95)
+        return { label: how ?? 'random', wire, frames: 1 }
+      }
+      if (r < 0.55) {
+        let { body } = frames.valid(rng)
+        let how = ''
+        for (let i = rng.intBetween(1, 3); i > 0; i--) {
+          const m = mutateOnce(rng, body)
+          body = m.bytes
+          how = m.how
+        }
+        return { label: `mutated:${how}`, wire: framed(rng, body, max, 0.97).wire, frames: 1 }
+      }
+      if (r < 0.7) {
+        const { object } = frames.valid(rng)
+        const m = mutateObject(rng, object)
+        return { label: `cbor:${m.how}`, wire: framed(rng, m.bytes, max, 1).wire, frames: 1 }
+      }
+      if (r < 0.8) {
+        const { body } = frames.valid(rng)
+        const { wire, how } = framed(rng, body, max, 0)
+        return { label: `prefix:${how ?? 'honest'}`, wire, frames: 1 }
+      }
+      if (r < 0.88) {
+        const { label, body } = frames.valid(rng)
+        return { label: `valid:${label}`, wire: concat(varint(body.byteLength), body), frames: 1 }
+      }
+      return frames.hostile(rng)
+    } catch (err) {
+      // a generator bug must not stop a run: send something and say so in the label
+      return { label: `generator-error:${(err as Error).message.slice(0, 60)}`, wire: Uint8Array.of(0x01, 0x00), frames: 1 }
+    }
+  }
+}
+
+function protocolFrames (protocol: FuzzProtocol, context: FuzzContext): ProtocolFrames {
+  switch (protocol) {
+    case 'raft': return raftFrames(context)
+    case 'raft-client': return raftClientFrames(context)
+    case 'admission': return admissionFrames(context)
+    case 'join': return joinFrames(context)
+    default: return clusterHelloFrames()
+  }
+}
+
+// ---- /accord/raft/1.0.0 ----
+
+function pickTerm (rng: Rng, ctx: FuzzContext): number {
+  const r = rng.nextFloat()
+  if (r < 0.3) { return ctx.term }
+  if (r < 0.5) { return ctx.term + rng.intBetween(1, 3) }
+  if (r < 0.62) { return ctx.term + rng.intBetween(4, 1_000_000) }
+  if (r < 0.7) { return COUNT_MAX - rng.intBetween(0, 2) }
+  if (r < 0.72) { return COUNT_MAX }
+  if (r < 0.85) { return rng.intBetween(0, ctx.term) }
+  return rng.nextUint32()
+}
+
+function pickFrom (rng: Rng, ctx: FuzzContext): string {
+  const r = rng.nextFloat()
+  if (r < 0.82) { return ctx.self }
+  if (r < 0.9) { return pick(rng, ctx.members) }
+  if (r < 0.95) { return syntheticPeerId(rng) }
+  return 'x'.repeat(rng.intBetween(1, 256))
+}
+
+function pickTo (rng: Rng, ctx: FuzzContext): string {
+  const r = rng.nextFloat()
+  if (r < 0.88) { return ctx.target }
+  if (r < 0.94) { return pick(rng, ctx.members) }
+  if (r < 0.97) { return ctx.self }
+  return syntheticPeerId(rng)
+}
+
+/** A commit index that commits nothing the target does not already hold committed. */
+function safeCommit (rng: Rng, ctx: FuzzContext): number {
+  return rng.chance(0.5) ? 0 : rng.intBetween(0, ctx.commit)
+}
+
+/** A configuration: the group's, or 1024 made-up members (the most a ConfState may list; 2000 is a hostile frame of its own). */
+function fuzzConf (rng: Rng, ctx: FuzzContext, lists: ConfLists): ConfState {
+  if (rng.chance(0.7)) { return { voters: [...ctx.members], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }
+  return { voters: lists.ids(1024), votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
+}
+
+/** Made-up node ids and conf-change payloads, built once per generator (they are large). */
+class ConfLists {
+  readonly #rng: Rng
+  #pool: string[] = []
+  #addVoters?: Uint8Array
+  #force?: Uint8Array
+
+  constructor (rng: Rng) { this.#rng = rng }
+
+  ids (n: number): string[] {
+    while (this.#pool.length < n) { this.#pool.push(`fuzz-${this.#pool.length}-${this.#rng.nextUint32().toString(36)}`) }
+    return this.#pool.slice(0, n)
+  }
+
+  /** A conf change adding 2000 voters (refused: more than CONF_CHANGES_MAX changes). */
+  addVoters (): Uint8Array {
+    this.#addVoters ??= encodeConfChange({ changes: this.ids(2000).map(node => ({ type: 'add-voter' as const, node })) })
+    return this.#addVoters
+  }
+
+  /** A forced configuration of 2000 voters (refused: more than CONF_MEMBERS_MAX members). */
+  force (): Uint8Array {
+    this.#force ??= encodeConfChange({ force: { voters: this.ids(2000), learners: [] } })
+    return this.#force
+  }
+}
+
+function entryData (rng: Rng, lists: ConfLists): { type: Entry['type'], data: Uint8Array } {
+  const r = rng.nextFloat()
+  if (r < 0.55) { return { type: 'normal', data: randomBytes(rng, rng.intBetween(0, 64)) } }
+  if (r < 0.75) {
+    return { type: 'normal', data: encodeCommand({ type: 'put', session: { clientId: `fuzz-${rng.nextUint32().toString(36)}`, sequence: rng.intBetween(1, 1000) }, key: `fuzz/${rng.intBetween(0, 63)}`, value: randomBytes(rng, rng.intBetween(0, 32)) }) }
+  }
+  if (r < 0.85) { return { type: 'conf-change', data: randomBytes(rng, rng.intBetween(0, 64)) } }
+  if (r < 0.93) { return { type: 'conf-change', data: lists.addVoters() } }
+  return { type: 'conf-change', data: lists.force() }
+}
+
+function appendMessage (rng: Rng, ctx: FuzzContext, lists: ConfLists, entryCount: number, data = (): { type: Entry['type'], data: Uint8Array } => entryData(rng, lists)): Message {
+  const from = pickFrom(rng, ctx)
+  const to = pickTo(rng, ctx)
+  const term = pickTerm(rng, ctx)
+  let prevIndex = pick<() => number>(rng, [
+    () => ctx.lastIndex,
+    () => ctx.lastIndex,
+    () => ctx.lastIndex + rng.intBetween(1, 5),
+    () => rng.intBetween(0, ctx.lastIndex),
+    () => rng.nextUint32()
+  ])()
+  let prevTerm = 0
+  if (prevIndex > 0) { prevTerm = rng.chance(0.5) ? term : rng.intBetween(0, term) }
+  if (term === 0) { prevIndex = 0; prevTerm = 0 }
+  const count = term === 0 ? 0 : entryCount
+  const entries: Entry[] = []
+  for (let i = 0; i < count; i++) { entries.push({ term, index: prevIndex + 1 + i, ...data() }) }
+  return { type: 'append', from, to, term, prevIndex, prevTerm, entries, commit: safeCommit(rng, ctx) }
+}
+
+function snapshotMessage (rng: Rng, ctx: FuzzContext, lists: ConfLists, data: Uint8Array): SnapshotMessage {
+  const term = Math.max(1, pickTerm(rng, ctx))
+  const index = rng.chance(0.5) ? ctx.commit + rng.intBetween(1, 1000) : rng.intBetween(1, Math.max(1, ctx.commit))
+  return { type: 'snapshot', from: pickFrom(rng, ctx), to: pickTo(rng, ctx), term, snapshot: { meta: { index, term: rng.intBetween(1, term), conf: fuzzConf(rng, ctx, lists) }, data } }
+}
+
+/** A well-formed Raft message of a random type. */
+function raftMessage (rng: Rng, ctx: FuzzContext, lists: ConfLists): Message {
+  const base = (): { from: string, to: string, term: number } => ({ from: pickFrom(rng, ctx), to: pickTo(rng, ctx), term: pickTerm(rng, ctx) })
+  switch (rng.intBetween(0, 11)) {
+    case 0: return appendMessage(rng, ctx, lists, rng.intBetween(0, 3))
+    case 1: return { type: 'append-response', ...base(), index: rng.intBetween(0, ctx.lastIndex + 10), reject: rng.chance(0.5), rejectHint: rng.intBetween(0, ctx.lastIndex), hintTerm: rng.intBetween(0, ctx.term) }
+    case 2:
+    case 3: {
+      const b = base()
+      const term = Math.max(1, b.term)
+      const lastIndex = rng.chance(0.5) ? ctx.lastIndex + rng.intBetween(1, 1_000_000) : rng.intBetween(0, ctx.lastIndex)
+      return { type: rng.chance(0.5) ? 'vote' : 'pre-vote', ...b, term, lastIndex, lastTerm: rng.intBetween(0, term), transfer: rng.chance(0.3) }
+    }
+    case 4: return { type: rng.chance(0.5) ? 'vote-response' : 'pre-vote-response', ...base(), reject: rng.chance(0.5) }
+    case 5: return { type: 'heartbeat', ...base(), commit: safeCommit(rng, ctx), readRound: rng.intBetween(0, 1_000_000) }
+    case 6: return { type: 'heartbeat-response', ...base(), readRound: rng.intBetween(0, 1_000_000) }
+    case 7: return snapshotMessage(rng, ctx, lists, randomBytes(rng, rng.intBetween(0, 256)))
+    case 8: return { type: 'timeout-now', ...base() }
+    case 9: return { type: 'read-index', ...base(), context: randomBytes(rng, rng.chance(0.1) ? READ_CONTEXT_BYTES_MAX : rng.intBetween(0, 32)) }
+    case 10: return { type: 'read-index-response', ...base(), index: rng.intBetween(0, ctx.commit + 10), context: randomBytes(rng, rng.intBetween(0, 32)) }
+    default: return appendMessage(rng, ctx, lists, rng.intBetween(1, 3))
+  }
+}
+
+function lp (body: Uint8Array): Uint8Array {
+  return concat(varint(body.byteLength), body)
+}
+
+function raftFrames (ctx: FuzzContext): ProtocolFrames {
+  let lists: ConfLists | undefined
+  const listsFor = (rng: Rng): ConfLists => { lists ??= new ConfLists(rng.fork()); return lists }
+  const snapshotLimit = kvSnapshotBytesMax(KV_DEFAULTS)
+  const emptySnapshot = (rng: Rng): SnapshotMessage => snapshotMessage(rng, ctx, listsFor(rng), new Uint8Array(0))
+  const begin = (rng: Rng, dataBytes: number): Uint8Array => lp(encodeFrame({ kind: 'snapshot-begin', message: emptySnapshot(rng), dataBytes }))
+  const chunk = (data: Uint8Array): Uint8Array => lp(encodeFrame({ kind: 'snapshot-chunk', data }))
+  /** Chunks of random data adding up to `total` bytes. */
+  const chunks = (rng: Rng, total: number): Uint8Array[] => {
+    const out: Uint8Array[] = []
+    for (let sent = 0; sent < total;) {
+      const n = Math.min(total - sent, rng.intBetween(1, 64 * KIB))
+      out.push(chunk(randomBytes(rng, n)))
+      sent += n
+    }
+    return out
+  }
+  const one = (label: string, message: Message): FuzzFrame => ({ label: `hostile:${label}`, wire: lp(encodeFrame({ kind: 'message', message })), frames: 1 })
+  const many = (label: string, parts: Uint8Array[]): FuzzFrame => ({ label: `hostile:${label}`, wire: concat(...parts), frames: parts.length })
+  /** A snapshot of random data declaring `total` bytes and sending `sent(total)`. */
+  const garbageSnapshot = (label: string, sent: (total: number, rng: Rng) => number) => (rng: Rng): FuzzFrame => {
+    const total = rng.intBetween(2, FUZZ_SNAPSHOT_BYTES_MAX)
+    return many(label, [begin(rng, total), ...chunks(rng, sent(total, rng))])
+  }
+  /** The hostile frames with their weights: the costly ones (10,000 entries, a 4 MiB entry) are rarer than the rest. */
+  const HOSTILE: Array<[number, (rng: Rng) => FuzzFrame]> = [
+    [10, (rng) => one('heartbeat-term-2^52', { type: 'heartbeat', from: ctx.self, to: ctx.target, term: COUNT_MAX - rng.intBetween(0, 1), commit: safeCommit(rng, ctx), readRound: 0 })],
+    [10, (rng) => {
+      const term = COUNT_MAX - rng.intBetween(0, 1)
+      return one('vote-term-2^52', { type: rng.chance(0.5) ? 'vote' : 'pre-vote', from: ctx.self, to: ctx.target, term, lastIndex: ctx.lastIndex + 1_000_000, lastTerm: term, transfer: rng.chance(0.5) })
+    }],
+    [10, (rng) => one('spoofed-from', { type: 'heartbeat', from: pick(rng, ctx.members), to: ctx.target, term: ctx.term + 1, commit: 0, readRound: 0 })],
+    [10, (rng) => one('spoofed-to', { type: 'heartbeat', from: ctx.self, to: pick(rng, [...ctx.members.filter(m => m !== ctx.target), ctx.self]), term: ctx.term + 1, commit: 0, readRound: 0 })],
+    [10, (rng) => many('snapshot-begin-1GiB', [begin(rng, GIB)])],
+    [10, (rng) => many('snapshot-begin-over-limit', [begin(rng, snapshotLimit + 1), ...chunks(rng, rng.intBetween(1, 4 * KIB))])],
+    [10, (rng) => many('chunk-without-begin', chunks(rng, rng.intBetween(1, 8 * KIB)).slice(0, 1))],
+    [10, garbageSnapshot('snapshot-complete-garbage', total => total)],
+    [10, garbageSnapshot('snapshot-overrun', (total, rng) => total + rng.intBetween(1, 1024))],
+    [10, garbageSnapshot('snapshot-short', (total, rng) => rng.intBetween(1, total - 1))],
+    [10, (rng) => {
+      const total = rng.intBetween(2, FUZZ_SNAPSHOT_BYTES_MAX)
+      const message = lp(encodeFrame({ kind: 'message', message: raftMessage(rng, ctx, listsFor(rng)) }))
+      return many('snapshot-interrupted', [begin(rng, total), ...chunks(rng, rng.intBetween(1, total - 1)), rng.chance(0.5) ? message : begin(rng, total)])
+    }],
+    [1, (rng) => {
+      // 10,000 entries (a few times in 100, 65,537: one past MESSAGE_ENTRIES_MAX)
+      const count = rng.chance(0.03) ? MESSAGE_ENTRIES_MAX + 1 : 10_000
+      const message = appendMessage(rng, ctx, listsFor(rng), count, () => ({ type: 'normal', data: randomBytes(rng, rng.intBetween(0, 8)) }))
+      if (message.type !== 'append' || message.entries.length === 0) { return one('append-empty', message) }
+      const body = count > MESSAGE_ENTRIES_MAX ? encode({ kind: 'message', message, v: 1 }) : encodeFrame({ kind: 'message', message })
+      return { label: `hostile:append-${count}-entries`, wire: lp(body), frames: 1 }
+    }],
+    [10, (rng) => {
+      // conf changes of 2000 members as log entries
+      const lists = listsFor(rng)
+      const term = Math.max(1, ctx.term + rng.intBetween(0, 2))
+      const prevIndex = ctx.lastIndex
+      const entries: Entry[] = [{ term, index: prevIndex + 1, type: 'conf-change', data: rng.chance(0.5) ? lists.addVoters() : lists.force() }]
+      return one('append-conf-change-2000', { type: 'append', from: ctx.self, to: ctx.target, term, prevIndex, prevTerm: prevIndex === 0 ? 0 : Math.min(term, ctx.term), entries, commit: safeCommit(rng, ctx) })
+    }],
+    [10, (rng) => {
+      // a snapshot (begin with no data) whose configuration lists 1024 or 2000 members
+      const message = emptySnapshot(rng)
+      const voters = listsFor(rng).ids(rng.chance(0.5) ? 1024 : 2000)
+      message.snapshot.meta.conf = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
+      const body = voters.length > 1024 ? encode({ dataBytes: 0, kind: 'snapshot-begin', message, v: 1 }) : encodeFrame({ kind: 'snapshot-begin', message, dataBytes: 0 })
+      return many(`snapshot-conf-${voters.length}`, [lp(body)])
+    }],
+    [0.5, (rng) => {
+      // an entry of (almost) a whole frame
+      const message = appendMessage(rng, ctx, listsFor(rng), 0)
+      if (message.type !== 'append' || message.term === 0) { return one('append-empty', message) }
+      const big = { term: message.term, index: message.prevIndex + 1, type: 'normal' as const, data: randomBytes(rng, FRAME_BYTES_MAX - rng.intBetween(256, 4096)) }
+      return one('append-4MiB-entry', { ...message, entries: [big] })
+    }],
+    [10, (rng) => one('read-index-context-max', { type: 'read-index', from: ctx.self, to: ctx.target, term: ctx.term, context: randomBytes(rng, READ_CONTEXT_BYTES_MAX) })]
+  ]
+  const weights = HOSTILE.map(([weight]) => weight)
+  const hostile = (rng: Rng): FuzzFrame => HOSTILE[weightedIndex(rng, weights)][1](rng)
+  return {
+    valid: (rng) => {
+      const lists = listsFor(rng)
+      if (rng.chance(0.05)) {
+        const total = rng.intBetween(0, 4 * KIB)
+        const message = emptySnapshot(rng)
+        const frame = { kind: 'snapshot-begin' as const, message, dataBytes: total }
+        return { label: 'snapshot-begin', object: { v: 1, kind: frame.kind, message, dataBytes: total }, body: encodeFrame(frame) }
+      }
+      if (rng.chance(0.03)) {
+        const data = randomBytes(rng, rng.intBetween(1, 4 * KIB))
+        return { label: 'snapshot-chunk', object: { v: 1, kind: 'snapshot-chunk', data }, body: encodeFrame({ kind: 'snapshot-chunk', data }) }
+      }
+      const message = raftMessage(rng, ctx, lists)
+      return { label: message.type, object: { v: 1, kind: 'message', message }, body: encodeFrame({ kind: 'message', message }) }
+    },
+    hostile
+  }
+}
+
+// ---- /accord/raft-client/1.0.0 ----
+
+function utf8 (text: string): Uint8Array {
+  return new TextEncoder().encode(text)
+}
+
+/** A KV command encoded by hand, each field possibly wrong. */
+function commandBytes (rng: Rng): { bytes: Uint8Array, how: string } {
+  const text = (bytes: Uint8Array): Uint8Array => concat(varint(bytes.byteLength), bytes)
+  let version = 1
+  let type = pick(rng, [1, 2, 3])
+  let clientId = utf8(`fuzz-${rng.nextUint32().toString(36)}`)
+  let sequence = rng.intBetween(1, 1000)
+  let key = utf8(`fuzz/${rng.intBetween(0, 63)}`)
+  let value = randomBytes(rng, rng.intBetween(0, 64))
+  let tail: Uint8Array = new Uint8Array(0)
+  let how = 'valid'
+  switch (rng.intBetween(0, 12)) {
+    case 0: version = pick(rng, [0, 2, 255]); how = 'version'; break
+    case 1: type = pick(rng, [0, 4, 255]); how = 'type'; break
+    case 2: clientId = new Uint8Array(0); how = 'empty-client-id'; break
+    case 3: clientId = utf8('c'.repeat(129)); how = 'long-client-id'; break
+    case 4: clientId = Uint8Array.of(0xed, 0xa0, 0x80); how = 'surrogate-client-id'; break
+    case 5: sequence = 0; how = 'sequence-0'; break
+    case 6: key = new Uint8Array(0); how = 'empty-key'; break
+    case 7: key = utf8('k'.repeat(1025)); how = 'long-key'; break
+    case 8: key = Uint8Array.of(0xff, 0xfe); how = 'bad-utf8-key'; break
+    case 9: {
+      const over = rng.chance(0.2)
+      value = new Uint8Array(over ? KV_DEFAULTS.valueBytesMax + 1 : 0)
+      how = over ? 'value-over-limit' : 'value-empty'
+      break
+    }
+    case 10: tail = randomBytes(rng, rng.intBetween(1, 8)); how = 'trailing-bytes'; break
+    case 11: key = utf8(`\u0000accord/revoked/${syntheticPeerId(rng)}`); how = 'reserved-key'; break
+    default: break
+  }
+  // a cas carries a flag (0: expected absent, 1: expected follows; 2 is wrong) before its value
+  let casPart: Uint8Array = new Uint8Array(0)
+  if (type === 3) { casPart = rng.chance(0.5) ? Uint8Array.of(0) : concat(Uint8Array.of(rng.chance(0.9) ? 1 : 2), text(randomBytes(rng, 4))) }
+  const valuePart = type === 2 ? new Uint8Array(0) : text(value)
+  const bytes = concat(Uint8Array.of(version, type), text(clientId), varint(sequence), text(key), casPart, valuePart, tail)
+  return { bytes, how }
+}
+
+function raftClientFrames (ctx: FuzzContext): ProtocolFrames {
+  const badNode = (rng: Rng): unknown => pick(rng, ['not-a-peer-id', '', 'x'.repeat(300), 42, null, syntheticPeerId(rng).slice(0, -1), `${syntheticPeerId(rng)}x`])
+  const valid = (rng: Rng): { label: string, object: unknown, body: Uint8Array } => {
+    let object: Record<string, unknown>
+    let label: string
+    switch (rng.intBetween(0, 4)) {
+      case 0: {
+        // a real write, rarely (it is a legitimate request from a member)
+        const command = rng.chance(0.1)
+          ? encodeCommand({ type: 'put', session: { clientId: `fuzz-${rng.nextUint32().toString(36)}`, sequence: 1 }, key: `fuzz/${rng.intBetween(0, 63)}`, value: randomBytes(rng, rng.intBetween(0, 32)) })
+          : commandBytes(rng).bytes
+        object = { v: 1, op: 'propose', command }
+        label = 'propose'
+        break
+      }
+      case 1:
+        // promote a made-up node (refused: not a learner) or remove one (a no-op change)
+        object = { v: 1, op: 'conf-change', change: { changes: [{ type: rng.chance(0.7) ? 'promote' : 'remove', node: syntheticPeerId(rng) }] } }
+        label = 'conf-change'
+        break
+      case 2:
+        object = { v: 1, op: 'transfer-leader', to: rng.chance(0.5) ? ctx.self : syntheticPeerId(rng) }
+        label = 'transfer-leader'
+        break
+      default:
+        object = { v: 1, op: 'peer-addresses', peers: Array.from({ length: rng.intBetween(0, 64) }, () => rng.chance(0.8) ? syntheticPeerId(rng) : pick(rng, ctx.members)) }
+        label = 'peer-addresses'
+        break
+    }
+    return { label, object, body: encode(object) }
+  }
+  let addVoters: Uint8Array | undefined
+  const hostile = (rng: Rng): FuzzFrame => {
+    let object: unknown
+    let label: string
+    // the near-max request (2 MiB) is rarer than the rest
+    switch (weightedIndex(rng, [10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 0.5])) {
+      case 0: {
+        const c = commandBytes(rng)
+        object = { v: 1, op: 'propose', command: c.bytes }
+        label = `propose-${c.how}`
+        break
+      }
+      case 1: object = { v: 1, op: 'propose', command: pick(rng, ['text', 1, null, [1, 2], { type: 'put' }]) }; label = 'propose-command-not-bytes'; break
+      case 2: object = { v: 1, op: 'propose' }; label = 'propose-no-command'; break
+      case 3:
+        addVoters ??= lp(encode({ v: 1, op: 'conf-change', change: { changes: Array.from({ length: 2000 }, () => ({ type: 'add-voter', node: syntheticPeerId(rng) })) } }))
+        return { label: 'hostile:conf-change-2000-members', wire: addVoters, frames: 1 }
+      case 4: object = { v: 1, op: 'conf-change', change: { changes: Array.from({ length: 65 }, () => ({ type: 'add-learner', node: 'nope' })) } }; label = 'conf-change-65-changes'; break
+      case 5: object = { v: 1, op: 'conf-change', change: { changes: [{ type: pick(rng, ['add-voter', 'add-learner']), node: badNode(rng) }] } }; label = 'conf-change-bad-node'; break
+      case 6: object = { v: 1, op: 'conf-change', change: pick(rng, [{ changes: 'all' }, { changes: [{ type: 'explode', node: 'a' }] }, { changes: [], joint: 'yes' }, { changes: [] }, null, 7]) }; label = 'conf-change-bad-shape'; break
+      case 7: object = { v: 1, op: 'transfer-leader', to: badNode(rng) }; label = 'transfer-leader-bad-to'; break
+      case 8: object = { v: 1, op: 'peer-addresses', peers: Array.from({ length: 65 }, () => syntheticPeerId(rng)) }; label = 'peer-addresses-65'; break
+      case 9: object = { v: 1, op: 'peer-addresses', peers: pick(rng, [[1, 2], 'a', null, [null], [['x']]]) }; label = 'peer-addresses-bad'; break
+      case 10: object = { v: pick(rng, [0, 2, '1', null, 1.5]), op: 'propose', command: new Uint8Array(4) }; label = 'bad-version'; break
+      case 11: object = { v: 1, op: pick(rng, ['', 'PROPOSE', 'delete-everything', 7, null]) }; label = 'unknown-op'; break
+      case 12: object = pick(rng, [[], 'request', 0, null, new Uint8Array(8)]); label = 'not-a-map'; break
+      default: {
+        // a request of the largest size the handler reads, and one byte more
+        const command = new Uint8Array(frameBytesMax('raft-client') - 40 + rng.intBetween(0, 64))
+        object = { v: 1, op: 'propose', command }
+        label = 'propose-near-max'
+        break
+      }
+    }
+    return { label: `hostile:${label}`, wire: lp(encode(object)), frames: 1 }
+  }
+  return { valid, hostile }
+}
+
+// ---- /accord/admission/1.0.0 and /accord/join/1.0.0 ----
+
+function admissionFrames (ctx: FuzzContext): ProtocolFrames {
+  const cert = (rng: Rng): Uint8Array => ctx.certificate ?? randomBytes(rng, rng.intBetween(100, 200))
+  return {
+    valid: (rng) => {
+      const object = { v: 1, cert: cert(rng) }
+      return { label: 'certificate', object, body: encode(object) }
+    },
+    hostile: (rng) => {
+      let object: unknown
+      let label: string
+      switch (rng.intBetween(0, 7)) {
+        case 0: {
+          const bytes = Uint8Array.from(cert(rng))
+          bytes[rng.intBetween(0, bytes.byteLength - 1)] ^= 1 << rng.intBetween(0, 7)
+          object = { v: 1, cert: bytes }
+          label = 'certificate-bit-flip'
+          break
+        }
+        case 1: object = { v: 1, cert: randomBytes(rng, CERTIFICATE_BYTES_MAX + rng.intBetween(0, 1)) }; label = 'certificate-size-limit'; break
+        case 2: object = { v: 1, cert: encode([encode({ v: 1, cluster: ctx.cluster, ck: randomBytes(rng, 32), peer: ctx.self, iat: rng.nextUint32() }), randomBytes(rng, 64)]) }; label = 'certificate-forged'; break
+        case 3: object = { v: 1, cert: encode([encode({ v: 1, cluster: ctx.cluster, peer: 'p'.repeat(129) }), randomBytes(rng, 64)]) }; label = 'certificate-long-peer'; break
+        case 4: object = { v: 1, cert: pick(rng, ['cert', 1, null, [cert(rng)]]) }; label = 'certificate-not-bytes'; break
+        case 5: object = { v: pick(rng, [0, 2, null]), cert: cert(rng) }; label = 'bad-version'; break
+        case 6: object = { v: 1, cert: concat(Uint8Array.of(0x82), new Uint8Array(rng.intBetween(100, 1000)).fill(0x81)) }; label = 'certificate-deep'; break
+        default: object = { v: 1, cert: cert(rng), extra: randomBytes(rng, 32) }; label = 'extra-field'; break
+      }
+      return { label: `hostile:${label}`, wire: lp(encode(object)), frames: 1 }
+    }
+  }
+}
+
+function joinFrames (ctx: FuzzContext): ProtocolFrames {
+  const token = (rng: Rng): string => ctx.joinToken ?? `${JOIN_TOKEN_PREFIX}${Buffer.from(randomBytes(rng, 150)).toString('base64url')}`
+  return {
+    valid: (rng) => {
+      const object = { v: 1, token: token(rng) }
+      return { label: 'token', object, body: encode(object) }
+    },
+    hostile: (rng) => {
+      let object: unknown
+      let label: string
+      const real = token(rng)
+      switch (rng.intBetween(0, 7)) {
+        case 0: {
+          const at = rng.intBetween(JOIN_TOKEN_PREFIX.length, real.length - 1)
+          const swapped = real[at] === 'A' ? 'B' : 'A'
+          object = { v: 1, token: real.slice(0, at) + swapped + real.slice(at + 1) }
+          label = 'token-char-changed'
+          break
+        }
+        case 1: object = { v: 1, token: real.slice(0, rng.intBetween(0, real.length - 1)) }; label = 'token-truncated'; break
+        case 2: object = { v: 1, token: JOIN_TOKEN_PREFIX + 'A'.repeat(JOIN_TOKEN_CHARS_MAX - JOIN_TOKEN_PREFIX.length + rng.intBetween(0, 1)) }; label = 'token-size-limit'; break
+        case 3: object = { v: 1, token: JOIN_TOKEN_PREFIX + '!!!not-base64!!!' }; label = 'token-not-base64'; break
+        case 4: object = { v: 1, token: JOIN_TOKEN_PREFIX + Buffer.from(encode([encode({ v: 1, cluster: 'c'.repeat(64), ck: randomBytes(rng, 32), exp: 2 ** 53, n: randomBytes(rng, 16) }), randomBytes(rng, 64)])).toString('base64url') }; label = 'token-forged'; break
+        case 5: object = { v: 1, token: pick(rng, [1, null, utf8(real), [real]]) }; label = 'token-not-text'; break
+        case 6: object = { v: pick(rng, [0, 2, '1']), token: real }; label = 'bad-version'; break
+        default: object = { v: 1, token: real + real }; label = 'token-doubled'; break
+      }
+      return { label: `hostile:${label}`, wire: lp(encode(object)), frames: 1 }
+    }
+  }
+}
+
+// ---- /accord/cluster/<name>/1.0.0 ----
+
+function clusterHelloFrames (): ProtocolFrames {
+  // the handler answers with its hello and reads nothing: anything goes
+  return {
+    valid: (rng) => {
+      const object = { cluster: 'accord', version: '0.0.0', pad: randomBytes(rng, rng.intBetween(0, 16)) }
+      return { label: 'hello', object, body: encode(object) }
+    },
+    hostile: (rng) => ({ label: 'hostile:flood', wire: randomBytes(rng, rng.intBetween(1, 64 * KIB)), frames: 1 })
+  }
+}
+
+// ---------------------------------------------------------------- driver
+
+export interface DriveOptions {
+  /** The attacker. */
+  node: Libp2p
+  /** The target (its addresses must be in the attacker's peer store, or a connection open). */
+  target: PeerId
+  protocol: FuzzProtocol
+  cluster: string
+  next: FrameSource
+  /** Frames to send (a frame whose stream closed before it could be written counts as not sent). */
+  frames: number
+  /** Streams open at once. */
+  inFlight: number
+  /** Frames written on one stream, at most (1 for request/response protocols). */
+  framesPerStreamMax: number
+  /** Seed of the choice of frames per stream. */
+  seed: number
+  /** A stream not closed by the target this long after it opened is aborted by the attacker. */
+  streamTimeoutMs?: number
+  signal?: AbortSignal
+  /** Called after every stream with the totals so far. */
+  onProgress?(stats: DriveStats): void
+}
+
+export interface DriveStats {
+  protocol: FuzzProtocol
+  /** Frames taken from the generator. */
+  frames: number
+  /** Frames handed to an open stream. */
+  framesWritten: number
+  /** Frames left unsent: the stream did not open, or closed first. */
+  framesUnsent: number
+  bytesWritten: number
+  streamsOpened: number
+  /** Streams that could not be opened (by error name). */
+  openFailures: Record<string, number>
+  /** How each stream ended: `answer:<what>`, `reset`, `closed`, `timeout`. */
+  outcomes: Record<string, number>
+  /** Frames generated, by label (`mutated:bit-flip`, `hostile:snapshot-begin-1GiB`, ...). */
+  labels: Record<string, number>
+  elapsedMs: number
+}
+
+/** Above the longest a handler takes to answer (the client protocol's 15 s), so a timeout means a target that did not answer. */
+const STREAM_TIMEOUT_MS = 20_000
+const OPEN_TIMEOUT_MS = 5_000
+/** How long a new connection waits for identify before streams are opened on it anyway. */
+const IDENTIFY_WAIT_MS = 2_000
+const ANSWER_BYTES_MAX = 64 * KIB
+
+function bump (counts: Record<string, number>, key: string, n = 1): void {
+  counts[key] = (counts[key] ?? 0) + n
+}
+
+/** The bytes of the first length-prefixed frame of `data`, or null. */
+function firstFrame (data: Uint8Array): Uint8Array | null {
+  let length = 0
+  let scale = 1
+  for (let i = 0; i < Math.min(data.byteLength, 8); i++, scale *= 0x80) {
+    length += (data[i] & 0x7f) * scale
+    if (data[i] < 0x80) {
+      const start = i + 1
+      return data.byteLength >= start + length ? data.subarray(start, start + length) : null
+    }
+  }
+  return null
+}
+
+/** A short name for what the target answered on a stream. */
+function classifyAnswer (protocol: FuzzProtocol, data: Uint8Array): string {
+  if (data.byteLength === 0) { return 'none' }
+  if (protocol === 'cluster') {
+    try {
+      const hello = JSON.parse(new TextDecoder().decode(data)) as { cluster?: unknown }
+      return typeof hello.cluster === 'string' ? 'hello' : 'unexpected'
+    } catch {
+      return 'unexpected'
+    }
+  }
+  const frame = firstFrame(data)
+  if (frame == null) { return 'unexpected' }
+  let answer: unknown
+  try {
+    answer = decode(frame)
+  } catch {
+    return 'unexpected'
+  }
+  if (typeof answer !== 'object' || answer == null) { return 'unexpected' }
+  const { ok, code, reason } = answer as { ok?: unknown, code?: unknown, reason?: unknown }
+  if (ok === true) { return 'ok' }
+  const why = [code, reason].find(v => typeof v === 'string') as string | undefined
+  return (why ?? 'refused').replace(/:.*$/, '').slice(0, 48)
+}
+
+/** Writes `items` while the stream takes them; returns how many it took. */
+async function writeItems (stream: Stream, items: FuzzFrame[], deadline: AbortSignal, stats: DriveStats): Promise<number> {
+  let written = 0
+  for (const item of items) {
+    if (stream.status !== 'open' || stream.writeStatus !== 'writable') {
+      stats.framesUnsent += item.frames
+      continue
+    }
+    try {
+      if (!stream.send(item.wire)) { await stream.onDrain({ signal: deadline }) }
+      stats.framesWritten += item.frames
+      stats.bytesWritten += item.wire.byteLength
+      written++
+    } catch {
+      stats.framesUnsent += item.frames
+    }
+  }
+  return written
+}
+
+/** How a stream ended: `timeout` (then it is aborted here), `reset` or `closed`. */
+function streamEnd (stream: Stream, event: StreamCloseEvent | null): string {
+  if (event == null && stream.status === 'open') {
+    stream.abort(new Error('fuzz: stream timeout'))
+    return 'timeout'
+  }
+  if (event?.error != null || stream.status === 'reset' || stream.status === 'aborted') { return 'reset' }
+  return 'closed'
+}
+
+/**
+ * Sends `frames` frames of one protocol to the target, `inFlight` streams
+ * at a time, without waiting for one frame before the next. Each stream
+ * gets 1..framesPerStreamMax frames, is closed for writing, and ends when
+ * the target closes or resets it (or after streamTimeoutMs). Never throws
+ * for what the target does.
+ */
+export async function drive (options: DriveOptions): Promise<DriveStats> {
+  const rng = createRng(options.seed)
+  const id = protocolId(options.protocol, options.cluster)
+  const streamTimeoutMs = options.streamTimeoutMs ?? STREAM_TIMEOUT_MS
+  const stats: DriveStats = { protocol: options.protocol, frames: 0, framesWritten: 0, framesUnsent: 0, bytesWritten: 0, streamsOpened: 0, openFailures: {}, outcomes: {}, labels: {}, elapsedMs: 0 }
+  const started = Date.now()
+
+  // Streams go on a connection whose other end finished its upgrade: a
+  // listener that receives more than 10 streams before that kills the
+  // connection (libp2p's MaxEarlyStreamsError), which a busy target often
+  // is when a burst of streams follows the dial. Identify answering on the
+  // connection shows that the target is done.
+  const ready = new Set<string>()
+  let connecting: Promise<void> | null = null
+  const connect = async (signal: AbortSignal): Promise<void> => {
+    if (options.node.getConnections(options.target).some(c => c.status === 'open' && ready.has(c.id))) { return }
+    connecting ??= (async () => {
+      const identified = new Promise<void>(resolve => {
+        const onIdentify = (event: CustomEvent<{ peerId: PeerId }>): void => {
+          if (!event.detail.peerId.equals(options.target)) { return }
+          options.node.removeEventListener('peer:identify', onIdentify)
+          resolve()
+        }
+        options.node.addEventListener('peer:identify', onIdentify)
+        setTimeout(() => { options.node.removeEventListener('peer:identify', onIdentify); resolve() }, IDENTIFY_WAIT_MS).unref()
+      })
+      const connection = await options.node.dial(options.target, { signal })
+      if (!ready.has(connection.id)) { await identified }
+      ready.add(connection.id)
+    })().finally(() => { connecting = null })
+    await connecting
+  }
+
+  const oneStream = async (items: FuzzFrame[]): Promise<void> => {
+    const deadline = AbortSignal.timeout(streamTimeoutMs)
+    let stream: Stream
+    try {
+      const signal = AbortSignal.any([AbortSignal.timeout(OPEN_TIMEOUT_MS), ...(options.signal != null ? [options.signal] : [])])
+      await connect(signal)
+      // (for a protocol the attacker does not serve itself, libp2p allows 64 outbound streams unless told otherwise)
+      stream = await options.node.dialProtocol(options.target, id, { signal, maxOutboundStreams: 2 * options.inFlight + 8 })
+    } catch (err) {
+      bump(stats.openFailures, (err as Error).name ?? 'Error')
+      for (const item of items) { stats.framesUnsent += item.frames }
+      // the target may have closed the connection (a stranger's grace period): pause before the next dial
+      await sleep(50)
+      return
+    }
+    stats.streamsOpened++
+    const received: Uint8Array[] = []
+    let receivedBytes = 0
+    stream.addEventListener('message', (event) => {
+      if (receivedBytes >= ANSWER_BYTES_MAX) { return }
+      const data = event.data.subarray()
+      received.push(data)
+      receivedBytes += data.byteLength
+    })
+    const closed = stream.status === 'open'
+      ? new Promise<StreamCloseEvent | null>(resolve => {
+        stream.addEventListener('close', resolve, { once: true })
+        deadline.addEventListener('abort', () => { resolve(null) }, { once: true })
+      })
+      : Promise.resolve(null)
+    const written = await writeItems(stream, items, deadline, stats)
+    if (stream.status === 'open' && stream.writeStatus === 'writable') {
+      await stream.close({ signal: deadline }).catch(() => {})
+    }
+    let outcome = streamEnd(stream, await closed)
+    if (options.protocol !== 'raft') {
+      const answer = classifyAnswer(options.protocol, concat(...received))
+      outcome = answer === 'none' ? outcome : `answer:${answer}`
+    }
+    bump(stats.outcomes, written === 0 ? `${outcome}:before-writing` : outcome)
+  }
+
+  const running = new Set<Promise<void>>()
+  while (stats.frames < options.frames && options.signal?.aborted !== true) {
+    let items: FuzzFrame[] = []
+    const count = rng.intBetween(1, options.framesPerStreamMax)
+    while (items.length < count && stats.frames < options.frames) {
+      const item = options.next()
+      items.push(item)
+      stats.frames += item.frames
+      bump(stats.labels, item.label, item.frames)
+    }
+    // The Raft transport closes a stream at its first bad frame: well-formed
+    // frames go first, so that each is read, then the hostile ones, then the rest.
+    if (options.protocol === 'raft') { items = [...items.filter(i => i.label.startsWith('valid:')), ...items.filter(i => i.label.startsWith('hostile:')), ...items.filter(i => !/^(valid|hostile):/.test(i.label))] }
+    const task: Promise<void> = oneStream(items).catch(() => {}).finally(() => {
+      running.delete(task)
+      stats.elapsedMs = Date.now() - started
+      options.onProgress?.(stats)
+    })
+    running.add(task)
+    if (running.size >= options.inFlight) { await Promise.race(running) }
+  }
+  await Promise.all(running)
+  stats.elapsedMs = Date.now() - started
+  return stats
+}
+
+/** Per protocol, how an attacker sends: streams at once and frames per stream (the registrar's per-connection stream limits apply). */
+export function driveShape (protocol: FuzzProtocol, attacker: 'stranger' | 'admitted'): { inFlight: number, framesPerStreamMax: number } {
+  switch (protocol) {
+    // 4 inbound streams per connection; a stranger's frames all wait in the gate, so it packs many on each
+    case 'raft': return attacker === 'stranger' ? { inFlight: 4, framesPerStreamMax: 256 } : { inFlight: 3, framesPerStreamMax: 8 }
+    // 128 inbound streams per connection, and as many per peer in the client budget
+    case 'raft-client': return attacker === 'stranger' ? { inFlight: 64, framesPerStreamMax: 64 } : { inFlight: 48, framesPerStreamMax: 1 }
+    case 'admission': return { inFlight: 1, framesPerStreamMax: 1 }
+    case 'join': return { inFlight: 1, framesPerStreamMax: 1 }
+    default: return attacker === 'stranger' ? { inFlight: 24, framesPerStreamMax: 64 } : { inFlight: 16, framesPerStreamMax: 1 }
+  }
+}
+
+// ---------------------------------------------------------------- the test bed
+
+export interface FuzzBed {
+  cluster: TestCluster
+  /** The Raft group: three voters. */
+  group: AccordNode[]
+  /** Targets, chosen when the bed starts: a follower and the leader. */
+  follower: AccordNode
+  leader: AccordNode
+  /** A full accord node that joined with a join token (Raft off): it presents its certificate on every connection. */
+  admitted: AccordNode
+  /** A plain libp2p node that holds no certificate. */
+  stranger: Libp2p
+  clusterName: string
+  /** A token signed by another cluster key, and an expired one of this cluster (what a stranger might hold). */
+  strangerTokens: string[]
+}
+
+/**
+ * A libp2p node with accord's transports and no certificate. It does not
+ * listen: a target that dialled it back (discovery does) would make a
+ * second connection, and libp2p then closes one of the two, with the
+ * attacker's streams on it.
+ */
+export async function strangerNode (): Promise<Libp2p> {
+  return createLibp2p({
+    addresses: { listen: [] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { maxConnections: 64 },
+    services: { identify: identify() }
+  })
+}
+
+/** A 3-voter group (ticks of 100 ms, so a busy machine does not start elections), an admitted attacker and a stranger. */
+export async function startFuzzBed (): Promise<FuzzBed> {
+  const cluster = new TestCluster()
+  try {
+    const group = await formRaftGroup(cluster, 3, { raftTickMs: 100 })
+    const leader = await waitForLeader(group, 30_000)
+    const follower = group.find(n => n !== leader)!
+    const admitted = await cluster.add({ raft: false, bootstrap: [addressOf(leader)] })
+    await waitFor(() => leader.admission.isAdmitted(admitted.libp2p.peerId.toString()), 'the attacker to be admitted')
+    const stranger = await strangerNode()
+    for (const target of [leader, follower]) {
+      await stranger.peerStore.merge(target.libp2p.peerId, { multiaddrs: target.libp2p.getMultiaddrs() })
+      await admitted.libp2p.peerStore.merge(target.libp2p.peerId, { multiaddrs: target.libp2p.getMultiaddrs() })
+    }
+    const foreign = await createJoinToken(await generateKeyPair('Ed25519'), { cluster: leader.config.cluster, expiresAtMs: Date.now() + 3600_000, nonce: new Uint8Array(16) })
+    const expired = (await leader.admission.createJoinToken(1000, Date.now() - 5000)).token
+    return { cluster, group, leader, follower, admitted, stranger, clusterName: leader.config.cluster, strangerTokens: [foreign, expired] }
+  } catch (err) {
+    await cluster.stop()
+    throw err
+  }
+}
+
+export async function stopFuzzBed (bed: FuzzBed | undefined): Promise<void> {
+  if (bed == null) { return }
+  try {
+    await bed.stranger.stop()
+  } catch {
+    // already stopped, or stopping failed: nothing to undo in a test
+  }
+  await bed.cluster.stop()
+}
+
+/** The generator's view of `target` for `attacker` now. */
+export function fuzzContext (bed: FuzzBed, attacker: 'stranger' | 'admitted', target: AccordNode): FuzzContext {
+  const summary = target.raft!.summary()
+  const self = attacker === 'stranger' ? bed.stranger.peerId.toString() : bed.admitted.libp2p.peerId.toString()
+  return {
+    cluster: bed.clusterName,
+    self,
+    target: target.libp2p.peerId.toString(),
+    members: bed.group.map(n => n.libp2p.peerId.toString()),
+    term: summary.term,
+    lastIndex: summary.lastIndex,
+    commit: summary.commit,
+    // a stranger presents the admitted member's certificate (stolen: it names another peer)
+    certificate: bed.admitted.admission.credentials?.certificate
+  }
+}
+
+export interface AttackOptions {
+  attacker: 'stranger' | 'admitted'
+  protocol: FuzzProtocol
+  /** Frames in all, split evenly between the follower and the leader. */
+  frames: number
+  seed: number
+  /** A valid join token for the admitted attacker (made by the caller: createJoinToken is async). */
+  joinToken?: string
+  signal?: AbortSignal
+  onProgress?(stats: DriveStats[]): void
+}
+
+/** Sends `frames` frames of one protocol from one attacker, half to the follower and half to the leader, at once. */
+export async function attack (bed: FuzzBed, options: AttackOptions): Promise<DriveStats[]> {
+  const node = options.attacker === 'stranger' ? bed.stranger : bed.admitted.libp2p
+  const shape = driveShape(options.protocol, options.attacker)
+  const targets: Array<['follower' | 'leader', AccordNode]> = [['follower', bed.follower], ['leader', bed.leader]]
+  const live: DriveStats[] = []
+  const results = await Promise.all(targets.map(async ([role, target], i) => {
+    const context = fuzzContext(bed, options.attacker, target)
+    if (options.attacker === 'stranger') {
+      context.joinToken = bed.strangerTokens[i % bed.strangerTokens.length]
+    } else {
+      context.joinToken = options.joinToken
+    }
+    const frames = i === 0 ? Math.ceil(options.frames / 2) : Math.floor(options.frames / 2)
+    return drive({
+      node,
+      target: target.libp2p.peerId,
+      protocol: options.protocol,
+      cluster: bed.clusterName,
+      next: frameGenerator(options.protocol, deriveSeed(options.seed, options.attacker, options.protocol, role), context),
+      seed: deriveSeed(options.seed, options.attacker, options.protocol, role, 'streams'),
+      frames,
+      ...shape,
+      signal: options.signal,
+      onProgress: (stats) => {
+        live[i] = stats
+        options.onProgress?.(live)
+      }
+    })
+  }))
+  return results
+}
+
+// ---------------------------------------------------------------- checks
+
+/** The first node that is leader and that every other node follows, within `deadlineMs`. */
+export async function waitForLeader (group: AccordNode[], deadlineMs: number): Promise<AccordNode> {
+  let leader: AccordNode | undefined
+  await waitFor(() => {
+    leader = group.find(n => n.raft?.summary().role === 'leader')
+    const id = leader?.libp2p.peerId.toString()
+    return leader != null && group.every(n => n.raft?.summary().leader === id)
+  }, 'one leader that every node follows', deadlineMs)
+  return leader!
+}
+
+export interface GroupState {
+  term: number
+  leader: string | null
+  voters: string[]
+  commit: number
+  kv: { keys: number, dataBytes: number, sessions: number }
+}
+
+/** What a stranger must not change, on each node. */
+export function groupState (group: AccordNode[]): GroupState[] {
+  return group.map(n => {
+    const s = n.raft!.summary()
+    return { term: s.term, leader: s.leader, voters: [...s.voters].sort(), commit: s.commit, kv: s.kv }
+  })
+}
+
+export interface HealthOptions {
+  /** How long a leader and each write may take (a bound that keeps a broken group from hanging the check, never asserted on). */
+  deadlineMs?: number
+  /**
+   * Also elect: hand leadership over (to the third node and back, or back
+   * to the bed's leader), so at least one election happens, and write
+   * again. A group whose term was pushed to where no candidate can go
+   * further still has its leader, and fails only here.
+   */
+  elect?: boolean
+}
+
+/**
+ * Whether the group works: every node answers status(), a leader is
+ * followed by all, and through each target a write is accepted and a
+ * linearizable read returns it. Returns the problems found (none: healthy).
+ */
+export async function checkHealthy (bed: FuzzBed, tag: string, options: HealthOptions = {}): Promise<string[]> {
+  const deadlineMs = options.deadlineMs ?? 30_000
+  const problems = await checkServing(bed, tag, deadlineMs)
+  if (problems.length > 0 || options.elect !== true) { return problems }
+  const third = bed.group.find(n => n !== bed.follower && n !== bed.leader)!
+  const current = await waitForLeader(bed.group, deadlineMs)
+  for (const next of current === bed.leader ? [third, bed.leader] : [bed.leader]) {
+    const moved = await handOver(bed, next, deadlineMs)
+    if (moved != null) { return [moved] }
+    const after = await checkServing(bed, `${tag}-after-election`, deadlineMs)
+    if (after.length > 0) { return after }
+  }
+  return []
+}
+
+/** Transfers leadership to `next`; null once every node follows it, else what went wrong. */
+async function handOver (bed: FuzzBed, next: AccordNode, deadlineMs: number): Promise<string | null> {
+  const to = next.libp2p.peerId.toString()
+  const giveUpAt = Date.now() + deadlineMs
+  while (Date.now() < giveUpAt) {
+    if (bed.group.every(n => n.raft?.summary().leader === to)) { return null }
+    // refused or dropped while `next` catches up: ask again
+    await bed.leader.raft!.transferLeadership(to).catch(() => {})
+    await sleep(300)
+  }
+  return `leadership could not be handed to ${short(next)} within ${deadlineMs} ms: ${bed.group.map(n => { const s = n.raft!.summary(); return `${short(n)} ${s.role} term ${s.term}` }).join(', ')}`
+}
+
+async function checkServing (bed: FuzzBed, tag: string, deadlineMs: number): Promise<string[]> {
+  const problems: string[] = []
+  for (const node of bed.group) {
+    try {
+      const status = await Promise.race([node.status(), sleep(5000).then(() => null)])
+      if (status == null) { problems.push(`${short(node)}: status() did not answer within 5 s`) } else if (status.raft == null) { problems.push(`${short(node)}: status() has no raft`) }
+    } catch (err) {
+      problems.push(`${short(node)}: status() threw ${(err as Error).message}`)
+    }
+  }
+  try {
+    await waitForLeader(bed.group, deadlineMs)
+  } catch {
+    problems.push(`no leader followed by all within ${deadlineMs} ms: ${bed.group.map(n => { const s = n.raft!.summary(); return `${short(n)} ${s.role} term ${s.term}` }).join(', ')}`)
+    return problems
+  }
+  for (const [role, target] of [['follower', bed.follower], ['leader', bed.leader]] as const) {
+    const key = `fuzz-health/${tag}/${role}`
+    const value = new TextEncoder().encode(`${tag} ${Date.now()}`)
+    const giveUpAt = Date.now() + deadlineMs
+    let lastError = ''
+    let done = false
+    while (!done && Date.now() < giveUpAt) {
+      try {
+        await target.raft!.writeWithPooledSession(session => ({ type: 'put', session, key, value }))
+        const read = await target.raft!.read(key, 'linearizable')
+        if (read.value == null || Buffer.compare(Buffer.from(read.value), Buffer.from(value)) !== 0) { throw new Error('the linearizable read did not return the write') }
+        done = true
+      } catch (err) {
+        lastError = (err as Error).message
+        await sleep(200)
+      }
+    }
+    if (!done) { problems.push(`write and linearizable read through the ${role} failed: ${lastError}`) }
+  }
+  return problems
+}
+
+function short (node: AccordNode): string {
+  return `…${node.libp2p.peerId.toString().slice(-6)}`
+}
+
+/** accord_refusals_total of one protocol on `node`, by reason. */
+export async function refusalsByReason (node: AccordNode, protocol: string): Promise<Record<string, number>> {
+  const metric = node.metrics.getSingleMetric('accord_refusals_total')
+  const out: Record<string, number> = {}
+  if (metric == null) { return out }
+  const { values } = await metric.get()
+  for (const v of values) {
+    if (v.labels.protocol === protocol) { out[String(v.labels.reason)] = v.value }
+  }
+  return out
+}
+
+/** `after - before` per key (keys that did not move are left out). */
+export function delta (before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [key, value] of Object.entries(after)) {
+    const d = value - (before[key] ?? 0)
+    if (d !== 0) { out[key] = d }
+  }
+  return out
+}
+
+/** `node`'s Raft transport stats. */
+export function raftTransportStats (node: AccordNode): RaftTransportStats | undefined {
+  return node.raft?.transportStats()
+}
+
+export function sumCounts (counts: Record<string, number>): number {
+  return Object.values(counts).reduce((a, b) => a + b, 0)
+}
+
+/** Why `stats` break the transport's bounds (none: within them). */
+export function transportBoundProblems (stats: RaftTransportStats, connectedPeers: number): string[] {
+  const limits = RAFT_TRANSPORT_DEFAULTS
+  const problems: string[] = []
+  for (const [peer, p] of Object.entries(stats.peers)) {
+    if (p.queuedBytesPeak > limits.outboundQueueBytesMax) { problems.push(`queue to …${peer.slice(-6)} peaked at ${p.queuedBytesPeak} bytes > ${limits.outboundQueueBytesMax}`) }
+    if (p.queuedMessages > limits.outboundQueueMessagesMax) { problems.push(`queue to …${peer.slice(-6)} holds ${p.queuedMessages} messages > ${limits.outboundQueueMessagesMax}`) }
+  }
+  if (Object.keys(stats.peers).length > limits.peersMax) { problems.push(`${Object.keys(stats.peers).length} peers with outbound state > ${limits.peersMax}`) }
+  if (stats.snapshotReassemblies > limits.snapshotReassembliesMax) { problems.push(`${stats.snapshotReassemblies} snapshot reassemblies > ${limits.snapshotReassembliesMax}`) }
+  if (stats.inboundStreams > limits.maxInboundStreams * Math.max(1, connectedPeers)) { problems.push(`${stats.inboundStreams} inbound streams > ${limits.maxInboundStreams} x ${connectedPeers} connected peers`) }
+  if (stats.deliverErrors > 0) { problems.push(`onMessage threw ${stats.deliverErrors} times`) }
+  return problems
+}
+
+// ---- memory ----
+
+/**
+ * What the heap plus ArrayBuffers may grow by, after full garbage
+ * collections, between a bed's start and the end of its attacks: a generous
+ * bound (a run grows it by some 20 MiB: peer store entries, the Raft log,
+ * metrics, libp2p's caches). Frames are up to 4 MiB, so a leak of what
+ * they carry exceeds it within a few dozen. Counters and limits are checked
+ * first; this is the backstop.
+ */
+export const HEAP_GROWTH_BYTES_MAX = 96 * 1024 * 1024
+
+let gcFunction: (() => void) | undefined
+
+/** A full garbage collection: global.gc when node runs with --expose-gc, else one obtained through V8 flags. */
+export function collectGarbage (): boolean {
+  if (gcFunction == null) {
+    const exposed = (globalThis as { gc?(): void }).gc
+    if (typeof exposed === 'function') {
+      gcFunction = exposed
+    } else {
+      try {
+        setFlagsFromString('--expose-gc')
+        gcFunction = runInNewContext('gc') as () => void
+      } catch {
+        return false
+      }
+    }
+  }
+  gcFunction()
+  return true
+}
+
+export interface MemorySample { heapUsed: number, arrayBuffers: number, rss: number }
+
+/**
+ * Heap and ArrayBuffer bytes after full collections: the least of five
+ * samples, each after a collection, 200 ms apart. ArrayBuffers freed by a
+ * collection are released a little later (and sockets drain meanwhile), so
+ * a single sample after one collection varies by tens of MiB.
+ */
+export async function settledMemory (): Promise<MemorySample & { collected: boolean }> {
+  let best: MemorySample | undefined
+  let collected = true
+  for (let i = 0; i < 5; i++) {
+    collected = collectGarbage() && collected
+    await sleep(200)
+    const { heapUsed, arrayBuffers, rss } = process.memoryUsage()
+    if (best == null || heapUsed + arrayBuffers < best.heapUsed + best.arrayBuffers) { best = { heapUsed, arrayBuffers, rss } }
+  }
+  return { ...best!, collected }
+}
+
+/** Samples heap and RSS every `intervalMs` until stopped; returns the peaks. */
+export function memoryPeaks (intervalMs = 250): { stop(): MemorySample } {
+  const peak: MemorySample = { heapUsed: 0, arrayBuffers: 0, rss: 0 }
+  const sample = (): void => {
+    const m = process.memoryUsage()
+    peak.heapUsed = Math.max(peak.heapUsed, m.heapUsed)
+    peak.arrayBuffers = Math.max(peak.arrayBuffers, m.arrayBuffers)
+    peak.rss = Math.max(peak.rss, m.rss)
+  }
+  sample()
+  const timer = setInterval(sample, intervalMs)
+  timer.unref()
+  return { stop: () => { clearInterval(timer); sample(); return peak } }
+}
+
+/** Waits until no attacker stream is left open at the targets (the driver closed or aborted them all). */
+export async function waitForAttackStreamsGone (bed: FuzzBed, deadlineMs = 15_000): Promise<void> {
+  const attackers = new Set([bed.stranger.peerId.toString(), bed.admitted.libp2p.peerId.toString()])
+  const accordIds = new Set(FUZZ_PROTOCOLS.map(p => protocolId(p, bed.clusterName)))
+  await waitFor(() => [bed.follower, bed.leader].every(target => target.libp2p.getConnections()
+    .filter(c => attackers.has(c.remotePeer.toString()))
+    .every(c => c.streams.every(s => !accordIds.has(s.protocol) || s.status !== 'open'))), 'the attackers\' streams to close', deadlineMs).catch(() => {})
+}
+
+// ---- process-level errors ----
+
+/**
+ * Records unhandled promise rejections (and, with `exceptions`, uncaught
+ * exceptions) while it runs: a handler that lets an error escape shows up
+ * here. Listening turns them from fatal into recorded, so call stop().
+ */
+export function watchProcessErrors (exceptions = false): { errors: string[], stop(): void } {
+  const errors: string[] = []
+  const onError = (err: unknown): void => { errors.push(err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ''}` : String(err)) }
+  process.on('unhandledRejection', onError)
+  if (exceptions) { process.on('uncaughtException', onError) }
+  return {
+    errors,
+    stop: () => {
+      process.off('unhandledRejection', onError)
+      process.off('uncaughtException', onError)
+    }
+  }
+}

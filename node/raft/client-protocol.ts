@@ -203,8 +203,13 @@ export async function serveClientRequest (libp2p: AccordLibp2p, driver: RaftDriv
     case 'transfer-leader':
       driver.transferLeadership(request.to)
       return { ok: true }
-    case 'peer-addresses':
-      return { ok: true, peers: await knownAddresses(libp2p, request.peers) }
+    case 'peer-addresses': {
+      // only members of the group are looked up: the question is where to
+      // reach a member, and a peer-store lookup of an unknown id costs CPU
+      const { conf } = driver.status()
+      const members = new Set([...conf.voters, ...conf.votersOutgoing, ...conf.learners, ...conf.learnersNext])
+      return { ok: true, peers: await knownAddresses(libp2p, request.peers.filter(id => members.has(id))) }
+    }
     default:
       return unreachable(request)
   }

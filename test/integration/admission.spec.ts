@@ -11,6 +11,7 @@ import { encode } from 'cborg'
 import { createJoinToken } from '../../identity/cluster-credentials.ts'
 import { joinCluster } from '../../node/admission/join.ts'
 import { UserError } from '../../node/errors.ts'
+import { sendClientRequest } from '../../node/raft/client-protocol.ts'
 import { encodeFrame } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL } from '../../node/raft/transport-constants.ts'
 import { refusalCount } from '../lib/metrics.ts'
@@ -61,6 +62,21 @@ describe('admission (real libp2p over TCP on loopback)', function () {
     expect(after.term).to.equal(before.term)
     expect(after.voters).to.deep.equal(before.voters)
     expect(after.leader).to.equal(idOf(leader))
+  })
+
+  it('a member asking where peers are is told only about members of the group', async () => {
+    const nodes = await formRaftGroup(cluster, 3)
+    const leader = leaderOf(nodes)
+    const follower = nodes.find(n => n !== leader)!
+    const other = nodes.find(n => n !== leader && n !== follower)!
+    // a stranger the leader has met, so its peer store knows where it is
+    const outsider = await plainPeer()
+    strangers.push(outsider)
+    await outsider.dial(multiaddr(addressOf(leader)))
+    await waitFor(async () => (await leader.libp2p.peerStore.get(outsider.peerId).catch(() => null)) != null, 'the leader to record the stranger')
+    const answer = await sendClientRequest(follower.libp2p, idOf(leader), { op: 'peer-addresses', peers: [idOf(other), outsider.peerId.toString()] }, AbortSignal.timeout(10_000))
+    expect(answer.ok).to.equal(true)
+    expect((answer.ok ? answer.peers ?? [] : []).map(p => p.id)).to.deep.equal([idOf(other)])
   })
 
   it('closes a stranger\'s connection once the grace period ends', async () => {

@@ -8,9 +8,8 @@
  * Labels stay bounded: `protocol` is one of accord's own protocol ids (or
  * "http"), `reason` a fixed word chosen by the caller, never remote input.
  */
-import { Counter } from 'prom-client'
+import { Counter, Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import type { Registry } from 'prom-client'
 
 /** Distinct (peer, protocol, reason) triples whose last log time is remembered. */
 export const REFUSAL_LOG_KEYS_MAX = 4096
@@ -18,6 +17,7 @@ export const REFUSAL_LOG_INTERVAL_MS = 60_000
 
 export interface RefusalsOptions {
   log: Logger
+  /** Where the counter is registered (default: a registry of its own). */
   registry?: Registry
   logIntervalMs?: number
   logKeysMax?: number
@@ -27,31 +27,25 @@ export interface RefusalsOptions {
 
 export class Refusals {
   readonly #log: Logger
-  readonly #counter: Counter<'protocol' | 'reason'> | null
+  readonly #counter: Counter<'protocol' | 'reason'>
   readonly #intervalMs: number
   readonly #keysMax: number
   readonly #now: () => number
   /** Last log time by "peer protocol reason", oldest first (a Map keeps insertion order). */
   readonly #lastLogged = new Map<string, number>()
-  /** Refusals by "protocol reason" (also in the counter; kept here for status and tests). */
-  readonly #counts = new Map<string, number>()
 
   constructor (options: RefusalsOptions) {
     this.#log = options.log
     this.#intervalMs = options.logIntervalMs ?? REFUSAL_LOG_INTERVAL_MS
     this.#keysMax = options.logKeysMax ?? REFUSAL_LOG_KEYS_MAX
     this.#now = options.now ?? Date.now
-    this.#counter = options.registry == null
-      ? null
-      : new Counter({ name: 'accord_refusals_total', help: 'Requests, streams and messages refused, by protocol and reason', labelNames: ['protocol', 'reason'], registers: [options.registry] })
+    this.#counter = new Counter({ name: 'accord_refusals_total', help: 'Requests, streams and messages refused, by protocol and reason', labelNames: ['protocol', 'reason'], registers: [options.registry ?? new Registry()] })
   }
 
   /** Record one refusal of `peer` on `protocol` for `reason`; `details` go into the log line. */
   refuse (peer: string, protocol: string, reason: string, details: Record<string, unknown> = {}): void {
-    this.#counter?.inc({ protocol, reason })
-    const countKey = `${protocol} ${reason}`
-    this.#counts.set(countKey, (this.#counts.get(countKey) ?? 0) + 1)
-    const key = `${peer} ${countKey}`
+    this.#counter.inc({ protocol, reason })
+    const key = `${peer} ${protocol} ${reason}`
     const now = this.#now()
     const last = this.#lastLogged.get(key)
     if (last !== undefined && now - last < this.#intervalMs) { return }
@@ -64,14 +58,10 @@ export class Refusals {
     this.#log.warn({ peer, protocol, reason, ...details }, 'refused')
   }
 
-  /** How many refusals of `protocol` (and `reason`, when given) so far. */
-  count (protocol: string, reason?: string): number {
-    let total = 0
-    for (const [key, n] of this.#counts) {
-      const [p, r] = key.split(' ')
-      if (p === protocol && (reason === undefined || r === reason)) { total += n }
-    }
-    return total
+  /** How many refusals of `protocol` for `reason` so far (read from the counter). */
+  async count (protocol: string, reason: string): Promise<number> {
+    const { values } = await this.#counter.get()
+    return values.find(v => v.labels.protocol === protocol && v.labels.reason === reason)?.value ?? 0
   }
 
   /** Entries in the log rate-limit table (bounded by logKeysMax). */

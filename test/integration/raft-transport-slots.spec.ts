@@ -2,19 +2,15 @@
  * Snapshot reassembly slots over real libp2p: strangers cannot keep the
  * leader's snapshot out, and a slow drip does not hold a slot.
  */
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify } from '@libp2p/identify'
-import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
-import { createLibp2p } from 'libp2p'
 import { encodeFrame } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL } from '../../node/raft/transport-constants.ts'
 import { RaftTransport, raftTransportComponents } from '../../node/raft/transport.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { randomBytes } from '../lib/bytes-fuzz.ts'
 import { waitFor } from '../lib/nodes.ts'
+import { plainPeer } from '../lib/peers.ts'
 import type { RaftTransportInit } from '../../node/raft/transport.ts'
 import type { Message, SnapshotMessage } from '../../protocols/raft/index.ts'
 import type { Libp2p, Stream } from '@libp2p/interface'
@@ -43,13 +39,7 @@ describe('raft transport: snapshot reassembly slots (real libp2p over TCP on loo
   })
 
   async function plainNode (): Promise<Libp2p> {
-    const node = await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: { identify: identify() }
-    })
+    const node = await plainPeer()
     nodes.push(node)
     return node
   }

@@ -57,7 +57,7 @@ describe('admission gate', () => {
     await gated(stream, connection)
     expect(served).to.equal(0)
     expect(aborted()).to.equal(true)
-    expect(refusals.count('/p/1', 'not-admitted')).to.equal(1)
+    expect(await refusals.count('/p/1', 'not-admitted')).to.equal(1)
   })
 
   it('holds at most waitersMax streams waiting for their peer; the next is refused at once', async () => {
@@ -67,10 +67,10 @@ describe('admission gate', () => {
     const extra = await streamFrom()
     await gated(extra.stream, extra.connection)
     expect(extra.aborted()).to.equal(true)
-    expect(refusals.count('/p/1', 'waiters-full')).to.equal(1)
+    expect(await refusals.count('/p/1', 'waiters-full')).to.equal(1)
     expect(waiting.some(w => w.aborted())).to.equal(false) // still waiting
     await Promise.all(pending)
-    expect(refusals.count('/p/1', 'not-admitted')).to.equal(2)
+    expect(await refusals.count('/p/1', 'not-admitted')).to.equal(2)
   })
 
   it('refuses a revoked peer as revoked, not after a wait for its certificate', async () => {
@@ -78,7 +78,7 @@ describe('admission gate', () => {
     admission.setRevocationCheck(peer => peer === connection.remotePeer.toString())
     await admission.gate('/p/1', () => {})(stream, connection)
     expect(aborted()).to.equal(true)
-    expect(refusals.count('/p/1', 'revoked')).to.equal(1)
-    expect(refusals.count('/p/1', 'not-admitted')).to.equal(0)
+    expect(await refusals.count('/p/1', 'revoked')).to.equal(1)
+    expect(await refusals.count('/p/1', 'not-admitted')).to.equal(0)
   })
 })

@@ -1,19 +1,11 @@
 import { expect } from 'aegir/chai'
 import { createRng } from '../../protocols/common/rng.ts'
 import { CONF_MEMBERS_MAX, encodeConfChange, RaftNode } from '../../protocols/raft/index.ts'
-import type { ConfChange, ConfState, Entry, NodeId, Ready, RestoredState } from '../../protocols/raft/index.ts'
+import { readies } from './raft-harness.ts'
+import type { ConfChange, ConfState, Entry, NodeId, RestoredState } from '../../protocols/raft/index.ts'
 
 const EMPTY: RestoredState = { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }
 const learnerIds = (count: number, prefix = 'l'): NodeId[] => Array.from({ length: count }, (_, i) => `${prefix}${String(i).padStart(4, '0')}`)
-
-function drain (node: RaftNode): Ready[] {
-  const readies: Ready[] = []
-  while (node.hasReady()) {
-    readies.push(node.ready())
-    node.advance()
-  }
-  return readies
-}
 
 /** 'a', the one voter, leading a group with `learners` learners; every Ready persisted into `disk`. */
 function leaderWith (learners: NodeId[], disk: { entries: Entry[] } = { entries: [] }): RaftNode {
@@ -26,7 +18,7 @@ function leaderWith (learners: NodeId[], disk: { entries: Entry[] } = { entries:
 }
 
 function settle (node: RaftNode, disk: { entries: Entry[] } = { entries: [] }): void {
-  for (const ready of drain(node)) {
+  for (const ready of readies(node)) {
     if (ready.entries.length > 0) {
       disk.entries = [...disk.entries.filter(e => e.index < ready.entries[0].index), ...ready.entries]
     }
@@ -86,7 +78,7 @@ describe(`raft: a configuration holds at most CONF_MEMBERS_MAX (${CONF_MEMBERS_M
     const node = new RaftNode({ id: 'b', rng: createRng(6) }, { hardState: { term: 1, vote: null, commit: 5 }, snapshot, entries: [] })
     const entry: Entry = { index: 6, term: 1, type: 'conf-change', data: encodeConfChange({ changes: [{ type: 'add-learner', node: 'x' }] }) }
     expect(node.step({ type: 'append', from: 'a', to: 'b', term: 1, prevIndex: 5, prevTerm: 1, entries: [entry], commit: 6 })).to.deep.equal({ ok: true })
-    const applied = drain(node).flatMap(r => r.committedEntries)
+    const applied = readies(node).flatMap(r => r.committedEntries)
     expect(applied.map(e => e.index)).to.deep.equal([6])
     expect(node.status().counters.confChangesSkipped).to.equal(1)
     expect(members(node.status().conf)).to.equal(CONF_MEMBERS_MAX)

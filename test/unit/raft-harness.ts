@@ -7,7 +7,7 @@
  */
 import { createRng } from '../../protocols/common/rng.ts'
 import { RAFT_DEFAULTS, RaftNode } from '../../protocols/raft/index.ts'
-import type { ConfState, Entry, HardState, Message, NodeId, RaftConfigInit, ReadState, Snapshot } from '../../protocols/raft/index.ts'
+import type { ConfState, Entry, HardState, Message, NodeId, RaftConfigInit, Ready, ReadState, Snapshot } from '../../protocols/raft/index.ts'
 
 export const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
 export const dec = (b: Uint8Array): string => new TextDecoder().decode(b)
@@ -269,14 +269,17 @@ function hash (s: string): number {
 }
 
 /** Drains `node`'s ready without a cluster (for single-node unit tests). */
-export function drain (node: RaftNode): { messages: Message[], committed: Entry[], readStates: ReadState[] } {
-  const out = { messages: [] as Message[], committed: [] as Entry[], readStates: [] as ReadState[] }
+/** Every Ready `node` has, each advanced (nothing persisted or sent). */
+export function readies (node: RaftNode): Ready[] {
+  const out: Ready[] = []
   while (node.hasReady()) {
-    const rd = node.ready()
-    out.messages.push(...rd.messages)
-    out.committed.push(...rd.committedEntries)
-    out.readStates.push(...rd.readStates)
+    out.push(node.ready())
     node.advance()
   }
   return out
+}
+
+export function drain (node: RaftNode): { messages: Message[], committed: Entry[], readStates: ReadState[] } {
+  const all = readies(node)
+  return { messages: all.flatMap(rd => rd.messages), committed: all.flatMap(rd => rd.committedEntries), readStates: all.flatMap(rd => rd.readStates) }
 }

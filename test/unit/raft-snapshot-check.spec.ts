@@ -1,25 +1,16 @@
 import { expect } from 'aegir/chai'
 import { createRng } from '../../protocols/common/rng.ts'
 import { RaftNode } from '../../protocols/raft/index.ts'
-import { enc } from './raft-harness.ts'
-import type { ConfState, Message, Ready, Snapshot, SnapshotMessage } from '../../protocols/raft/index.ts'
+import { enc, readies } from './raft-harness.ts'
+import type { ConfState, Message, Snapshot, SnapshotMessage } from '../../protocols/raft/index.ts'
 
 const conf: ConfState = { voters: ['a', 'b'], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
 
 /** Follower 'b' of a two-voter group after its bootstrap (term 1, commit 2), with the given snapshot check. */
 function follower (checkSnapshot?: (snapshot: Snapshot) => string | null): RaftNode {
   const node = new RaftNode({ id: 'b', rng: createRng(7), checkSnapshot }, { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, conf)
-  drain(node)
+  readies(node)
   return node
-}
-
-function drain (node: RaftNode): Ready[] {
-  const readies: Ready[] = []
-  while (node.hasReady()) {
-    readies.push(node.ready())
-    node.advance()
-  }
-  return readies
 }
 
 const snapshotMessage = (term: number, index: number, data = enc('64 bytes of garbage')): SnapshotMessage =>
@@ -45,7 +36,7 @@ describe('raft: checkSnapshot (the data of a snapshot from the leader is checked
     const node = follower(() => null)
     const message = snapshotMessage(5, 16)
     expect(node.step(message)).to.deep.equal({ ok: true })
-    const [ready] = drain(node)
+    const [ready] = readies(node)
     expect(ready.snapshot?.meta.index).to.equal(16)
     expect(ready.hardState?.term).to.equal(5)
     expect(node.status()).to.deep.include({ term: 5, commit: 16, leader: 'a' })
@@ -57,7 +48,7 @@ describe('raft: checkSnapshot (the data of a snapshot from the leader is checked
     const node = follower(() => { asked++; return 'refused' })
     expect(node.step(snapshotMessage(3, 2))).to.deep.equal({ ok: true })
     expect(asked).to.equal(0)
-    const sent: Message[] = drain(node).flatMap(r => r.messages)
+    const sent: Message[] = readies(node).flatMap(r => r.messages)
     expect(sent).to.deep.include({ type: 'append-response', from: 'b', to: 'a', term: 3, index: 2, reject: false, rejectHint: 0, hintTerm: 0 })
   })
 

@@ -22,7 +22,7 @@ describe('Refusals', () => {
     nowMs = 1000
     refusals.refuse('p1', '/accord/raft/1.0.0', 'not-admitted')
     expect(lines).to.have.length(4)
-    expect(refusals.count('/accord/raft/1.0.0', 'not-admitted')).to.equal(102)
+    expect(await refusals.count('/accord/raft/1.0.0', 'not-admitted')).to.equal(102)
     const metric = await registry.getSingleMetric('accord_refusals_total')!.get()
     expect(metric.values.find(v => v.labels.reason === 'not-admitted')?.value).to.equal(102)
   })

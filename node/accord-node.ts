@@ -1,37 +1,37 @@
 /**
- * createAccordNode(): the library entry point. Builds and starts one node:
- * identity, persistent datastore, libp2p, cluster discovery and the HTTP API.
+ * createAccordNode(): the one-call assembly, for the daemon and for apps
+ * that want everything. Builds and starts one node: identity, persistent
+ * datastore, libp2p with accord's services (admission, discovery, Raft:
+ * the same service factories an app adds to its own libp2p node), and the
+ * HTTP API.
  */
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
 import { Registry } from 'prom-client'
-import { Admission } from './admission/admission.ts'
-import { serveJoins } from './admission/join.ts'
+import { clusterAdmission } from './admission/admission.ts'
 import { admissionRoutes, admissionSummary } from './admission/routes.ts'
 import { joinWithToken, startingCredentials } from './admission/setup.ts'
 import { wireBudgets } from './budgets.ts'
 import { readSavedConfig, resolveConfig, writeSavedConfig, parseHostPort } from './config.ts'
-import { clusterProtocol, CLUSTER_HELLO_BYTES_MAX } from './constants.ts'
-import { ClusterDiscovery } from './discovery.ts'
+import { clusterDiscovery } from './discovery.ts'
 import { UserError } from './errors.ts'
 import { isLoopbackHost, loadOrCreateApiToken, startHttpApi } from './http-api.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p } from './libp2p.ts'
 import { createLogger } from './logger.ts'
 import { raftRoutes } from './raft/routes.ts'
-import { RAFT_SETTINGS_DEFAULTS, RaftService } from './raft/service.ts'
+import { raft } from './raft/service.ts'
 import { Refusals } from './refusals.ts'
 import { statusRoutes } from './routes.ts'
 import { VERSION } from './version.ts'
-import type { AdmissionLimits } from './admission/admission.ts'
-import type { ClusterCredentials } from './admission/credentials.ts'
+import type { Admission, AdmissionLimits } from './admission/admission.ts'
 import type { AdmissionSummary } from './admission/routes.ts'
 import type { AccordConfig } from './config.ts'
 import type { Member } from './discovery.ts'
 import type { HttpApi } from './http-api.ts'
-import type { AccordLibp2p } from './libp2p.ts'
-import type { RaftSummary } from './raft/service.ts'
+import type { AccordLibp2p, AccordOwnServices } from './libp2p.ts'
+import type { RaftService, RaftSummary } from './raft/service.ts'
 import type { Logger } from 'pino'
 
 export interface CreateAccordNodeOptions {
@@ -115,66 +115,78 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
 
   const metrics = new Registry()
   const startedAtMs = Date.now()
-  let libp2p: AccordLibp2p
-  try {
-    libp2p = await buildLibp2p({ config: resolved, privateKey: identity.privateKey, datastore, registry: metrics, version: VERSION })
-  } catch (err) {
-    await datastore.close()
-    throw explainStartError(err, resolved)
-  }
-
-  // Admission: which peers this node serves (see node/admission)
+  // who this node serves (node/admission), counted and logged in one place
   const refusals = new Refusals({ log: log.child({ component: 'refusals' }), registry: metrics })
-  let credentials: ClusterCredentials | null
+  let starting: Awaited<ReturnType<typeof startingCredentials>>
   try {
-    credentials = await startingCredentials(resolved, identity.peerId, options, log)
+    starting = await startingCredentials(resolved, identity.peerId, options)
   } catch (err) {
     await datastore.close()
     throw err
   }
-  const admission = new Admission({
-    libp2p,
-    cluster: resolved.cluster,
-    credentials,
-    // the public DHT needs strangers; accord's own protocols stay gated
-    closeUnadmitted: !resolved.public,
-    refusals,
-    log: log.child({ component: 'admission' }),
-    limits: options.admissionLimits
-  })
-  await admission.start()
-  // members' connections are pruned last; connections and DHT records refused are counted
-  wireBudgets({ libp2p, admission, refusals })
-  const stopServingJoins = await serveJoins({ libp2p, cluster: resolved.cluster, admission, refusals, log: log.child({ component: 'admission' }) })
-  const gate = admission.gate.bind(admission)
-
-  const protocol = clusterProtocol(resolved.cluster)
-  await libp2p.handle(protocol, gate(protocol, async (stream) => {
-    const hello = new TextEncoder().encode(JSON.stringify({ cluster: resolved.cluster, version: VERSION }))
-    if (hello.byteLength <= CLUSTER_HELLO_BYTES_MAX) { stream.send(hello) }
-    await stream.close()
-  }))
-
-  const discovery = new ClusterDiscovery({
-    node: libp2p,
-    admission,
-    cluster: resolved.cluster,
-    public: resolved.public,
-    intervalMs: resolved.discoveryIntervalMs,
-    bootstrap: resolved.bootstrap,
-    dialDiscoveredPeers: resolved.mdns,
-    log: log.child({ component: 'discovery' })
-  })
+  const bootstrapPeers = resolved.bootstrap.map(addr => multiaddr(addr).getComponents().find(c => c.name === 'p2p')?.value ?? '')
+  let libp2p: AccordLibp2p
   try {
-    await libp2p.start()
+    libp2p = await buildLibp2p<AccordOwnServices>({
+      config: resolved,
+      privateKey: identity.privateKey,
+      datastore,
+      registry: metrics,
+      version: VERSION,
+      // the same services an app adds to its own libp2p node
+      services: {
+        admission: clusterAdmission({
+          cluster: resolved.cluster,
+          dataDir: resolved.dataDir,
+          passphrase: options.passphrase,
+          ...starting,
+          // the public DHT needs strangers; accord's own protocols stay gated
+          closeUnadmitted: !resolved.public,
+          limits: options.admissionLimits,
+          refusals,
+          log: log.child({ component: 'admission' })
+        }),
+        discovery: clusterDiscovery({
+          public: resolved.public,
+          intervalMs: resolved.discoveryIntervalMs,
+          bootstrap: resolved.bootstrap,
+          dialDiscoveredPeers: resolved.mdns,
+          log: log.child({ component: 'discovery' })
+        }),
+        ...(resolved.raft
+          ? {
+              raft: raft({
+                dataDir: resolved.dataDir,
+                join: resolved.bootstrap.length > 0 && !resolved.raftInit,
+                joinVia: bootstrapPeers,
+                settings: {
+                  tickIntervalMs: resolved.raftTickMs,
+                  readOnlyMode: resolved.raftLeaseReads ? 'lease' : 'safe',
+                  snapshotEveryEntries: resolved.raftSnapshotEntries
+                },
+                registry: metrics,
+                log
+              })
+            }
+          : {})
+      }
+    })
   } catch (err) {
-    await discovery.stop()
-    await stopServingJoins()
-    await admission.stop()
     await datastore.close()
     throw explainStartError(err, resolved)
   }
-  await discovery.start()
+  const { admission, discovery } = libp2p.services
+  const raftService = libp2p.services.raft ?? null
+  // members' connections are pruned last; connections and DHT records refused are counted
+  const stopBudgets = wireBudgets({ libp2p, admission, refusals })
+  try {
+    await libp2p.start()
+  } catch (err) {
+    stopBudgets()
+    await Promise.resolve(libp2p.stop()).catch(() => {})
+    await datastore.close()
+    throw explainStartError(err, resolved)
+  }
 
   // Save the listen addresses with the ports actually bound, so a restart
   // comes back on the same addresses and its peers find it again.
@@ -182,7 +194,6 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   const effective: AccordConfig = { ...resolved, listen: bound }
 
   let api: HttpApi | null = null
-  let raft: RaftService | null = null
   const status = async (): Promise<NodeStatus> => {
     const members = discovery.members()
     const memberIds = new Set(members.map(m => m.peerId))
@@ -215,16 +226,14 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       members,
       peers: [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId)),
       admission: admissionSummary(admission),
-      raft: raft?.summary() ?? null
+      raft: raftService?.summary() ?? null
     }
   }
 
   const stopAll = async (): Promise<void> => {
     await api?.close()
-    await raft?.stop()
-    await stopServingJoins()
-    await admission.stop()
-    await discovery.stop()
+    stopBudgets()
+    // stops accord's services with the rest
     await libp2p.stop()
     await datastore.close()
   }
@@ -239,34 +248,13 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       }
       for (const failure of failures) { log.warn({ failure }, 'bootstrap peer unreachable') }
     }
-    if (credentials == null && options.joinToken != null) {
-      credentials = await joinWithToken(libp2p, resolved, admission, { ...options, joinToken: options.joinToken }, log)
-    }
-    if (resolved.raft) {
-      const bootstrapPeers = resolved.bootstrap.map(addr => multiaddr(addr).getComponents().find(c => c.name === 'p2p')?.value ?? '')
-      raft = await RaftService.start({
-        libp2p,
-        dataDir: resolved.dataDir,
-        join: resolved.bootstrap.length > 0 && !resolved.raftInit,
-        joinCandidates: () => [...new Set([...bootstrapPeers, ...discovery.members().filter(m => m.connected).map(m => m.peerId)])],
-        settings: {
-          ...RAFT_SETTINGS_DEFAULTS,
-          tickIntervalMs: resolved.raftTickMs,
-          readOnlyMode: resolved.raftLeaseReads ? 'lease' : 'safe',
-          snapshotEveryEntries: resolved.raftSnapshotEntries
-        },
-        registry: metrics,
-        log,
-        gate,
-        refusals
-      })
-      const service = raft
-      admission.setRevocationCheck(peer => service.isRevoked(peer))
+    if (starting.join === true && options.joinToken != null) {
+      await joinWithToken(libp2p, resolved, admission, { ...options, joinToken: options.joinToken })
     }
     if (resolved.api !== null) {
       const { host, port } = parseHostPort(resolved.api, '--api')
       const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
-      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...(raft != null ? raftRoutes(raft) : [])]
+      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...(raftService != null ? raftRoutes(raftService) : [])]
       api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }), refusals })
       effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
     }
@@ -284,7 +272,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     libp2p,
     apiUrl: api?.url ?? null,
     metrics,
-    raft,
+    raft: raftService,
     admission,
     members: () => discovery.members(),
     status,

@@ -2,7 +2,7 @@
  * Budgets: named upper bounds on what other peers can make this node hold,
  * so that no stranger, and no member (or a bug in one), can exhaust its
  * memory, its connection slots or its disk. Each bound is named here,
- * listed in the README ("Budgets") and hit by a test (test/unit and
+ * listed in docs/internals/budgets.md and hit by a test (test/unit and
  * test/integration budgets*.spec.ts).
  *
  * - `StreamBudget`: streams and bytes in flight on one protocol, per peer

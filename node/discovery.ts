@@ -18,14 +18,20 @@
  * (persisted), so a restarted node redials them without a bootstrap node.
  */
 import { randomBytes } from 'node:crypto'
+import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { clusterProtocol, rendezvousKey } from './constants.ts'
-import type { AccordLibp2p } from './libp2p.ts'
-import type { Connection, IdentifyResult, PeerId, PeerInfo, PeerUpdate } from '@libp2p/interface'
+import { CLUSTER_HELLO_BYTES_MAX, clusterProtocol, rendezvousKey } from './constants.ts'
+import { hostFromComponents } from './host.ts'
+import { silentLogger } from './logger.ts'
+import { VERSION } from './version.ts'
+import type { AccordHost, HostComponents } from './host.ts'
+import type { Identify } from '@libp2p/identify'
+import type { Connection, IdentifyResult, PeerId, PeerInfo, PeerUpdate, Startable, StreamHandler } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
 import type { Logger } from 'pino'
 
 const RAW_CODEC = 0x55
@@ -63,29 +69,45 @@ export interface AdmissionView {
   onAdmitted(listener: (peer: string) => void): () => void
 }
 
-export interface DiscoveryOptions {
-  node: AccordLibp2p
-  admission: AdmissionView
-  cluster: string
-  public: boolean
-  intervalMs: number
+export interface DiscoveryInit {
+  /** Rendezvous over the public Amino DHT instead of walking a private DHT (default false). */
+  public?: boolean
+  /** Time between discovery rounds (default 10 s; the first rounds run faster). */
+  intervalMs?: number
   /** Bootstrap multiaddrs (with /p2p/<id>); redialled while disconnected from them. */
-  bootstrap: string[]
-  log: Logger
+  bootstrap?: string[]
   /** Dial the peers a peer discovery service (mDNS) reports. Default false. */
   dialDiscoveredPeers?: boolean
   /** Members tracked at most. Default MEMBERS_MAX (tests use a small one). */
   membersMax?: number
+  log?: Logger
 }
+
+/**
+ * libp2p's kad-dht and identify services, and accord's admission, under
+ * the names js-libp2p's examples give them (as kad-dht finds `ping`).
+ */
+export interface DiscoveryComponents extends HostComponents {
+  dht: KadDHT
+  identify: Identify
+  admission: AdmissionView & { readonly cluster: string, gate(protocol: string, handler: StreamHandler): StreamHandler }
+}
+
+export const DISCOVERY_INTERVAL_MS_DEFAULT = 10_000
 
 export async function rendezvousCid (cluster: string): Promise<CID> {
   const digest = await sha256.digest(new TextEncoder().encode(rendezvousKey(cluster)))
   return CID.createV1(RAW_CODEC, digest)
 }
 
-export class ClusterDiscovery {
-  readonly #options: DiscoveryOptions
-  readonly #protocol: string
+export class ClusterDiscovery implements Startable {
+  readonly #components: DiscoveryComponents
+  readonly #node: AccordHost
+  readonly #init: DiscoveryInit
+  readonly #log: Logger
+  readonly #bootstrap: string[]
+  /** The cluster protocol, `/accord/cluster/<name>/1.0.0` (the cluster's name comes from admission). */
+  #protocol = ''
   readonly #membersMax: number
   readonly #members = new Map<string, Member>()
   /** Discovery rounds: find candidate peers, dial them, redial lost members. */
@@ -98,9 +120,10 @@ export class ClusterDiscovery {
    */
   readonly #identifyPasses: PacedLoop
   #running = false
+  #starting: Promise<void> | undefined
   #stopAdmissionListener: (() => void) | undefined
   /** One per instance, created with it: the mDNS listener may dial before start(). */
-  readonly #abort = new AbortController()
+  #abort = new AbortController()
   #provided = false
   /** Dials in flight, so a slow dial is not started again by the next round (at most DIALS_PER_ROUND_MAX per round). */
   readonly #dialing = new Set<string>()
@@ -112,40 +135,81 @@ export class ClusterDiscovery {
    */
   readonly #unidentified = new Map<string, number>()
 
-  constructor (options: DiscoveryOptions) {
-    this.#options = options
-    this.#rounds = new PacedLoop(options.intervalMs, async () => { await this.#round() }, err => { options.log.debug({ err }, 'discovery round failed') })
-    this.#identifyPasses = new PacedLoop(options.intervalMs, async () => { await this.#identifyUnknownPeers() }, err => { options.log.debug({ err }, 'identify retries failed') })
-    this.#protocol = clusterProtocol(options.cluster)
-    this.#membersMax = options.membersMax ?? MEMBERS_MAX
+  readonly [Symbol.toStringTag] = '@accord/discovery'
+  readonly [serviceCapabilities]: string[] = ['@accord/discovery']
+  readonly [serviceDependencies]: string[] = ['@accord/admission', '@libp2p/kad-dht', '@libp2p/identify']
+
+  constructor (components: DiscoveryComponents, init: DiscoveryInit = {}) {
+    this.#components = components
+    this.#node = hostFromComponents(components)
+    this.#init = init
+    this.#log = init.log ?? silentLogger()
+    this.#bootstrap = init.bootstrap ?? []
+    const intervalMs = init.intervalMs ?? DISCOVERY_INTERVAL_MS_DEFAULT
+    this.#rounds = new PacedLoop(intervalMs, async () => { await this.#round() }, err => { this.#log.debug({ err }, 'discovery round failed') })
+    this.#identifyPasses = new PacedLoop(intervalMs, async () => { await this.#identifyUnknownPeers() }, err => { this.#log.debug({ err }, 'identify retries failed') })
+    this.#membersMax = init.membersMax ?? MEMBERS_MAX
     // listening from construction, before libp2p starts: mDNS sends its
-    // first query as it starts, and the answers would otherwise be missed
-    if (options.dialDiscoveredPeers === true) { options.node.addEventListener('peer:discovery', this.#onPeerDiscovery) }
-    // likewise: a peer may dial us as soon as libp2p listens
-    options.node.addEventListener('connection:open', this.#onConnectionOpen)
-    options.node.addEventListener('connection:close', this.#onConnectionClose)
-    options.node.addEventListener('peer:identify', this.#onPeerIdentify)
+    // first query as it starts, and the answers would otherwise be missed;
+    // likewise a peer may dial us as soon as libp2p listens
+    this.#listenToConnections()
+  }
+
+  /** (Adding a listener that is already there changes nothing.) */
+  #listenToConnections (): void {
+    if (this.#init.dialDiscoveredPeers === true) { this.#node.addEventListener('peer:discovery', this.#onPeerDiscovery) }
+    this.#node.addEventListener('connection:open', this.#onConnectionOpen)
+    this.#node.addEventListener('connection:close', this.#onConnectionClose)
+    this.#node.addEventListener('peer:identify', this.#onPeerIdentify)
+  }
+
+  /** Admission, a sibling service: looked up when used, since services are built one by one. */
+  get #admission (): DiscoveryComponents['admission'] {
+    return this.#components.admission
   }
 
   /** Members other than ourselves, sorted by peer id; connected means connected and admitted. */
   members (): Member[] {
-    const connected = new Set(this.#options.node.getConnections().map(c => c.remotePeer.toString()))
+    const connected = new Set(this.#node.getConnections().map(c => c.remotePeer.toString()))
     return [...this.#members.values()]
-      .map(m => ({ ...m, connected: connected.has(m.peerId) && this.#options.admission.isAdmitted(m.peerId) }))
+      .map(m => ({ ...m, connected: connected.has(m.peerId) && this.#admission.isAdmitted(m.peerId) }))
       .sort((a, b) => a.peerId.localeCompare(b.peerId))
   }
 
+  /** Serve the cluster protocol, so identify announces us as a member to dial. */
   async start (): Promise<void> {
-    const { node } = this.#options
+    this.#starting = this.#start()
+    await this.#starting
+  }
+
+  async #start (): Promise<void> {
+    const node = this.#node
     this.#running = true
+    // after a stop (libp2p nodes can be stopped and started again)
+    if (this.#abort.signal.aborted) { this.#abort = new AbortController() }
+    this.#listenToConnections()
+    this.#protocol = clusterProtocol(this.#admission.cluster)
+    await node.handle(this.#protocol, this.#admission.gate(this.#protocol, async (stream) => {
+      const hello = new TextEncoder().encode(JSON.stringify({ cluster: this.#admission.cluster, version: VERSION }))
+      if (hello.byteLength <= CLUSTER_HELLO_BYTES_MAX) { stream.send(hello) }
+      await stream.close()
+    }))
     node.addEventListener('peer:update', this.#onPeerUpdate)
-    this.#stopAdmissionListener = this.#options.admission.onAdmitted(peer => {
+    this.#stopAdmissionListener = this.#admission.onAdmitted(peer => {
       const peerId = peerIdFromString(peer)
       node.peerStore.get(peerId)
         .then(p => { this.#record(peerId, p.addresses.map(a => a.multiaddr.toString())) }, () => { this.#record(peerId, []) })
     })
-    // members remembered from an earlier run
-    for (const peer of await node.peerStore.all({ filters: [(p) => p.protocols.includes(this.#protocol)] })) {
+  }
+
+  /** Once libp2p listens: redial the members remembered from an earlier run, and start the rounds. */
+  async afterStart (): Promise<void> {
+    const node = this.#node
+    const remembered = await node.peerStore.all({ filters: [(p) => p.protocols.includes(this.#protocol)] })
+    // libp2p stops every service when another fails to start (a listen
+    // address in use), maybe while this one was reading the peer store
+    if (!this.#running) { return }
+    for (const peer of remembered) {
       this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString()))
       this.#dial(peer.id)
     }
@@ -158,12 +222,12 @@ export class ClusterDiscovery {
    * reasons of the failed dials (empty when all succeeded).
    */
   async dialBootstrap (): Promise<{ reached: number, failures: string[] }> {
-    const { node } = this.#options
-    const results = await Promise.allSettled(this.#options.bootstrap.map(async addr => {
+    const node = this.#node
+    const results = await Promise.allSettled(this.#bootstrap.map(async addr => {
       const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
       await node.dial(multiaddr(addr), { signal })
     }))
-    const failures = results.flatMap((r, i) => r.status === 'rejected' ? [`${this.#options.bootstrap[i]}: ${(r.reason as Error).message}`] : [])
+    const failures = results.flatMap((r, i) => r.status === 'rejected' ? [`${this.#bootstrap[i]}: ${(r.reason as Error).message}`] : [])
     return { reached: results.length - failures.length, failures }
   }
 
@@ -173,24 +237,27 @@ export class ClusterDiscovery {
   }
 
   async stop (): Promise<void> {
+    // libp2p stops every service when one fails to start, maybe while this one still starts
+    await this.#starting?.catch(() => {})
     this.#running = false
     this.#abort.abort()
     this.#rounds.stop()
     this.#identifyPasses.stop()
     this.#stopAdmissionListener?.()
-    this.#options.node.removeEventListener('peer:update', this.#onPeerUpdate)
-    this.#options.node.removeEventListener('peer:discovery', this.#onPeerDiscovery)
-    this.#options.node.removeEventListener('connection:open', this.#onConnectionOpen)
-    this.#options.node.removeEventListener('connection:close', this.#onConnectionClose)
-    this.#options.node.removeEventListener('peer:identify', this.#onPeerIdentify)
+    this.#node.removeEventListener('peer:update', this.#onPeerUpdate)
+    this.#node.removeEventListener('peer:discovery', this.#onPeerDiscovery)
+    this.#node.removeEventListener('connection:open', this.#onConnectionOpen)
+    this.#node.removeEventListener('connection:close', this.#onConnectionClose)
+    this.#node.removeEventListener('peer:identify', this.#onPeerIdentify)
     this.#unidentified.clear()
+    await this.#node.unhandle(this.#protocol).catch(() => {})
   }
 
   // identify (and identify push) results land in the peer store, so a peer
   // update is where a peer's protocol list, and so its membership, shows
   readonly #onPeerUpdate = (event: CustomEvent<PeerUpdate>): void => {
     const { peer } = event.detail
-    if (peer.protocols.includes(this.#protocol) && this.#options.admission.isAdmitted(peer.id.toString())) { this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString())) }
+    if (peer.protocols.includes(this.#protocol) && this.#admission.isAdmitted(peer.id.toString())) { this.#record(peer.id, peer.addresses.map(a => a.multiaddr.toString())) }
   }
 
   readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
@@ -221,11 +288,11 @@ export class ClusterDiscovery {
       return
     }
     if (this.#members.size >= this.#membersMax) {
-      this.#options.log.warn({ peer: id, membersMax: this.#membersMax }, 'member table full; peer not recorded')
+      this.#log.warn({ peer: id, membersMax: this.#membersMax }, 'member table full; peer not recorded')
       return
     }
     this.#members.set(id, { peerId: id, addresses, connected: true, firstSeenAt: new Date().toISOString() })
-    this.#options.log.info({ peer: id, members: this.#members.size }, 'cluster member discovered')
+    this.#log.info({ peer: id, members: this.#members.size }, 'cluster member discovered')
   }
 
   /** One round: find candidate peers, dial them, and redial lost members. */
@@ -234,14 +301,14 @@ export class ClusterDiscovery {
     const offer = (peer: PeerInfo): void => {
       if (budget.dials > 0 && this.#dial(peer.id, peer)) { budget.dials-- }
     }
-    for (const addr of this.#options.bootstrap) {
+    for (const addr of this.#bootstrap) {
       const ma = multiaddr(addr)
       const id = peerIdFromString(ma.getComponents().find(c => c.name === 'p2p')?.value ?? '')
       offer({ id, multiaddrs: [ma] })
     }
     // peers are dialled as the walk reveals them, not after it ends: a
     // walk can take seconds on a busy node
-    if (this.#options.public) { await this.#rendezvous(offer) } else { await this.#walk(offer) }
+    if ((this.#init.public === true)) { await this.#rendezvous(offer) } else { await this.#walk(offer) }
     for (const member of this.members()) {
       if (!member.connected) { offer({ id: peerIdFromString(member.peerId), multiaddrs: [] }) }
     }
@@ -260,7 +327,7 @@ export class ClusterDiscovery {
    * closes.
    */
   async #identifyUnknownPeers (): Promise<void> {
-    const { node } = this.#options
+    const node = this.#node
     const retriedPass = (c: Connection): number => this.#unidentified.get(c.id) ?? -1
     const retried = node.getConnections()
       .filter(c => c.status === 'open' && this.#unidentified.has(c.id) &&
@@ -274,56 +341,56 @@ export class ClusterDiscovery {
     await Promise.all(retried.map(async connection => {
       this.#unidentified.set(connection.id, this.#identifyPasses.runs)
       const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(IDENTIFY_RETRY_TIMEOUT_MS)])
-      await node.services.identify.identify(connection, { signal })
-        .catch(err => { this.#options.log.debug({ peer: connection.remotePeer.toString(), err: (err as Error).message }, 'identify retry failed') })
+      await this.#components.identify.identify(connection, { signal })
+        .catch(err => { this.#log.debug({ peer: connection.remotePeer.toString(), err: (err as Error).message }, 'identify retry failed') })
     }))
   }
 
   async #walk (offer: (peer: PeerInfo) => void): Promise<void> {
-    const { node } = this.#options
+    const node = this.#node
     // alternate between the neighbourhood of our own id (which fills our
     // k-buckets nearest to us) and a random region of the key space
     const key = this.#rounds.runs % 2 === 0 ? node.peerId.toMultihash().bytes : new Uint8Array(randomBytes(32))
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
     try {
-      for await (const event of node.services.dht.getClosestPeers(key, { signal })) {
+      for await (const event of this.#components.dht.getClosestPeers(key, { signal })) {
         if (event.name === 'FINAL_PEER') { offer(event.peer) }
         if (event.name === 'PEER_RESPONSE') { event.closer.forEach(offer) }
       }
     } catch (err) {
-      if (this.#running) { this.#options.log.debug({ err }, 'dht walk ended early') }
+      if (this.#running) { this.#log.debug({ err }, 'dht walk ended early') }
     }
   }
 
   async #rendezvous (offer: (peer: PeerInfo) => void): Promise<void> {
-    const { node } = this.#options
-    const cid = await rendezvousCid(this.#options.cluster)
+    const node = this.#node
+    const cid = await rendezvousCid(this.#admission.cluster)
     const signal = (): AbortSignal => AbortSignal.any([this.#abort.signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])
     try {
       // kad-dht republishes provider records by itself once provided
       if (!this.#provided && node.getConnections().length > 0) {
-        for await (const event of node.services.dht.provide(cid, { signal: signal() })) { void event }
+        for await (const event of this.#components.dht.provide(cid, { signal: signal() })) { void event }
         this.#provided = true
-        this.#options.log.info({ cid: cid.toString() }, 'provided cluster rendezvous key')
+        this.#log.info({ cid: cid.toString() }, 'provided cluster rendezvous key')
       }
-      for await (const event of node.services.dht.findProviders(cid, { signal: signal() })) {
+      for await (const event of this.#components.dht.findProviders(cid, { signal: signal() })) {
         if (event.name === 'PROVIDER') { event.providers.forEach(offer) }
       }
     } catch (err) {
-      if (this.#running) { this.#options.log.debug({ err }, 'rendezvous ended early') }
+      if (this.#running) { this.#log.debug({ err }, 'rendezvous ended early') }
     }
   }
 
   /** Dial a peer unless it is us or already connected; returns whether a dial started. */
   #dial (peerId: PeerId, info?: PeerInfo): boolean {
-    const { node } = this.#options
+    const node = this.#node
     const id = peerId.toString()
-    if (peerId.equals(node.peerId) || this.#dialing.has(id) || node.getConnections(peerId).length > 0 || this.#options.admission.isRevoked(id)) { return false }
+    if (peerId.equals(node.peerId) || this.#dialing.has(id) || node.getConnections(peerId).length > 0 || this.#admission.isRevoked(id)) { return false }
     const target = info != null && info.multiaddrs.length > 0 ? info.multiaddrs : peerId
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
     this.#dialing.add(id)
     node.dial(target, { signal }).catch(err => {
-      this.#options.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
+      this.#log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
     }).finally(() => { this.#dialing.delete(id) })
     return true
   }
@@ -367,4 +434,12 @@ class PacedLoop {
       this.#step().catch(this.#onError).finally(() => { this.#schedule() })
     }, delay)
   }
+}
+
+/**
+ * The discovery service: `services: { discovery: clusterDiscovery({ bootstrap }) }`.
+ * Needs kad-dht as `dht`, identify as `identify`, and clusterAdmission as `admission`.
+ */
+export function clusterDiscovery (init: DiscoveryInit = {}): (components: DiscoveryComponents) => ClusterDiscovery {
+  return (components) => new ClusterDiscovery(components, init)
 }

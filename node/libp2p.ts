@@ -22,28 +22,43 @@ import { guardDhtStore, InboundHostLimiter, recordBudgets } from './budgets.ts'
 import { PRIVATE_DHT_PROTOCOL, PUBLIC_DHT_PROTOCOL } from './constants.ts'
 import { UserError } from './errors.ts'
 import { accordNoiseCrypto } from './noise-crypto.ts'
+import type { Admission } from './admission/admission.ts'
 import type { ConnectionBudgets } from './budgets.ts'
 import type { AccordConfig } from './config.ts'
+import type { ClusterDiscovery } from './discovery.ts'
+import type { RaftService } from './raft/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
-import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import type { Libp2p, PeerId, PrivateKey, ServiceMap } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
-import type { Libp2pOptions } from 'libp2p'
+import type { Libp2pOptions, ServiceFactoryMap } from 'libp2p'
 import type { Registry } from 'prom-client'
 
-// a type alias, not an interface: libp2p's ServiceMap needs an index signature
-export type AccordServices = {
+// type aliases, not interfaces: libp2p's ServiceMap needs an index signature
+/** The libp2p services accord's node runs, whatever else it adds. */
+export type BaseServices = {
   identify: Identify
   ping: Ping
   dht: KadDHT
   pubsub: GossipSub
 }
 
+/** accord's own services (raft is absent when Raft is off). */
+export type AccordOwnServices = {
+  admission: Admission
+  discovery: ClusterDiscovery
+  raft?: RaftService
+}
+
+export type AccordServices = BaseServices & AccordOwnServices
+
 export type AccordLibp2p = Libp2p<AccordServices>
 
-export interface BuildOptions {
+export interface BuildOptions<S extends ServiceMap> {
   config: AccordConfig
+  /** Services added to the base ones (createAccordNode adds accord's). */
+  services?: Pick<ServiceFactoryMap<BaseServices & S>, keyof S>
   privateKey: PrivateKey
   datastore: NonNullable<Libp2pOptions['datastore']>
   registry: Registry
@@ -71,7 +86,7 @@ function peerSet (ids: string[]): Set<string> {
   return new Set(ids)
 }
 
-export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p> {
+export async function buildLibp2p<S extends ServiceMap = Record<string, never>> (options: BuildOptions<S>): Promise<Libp2p<BaseServices & S>> {
   const { config } = options
   const allow = peerSet(config.allowPeers)
   const deny = peerSet(config.denyPeers)
@@ -88,9 +103,9 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
   const dht = guardDhtStore(options.datastore, peerIdFromPrivateKey(options.privateKey))
   const dhtProtocol = config.public ? PUBLIC_DHT_PROTOCOL : PRIVATE_DHT_PROTOCOL
 
-  // Not started here: the caller registers its protocol handlers first, so
-  // the very first identify exchange already announces them.
-  const node = await createLibp2p<AccordServices>({
+  // Not started here: createAccordNode starts it once it has wired the
+  // budgets to admission.
+  const node = await createLibp2p<BaseServices & S>({
     start: false,
     privateKey: options.privateKey,
     datastore: dht.datastore,
@@ -146,8 +161,9 @@ export async function buildLibp2p (options: BuildOptions): Promise<AccordLibp2p>
         globalSignaturePolicy: 'StrictSign',
         allowPublishToZeroTopicPeers: true,
         emitSelf: false
-      })
-    }
+      }),
+      ...options.services
+    } as ServiceFactoryMap<BaseServices & S>
   })
   recordBudgets(node, { hosts, dht, dhtProtocol })
   return node

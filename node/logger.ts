@@ -8,3 +8,8 @@ export type { Logger }
 export function createLogger (level: LogLevel, bindings: Record<string, unknown> = {}): Logger {
   return pino({ level, base: { ...bindings } }, pino.destination({ fd: 2, sync: false }))
 }
+
+/** A logger that writes nothing: the default of a service given none. */
+export function silentLogger (): Logger {
+  return pino({ level: 'silent' })
+}

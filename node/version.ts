@@ -1,3 +1,7 @@
 import { createRequire } from 'node:module'
 
-export const VERSION: string = createRequire(import.meta.url)('../package.json').version
+// package.json is one folder up from the sources (node/version.ts), two
+// from the built package (dist/node/version.js)
+const PACKAGE_JSON = import.meta.url.endsWith('.ts') ? '../package.json' : '../../package.json'
+
+export const VERSION: string = createRequire(import.meta.url)(PACKAGE_JSON).version

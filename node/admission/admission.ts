@@ -20,16 +20,22 @@
  * nothing else, and no long-lived connection slot.
  */
 import { randomBytes } from 'node:crypto'
+import { serviceCapabilities } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { encode } from 'cborg'
 import { CERTIFICATE_BYTES_MAX, createJoinToken, verifyCertificate } from '../../identity/cluster-credentials.ts'
+import { hostFromComponents } from '../host.ts'
+import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
 import { boundedLengthDecoder } from '../raft/transport.ts'
+import { Refusals } from '../refusals.ts'
+import { foundCluster, loadCredentials, saveCredentials } from './credentials.ts'
+import { joinCluster, serveJoins } from './join.ts'
 import type { ClusterCredentials } from './credentials.ts'
-import type { AccordLibp2p } from '../libp2p.ts'
-import type { Refusals } from '../refusals.ts'
-import type { Connection, PeerId, Stream, StreamHandler } from '@libp2p/interface'
+import type { AccordHost, HostComponents } from '../host.ts'
+import type { Connection, PeerId, Startable, Stream, StreamHandler } from '@libp2p/interface'
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 
 export const ADMISSION_PROTOCOL = '/accord/admission/1.0.0'
 
@@ -61,23 +67,42 @@ export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
 
 const ANSWER_BYTES_MAX = CERTIFICATE_BYTES_MAX + 256
 
-export interface AdmissionOptions {
-  libp2p: AccordLibp2p
+export interface AdmissionInit {
+  /** The cluster's name: certificates and tokens of any other cluster are refused. */
   cluster: string
-  /** null until a joining node has received them (then setCredentials). */
-  credentials: ClusterCredentials | null
-  /** Close connections of peers not admitted within graceMs (private mode). */
-  closeUnadmitted: boolean
-  refusals: Refusals
-  log: Logger
+  /**
+   * Where the cluster credentials are kept (`<dataDir>/admission/`). With
+   * none saved there and `join` unset, start() founds a new cluster: it
+   * makes the cluster key and this node's certificate, and saves both.
+   */
+  dataDir?: string
+  /** Credentials to use (instead of those saved in dataDir). */
+  credentials?: ClusterCredentials
+  /** Passphrase that encrypts the saved cluster key. */
+  passphrase?: string
+  /** With no credentials: do not found a cluster, wait for join() with a token. */
+  join?: boolean
+  /** Close connections of peers not admitted within graceMs (default true; public mode turns it off). */
+  closeUnadmitted?: boolean
   limits?: Partial<AdmissionLimits>
+  /** Where refusals are counted and logged (default: a counter in `registry`). */
+  refusals?: Refusals
+  /** The Prometheus registry of the refusal counter (when `refusals` is not given). */
+  registry?: Registry
+  log?: Logger
 }
+
+export type AdmissionComponents = HostComponents
 
 interface Waiter { peer: string, wake(): void }
 
-export class Admission {
+export class Admission implements Startable {
   readonly limits: AdmissionLimits
-  readonly #options: AdmissionOptions
+  /** Where every accord service counts and logs what it refuses. */
+  readonly refusals: Refusals
+  readonly #host: AccordHost
+  readonly #init: AdmissionInit
+  readonly #log: Logger
   #credentials: ClusterCredentials | null
   #isRevoked: (peer: string) => boolean = () => false
   /** Admitted peers; an entry goes when the peer's last connection closes (bounded by the connection limit). */
@@ -87,45 +112,89 @@ export class Admission {
   readonly #graceTimers = new Map<string, ReturnType<typeof setTimeout>>()
   readonly #onAdmittedListeners = new Set<(peer: string) => void>()
   #sweepTimer: ReturnType<typeof setInterval> | undefined
+  #stopServingJoins: (() => Promise<void>) | undefined
+  #starting: Promise<void> | undefined
   #running = false
 
-  constructor (options: AdmissionOptions) {
-    this.#options = options
-    this.#credentials = options.credentials
-    this.limits = { ...ADMISSION_DEFAULTS, ...options.limits }
+  readonly [Symbol.toStringTag] = '@accord/admission'
+  readonly [serviceCapabilities]: string[] = ['@accord/admission']
+
+  constructor (components: AdmissionComponents, init: AdmissionInit) {
+    this.#host = hostFromComponents(components)
+    this.#init = init
+    this.#log = init.log ?? silentLogger()
+    this.refusals = init.refusals ?? new Refusals({ log: this.#log.child({ component: 'refusals' }), registry: init.registry })
+    this.#credentials = init.credentials ?? null
+    this.limits = { ...ADMISSION_DEFAULTS, ...init.limits }
   }
 
   get credentials (): ClusterCredentials | null { return this.#credentials }
 
-  /** Register the exchange handler (before libp2p starts, so the first connection can use it). */
+  get cluster (): string { return this.#init.cluster }
+
+  /** Load or found the credentials, and serve the exchange and joins (libp2p calls this before it listens). */
   async start (): Promise<void> {
-    const { libp2p } = this.#options
+    this.#starting = this.#start()
+    await this.#starting
+  }
+
+  async #start (): Promise<void> {
+    const { dataDir, cluster, passphrase } = this.#init
+    if (this.#credentials == null && dataDir != null) {
+      this.#credentials = await loadCredentials(dataDir, cluster, this.#host.peerId, passphrase)
+      if (this.#credentials == null && this.#init.join !== true) {
+        this.#credentials = await foundCluster(cluster, this.#host.peerId, Date.now())
+        await saveCredentials(dataDir, this.#credentials, passphrase)
+        this.#log.info({ cluster }, 'founded a new cluster: made its cluster key and this node\'s certificate')
+      }
+    }
+    if (this.#credentials == null && this.#init.join !== true) {
+      throw new Error('clusterAdmission() needs a dataDir or credentials (or join: true, then join() with a token)')
+    }
     this.#running = true
-    await libp2p.handle(ADMISSION_PROTOCOL, this.#serveExchange, { maxInboundStreams: 2, maxOutboundStreams: 2 })
-    libp2p.addEventListener('connection:open', this.#onConnectionOpen)
-    libp2p.addEventListener('connection:close', this.#onConnectionClose)
-    libp2p.addEventListener('peer:disconnect', this.#onPeerDisconnect)
+    await this.#host.handle(ADMISSION_PROTOCOL, this.#serveExchange, { maxInboundStreams: 2, maxOutboundStreams: 2 })
+    this.#stopServingJoins = await serveJoins({ host: this.#host, cluster, admission: this, refusals: this.refusals, log: this.#log })
+    this.#host.addEventListener('connection:open', this.#onConnectionOpen)
+    this.#host.addEventListener('connection:close', this.#onConnectionClose)
+    this.#host.addEventListener('peer:disconnect', this.#onPeerDisconnect)
     this.#sweepTimer = setInterval(() => { this.#sweepRevoked() }, this.limits.revocationSweepMs)
   }
 
   async stop (): Promise<void> {
-    const { libp2p } = this.#options
+    // libp2p stops every service when one fails to start, maybe while this one still starts
+    await this.#starting?.catch(() => {})
     this.#running = false
     clearInterval(this.#sweepTimer)
     for (const timer of this.#graceTimers.values()) { clearTimeout(timer) }
     this.#graceTimers.clear()
     for (const waiter of this.#waiters) { waiter.wake() }
     this.#waiters.clear()
-    libp2p.removeEventListener('connection:open', this.#onConnectionOpen)
-    libp2p.removeEventListener('connection:close', this.#onConnectionClose)
-    libp2p.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
-    await libp2p.unhandle(ADMISSION_PROTOCOL).catch(() => {})
+    this.#host.removeEventListener('connection:open', this.#onConnectionOpen)
+    this.#host.removeEventListener('connection:close', this.#onConnectionClose)
+    this.#host.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
+    await this.#stopServingJoins?.()
+    await this.#host.unhandle(ADMISSION_PROTOCOL).catch(() => {})
+  }
+
+  /**
+   * Trade a join token (made by `createJoinToken()` on a member) for this
+   * node's certificate and the cluster key, asking the peers `candidates`
+   * names (multiaddrs with /p2p/, or peer ids of connected peers) until one
+   * accepts it or `deadlineMs` passes. Saves them in dataDir, then presents
+   * the certificate on every connection. Throws UserError when the token is
+   * refused or no member answers.
+   */
+  async join (token: string, candidates: string[] | (() => Promise<string[]> | string[]), deadlineMs?: number): Promise<void> {
+    const credentials = await joinCluster(this.#host, this.#init.cluster, async () => typeof candidates === 'function' ? candidates() : candidates, token, deadlineMs)
+    if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, credentials, this.#init.passphrase) }
+    this.setCredentials(credentials)
+    this.#log.info({ cluster: this.#init.cluster }, 'joined the cluster with a join token')
   }
 
   /** Set once a joining node has its credentials: present them on every open connection. */
   setCredentials (credentials: ClusterCredentials): void {
     this.#credentials = credentials
-    for (const connection of this.#options.libp2p.getConnections()) { this.#present(connection) }
+    for (const connection of this.#host.getConnections()) { this.#present(connection) }
   }
 
   /** Where revocations come from (the Raft group's replicated list); checked on every admission and every sweep. */
@@ -158,7 +227,7 @@ export class Admission {
       throw new RangeError(`a token's lifetime must be 1 s to ${this.limits.tokenTtlMsMax / 3600_000} h`)
     }
     const expiresAtMs = nowMs + ttlMs
-    const token = await createJoinToken(this.#credentials.clusterKey, { cluster: this.#options.cluster, expiresAtMs, nonce: new Uint8Array(randomBytes(16)) })
+    const token = await createJoinToken(this.#credentials.clusterKey, { cluster: this.#init.cluster, expiresAtMs, nonce: new Uint8Array(randomBytes(16)) })
     return { token, expiresAtMs }
   }
 
@@ -178,7 +247,7 @@ export class Admission {
         if (!setPaused(stream, true)) { return }
         const reason = this.#isRevoked(peer) ? 'revoked' : await this.#waitAdmitted(peer)
         if (reason !== null) {
-          this.#options.refusals.refuse(peer, protocol, reason)
+          this.refusals.refuse(peer, protocol, reason)
           stream.abort(new Error(`not admitted: ${reason}`))
           if (reason === 'revoked') { this.#disconnect(peer) }
           return
@@ -209,13 +278,13 @@ export class Admission {
   #admit (peer: string): void {
     if (this.#admitted.has(peer)) { return }
     this.#admitted.add(peer)
-    for (const connection of this.#options.libp2p.getConnections()) {
+    for (const connection of this.#host.getConnections()) {
       if (connection.remotePeer.toString() === peer) { this.#clearGrace(connection.id) }
     }
     for (const waiter of this.#waiters) {
       if (waiter.peer === peer) { waiter.wake() }
     }
-    this.#options.log.debug({ peer }, 'peer admitted')
+    this.#log.debug({ peer }, 'peer admitted')
     for (const listener of this.#onAdmittedListeners) { listener(peer) }
   }
 
@@ -223,7 +292,7 @@ export class Admission {
   async #check (peer: string, certificate: Uint8Array): Promise<string | null> {
     const credentials = this.#credentials
     if (credentials == null) { return 'not-ready' }
-    const checked = await verifyCertificate(certificate, { cluster: this.#options.cluster, clusterKey: credentials.clusterPublicKey, peer })
+    const checked = await verifyCertificate(certificate, { cluster: this.#init.cluster, clusterKey: credentials.clusterPublicKey, peer })
     if (typeof checked === 'string') { return checked }
     if (this.#isRevoked(peer)) { return 'revoked' }
     return null
@@ -232,12 +301,12 @@ export class Admission {
   readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
     const connection = event.detail
     const peer = connection.remotePeer.toString()
-    if (this.#options.closeUnadmitted && !this.isAdmitted(peer)) {
+    if (this.#init.closeUnadmitted !== false && !this.isAdmitted(peer)) {
       this.#graceTimers.set(connection.id, setTimeout(() => {
         this.#graceTimers.delete(connection.id)
         // a node that has not joined yet cannot judge anyone
         if (this.#credentials == null || this.isAdmitted(peer) || connection.status !== 'open') { return }
-        this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, 'grace-expired')
+        this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'grace-expired')
         connection.close().catch(() => { connection.abort(new Error('not admitted')) })
       }, this.limits.graceMs))
     }
@@ -262,13 +331,13 @@ export class Admission {
     for (const peer of this.#admitted) {
       if (!this.#isRevoked(peer)) { continue }
       this.#admitted.delete(peer)
-      this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, 'revoked')
+      this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'revoked')
       this.#disconnect(peer)
     }
   }
 
   #disconnect (peer: string): void {
-    for (const connection of this.#options.libp2p.getConnections()) {
+    for (const connection of this.#host.getConnections()) {
       if (connection.remotePeer.toString() === peer) { connection.close().catch(() => { connection.abort(new Error('revoked')) }) }
     }
   }
@@ -287,18 +356,18 @@ export class Admission {
         const answer = decodeBoundedCbor((await lp.read({ signal })).subarray()) as { ok?: unknown, reason?: unknown, cert?: unknown }
         await stream.close({ signal })
         if (answer?.ok !== true) {
-          this.#options.log.warn({ peer, reason: typeof answer?.reason === 'string' ? answer.reason.slice(0, 200) : 'malformed answer' }, 'peer did not accept our membership certificate')
+          this.#log.warn({ peer, reason: typeof answer?.reason === 'string' ? answer.reason.slice(0, 200) : 'malformed answer' }, 'peer did not accept our membership certificate')
         }
         if (answer?.cert instanceof Uint8Array) {
           const reason = await this.#check(peer, answer.cert)
-          if (reason === null) { this.#admit(peer) } else { this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, 'bad-certificate', { detail: reason }) }
+          if (reason === null) { this.#admit(peer) } else { this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'bad-certificate', { detail: reason }) }
         }
       } catch (err) {
         stream.abort(err as Error)
         throw err
       }
     })().catch(err => {
-      this.#options.log.debug({ peer, err: (err as Error).message }, 'certificate exchange failed')
+      this.#log.debug({ peer, err: (err as Error).message }, 'certificate exchange failed')
     })
   }
 
@@ -313,17 +382,17 @@ export class Admission {
       if (reason === null) {
         this.#admit(peer)
       } else if (reason === 'revoked') {
-        this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, reason)
+        this.refusals.refuse(peer, ADMISSION_PROTOCOL, reason)
         await lp.write(encode({ ok: false, reason }), { signal })
         this.#disconnect(peer)
         return
       } else {
-        this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, reason === 'not-ready' ? reason : 'bad-certificate', { detail: reason })
+        this.refusals.refuse(peer, ADMISSION_PROTOCOL, reason === 'not-ready' ? reason : 'bad-certificate', { detail: reason })
       }
       await lp.write(encode(reason === null ? { ok: true, cert: this.#credentials?.certificate } : { ok: false, reason }), { signal })
       await stream.close({ signal })
     } catch (err) {
-      this.#options.refusals.refuse(peer, ADMISSION_PROTOCOL, 'malformed', { detail: (err as Error).message })
+      this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'malformed', { detail: (err as Error).message })
       stream.abort(err as Error)
     }
   }
@@ -337,4 +406,12 @@ function setPaused (stream: Stream, paused: boolean): boolean {
   } catch {
     return false
   }
+}
+
+/**
+ * The admission service: `services: { admission: clusterAdmission({ cluster, dataDir }) }`.
+ * accord's other services find it under the name `admission`.
+ */
+export function clusterAdmission (init: AdmissionInit): (components: AdmissionComponents) => Admission {
+  return (components) => new Admission(components, init)
 }

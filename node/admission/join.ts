@@ -24,7 +24,7 @@ import { decodeBoundedCbor } from '../raft/codec.ts'
 import { boundedLengthDecoder } from '../raft/transport.ts'
 import type { Admission } from './admission.ts'
 import type { ClusterCredentials } from './credentials.ts'
-import type { AccordLibp2p } from '../libp2p.ts'
+import type { AccordHost } from '../host.ts'
 import type { Refusals } from '../refusals.ts'
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
@@ -37,7 +37,7 @@ const REQUEST_BYTES_MAX = JOIN_TOKEN_CHARS_MAX + 64
 const ANSWER_BYTES_MAX = 4096
 
 export interface JoinServerOptions {
-  libp2p: AccordLibp2p
+  host: AccordHost
   cluster: string
   admission: Admission
   refusals: Refusals
@@ -47,7 +47,7 @@ export interface JoinServerOptions {
 
 /** Serve join requests. Returns a function that unregisters the handler. */
 export async function serveJoins (options: JoinServerOptions): Promise<() => Promise<void>> {
-  const { libp2p, admission, refusals } = options
+  const { host, admission, refusals } = options
   const now = options.now ?? Date.now
   let inFlight = 0
   /** Answer a refusal; `label` is the metric's fixed word, `reason` what the joiner is told. */
@@ -55,7 +55,7 @@ export async function serveJoins (options: JoinServerOptions): Promise<() => Pro
     refusals.refuse(peer, JOIN_PROTOCOL, label, label === reason ? {} : { detail: reason })
     await lp.write(encode({ ok: false, reason }), { signal })
   }
-  await libp2p.handle(JOIN_PROTOCOL, async (stream: Stream, connection: Connection) => {
+  await host.handle(JOIN_PROTOCOL, async (stream: Stream, connection: Connection) => {
     const peer = connection.remotePeer.toString()
     const signal = AbortSignal.timeout(JOIN_TIMEOUT_MS)
     const lp = lpStream(stream, { maxDataLength: REQUEST_BYTES_MAX, lengthDecoder: boundedLengthDecoder(REQUEST_BYTES_MAX) })
@@ -92,7 +92,7 @@ export async function serveJoins (options: JoinServerOptions): Promise<() => Pro
       inFlight--
     }
   }, { maxInboundStreams: 1, maxOutboundStreams: 1 })
-  return async () => { await libp2p.unhandle(JOIN_PROTOCOL).catch(() => {}) }
+  return async () => { await host.unhandle(JOIN_PROTOCOL).catch(() => {}) }
 }
 
 /** A join that found no member to accept the token gives up after this long. */
@@ -106,7 +106,7 @@ const JOIN_RETRY_MS = 500
  * refusal of the token itself ends the join at once; unreachable or
  * not-yet-found members are asked again until JOIN_DEADLINE_MS.
  */
-export async function joinCluster (libp2p: AccordLibp2p, cluster: string, candidates: () => Promise<string[]>, token: string, deadlineMs = JOIN_DEADLINE_MS): Promise<ClusterCredentials> {
+export async function joinCluster (host: AccordHost, cluster: string, candidates: () => Promise<string[]>, token: string, deadlineMs = JOIN_DEADLINE_MS): Promise<ClusterCredentials> {
   const parsed = parseJoinToken(token)
   if (typeof parsed === 'string') { throw new UserError(`--join-token: ${parsed}`) }
   if (parsed.cluster !== cluster) { throw new UserError(`--join-token is for cluster "${parsed.cluster}", not "${cluster}"; start with --cluster ${parsed.cluster}`) }
@@ -116,7 +116,7 @@ export async function joinCluster (libp2p: AccordLibp2p, cluster: string, candid
     failures = []
     for (const target of await candidates()) {
       try {
-        return await joinThrough(libp2p, cluster, target, token, parsed.clusterKey)
+        return await joinThrough(host, cluster, target, token, parsed.clusterKey)
       } catch (err) {
         if (err instanceof JoinRefusedError) { throw new UserError(`cluster "${cluster}" refused the join token: ${err.message}`) }
         failures.push(`${target}: ${(err as Error).message}`)
@@ -131,9 +131,9 @@ export async function joinCluster (libp2p: AccordLibp2p, cluster: string, candid
 /** A member read the token and refused it (expired, forged, revoked): asking others would not help. */
 class JoinRefusedError extends Error {}
 
-async function joinThrough (libp2p: AccordLibp2p, cluster: string, target: string, token: string, clusterKey: Uint8Array): Promise<ClusterCredentials> {
+async function joinThrough (host: AccordHost, cluster: string, target: string, token: string, clusterKey: Uint8Array): Promise<ClusterCredentials> {
   const signal = AbortSignal.timeout(JOIN_TIMEOUT_MS)
-  const stream = await libp2p.dialProtocol(target.startsWith('/') ? multiaddr(target) : peerIdFromString(target), JOIN_PROTOCOL, { signal })
+  const stream = await host.dialProtocol(target.startsWith('/') ? multiaddr(target) : peerIdFromString(target), JOIN_PROTOCOL, { signal })
   let answer: { ok?: unknown, reason?: unknown, cert?: unknown, key?: unknown }
   try {
     const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })
@@ -158,7 +158,7 @@ async function joinThrough (libp2p: AccordLibp2p, cluster: string, target: strin
   }
   // the token named the cluster key: anything else is not that cluster
   if (key.type !== 'Ed25519' || !equal(clusterPublicKey(key), clusterKey)) { throw new Error('the member sent a cluster key other than the one the token names') }
-  const checked = await verifyCertificate(answer.cert, { cluster, clusterKey, peer: libp2p.peerId.toString() })
+  const checked = await verifyCertificate(answer.cert, { cluster, clusterKey, peer: host.peerId.toString() })
   if (typeof checked === 'string') { throw new Error(`the member sent a certificate that does not admit us: ${checked}`) }
   return { cluster, clusterKey: key, clusterPublicKey: clusterKey, certificate: answer.cert }
 }

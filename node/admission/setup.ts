@@ -4,7 +4,8 @@
  * - it has them (a restart): it uses them;
  * - it has none and no join token, and no bootstrap peer (or --raft-init,
  *   or public mode, where bootstrap peers are the public DHT's): it founds
- *   the cluster, making the cluster key and its own certificate;
+ *   the cluster, making the cluster key and its own certificate (the
+ *   admission service does, as it starts);
  * - it has none and a join token: it trades the token with a member once
  *   libp2p runs (joinWithToken);
  * - it has none, no token, and bootstrap peers: it cannot start, and says
@@ -14,14 +15,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { parseJoinToken } from '../../identity/cluster-credentials.ts'
 import { clusterProtocol } from '../constants.ts'
 import { UserError } from '../errors.ts'
-import { foundCluster, loadCredentials, saveCredentials } from './credentials.ts'
-import { joinCluster } from './join.ts'
-import type { Admission } from './admission.ts'
-import type { ClusterCredentials } from './credentials.ts'
+import { loadCredentials } from './credentials.ts'
+import type { Admission, AdmissionInit } from './admission.ts'
 import type { AccordConfig } from '../config.ts'
-import type { AccordLibp2p } from '../libp2p.ts'
+import type { AccordHost } from '../host.ts'
 import type { PeerId } from '@libp2p/interface'
-import type { Logger } from 'pino'
 
 export interface CredentialOptions {
   passphrase?: string
@@ -29,38 +27,33 @@ export interface CredentialOptions {
   joinDeadlineMs?: number
 }
 
-/** The credentials to start with: loaded, made by founding, or null when the node joins with its token. Throws UserError. */
-export async function startingCredentials (config: AccordConfig, self: PeerId, options: CredentialOptions, log: Logger): Promise<ClusterCredentials | null> {
+/**
+ * What the admission service starts with: the saved credentials; or none
+ * and `join` (the node joins with its token once libp2p runs); or neither,
+ * and the service founds the cluster. Throws UserError.
+ */
+export async function startingCredentials (config: AccordConfig, self: PeerId, options: CredentialOptions): Promise<Pick<AdmissionInit, 'credentials' | 'join'>> {
   const loaded = await loadCredentials(config.dataDir, config.cluster, self, options.passphrase)
-  if (loaded != null) { return loaded }
+  if (loaded != null) { return { credentials: loaded } }
   if (options.joinToken != null) {
     const problem = joinTokenProblem(options.joinToken, config)
     if (problem != null) { throw new UserError(problem) }
-    return null
+    return { join: true }
   }
   if (config.bootstrap.length > 0 && !config.raftInit && !config.public) {
     throw new UserError(`joining cluster "${config.cluster}" needs a join token: run "accord token create" on a member and start with --join-token TOKEN`)
   }
-  const founded = await foundCluster(config.cluster, self, Date.now())
-  await saveCredentials(config.dataDir, founded, options.passphrase)
-  log.info({ cluster: config.cluster }, 'founded a new cluster: made its cluster key and this node\'s certificate')
-  return founded
+  return {}
 }
 
 /**
- * Trade the join token with a member (the bootstrap peers, then the members
- * discovery finds in public mode or by mDNS), keep the credentials, and
- * hand them to admission.
+ * Trade the join token with a member: the bootstrap peers, then the
+ * members discovery finds in public mode or by mDNS.
  */
-export async function joinWithToken (libp2p: AccordLibp2p, config: AccordConfig, admission: Admission, options: CredentialOptions & { joinToken: string }, log: Logger): Promise<ClusterCredentials> {
+export async function joinWithToken (host: AccordHost, config: AccordConfig, admission: Admission, options: CredentialOptions & { joinToken: string }): Promise<void> {
   const bootstrap = config.public ? [] : config.bootstrap
   const protocol = clusterProtocol(config.cluster)
-  const candidates = async (): Promise<string[]> => [...bootstrap, ...await clusterPeersConnected(libp2p, protocol)]
-  const credentials = await joinCluster(libp2p, config.cluster, candidates, options.joinToken, options.joinDeadlineMs)
-  await saveCredentials(config.dataDir, credentials, options.passphrase)
-  admission.setCredentials(credentials)
-  log.info({ cluster: config.cluster }, 'joined the cluster with a join token')
-  return credentials
+  await admission.join(options.joinToken, async () => [...bootstrap, ...await clusterPeersConnected(host, protocol)], options.joinDeadlineMs)
 }
 
 /** Why a join token cannot be used with this configuration, or null when it can. */
@@ -73,11 +66,11 @@ function joinTokenProblem (token: string, config: AccordConfig): string | null {
 }
 
 /** Connected peers whose identify lists our cluster's protocol. */
-async function clusterPeersConnected (libp2p: AccordLibp2p, protocol: string): Promise<string[]> {
-  const peers = [...new Set(libp2p.getConnections().map(c => c.remotePeer.toString()))]
+async function clusterPeersConnected (host: AccordHost, protocol: string): Promise<string[]> {
+  const peers = [...new Set(host.getConnections().map(c => c.remotePeer.toString()))]
   const found: string[] = []
   for (const id of peers) {
-    const info = await libp2p.peerStore.get(peerIdFromString(id)).catch(() => null)
+    const info = await host.peerStore.get(peerIdFromString(id)).catch(() => null)
     if (info?.protocols.includes(protocol) === true) { found.push(id) }
   }
   return found

@@ -32,7 +32,8 @@ back with "accord start --data-dir DIR/node-i". Ctrl-C stops them all.
   --cluster NAME      cluster name (default "demo")
 `
 
-const CLI_PATH = fileURLToPath(new URL('../cli.ts', import.meta.url))
+// node/cli.ts in the sources, dist/node/cli.js in the built package
+const CLI_PATH = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../cli.ts' : '../cli.js', import.meta.url))
 const POLL_INTERVAL_MS = 1000
 const NODE_START_TIMEOUT_MS = 30_000
 const STOP_TIMEOUT_MS = 10_000

@@ -24,7 +24,7 @@ import { boundedLengthDecoder } from './transport.ts'
 import type { RaftDriver } from './driver.ts'
 import type { ConfChange } from '../../protocols/raft/index.ts'
 import type { KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
-import type { AccordLibp2p } from '../libp2p.ts'
+import type { AccordHost } from '../host.ts'
 import type { Refusals } from '../refusals.ts'
 import type { Connection, PeerId, Stream, StreamHandler, StreamMessageEvent } from '@libp2p/interface'
 import type { Logger } from 'pino'
@@ -117,7 +117,7 @@ export interface ClientProtocolOptions {
 }
 
 /** Serve requests from other nodes against the local driver. Returns the budget it serves them within. */
-export async function handleClientRequests (libp2p: AccordLibp2p, driver: RaftDriver, limits: KvLimits, log: Logger, gate: (protocol: string, handler: StreamHandler) => StreamHandler, options: ClientProtocolOptions = {}): Promise<StreamBudget> {
+export async function handleClientRequests (libp2p: AccordHost, driver: RaftDriver, limits: KvLimits, log: Logger, gate: (protocol: string, handler: StreamHandler) => StreamHandler, options: ClientProtocolOptions = {}): Promise<StreamBudget> {
   const budget = options.budget ?? new StreamBudget(RAFT_CLIENT_BUDGET)
   const maxDataLength = requestBytesMax(limits)
   const refuse = (peer: string, reason: string, details?: Record<string, unknown>): void => {
@@ -193,7 +193,7 @@ async function answerAndClose (stream: Stream, lp: { write(bytes: Uint8Array, op
 }
 
 /** Carry out a request on this node (used for remote requests and for our own when we lead). */
-export async function serveClientRequest (libp2p: AccordLibp2p, driver: RaftDriver, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
+export async function serveClientRequest (libp2p: AccordHost, driver: RaftDriver, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
   switch (request.op) {
     case 'propose':
       return { ok: true, result: await driver.propose(request.command, signal) }
@@ -215,7 +215,7 @@ export async function serveClientRequest (libp2p: AccordLibp2p, driver: RaftDriv
   }
 }
 
-async function knownAddresses (libp2p: AccordLibp2p, peers: string[]): Promise<PeerAddresses[]> {
+async function knownAddresses (libp2p: AccordHost, peers: string[]): Promise<PeerAddresses[]> {
   const found: PeerAddresses[] = []
   for (const id of peers) {
     try {
@@ -233,7 +233,7 @@ export function toAnswer (err: unknown, leader: string | null): ClientAnswer {
 }
 
 /** Send a request to `peer` and wait for its answer. */
-export async function sendClientRequest (libp2p: AccordLibp2p, peer: string, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
+export async function sendClientRequest (libp2p: AccordHost, peer: string, request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
   const stream = await libp2p.dialProtocol(peerIdFromString(peer), RAFT_CLIENT_PROTOCOL, { signal })
   try {
     const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })

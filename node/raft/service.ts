@@ -1,18 +1,22 @@
 /**
- * The node's Raft group: storage, transport, driver, the client protocol
- * for forwarding to the leader, joining, metrics. The HTTP routes and CLI
- * talk to this class only.
+ * The Raft service: the node's Raft group with its storage, transport,
+ * driver, the client protocol for forwarding to the leader, joining and
+ * metrics. A js-libp2p service (`raft(init)`, beside clusterAdmission);
+ * the HTTP routes and CLI talk to this class only.
  *
- * Forming a group: a node that starts with empty Raft storage and no
- * bootstrap peers founds a new group with itself as the only voter. A node
- * that starts empty with bootstrap peers asks the group to add it as a
- * learner; the leader promotes learners once they have caught up. A node
- * with Raft state simply resumes.
+ * Forming a group: a node that starts with empty Raft storage founds a new
+ * group with itself as the only voter, unless `join` is set: then it asks
+ * the group to add it as a learner, and the leader promotes learners once
+ * they have caught up. A node with Raft state simply resumes.
  */
 import { randomBytes } from 'node:crypto'
 import { setImmediate, setTimeout as sleep } from 'node:timers/promises'
+import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
+import { Registry } from 'prom-client'
 import { resolveKvLimits } from '../../protocols/raft/kv/index.ts'
+import { hostFromComponents } from '../host.ts'
+import { silentLogger } from '../logger.ts'
 import { ADDRESS_LOOKUP_PEERS_MAX, handleClientRequests, RAFT_CLIENT_PROTOCOL, parsePeerId, sendClientRequest, serveClientRequest, toAnswer } from './client-protocol.ts'
 import { RaftDriver, RaftError } from './driver.ts'
 import { raftMetrics } from './metrics.ts'
@@ -20,16 +24,15 @@ import { RaftPeerFilter } from './peer-filter.ts'
 import { SessionPool } from './session-pool.ts'
 import { RaftStorage, raftStorageDir } from './storage/index.ts'
 import { RAFT_PROTOCOL } from './transport-constants.ts'
-import { raftTransportComponents, RaftTransport } from './transport.ts'
+import { RaftTransport } from './transport.ts'
 import type { ClientAnswer, ClientRequest } from './client-protocol.ts'
 import type { RaftTransportStats } from './transport.ts'
 import type { ConfChange, ConfState, RaftStatus } from '../../protocols/raft/index.ts'
 import type { ClientSession, KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
-import type { AccordLibp2p } from '../libp2p.ts'
-import type { Refusals } from '../refusals.ts'
-import type { PeerId, StreamHandler } from '@libp2p/interface'
+import type { Admission } from '../admission/admission.ts'
+import type { AccordHost, HostComponents } from '../host.ts'
+import type { ComponentLogger, PeerId, Startable, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { Logger } from 'pino'
-import type { Registry } from 'prom-client'
 
 export interface RaftSettings {
   tickIntervalMs: number
@@ -79,21 +82,27 @@ export interface RaftSummary {
   progress?: RaftStatus['progress']
 }
 
-export interface RaftServiceOptions {
-  libp2p: AccordLibp2p
+export interface RaftInit {
+  /** Raft keeps its log, hard state and snapshots in `<dataDir>/raft`. */
   dataDir: string
-  /** Peer ids to ask when joining (bootstrap peers, discovered members). */
-  joinCandidates(): string[]
-  /** Whether this node was given bootstrap peers (then it joins instead of founding a group). */
-  join: boolean
-  settings: RaftSettings
-  registry: Registry
-  log: Logger
+  /**
+   * When the storage is empty: ask the group to add this node (true), or
+   * found a new group with this node as its only voter (false, the default).
+   */
+  join?: boolean
+  /** Peer ids to ask first when joining; then every admitted peer. */
+  joinVia?: string[]
+  settings?: Partial<RaftSettings>
   kvLimits?: Partial<KvLimits>
-  /** Wraps every protocol handler: admission serves admitted peers only (default: serve everyone). */
-  gate?(protocol: string, handler: StreamHandler): StreamHandler
-  /** Where refused Raft messages are counted and logged. */
-  refusals?: Refusals
+  /** Where the Raft metrics are registered (default: a registry of its own). */
+  registry?: Registry
+  log?: Logger
+}
+
+/** The components the Raft service takes; clusterAdmission must run as `admission`. */
+export interface RaftComponents extends HostComponents {
+  logger: ComponentLogger
+  admission: Admission
 }
 
 /**
@@ -105,16 +114,32 @@ export interface RaftServiceOptions {
 export const RESERVED_KEY_PREFIX = '\u0000'
 export const REVOKED_KEY_PREFIX = `${RESERVED_KEY_PREFIX}accord/revoked/`
 
-export class RaftService {
+/** Keys under RESERVED_KEY_PREFIX are accord's own: no client writes them. */
+function checkClientKey (key: string): void {
+  if (key.startsWith(RESERVED_KEY_PREFIX)) { throw new RaftError('invalid', 'keys starting with NUL are reserved for accord') }
+}
+
+export class RaftService implements Startable {
   readonly limits: KvLimits
-  readonly #options: RaftServiceOptions
-  readonly #storage: RaftStorage
-  readonly #transport: RaftTransport
-  readonly #driver: RaftDriver
+  readonly settings: RaftSettings
+  readonly #components: RaftComponents
+  readonly #host: AccordHost
+  readonly #init: RaftInit
+  readonly #log: Logger
+  readonly #metrics: ReturnType<typeof raftMetrics>
+  // set by start()
+  #storage!: RaftStorage
+  #transport!: RaftTransport
+  #driver!: RaftDriver
   /** Sessions for writes that bring none; client ids fresh per start, so sequences never clash with a previous run. */
-  readonly #sessions = new SessionPool(randomBytes(6).toString('hex'))
-  #stopped = false
+  #sessions!: SessionPool
+  #stopped = true
+  #starting: Promise<void> | undefined
   #joinTimer: ReturnType<typeof setTimeout> | undefined
+  /** The next join attempt, while one waits on #joinTimer (null while one runs, or once joined). */
+  #joinWaiting: number | null = null
+  #stopJoinWatch: (() => void) | undefined
+  #joinAccepted = false
   #membersTimer: ReturnType<typeof setInterval> | undefined
   /** Members being dialled by #connectMembers (bounded by the configuration size). */
   readonly #dialing = new Set<string>()
@@ -122,94 +147,132 @@ export class RaftService {
   /** The leader named by a member that refused our join request. */
   #joinHint: string | null = null
 
-  private constructor (options: RaftServiceOptions, storage: RaftStorage, transport: RaftTransport, driver: RaftDriver, limits: KvLimits) {
-    this.#options = options
-    this.#storage = storage
-    this.#transport = transport
-    this.#driver = driver
-    this.limits = limits
+  readonly [Symbol.toStringTag] = '@accord/raft'
+  readonly [serviceCapabilities]: string[] = ['@accord/raft']
+  readonly [serviceDependencies]: string[] = ['@accord/admission']
+
+  constructor (components: RaftComponents, init: RaftInit) {
+    this.#components = components
+    this.#host = hostFromComponents(components)
+    this.#init = init
+    this.#log = init.log ?? silentLogger()
+    this.limits = resolveKvLimits(init.kvLimits)
+    this.settings = { ...RAFT_SETTINGS_DEFAULTS, ...init.settings }
+    this.#metrics = raftMetrics(init.registry ?? new Registry())
   }
 
-  static async start (options: RaftServiceOptions): Promise<RaftService> {
-    const { libp2p, log } = options
-    const id = libp2p.peerId.toString()
-    const limits = resolveKvLimits(options.kvLimits)
-    const metrics = raftMetrics(options.registry)
-    const storage = await RaftStorage.open(raftStorageDir(options.dataDir), {
+  /** Open the storage, serve Raft and request forwarding to admitted peers, and run the group. */
+  async start (): Promise<void> {
+    this.#starting = this.#start()
+    await this.#starting
+  }
+
+  async #start (): Promise<void> {
+    const { limits, settings } = this
+    const log = this.#log
+    const admission = this.#components.admission
+    const id = this.#host.peerId.toString()
+    const metrics = this.#metrics
+    const storage = this.#storage = await RaftStorage.open(raftStorageDir(this.#init.dataDir), {
       // the largest snapshot these KV limits can produce must be storable
       snapshotBytesMax: RaftDriver.snapshotBytesMax(limits),
       logger: log.child({ component: 'raft-storage' }),
       onFsync: (ms, entries) => { metrics.fsync(ms, entries) }
     })
-    const restored = await storage.load()
-    const fresh = restored.hardState.term === 0 && restored.entries.length === 0 && restored.snapshot == null
-    const bootstrapConf: ConfState | undefined = fresh && !options.join
-      ? { voters: [id], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
-      : undefined
+    // what started is closed again if a later step fails (say, a stored
+    // snapshot that does not restore), so a failed start leaks nothing
+    let transportStarted = false
+    try {
+      const restored = await storage.load()
+      const fresh = restored.hardState.term === 0 && restored.entries.length === 0 && restored.snapshot == null
+      const join = this.#init.join === true
+      const bootstrapConf: ConfState | undefined = fresh && !join
+        ? { voters: [id], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
+        : undefined
 
-    // the driver and the transport refer to each other: the transport
-    // delivers to the driver, the driver sends through the transport
-    const ref: { driver?: RaftDriver } = {}
-    const filter = new RaftPeerFilter({ state: () => { const s = ref.driver!.status(); return { conf: s.conf, leader: s.leader, lastIndex: s.lastIndex } } })
-    const gate = options.gate ?? ((_protocol: string, handler: StreamHandler) => handler)
-    const components = raftTransportComponents(libp2p)
-    const gatedRegistrar = { ...components.registrar, handle: async (protocol: string, handler: StreamHandler, opts?: Parameters<typeof components.registrar.handle>[2]) => { await components.registrar.handle(protocol, gate(protocol, handler), opts) } }
-    const transport = new RaftTransport({ ...components, registrar: gatedRegistrar }, {
-      // a few election timeouts: a leader's heartbeats keep its streams busy
-      readIdleTimeoutMs: options.settings.tickIntervalMs * options.settings.electionTimeoutTicks * 6,
-      // every snapshot this node's KV store can produce, so any follower can catch up
-      snapshotBytesMax: RaftDriver.snapshotBytesMax(limits),
-      // the leader's snapshot always gets a reassembly slot
-      isLeader: (peer) => ref.driver?.leader === peer,
-      onMessage: (message) => {
-        if (ref.driver == null) { return }
-        if (filter.accepts(message)) {
-          ref.driver.step(message)
-        } else {
-          options.refusals?.refuse(message.from, RAFT_PROTOCOL, 'not-a-member', { type: message.type, term: message.term })
-        }
-      },
-      onUnreachable: (to) => { ref.driver?.reportUnreachable(to) },
-      onSnapshotSent: (to, outcome) => { ref.driver?.reportSnapshot(to, outcome) }
-    })
-    const driver = ref.driver = RaftDriver.create({
-      id,
-      store: storage,
-      outbox: transport,
-      restored,
-      bootstrapConf,
-      storageDir: storage.dir,
-      tickIntervalMs: options.settings.tickIntervalMs,
-      electionTimeoutTicks: options.settings.electionTimeoutTicks,
-      heartbeatIntervalTicks: options.settings.heartbeatIntervalTicks,
-      readOnlyMode: options.settings.readOnlyMode,
-      snapshotEveryEntries: options.settings.snapshotEveryEntries,
-      autoPromoteLearners: true,
-      kvLimits: limits,
-      log: log.child({ component: 'raft' }),
-      metrics
-    })
-    metrics.observe(() => ({ status: driver.status(), transport: transport.stats(), lastSnapshotIndex: driver.lastSnapshotIndex, kv: driver.kv.stats() }))
+      // the driver and the transport refer to each other: the transport
+      // delivers to the driver, the driver sends through the transport
+      const ref: { driver?: RaftDriver } = {}
+      const filter = new RaftPeerFilter({ state: () => { const s = ref.driver!.status(); return { conf: s.conf, leader: s.leader, lastIndex: s.lastIndex } } })
+      const gate = admission.gate.bind(admission)
+      const { registrar } = this.#components
+      const gatedRegistrar = { handle: async (protocol: string, handler: StreamHandler, opts?: StreamHandlerOptions) => { await registrar.handle(protocol, gate(protocol, handler), opts) }, unhandle: async (protocol: string) => { await registrar.unhandle(protocol) } }
+      // (libp2p's components are a Proxy that throws on unknown keys: no spread)
+      const { peerId, logger, connectionManager } = this.#components
+      const transport = this.#transport = new RaftTransport({ peerId, logger, connectionManager, registrar: gatedRegistrar }, {
+        // a few election timeouts: a leader's heartbeats keep its streams busy
+        readIdleTimeoutMs: settings.tickIntervalMs * settings.electionTimeoutTicks * 6,
+        // every snapshot this node's KV store can produce, so any follower can catch up
+        snapshotBytesMax: RaftDriver.snapshotBytesMax(limits),
+        // the leader's snapshot always gets a reassembly slot
+        isLeader: (peer) => ref.driver?.leader === peer,
+        onMessage: (message) => {
+          if (ref.driver == null) { return }
+          if (filter.accepts(message)) {
+            ref.driver.step(message)
+          } else {
+            admission.refusals.refuse(message.from, RAFT_PROTOCOL, 'not-a-member', { type: message.type, term: message.term })
+          }
+        },
+        onUnreachable: (to) => { ref.driver?.reportUnreachable(to) },
+        onSnapshotSent: (to, outcome) => { ref.driver?.reportSnapshot(to, outcome) }
+      })
+      const driver = this.#driver = ref.driver = RaftDriver.create({
+        id,
+        store: storage,
+        outbox: transport,
+        restored,
+        bootstrapConf,
+        storageDir: storage.dir,
+        tickIntervalMs: settings.tickIntervalMs,
+        electionTimeoutTicks: settings.electionTimeoutTicks,
+        heartbeatIntervalTicks: settings.heartbeatIntervalTicks,
+        readOnlyMode: settings.readOnlyMode,
+        snapshotEveryEntries: settings.snapshotEveryEntries,
+        autoPromoteLearners: true,
+        kvLimits: limits,
+        log: log.child({ component: 'raft' }),
+        metrics
+      })
+      metrics.observe(() => ({ status: driver.status(), transport: transport.stats(), lastSnapshotIndex: driver.lastSnapshotIndex, kv: driver.kv.stats() }))
 
-    const service = new RaftService(options, storage, transport, driver, limits)
-    await transport.start()
-    await handleClientRequests(libp2p, driver, limits, log.child({ component: 'raft-client' }), gate, { refusals: options.refusals })
-    driver.start()
-    libp2p.addEventListener('peer:disconnect', service.#onPeerDisconnect)
-    service.#membersTimer = setInterval(() => {
-      service.#connectMembers().catch(err => { log.warn({ err }, 'keeping connections to raft members failed') })
-    }, MEMBER_CHECK_INTERVAL_MS)
-    if (bootstrapConf != null) { log.info({ voters: bootstrapConf.voters }, 'founded a new raft group') }
-    if (fresh && options.join) { service.#scheduleJoin(0) }
-    return service
+      this.#stopped = false
+      this.#sessions = new SessionPool(randomBytes(6).toString('hex'))
+      await transport.start()
+      transportStarted = true
+      await handleClientRequests(this.#host, driver, limits, log.child({ component: 'raft-client' }), gate, { refusals: admission.refusals })
+      driver.start()
+      // a removed member is refused everywhere (see changeMembership)
+      admission.setRevocationCheck(peer => this.isRevoked(peer))
+      this.#host.addEventListener('peer:disconnect', this.#onPeerDisconnect)
+      this.#membersTimer = setInterval(() => {
+        this.#connectMembers().catch(err => { log.warn({ err }, 'keeping connections to raft members failed') })
+      }, MEMBER_CHECK_INTERVAL_MS)
+      if (bootstrapConf != null) { log.info({ voters: bootstrapConf.voters }, 'founded a new raft group') }
+      if (fresh && join) {
+        this.#scheduleJoin(0)
+        // a newly admitted peer may be the first one to ask: ask at once
+        this.#stopJoinWatch = admission.onAdmitted(() => { this.#joinNow() })
+      }
+    } catch (err) {
+      this.#stopped = true
+      await this.#host.unhandle(RAFT_CLIENT_PROTOCOL).catch(() => {})
+      if (transportStarted) { await this.#transport.stop().catch(() => {}) }
+      await storage.close().catch(() => {})
+      throw err
+    }
   }
 
   async stop (): Promise<void> {
+    // libp2p stops every service when one fails to start, maybe while this one still starts
+    await this.#starting?.catch(() => {})
+    if (this.#stopped) { return }
     this.#stopped = true
     clearTimeout(this.#joinTimer)
+    this.#stopJoinWatch?.()
     clearInterval(this.#membersTimer)
-    this.#options.libp2p.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
-    await this.#options.libp2p.unhandle(RAFT_CLIENT_PROTOCOL)
+    this.#host.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
+    await this.#host.unhandle(RAFT_CLIENT_PROTOCOL)
     await this.#driver.stop()
     await this.#transport.stop()
     await this.#storage.close()
@@ -224,7 +287,11 @@ export class RaftService {
     this.#driver.forgetLeader(event.detail.toString())
   }
 
-  /** The Raft transport's counters and buffers (what the metrics read). */
+  /**
+   * The Raft transport's counters and buffers (what the metrics read).
+   *
+   * @internal
+   */
   transportStats (): RaftTransportStats {
     return this.#transport.stats()
   }
@@ -268,6 +335,23 @@ export class RaftService {
   }
 
   /**
+   * Put `value` under `key` through the leader, exactly once (a pooled
+   * session carries it across retries and leader changes). The result
+   * says whether it applied, and at which log index. Throws RaftError.
+   */
+  async put (key: string, value: Uint8Array | string): Promise<KvApplyResult> {
+    checkClientKey(key)
+    const bytes = typeof value === 'string' ? new TextEncoder().encode(value) : value
+    return this.writeWithPooledSession(session => ({ type: 'put', session, key, value: bytes }))
+  }
+
+  /** Delete `key` through the leader, exactly once. Throws RaftError. */
+  async delete (key: string): Promise<KvApplyResult> {
+    checkClientKey(key)
+    return this.writeWithPooledSession(session => ({ type: 'delete', session, key }))
+  }
+
+  /**
    * Change the group's members. A member removed is revoked first, through
    * the replicated store, so admission refuses it everywhere from then on.
    */
@@ -289,11 +373,11 @@ export class RaftService {
 
   /** Read a key with the given consistency; returns the value and the applied index it reflects. */
   async read (key: string, consistency: ReadConsistency): Promise<{ value: Uint8Array | null, index: number }> {
-    if (consistency === 'lease' && this.#options.settings.readOnlyMode !== 'lease') {
+    if (consistency === 'lease' && this.settings.readOnlyMode !== 'lease') {
       throw new RaftError('invalid', 'lease reads are disabled on this node (they trust clocks); use linearizable or stale')
     }
     if (consistency !== 'stale') {
-      const deadline = AbortSignal.timeout(this.#options.settings.requestTimeoutMs)
+      const deadline = AbortSignal.timeout(this.settings.requestTimeoutMs)
       for (;;) {
         try {
           await this.#driver.readBarrier(deadline)
@@ -309,7 +393,7 @@ export class RaftService {
 
   /** Run a request on the leader: locally when we lead, else over the client protocol. */
   async #toLeader (request: ClientRequest): Promise<Extract<ClientAnswer, { ok: true }>> {
-    const deadline = AbortSignal.timeout(this.#options.settings.requestTimeoutMs)
+    const deadline = AbortSignal.timeout(this.settings.requestTimeoutMs)
     // errors are built only when a request fails: an Error captures a stack, and this is the write path
     let lastError: RaftError | null = null
     let target = this.#driver.leader
@@ -317,12 +401,12 @@ export class RaftService {
       const leader = target
       let answer: ClientAnswer
       try {
-        answer = leader === this.#options.libp2p.peerId.toString() || leader == null
+        answer = leader === this.#host.peerId.toString() || leader == null
           ? await this.#local(request, deadline)
           // a leader that froze (SIGSTOP, a partition) never answers: give up
           // on it as soon as another is elected (the session keeps a retried
           // write from applying twice)
-          : await sendClientRequest(this.#options.libp2p, leader, request, AbortSignal.any([deadline, this.#driver.leaderChangeSignal]))
+          : await sendClientRequest(this.#host, leader, request, AbortSignal.any([deadline, this.#driver.leaderChangeSignal]))
       } catch (err) {
         answer = toAnswer(err, leader)
       }
@@ -346,7 +430,7 @@ export class RaftService {
       }
     }
     if (lastError == null) { throw new RaftError('no-leader', 'no leader is known') }
-    throw lastError.code === 'no-leader' ? lastError : new RaftError('timeout', `no answer within ${this.#options.settings.requestTimeoutMs} ms: ${lastError.message}`, lastError.leader)
+    throw lastError.code === 'no-leader' ? lastError : new RaftError('timeout', `no answer within ${this.settings.requestTimeoutMs} ms: ${lastError.message}`, lastError.leader)
   }
 
   /** Before asking again: wait a little, or less if the leader changes meanwhile. */
@@ -355,7 +439,7 @@ export class RaftService {
   }
 
   async #local (request: ClientRequest, signal: AbortSignal): Promise<ClientAnswer> {
-    return serveClientRequest(this.#options.libp2p, this.#driver, request, signal)
+    return serveClientRequest(this.#host, this.#driver, request, signal)
   }
 
   /**
@@ -376,7 +460,7 @@ export class RaftService {
   }
 
   async #connectMissingMembers (): Promise<void> {
-    const { libp2p } = this.#options
+    const libp2p = this.#host
     const self = libp2p.peerId.toString()
     const conf = this.#driver.status().conf
     // a member id that is no peer id (a configuration from before ids were
@@ -405,7 +489,7 @@ export class RaftService {
     for (const { id, peerId } of missing) {
       this.#dialing.add(id)
       libp2p.dial(peerId, { signal: AbortSignal.timeout(MEMBER_DIAL_TIMEOUT_MS) })
-        .catch(err => { this.#options.log.debug({ peer: id, err: (err as Error).message }, 'cannot reach a raft member') })
+        .catch(err => { this.#log.debug({ peer: id, err: (err as Error).message }, 'cannot reach a raft member') })
         .finally(() => { this.#dialing.delete(id) })
     }
   }
@@ -413,38 +497,61 @@ export class RaftService {
   /** A node that starts empty asks the group to add it as a learner. */
   #scheduleJoin (attempt: number, delayMs = attempt === 0 ? 0 : JOIN_RETRY_MS): void {
     if (this.#stopped) { return }
+    this.#joinWaiting = attempt
     this.#joinTimer = setTimeout(() => {
+      this.#joinWaiting = null
       void this.#tryJoin(attempt)
     }, delayMs)
   }
 
+  /** Run the waiting join attempt now, unless it waits to confirm an accepted request. */
+  #joinNow (): void {
+    const attempt = this.#joinWaiting
+    if (attempt === null || this.#joinAccepted) { return }
+    clearTimeout(this.#joinTimer)
+    this.#scheduleJoin(attempt, 0)
+  }
+
   async #tryJoin (attempt: number): Promise<void> {
-    const self = this.#options.libp2p.peerId.toString()
+    this.#joinAccepted = false
+    const self = this.#host.peerId.toString()
     const conf = this.#driver.status().conf
-    if ([...conf.voters, ...conf.learners].includes(self)) { return }
-    const candidates = this.#options.joinCandidates().filter(p => p !== self)
+    if ([...conf.voters, ...conf.learners].includes(self)) { this.#stopJoinWatch?.(); return }
+    // only connected peers: a dial by peer id alone would look the peer up
+    // in the DHT, and a bootstrap dial to the same peer would wait on it
+    const candidates = [...new Set([...this.#init.joinVia ?? [], ...this.#components.admission.admittedPeers()])]
+      .filter(p => { const peerId = parsePeerId(p); return p !== self && peerId != null && this.#host.getConnections(peerId).length > 0 })
     const target = this.#driver.leader ?? this.#joinHint ?? candidates[attempt % Math.max(candidates.length, 1)]
     if (target != null) {
       try {
-        const answer = await sendClientRequest(this.#options.libp2p, target, { op: 'conf-change', change: { changes: [{ type: 'add-learner', node: self }] } }, AbortSignal.timeout(5000))
+        const answer = await sendClientRequest(this.#host, target, { op: 'conf-change', change: { changes: [{ type: 'add-learner', node: self }] } }, AbortSignal.timeout(5000))
         if (answer.ok) {
           // accepted is not applied: the leader may lose its term before the
           // change commits. Look again later, and ask again if still not in.
-          this.#options.log.info({ via: target }, 'asked the raft group to add this node as a learner')
+          this.#log.info({ via: target }, 'asked the raft group to add this node as a learner')
+          this.#joinAccepted = true
           this.#scheduleJoin(attempt + 1, JOIN_CONFIRM_MS)
           return
         }
         // a non-leader names the leader: ask it next time
         if (answer.code === 'not-leader' && answer.leader != null) { this.#joinHint = answer.leader }
-        this.#options.log.debug({ target, answer }, 'join request refused')
+        this.#log.debug({ target, answer }, 'join request refused')
       } catch (err) {
-        this.#options.log.debug({ target, err: (err as Error).message }, 'join request failed')
+        this.#log.debug({ target, err: (err as Error).message }, 'join request failed')
       }
     }
     if (attempt + 1 >= JOIN_ATTEMPTS_MAX) {
-      this.#options.log.error({ attempts: JOIN_ATTEMPTS_MAX }, 'gave up joining the raft group; add this node by hand: accord raft add-learner')
+      this.#log.error({ attempts: JOIN_ATTEMPTS_MAX }, 'gave up joining the raft group; add this node by hand: accord raft add-learner')
       return
     }
     this.#scheduleJoin(attempt + 1)
   }
+}
+
+/**
+ * The Raft service: `services: { raft: raft({ dataDir }) }`, beside
+ * clusterAdmission as `admission` (Raft serves admitted peers only).
+ */
+export function raft (init: RaftInit): (components: RaftComponents) => RaftService {
+  return (components) => new RaftService(components, init)
 }

@@ -1,4 +1,4 @@
-/** Protocol id and limits of the Raft transport (see ARCHITECTURE.md: protocol ids are versioned). */
+/** Protocol id and limits of the Raft transport (protocol ids are versioned: a change of wire format gets a new id). */
 import { KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/raft/kv/index.ts'
 import { FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES } from './codec.ts'
 

@@ -41,7 +41,7 @@ import type { RaftTransportLimits } from './transport-constants.ts'
 import type { QueueItem } from './transport-queue.ts'
 import type { ReassemblyDropReason, ReassemblyRejectReason } from './transport-reassembly.ts'
 import type { Message, SnapshotMessage } from '../../protocols/raft/index.ts'
-import type { AbortOptions, ComponentLogger, Connection, Libp2p, Logger, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { LengthPrefixedStream } from '@libp2p/utils'
 
 /** What the transport uses from libp2p (a service gets these from libp2p; see also raftTransportComponents). */
@@ -789,19 +789,4 @@ export class RaftTransport implements Startable {
 /** The libp2p service factory: `services: { raft: raftTransport({ onMessage }) }`. */
 export function raftTransport (init: RaftTransportInit): (components: RaftTransportComponents) => RaftTransport {
   return (components) => new RaftTransport(components, init)
-}
-
-/** Components taken from a running libp2p node, for a transport created outside `services`. */
-export function raftTransportComponents (node: Libp2p): RaftTransportComponents {
-  return {
-    peerId: node.peerId,
-    logger: node.logger,
-    registrar: {
-      handle: async (protocol, handler, options) => { await node.handle(protocol, handler, options) },
-      unhandle: async (protocol, options) => { await node.unhandle(protocol, options) }
-    },
-    connectionManager: {
-      openStream: async (peer, protocol, options) => node.dialProtocol(peer, protocol, options)
-    }
-  }
 }

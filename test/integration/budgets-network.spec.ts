@@ -26,7 +26,7 @@ import { addressOf, TestCluster, waitFor } from '../lib/nodes.ts'
 import { plainPeer, presentCertificate } from '../lib/peers.ts'
 import type { ConnectionBudgets } from '../../node/budgets.ts'
 import type { AccordNode } from '../../node/index.ts'
-import type { AccordLibp2p } from '../../node/libp2p.ts'
+import type { BaseServices } from '../../node/libp2p.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Socket } from 'node:net'
 
@@ -119,7 +119,7 @@ describe('network budgets (real libp2p over TCP on loopback)', function () {
   })
 
   describe('built by buildLibp2p, with the per-host limits on loopback', () => {
-    async function build (budgets: Partial<ConnectionBudgets>): Promise<AccordLibp2p> {
+    async function build (budgets: Partial<ConnectionBudgets>): Promise<Libp2p<BaseServices>> {
       const dir = await mkdtemp(join(tmpdir(), 'accord-budgets-'))
       dirs.push(dir)
       const datastore = new LevelDatastore(join(dir, 'datastore'))

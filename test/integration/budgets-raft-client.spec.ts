@@ -17,9 +17,9 @@ import { Refusals } from '../../node/refusals.ts'
 import { KV_DEFAULTS } from '../../protocols/raft/kv/index.ts'
 import { refusalCount } from '../lib/metrics.ts'
 import { silentLogger, TestCluster, waitFor } from '../lib/nodes.ts'
-import { plainPeer, presentCertificate } from '../lib/peers.ts'
+import { componentsOf, plainPeer, presentCertificate } from '../lib/peers.ts'
+import type { AccordHost } from '../../node/host.ts'
 import type { AccordNode } from '../../node/index.ts'
-import type { AccordLibp2p } from '../../node/libp2p.ts'
 import type { ClientAnswer, ClientRequest } from '../../node/raft/client-protocol.ts'
 import type { RaftDriver } from '../../node/raft/driver.ts'
 import type { Libp2p, Stream, StreamHandler } from '@libp2p/interface'
@@ -87,14 +87,14 @@ describe('raft-client budget (real libp2p over TCP on loopback)', function () {
     registry = new Registry()
     refusals = new Refusals({ log: silentLogger, registry })
     held = heldDriver()
-    return handleClientRequests(server as unknown as AccordLibp2p, held.driver, KV_DEFAULTS, silentLogger, await makeGate(server), { refusals, budget })
+    return handleClientRequests(server as unknown as AccordHost, held.driver, KV_DEFAULTS, silentLogger, await makeGate(server), { refusals, budget })
   }
 
   /** A peer that serves the protocol too, as every node does (which sets its outbound stream limit). */
   async function client (): Promise<Libp2p> {
     const node = await plainPeer()
     peers.push(node)
-    await handleClientRequests(node as unknown as AccordLibp2p, heldDriver().driver, KV_DEFAULTS, silentLogger, (_p, handler) => handler)
+    await handleClientRequests(node as unknown as AccordHost, heldDriver().driver, KV_DEFAULTS, silentLogger, (_p, handler) => handler)
     await node.dial(server.getMultiaddrs()[0])
     // a burst of streams before the other side has finished its upgrade
     // ("early streams", at most 10 in yamux) would close the connection
@@ -103,7 +103,7 @@ describe('raft-client budget (real libp2p over TCP on loopback)', function () {
   }
 
   const request = async (from: Libp2p, r: ClientRequest): Promise<ClientAnswer> =>
-    sendClientRequest(from as unknown as AccordLibp2p, server.peerId.toString(), r, AbortSignal.timeout(SETTLE_DEADLINE_MS))
+    sendClientRequest(from as unknown as AccordHost, server.peerId.toString(), r, AbortSignal.timeout(SETTLE_DEADLINE_MS))
   const refused = async (reason: string): Promise<number> => refusalCount({ metrics: registry }, RAFT_CLIENT_PROTOCOL, reason)
 
   afterEach(async () => {
@@ -205,8 +205,7 @@ describe('raft-client budget (real libp2p over TCP on loopback)', function () {
     const waiting: Stream[] = []
     let admission: Admission | undefined
     const budget = await serve(undefined, async (node) => {
-      admission = new Admission({
-        libp2p: node as unknown as AccordLibp2p,
+      admission = new Admission(componentsOf(node), {
         cluster: 'c',
         credentials: await foundCluster('c', node.peerId, 0),
         closeUnadmitted: false,

@@ -1,20 +1,19 @@
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { expect } from 'aegir/chai'
 import { LevelDatastore } from 'datastore-level'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
-import { Admission } from '../../node/admission/admission.ts'
+import { clusterAdmission } from '../../node/admission/admission.ts'
 import { foundCluster } from '../../node/admission/credentials.ts'
-import { serveJoins } from '../../node/admission/join.ts'
 import { defaultConfig } from '../../node/config.ts'
 import { clusterProtocol } from '../../node/constants.ts'
-import { ClusterDiscovery } from '../../node/discovery.ts'
+import { clusterDiscovery } from '../../node/discovery.ts'
 import { buildLibp2p } from '../../node/libp2p.ts'
-import { Refusals } from '../../node/refusals.ts'
 import { TestCluster, waitFor } from '../lib/nodes.ts'
 import type { AccordNode } from '../../node/index.ts'
-import type { AccordLibp2p } from '../../node/libp2p.ts'
+import type { AccordLibp2p, AccordOwnServices } from '../../node/libp2p.ts'
 
 interface LogRecord {
   level: number
@@ -33,9 +32,6 @@ describe('discovery member table bound (real libp2p over TCP on loopback)', func
   let cluster: TestCluster
   let observer: AccordLibp2p
   let datastore: LevelDatastore
-  let discovery: ClusterDiscovery
-  let admission: Admission
-  let stopJoins: () => Promise<void>
   let records: LogRecord[]
 
   // The node under test is assembled like an accord node (buildLibp2p), but
@@ -46,35 +42,37 @@ describe('discovery member table bound (real libp2p over TCP on loopback)', func
     datastore = new LevelDatastore(join(dataDir, 'datastore'))
     await datastore.open()
     const config = { ...defaultConfig(dataDir), listen: ['/ip4/127.0.0.1/tcp/0'], api: null }
-    observer = await buildLibp2p({ config, privateKey: await generateKeyPair('Ed25519'), datastore, registry: new Registry(), version: 'test' })
     // the observer founds the cluster, so the members join through it with its tokens
-    const credentials = await foundCluster(config.cluster, observer.peerId, Date.now())
-    const quiet = pino({ level: 'silent' })
-    admission = new Admission({ libp2p: observer, cluster: config.cluster, credentials, closeUnadmitted: false, refusals: new Refusals({ log: quiet }), log: quiet })
-    await admission.start()
-    stopJoins = await serveJoins({ libp2p: observer, cluster: config.cluster, admission, refusals: new Refusals({ log: quiet }), log: quiet })
-    await observer.start()
+    const privateKey = await generateKeyPair('Ed25519')
+    const credentials = await foundCluster(config.cluster, peerIdFromPrivateKey(privateKey), Date.now())
     records = []
     const log = pino({ level: 'info' }, { write (line: string) { records.push(JSON.parse(line) as LogRecord) } })
-    discovery = new ClusterDiscovery({ node: observer, admission, cluster: config.cluster, public: false, intervalMs: 1000, bootstrap: [], log, membersMax: 2 })
-    await discovery.start()
+    observer = await buildLibp2p<AccordOwnServices>({
+      config,
+      privateKey,
+      datastore,
+      registry: new Registry(),
+      version: 'test',
+      services: {
+        admission: clusterAdmission({ cluster: config.cluster, credentials, closeUnadmitted: false }),
+        discovery: clusterDiscovery({ intervalMs: 1000, log, membersMax: 2 })
+      }
+    })
+    await observer.start()
   })
 
   afterEach(async () => {
-    await discovery.stop()
-    await stopJoins()
-    await admission.stop()
     await observer.stop()
     await datastore.close()
     await cluster.stop()
   })
 
   const idOf = (node: AccordNode): string => node.libp2p.peerId.toString()
-  const memberIds = (): string[] => discovery.members().map(m => m.peerId)
+  const memberIds = (): string[] => observer.services.discovery.members().map(m => m.peerId)
   const refused = (): string[] => records.filter(r => r.msg === TABLE_FULL).map(r => r.peer ?? '')
 
   it('with membersMax 2, a third and fourth member are refused and logged; the first two stay members', async () => {
-    const addMember = async (): Promise<AccordNode> => cluster.add({ bootstrap: [observer.getMultiaddrs()[0].toString()], raft: false }, { joinToken: (await admission.createJoinToken()).token })
+    const addMember = async (): Promise<AccordNode> => cluster.add({ bootstrap: [observer.getMultiaddrs()[0].toString()], raft: false }, { joinToken: (await observer.services.admission.createJoinToken()).token })
     const first = await addMember()
     await waitFor(() => memberIds().includes(idOf(first)), 'the first member to be recorded', WAIT_DEADLINE_MS)
     const second = await addMember()
@@ -84,7 +82,7 @@ describe('discovery member table bound (real libp2p over TCP on loopback)', func
 
     const kept = [idOf(first), idOf(second)].sort()
     expect(memberIds()).to.deep.equal(kept)
-    expect(discovery.members().every(m => m.connected)).to.equal(true)
+    expect(observer.services.discovery.members().every(m => m.connected)).to.equal(true)
     // refused for the bound alone: they are connected and announce the cluster protocol
     for (const node of extra) {
       expect(observer.getConnections(node.libp2p.peerId)).to.not.have.length(0)

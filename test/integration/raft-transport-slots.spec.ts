@@ -6,11 +6,11 @@ import { lpStream } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
 import { encodeFrame } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL } from '../../node/raft/transport-constants.ts'
-import { RaftTransport, raftTransportComponents } from '../../node/raft/transport.ts'
+import { RaftTransport } from '../../node/raft/transport.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { randomBytes } from '../lib/bytes-fuzz.ts'
 import { waitFor } from '../lib/nodes.ts'
-import { plainPeer } from '../lib/peers.ts'
+import { componentsOf, plainPeer } from '../lib/peers.ts'
 import type { RaftTransportInit } from '../../node/raft/transport.ts'
 import type { Message, SnapshotMessage } from '../../protocols/raft/index.ts'
 import type { Libp2p, Stream } from '@libp2p/interface'
@@ -48,7 +48,7 @@ describe('raft transport: snapshot reassembly slots (real libp2p over TCP on loo
     const node = await plainNode()
     const inbox: Message[] = []
     const snapshotOutcomes: string[] = []
-    const transport = new RaftTransport(raftTransportComponents(node), {
+    const transport = new RaftTransport(componentsOf(node), {
       onMessage: m => { inbox.push(m) },
       onSnapshotSent: (_to, outcome) => { snapshotOutcomes.push(outcome) },
       ...init

@@ -10,11 +10,12 @@ import { encode as cborEncode } from 'cborg'
 import { createLibp2p } from 'libp2p'
 import { encodeMessage, FRAME_BYTES_MAX } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL } from '../../node/raft/transport-constants.ts'
-import { RaftTransport, raftTransport, raftTransportComponents } from '../../node/raft/transport.ts'
+import { RaftTransport, raftTransport } from '../../node/raft/transport.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { InvalidMessageError } from '../../protocols/raft/index.ts'
 import { randomBytes, varint } from '../lib/bytes-fuzz.ts'
 import { waitFor } from '../lib/nodes.ts'
+import { componentsOf } from '../lib/peers.ts'
 import type { RaftTransportInit } from '../../node/raft/transport.ts'
 import type { Message, SnapshotMessage } from '../../protocols/raft/index.ts'
 import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
@@ -92,7 +93,7 @@ describe('raft transport (real libp2p over TCP on loopback)', function () {
     const inbox: Message[] = []
     const unreachable: string[] = []
     const snapshotOutcomes: string[] = []
-    const transport = new RaftTransport(raftTransportComponents(node), {
+    const transport = new RaftTransport(componentsOf(node), {
       onMessage: m => { inbox.push(m) },
       onUnreachable: to => { unreachable.push(to) },
       onSnapshotSent: (_to, outcome) => { snapshotOutcomes.push(outcome) },

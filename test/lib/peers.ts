@@ -15,8 +15,17 @@ import { createLibp2p } from 'libp2p'
 import { issueCertificate } from '../../identity/cluster-credentials.ts'
 import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
 import { addressOf } from './nodes.ts'
+import type { HostComponents } from '../../node/host.ts'
 import type { AccordNode } from '../../node/index.ts'
-import type { Libp2p } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p } from '@libp2p/interface'
+
+/**
+ * The components of a node made by createLibp2p (libp2p keeps them on the
+ * node), to build an accord service outside `services` in a test.
+ */
+export function componentsOf (node: Libp2p): HostComponents & { logger: ComponentLogger } {
+  return (node as unknown as { components: HostComponents & { logger: ComponentLogger } }).components
+}
 
 /** A started libp2p node on loopback (listening unless `listen` is false). */
 export async function plainPeer (listen = true): Promise<Libp2p> {

@@ -5,18 +5,17 @@ import { pino } from 'pino'
 import { Admission } from '../../node/admission/admission.ts'
 import { foundCluster } from '../../node/admission/credentials.ts'
 import { Refusals } from '../../node/refusals.ts'
-import type { AccordLibp2p } from '../../node/libp2p.ts'
-import type { Connection, Stream } from '@libp2p/interface'
+import type { AdmissionComponents } from '../../node/admission/admission.ts'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
 
-/** Just what Admission uses of libp2p, with no network. */
-function fakeLibp2p (): AccordLibp2p {
+/** Just what Admission uses of libp2p's components, with no network. */
+function fakeComponents (peerId: PeerId): AdmissionComponents {
   return {
-    handle: async () => {},
-    unhandle: async () => {},
-    addEventListener: () => {},
-    removeEventListener: () => {},
-    getConnections: () => []
-  } as unknown as AccordLibp2p
+    peerId,
+    registrar: { handle: async () => {}, unhandle: async () => {} },
+    events: { addEventListener: () => {}, removeEventListener: () => {} },
+    connectionManager: { getConnections: () => [] }
+  } as unknown as AdmissionComponents
 }
 
 describe('admission gate', () => {
@@ -27,8 +26,7 @@ describe('admission gate', () => {
   beforeEach(async () => {
     const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     refusals = new Refusals({ log: quiet })
-    admission = new Admission({
-      libp2p: fakeLibp2p(),
+    admission = new Admission(fakeComponents(self), {
       cluster: 'c',
       credentials: await foundCluster('c', self, 0),
       closeUnadmitted: false,

@@ -114,7 +114,7 @@ export class KvStateMachine {
    * changed afterwards (log entries never are). A copy per value would be one
    * more small ArrayBuffer for the garbage collector to track: at 900k keys
    * that tripled the longest pause (from ~100 to ~300 ms and more, see
-   * README "Snapshot stalls"). The view keeps the rest of the command
+   * docs/benchmarks.md, "Snapshot stalls"). The view keeps the rest of the command
    * alive, a few dozen bytes, as long as the value lives; callers pass the
    * entry's own exact-size buffer, never a view into a larger one.
    */

@@ -194,45 +194,45 @@ export interface HttpApiOptions {
   connectionsMax?: number
 }
 
-export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
+export interface ApiHandlerOptions {
+  routes: Route[]
+  /** The bearer token every request must carry, or null. */
+  token: string | null
+  /**
+   * Serve only requests addressed (Host header) to a loopback name: what
+   * keeps a web page that rebinds its own DNS name to 127.0.0.1 out. Turn
+   * it on when the server listens on loopback.
+   */
+  loopbackHostsOnly: boolean
+  /** Whether a request's Origin is the API's own; a browser request from any other origin is refused. */
+  isOwnOrigin(origin: string): boolean
+  log: Logger
+  /** Where refusals are counted and logged (one is made from `log` when absent). */
+  refusals?: Refusals
+}
+
+/**
+ * The API's request handler, to mount on a server of one's own
+ * (`createServer(createApiHandler({ routes: raftRoutes(raft), ... }))`): it
+ * refuses what a web page makes a browser send (another Host, another
+ * Origin), checks the token, and routes. The server's own limits
+ * (connections, header and request timeouts) are the caller's to set, as
+ * startHttpApi sets them.
+ */
+export function createApiHandler (options: ApiHandlerOptions): (request: IncomingMessage, response: ServerResponse) => void {
   const { routes, log, token } = options
-  const loopback = isLoopbackHost(options.host)
-  if (!loopback && token == null) { throw new Error(`an HTTP API bound to ${options.host} needs a token`) }
   const refusals = options.refusals ?? new Refusals({ log })
   const expected = token != null ? Buffer.from(`Bearer ${token}`) : null
-  /** Origins the API accepts as its own, filled in once the port is known. */
-  let ownOrigin: (origin: string) => boolean = () => false
-
-  const server: Server = createServer({ connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS, requireHostHeader: true }, (request, response) => {
-    handle(request).then(result => { send(response, result) }, (err: unknown) => {
-      if (err instanceof HttpError) {
-        if (err.refusal !== undefined) {
-          refusals.refuse(remoteAddress(request), HTTP_REFUSAL_PROTOCOL, err.refusal, { status: err.status, method: request.method, detail: err.message })
-        }
-        send(response, { status: err.status, json: { error: err.message, ...err.details } })
-      } else {
-        log.error({ err }, 'http handler failed')
-        send(response, { status: 500, json: { error: 'internal error' } })
-      }
-    })
-  })
-  server.maxConnections = options.connectionsMax ?? HTTP_CONNECTIONS_MAX
-  server.headersTimeout = HEADERS_TIMEOUT_MS
-  server.requestTimeout = REQUEST_TIMEOUT_MS
-  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
-  server.on('drop', (data) => {
-    refusals.refuse(data?.remoteAddress ?? 'unknown', HTTP_REFUSAL_PROTOCOL, 'connections', { connectionsMax: server.maxConnections })
-  })
 
   /** Refuse what a web page makes a browser send: another Host (DNS rebinding), another Origin. */
   function refuseBrowserAttacks (request: IncomingMessage): void {
     const host = request.headers.host
-    if (loopback && !isLoopbackHostHeader(host)) {
+    if (options.loopbackHostsOnly && !isLoopbackHostHeader(host)) {
       throw new HttpError(421, `Host "${clip(host ?? '')}" is not a loopback name: this API only answers requests addressed to localhost, 127.x.x.x or [::1]`, {}, 'host')
     }
     const origin = request.headers.origin
     const fetchSite = request.headers['sec-fetch-site']
-    if ((origin !== undefined && !ownOrigin(origin)) || fetchSite === 'cross-site' || fetchSite === 'same-site') {
+    if ((origin !== undefined && !options.isOwnOrigin(origin)) || fetchSite === 'cross-site' || fetchSite === 'same-site') {
       throw new HttpError(403, 'cross-origin request refused', {}, 'origin')
     }
   }
@@ -265,6 +265,39 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
     throw new HttpError(404, `no such endpoint: ${url.pathname}`)
   }
 
+  return (request, response) => {
+    handle(request).then(result => { send(response, result) }, (err: unknown) => {
+      if (err instanceof HttpError) {
+        if (err.refusal !== undefined) {
+          refusals.refuse(remoteAddress(request), HTTP_REFUSAL_PROTOCOL, err.refusal, { status: err.status, method: request.method, detail: err.message })
+        }
+        send(response, { status: err.status, json: { error: err.message, ...err.details } })
+      } else {
+        log.error({ err }, 'http handler failed')
+        send(response, { status: 500, json: { error: 'internal error' } })
+      }
+    })
+  }
+}
+
+export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
+  const { routes, log, token } = options
+  const loopback = isLoopbackHost(options.host)
+  if (!loopback && token == null) { throw new Error(`an HTTP API bound to ${options.host} needs a token`) }
+  const refusals = options.refusals ?? new Refusals({ log })
+  /** Origins the API accepts as its own, filled in once the port is known. */
+  let ownOrigin: (origin: string) => boolean = () => false
+  const handler = createApiHandler({ routes, token, loopbackHostsOnly: loopback, isOwnOrigin: (origin) => ownOrigin(origin), log, refusals })
+
+  const server: Server = createServer({ connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS, requireHostHeader: true }, handler)
+  server.maxConnections = options.connectionsMax ?? HTTP_CONNECTIONS_MAX
+  server.headersTimeout = HEADERS_TIMEOUT_MS
+  server.requestTimeout = REQUEST_TIMEOUT_MS
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
+  server.on('drop', (data) => {
+    refusals.refuse(data?.remoteAddress ?? 'unknown', HTTP_REFUSAL_PROTOCOL, 'connections', { connectionsMax: server.maxConnections })
+  })
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       reject(err.code === 'EADDRINUSE'
@@ -293,7 +326,7 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
  * names on that port. A browser sends exactly this serialisation (lower
  * case, no path); "null" and anything else are other origins.
  */
-function ownOriginCheck (boundHost: string, port: number): (origin: string) => boolean {
+export function ownOriginCheck (boundHost: string, port: number): (origin: string) => boolean {
   const bound = boundHost.toLowerCase()
   return (origin) => {
     let url: URL

@@ -30,9 +30,9 @@ export type { ConfChange, ConfChangeSingle, PeerStatus as RaftPeerProgress, Prog
 export type { ClientSession, KvApplyResult, KvCommand, KvLimits, KvRejection } from '../protocols/raft/kv/index.ts'
 export type { AccordHost, HostComponents } from './host.ts'
 
-// HTTP: accord's API server, with the routes of the services an app picks
-export { startHttpApi } from './http-api.ts'
-export type { ApiResponse, Caller, HttpApi, HttpApiOptions, Route } from './http-api.ts'
+// HTTP: the routes of the services an app picks, on accord's API server or mounted on the app's own
+export { createApiHandler, ownOriginCheck, startHttpApi } from './http-api.ts'
+export type { ApiHandlerOptions, ApiResponse, Caller, HttpApi, HttpApiOptions, Route } from './http-api.ts'
 export { admissionRoutes } from './admission/routes.ts'
 export type { AdmissionSummary } from './admission/routes.ts'
 export { raftRoutes } from './raft/routes.ts'

@@ -5,6 +5,7 @@
  * and a node stopped and started again.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -18,12 +19,13 @@ import { createLibp2p } from 'libp2p'
 import { clusterAdmission } from '../../node/admission/admission.ts'
 import { PRIVATE_DHT_PROTOCOL } from '../../node/constants.ts'
 import { clusterDiscovery } from '../../node/discovery.ts'
-import { startHttpApi } from '../../node/http-api.ts'
+import { createApiHandler, ownOriginCheck, startHttpApi } from '../../node/http-api.ts'
 import { raftRoutes } from '../../node/raft/routes.ts'
 import { raft } from '../../node/raft/service.ts'
 import { silentLogger } from '../lib/nodes.ts'
 import { waitFor } from '../lib/wait.ts'
 import type { Libp2p } from '@libp2p/interface'
+import type { AddressInfo } from 'node:net'
 
 /** Bounds a hung wait only (below the test timeout, so a failure names what it waited for). */
 const DEADLINE_MS = 30_000
@@ -118,6 +120,34 @@ describe('accord services in an app\'s own libp2p node', function () {
       expect((await fetch(`${api.url}/v1/status`)).status).to.equal(404)
     } finally {
       await api.close()
+    }
+  })
+
+  it('the Raft routes mounted on the app\'s own HTTP server: served, and a request from another origin refused', async () => {
+    const a = await raftNode('a', false)
+    await waitFor(() => a.services.raft.summary().role === 'leader', 'a to lead its new group', DEADLINE_MS)
+    let ownOrigin = (_origin: string): boolean => false
+    const handler = createApiHandler({ routes: raftRoutes(a.services.raft), token: null, loopbackHostsOnly: true, isOwnOrigin: (origin) => ownOrigin(origin), log: silentLogger })
+    // the app's server: accord's routes under /v1/kv, its own elsewhere
+    const server = createServer((request, response) => {
+      if (request.url?.startsWith('/v1/kv/') === true) { handler(request, response); return }
+      response.end('the app\'s own page')
+    })
+    await new Promise<void>(resolve => { server.listen(0, '127.0.0.1', resolve) })
+    const { port } = server.address() as AddressInfo
+    ownOrigin = ownOriginCheck('127.0.0.1', port)
+    const url = `http://127.0.0.1:${port}`
+    try {
+      const put = await fetch(`${url}/v1/kv/shape`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: 'round' })
+      expect(put.status).to.equal(200)
+      expect(await (await fetch(`${url}/v1/kv/shape`)).json()).to.include({ value: 'round' })
+      expect(await (await fetch(`${url}/`)).text()).to.equal('the app\'s own page')
+      const foreign = await fetch(`${url}/v1/kv/shape`, { method: 'DELETE', headers: { origin: 'http://evil.example' } })
+      expect(foreign.status).to.equal(403)
+      expect(await (await fetch(`${url}/v1/kv/shape`)).json()).to.include({ value: 'round' })
+    } finally {
+      server.closeAllConnections()
+      await new Promise<void>(resolve => { server.close(() => { resolve() }) })
     }
   })
 

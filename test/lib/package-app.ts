@@ -75,7 +75,7 @@ function childEnv (): NodeJS.ProcessEnv {
 
 /**
  * Packs the repository and installs the tarball into a new app under
- * os.tmpdir(), with @types/node at the version the repository uses (a
+ * os.tmpdir(), with `@types/node` at the version the repository uses (a
  * TypeScript app on Node has it; the examples import node: modules).
  */
 export async function createPackageApp (): Promise<PackageApp> {

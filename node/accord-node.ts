@@ -20,6 +20,8 @@ import { isLoopbackHost, loadOrCreateApiToken, startHttpApi } from './http-api.t
 import { loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p } from './libp2p.ts'
 import { createLogger } from './logger.ts'
+import { membershipRoutes, memberViews } from './membership/routes.ts'
+import { swimMembership } from './membership/service.ts'
 import { raftRoutes } from './raft/routes.ts'
 import { raft } from './raft/service.ts'
 import { Refusals } from './refusals.ts'
@@ -31,6 +33,8 @@ import type { AccordConfig } from './config.ts'
 import type { Member } from './discovery.ts'
 import type { HttpApi } from './http-api.ts'
 import type { AccordLibp2p, AccordOwnServices } from './libp2p.ts'
+import type { MemberView } from './membership/routes.ts'
+import type { MembershipService } from './membership/service.ts'
 import type { RaftService, RaftSummary } from './raft/service.ts'
 import type { Logger } from 'pino'
 
@@ -76,6 +80,8 @@ export interface NodeStatus {
   peers: PeerStatus[]
   /** The cluster key this node's certificate names, and the peers it serves. */
   admission: AdmissionSummary
+  /** Every member as this node's membership protocol (SWIM) sees it, itself included. */
+  membership: Array<Pick<MemberView, 'peerId' | 'state' | 'incarnation'>>
   /** null when Raft is off. */
   raft: RaftSummary | null
 }
@@ -89,6 +95,8 @@ export interface AccordNode {
   readonly raft: RaftService | null
   /** Which peers this node serves; makes join tokens. */
   readonly admission: Admission
+  /** Who is in the cluster and alive (SWIM with Lifeguard). */
+  readonly membership: MembershipService
   /** Cluster members known to this node (cheap: no peer store reads). */
   members(): Member[]
   status(): Promise<NodeStatus>
@@ -146,6 +154,11 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
           refusals,
           log: log.child({ component: 'admission' })
         }),
+        membership: swimMembership({
+          meta: memberMeta(null),
+          registry: metrics,
+          log: log.child({ component: 'membership' })
+        }),
         discovery: clusterDiscovery({
           public: resolved.public,
           intervalMs: resolved.discoveryIntervalMs,
@@ -175,7 +188,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     await datastore.close()
     throw explainStartError(err, resolved)
   }
-  const { admission, discovery } = libp2p.services
+  const { admission, discovery, membership } = libp2p.services
   const raftService = libp2p.services.raft ?? null
   // members' connections are pruned last; connections and DHT records refused are counted
   const stopBudgets = wireBudgets({ libp2p, admission, refusals })
@@ -226,6 +239,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       members,
       peers: [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId)),
       admission: admissionSummary(admission),
+      membership: memberViews(membership).map(({ peerId, state, incarnation }) => ({ peerId, state, incarnation })),
       raft: raftService?.summary() ?? null
     }
   }
@@ -254,9 +268,10 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     if (resolved.api !== null) {
       const { host, port } = parseHostPort(resolved.api, '--api')
       const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
-      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...(raftService != null ? raftRoutes(raftService) : [])]
+      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...(raftService != null ? raftRoutes(raftService) : [])]
       api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }), refusals })
       effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
+      membership.setMeta(memberMeta(api.url))
     }
     if (options.saveConfig !== false) { await writeSavedConfig(effective) }
   } catch (err) {
@@ -274,6 +289,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     metrics,
     raft: raftService,
     admission,
+    membership,
     members: () => discovery.members(),
     status,
     stop: async () => {
@@ -281,6 +297,11 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       await stopping
     }
   }
+}
+
+/** What this node tells the others about itself through membership. */
+function memberMeta (api: string | null): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ version: VERSION, ...(api != null ? { api } : {}) }))
 }
 
 function addOnce (list: string[], value: string | undefined): void {

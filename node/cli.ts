@@ -9,6 +9,7 @@
 import { demoCommand, DEMO_HELP } from './cli/demo.ts'
 import { idCommand, ID_HELP } from './cli/id.ts'
 import { kvCommand, KV_HELP } from './cli/kv.ts'
+import { membersCommand, MEMBERS_HELP } from './cli/members.ts'
 import { raftCommand, RAFT_HELP } from './cli/raft.ts'
 import { startCommand, START_HELP } from './cli/start.ts'
 import { statusCommand, STATUS_HELP } from './cli/status.ts'
@@ -24,6 +25,7 @@ Commands:
   start     run a node (daemon)
   demo      run a local cluster of node processes with a live view
   status    show a node's status
+  members   show the cluster's members: alive, suspect, dead or left
   id        print a node's PeerId
   kv        put, get, delete and compare-and-swap keys of the replicated store
   raft      show and change the Raft group's members, transfer leadership
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, { run(args: string[]): Promise<void>, help: strin
   status: { run: statusCommand, help: STATUS_HELP },
   id: { run: idCommand, help: ID_HELP },
   kv: { run: kvCommand, help: KV_HELP },
+  members: { run: membersCommand, help: MEMBERS_HELP },
   raft: { run: raftCommand, help: RAFT_HELP },
   token: { run: tokenCommand, help: TOKEN_HELP }
 }

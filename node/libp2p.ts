@@ -26,6 +26,7 @@ import type { Admission } from './admission/admission.ts'
 import type { ConnectionBudgets } from './budgets.ts'
 import type { AccordConfig } from './config.ts'
 import type { ClusterDiscovery } from './discovery.ts'
+import type { MembershipService } from './membership/service.ts'
 import type { RaftService } from './raft/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
@@ -47,6 +48,7 @@ export type BaseServices = {
 /** accord's own services (raft is absent when Raft is off). */
 export type AccordOwnServices = {
   admission: Admission
+  membership: MembershipService
   discovery: ClusterDiscovery
   raft?: RaftService
 }

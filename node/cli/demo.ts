@@ -270,7 +270,7 @@ class DemoView {
 
   #table (): string {
     const peers = this.#nodes.length - 1
-    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'conns', 'dht', 'raft', 'term', 'commit', 'api']]
+    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'alive', 'conns', 'dht', 'raft', 'term', 'commit', 'api']]
     for (const n of this.#nodes) {
       const s = n.status
       rows.push([
@@ -279,6 +279,7 @@ class DemoView {
         n.state === 'down' ? `down (${n.exitReason ?? '?'})` : n.state,
         n.state === 'down' ? '-' : String(n.pid ?? '-'),
         s != null ? `${s.members.filter(m => m.connected).length}/${peers}` : '-',
+        s != null ? membershipCell(s, peers) : '-',
         s != null ? String(s.peers.length) : '-',
         s != null ? String(s.dhtRoutingTableSize) : '-',
         s?.raft != null ? raftRole(s) : '-',
@@ -290,4 +291,12 @@ class DemoView {
     const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)))
     return rows.map(r => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n'
   }
+}
+
+/** How many of the others this node's membership protocol sees alive, and which it suspects or declared dead. */
+function membershipCell (s: NodeStatus, peers: number): string {
+  const others = (s.membership ?? []).filter(m => m.peerId !== s.peerId)
+  const count = (state: string): number => others.filter(m => m.state === state).length
+  const extra = ['suspect', 'dead', 'left'].flatMap(state => count(state) > 0 ? [`${count(state)} ${state}`] : [])
+  return [`${count('alive')}/${peers}`, ...extra].join(', ')
 }

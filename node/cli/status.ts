@@ -40,8 +40,7 @@ export function formatStatus (s: NodeStatus): string {
     `dht table  ${s.dhtRoutingTableSize} peers`,
     'addresses',
     ...s.addresses.map(a => `  ${a}`),
-    `members    ${s.members.length}`,
-    ...s.members.map(m => `  ${m.peerId} ${m.connected ? 'connected' : 'disconnected'}`),
+    ...membersLines(s),
     `connections ${s.peers.length}`,
     ...s.peers.map(p => `  ${p.peerId} ${p.encryption.join(',')} ${p.multiplexer.join(',')}${p.member ? ' member' : ''}`),
     ...(s.raft == null
@@ -53,4 +52,18 @@ export function formatStatus (s: NodeStatus): string {
         ])
   ]
   return lines.join('\n') + '\n'
+}
+
+/** Each member with its membership state (SWIM) and whether discovery keeps a connection to it. */
+function membersLines (s: NodeStatus): string[] {
+  const states = new Map((s.membership ?? []).filter(m => m.peerId !== s.peerId).map(m => [m.peerId, m.state]))
+  const connected = new Map(s.members.map(m => [m.peerId, m.connected]))
+  const ids = [...new Set([...states.keys(), ...connected.keys()])].sort()
+  const counts = new Map<string, number>()
+  for (const state of states.values()) { counts.set(state, (counts.get(state) ?? 0) + 1) }
+  const summary = [...counts].map(([state, n]) => `${n} ${state}`).join(', ')
+  return [
+    `members    ${ids.length}${summary === '' ? '' : ` (${summary})`}`,
+    ...ids.map(id => `  ${id} ${states.get(id) ?? 'unknown'}, ${connected.get(id) === true ? 'connected' : 'disconnected'}`)
+  ]
 }

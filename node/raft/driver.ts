@@ -80,6 +80,12 @@ export interface RaftDriverOptions {
   snapshotSliceMs?: number
   /** Promote learners automatically once they have caught up (leader only). */
   autoPromoteLearners: boolean
+  /**
+   * Whether the membership protocol sees `peer` alive (default: always):
+   * a learner that failure detection holds suspect or dead is not promoted,
+   * even if its last append succeeded.
+   */
+  isAlive?(peer: string): boolean
   kvLimits?: Partial<KvLimits>
   log: Logger
   metrics?: RaftDriverMetrics
@@ -731,6 +737,7 @@ export class RaftDriver {
     for (const learner of status.conf.learners) {
       const progress = status.progress[learner]
       if (progress == null || progress.match < status.commit || !progress.recentActive) { continue }
+      if (this.#options.isAlive?.(learner) === false) { continue }
       this.#promoting = learner
       this.changeMembership({ changes: [{ type: 'promote', node: learner }] })
         .then(() => { this.#options.log.info({ node: learner }, 'learner caught up and promoted to voter') })

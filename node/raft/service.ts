@@ -31,6 +31,7 @@ import type { ConfChange, ConfState, RaftStatus } from '../../protocols/raft/ind
 import type { ClientSession, KvApplyResult, KvCommand, KvLimits } from '../../protocols/raft/kv/index.ts'
 import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
+import type { MembershipService } from '../membership/service.ts'
 import type { ComponentLogger, PeerId, Startable, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { Logger } from 'pino'
 
@@ -103,6 +104,8 @@ export interface RaftInit {
 export interface RaftComponents extends HostComponents {
   logger: ComponentLogger
   admission: Admission
+  /** Optional: with it, only learners that failure detection sees alive are promoted. */
+  membership?: Pick<MembershipService, 'stateOf'>
 }
 
 /**
@@ -230,6 +233,7 @@ export class RaftService implements Startable {
         readOnlyMode: settings.readOnlyMode,
         snapshotEveryEntries: settings.snapshotEveryEntries,
         autoPromoteLearners: true,
+        isAlive: (peer) => this.#isAlive(peer),
         kvLimits: limits,
         log: log.child({ component: 'raft' }),
         metrics
@@ -276,6 +280,15 @@ export class RaftService implements Startable {
     await this.#driver.stop()
     await this.#transport.stop()
     await this.#storage.close()
+  }
+
+  /** Whether membership (when the node runs it) sees `peer` alive; true without membership. */
+  #isAlive (peer: string): boolean {
+    let membership: RaftComponents['membership']
+    // libp2p's components throw on a service that is not there
+    try { membership = this.#components.membership } catch { return true }
+    if (membership == null) { return true }
+    return membership.stateOf(peer) === 'alive'
   }
 
   /**

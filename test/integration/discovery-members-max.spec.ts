@@ -13,7 +13,8 @@ import { clusterDiscovery } from '../../node/discovery.ts'
 import { buildLibp2p } from '../../node/libp2p.ts'
 import { TestCluster, waitFor } from '../lib/nodes.ts'
 import type { AccordNode } from '../../node/index.ts'
-import type { AccordLibp2p, AccordOwnServices } from '../../node/libp2p.ts'
+import type { AccordOwnServices, BaseServices } from '../../node/libp2p.ts'
+import type { Libp2p } from '@libp2p/interface'
 
 interface LogRecord {
   level: number
@@ -30,7 +31,7 @@ const WAIT_DEADLINE_MS = 20_000
 describe('discovery member table bound (real libp2p over TCP on loopback)', function () {
   this.timeout(60_000)
   let cluster: TestCluster
-  let observer: AccordLibp2p
+  let observer: Libp2p<BaseServices & Pick<AccordOwnServices, 'admission' | 'discovery'>>
   let datastore: LevelDatastore
   let records: LogRecord[]
 
@@ -47,7 +48,7 @@ describe('discovery member table bound (real libp2p over TCP on loopback)', func
     const credentials = await foundCluster(config.cluster, peerIdFromPrivateKey(privateKey), Date.now())
     records = []
     const log = pino({ level: 'info' }, { write (line: string) { records.push(JSON.parse(line) as LogRecord) } })
-    observer = await buildLibp2p<AccordOwnServices>({
+    observer = await buildLibp2p<Pick<AccordOwnServices, 'admission' | 'discovery'>>({
       config,
       privateKey,
       datastore,

@@ -48,7 +48,11 @@ export interface MembershipSettings {
   sendsInFlightMax: number
   /** A send (dial, open, write) that takes longer is abandoned. */
   sendTimeoutMs: number
-  /** stop() hands out the news of our leave for at most this long. */
+  /**
+   * stop() hands out the news of our leave for at most this long. One
+   * protocol period carries it to a member or two, who pass it on; waiting
+   * for the core's full retransmit count would hold every stop for seconds.
+   */
   leaveTimeoutMs: number
   /** Listen addresses carried in a member's envelope, at most. */
   addressesMax: number
@@ -59,7 +63,7 @@ export const MEMBERSHIP_SETTINGS_DEFAULTS: Readonly<MembershipSettings> = {
   metaBytesMax: 4096,
   sendsInFlightMax: 256,
   sendTimeoutMs: 2_000,
-  leaveTimeoutMs: 3_000,
+  leaveTimeoutMs: 1_000,
   addressesMax: 8
 }
 

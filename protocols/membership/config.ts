@@ -20,6 +20,21 @@ export const ID_LENGTH_MAX = 256
  * below 2^53 so that a refutation (incarnation + 1) stays exact.
  */
 export const INCARNATION_MAX = 2 ** 52
+
+/**
+ * How far above the incarnation we hold for a member (0 for one we do not
+ * know) news relayed about it by another member may be. Only a member
+ * raises its own incarnation, one step per refutation or metadata change,
+ * so a relayed update can run ahead of our view only by the steps that have
+ * not reached us yet. One far beyond is a lie by an admitted member: taken
+ * as it stands, an accusation at INCARNATION_MAX would leave its victim no
+ * number to refute with. Bounded, each lie can raise the victim's
+ * incarnation by at most this much, and reaching INCARNATION_MAX takes
+ * 2^36 of them. A member's own announcements (its id as the message's
+ * sender, which the service checks against the authenticated peer) are not
+ * bounded: after a restart it may rightly jump.
+ */
+export const INCARNATION_JUMP_MAX = 2 ** 16
 /** Metadata every cluster can carry: a configuration may allow more, never less. */
 export const META_BYTES_FLOOR = 4096
 /** Entries in one message's lists, checked before looking at them (the byte limit is the real bound). */

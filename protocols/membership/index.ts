@@ -5,7 +5,7 @@
  * leave. The libp2p service (`/accord/swim/1.0.0`) drives it.
  */
 export { MembershipNode } from './membership-node.ts'
-export { MEMBERSHIP_DEFAULTS, resolveConfig, ID_LENGTH_MAX, INCARNATION_MAX, META_BYTES_FLOOR, LIST_LENGTH_MAX, isValidMemberId } from './config.ts'
+export { MEMBERSHIP_DEFAULTS, resolveConfig, ID_LENGTH_MAX, INCARNATION_MAX, INCARNATION_JUMP_MAX, META_BYTES_FLOOR, LIST_LENGTH_MAX, isValidMemberId } from './config.ts'
 export type { MembershipConfig, MembershipConfigInit, MessageLimits } from './config.ts'
 export { createRoster } from './member-table.ts'
 export type { Roster, RosterEntry, MemberRecord } from './member-table.ts'

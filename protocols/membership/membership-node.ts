@@ -29,7 +29,7 @@
 import { assert, unreachable } from '../common/assert.ts'
 import { LocalHealth } from './awareness.ts'
 import { BroadcastQueue, retransmitLimit } from './broadcast-queue.ts'
-import { INCARNATION_MAX, isValidMemberId, resolveConfig } from './config.ts'
+import { INCARNATION_JUMP_MAX, INCARNATION_MAX, isValidMemberId, resolveConfig } from './config.ts'
 import { MemberTable } from './member-table.ts'
 import { isLive, supersedes } from './precedence.ts'
 import { ProbeOrder } from './probe-order.ts'
@@ -133,6 +133,7 @@ export class MembershipNode {
     deadDeclared: 0,
     membersRefused: 0,
     updatesIgnored: 0,
+    updatesImplausible: 0,
     broadcastsDropped: 0,
     outboxDropped: 0,
     eventsDropped: 0,
@@ -199,7 +200,7 @@ export class MembershipNode {
       this.counters.rejectedMessages++
       return refusal
     }
-    for (const u of m.updates) { this.applyUpdate(u, true) }
+    for (const u of m.updates) { this.applyUpdate(u, true, m.from) }
     switch (m.type) {
       case 'ping': this.send({ type: 'ack', from: this.id, to: m.from, seq: m.seq, announce: !this.table.has(m.from) }); break
       case 'ack': this.handleAck(m); break
@@ -556,7 +557,7 @@ export class MembershipNode {
     }
     const r = this.table.get(probe.target)
     if (r === undefined || !isLive(r.state)) { return }
-    this.applyUpdate({ kind: 'suspect', id: r.id, incarnation: r.incarnation, from: this.id }, true)
+    this.applyUpdate({ kind: 'suspect', id: r.id, incarnation: r.incarnation, from: this.id }, true, this.id)
     if (r.state === 'alive' && this.config.notifySuspect) {
       // Tell the suspect now, and again every period while the suspicion
       // lasts, rather than when someone next probes it (Lifeguard's buddy
@@ -628,7 +629,7 @@ export class MembershipNode {
       assert(suspicion !== undefined && r !== undefined && r.state === 'suspect' && r.incarnation === suspicion.incarnation,
         'membership: a suspicion outlived its suspect state')
       this.counters.deadDeclared++
-      this.applyUpdate({ kind: 'dead', id, incarnation: r.incarnation, from: this.id }, true)
+      this.applyUpdate({ kind: 'dead', id, incarnation: r.incarnation, from: this.id }, true, this.id)
     }
   }
 
@@ -639,7 +640,18 @@ export class MembershipNode {
    * events and, when `rebroadcast`, queues it to spread further. News about
    * ourselves is answered instead (answerAboutSelf).
    */
-  private applyUpdate (u: Update, rebroadcast: boolean): void {
+  /**
+   * Merges one piece of news into the table.
+   *
+   * @param u - the update
+   * @param rebroadcast - whether to pass it on (piggybacked) when it changed something
+   * @param sender - who sent the message that carried it (this member for its own news)
+   */
+  private applyUpdate (u: Update, rebroadcast: boolean, sender: MemberId): void {
+    if (sender !== u.id && u.incarnation > this.heldIncarnation(u.id) + INCARNATION_JUMP_MAX) {
+      this.counters.updatesImplausible++
+      return
+    }
     if (u.id === this.id) {
       this.answerAboutSelf(u)
       return
@@ -661,6 +673,11 @@ export class MembershipNode {
     if (u.kind === 'suspect') { this.startSuspicion(u.id, u.incarnation, u.from) }
     this.reportChange(held, u, meta)
     if (rebroadcast) { this.queue.enqueue(u) }
+  }
+
+  /** The incarnation we hold for `id` (our own for ourselves), 0 for a member we do not know. */
+  private heldIncarnation (id: MemberId): number {
+    return this.table.get(id)?.incarnation ?? 0
   }
 
   /** The events for a record that `u` just replaced. */
@@ -821,11 +838,11 @@ export class MembershipNode {
       assert(this.syncing?.peer === m.from, 'membership: join-ack accepted without a join or sync')
       this.syncing = null
       // What a sync teaches us, others probably missed too: pass it on.
-      for (const u of m.members) { this.applyUpdate(u, true) }
+      for (const u of m.members) { this.applyUpdate(u, true, m.from) }
       return
     }
     // A joiner's news is old to everyone else: it is not passed on.
-    for (const u of m.members) { this.applyUpdate(u, false) }
+    for (const u of m.members) { this.applyUpdate(u, false, m.from) }
     joining.pages++
     // Paging must move forward: a cursor that does not is the seed's bug, and ends the transfer.
     const advances = m.next !== null && m.members.length > 0 && (joining.after === null || m.next > joining.after)

@@ -201,6 +201,8 @@ export interface MembershipCounters {
   membersRefused: number
   /** Updates about members we do not know that could not be applied (suspect/dead/left of a stranger). */
   updatesIgnored: number
+  /** Relayed updates whose incarnation ran more than INCARNATION_JUMP_MAX ahead of ours for the member (a lie): dropped. */
+  updatesImplausible: number
   /** Queued broadcasts dropped because the queue held broadcastQueueMax. */
   broadcastsDropped: number
   outboxDropped: number

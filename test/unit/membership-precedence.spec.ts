@@ -1,7 +1,7 @@
 import { expect } from 'aegir/chai'
 import fc from 'fast-check'
 import { createRng } from '../../protocols/common/rng.ts'
-import { createRoster, MembershipNode, STATE_RANK, supersedes } from '../../protocols/membership/index.ts'
+import { createRoster, INCARNATION_JUMP_MAX, INCARNATION_MAX, MembershipNode, STATE_RANK, supersedes } from '../../protocols/membership/index.ts'
 import type { Message, Update } from '../../protocols/membership/index.ts'
 
 /** fast-check's seed: CI runs the same cases every time (a failure prints its own seed to replay). */
@@ -109,6 +109,26 @@ describe('membership/precedence', () => {
     expect(a.member('y')).to.equal(undefined)
     expect(a.member('z')).to.equal(undefined)
     expect(a.status().counters.updatesIgnored).to.equal(3)
+  })
+
+  it('drops relayed news that runs more than INCARNATION_JUMP_MAX ahead of its view (a lie), so a victim can always refute', () => {
+    const a = node()
+    // b lies about m, and about a itself, at numbers nobody could have seen
+    a.step(ping('b', 'a', [
+      { kind: 'dead', id: 'm', incarnation: INCARNATION_MAX - 1, from: 'b' },
+      { kind: 'alive', id: 'c', incarnation: INCARNATION_JUMP_MAX + 1, meta: Uint8Array.of(6) },
+      { kind: 'suspect', id: 'a', incarnation: INCARNATION_JUMP_MAX + 1, from: 'b' }
+    ]))
+    expect(a.member('m')).to.include({ state: 'alive', incarnation: 0 })
+    expect(a.member('c')).to.include({ state: 'alive', incarnation: 0 })
+    expect(a.member('a')).to.include({ state: 'alive', incarnation: 0 })
+    expect(a.status().counters.updatesImplausible).to.equal(3)
+    // news just ahead of the view is taken (the steps that have not reached a yet)
+    a.step(ping('b', 'a', [{ kind: 'dead', id: 'm', incarnation: INCARNATION_JUMP_MAX, from: 'b' }], 2))
+    expect(a.member('m')).to.include({ state: 'dead', incarnation: INCARNATION_JUMP_MAX })
+    // a member's own word is not bounded: after a restart it may rightly jump
+    a.step(ping('d', 'a', [{ kind: 'alive', id: 'd', incarnation: 10 * INCARNATION_JUMP_MAX, meta: new Uint8Array(0) }], 3))
+    expect(a.member('d')).to.include({ state: 'alive', incarnation: 10 * INCARNATION_JUMP_MAX })
   })
 })
 

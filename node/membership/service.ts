@@ -25,6 +25,7 @@ import { encode } from 'cborg'
 import { Registry } from 'prom-client'
 import { createRng } from '../../protocols/common/rng.ts'
 import { MEMBERSHIP_DEFAULTS, MembershipNode } from '../../protocols/membership/index.ts'
+import { bytesEqual } from '../../protocols/membership/membership-node.ts'
 import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
@@ -35,6 +36,7 @@ import type { MemberInfo, MembershipConfig, MembershipEvent, MembershipStatus, M
 import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 
 export const SWIM_PROTOCOL = '/accord/swim/1.0.0'
@@ -174,7 +176,7 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
     const core = this.#core
     if (core == null) { return }
     const envelope = this.#envelope()
-    if (bytesEqual(core.member(core.status().id)?.meta ?? new Uint8Array(0), envelope)) { return }
+    if (bytesEqual(core.member(this.#host.peerId.toString())?.meta ?? new Uint8Array(0), envelope)) { return }
     core.setMeta(envelope)
     this.#flush()
   }
@@ -293,13 +295,14 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
     }
     let to: PeerId
     try { to = peerIdFromString(message.to) } catch { this.#metrics.dropped('bad-recipient'); return }
+    const target = this.#dialTarget(to, message.to)
     this.#sendsInFlight++
     const bytes = encode(message)
     this.#metrics.sent(message.type, bytes.byteLength)
     if (message.type === 'ping') { this.#timePing(`${message.to} ${message.seq}`) }
     void (async () => {
       const signal = AbortSignal.timeout(this.settings.sendTimeoutMs)
-      const stream = await this.#host.dialProtocol(to, SWIM_PROTOCOL, { signal })
+      const stream = await this.#host.dialProtocol(target, SWIM_PROTOCOL, { signal })
       try {
         await lpStream(stream).write(bytes, { signal })
         await stream.close({ signal })
@@ -311,6 +314,19 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
       this.#metrics.dropped('unreachable')
       this.#log.trace({ to: message.to, type: message.type, err: (err as Error).message }, 'membership: send failed')
     }).finally(() => { this.#sendsInFlight-- })
+  }
+
+  /**
+   * Where to reach a member: its connection, else the addresses its
+   * envelope announced. A dial by peer id alone to a member learnt through
+   * gossip, whose addresses the peer store may not hold yet, would look
+   * the peer up in the DHT, and any other dial to it would wait on that.
+   */
+  #dialTarget (peerId: PeerId, id: string): PeerId | Multiaddr[] {
+    if (this.#host.getConnections(peerId).length > 0) { return peerId }
+    const meta = this.#core?.member(id)?.meta
+    const addrs = meta == null ? [] : openEnvelope(meta).addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
+    return addrs.length > 0 ? addrs : peerId
   }
 
   #timePing (key: string): void {
@@ -356,10 +372,6 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
     }
     this.#flush()
   }
-}
-
-function bytesEqual (a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && a.every((v, i) => v === b[i])
 }
 
 /** A member's envelope; a malformed one (from a member of another version) reads as no addresses and no metadata. */

@@ -24,6 +24,9 @@ import { raftRoutes } from '../../node/raft/routes.ts'
 import { raft } from '../../node/raft/service.ts'
 import { silentLogger } from '../lib/nodes.ts'
 import { waitFor } from '../lib/wait.ts'
+import type { Admission } from '../../node/admission/admission.ts'
+import type { RaftService } from '../../node/raft/service.ts'
+import type { Identify } from '@libp2p/identify'
 import type { Libp2p } from '@libp2p/interface'
 import type { AddressInfo } from 'node:net'
 
@@ -43,7 +46,7 @@ describe('accord services in an app\'s own libp2p node', function () {
     await rm(root, { recursive: true, force: true })
   })
 
-  async function raftNode (name: string, joining: boolean): Promise<Libp2p<{ identify: ReturnType<ReturnType<typeof identify>>, admission: ReturnType<ReturnType<typeof clusterAdmission>>, raft: ReturnType<ReturnType<typeof raft>> }>> {
+  async function raftNode (name: string, joining: boolean): Promise<Libp2p<{ identify: Identify, admission: Admission, raft: RaftService }>> {
     const dataDir = join(root, name)
     const node = await createLibp2p({
       addresses: loopback,

@@ -22,10 +22,14 @@ import { buildLibp2p } from './libp2p.ts'
 import { createLogger } from './logger.ts'
 import { membershipRoutes, memberViews } from './membership/routes.ts'
 import { swimMembership } from './membership/service.ts'
+import { metadataRoutes } from './metadata/routes.ts'
+import { clusterMetadata } from './metadata/service.ts'
 import { raftRoutes } from './raft/routes.ts'
 import { raft } from './raft/service.ts'
 import { Refusals } from './refusals.ts'
 import { statusRoutes } from './routes.ts'
+import { topologyRoutes } from './topology/routes.ts'
+import { clusterTopology } from './topology/service.ts'
 import { VERSION } from './version.ts'
 import type { Admission, AdmissionLimits } from './admission/admission.ts'
 import type { AdmissionSummary } from './admission/routes.ts'
@@ -35,6 +39,7 @@ import type { HttpApi } from './http-api.ts'
 import type { AccordLibp2p, AccordOwnServices } from './libp2p.ts'
 import type { MemberView } from './membership/routes.ts'
 import type { MembershipService } from './membership/service.ts'
+import type { ClusterMetadataService } from './metadata/service.ts'
 import type { RaftService, RaftSummary } from './raft/service.ts'
 import type { Logger } from 'pino'
 
@@ -82,6 +87,8 @@ export interface NodeStatus {
   admission: AdmissionSummary
   /** Every member as this node's membership protocol (SWIM) sees it, itself included. */
   membership: Array<Pick<MemberView, 'peerId' | 'state' | 'incarnation'>>
+  /** The cluster-metadata store: its size, and the gossip parameters adaptive tuning chose. */
+  metadata: MetadataSummary | null
   /** null when Raft is off. */
   raft: RaftSummary | null
 }
@@ -97,6 +104,8 @@ export interface AccordNode {
   readonly admission: Admission
   /** Who is in the cluster and alive (SWIM with Lifeguard). */
   readonly membership: MembershipService
+  /** Per-node key/values every member replicates (anti-entropy). */
+  readonly metadata: ClusterMetadataService
   /** Cluster members known to this node (cheap: no peer store reads). */
   members(): Member[]
   status(): Promise<NodeStatus>
@@ -158,6 +167,14 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
           meta: memberMeta(null),
           registry: metrics,
           log: log.child({ component: 'membership' })
+        }),
+        metadata: clusterMetadata({
+          registry: metrics,
+          log: log.child({ component: 'metadata' })
+        }),
+        topology: clusterTopology({
+          registry: metrics,
+          log: log.child({ component: 'topology' })
         }),
         discovery: clusterDiscovery({
           public: resolved.public,
@@ -240,6 +257,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       peers: [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId)),
       admission: admissionSummary(admission),
       membership: memberViews(membership).map(({ peerId, state, incarnation }) => ({ peerId, state, incarnation })),
+      metadata: metadataSummary(libp2p.services.metadata),
       raft: raftService?.summary() ?? null
     }
   }
@@ -268,7 +286,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     if (resolved.api !== null) {
       const { host, port } = parseHostPort(resolved.api, '--api')
       const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
-      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...(raftService != null ? raftRoutes(raftService) : [])]
+      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...metadataRoutes(libp2p.services.metadata), ...topologyRoutes(libp2p.services.topology), ...(raftService != null ? raftRoutes(raftService) : [])]
       api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }), refusals })
       effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
       membership.setMeta(memberMeta(api.url))
@@ -290,6 +308,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     raft: raftService,
     admission,
     membership,
+    metadata: libp2p.services.metadata,
     members: () => discovery.members(),
     status,
     stop: async () => {
@@ -335,4 +354,21 @@ function explainStartError (err: unknown, config: AccordConfig): Error {
   if (text.includes('EADDRNOTAVAIL')) { return new UserError(`listen address not available on this machine: ${config.listen.join(', ')}`) }
   if (e.name === 'UnsupportedListenAddressesError' || e.name === 'NoValidAddressesError') { return new UserError(`no usable listen address in ${config.listen.join(', ')}`) }
   return e instanceof Error ? e : new Error(String(err))
+}
+
+export interface MetadataSummary {
+  mode: string
+  adaptive: boolean
+  fanout: number
+  intervalMs: number
+  duplicateRate: number
+  nodes: number
+  entries: number
+}
+
+function metadataSummary (metadata: ClusterMetadataService): MetadataSummary | null {
+  const status = metadata.status()
+  if (status == null) { return null }
+  const { mode, adaptive, fanout, intervalMs, duplicateRate, nodes, entries } = status
+  return { mode, adaptive, fanout, intervalMs, duplicateRate, nodes, entries }
 }

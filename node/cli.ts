@@ -14,6 +14,7 @@ import { raftCommand, RAFT_HELP } from './cli/raft.ts'
 import { startCommand, START_HELP } from './cli/start.ts'
 import { statusCommand, STATUS_HELP } from './cli/status.ts'
 import { tokenCommand, TOKEN_HELP } from './cli/token.ts'
+import { topologyCommand, TOPOLOGY_HELP } from './cli/topology.ts'
 import { UserError } from './errors.ts'
 import { VERSION } from './version.ts'
 
@@ -26,6 +27,7 @@ Commands:
   demo      run a local cluster of node processes with a live view
   status    show a node's status
   members   show the cluster's members: alive, suspect, dead or left
+  topology  show the overlay: who is connected to whom, DHT buckets, gossipsub mesh
   id        print a node's PeerId
   kv        put, get, delete and compare-and-swap keys of the replicated store
   raft      show and change the Raft group's members, transfer leadership
@@ -41,6 +43,7 @@ const COMMANDS: Record<string, { run(args: string[]): Promise<void>, help: strin
   id: { run: idCommand, help: ID_HELP },
   kv: { run: kvCommand, help: KV_HELP },
   members: { run: membersCommand, help: MEMBERS_HELP },
+  topology: { run: topologyCommand, help: TOPOLOGY_HELP },
   raft: { run: raftCommand, help: RAFT_HELP },
   token: { run: tokenCommand, help: TOKEN_HELP }
 }

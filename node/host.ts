@@ -50,3 +50,16 @@ export function hostFromComponents (components: HostComponents): AccordHost {
     removeEventListener: events.removeEventListener.bind(events)
   }
 }
+
+/**
+ * A sibling service the node may not have (gossipsub, kad-dht): libp2p's
+ * components throw on a name nobody registered, and an app may run
+ * without it.
+ */
+export function optionalService<T> (read: () => T | undefined): T | undefined {
+  try {
+    return read()
+  } catch {
+    return undefined
+  }
+}

@@ -414,3 +414,12 @@ function send (response: ServerResponse, result: ApiResponse): void {
     response.end(JSON.stringify(result.json ?? {}) + '\n')
   }
 }
+
+/** A value in a JSON body: UTF-8 text when it is valid UTF-8, else base64. */
+export function encodeValue (value: Uint8Array): { value: string, encoding: 'utf8' | 'base64' } {
+  try {
+    return { value: new TextDecoder('utf-8', { fatal: true }).decode(value), encoding: 'utf8' }
+  } catch {
+    return { value: Buffer.from(value).toString('base64'), encoding: 'base64' }
+  }
+}

@@ -4,12 +4,13 @@
  * `createAccordNode(config)` builds and starts a whole node (libp2p,
  * admission, discovery, Raft, the HTTP API), as the daemon does.
  *
- * The service factories `clusterAdmission()`, `clusterDiscovery()` and
- * `raft()` add accord's protocols to an app's own libp2p node:
+ * The service factories `clusterAdmission()`, `clusterDiscovery()`,
+ * `raft()`, `swimMembership()`, `clusterMetadata()` and `clusterTopology()`
+ * add accord's protocols to an app's own libp2p node:
  * `createLibp2p({ services: { admission: clusterAdmission(init), raft: raft(init) } })`.
  */
 export { createAccordNode } from './accord-node.ts'
-export type { AccordNode, CreateAccordNodeOptions, NodeStatus, PeerStatus } from './accord-node.ts'
+export type { AccordNode, CreateAccordNodeOptions, MetadataSummary, NodeStatus, PeerStatus } from './accord-node.ts'
 export { defaultConfig, LOG_LEVELS } from './config.ts'
 export type { AccordConfig, LogLevel } from './config.ts'
 export { UserError } from './errors.ts'
@@ -26,9 +27,25 @@ export type { AdmissionView, DiscoveryComponents, DiscoveryInit, Member } from '
 export { raft, RaftService, RAFT_SETTINGS_DEFAULTS, RESERVED_KEY_PREFIX } from './raft/service.ts'
 export type { RaftComponents, RaftInit, RaftSettings, RaftSummary, ReadConsistency } from './raft/service.ts'
 export { RaftError } from './raft/driver.ts'
+export { swimMembership, MembershipService, MEMBERSHIP_SETTINGS_DEFAULTS, SWIM_PROTOCOL } from './membership/service.ts'
+export type { Member as MembershipMember, MembershipComponents, MembershipEvents, MembershipInit, MembershipServiceStatus, MembershipSettings } from './membership/service.ts'
+export { clusterMetadata, ClusterMetadataService, ANTI_ENTROPY_PROTOCOL, METADATA_CAPABILITY, METADATA_RESERVED_KEY_PREFIX, METADATA_SETTINGS_DEFAULTS } from './metadata/service.ts'
+export type { MetadataComponents, MetadataEntry, MetadataEvents, MetadataInit, MetadataSettings, MetadataStatus, MetadataUpdate } from './metadata/service.ts'
+export { clusterTopology, TopologyService, TOPOLOGY_CAPABILITY, TOPOLOGY_KEY, TOPOLOGY_SETTINGS_DEFAULTS } from './topology/service.ts'
+export type { TopologyComponents, TopologyInit, TopologySettings } from './topology/service.ts'
+export type { EdgeKind, SkippedReport, TopologyEdge, TopologyGraph, TopologyNode } from './topology/view.ts'
+export type { ConnectionEntry, DhtBucket, MeshTopic, TopologyReport } from './topology/report.ts'
 export type { ConfChange, ConfChangeSingle, PeerStatus as RaftPeerProgress, ProgressStateName } from '../protocols/raft/index.ts'
 export type { ClientSession, KvApplyResult, KvCommand, KvLimits, KvRejection } from '../protocols/raft/kv/index.ts'
+export type { MemberState, MembershipConfig, MembershipCounters, MembershipStatus, MemberRecord, Roster } from '../protocols/membership/index.ts'
+export type { AntiEntropyConfig, AntiEntropyConfigInit, Entry as MetadataStoreEntry, EntryAuth, GossipCounters, GossipMode } from '../protocols/gossip/index.ts'
+export type { ReportRejectReason } from './topology/codec.ts'
+export type { ListName } from './topology/report.ts'
 export type { AccordHost, HostComponents } from './host.ts'
+// gossipsub: the settings accord's node gives it (StrictSign, topic scoring), for an app's own gossipsub
+export { accordGossipsubOptions, membershipTopic, membershipTopicScoreParams, ACCORD_SCORE_THRESHOLDS, MEMBERSHIP_TOPIC_SCORE_PARAMS } from './membership/topic.ts'
+export { gossipBytesCounter, gossipMetrics, GOSSIP_BYTES_METRIC } from './gossip-metrics.ts'
+export type { GossipDirection, GossipMetrics } from './gossip-metrics.ts'
 
 // HTTP: the routes of the services an app picks, on accord's API server or mounted on the app's own
 export { createApiHandler, ownOriginCheck, startHttpApi } from './http-api.ts'
@@ -36,3 +53,7 @@ export type { ApiHandlerOptions, ApiResponse, Caller, HttpApi, HttpApiOptions, R
 export { admissionRoutes } from './admission/routes.ts'
 export type { AdmissionSummary } from './admission/routes.ts'
 export { raftRoutes } from './raft/routes.ts'
+export { membershipRoutes } from './membership/routes.ts'
+export type { MemberView } from './membership/routes.ts'
+export { metadataRoutes } from './metadata/routes.ts'
+export { topologyRoutes } from './topology/routes.ts'

@@ -21,13 +21,16 @@ import { createLibp2p } from 'libp2p'
 import { guardDhtStore, InboundHostLimiter, recordBudgets } from './budgets.ts'
 import { PRIVATE_DHT_PROTOCOL, PUBLIC_DHT_PROTOCOL } from './constants.ts'
 import { UserError } from './errors.ts'
+import { accordGossipsubOptions } from './membership/topic.ts'
 import { accordNoiseCrypto } from './noise-crypto.ts'
 import type { Admission } from './admission/admission.ts'
 import type { ConnectionBudgets } from './budgets.ts'
 import type { AccordConfig } from './config.ts'
 import type { ClusterDiscovery } from './discovery.ts'
 import type { MembershipService } from './membership/service.ts'
+import type { ClusterMetadataService } from './metadata/service.ts'
 import type { RaftService } from './raft/service.ts'
+import type { TopologyService } from './topology/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { Libp2p, PeerId, PrivateKey, ServiceMap } from '@libp2p/interface'
@@ -49,6 +52,8 @@ export type BaseServices = {
 export type AccordOwnServices = {
   admission: Admission
   membership: MembershipService
+  metadata: ClusterMetadataService
+  topology: TopologyService
   discovery: ClusterDiscovery
   raft?: RaftService
 }
@@ -160,7 +165,8 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
         peerInfoMapper: config.dhtKeepPrivateAddresses ? passthroughMapper : removePrivateAddressesMapper
       }),
       pubsub: gossipsub({
-        globalSignaturePolicy: 'StrictSign',
+        // StrictSign and the scoring of accord's topics (membership/topic.ts)
+        ...accordGossipsubOptions(config.cluster),
         allowPublishToZeroTopicPeers: true,
         emitSelf: false
       }),

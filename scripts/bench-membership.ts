@@ -1,6 +1,6 @@
 /* eslint-disable no-console */
 /**
- * node scripts/bench-membership.ts [--sizes 100,1000,10000] [--loss 0.01] [--json out.json]
+ * node scripts/bench-membership.ts [--sizes 100,1000,10000] [--loss 0.01] [--topic-ms 50 | --no-topic] [--json out.json]
  *
  * The SWIM + Lifeguard core (protocols/membership) at scale, in the
  * simulator (test/sim/membership/cluster.ts: real cores, virtual time, a
@@ -11,20 +11,36 @@
  * Per size, over its seeds: members crash one after another; for each, the
  * first suspicion and the first death declaration (in protocol periods
  * after the crash) and the time until 99.99% of the live members hold it
- * dead; one new member joins through a random seed, and the time until
+ * dead, counted from the crash and from the first declaration (how long
+ * the news takes to spread, the suspicion timeout aside: at 10,000 members
+ * that timeout alone is at least 16 periods); one new member joins through a random seed, and the time until
  * 99.99% of the members know it. Also the false positives (suspicions and
  * death declarations of members that never crashed) and the bytes each
  * member sends per second, by the core's byte model (size.ts: ids as
  * UTF-8, 8-byte integers; what a compact binary codec would send, before
  * transport framing and encryption).
  *
+ * The gossipsub topic the service publishes on is modelled too (what each
+ * member originates reaches every member `--topic-ms` later, its bytes
+ * counted as 6 mesh copies per member: the cluster's sim, `topic`), from
+ * the end of the warm-up (every member starts from the shared roster);
+ * `--no-topic` measures SWIM's piggybacking alone.
+ *
  * Everything runs in one process: 10,000 members take a few minutes and a
  * few GB, so that size runs one seed with fewer crashes (see PLANS).
+ *
+ * Then the starvation run (scripts/bench-membership-starvation.ts): real
+ * daemons on loopback, a few starved of CPU by busy loops pinned beside
+ * them, and the false positives that caused. `--no-starvation` skips it,
+ * `--starvation-only` runs only it; `--starvation-nodes 10`,
+ * `--starvation-victims 3`, `--starvation-loops 6` (busy loops) and
+ * `--starvation-seconds 30` shape it.
  */
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createRoster } from '../protocols/membership/index.ts'
 import { MembershipCluster } from '../test/sim/membership/cluster.ts'
+import { printStarvationResult, runStarvationBench } from './bench-membership-starvation.ts'
 import { percentile } from './percentile.ts'
 import type { MemberId } from '../protocols/membership/index.ts'
 
@@ -33,9 +49,32 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '100,1000,10000' },
     loss: { type: 'string', default: '0.01' },
     seeds: { type: 'string' },
+    'topic-ms': { type: 'string', default: '50' },
+    'no-topic': { type: 'boolean', default: false },
+    'no-starvation': { type: 'boolean', default: false },
+    'starvation-only': { type: 'boolean', default: false },
+    'starvation-nodes': { type: 'string', default: '10' },
+    'starvation-victims': { type: 'string', default: '3' },
+    'starvation-loops': { type: 'string', default: '6' },
+    'starvation-seconds': { type: 'string', default: '30' },
     json: { type: 'string' }
   }
 })
+
+/** The starvation run, with the flags' settings. */
+async function starvationRun (): Promise<void> {
+  printStarvationResult(await runStarvationBench({
+    nodes: Number(values['starvation-nodes']),
+    victims: Number(values['starvation-victims']),
+    busyLoops: Number(values['starvation-loops']),
+    seconds: Number(values['starvation-seconds'])
+  }))
+}
+
+if (values['starvation-only']) {
+  await starvationRun()
+  process.exit(0)
+}
 
 interface Plan {
   seeds: number
@@ -51,6 +90,8 @@ const PLANS: Record<number, Plan> = {
 }
 
 const TICK_MS = 20
+/** gossipsub's mesh degree (D): the copies of each topic message a member sends on. */
+const TOPIC_MESH_DEGREE = 6
 const PERIOD_MS = 200
 const WARMUP_MS = 4000
 const COVERAGE = 0.9999
@@ -62,10 +103,14 @@ interface SizeResult {
   firstSuspectPeriods: number[]
   firstDeadPeriods: number[]
   deadCoverageMs: number[]
+  /** From the first death declaration to 99.99% of live members holding it: the news's spread alone. */
+  deadSpreadMs: number[]
   joinCoverageMs: number[]
   falseSuspicions: number
   falseDeaths: number
   bytesPerMemberPerSecond: number
+  /** Bytes of the gossipsub topic (the model's), apart from SWIM's. */
+  topicBytesPerMemberPerSecond: number
   messagesPerMemberPerSecond: number
   wallSeconds: number
   virtualSeconds: number
@@ -84,7 +129,8 @@ function runSeed (n: number, seed: number, plan: Plan, loss: number, into: SizeR
     tickMs: TICK_MS,
     network: { dropRate: loss, duplicateRate: 0, delayRate: 0, latencyMsMin: 1, latencyMsMax: 5, delayMsMax: 5 },
     config: { roster },
-    traceLines: 1
+    traceLines: 1,
+    ...(values['no-topic'] ? {} : { topic: { latencyMs: Number(values['topic-ms']), fanout: TOPIC_MESH_DEGREE, fromMs: WARMUP_MS } })
   })
   for (const id of ids) { cluster.addMember(id) }
   const crashAt = new Map<MemberId, number>()
@@ -138,12 +184,14 @@ function runSeed (n: number, seed: number, plan: Plan, loss: number, into: SizeR
   // Start counting bytes after the warm-up.
   cluster.run(WARMUP_MS)
   const bytesBefore = cluster.stats.bytes
+  const topicBytesBefore = cluster.stats.topicBytes
   const messagesBefore = cluster.stats.messages
   const endMs = WARMUP_MS + (plan.crashes - 1) * plan.gapMs + 40_000
   const allCovered = (): boolean => track.size === plan.crashes + 1 && [...track.values()].every(t => t.covered >= 0)
   cluster.run(endMs, () => cluster.now > WARMUP_MS + (plan.crashes - 1) * plan.gapMs && allCovered())
   const seconds = (cluster.now - WARMUP_MS) / 1000
   into.bytesPerMemberPerSecond += (cluster.stats.bytes - bytesBefore) / n / seconds / into.seeds
+  into.topicBytesPerMemberPerSecond += (cluster.stats.topicBytes - topicBytesBefore) / n / seconds / into.seeds
   into.messagesPerMemberPerSecond += (cluster.stats.messages - messagesBefore) / n / seconds / into.seeds
   into.virtualSeconds += cluster.now / 1000
 
@@ -156,6 +204,7 @@ function runSeed (n: number, seed: number, plan: Plan, loss: number, into: SizeR
     into.failures++
     if (t.firstSuspect >= 0) { into.firstSuspectPeriods.push((t.firstSuspect - at) / PERIOD_MS) }
     if (t.firstDead >= 0) { into.firstDeadPeriods.push((t.firstDead - at) / PERIOD_MS) }
+    if (t.covered >= 0 && t.firstDead >= 0) { into.deadSpreadMs.push(t.covered - t.firstDead) }
     if (t.covered >= 0) { into.deadCoverageMs.push(t.covered - at) } else { console.log(`  seed ${seed}: crash of ${id} not known by 99.99% within the run`) }
   }
 }
@@ -170,10 +219,12 @@ function runSize (n: number, loss: number, seedsOverride: number | undefined): S
     firstSuspectPeriods: [],
     firstDeadPeriods: [],
     deadCoverageMs: [],
+    deadSpreadMs: [],
     joinCoverageMs: [],
     falseSuspicions: 0,
     falseDeaths: 0,
     bytesPerMemberPerSecond: 0,
+    topicBytesPerMemberPerSecond: 0,
     messagesPerMemberPerSecond: 0,
     wallSeconds: 0,
     virtualSeconds: 0,
@@ -197,7 +248,7 @@ function p (values: number[], q: number, digits = 1): string {
 const loss = Number(values.loss)
 const sizes = values.sizes.split(',').map(Number)
 const results: SizeResult[] = []
-console.log(`SWIM + Lifeguard, simulated: ${PERIOD_MS} ms protocol period, 100 ms probe timeout, 1-5 ms latency, ${(loss * 100).toFixed(1)}% loss`)
+console.log(`SWIM + Lifeguard, simulated: ${PERIOD_MS} ms protocol period, 100 ms probe timeout, 1-5 ms latency, ${(loss * 100).toFixed(1)}% loss, ${values['no-topic'] ? 'no gossipsub topic' : `gossipsub topic modelled at ${values['topic-ms']} ms`}`)
 for (const n of sizes) {
   console.log(`running ${n} members ...`)
   const r = runSize(n, loss, values.seeds === undefined ? undefined : Number(values.seeds))
@@ -211,12 +262,13 @@ const rows = results.map(r => [
   `${p(r.firstSuspectPeriods, 0.5)} / ${p(r.firstSuspectPeriods, 0.99)}`,
   `${p(r.firstDeadPeriods, 0.5)} / ${p(r.firstDeadPeriods, 0.99)}`,
   `${p(r.deadCoverageMs.map(ms => ms / 1000), 0.5)} / ${p(r.deadCoverageMs.map(ms => ms / 1000), 0.99)}`,
+  `${p(r.deadSpreadMs.map(ms => ms / 1000), 0.5)} / ${p(r.deadSpreadMs.map(ms => ms / 1000), 0.99)}`,
   `${p(r.joinCoverageMs.map(ms => ms / 1000), 0.5)} / ${p(r.joinCoverageMs.map(ms => ms / 1000), 0.99)}`,
   `${r.falseSuspicions} / ${r.falseDeaths}`,
-  `${r.bytesPerMemberPerSecond.toFixed(0)} (${r.messagesPerMemberPerSecond.toFixed(1)} msg)`,
+  `${r.bytesPerMemberPerSecond.toFixed(0)} (${r.messagesPerMemberPerSecond.toFixed(1)} msg) + ${r.topicBytesPerMemberPerSecond.toFixed(0)} topic`,
   r.wallSeconds.toFixed(0)
 ])
-const head = ['members', 'seeds/crashes', 'first suspect p50/p99 (periods)', 'first dead p50/p99 (periods)', 'dead @99.99% p50/p99 (s)', 'join @99.99% p50/p99 (s)', 'false suspect / dead', 'bytes/member/s', 'wall s']
+const head = ['members', 'seeds/crashes', 'first suspect p50/p99 (periods)', 'first dead p50/p99 (periods)', 'dead @99.99% p50/p99 (s)', 'first dead to 99.99% p50/p99 (s)', 'join @99.99% p50/p99 (s)', 'false suspect / dead', 'bytes/member/s (SWIM + topic)', 'wall s']
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map(row => row[i].length)))
 const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ')
 console.log()
@@ -228,3 +280,4 @@ if (values.json !== undefined) {
   writeFileSync(values.json, JSON.stringify({ periodMs: PERIOD_MS, loss, results }, null, 2))
   console.log(`wrote ${values.json}`)
 }
+if (!values['no-starvation']) { await starvationRun() }

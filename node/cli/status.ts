@@ -41,6 +41,7 @@ export function formatStatus (s: NodeStatus): string {
     'addresses',
     ...s.addresses.map(a => `  ${a}`),
     ...membersLines(s),
+    metadataLine(s),
     `connections ${s.peers.length}`,
     ...s.peers.map(p => `  ${p.peerId} ${p.encryption.join(',')} ${p.multiplexer.join(',')}${p.member ? ' member' : ''}`),
     ...(s.raft == null
@@ -52,6 +53,14 @@ export function formatStatus (s: NodeStatus): string {
         ])
   ]
   return lines.join('\n') + '\n'
+}
+
+/** The cluster-metadata store, and the gossip parameters adaptive tuning chose for it. */
+function metadataLine (s: NodeStatus): string {
+  const m = s.metadata
+  if (m == null) { return 'metadata   off' }
+  const tuning = m.adaptive ? `adaptive, ${Math.round(m.duplicateRate * 100)}% duplicates` : 'fixed'
+  return `metadata   ${m.nodes} nodes, ${m.entries} entries; anti-entropy ${m.mode}, fanout ${m.fanout} every ${(m.intervalMs / 1000).toFixed(1)} s (${tuning})`
 }
 
 /** Each member with its membership state (SWIM) and whether discovery keeps a connection to it. */

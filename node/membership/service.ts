@@ -15,28 +15,35 @@
  * The core's metadata carries an envelope: the member's listen addresses
  * (so a member learnt through gossip can be dialled) and the app's own
  * metadata (at most `metaBytesMax`, 4 KiB by default).
+ *
+ * With a gossipsub service in the node as `pubsub` (StrictSign), the news
+ * this member originates also goes out on `accord/<cluster>/membership/1`,
+ * and the topic's messages are validated and applied (gossip.ts). Without
+ * one, SWIM's piggybacking alone spreads the news.
  */
 import { randomBytes } from 'node:crypto'
 import { serviceCapabilities, serviceDependencies, TypedEventEmitter } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { encode } from 'cborg'
 import { Registry } from 'prom-client'
 import { createRng } from '../../protocols/common/rng.ts'
-import { MEMBERSHIP_DEFAULTS, MembershipNode } from '../../protocols/membership/index.ts'
+import { aliveUpdateBytesMax, ID_LENGTH_MAX, MEMBERSHIP_DEFAULTS, MembershipNode } from '../../protocols/membership/index.ts'
 import { bytesEqual } from '../../protocols/membership/membership-node.ts'
-import { hostFromComponents } from '../host.ts'
+import { DatagramChannel } from '../datagram.ts'
+import { gossipMetrics } from '../gossip-metrics.ts'
+import { hostFromComponents, optionalService } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
-import { boundedLengthDecoder } from '../raft/transport.ts'
+import { MembershipGossip } from './gossip.ts'
 import { membershipMetrics } from './metrics.ts'
+import { membershipTopic } from './topic.ts'
 import type { MembershipMetrics } from './metrics.ts'
 import type { MemberInfo, MembershipConfig, MembershipEvent, MembershipStatus, Message } from '../../protocols/membership/index.ts'
 import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
-import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { Startable } from '@libp2p/interface'
 import type { Logger } from 'pino'
 
 export const SWIM_PROTOCOL = '/accord/swim/1.0.0'
@@ -76,6 +83,13 @@ const PINGS_TIMED_MAX = 1024
 /** A frame holds one message: the core's largest plus the CBOR framing of its byte model. */
 const FRAME_SLACK_BYTES = 4096
 
+/** The largest SWIM frame (and gossip message) read, for a core whose messageBytesMax is `messageBytesMax`. */
+export function swimFrameBytesMax (messageBytesMax: number = MEMBERSHIP_DEFAULTS.messageBytesMax): number {
+  return messageBytesMax + FRAME_SLACK_BYTES
+}
+/** Updates per message on the gossip topic, by the core's byte model (at least one largest alive update). */
+const GOSSIP_BATCH_BYTES = 16 * 1024
+
 export interface MembershipInit {
   /** This member's app metadata (roles, API address, version...); see setMeta(). */
   meta?: Uint8Array
@@ -108,7 +122,12 @@ export interface MembershipEvents {
 
 export interface MembershipComponents extends HostComponents {
   admission: Admission
+  /** Optional: gossipsub (StrictSign) as `pubsub`; membership news then spreads on its topic too. */
+  pubsub?: GossipSub
 }
+
+/** The core's status, and the gossip topic in use (null: no gossipsub in the node). */
+export type MembershipServiceStatus = MembershipStatus & { gossipTopic: string | null }
 
 interface Envelope { addrs: string[], app: Uint8Array }
 
@@ -119,10 +138,13 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
   readonly #init: MembershipInit
   readonly #log: Logger
   readonly #metrics: MembershipMetrics
+  readonly #registry: Registry
   #core: MembershipNode | undefined
+  #gossip: MembershipGossip | undefined
+  #leaving: Promise<void> | undefined
   #appMeta: Uint8Array
   #timer: ReturnType<typeof setInterval> | undefined
-  #sendsInFlight = 0
+  #channel: DatagramChannel<Message> | undefined
   /** Direct pings awaiting their ack, by "peer seq", with the time sent: the probe RTT (at most PINGS_TIMED_MAX). */
   readonly #pings = new Map<string, number>()
   #stopAdmissionWatch: (() => void) | undefined
@@ -141,11 +163,13 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
     this.settings = { ...MEMBERSHIP_SETTINGS_DEFAULTS, ...init.settings }
     this.#appMeta = init.meta ?? new Uint8Array(0)
     if (this.#appMeta.byteLength > this.settings.metaBytesMax) { throw new RangeError(`membership: meta of ${this.#appMeta.byteLength} bytes exceeds metaBytesMax ${this.settings.metaBytesMax}`) }
-    this.#metrics = membershipMetrics(init.registry ?? new Registry())
+    this.#registry = init.registry ?? new Registry()
+    this.#metrics = membershipMetrics(this.#registry)
   }
 
   async start (): Promise<void> {
     const { settings } = this
+    this.#leaving = undefined
     const seed = randomBytes(4).readUInt32LE(0)
     const core = this.#core = new MembershipNode({
       ...this.#init.core,
@@ -153,11 +177,23 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
       meta: this.#envelope(),
       metaBytesMax: settings.metaBytesMax + ENVELOPE_BYTES_MAX
     }, createRng(seed))
-    const frameBytesMax = (this.#init.core?.messageBytesMax ?? MEMBERSHIP_DEFAULTS.messageBytesMax) + FRAME_SLACK_BYTES
+    const frameBytesMax = swimFrameBytesMax(this.#init.core?.messageBytesMax)
     const admission = this.#components.admission
-    await this.#host.handle(SWIM_PROTOCOL, admission.gate(SWIM_PROTOCOL, async (stream, connection) => {
-      await this.#receive(stream, connection, frameBytesMax)
-    }), { maxInboundStreams: 32, maxOutboundStreams: 32 })
+    this.#gossip = this.#createGossip(frameBytesMax)
+    const channel = this.#channel = new DatagramChannel<Message>({
+      host: this.#host,
+      admission,
+      protocol: SWIM_PROTOCOL,
+      frameBytesMax,
+      sendsInFlightMax: settings.sendsInFlightMax,
+      timeoutMs: settings.sendTimeoutMs,
+      streamsMax: 32,
+      counters: this.#metrics,
+      deliver: (message, peer) => this.#deliver(core, message, peer),
+      addressesOf: (id) => this.addressesOf(id),
+      log: this.#log
+    })
+    await channel.start()
     this.#timer = setInterval(() => { this.#tick() }, settings.tickMs)
     // every admitted peer runs membership too: join through the first ones
     this.#stopAdmissionWatch = admission.onAdmitted(peer => { this.#joinThrough([peer]) })
@@ -165,10 +201,40 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
     this.#metrics.observe(() => core.status())
   }
 
-  /** Once libp2p listens: our addresses go into our envelope. */
+  /** Once libp2p listens: our addresses go into our envelope, and (gossipsub has started) we join the topic. */
   afterStart (): void {
     this.#refreshEnvelope()
     this.#host.addEventListener('self:peer:update', this.#refreshEnvelope)
+    try {
+      this.#gossip?.start()
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'membership: cannot use the gossip topic; news spreads by SWIM alone')
+      this.#gossip = undefined
+    }
+  }
+
+  /** gossipsub as `pubsub`, when the node has it and it signs (the validator reads the signed author). */
+  #createGossip (frameBytesMax: number): MembershipGossip | undefined {
+    const pubsub = optionalPubsub(this.#components)
+    if (pubsub == null) { return undefined }
+    if (pubsub.globalSignaturePolicy !== 'StrictSign') {
+      this.#log.warn('membership: gossipsub does not sign messages (StrictSign): the gossip topic is not used')
+      return undefined
+    }
+    const admission = this.#components.admission
+    return new MembershipGossip({
+      pubsub,
+      topic: membershipTopic(admission.cluster),
+      self: this.#host.peerId.toString(),
+      admission,
+      messageBytesMax: frameBytesMax,
+      batchBytesMax: Math.max(GOSSIP_BATCH_BYTES, aliveUpdateBytesMax(ID_LENGTH_MAX, this.settings.metaBytesMax + ENVELOPE_BYTES_MAX)),
+      core: () => this.#core,
+      afterInput: () => { this.#flush() },
+      metrics: this.#metrics,
+      bytes: gossipMetrics(this.#registry),
+      log: this.#log
+    })
   }
 
   /** Our listen addresses changed: a new alive update carries them (only when they did). */
@@ -181,24 +247,24 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
     this.#flush()
   }
 
-  /** Leave gracefully (the news goes out for at most leaveTimeoutMs), then stop. */
+  /** Leave gracefully before libp2p stops anything, so the news goes out by SWIM and on the topic. */
+  async beforeStop (): Promise<void> {
+    await this.#leave()
+  }
+
+  /** Leave (if beforeStop did not), then stop. */
   async stop (): Promise<void> {
     const core = this.#core
     if (core == null) { return }
-    this.#stopAdmissionWatch?.()
-    if (core.status().liveMembers > 1) {
-      await new Promise<void>(resolve => {
-        const timer = setTimeout(resolve, this.settings.leaveTimeoutMs)
-        this.#leaveDone = () => { clearTimeout(timer); resolve() }
-        core.leave()
-        this.#flush()
-      })
-    }
+    await this.#leave()
+    this.#gossip?.stop()
+    this.#gossip = undefined
     clearInterval(this.#timer)
     this.#host.removeEventListener('self:peer:update', this.#refreshEnvelope)
     this.#pings.clear()
     this.#core = undefined
-    await this.#host.unhandle(SWIM_PROTOCOL).catch(() => {})
+    await this.#channel?.stop()
+    this.#channel = undefined
   }
 
   /** Every member known, this node included; dead and left ones until the core forgets them. */
@@ -206,13 +272,38 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
     return (this.#core?.members() ?? []).map(m => this.#member(m))
   }
 
+  /** The listen addresses `peerId` announced, as far as this node knows (cheaper than members()). */
+  addressesOf (peerId: string): string[] {
+    const meta = this.#core?.member(peerId)?.meta
+    return meta == null ? [] : openEnvelope(meta).addrs
+  }
+
   /** The state of `peerId` in this node's view (undefined: unknown). Cheaper than members(). */
   stateOf (peerId: string): Member['state'] | undefined {
     return this.#core?.stateOf(peerId)
   }
 
-  status (): MembershipStatus | null {
-    return this.#core?.status() ?? null
+  /** The core's counters (refutations among them), health and queues, and the gossip topic. */
+  status (): MembershipServiceStatus | null {
+    const status = this.#core?.status()
+    return status == null ? null : { ...status, gossipTopic: this.#gossip?.topic ?? null }
+  }
+
+  /** Leave gracefully: the news goes out for at most leaveTimeoutMs. Once. */
+  async #leave (): Promise<void> {
+    this.#leaving ??= (async () => {
+      const core = this.#core
+      if (core == null) { return }
+      this.#stopAdmissionWatch?.()
+      if (core.status().liveMembers <= 1) { return }
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, this.settings.leaveTimeoutMs)
+        this.#leaveDone = () => { clearTimeout(timer); resolve() }
+        core.leave()
+        this.#flush()
+      })
+    })()
+    await this.#leaving
   }
 
   /** Replace this member's app metadata (at most metaBytesMax bytes); it spreads with our next alive update. */
@@ -251,8 +342,9 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
   #flush (): void {
     const core = this.#core
     if (core == null || !core.hasReady()) { return }
-    const { messages, events } = core.ready()
+    const { messages, events, publish } = core.ready()
     for (const message of messages) { this.#send(message) }
+    if (publish.length > 0) { this.#gossip?.publish(publish) }
     for (const event of events) { this.#report(event) }
   }
 
@@ -263,6 +355,7 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
       return
     }
     this.#metrics.event(event.type)
+    if (event.type === 'member:alive' && event.id === this.#host.peerId.toString()) { this.#metrics.refuted() }
     const info = this.#core?.member(event.id)
     if (info == null) { return }
     const member = this.#member(info)
@@ -289,44 +382,8 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
   }
 
   #send (message: Message): void {
-    if (this.#sendsInFlight >= this.settings.sendsInFlightMax) {
-      this.#metrics.dropped('sends-full')
-      return
-    }
-    let to: PeerId
-    try { to = peerIdFromString(message.to) } catch { this.#metrics.dropped('bad-recipient'); return }
-    const target = this.#dialTarget(to, message.to)
-    this.#sendsInFlight++
-    const bytes = encode(message)
-    this.#metrics.sent(message.type, bytes.byteLength)
     if (message.type === 'ping') { this.#timePing(`${message.to} ${message.seq}`) }
-    void (async () => {
-      const signal = AbortSignal.timeout(this.settings.sendTimeoutMs)
-      const stream = await this.#host.dialProtocol(target, SWIM_PROTOCOL, { signal })
-      try {
-        await lpStream(stream).write(bytes, { signal })
-        await stream.close({ signal })
-      } catch (err) {
-        stream.abort(err as Error)
-        throw err
-      }
-    })().catch(err => {
-      this.#metrics.dropped('unreachable')
-      this.#log.trace({ to: message.to, type: message.type, err: (err as Error).message }, 'membership: send failed')
-    }).finally(() => { this.#sendsInFlight-- })
-  }
-
-  /**
-   * Where to reach a member: its connection, else the addresses its
-   * envelope announced. A dial by peer id alone to a member learnt through
-   * gossip, whose addresses the peer store may not hold yet, would look
-   * the peer up in the DHT, and any other dial to it would wait on that.
-   */
-  #dialTarget (peerId: PeerId, id: string): PeerId | Multiaddr[] {
-    if (this.#host.getConnections(peerId).length > 0) { return peerId }
-    const meta = this.#core?.member(id)?.meta
-    const addrs = meta == null ? [] : openEnvelope(meta).addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
-    return addrs.length > 0 ? addrs : peerId
+    this.#channel?.send(message)
   }
 
   #timePing (key: string): void {
@@ -337,41 +394,26 @@ export class MembershipService extends TypedEventEmitter<MembershipEvents> imple
     this.#pings.set(key, performance.now())
   }
 
-  async #receive (stream: Stream, connection: Connection, frameBytesMax: number): Promise<void> {
-    const peer = connection.remotePeer.toString()
-    const refusals = this.#components.admission.refusals
-    const signal = AbortSignal.timeout(this.settings.sendTimeoutMs)
-    let input: unknown
-    try {
-      const lp = lpStream(stream, { maxDataLength: frameBytesMax, lengthDecoder: boundedLengthDecoder(frameBytesMax) })
-      const frame = (await lp.read({ signal })).subarray()
-      this.#metrics.received(frame.byteLength)
-      input = decodeBoundedCbor(frame)
-      await stream.close({ signal })
-    } catch (err) {
-      refusals.refuse(peer, SWIM_PROTOCOL, 'malformed', { detail: (err as Error).message })
-      stream.abort(err as Error)
-      return
-    }
-    const core = this.#core
-    if (core == null) { return }
-    // Noise authenticated the peer: it speaks only for itself
-    if (typeof input !== 'object' || input == null || (input as { from?: unknown }).from !== peer) {
-      refusals.refuse(peer, SWIM_PROTOCOL, 'spoofed-sender')
-      return
-    }
+  /** A message from `peer` (admitted, and the sender it names): to the core, and an ack's round trip timed. */
+  #deliver (core: MembershipNode, input: unknown, peer: string): ReturnType<MembershipNode['step']> {
+    if (this.#core !== core) { return { ok: true } }
     const result = core.step(input)
+    if (!result.ok) { return result }
     const { type, seq } = input as { type?: unknown, seq?: unknown }
-    if (result.ok && type === 'ack') {
+    if (type === 'ack') {
       const sentAt = this.#pings.get(`${peer} ${String(seq)}`)
       if (sentAt !== undefined) { this.#pings.delete(`${peer} ${String(seq)}`); this.#metrics.probeRtt(performance.now() - sentAt) }
     }
-    if (!result.ok) {
-      refusals.refuse(peer, SWIM_PROTOCOL, result.reason, result.detail !== undefined ? { detail: result.detail } : {})
-      return
-    }
     this.#flush()
+    return result
   }
+}
+
+/** The node's gossipsub, if it has one as `pubsub` (and it is gossipsub). */
+function optionalPubsub (components: MembershipComponents): GossipSub | undefined {
+  const pubsub = optionalService<unknown>(() => components.pubsub)
+  const p = pubsub as Partial<GossipSub> | undefined
+  return typeof p?.subscribe === 'function' && typeof p.publish === 'function' && p.topicValidators instanceof Map ? pubsub as GossipSub : undefined
 }
 
 /** A member's envelope; a malformed one (from a member of another version) reads as no addresses and no metadata. */

@@ -34,7 +34,7 @@
  */
 import { createHash } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { HttpError, readBody, readJsonBody } from '../http-api.ts'
+import { encodeValue, HttpError, readBody, readJsonBody } from '../http-api.ts'
 import { RaftError } from './driver.ts'
 import { RESERVED_KEY_PREFIX } from './service.ts'
 import type { ReadConsistency, RaftService } from './service.ts'
@@ -213,13 +213,5 @@ async function guard<T> (work: () => Promise<T>): Promise<T> {
       case 'timeout': throw new HttpError(504, err.message, { leader: err.leader })
       default: throw new HttpError(503, err.message, { leader: err.leader })
     }
-  }
-}
-
-function encodeValue (value: Uint8Array): { value: string, encoding: 'utf8' | 'base64' } {
-  try {
-    return { value: new TextDecoder('utf-8', { fatal: true }).decode(value), encoding: 'utf8' }
-  } catch {
-    return { value: Buffer.from(value).toString('base64'), encoding: 'base64' }
   }
 }

@@ -114,6 +114,12 @@ export interface MembershipConfig {
   outboxMessagesMax: number
   /** Events held between two ready() calls; more are dropped and counted. */
   eventsMax: number
+  /**
+   * Updates this member originated (see Ready.publish) held between two
+   * ready() calls, one per member; beyond it the oldest are dropped and
+   * counted (they still spread by piggybacking).
+   */
+  publishUpdatesMax: number
   /** Largest message, sent or accepted (byte model of size.ts). */
   messageBytesMax: number
   /** Bytes of piggybacked updates per message. */
@@ -151,6 +157,7 @@ export const MEMBERSHIP_DEFAULTS = {
   pendingProbesMax: 256,
   outboxMessagesMax: 4096,
   eventsMax: 65536,
+  publishUpdatesMax: 64,
   messageBytesMax: 64 * 1024,
   piggybackBytesMax: 8 * 1024,
   metaBytesMax: META_BYTES_FLOOR
@@ -159,7 +166,7 @@ export const MEMBERSHIP_DEFAULTS = {
 const POSITIVE_INTEGERS = [
   'probeIntervalTicks', 'probeTimeoutTicks', 'suspicionMult', 'suspicionMaxTimeoutMult', 'retransmitMult',
   'deadRetentionTicks', 'joinTimeoutTicks', 'joinAttemptsMax', 'joinRepliesPerPeriodMax', 'seedsMax', 'joinPageBytesMax', 'membersMax',
-  'broadcastQueueMax', 'pendingProbesMax', 'outboxMessagesMax', 'eventsMax', 'messageBytesMax', 'piggybackBytesMax', 'metaBytesMax'
+  'broadcastQueueMax', 'pendingProbesMax', 'outboxMessagesMax', 'eventsMax', 'publishUpdatesMax', 'messageBytesMax', 'piggybackBytesMax', 'metaBytesMax'
 ] as const
 
 /** The limits validate.ts checks a message against (a subset of the config). */

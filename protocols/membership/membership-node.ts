@@ -14,7 +14,9 @@
  * when they cannot reach the target, and suspicion timeouts shrink with
  * independent confirmations.
  * - Dissemination: updates piggyback on every message, each a bounded number
- * of times (broadcast-queue.ts).
+ * of times (broadcast-queue.ts). The updates this member originates also
+ * come out in Ready.publish, for a driver that broadcasts them (a gossipsub
+ * topic), and receiveGossip() takes such broadcasts from others.
  * - join(seeds) transfers a seed's member list, page by page; leave() spreads
  * `left` and reports `leave:done` once it has gone out.
  *
@@ -35,7 +37,7 @@ import { isLive, supersedes } from './precedence.ts'
 import { ProbeOrder } from './probe-order.ts'
 import { messageBytes, updateBytes } from './size.ts'
 import { expectedConfirmations, Suspicion, suspicionTimeoutMinTicks } from './suspicion.ts'
-import { InvalidMessageError, validateMessage } from './validate.ts'
+import { InvalidMessageError, validateGossip, validateMessage } from './validate.ts'
 import type { MembershipConfig, MembershipConfigInit } from './config.ts'
 import type { MemberRecord } from './member-table.ts'
 import type {
@@ -119,6 +121,8 @@ export class MembershipNode {
   private sortedIds: MemberId[] | null = null
   private outbox: Message[] = []
   private events: MembershipEvent[] = []
+  /** Updates we originated since the last ready(), one per member, oldest first (Ready.publish). */
+  private publishing = new Map<MemberId, Update>()
   private readonly counters: MembershipCounters = {
     invalidMessages: 0,
     rejectedMessages: 0,
@@ -142,7 +146,11 @@ export class MembershipNode {
     reannouncements: 0,
     introductions: 0,
     suspectNotices: 0,
-    syncs: 0
+    syncs: 0,
+    updatesPublished: 0,
+    publishDropped: 0,
+    gossipBatches: 0,
+    gossipNews: 0
   }
 
   /**
@@ -175,6 +183,7 @@ export class MembershipNode {
     if (listed !== undefined && (listed.incarnation !== incarnation || !bytesEqual(listed.meta, me.meta))) {
       this.queue.enqueue(this.selfAlive())
     }
+    this.publish(this.selfAlive())
     // A random phase, so that members started together do not probe (or sync) in lockstep.
     this.nextProbeTick = this.rng.intBetween(1, this.config.probeIntervalTicks)
     this.nextSyncTick = this.config.syncIntervalTicks === 0 ? Number.POSITIVE_INFINITY : this.rng.intBetween(1, this.config.syncIntervalTicks)
@@ -209,6 +218,34 @@ export class MembershipNode {
       case 'join': this.handleJoin(m); break
       case 'join-ack': this.handleJoinAck(m); break
       default: unreachable(m)
+    }
+    this.assertInvariants()
+    return OK
+  }
+
+  /**
+   * Feeds a batch of updates that `from` broadcast (the service: a
+   * gossipsub message whose signature names `from`). The batch passes the
+   * checks a message's piggyback does (validate.ts, messageBytesMax, and
+   * INCARNATION_JUMP_MAX for news `from` relays about others) and is
+   * rejected whole on any bad field; never throws on bad input. Accepted
+   * updates are applied as piggybacked ones are and may be piggybacked
+   * further, but are never published again: the broadcast channel
+   * forwards them itself.
+   */
+  receiveGossip (from: MemberId, updates: unknown): StepResult {
+    const batch = validateGossip(from, updates, this.config)
+    if (batch instanceof InvalidMessageError) {
+      this.counters.invalidMessages++
+      return { ok: false, reason: batch.reason, detail: batch.message }
+    }
+    if (batch.from === this.id || this.leftDone) {
+      this.counters.rejectedMessages++
+      return refuse(batch.from === this.id ? 'from-self' : 'left')
+    }
+    this.counters.gossipBatches++
+    for (const u of batch.updates) {
+      if (this.applyUpdate(u, true, batch.from)) { this.counters.gossipNews++ }
     }
     this.assertInvariants()
     return OK
@@ -250,6 +287,7 @@ export class MembershipNode {
     shuffle(seeds, this.rng)
     this.joining = { seeds, index: 0, attempts: 0, after: null, pages: 0, deadlineTick: 0 }
     this.sendJoinRequest(this.joining)
+    this.publish(this.selfAlive())
     this.assertInvariants()
     return true
   }
@@ -270,7 +308,9 @@ export class MembershipNode {
     const me = this.self()
     this.table.set({ ...me, state: 'left', changedTick: this.now })
     this.liveCount--
-    this.queue.enqueue({ kind: 'left', id: this.id, incarnation: me.incarnation })
+    const left: Update = { kind: 'left', id: this.id, incarnation: me.incarnation }
+    this.queue.enqueue(left)
+    this.publish(left)
     this.emit({ type: 'member:leave', id: this.id, incarnation: me.incarnation })
     this.checkLeaveDone()
     this.assertInvariants()
@@ -292,6 +332,7 @@ export class MembershipNode {
     assert(incarnation <= INCARNATION_MAX, 'membership: incarnation overflow')
     this.table.set({ ...me, incarnation, meta: meta.slice() })
     this.queue.enqueue(this.selfAlive())
+    this.publish(this.selfAlive())
     this.assertInvariants()
     return { ok: true, incarnation }
   }
@@ -299,14 +340,16 @@ export class MembershipNode {
   // ---------------------------------------------------------------- output
 
   hasReady (): boolean {
-    return this.outbox.length > 0 || this.events.length > 0
+    return this.outbox.length > 0 || this.events.length > 0 || this.publishing.size > 0
   }
 
-  /** Drains the messages to send and the events since the last call. */
+  /** Drains the messages to send, the events and the updates to publish since the last call. */
   ready (): Ready {
-    const ready = { messages: this.outbox, events: this.events }
+    const ready = { messages: this.outbox, events: this.events, publish: [...this.publishing.values()] }
     this.outbox = []
     this.events = []
+    this.publishing.clear()
+    this.counters.updatesPublished += ready.publish.length
     return ready
   }
 
@@ -557,7 +600,9 @@ export class MembershipNode {
     }
     const r = this.table.get(probe.target)
     if (r === undefined || !isLive(r.state)) { return }
-    this.applyUpdate({ kind: 'suspect', id: r.id, incarnation: r.incarnation, from: this.id }, true, this.id)
+    const suspect: Update = { kind: 'suspect', id: r.id, incarnation: r.incarnation, from: this.id }
+    // a new suspicion, or our confirmation of another member's
+    if (this.applyUpdate(suspect, true, this.id)) { this.publish(suspect) }
     if (r.state === 'alive' && this.config.notifySuspect) {
       // Tell the suspect now, and again every period while the suspicion
       // lasts, rather than when someone next probes it (Lifeguard's buddy
@@ -629,7 +674,12 @@ export class MembershipNode {
       assert(suspicion !== undefined && r !== undefined && r.state === 'suspect' && r.incarnation === suspicion.incarnation,
         'membership: a suspicion outlived its suspect state')
       this.counters.deadDeclared++
-      this.applyUpdate({ kind: 'dead', id, incarnation: r.incarnation, from: this.id }, true, this.id)
+      const dead: Update = { kind: 'dead', id, incarnation: r.incarnation, from: this.id }
+      this.applyUpdate(dead, true, this.id)
+      // Only the first accuser publishes the death. A published suspicion
+      // reaches every member at once, so every member's timer runs out at
+      // about the same moment: N copies of one death, N² deliveries.
+      if (suspicion.accuser === this.id) { this.publish(dead) }
     }
   }
 
@@ -639,31 +689,26 @@ export class MembershipNode {
    * Merges one piece of news (precedence.ts), reports what changed as
    * events and, when `rebroadcast`, queues it to spread further. News about
    * ourselves is answered instead (answerAboutSelf).
-   */
-  /**
-   * Merges one piece of news into the table.
    *
    * @param u - the update
    * @param rebroadcast - whether to pass it on (piggybacked) when it changed something
    * @param sender - who sent the message that carried it (this member for its own news)
+   * @returns whether it changed our view of another member (or confirmed a suspicion)
    */
-  private applyUpdate (u: Update, rebroadcast: boolean, sender: MemberId): void {
+  private applyUpdate (u: Update, rebroadcast: boolean, sender: MemberId): boolean {
     if (sender !== u.id && u.incarnation > this.heldIncarnation(u.id) + INCARNATION_JUMP_MAX) {
       this.counters.updatesImplausible++
-      return
+      return false
     }
     if (u.id === this.id) {
       this.answerAboutSelf(u)
-      return
+      return false
     }
     const held = this.table.get(u.id)
-    if (held === undefined) {
-      this.addMember(u, rebroadcast)
-      return
-    }
+    if (held === undefined) { return this.addMember(u, rebroadcast) }
     if (!supersedes(u.kind, u.incarnation, held.state, held.incarnation)) {
-      if (u.kind === 'suspect' && held.state === 'suspect' && u.incarnation === held.incarnation) { this.confirmSuspicion(u.id, u.from, u, rebroadcast) }
-      return
+      if (u.kind === 'suspect' && held.state === 'suspect' && u.incarnation === held.incarnation) { return this.confirmSuspicion(u.id, u.from, u, rebroadcast) }
+      return false
     }
     const meta = u.kind === 'alive' ? u.meta : held.meta
     this.table.set({ id: u.id, state: u.kind, incarnation: u.incarnation, meta, changedTick: u.kind === held.state ? held.changedTick : this.now })
@@ -673,6 +718,7 @@ export class MembershipNode {
     if (u.kind === 'suspect') { this.startSuspicion(u.id, u.incarnation, u.from) }
     this.reportChange(held, u, meta)
     if (rebroadcast) { this.queue.enqueue(u) }
+    return true
   }
 
   /** The incarnation we hold for `id` (our own for ourselves), 0 for a member we do not know. */
@@ -704,14 +750,14 @@ export class MembershipNode {
   }
 
   /** A member we did not know: only an alive update (which carries its metadata) introduces one. */
-  private addMember (u: Update, rebroadcast: boolean): void {
+  private addMember (u: Update, rebroadcast: boolean): boolean {
     if (u.kind !== 'alive') {
       this.counters.updatesIgnored++
-      return
+      return false
     }
     if (!this.makeRoom()) {
       this.counters.membersRefused++
-      return
+      return false
     }
     this.table.set({ id: u.id, state: 'alive', incarnation: u.incarnation, meta: u.meta, changedTick: this.now })
     this.order.insert(u.id, this.rng)
@@ -719,6 +765,7 @@ export class MembershipNode {
     this.sortedIds = null
     this.emit({ type: 'member:join', id: u.id, incarnation: u.incarnation, meta: u.meta })
     if (rebroadcast) { this.queue.enqueue(u) }
+    return true
   }
 
   /** Whether the table can take one more member, forgetting expired tombstones early if it must. */
@@ -728,13 +775,14 @@ export class MembershipNode {
     return this.table.size < this.config.membersMax
   }
 
-  private confirmSuspicion (id: MemberId, from: MemberId, u: Update, rebroadcast: boolean): void {
+  private confirmSuspicion (id: MemberId, from: MemberId, u: Update, rebroadcast: boolean): boolean {
     const suspicion = this.suspicions.get(id)
     assert(suspicion !== undefined, 'membership: suspect member without a suspicion')
-    if (!suspicion.confirm(from)) { return }
+    if (!suspicion.confirm(from)) { return false }
     this.nextSuspicionTick = Math.min(this.nextSuspicionTick, suspicion.deadlineTick)
     // Re-gossip new confirmations, so that others' timers shrink too (memberlist does).
     if (rebroadcast) { this.queue.enqueue(u) }
+    return true
   }
 
   /**
@@ -777,6 +825,7 @@ export class MembershipNode {
     const incarnation = Math.max(me.incarnation, accused) + 1
     this.table.set({ ...me, incarnation })
     this.queue.enqueue(this.selfAlive())
+    this.publish(this.selfAlive())
     // Lifeguard: being suspected is a hint that we are the slow one.
     this.health.apply(1)
     this.counters.refutations++
@@ -911,6 +960,16 @@ export class MembershipNode {
     this.outbox.push(message)
   }
 
+  /** Hands `u`, news we originated, to the next Ready.publish (replacing older news about the same member). */
+  private publish (u: Update): void {
+    this.publishing.delete(u.id)
+    this.publishing.set(u.id, u)
+    if (this.publishing.size > this.config.publishUpdatesMax) {
+      this.publishing.delete(this.publishing.keys().next().value as MemberId)
+      this.counters.publishDropped++
+    }
+  }
+
   private newSeq (): number {
     assert(this.nextSeq < INCARNATION_MAX, 'membership: probe sequence numbers exhausted')
     return this.nextSeq++
@@ -951,6 +1010,7 @@ export class MembershipNode {
     assert(this.relays.size <= this.config.pendingProbesMax, 'membership: more relays than pendingProbesMax')
     assert(this.outbox.length <= this.config.outboxMessagesMax, 'membership: outbox over its limit')
     assert(this.events.length <= this.config.eventsMax, 'membership: events over their limit')
+    assert(this.publishing.size <= this.config.publishUpdatesMax, 'membership: updates to publish over their limit')
     assert(this.self().state === (this.leaving ? 'left' : 'alive'), 'membership: own state must be alive, or left after leave()')
     assert(this.probe === null || this.probe.target !== this.id, 'membership: probing ourselves')
   }

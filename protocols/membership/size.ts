@@ -96,6 +96,11 @@ export function updatesBytes (updates: readonly Update[]): number {
   return total
 }
 
+/** A batch of updates broadcast by `from` (receiveGossip): the author's id, a count and the updates. */
+export function gossipBytes (from: string, updates: readonly Update[]): number {
+  return idBytes(from) + COUNT_BYTES + updatesBytes(updates)
+}
+
 export function messageBytes (m: Message): number {
   let total = headerBytes(m) + updatesBytes(m.updates)
   if (m.type === 'join-ack') { total += updatesBytes(m.members as AliveUpdate[]) }

@@ -48,6 +48,8 @@ export function expectedConfirmations (suspicionMult: number, liveMembers: numbe
 
 /** One running suspicion of a member at one incarnation. */
 export class Suspicion {
+  /** Who suspected first (this member, when its own probe started the suspicion). */
+  readonly accuser: MemberId
   readonly incarnation: number
   readonly startTick: number
   readonly expected: number
@@ -59,6 +61,7 @@ export class Suspicion {
   deadlineTick: number
 
   constructor (from: MemberId, incarnation: number, startTick: number, expected: number, minTicks: number, maxTicks: number) {
+    this.accuser = from
     this.incarnation = incarnation
     this.startTick = startTick
     this.expected = expected

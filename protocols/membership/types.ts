@@ -154,6 +154,20 @@ export interface Ready {
   /** Messages to send, each to its `to`. Loss is tolerated: sending is best effort. */
   messages: Message[]
   events: MembershipEvent[]
+  /**
+   * Updates this member originated since the last ready(), for a driver
+   * that also spreads news on a broadcast channel (the service: a gossipsub
+   * topic): its own alive update at start, join(), setMeta() and on each
+   * refutation, its left update on leave(), each suspicion it starts or
+   * confirms with its own probe, and the death that ends a suspicion it
+   * started (the others whose timers run out declare it too, but do not
+   * publish it: see fireSuspicions). At most publishUpdatesMax, one per
+   * member (the newest). News
+   * learnt from others is never here: their authors published it already,
+   * and the channel forwards it. Every one of these is piggybacked too, so
+   * a driver may ignore this field.
+   */
+  publish: Update[]
 }
 
 export type StepRejectReason =
@@ -195,6 +209,7 @@ export interface MembershipCounters {
   /** Nacks an indirect probe expected but did not get (each raises the health multiplier). */
   nacksMissed: number
   refutations: number
+  /** Suspicions this node holds that began, its own or ones it heard of (each starts a suspicion timer here). */
   suspicionsStarted: number
   deadDeclared: number
   /** New members not added because the table held membersMax members. */
@@ -218,6 +233,14 @@ export interface MembershipCounters {
   introductions: number
   /** Pings sent to a member right after we began suspecting it, carrying the accusation. */
   suspectNotices: number
+  /** Updates handed out in Ready.publish. */
+  updatesPublished: number
+  /** Updates to publish dropped because publishUpdatesMax were waiting (they still piggyback). */
+  publishDropped: number
+  /** Broadcast batches accepted by receiveGossip() (rejected ones count in invalidMessages or rejectedMessages). */
+  gossipBatches: number
+  /** Updates from receiveGossip() that changed our view (a state, an incarnation, metadata or a new confirmation). */
+  gossipNews: number
 }
 
 export interface MembershipStatus {

@@ -7,7 +7,7 @@
  * reported as a value, never thrown.
  */
 import { INCARNATION_MAX, isValidMemberId, LIST_LENGTH_MAX } from './config.ts'
-import { messageBytes } from './size.ts'
+import { gossipBytes, messageBytes } from './size.ts'
 import type { MessageLimits } from './config.ts'
 import type { AliveUpdate, Message, Update } from './types.ts'
 
@@ -44,6 +44,29 @@ export function validateMessage (value: unknown, limits: MessageLimits): Message
     const bytes = messageBytes(m)
     if (bytes > limits.messageBytesMax) { tooLarge(`message of ${bytes} bytes is larger than messageBytesMax ${limits.messageBytesMax}`) }
     return m
+  } catch (err) {
+    if (err instanceof InvalidMessageError) { return err }
+    throw err
+  }
+}
+
+/** A batch of updates broadcast by `from` (receiveGossip), checked as validateMessage checks a message's piggyback. */
+export interface GossipBatch {
+  from: string
+  updates: Update[]
+}
+
+/**
+ * Checks the author id and every update of a broadcast batch, and the
+ * whole against messageBytesMax (gossipBytes of size.ts); returns a copy
+ * with only the known fields, or the reason it is not valid.
+ */
+export function validateGossip (from: unknown, updates: unknown, limits: MessageLimits): GossipBatch | InvalidMessageError {
+  try {
+    const batch = { from: memberId({ from }, 'from'), updates: updatesOf({ updates }, 'updates', limits) }
+    const bytes = gossipBytes(batch.from, batch.updates)
+    if (bytes > limits.messageBytesMax) { tooLarge(`batch of ${bytes} bytes is larger than messageBytesMax ${limits.messageBytesMax}`) }
+    return batch
   } catch (err) {
     if (err instanceof InvalidMessageError) { return err }
     throw err
@@ -104,12 +127,12 @@ export function parseUpdate (value: unknown, limits: MessageLimits): Update {
   }
 }
 
-function updates (fields: Fields, key: string, limits: MessageLimits): Update[] {
+function updatesOf (fields: Fields, key: string, limits: MessageLimits): Update[] {
   return list(fields, key).map(item => parseUpdate(item, limits))
 }
 
 function aliveUpdates (fields: Fields, key: string, limits: MessageLimits): AliveUpdate[] {
-  const parsed = updates(fields, key, limits)
+  const parsed = updatesOf(fields, key, limits)
   for (const u of parsed) {
     if (u.kind !== 'alive') { fail(`${key} may hold alive updates only`) }
   }
@@ -121,7 +144,7 @@ function parseMessage (value: unknown, limits: MessageLimits): Message {
   const type = m.type
   const from = memberId(m, 'from')
   const to = memberId(m, 'to')
-  const base = { from, to, updates: updates(m, 'updates', limits) }
+  const base = { from, to, updates: updatesOf(m, 'updates', limits) }
   switch (type) {
     case 'ping':
     case 'nack':

@@ -3,8 +3,8 @@
  * Noise + yamux on loopback): a stranger (no certificate) and an admitted
  * peer (joined with a token, Raft off) send random, mutated and hostile
  * frames (test/lib/protocol-fuzz.ts) on /accord/raft, /accord/raft-client,
- * /accord/admission, /accord/join and the cluster hello, to a follower and
- * to the leader of a 3-voter group. CI's bounded run; longer runs:
+ * /accord/admission, /accord/join, the cluster hello, /accord/swim and /accord/anti-entropy, to a
+ * follower and to the leader of a 3-voter group. CI's bounded run; longer runs:
  * `npm run fuzz:protocols -- --frames N [--seed S] [--protocol P]`.
  *
  * Every failure names the seed and the command that replays it: the
@@ -13,6 +13,8 @@
  */
 import { lpStream } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
+import { SWIM_PROTOCOL } from '../../node/membership/service.ts'
+import { ANTI_ENTROPY_PROTOCOL } from '../../node/metadata/service.ts'
 import { decodeFrame, encodeFrame } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL, RAFT_TRANSPORT_DEFAULTS } from '../../node/raft/transport-constants.ts'
 import { COUNT_MAX } from '../../protocols/raft/index.ts'
@@ -187,6 +189,23 @@ describe('fuzzing every accord protocol from outside (real libp2p over TCP on lo
         for (const [i] of targets.entries()) {
           expect(sumCounts(delta(refusedBefore.get(protocol)![i], refused[i])), `${protocol}: bad requests refused and counted`).to.be.greaterThan(0)
         }
+      }
+
+      // SWIM: bad messages refused and counted, and each target still probes its members
+      const swimRefused = await refusalTotals(targets, SWIM_PROTOCOL)
+      for (const [i, target] of targets.entries()) {
+        expect(sumCounts(delta(refusedBefore.get('swim')![i], swimRefused[i])), `swim: bad messages refused and counted (${replay('admitted', 'swim')})`).to.be.greaterThan(0)
+        const probes = target.membership.status()?.counters.probes ?? 0
+        await waitFor(() => (target.membership.status()?.counters.probes ?? 0) > probes, 'the target to keep probing after the SWIM frames', 30_000)
+      }
+
+      // anti-entropy: bad messages refused and counted, nothing forged taken, and each target still gossips
+      const antiEntropyRefused = await refusalTotals(targets, ANTI_ENTROPY_PROTOCOL)
+      for (const [i, target] of targets.entries()) {
+        expect(sumCounts(delta(refusedBefore.get('anti-entropy')![i], antiEntropyRefused[i])), `anti-entropy: bad messages refused and counted (${replay('admitted', 'anti-entropy')})`).to.be.greaterThan(0)
+        expect(target.metadata.get(target.libp2p.peerId.toString(), 'k0'), 'anti-entropy: no forged entry of the target\'s own').to.equal(undefined)
+        const rounds = target.metadata.status()?.rounds ?? 0
+        await waitFor(() => (target.metadata.status()?.rounds ?? 0) > rounds, 'the target to keep gossiping after the anti-entropy frames', 30_000)
       }
 
       // buffers within their limits; reassemblies hold what was sent, not what was declared (1 GiB)

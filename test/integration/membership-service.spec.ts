@@ -4,6 +4,8 @@
  * counted under accord_refusals_total, and the members' view stays as it
  * was.
  */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
@@ -86,5 +88,20 @@ describe('membership service under hostile input (real libp2p over TCP on loopba
     await waitFor(() => (a.membership.status()?.counters.probes ?? 0) > probes + 1, 'a to keep probing', DEADLINE_MS)
     expect(stateOfB()).to.equal('alive')
     expect(b.membership.members().find(m => m.peerId === a.libp2p.peerId.toString())?.state).to.equal('alive')
+  })
+
+  it('a member nobody can reach (made up by a member, no address anywhere) is probed without a DHT lookup: each message to it is dropped and counted', async () => {
+    const member = await plainPeer()
+    peers.push(member)
+    await presentCertificate(a, member)
+    const ghost = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    const dropped = async (): Promise<number> => {
+      const { values } = await a.metrics.getSingleMetric('accord_membership_sends_dropped_total')!.get()
+      return values.find(v => v.labels.reason === 'no-address')?.value ?? 0
+    }
+    const before = await dropped()
+    await send(member, encode({ type: 'ping', from: member.peerId.toString(), to: a.libp2p.peerId.toString(), seq: 1, updates: [{ kind: 'alive', id: ghost, incarnation: 0, meta: new Uint8Array(0) }] }))
+    await waitFor(() => a.membership.stateOf(ghost) !== undefined, 'a to learn of the made-up member', DEADLINE_MS)
+    await waitFor(async () => await dropped() > before, 'a message to the made-up member to be dropped', DEADLINE_MS)
   })
 })

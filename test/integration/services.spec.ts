@@ -20,8 +20,11 @@ import { clusterAdmission } from '../../node/admission/admission.ts'
 import { PRIVATE_DHT_PROTOCOL } from '../../node/constants.ts'
 import { clusterDiscovery } from '../../node/discovery.ts'
 import { createApiHandler, ownOriginCheck, startHttpApi } from '../../node/http-api.ts'
+import { swimMembership } from '../../node/membership/service.ts'
+import { clusterMetadata } from '../../node/metadata/service.ts'
 import { raftRoutes } from '../../node/raft/routes.ts'
 import { raft } from '../../node/raft/service.ts'
+import { clusterTopology } from '../../node/topology/service.ts'
 import { silentLogger } from '../lib/nodes.ts'
 import { waitFor } from '../lib/wait.ts'
 import type { Admission } from '../../node/admission/admission.ts'
@@ -69,6 +72,24 @@ describe('accord services in an app\'s own libp2p node', function () {
     }).then(() => null, (err: Error) => err)
     expect(refused?.name).to.equal('UnmetServiceDependenciesError')
     expect(refused?.message).to.include('@accord/admission')
+  })
+
+  it('the metadata store without membership, and topology without the store: libp2p refuses to build the node', async () => {
+    const dataDir = join(root, 'partial')
+    const noMembership = await createLibp2p({
+      ...transports,
+      // @ts-expect-error the types refuse it too: MetadataComponents needs membership
+      services: { admission: clusterAdmission({ cluster: 'app', dataDir }), metadata: clusterMetadata() }
+    }).then(() => null, (err: Error) => err)
+    expect(noMembership?.name).to.equal('UnmetServiceDependenciesError')
+    expect(noMembership?.message).to.include('@accord/membership')
+    const noStore = await createLibp2p({
+      ...transports,
+      // @ts-expect-error the types refuse it too: topology needs the metadata store
+      services: { admission: clusterAdmission({ cluster: 'app', dataDir }), membership: swimMembership(), topology: clusterTopology() }
+    }).then(() => null, (err: Error) => err)
+    expect(noStore?.name).to.equal('UnmetServiceDependenciesError')
+    expect(noStore?.message).to.include('@accord/metadata')
   })
 
   it('discovery beside the app\'s kad-dht: nodes that know only the first find each other, and only admitted peers count as members', async () => {

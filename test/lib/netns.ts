@@ -31,6 +31,8 @@ export class NetnsLab {
   /** When set, the test process (root namespace) reaches the hosts at this address. */
   readonly hostAccessAddress: string | null
   readonly #rootPort: string
+  /** The blackhole routes partition() added, each in `host` towards `address`; heal() removes them. */
+  readonly #cuts: Array<{ host: NetnsHost, address: string }> = []
 
   constructor (hostCount: number, options: { net?: number, hostAccess?: boolean } = {}) {
     const tag = (process.pid % 10000).toString(36)
@@ -81,7 +83,33 @@ export class NetnsLab {
     await ip('-n', this.#switch, 'link', 'set', host.switchPort, up ? 'up' : 'down')
   }
 
+  /**
+   * Split the hosts into sides that cannot reach one another: in each host,
+   * a blackhole route to every host of the other sides (a new connection
+   * fails at once, packets of an open one are dropped). Each side still
+   * reaches itself, and the test process reaches all (hostAccess).
+   */
+  async partition (sides: NetnsHost[][]): Promise<void> {
+    for (const [i, side] of sides.entries()) {
+      const others = sides.filter((_, j) => j !== i).flat()
+      for (const host of side) {
+        for (const other of others) {
+          await ip('-n', host.name, 'route', 'add', 'blackhole', `${other.address}/32`)
+          this.#cuts.push({ host, address: other.address })
+        }
+      }
+    }
+  }
+
+  /** Undo partition(). */
+  async heal (): Promise<void> {
+    for (const { host, address } of this.#cuts.splice(0)) {
+      await ip('-n', host.name, 'route', 'del', 'blackhole', `${address}/32`)
+    }
+  }
+
   async destroy (): Promise<void> {
+    this.#cuts.length = 0
     await ip('link', 'del', this.#rootPort).catch(() => {})
     for (const name of [...this.hosts.map(h => h.name), this.#switch]) {
       await ip('netns', 'del', name).catch(() => {})

@@ -2,16 +2,19 @@
  * Helpers for end-to-end tests: accord nodes as separate OS processes,
  * started through the CLI exactly as a user starts them.
  */
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { readRuntimeInfo } from '../../node/runtime-file.ts'
 import { waitFor } from './nodes.ts'
 import type { RuntimeInfo } from '../../node/runtime-file.ts'
 import type { ChildProcess } from 'node:child_process'
 
 export const CLI = fileURLToPath(new URL('../../node/cli.ts', import.meta.url))
+
+const exec = promisify(execFile)
 
 export interface CliResult {
   code: number | null
@@ -52,11 +55,18 @@ export class DaemonProcess {
   readonly child: ChildProcess
   readonly dataDir: string
   readonly done: Promise<CliResult>
+  #logSoFar = ''
 
   constructor (dataDir: string, args: string[], options: { wrap?: string[] } = {}) {
     this.dataDir = dataDir
     this.child = spawnCli(['start', '--data-dir', dataDir, ...args], options)
     this.done = collect(this.child)
+    this.child.stderr?.on('data', (d: Buffer) => { this.#logSoFar += d.toString() })
+  }
+
+  /** The log (JSON lines on stderr) written so far, while it runs. */
+  get logSoFar (): string {
+    return this.#logSoFar
   }
 
   /** Wait until this process has written its runtime file. */
@@ -90,4 +100,44 @@ export async function joinTokenFrom (dataDir: string, options: { wrap?: string[]
   const result = await runCli(['token', 'create', '--data-dir', dataDir], options)
   if (result.code !== 0) { throw new Error(`accord token create failed: ${result.stderr}`) }
   return result.stdout.trim()
+}
+
+/** The CPUs a process may run on (its main thread's affinity), in order. */
+export async function cpusOf (pid: number): Promise<number[]> {
+  const { stdout } = await exec('taskset', ['--cpu-list', '--pid', String(pid)])
+  const list = stdout.trim().split(': ').pop() ?? ''
+  return list.split(',').flatMap(part => {
+    const [from, to = from] = part.split('-').map(Number)
+    return Array.from({ length: to - from + 1 }, (_, i) => from + i)
+  })
+}
+
+/** Pin a running process, all its threads, to `cpus`; threads it starts later inherit it. */
+export async function pinToCpus (pid: number, cpus: number[]): Promise<void> {
+  await exec('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus.join(','), String(pid)])
+}
+
+/**
+ * Processes that spin on one CPU to starve whatever else is pinned there.
+ * Each is killed by `timeout` after `lifetimeMs` at the latest, so a
+ * crashed test leaves no CPU hog behind for long.
+ */
+export class BusyLoops {
+  readonly #children: ChildProcess[]
+
+  constructor (count: number, cpu: number, lifetimeMs: number) {
+    const seconds = String(Math.ceil(lifetimeMs / 1000))
+    this.#children = Array.from({ length: count }, () =>
+      spawn('timeout', [seconds, 'taskset', '--cpu-list', String(cpu), 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }))
+  }
+
+  async stop (): Promise<void> {
+    await Promise.all(this.#children.map(async child => {
+      if (child.exitCode !== null || child.signalCode !== null) { return }
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      // timeout passes SIGTERM on to the loop, then exits
+      child.kill('SIGTERM')
+      await exited
+    }))
+  }
 }

@@ -20,7 +20,10 @@
  * - valid but hostile frames: Raft messages with terms near 2^52 and
  * spoofed senders and recipients, snapshots declaring 1 GiB, chunks
  * without a begin, appends of 10,000 entries, conf changes of 2000
- * members, and client requests for every op with bad fields.
+ * members, and client requests for every op with bad fields; SWIM
+ * messages with incarnations near 2^52, spoofed senders, ping-reqs for
+ * members and strangers, join pages past the size limits, accusations of
+ * the target.
  *
  * What the generator will not send, so that the checks stay meaningful: a
  * conf change or snapshot that a node could apply (an admitted member may
@@ -43,27 +46,33 @@ import { createJoinToken, CERTIFICATE_BYTES_MAX, JOIN_TOKEN_CHARS_MAX, JOIN_TOKE
 import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
 import { JOIN_PROTOCOL } from '../../node/admission/join.ts'
 import { clusterProtocol } from '../../node/constants.ts'
+import { SWIM_PROTOCOL, swimFrameBytesMax } from '../../node/membership/service.ts'
+import { ANTI_ENTROPY_PROTOCOL, antiEntropyFrameBytesMax } from '../../node/metadata/service.ts'
 import { RAFT_CLIENT_PROTOCOL, requestBytesMax } from '../../node/raft/client-protocol.ts'
 import { encodeFrame, FRAME_BYTES_MAX } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL, RAFT_TRANSPORT_DEFAULTS } from '../../node/raft/transport-constants.ts'
 import { createRng } from '../../protocols/common/rng.ts'
+import { ANTI_ENTROPY_DEFAULTS, VERSION_MAX } from '../../protocols/gossip/index.ts'
+import { INCARNATION_JUMP_MAX, INCARNATION_MAX, LIST_LENGTH_MAX, MEMBERSHIP_DEFAULTS } from '../../protocols/membership/index.ts'
 import { COUNT_MAX, encodeConfChange, MESSAGE_ENTRIES_MAX, READ_CONTEXT_BYTES_MAX } from '../../protocols/raft/index.ts'
 import { encodeCommand, KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/raft/kv/index.ts'
 import { addressOf, formRaftGroup, TestCluster, waitFor } from './nodes.ts'
 import type { AccordNode } from '../../node/index.ts'
 import type { RaftTransportStats } from '../../node/raft/transport.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
+import type { DigestPage, GossipMessage, NodeDelta, WireEntry } from '../../protocols/gossip/index.ts'
+import type { AliveUpdate, Message as SwimMessage, Update } from '../../protocols/membership/index.ts'
 import type { ConfState, Entry, Message, SnapshotMessage } from '../../protocols/raft/index.ts'
 import type { Libp2p, PeerId, Stream, StreamCloseEvent } from '@libp2p/interface'
 
 // ---------------------------------------------------------------- protocols
 
-export type FuzzProtocol = 'raft' | 'raft-client' | 'admission' | 'join' | 'cluster'
+export type FuzzProtocol = 'raft' | 'raft-client' | 'admission' | 'join' | 'cluster' | 'swim' | 'anti-entropy'
 
-export const FUZZ_PROTOCOLS: readonly FuzzProtocol[] = ['raft', 'raft-client', 'admission', 'join', 'cluster']
+export const FUZZ_PROTOCOLS: readonly FuzzProtocol[] = ['raft', 'raft-client', 'admission', 'join', 'cluster', 'swim', 'anti-entropy']
 
 /** Protocols a stranger's stream waits (up to 5 s) in admission's gate for and is then refused on. */
-export const GATED_PROTOCOLS: ReadonlySet<FuzzProtocol> = new Set(['raft', 'raft-client', 'cluster'])
+export const GATED_PROTOCOLS: ReadonlySet<FuzzProtocol> = new Set(['raft', 'raft-client', 'cluster', 'swim', 'anti-entropy'])
 
 export function protocolId (protocol: FuzzProtocol, cluster: string): string {
   switch (protocol) {
@@ -71,6 +80,8 @@ export function protocolId (protocol: FuzzProtocol, cluster: string): string {
     case 'raft-client': return RAFT_CLIENT_PROTOCOL
     case 'admission': return ADMISSION_PROTOCOL
     case 'join': return JOIN_PROTOCOL
+    case 'swim': return SWIM_PROTOCOL
+    case 'anti-entropy': return ANTI_ENTROPY_PROTOCOL
     default: return clusterProtocol(cluster)
   }
 }
@@ -82,6 +93,8 @@ export function frameBytesMax (protocol: FuzzProtocol): number {
     case 'raft-client': return requestBytesMax(KV_DEFAULTS)
     case 'admission': return CERTIFICATE_BYTES_MAX + 64
     case 'join': return JOIN_TOKEN_CHARS_MAX + 64
+    case 'swim': return swimFrameBytesMax()
+    case 'anti-entropy': return antiEntropyFrameBytesMax()
     default: return 4096
   }
 }
@@ -481,6 +494,8 @@ function protocolFrames (protocol: FuzzProtocol, context: FuzzContext): Protocol
     case 'raft-client': return raftClientFrames(context)
     case 'admission': return admissionFrames(context)
     case 'join': return joinFrames(context)
+    case 'swim': return swimFrames(context)
+    case 'anti-entropy': return antiEntropyFrames(context)
     default: return clusterHelloFrames()
   }
 }
@@ -906,6 +921,131 @@ function clusterHelloFrames (): ProtocolFrames {
       return { label: 'hello', object, body: encode(object) }
     },
     hostile: (rng) => ({ label: 'hostile:flood', wire: randomBytes(rng, rng.intBetween(1, 64 * KIB)), frames: 1 })
+  }
+}
+
+// ---- /accord/swim/1.0.0 ----
+
+/**
+ * SWIM messages (protocols/membership/types.ts), one per stream as the
+ * service reads them. Updates name the attacker mostly, sometimes the
+ * target, a group member or a made-up peer, at small incarnations (news
+ * the target may take) or at ones near 2^52 (which it must drop).
+ */
+function swimFrames (ctx: FuzzContext): ProtocolFrames {
+  const someone = (rng: Rng): string => pick<() => string>(rng, [() => ctx.self, () => ctx.self, () => ctx.target, () => pick(rng, ctx.members), () => syntheticPeerId(rng)])()
+  const incarnation = (rng: Rng): number => {
+    const r = rng.nextFloat()
+    if (r < 0.8) { return rng.intBetween(0, 5) }
+    if (r < 0.9) { return rng.intBetween(6, INCARNATION_JUMP_MAX + 10) }
+    return INCARNATION_MAX - rng.intBetween(0, 2)
+  }
+  const alive = (rng: Rng, id: string, metaBytes = rng.intBetween(0, 64)): AliveUpdate => ({ kind: 'alive', id, incarnation: incarnation(rng), meta: randomBytes(rng, metaBytes) })
+  const update = (rng: Rng): Update => {
+    const id = someone(rng)
+    switch (rng.intBetween(0, 3)) {
+      case 0: return alive(rng, id)
+      case 1: return { kind: 'suspect', id, incarnation: incarnation(rng), from: ctx.self }
+      case 2: return { kind: 'dead', id, incarnation: incarnation(rng), from: ctx.self }
+      default: return { kind: 'left', id, incarnation: incarnation(rng) }
+    }
+  }
+  const updates = (rng: Rng): Update[] => rng.chance(0.5) ? [] : Array.from({ length: rng.intBetween(1, 3) }, () => update(rng))
+  const message = (rng: Rng): SwimMessage => {
+    const base = { from: pickFrom(rng, ctx), to: pickTo(rng, ctx), updates: updates(rng) }
+    const seq = rng.intBetween(0, 1000)
+    switch (rng.intBetween(0, 5)) {
+      case 0: return { type: 'ping', ...base, seq }
+      case 1: return { type: 'ack', ...base, seq, announce: rng.chance(0.3) }
+      case 2: return { type: 'nack', ...base, seq }
+      case 3: return { type: 'ping-req', ...base, seq, target: someone(rng), nack: rng.chance(0.5) }
+      case 4: return { type: 'join', ...base, after: rng.chance(0.7) ? null : someone(rng) }
+      default: return { type: 'join-ack', ...base, members: Array.from({ length: rng.intBetween(0, 3) }, () => alive(rng, someone(rng))), next: rng.chance(0.5) ? null : someone(rng) }
+    }
+  }
+  const honest = { from: ctx.self, to: ctx.target }
+  const one = (label: string, m: unknown): FuzzFrame => ({ label: `hostile:${label}`, wire: lp(encode(m)), frames: 1 })
+  let overList: FuzzFrame | undefined
+  const HOSTILE: Array<(rng: Rng) => FuzzFrame> = [
+    (rng) => one('incarnation-2^52', { type: 'ping', ...honest, seq: 1, updates: [{ kind: pick(rng, ['suspect', 'dead']), id: pick(rng, [ctx.target, ...ctx.members]), incarnation: INCARNATION_MAX - rng.intBetween(0, 1), from: ctx.self }] }),
+    (rng) => one('incarnation-over-2^52', { type: 'ping', ...honest, seq: 1, updates: [alive(rng, ctx.self, 0), { kind: 'alive', id: ctx.self, incarnation: pick(rng, [INCARNATION_MAX + 1, 2 ** 53, Number.MAX_SAFE_INTEGER]), meta: new Uint8Array(0) }] }),
+    (rng) => one('own-incarnation-2^52', { type: 'ping', ...honest, seq: 1, updates: [{ kind: 'alive', id: ctx.self, incarnation: INCARNATION_MAX - rng.intBetween(0, 1), meta: new Uint8Array(0) }] }),
+    (rng) => one('spoofed-from', { ...message(rng), from: pick(rng, ctx.members.filter(m => m !== ctx.target)) }),
+    (rng) => one('accuse-target', { type: 'ping', ...honest, seq: rng.intBetween(1, 1000), updates: [{ kind: pick(rng, ['suspect', 'dead']), id: ctx.target, incarnation: rng.intBetween(0, 3), from: ctx.self }] }),
+    (rng) => one('ping-req', { type: 'ping-req', ...honest, seq: rng.intBetween(1, 1000), target: someone(rng), nack: true, updates: [alive(rng, ctx.self, 0)] }),
+    (rng) => one('join', { type: 'join', ...honest, after: null, updates: [] }),
+    (rng) => {
+      // an unasked join page of 6 KiB members: just over messageBytesMax by the byte model (6,211 bytes
+      // each, within the frame limit), or well past the frame limit
+      const count = rng.chance(0.5) ? Math.ceil(MEMBERSHIP_DEFAULTS.messageBytesMax / 6211) : rng.intBetween(20, 40)
+      const members = Array.from({ length: count }, () => ({ kind: 'alive', id: syntheticPeerId(rng), incarnation: 0, meta: new Uint8Array(6144) }))
+      return one(`join-ack-${count}-members`, { type: 'join-ack', ...honest, members, next: null, updates: [] })
+    },
+    () => {
+      // the same every time: built once
+      overList ??= one('updates-over-list-limit', { type: 'ping', ...honest, seq: 1, updates: Array.from({ length: LIST_LENGTH_MAX + 1 }, () => ({ kind: 'left', id: 'x', incarnation: 0 })) })
+      return overList
+    },
+    (rng) => one('meta-over-limit', { type: 'ping', ...honest, seq: 1, updates: [{ kind: 'alive', id: ctx.self, incarnation: 1, meta: new Uint8Array(6145 + rng.intBetween(0, 4096)) }] })
+  ]
+  return {
+    valid: (rng) => {
+      const m = message(rng)
+      return { label: m.type, object: m, body: encode(m) }
+    },
+    hostile: (rng) => pick(rng, HOSTILE)(rng)
+  }
+}
+
+// ---- /accord/anti-entropy/1.0.0 ----
+
+/**
+ * Anti-entropy messages (protocols/gossip/types.ts), one per stream as the
+ * service reads them: digests with random pages and wants, and deltas
+ * whose entries claim to be any node's, signed by nobody (64 random
+ * bytes), at small versions or near 2^52. None can verify: each must be
+ * refused whole, changing nothing.
+ */
+function antiEntropyFrames (ctx: FuzzContext): ProtocolFrames {
+  const node = (rng: Rng): string => pick<() => string>(rng, [() => ctx.self, () => ctx.target, () => pick(rng, ctx.members), () => syntheticPeerId(rng)])()
+  const version = (rng: Rng): number => rng.chance(0.9) ? rng.intBetween(0, 20) : VERSION_MAX - rng.intBetween(0, 2)
+  const page = (rng: Rng): DigestPage => {
+    const versions = [...new Set(Array.from({ length: rng.intBetween(0, 4) }, () => node(rng)))].sort().map(n => ({ node: n, version: version(rng) }))
+    return { after: null, until: null, versions }
+  }
+  const entry = (rng: Rng, v: number): WireEntry => ({
+    key: rng.chance(0.1) ? '' : `k${rng.intBetween(0, 9)}`,
+    value: rng.chance(0.2) ? null : randomBytes(rng, rng.intBetween(0, 64)),
+    version: v,
+    signature: randomBytes(rng, rng.chance(0.9) ? 64 : rng.intBetween(0, 130)),
+    ageTicks: rng.intBetween(0, 100)
+  })
+  const delta = (rng: Rng): NodeDelta => {
+    const after = version(rng)
+    return { node: node(rng), after, entries: Array.from({ length: rng.intBetween(1, 3) }, (_, i) => entry(rng, Math.min(after + i + 1, VERSION_MAX))) }
+  }
+  const message = (rng: Rng): GossipMessage => {
+    const base = { from: pickFrom(rng, ctx), to: pickTo(rng, ctx) }
+    return rng.chance(0.5)
+      ? { type: 'digest', ...base, page: page(rng), want: pick(rng, ['entries', 'digest', 'both'] as const) }
+      : { type: 'delta', ...base, deltas: Array.from({ length: rng.intBetween(0, 3) }, () => delta(rng)), page: rng.chance(0.5) ? null : page(rng) }
+  }
+  const honest = { from: ctx.self, to: ctx.target }
+  const one = (label: string, m: unknown): FuzzFrame => ({ label: `hostile:${label}`, wire: lp(encode(m)), frames: 1 })
+  const HOSTILE: Array<(rng: Rng) => FuzzFrame> = [
+    (rng) => one('forged-target-entry', { type: 'delta', ...honest, page: null, deltas: [{ node: ctx.target, after: 0, entries: [entry(rng, VERSION_MAX - 1)] }] }),
+    (rng) => one('spoofed-from', { ...message(rng), from: pick(rng, ctx.members.filter(m => m !== ctx.target)) }),
+    (rng) => one('digest-of-many', { type: 'digest', ...honest, want: 'both', page: { after: null, until: null, versions: Array.from({ length: ANTI_ENTROPY_DEFAULTS.digestEntriesMax + rng.intBetween(1, 100) }, (_, i) => ({ node: `n${String(i).padStart(6, '0')}`, version: 1 })) } }),
+    (rng) => one('value-over-limit', { type: 'delta', ...honest, page: null, deltas: [{ node: ctx.self, after: 0, entries: [{ ...entry(rng, 1), value: new Uint8Array(ANTI_ENTROPY_DEFAULTS.valueBytesMax + rng.intBetween(1, 1024)) }] }] }),
+    (rng) => one('unsorted-versions', { type: 'delta', ...honest, page: null, deltas: [{ node: ctx.self, after: 0, entries: [entry(rng, 3), entry(rng, 2)] }] }),
+    () => one('digest-flood', { type: 'digest', ...honest, want: 'entries', page: { after: null, until: null, versions: [] } })
+  ]
+  return {
+    valid: (rng) => {
+      const m = message(rng)
+      return { label: m.type, object: m, body: encode(m) }
+    },
+    hostile: (rng) => pick(rng, HOSTILE)(rng)
   }
 }
 

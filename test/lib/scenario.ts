@@ -11,12 +11,15 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { API_TOKEN_FILE } from '../../node/http-api.ts'
 import { createRng } from '../../protocols/common/rng.ts'
+import { percentile } from '../../scripts/percentile.ts'
 import { checkOperations, kvModel } from './linearizability.ts'
 import { waitFor } from './nodes.ts'
-import { DaemonProcess, joinTokenFrom } from './processes.ts'
+import { BusyLoops, cpusOf, DaemonProcess, joinTokenFrom, pinToCpus } from './processes.ts'
 import type { CheckResult, KvInput, KvOperation, KvOutput } from './linearizability.ts'
+import type { MemberView } from '../../node/membership/routes.ts'
 
 /** The history's client id of the writes compactPast() makes (the clients are 0, 1, ...; the final reads -1). */
 const FILLER_CLIENT = 'filler'
@@ -72,8 +75,12 @@ export class RaftScenario {
     this.log.push(`${((performance.now() - this.#t0) / 1000).toFixed(2)}s ${text}`)
   }
 
-  /** Start node 0 (it founds the group), then the others bootstrapped from it; wait for all to be voters. */
-  async startCluster (specs: Array<Omit<ScenarioNode, 'daemon' | 'peerId' | 'index'>>): Promise<void> {
+  /**
+   * Start node 0 (it founds the group), then the others bootstrapped from
+   * it; wait for all to be voters (unless `waitForVoters` is false: nodes
+   * started with `--raft off` only wait until each runs).
+   */
+  async startCluster (specs: Array<Omit<ScenarioNode, 'daemon' | 'peerId' | 'index'>>, options: { waitForVoters?: boolean } = {}): Promise<void> {
     const first = await this.#launch({ ...specs[0], index: 0, daemon: null, peerId: '' })
     const info = await first.daemon?.ready()
     first.peerId = info?.peerId ?? ''
@@ -84,6 +91,10 @@ export class RaftScenario {
       this.nodes.push(await this.#launch({ ...spec, index: i + 1, daemon: null, peerId: '', args: [...spec.args, '--bootstrap', bootstrap, '--join-token', token] }))
     }
     for (const node of this.nodes.slice(1)) { node.peerId = (await node.daemon?.ready())?.peerId ?? '' }
+    if (options.waitForVoters === false) {
+      this.note(`${this.nodes.length} nodes started`)
+      return
+    }
     await waitFor(async () => {
       const status = await this.raftStatus(this.nodes[0])
       return status?.voters.length === this.nodes.length && status.leader != null
@@ -346,6 +357,35 @@ export class RaftScenario {
     this.note(`SIGCONT node ${index}`)
   }
 
+  /**
+   * Starve nodes `indices` of CPU: pin them to one CPU (the last this
+   * process may use) beside `busyLoops` processes spinning there, and every
+   * other node to the remaining CPUs, so that only they slow down. The loops
+   * exit by themselves after `boundMs` at the latest. end() stops them and
+   * gives every node back the CPUs it had.
+   */
+  async starve (indices: number[], busyLoops: number, boundMs: number): Promise<{ end(): Promise<void> }> {
+    const cpus = await cpusOf(process.pid)
+    if (cpus.length < 2) { throw new Error('starving nodes needs two CPUs: one for them and their busy loops, one for the others') }
+    const starvedCpu = cpus[cpus.length - 1]
+    // this process too stays off the starved CPU: it measures
+    const running = [
+      ...this.nodes.flatMap(node => node.daemon?.child.pid != null ? [{ pid: node.daemon.child.pid, starved: indices.includes(node.index) }] : []),
+      { pid: process.pid, starved: false }
+    ]
+    const before = await Promise.all(running.map(async ({ pid }) => cpusOf(pid)))
+    for (const { pid, starved } of running) { await pinToCpus(pid, starved ? [starvedCpu] : cpus.slice(0, -1)) }
+    const loops = new BusyLoops(busyLoops, starvedCpu, boundMs)
+    this.note(`starving nodes ${indices.join(',')}: pinned to CPU ${starvedCpu} with ${busyLoops} busy loops`)
+    return {
+      end: async () => {
+        await loops.stop()
+        for (const [i, { pid }] of running.entries()) { await pinToCpus(pid, before[i]).catch(() => { /* exited meanwhile */ }) }
+        this.note(`starvation of nodes ${indices.join(',')} ended`)
+      }
+    }
+  }
+
   async stopAll (): Promise<void> {
     this.#running = false
     await Promise.all(this.nodes.map(async n => {
@@ -354,6 +394,192 @@ export class RaftScenario {
       n.daemon = null
     }))
   }
+}
+
+// ------------------------------------------------------------ membership
+
+/** Where a tally of membership changes starts: each node's own incarnation and how much of its log was written. */
+export interface MembershipMark {
+  incarnations: number[]
+  logs: Array<{ daemon: DaemonProcess | null, offset: number }>
+}
+
+/** What the nodes' views went through since a mark. */
+export interface MembershipTally {
+  /**
+   * Refutations: the steps by which the nodes raised their own incarnations
+   * (a member raises it only to refute a suspicion, or to change its
+   * metadata, which accord's daemon does only as it starts).
+   */
+  refutations: number
+  /**
+   * Each time a node's view marked a member suspect or dead, from the
+   * node's log: the service logs every such change at info level as
+   * `membership: suspect` / `membership: dead` with the member's `peer`
+   * (its own probe's verdict or news it took from another).
+   */
+  changes: Array<{ observer: number, subject: number, state: 'suspect' | 'dead' }>
+}
+
+/** Starving nodes of CPU for a while (RaftScenario.starve), and what it did to membership. */
+export interface StarvationReport extends MembershipTally {
+  victims: number[]
+  busyLoops: number
+  durationMs: number
+  /** Round trips of GET /v1/members sampled while it lasted: how slow the victims were, and the others. */
+  apiMs: { victims: number[], others: number[] }
+  /** Samples that got no answer within API_SAMPLE_TIMEOUT_MS. */
+  apiTimeouts: { victims: number, others: number }
+}
+
+/** A sample of a node's API round trip while it is starved: no answer within this counts as a timeout. */
+const API_SAMPLE_TIMEOUT_MS = 5000
+
+/** The nodes that held `subject` dead at some point in `tally`. */
+export function heldDeadBy (tally: MembershipTally, subject: number): Set<number> {
+  return new Set(tally.changes.filter(c => c.subject === subject && c.state === 'dead').map(c => c.observer))
+}
+
+/** Membership (SWIM) as the running nodes of a scenario see it. */
+export class MembershipWatch {
+  readonly #scenario: RaftScenario
+
+  constructor (scenario: RaftScenario) {
+    this.#scenario = scenario
+  }
+
+  async members (node: ScenarioNode): Promise<MemberView[]> {
+    return (await this.#scenario.request(node, 'GET', '/v1/members')).json.members
+  }
+
+  /**
+   * Where the running nodes' views differ from `expected(observer,
+   * subject)`, over every pair of running nodes: "node i holds node j
+   * suspect" (or "node i does not answer").
+   */
+  async differences (expected: (observer: number, subject: number) => MemberView['state']): Promise<string[]> {
+    const running = this.#scenario.nodes.filter(node => node.daemon != null)
+    const wrong: string[] = []
+    for (const node of running) {
+      const members = await this.members(node).catch(() => null)
+      if (members == null) { wrong.push(`node ${node.index} does not answer`); continue }
+      for (const other of running) {
+        const state = members.find(m => m.peerId === other.peerId)?.state ?? 'unknown'
+        if (state !== expected(node.index, other.index)) { wrong.push(`node ${node.index} holds node ${other.index} ${state}`) }
+      }
+    }
+    return wrong
+  }
+
+  /** Views not all alive: differences() from every running node alive everywhere. */
+  async notAlive (): Promise<string[]> {
+    return this.differences(() => 'alive')
+  }
+
+  /** Wait until the running nodes' views are `expected(observer, subject)`, naming the differences left if they never are. */
+  async waitForStates (expected: (observer: number, subject: number) => MemberView['state'], what: string, deadlineMs: number): Promise<void> {
+    let wrong: string[] = []
+    await waitFor(async () => {
+      wrong = await this.differences(expected)
+      return wrong.length === 0
+    }, what, deadlineMs, 250).catch(() => {
+      throw new Error(`gave up waiting for ${what}: ${wrong.join('; ')}`)
+    })
+    this.#scenario.note(what)
+  }
+
+  /** Wait until every running node holds every running node alive. */
+  async waitForAllAlive (deadlineMs: number): Promise<void> {
+    await this.waitForStates(() => 'alive', 'every running node to hold every running node alive', deadlineMs)
+  }
+
+  async mark (): Promise<MembershipMark> {
+    return {
+      incarnations: await Promise.all(this.#scenario.nodes.map(async node => this.#incarnation(node))),
+      logs: this.#scenario.nodes.map(node => ({ daemon: node.daemon, offset: node.daemon?.logSoFar.length ?? 0 }))
+    }
+  }
+
+  /** What happened since `mark`. A node down now adds no refutations. */
+  async since (mark: MembershipMark): Promise<MembershipTally> {
+    const { nodes } = this.#scenario
+    const incarnations = await Promise.all(nodes.map(async node => this.#incarnation(node)))
+    const indexOf = new Map(nodes.map(node => [node.peerId, node.index]))
+    const changes: MembershipTally['changes'] = []
+    for (const node of nodes) {
+      const { daemon, offset } = mark.logs[node.index]
+      // a node restarted since the mark: its whole log is new
+      const text = node.daemon == null ? '' : node.daemon.logSoFar.slice(node.daemon === daemon ? offset : 0)
+      for (const line of text.split('\n')) {
+        if (!line.includes('"membership: ')) { continue }
+        const entry = parseJsonLine(line)
+        const subject = indexOf.get(String(entry?.peer))
+        if (subject === undefined || subject === node.index) { continue }
+        if (entry?.msg === 'membership: dead' || entry?.msg === 'membership: suspect') {
+          changes.push({ observer: node.index, subject, state: entry.msg === 'membership: dead' ? 'dead' : 'suspect' })
+        }
+      }
+    }
+    const refutations = nodes.reduce((total, node) => total + Math.max(0, incarnations[node.index] - mark.incarnations[node.index]), 0)
+    return { refutations, changes }
+  }
+
+  /**
+   * Starve `victims` of CPU for `durationMs` beside `busyLoops` busy loops
+   * (RaftScenario.starve), sampling every node's API round trip each
+   * second; then wait until every member is alive everywhere again, and
+   * tally what membership went through from the start until then. Throws if
+   * the members do not all come back alive within `settleMs`.
+   */
+  async starvationRun (options: { victims: number[], busyLoops: number, durationMs: number, settleMs: number }): Promise<StarvationReport> {
+    const { victims, busyLoops, durationMs, settleMs } = options
+    const mark = await this.mark()
+    const apiMs: StarvationReport['apiMs'] = { victims: [], others: [] }
+    const apiTimeouts = { victims: 0, others: 0 }
+    const starvation = await this.#scenario.starve(victims, busyLoops, durationMs + settleMs)
+    try {
+      const end = Date.now() + durationMs
+      while (Date.now() < end) {
+        await Promise.all(this.#scenario.nodes.filter(node => node.daemon != null).map(async node => {
+          const side = victims.includes(node.index) ? 'victims' : 'others'
+          const sent = performance.now()
+          const answered = await this.#scenario.request(node, 'GET', '/v1/members', undefined, API_SAMPLE_TIMEOUT_MS).then(() => true, () => false)
+          if (answered) { apiMs[side].push(performance.now() - sent) } else { apiTimeouts[side]++ }
+        }))
+        await sleep(Math.max(0, Math.min(1000, end - Date.now())))
+      }
+    } finally {
+      await starvation.end()
+    }
+    await this.waitForAllAlive(settleMs)
+    return { ...await this.since(mark), victims, busyLoops, durationMs, apiMs, apiTimeouts }
+  }
+
+  /** A running node's incarnation in its own view (0 for one down). */
+  async #incarnation (node: ScenarioNode): Promise<number> {
+    if (node.daemon == null) { return 0 }
+    return (await this.members(node)).find(m => m.peerId === node.peerId)?.incarnation ?? 0
+  }
+}
+
+/** One line of figures: what starving `report.victims` did to a cluster of `clusterSize`. */
+export function describeStarvation (report: StarvationReport, clusterSize: number): string {
+  const majority = Math.floor(clusterSize / 2) + 1
+  const suspect = report.changes.filter(c => c.state === 'suspect')
+  const dead = report.changes.filter(c => c.state === 'dead')
+  const deadByMajority = [...new Set(dead.map(c => c.subject))].filter(subject => heldDeadBy(report, subject).size >= majority)
+  const ms = (values: number[]): string => {
+    const sorted = [...values].sort((a, b) => a - b)
+    return sorted.length === 0 ? '-' : `${percentile(sorted, 0.5).toFixed(0)}/${sorted[sorted.length - 1].toFixed(0)}`
+  }
+  return `nodes ${report.victims.join(',')} of ${clusterSize} starved by ${report.busyLoops} busy loops for ${(report.durationMs / 1000).toFixed(0)} s: ` +
+    `false suspicions: a live member suspect in ${suspect.length} views (of ${new Set(suspect.map(c => c.subject)).size} members); ` +
+    `false deaths: a live member dead in ${dead.length} views, ${deadByMajority.length} held dead by a majority; refutations ${report.refutations}; ` +
+    `GET /v1/members p50/max ms: starved ${ms(report.apiMs.victims)} (${report.apiTimeouts.victims} unanswered), others ${ms(report.apiMs.others)} (${report.apiTimeouts.others} unanswered)`
+}
+
+function parseJsonLine (line: string): Record<string, unknown> | null {
+  try { return JSON.parse(line) } catch { return null }
 }
 
 export function describeFailure (scenario: RaftScenario, result: CheckResult<KvInput, KvOutput>): string {

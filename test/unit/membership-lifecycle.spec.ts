@@ -93,6 +93,7 @@ describe('membership/join', () => {
 
   it('refuses bad seeds as a programming error, and does nothing with no seed but itself', () => {
     const a = new MembershipNode({ id: 'a' }, createRng(1))
+    a.ready() // its own alive update, published at start
     expect(() => a.join([''])).to.throw(RangeError)
     expect(() => a.join(Array.from({ length: 65 }, (_, i) => `s${i}`))).to.throw(RangeError)
     expect(a.join(['a'])).to.equal(false)

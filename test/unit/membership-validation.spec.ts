@@ -71,6 +71,7 @@ describe('membership/validation', () => {
   it('rejects in step() without throwing or changing anything, and counts it', () => {
     const roster = createRoster(['a', 'b', 'c'].map(id => ({ id })))
     const a = new MembershipNode({ id: 'a', roster }, createRng(1))
+    a.ready() // its own alive update, published at start
     const before = JSON.stringify(a.members())
     for (const [, message, reason] of BAD) {
       expect(a.step(message)).to.deep.include({ ok: false, reason })
@@ -117,6 +118,7 @@ describe('membership/validation', () => {
     }, { requiredKeys: [] })
     fc.assert(fc.property(fc.oneof(message, fc.anything()), input => {
       const a = new MembershipNode({ id: 'a', roster }, createRng(1))
+      a.ready()
       const before = JSON.stringify(a.members(), (_, v: unknown) => v instanceof Uint8Array ? [...v] : v)
       const result = a.step(input)
       if (!result.ok) {

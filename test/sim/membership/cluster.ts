@@ -9,18 +9,36 @@
  * lost, it no longer ticks); a slow member processes every message it
  * receives `slowMs` late, in arrival order (an overloaded or GC-bound
  * process), while its clock keeps ticking.
+ *
+ * With `topic` set, the updates each core publishes (Ready.publish) also
+ * reach every other running member that a partition does not cut off,
+ * `topic.latencyMs` later, through receiveGossip(): a model of the
+ * gossipsub topic the service uses (a few mesh hops; no loss, since
+ * gossipsub retransmits). Its bytes are counted apart (stats.topicBytes),
+ * as `topic.fanout` copies per member per message (gossipsub's mesh degree).
+ * Publishes before `topic.fromMs` are not modelled (a benchmark's members
+ * start from one shared roster, so what each announces at start is known
+ * to all already, and 10,000 such broadcasts would cost 10^8 deliveries).
  */
 import { unreachable } from '../../../protocols/common/assert.ts'
 import { createRng } from '../../../protocols/common/rng.ts'
 import { MembershipNode } from '../../../protocols/membership/index.ts'
-import { messageBytes } from '../../../protocols/membership/size.ts'
+import { gossipBytes, messageBytes } from '../../../protocols/membership/size.ts'
 import { SimNetwork } from '../network.ts'
 import { Scheduler } from '../scheduler.ts'
 import { Trace } from '../trace.ts'
 import type { Rng } from '../../../protocols/common/rng.ts'
-import type { MemberId, MembershipConfigInit, MembershipEvent, Message } from '../../../protocols/membership/index.ts'
+import type { MemberId, MembershipConfigInit, MembershipEvent, Message, Update } from '../../../protocols/membership/index.ts'
 import type { Message as RaftMessage } from '../../../protocols/raft/index.ts'
 import type { NetworkFaults } from '../options.ts'
+
+/** The gossipsub topic, modelled (see the file's comment). */
+export interface TopicModel {
+  latencyMs: number
+  fanout: number
+  /** Publishes before this virtual time are not modelled (default 0: all are). */
+  fromMs?: number
+}
 
 export interface ClusterOptions {
   seed: number
@@ -35,6 +53,8 @@ export interface ClusterOptions {
   traceLines?: number
   /** Run checkInvariants() (O(members)) on every core after every input. Slow; on for small clusters. */
   deepChecks?: boolean
+  /** Model the gossipsub topic (see above); off when absent. Each publish costs O(members) events. */
+  topic?: TopicModel
 }
 
 export interface SimMember {
@@ -63,7 +83,7 @@ export class MembershipCluster {
   private readonly coreRng: Rng
   private readonly observers: EventObserver[] = []
   private ticking = false
-  readonly stats = { messages: 0, bytes: 0, rejected: 0, rejectReasons: new Map<string, number>() }
+  readonly stats = { messages: 0, bytes: 0, rejected: 0, rejectReasons: new Map<string, number>(), topicBytes: 0 }
 
   constructor (options: ClusterOptions) {
     this.options = options
@@ -172,16 +192,42 @@ export class MembershipCluster {
   private deliver (message: Message): 'delivered' | 'lost' {
     const member = this.members.get(message.to)
     if (member === undefined || !member.up || member.left) { return 'lost' }
+    this.receive(member, () => { this.process(member, message) })
+    return 'delivered'
+  }
+
+  /** Runs `input` on a running member now, or, for a slow one, `slowMs` late and in arrival order. */
+  private receive (member: SimMember, input: () => void): void {
     if (member.slowMs === 0) {
-      this.process(member, message)
-      return 'delivered'
+      input()
+      return
     }
     const at = Math.max(this.scheduler.now + member.slowMs, member.inboxFreeAtMs)
     member.inboxFreeAtMs = at
     this.scheduler.at(at, () => {
-      if (member.up && !member.left) { this.process(member, message) }
+      if (member.up && !member.left) { input() }
     })
-    return 'delivered'
+  }
+
+  /**
+   * The topic model: `updates` reach every running member not cut off from
+   * `author`, latencyMs later (one event for all of them: one per member
+   * would hold O(members) closures per publish).
+   */
+  private broadcast (author: MemberId, updates: Update[], topic: TopicModel): void {
+    if (this.now < (topic.fromMs ?? 0)) { return }
+    this.stats.topicBytes += gossipBytes(author, updates) * topic.fanout * this.members.size
+    this.scheduler.after(topic.latencyMs, () => {
+      for (const member of this.members.values()) {
+        if (member.id === author || !member.up || member.left || this.network.isCut(author, member.id)) { continue }
+        this.receive(member, () => {
+          if (this.trace.full !== null) { this.trace.add(`gossip ${author}->${member.id} [${updates.map(u => `${u.kind}(${u.id}@${u.incarnation})`).join(' ')}]`) }
+          const result = member.core.receiveGossip(author, updates)
+          if (!result.ok) { this.stats.rejected++ }
+          this.afterInput(member)
+        })
+      }
+    })
   }
 
   private process (member: SimMember, message: Message): void {
@@ -201,7 +247,8 @@ export class MembershipCluster {
 
   private flush (member: SimMember): void {
     if (!member.core.hasReady()) { return }
-    const { messages, events } = member.core.ready()
+    const { messages, events, publish } = member.core.ready()
+    if (this.options.topic !== undefined && publish.length > 0) { this.broadcast(member.id, publish, this.options.topic) }
     for (const message of messages) {
       const bytes = messageBytes(message)
       member.bytesSent += bytes

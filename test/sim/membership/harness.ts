@@ -5,11 +5,13 @@
  */
 import { createRng } from '../../../protocols/common/rng.ts'
 import { MembershipNode } from '../../../protocols/membership/index.ts'
-import type { MemberId, MembershipConfigInit, MembershipEvent, Message, StepResult } from '../../../protocols/membership/index.ts'
+import type { MemberId, MembershipConfigInit, MembershipEvent, Message, StepResult, Update } from '../../../protocols/membership/index.ts'
 
 export class Harness {
   readonly nodes = new Map<MemberId, MembershipNode>()
   readonly events = new Map<MemberId, MembershipEvent[]>()
+  /** What each node handed out in Ready.publish, in order (delivered to nobody unless a test does). */
+  readonly published = new Map<MemberId, Update[]>()
   /** Messages sent and not yet delivered, in send order. */
   inflight: Message[] = []
   /** Every step() result, for tests that look at rejections. */
@@ -20,6 +22,7 @@ export class Harness {
     const node = new MembershipNode({ ...config, id }, createRng(this.seed++))
     this.nodes.set(id, node)
     this.events.set(id, [])
+    this.published.set(id, [])
     this.collect()
     return node
   }
@@ -37,6 +40,7 @@ export class Harness {
       const ready = node.ready()
       this.inflight.push(...ready.messages)
       this.events.get(id)?.push(...ready.events)
+      this.published.get(id)?.push(...ready.publish)
     }
   }
 

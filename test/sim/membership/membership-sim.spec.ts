@@ -20,6 +20,15 @@ describe('sim: membership (SWIM + Lifeguard) seeded runs', function () {
       runSeeds(from, to)
     })
   }
+
+  it('seeds 1-100 with the gossip topic (cluster.ts): the same verdict when what the cores publish also reaches everyone at once', () => {
+    const topic = { latencyMs: 50, fanout: 6 }
+    try {
+      runSeeds(1, 100, { topic })
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n(replay with --overrides '${JSON.stringify({ topic })}')`)
+    }
+  })
 })
 
 function runSeeds (from: number, to: number, overrides: Partial<MembershipSimOptions> = {}): void {

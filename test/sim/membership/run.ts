@@ -22,6 +22,7 @@
  */
 import { createRng } from '../../../protocols/common/rng.ts'
 import { isLive } from '../../../protocols/membership/index.ts'
+import { SeededSimError } from '../seeded-error.ts'
 import { MembershipCluster } from './cluster.ts'
 import type { Rng } from '../../../protocols/common/rng.ts'
 import type { MemberId, MembershipConfigInit } from '../../../protocols/membership/index.ts'
@@ -47,6 +48,8 @@ export interface MembershipSimOptions {
   fullTrace: boolean
   /** Core settings for every member (experiments, and the spec's deliberately weakened runs). */
   config?: Omit<MembershipConfigInit, 'id'>
+  /** Also deliver what the cores publish, as the gossipsub topic would (cluster.ts); off when absent. */
+  topic?: { latencyMs: number, fanout: number }
 }
 
 export const CALM: NetworkFaults = { dropRate: 0, duplicateRate: 0, delayRate: 0, latencyMsMin: 1, latencyMsMax: 5, delayMsMax: 5 }
@@ -88,21 +91,11 @@ export function replayCommand (seed: number): string {
   return `node test/sim/membership/replay.ts --seed ${seed} --verbose`
 }
 
-export class MembershipSimError extends Error {
+export class MembershipSimError extends SeededSimError {
   override name = 'MembershipSimError'
-  readonly seed: number
-  readonly kind: string
-  readonly replay: string
-  /** The whole trace, when the run kept it (fullTrace). */
-  readonly trace: string[] | null
 
   constructor (seed: number, kind: string, detail: string, traceTail: string[], trace: string[] | null) {
-    const replay = replayCommand(seed)
-    super(`seed ${seed}: ${kind}: ${detail}\nreplay: ${replay}\n--- last trace lines ---\n${traceTail.join('\n')}`)
-    this.seed = seed
-    this.kind = kind
-    this.replay = replay
-    this.trace = trace
+    super(replayCommand(seed), seed, kind, detail, traceTail, trace)
   }
 }
 
@@ -129,7 +122,8 @@ export function runMembershipSim (options: MembershipSimOptions): MembershipSimR
     deepChecks: options.deepChecks,
     fullTrace: options.fullTrace,
     traceLines: 80,
-    config: options.config
+    config: options.config,
+    ...(options.topic !== undefined ? { topic: options.topic } : {})
   })
   const fail = (kind: string, detail: string): never => {
     throw new MembershipSimError(options.seed, kind, detail, cluster.trace.tail(80), cluster.trace.full)

@@ -42,6 +42,7 @@ import { createRoster } from '../protocols/membership/index.ts'
 import { MembershipCluster } from '../test/sim/membership/cluster.ts'
 import { printStarvationResult, runStarvationBench } from './bench-membership-starvation.ts'
 import { percentile } from './percentile.ts'
+import type { StarvationBenchResult } from './bench-membership-starvation.ts'
 import type { MemberId } from '../protocols/membership/index.ts'
 
 const { values } = parseArgs({
@@ -62,17 +63,25 @@ const { values } = parseArgs({
 })
 
 /** The starvation run, with the flags' settings. */
-async function starvationRun (): Promise<void> {
-  printStarvationResult(await runStarvationBench({
+async function starvationRun (): Promise<StarvationBenchResult> {
+  const result = await runStarvationBench({
     nodes: Number(values['starvation-nodes']),
     victims: Number(values['starvation-victims']),
     busyLoops: Number(values['starvation-loops']),
     seconds: Number(values['starvation-seconds'])
-  }))
+  })
+  printStarvationResult(result)
+  return result
+}
+
+function writeJson (report: Record<string, unknown>): void {
+  if (values.json === undefined) { return }
+  writeFileSync(values.json, JSON.stringify(report, null, 2))
+  console.log(`wrote ${values.json}`)
 }
 
 if (values['starvation-only']) {
-  await starvationRun()
+  writeJson({ starvation: await starvationRun() })
   process.exit(0)
 }
 
@@ -276,8 +285,5 @@ console.log(line(head))
 console.log(line(widths.map(w => '-'.repeat(w))))
 for (const row of rows) { console.log(line(row)) }
 console.log('\np99 over few samples is close to their maximum: seeds x crashes samples per size (one join per seed).')
-if (values.json !== undefined) {
-  writeFileSync(values.json, JSON.stringify({ periodMs: PERIOD_MS, loss, results }, null, 2))
-  console.log(`wrote ${values.json}`)
-}
-if (!values['no-starvation']) { await starvationRun() }
+const starvation = values['no-starvation'] ? null : await starvationRun()
+writeJson({ periodMs: PERIOD_MS, loss, topicMs: values['no-topic'] ? null : Number(values['topic-ms']), results, starvation })

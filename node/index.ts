@@ -36,7 +36,7 @@ export type { TopologyComponents, TopologyInit, TopologySettings } from './topol
 export type { EdgeKind, SkippedReport, TopologyEdge, TopologyGraph, TopologyNode } from './topology/view.ts'
 export type { ConnectionEntry, DhtBucket, MeshTopic, TopologyReport } from './topology/report.ts'
 export type { ConfChange, ConfChangeSingle, PeerStatus as RaftPeerProgress, ProgressStateName } from '../protocols/raft/index.ts'
-export type { ClientSession, KvApplyResult, KvCommand, KvLimits, KvRejection } from '../protocols/raft/kv/index.ts'
+export type { ClientSession, KvApplyResult, KvCommand, KvLimits, KvRejection } from '../protocols/kv/index.ts'
 export type { MemberState, MembershipConfig, MembershipCounters, MembershipStatus, MemberRecord, Roster } from '../protocols/membership/index.ts'
 export type { AntiEntropyConfig, AntiEntropyConfigInit, Entry as MetadataStoreEntry, EntryAuth, GossipCounters, GossipMode } from '../protocols/gossip/index.ts'
 export type { ReportRejectReason } from './topology/codec.ts'

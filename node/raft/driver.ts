@@ -11,11 +11,11 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { assert } from '../../protocols/common/assert.ts'
 import { createRng } from '../../protocols/common/rng.ts'
+import { encodeCommand, KvStateMachine, kvSnapshotBytesMax, resolveKvLimits, validateCommand } from '../../protocols/kv/index.ts'
 import { RaftNode, RestoredStateError } from '../../protocols/raft/index.ts'
-import { encodeCommand, KvStateMachine, kvSnapshotBytesMax, resolveKvLimits, validateCommand } from '../../protocols/raft/kv/index.ts'
 import { StoredStateError } from './storage/errors.ts'
+import type { CreateSha256, KvApplyResult, KvCheckResult, KvCommand, KvLimits, KvSnapshotCheck } from '../../protocols/kv/index.ts'
 import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, Ready, ReadState, RestoredState, Snapshot, SnapshotMessage } from '../../protocols/raft/index.ts'
-import type { CreateSha256, KvApplyResult, KvCheckResult, KvCommand, KvLimits, KvSnapshotCheck } from '../../protocols/raft/kv/index.ts'
 import type { Logger } from 'pino'
 
 /** Where the driver makes Ready state durable. */

@@ -4,8 +4,8 @@
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { RaftDriverMetrics } from './driver.ts'
 import type { RaftTransportStats } from './transport.ts'
+import type { KvStats } from '../../protocols/kv/index.ts'
 import type { RaftStatus } from '../../protocols/raft/index.ts'
-import type { KvStats } from '../../protocols/raft/kv/index.ts'
 import type { Registry } from 'prom-client'
 
 interface Observed { status: RaftStatus, transport: RaftTransportStats, lastSnapshotIndex: number, kv: KvStats }

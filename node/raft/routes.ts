@@ -38,7 +38,7 @@ import { encodeValue, HttpError, readBody, readJsonBody } from '../http-api.ts'
 import { RaftError } from './driver.ts'
 import { RESERVED_KEY_PREFIX } from './service.ts'
 import type { ReadConsistency, RaftService } from './service.ts'
-import type { ClientSession, KvApplyResult, KvCommand } from '../../protocols/raft/kv/index.ts'
+import type { ClientSession, KvApplyResult, KvCommand } from '../../protocols/kv/index.ts'
 import type { Caller, Route } from '../http-api.ts'
 import type { IncomingMessage } from 'node:http'
 

@@ -16,7 +16,7 @@
  * as many of this node's sessions as it had anonymous writes in flight at
  * once.
  */
-import type { ClientSession, KvApplyResult } from '../../protocols/raft/kv/index.ts'
+import type { ClientSession, KvApplyResult } from '../../protocols/kv/index.ts'
 
 /** Idle sessions kept for reuse; beyond, returned sessions are dropped (the KV table evicts them in time). */
 export const SESSION_POOL_IDLE_MAX = 256

@@ -1,5 +1,5 @@
 /** Protocol id and limits of the Raft transport (protocol ids are versioned: a change of wire format gets a new id). */
-import { KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/raft/kv/index.ts'
+import { KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/kv/index.ts'
 import { FRAME_BYTES_MAX, SNAPSHOT_CHUNK_BYTES } from './codec.ts'
 
 export const RAFT_PROTOCOL = '/accord/raft/1.0.0'

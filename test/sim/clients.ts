@@ -13,8 +13,8 @@ import { unreachable } from '../../protocols/common/assert.ts'
 import type { Scheduler } from './scheduler.ts'
 import type { Trace } from './trace.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
+import type { KvCommand } from '../../protocols/kv/index.ts'
 import type { NodeId } from '../../protocols/raft/index.ts'
-import type { KvCommand } from '../../protocols/raft/kv/index.ts'
 import type { KvInput, KvOperation, KvOutput } from '../lib/linearizability.ts'
 
 export type ClientRequest =

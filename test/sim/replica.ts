@@ -10,8 +10,8 @@
  * A replica object lives for one incarnation: a crash kills it (and the
  * unsynced writes of its disk); a restart builds a new one from the disk.
  */
+import { decodeCommand, encodeCommand, KvStateMachine } from '../../protocols/kv/index.ts'
 import { RaftNode } from '../../protocols/raft/index.ts'
-import { decodeCommand, encodeCommand, KvStateMachine } from '../../protocols/raft/kv/index.ts'
 import { InvariantViolation } from './invariants.ts'
 import type { ClientRequest, ClientResponse } from './clients.ts'
 import type { DiskWrite, SimDisk } from './disk.ts'
@@ -20,8 +20,8 @@ import type { SimOptions } from './options.ts'
 import type { Scheduler } from './scheduler.ts'
 import type { Trace } from './trace.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
+import type { KvApplyResult } from '../../protocols/kv/index.ts'
 import type { ConfState, Entry, Message, NodeId, Ready } from '../../protocols/raft/index.ts'
-import type { KvApplyResult } from '../../protocols/raft/kv/index.ts'
 
 export interface ReplicaEnv {
   scheduler: Scheduler

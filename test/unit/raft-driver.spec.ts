@@ -1,11 +1,11 @@
 import { expect } from 'aegir/chai'
 import { pino } from 'pino'
 import { PENDING_PROPOSALS_MAX, PENDING_READS_MAX, RaftDriver, RaftError } from '../../node/raft/driver.ts'
-import { KvStateMachine, encodeCommand } from '../../protocols/raft/kv/index.ts'
+import { KvStateMachine, encodeCommand } from '../../protocols/kv/index.ts'
 import { waitFor } from '../lib/wait.ts'
 import type { RaftDriverOptions, RaftLogStore } from '../../node/raft/driver.ts'
+import type { KvCommand } from '../../protocols/kv/index.ts'
 import type { Message, Snapshot } from '../../protocols/raft/index.ts'
-import type { KvCommand } from '../../protocols/raft/kv/index.ts'
 
 const ID = 'node-a'
 const conf = { voters: [ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }

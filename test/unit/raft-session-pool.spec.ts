@@ -1,6 +1,6 @@
 import { expect } from 'aegir/chai'
 import { SessionPool } from '../../node/raft/session-pool.ts'
-import type { ClientSession, KvApplyResult } from '../../protocols/raft/kv/index.ts'
+import type { ClientSession, KvApplyResult } from '../../protocols/kv/index.ts'
 
 describe('raft session pool (sessions for writes that bring none)', () => {
   it('lends a new session at sequence 1, then the same one at the next sequence once it is back', () => {

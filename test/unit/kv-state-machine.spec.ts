@@ -2,10 +2,10 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { expect } from 'aegir/chai'
 import { AssertionError } from '../../protocols/common/assert.ts'
 import { createRng } from '../../protocols/common/rng.ts'
-import { KvStateMachine, encodeCommand } from '../../protocols/raft/kv/index.ts'
+import { KvStateMachine, encodeCommand } from '../../protocols/kv/index.ts'
 import { mutate, randomBytes } from '../lib/bytes-fuzz.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
-import type { KvApplyResult, KvCommand, KvLimits, KvRejection } from '../../protocols/raft/kv/index.ts'
+import type { KvApplyResult, KvCommand, KvLimits, KvRejection } from '../../protocols/kv/index.ts'
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
 const text = (value: Uint8Array | null): string | null => value === null ? null : new TextDecoder().decode(value)
@@ -34,7 +34,7 @@ class Replica {
   }
 }
 
-describe('raft/kv state machine', () => {
+describe('kv state machine', () => {
   describe('commands', () => {
     it('put, get, overwrite', () => {
       const r = new Replica()

@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto'
 import { expect } from 'aegir/chai'
 import fc from 'fast-check'
 import { createRng } from '../../protocols/common/rng.ts'
-import { compareBytes, compareUtf8, encodeUtf8 } from '../../protocols/raft/kv/codec.ts'
-import { KvStateMachine, encodeCommand } from '../../protocols/raft/kv/index.ts'
+import { compareBytes, compareUtf8, encodeUtf8 } from '../../protocols/kv/codec.ts'
+import { KvStateMachine, encodeCommand } from '../../protocols/kv/index.ts'
 import { mutate } from '../lib/bytes-fuzz.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
-import type { Sha256 } from '../../protocols/raft/kv/index.ts'
+import type { Sha256 } from '../../protocols/kv/index.ts'
 
 /**
  * Snapshots are encoded and restored in steps spread over event-loop turns
@@ -35,7 +35,7 @@ function populated (rng: Rng, commands: number): { sm: KvStateMachine, sequences
   return { sm, sequences }
 }
 
-describe('raft/kv snapshots in steps', () => {
+describe('kv snapshots in steps', () => {
   it('orders strings by their UTF-8 bytes without encoding them', () => {
     fc.assert(fc.property(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'grapheme' }), (a, b) => {
       expect(Math.sign(compareUtf8(a, b))).to.equal(Math.sign(compareBytes(encodeUtf8(a), encodeUtf8(b))))

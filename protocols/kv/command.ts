@@ -14,7 +14,7 @@
  * Nothing may follow. Every byte string has exactly one decoding and every
  * decodable byte string is the encoding of what it decodes to.
  */
-import { assert, unreachable } from '../../common/assert.ts'
+import { assert, unreachable } from '../common/assert.ts'
 import { ByteReader, ByteWriter, DecodeError, utf8ByteLength, varintByteLength } from './codec.ts'
 
 export const KV_COMMAND_VERSION = 1

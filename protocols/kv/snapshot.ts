@@ -18,7 +18,7 @@
  * refused.
  */
 import { sha256 } from '@noble/hashes/sha2.js'
-import { assert, unreachable } from '../../common/assert.ts'
+import { assert, unreachable } from '../common/assert.ts'
 import { ByteReader, ByteWriter, DecodeError, bytesEqual, compareBytes, decodeUtf8, utf8ByteLength, varintByteLength } from './codec.ts'
 import { newKvTree } from './tree.ts'
 import type { KvLimits } from './command.ts'

@@ -1,8 +1,10 @@
 /**
- * The replicated KV state machine applied to committed Raft entries: commands
- * with client sessions for exactly-once, limits, a binary command encoding
- * and canonical snapshots. I/O-free; reads (get) are served by the node after
- * ReadIndex.
+ * The replicated KV state machine, applied to committed entries in log
+ * order (Raft's today; PBFT's executed requests next): commands with client
+ * sessions for exactly-once, limits, a binary command encoding and canonical
+ * snapshots. I/O-free, and independent of the protocol that orders its
+ * commands; reads (get) are served by the node once the protocol says a
+ * read may be (Raft: after ReadIndex).
  */
 export { KvStateMachine } from './state-machine.ts'
 export type { KvCheckResult, KvRestore, KvRestoreResult, KvSnapshotCheck, KvStateMachineOptions, KvStats } from './state-machine.ts'

@@ -26,7 +26,7 @@
  * Commands rejected with 'invalid-command', 'stale-sequence' or
  * 'session-expired' change nothing and do not consume their sequence.
  */
-import { assert, unreachable } from '../../common/assert.ts'
+import { assert, unreachable } from '../common/assert.ts'
 import { bytesEqual, utf8ByteLength } from './codec.ts'
 import { decodeCommand, resolveKvLimits, validateCommand } from './command.ts'
 import { KvSnapshotDecoder, KvSnapshotEncoder, encodeSnapshot, nobleSha256 } from './snapshot.ts'

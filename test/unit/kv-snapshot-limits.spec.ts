@@ -1,10 +1,10 @@
 import { expect } from 'aegir/chai'
 import { RAFT_STORAGE_DEFAULTS } from '../../node/raft/storage/index.ts'
 import { RAFT_TRANSPORT_DEFAULTS } from '../../node/raft/transport-constants.ts'
-import { encodeUtf8 } from '../../protocols/raft/kv/codec.ts'
-import { encodeCommand, KV_DEFAULTS, KvStateMachine, kvSnapshotBytesMax } from '../../protocols/raft/kv/index.ts'
-import { distinctKeysMax } from '../../protocols/raft/kv/snapshot.ts'
-import type { KvLimits } from '../../protocols/raft/kv/index.ts'
+import { encodeUtf8 } from '../../protocols/kv/codec.ts'
+import { encodeCommand, KV_DEFAULTS, KvStateMachine, kvSnapshotBytesMax } from '../../protocols/kv/index.ts'
+import { distinctKeysMax } from '../../protocols/kv/snapshot.ts'
+import type { KvLimits } from '../../protocols/kv/index.ts'
 
 const MIB = 1024 * 1024
 

@@ -8,10 +8,10 @@ import {
   encodeCommand,
   resolveKvLimits,
   validateCommand
-} from '../../protocols/raft/kv/index.ts'
+} from '../../protocols/kv/index.ts'
 import { mutate, randomBytes } from '../lib/bytes-fuzz.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
-import type { KvCommand } from '../../protocols/raft/kv/index.ts'
+import type { KvCommand } from '../../protocols/kv/index.ts'
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
 const session = { clientId: 'c1', sequence: 1 }
@@ -32,7 +32,7 @@ function decodeOk (encoded: Uint8Array): KvCommand {
   return decoded.command
 }
 
-describe('raft/kv command encoding', () => {
+describe('kv command encoding', () => {
   it('round-trips every command shape', () => {
     for (const command of samples) {
       expect(decodeOk(encodeCommand(command))).to.deep.equal(command)
@@ -146,7 +146,7 @@ describe('raft/kv command encoding', () => {
   })
 })
 
-describe('raft/kv command validation', () => {
+describe('kv command validation', () => {
   const limits = resolveKvLimits({ keyBytesMax: 8, valueBytesMax: 16, clientIdBytesMax: 4 })
   const problem = (command: unknown): string => {
     const validation = validateCommand(command as KvCommand, limits)

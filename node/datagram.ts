@@ -101,7 +101,7 @@ export class DatagramChannel<M extends Datagram> {
     const bytes = encode(message)
     this.#sendsInFlight++
     void (async () => {
-      const target = await dialTargetOf(host, to, this.#init.addressesOf(message.to))
+      const target = await dialTargetOf(host, to, () => this.#init.addressesOf(message.to))
       if (target == null) {
         counters.dropped('no-address')
         return
@@ -160,9 +160,10 @@ export class DatagramChannel<M extends Datagram> {
  * every node then contacts, would set the whole cluster on DHT lookups
  * (seen fuzzing /accord/swim).
  */
-export async function dialTargetOf (host: AccordHost, peerId: PeerId, announced: string[]): Promise<PeerId | Multiaddr[] | null> {
+export async function dialTargetOf (host: AccordHost, peerId: PeerId, announced: () => string[]): Promise<PeerId | Multiaddr[] | null> {
   if (host.getConnections(peerId).length > 0) { return peerId }
-  const addrs = announced.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
+  // read only when needed: most sends go over a connection, and reading decodes the member's envelope
+  const addrs = announced().flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
   if (addrs.length > 0) { return addrs }
   const known = await host.peerStore.get(peerId).then(peer => peer.addresses.length > 0, () => false)
   return known ? peerId : null

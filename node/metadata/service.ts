@@ -264,15 +264,11 @@ export class ClusterMetadataService extends TypedEventEmitter<MetadataEvents> im
     this.#ticksToPeersRefresh = Math.max(1, Math.round(this.settings.peersRefreshMs / this.settings.tickMs))
     const self = this.#host.peerId.toString()
     const membership = this.#components.membership
-    const live: string[] = []
-    const listed = new Set<string>()
-    for (const member of membership.members()) {
-      listed.add(member.peerId)
-      if (member.peerId !== self && (member.state === 'alive' || member.state === 'suspect')) { live.push(member.peerId) }
-    }
-    core.setPeers(live)
+    core.setPeers(membership.memberStates()
+      .filter(m => m.peerId !== self && (m.state === 'alive' || m.state === 'suspect'))
+      .map(m => m.peerId))
     for (const node of core.nodes()) {
-      if (node !== self && !listed.has(node)) { core.forget(node) }
+      if (node !== self && membership.stateOf(node) === undefined) { core.forget(node) }
     }
   }
 

@@ -24,6 +24,8 @@ import { membershipRoutes, memberViews } from './membership/routes.ts'
 import { swimMembership } from './membership/service.ts'
 import { metadataRoutes } from './metadata/routes.ts'
 import { clusterMetadata } from './metadata/service.ts'
+import { pbftRoutes } from './pbft/routes.ts'
+import { pbft } from './pbft/service.ts'
 import { raftRoutes } from './raft/routes.ts'
 import { raft } from './raft/service.ts'
 import { Refusals } from './refusals.ts'
@@ -40,6 +42,7 @@ import type { AccordLibp2p, AccordOwnServices } from './libp2p.ts'
 import type { MemberView } from './membership/routes.ts'
 import type { MembershipService } from './membership/service.ts'
 import type { ClusterMetadataService } from './metadata/service.ts'
+import type { BftSummary, PbftService } from './pbft/service.ts'
 import type { RaftService, RaftSummary } from './raft/service.ts'
 import type { Logger } from 'pino'
 
@@ -91,6 +94,8 @@ export interface NodeStatus {
   metadata: MetadataSummary | null
   /** null when Raft is off. */
   raft: RaftSummary | null
+  /** The PBFT replica (or client) of this node; null when no PBFT replica set is configured. */
+  bft: BftSummary | null
 }
 
 export interface AccordNode {
@@ -100,6 +105,8 @@ export interface AccordNode {
   readonly metrics: Registry
   /** The Raft group and KV store, or null when Raft is off. */
   readonly raft: RaftService | null
+  /** The PBFT replica and client, or null when no PBFT replica set is configured. */
+  readonly bft: PbftService | null
   /** Which peers this node serves; makes join tokens. */
   readonly admission: Admission
   /** Who is in the cluster and alive (SWIM with Lifeguard). */
@@ -142,6 +149,8 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     throw err
   }
   const bootstrapPeers = resolved.bootstrap.map(addr => multiaddr(addr).getComponents().find(c => c.name === 'p2p')?.value ?? '')
+  // peers PBFT isolated (provable misbehaviour, or an operator): the connection gater denies them
+  const isolatedPeers = new Set<string>()
   let libp2p: AccordLibp2p
   try {
     libp2p = await buildLibp2p<AccordOwnServices>({
@@ -150,6 +159,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       datastore,
       registry: metrics,
       version: VERSION,
+      isDenied: (peer) => isolatedPeers.has(peer),
       // the same services an app adds to its own libp2p node
       services: {
         admission: clusterAdmission({
@@ -198,6 +208,18 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
                 log
               })
             }
+          : {}),
+        ...(resolved.bftReplicas.length > 0
+          ? {
+              pbft: pbft({
+                dataDir: resolved.dataDir,
+                replicas: resolved.bftReplicas,
+                ...(resolved.byzantine ? { faulty: 'equivocate' as const } : {}),
+                onIsolated: (isolation) => { isolatedPeers.add(isolation.peer) },
+                registry: metrics,
+                log
+              })
+            }
           : {})
       }
     })
@@ -207,6 +229,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   }
   const { admission, discovery, membership } = libp2p.services
   const raftService = libp2p.services.raft ?? null
+  const bftService = libp2p.services.pbft ?? null
   // members' connections are pruned last; connections and DHT records refused are counted
   const stopBudgets = wireBudgets({ libp2p, admission, refusals })
   try {
@@ -258,7 +281,8 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       admission: admissionSummary(admission),
       membership: memberViews(membership).map(({ peerId, state, incarnation }) => ({ peerId, state, incarnation })),
       metadata: metadataSummary(libp2p.services.metadata),
-      raft: raftService?.summary() ?? null
+      raft: raftService?.summary() ?? null,
+      bft: bftService?.summary() ?? null
     }
   }
 
@@ -286,7 +310,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     if (resolved.api !== null) {
       const { host, port } = parseHostPort(resolved.api, '--api')
       const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
-      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...metadataRoutes(libp2p.services.metadata), ...topologyRoutes(libp2p.services.topology), ...(raftService != null ? raftRoutes(raftService) : [])]
+      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...metadataRoutes(libp2p.services.metadata), ...topologyRoutes(libp2p.services.topology), ...(raftService != null ? raftRoutes(raftService) : []), ...(bftService != null ? pbftRoutes(bftService) : [])]
       api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }), refusals })
       effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
       membership.setMeta(memberMeta(api.url))
@@ -306,6 +330,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     apiUrl: api?.url ?? null,
     metrics,
     raft: raftService,
+    bft: bftService,
     admission,
     membership,
     metadata: libp2p.services.metadata,

@@ -6,6 +6,7 @@
  * without a stack trace. An unexpected error (a bug) is one line too; its
  * stack trace follows only with ACCORD_DEBUG=1.
  */
+import { bftCommand, BFT_HELP } from './cli/bft.ts'
 import { demoCommand, DEMO_HELP } from './cli/demo.ts'
 import { idCommand, ID_HELP } from './cli/id.ts'
 import { kvCommand, KV_HELP } from './cli/kv.ts'
@@ -31,6 +32,7 @@ Commands:
   id        print a node's PeerId
   kv        put, get, delete and compare-and-swap keys of the replicated store
   raft      show and change the Raft group's members, transfer leadership
+  bft       put, get, delete and compare-and-swap keys of the Byzantine-fault-tolerant store (PBFT)
   token     make a join token for a new node
 
 "accord <command> --help" describes a command's flags.
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, { run(args: string[]): Promise<void>, help: strin
   members: { run: membersCommand, help: MEMBERS_HELP },
   topology: { run: topologyCommand, help: TOPOLOGY_HELP },
   raft: { run: raftCommand, help: RAFT_HELP },
+  bft: { run: bftCommand, help: BFT_HELP },
   token: { run: tokenCommand, help: TOKEN_HELP }
 }
 

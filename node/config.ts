@@ -59,13 +59,20 @@ export interface AccordConfig {
   raftLeaseReads: boolean
   /** Snapshot the KV store and compact the log every this many applied entries. */
   raftSnapshotEntries: number
+  /**
+   * The PBFT replica set (Ed25519 peer ids), identical on every node; empty
+   * runs no PBFT. A node listed is a replica; any other runs a PBFT client.
+   */
+  bftReplicas: string[]
+  /** Run this PBFT replica deliberately Byzantine (equivocating): demos and tests only. Never saved. */
+  byzantine: boolean
 }
 
 /** The settings that are saved in the data dir and reused on restart. */
 export const SAVED_KEYS = [
   'cluster', 'listen', 'bootstrap', 'public', 'dhtKeepPrivateAddresses', 'mdns', 'api', 'logLevel',
   'pnetKeyFile', 'maxConnections', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
-  'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries'
+  'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries', 'bftReplicas'
 ] as const satisfies ReadonlyArray<keyof AccordConfig>
 
 export type SavedConfig = Partial<Pick<AccordConfig, typeof SAVED_KEYS[number]>>
@@ -90,7 +97,9 @@ export function defaultConfig (dataDir: string): AccordConfig {
     raftInit: false,
     raftTickMs: 100,
     raftLeaseReads: false,
-    raftSnapshotEntries: 100_000
+    raftSnapshotEntries: 100_000,
+    bftReplicas: [],
+    byzantine: false
   }
 }
 
@@ -124,14 +133,14 @@ export function validateConfig (config: AccordConfig): void {
     const ma = parseMultiaddr(addr, '--bootstrap')
     if (ma.getComponents().find(c => c.name === 'p2p') == null) { fail(`--bootstrap ${addr} has no /p2p/<peer-id> part`) }
   }
-  for (const key of ['public', 'mdns', 'dhtKeepPrivateAddresses', 'raft', 'raftInit', 'raftLeaseReads'] as const) {
+  for (const key of ['public', 'mdns', 'dhtKeepPrivateAddresses', 'raft', 'raftInit', 'raftLeaseReads', 'byzantine'] as const) {
     if (typeof config[key] !== 'boolean') { fail(`${key} must be true or false`) }
   }
   if (config.api !== null) { parseHostPort(config.api, '--api') }
   if (!(LOG_LEVELS as readonly string[]).includes(config.logLevel)) { fail(`--log-level must be one of ${LOG_LEVELS.join(', ')}`) }
   if (config.pnetKeyFile !== null && (typeof config.pnetKeyFile !== 'string' || config.pnetKeyFile === '')) { fail('--pnet-key must be a file path') }
   if (!Number.isInteger(config.maxConnections) || config.maxConnections < 1 || config.maxConnections > 100_000) { fail('--max-connections must be an integer in 1..100000') }
-  for (const key of ['allowPeers', 'denyPeers'] as const) {
+  for (const key of ['allowPeers', 'denyPeers', 'bftReplicas'] as const) {
     if (!isStringArray(config[key])) { fail(`${key} must be a list of peer ids`) }
     for (const id of config[key]) {
       try { peerIdFromString(id) } catch { fail(`${key}: "${id}" is not a peer id`) }
@@ -144,6 +153,11 @@ export function validateConfig (config: AccordConfig): void {
   if (!Number.isInteger(config.raftSnapshotEntries) || config.raftSnapshotEntries < 10 || config.raftSnapshotEntries > 100_000_000) {
     fail('--raft-snapshot-entries must be an integer in 10..100000000')
   }
+  if (new Set(config.bftReplicas).size !== config.bftReplicas.length) { fail('--bft-replicas lists a peer twice') }
+  for (const id of config.bftReplicas) {
+    if (peerIdFromString(id).type !== 'Ed25519') { fail(`--bft-replicas: ${id} is not an Ed25519 peer id (PBFT signs with Ed25519 peer keys)`) }
+  }
+  if (config.byzantine && config.bftReplicas.length === 0) { fail('--byzantine needs a PBFT replica set (--bft-replicas or --bft-genesis)') }
 }
 
 export function parseHostPort (value: string, flag: string): { host: string, port: number } {

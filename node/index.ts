@@ -5,7 +5,7 @@
  * admission, discovery, Raft, the HTTP API), as the daemon does.
  *
  * The service factories `clusterAdmission()`, `clusterDiscovery()`,
- * `raft()`, `swimMembership()`, `clusterMetadata()` and `clusterTopology()`
+ * `raft()`, `pbft()`, `swimMembership()`, `clusterMetadata()` and `clusterTopology()`
  * add accord's protocols to an app's own libp2p node:
  * `createLibp2p({ services: { admission: clusterAdmission(init), raft: raft(init) } })`.
  */
@@ -27,6 +27,14 @@ export type { AdmissionView, DiscoveryComponents, DiscoveryInit, Member } from '
 export { raft, RaftService, RAFT_SETTINGS_DEFAULTS, RESERVED_KEY_PREFIX } from './raft/service.ts'
 export type { RaftComponents, RaftInit, RaftSettings, RaftSummary, ReadConsistency } from './raft/service.ts'
 export { RaftError } from './raft/driver.ts'
+export { pbft, PbftService, PbftError, PBFT_SETTINGS_DEFAULTS, checkReplicaSet } from './pbft/service.ts'
+export type { BftSummary, PbftComponents, PbftErrorCode, PbftInit, PbftSettings } from './pbft/service.ts'
+export { PBFT_PROTOCOL, PBFT_STATE_PROTOCOL, PBFT_TRANSPORT_DEFAULTS } from './pbft/transport.ts'
+export type { PbftTransportLimits } from './pbft/transport.ts'
+export { PBFT_RATE_LIMITS_DEFAULTS } from './pbft/rate-limit.ts'
+export type { RateLimit as PbftRateLimit } from './pbft/rate-limit.ts'
+export { evidenceTopic } from './pbft/evidence-topic.ts'
+export { peerKeyPbftCrypto } from './pbft/crypto.ts'
 export { swimMembership, MembershipService, MEMBERSHIP_SETTINGS_DEFAULTS, SWIM_PROTOCOL } from './membership/service.ts'
 export type { Member as MembershipMember, MembershipComponents, MembershipEvents, MembershipInit, MembershipServiceStatus, MembershipSettings } from './membership/service.ts'
 export { clusterMetadata, ClusterMetadataService, ANTI_ENTROPY_PROTOCOL, METADATA_CAPABILITY, METADATA_RESERVED_KEY_PREFIX, METADATA_SETTINGS_DEFAULTS } from './metadata/service.ts'
@@ -53,6 +61,7 @@ export type { ApiHandlerOptions, ApiResponse, Caller, HttpApi, HttpApiOptions, R
 export { admissionRoutes } from './admission/routes.ts'
 export type { AdmissionSummary } from './admission/routes.ts'
 export { raftRoutes } from './raft/routes.ts'
+export { pbftRoutes } from './pbft/routes.ts'
 export { membershipRoutes } from './membership/routes.ts'
 export type { MemberView } from './membership/routes.ts'
 export { metadataRoutes } from './metadata/routes.ts'

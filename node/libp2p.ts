@@ -29,6 +29,7 @@ import type { AccordConfig } from './config.ts'
 import type { ClusterDiscovery } from './discovery.ts'
 import type { MembershipService } from './membership/service.ts'
 import type { ClusterMetadataService } from './metadata/service.ts'
+import type { PbftService } from './pbft/service.ts'
 import type { RaftService } from './raft/service.ts'
 import type { TopologyService } from './topology/service.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -48,7 +49,7 @@ export type BaseServices = {
   pubsub: GossipSub
 }
 
-/** accord's own services (raft is absent when Raft is off). */
+/** accord's own services (raft is absent when Raft is off, pbft when no PBFT replica set is configured). */
 export type AccordOwnServices = {
   admission: Admission
   membership: MembershipService
@@ -56,6 +57,7 @@ export type AccordOwnServices = {
   topology: TopologyService
   discovery: ClusterDiscovery
   raft?: RaftService
+  pbft?: PbftService
 }
 
 export type AccordServices = BaseServices & AccordOwnServices
@@ -72,6 +74,8 @@ export interface BuildOptions<S extends ServiceMap> {
   version: string
   /** The connection budgets (default CONNECTION_BUDGETS; tests lower them, or apply them to loopback). */
   connectionBudgets?: Partial<ConnectionBudgets>
+  /** Peers denied at run time on top of config.denyPeers (PBFT's isolated peers); asked on every dial and connection. */
+  isDenied?(peer: string): boolean
 }
 
 /** Read and check a swarm key file (the go-ipfs / libp2p pnet format). */
@@ -97,7 +101,11 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
   const { config } = options
   const allow = peerSet(config.allowPeers)
   const deny = peerSet(config.denyPeers)
-  const refused = (peer: PeerId): boolean => deny.has(peer.toString()) || (allow.size > 0 && !allow.has(peer.toString()))
+  const isDenied = options.isDenied ?? (() => false)
+  const refused = (peer: PeerId): boolean => {
+    const id = peer.toString()
+    return deny.has(id) || (allow.size > 0 && !allow.has(id)) || isDenied(id)
+  }
 
   const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
   if (config.mdns) { peerDiscovery.push(mdns({ serviceTag: `accord-${config.cluster}` })) }

@@ -36,6 +36,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { RaftDriver } from '../node/raft/driver.ts'
+import { kvApplication } from '../node/raft/kv-application.ts'
 import { RaftStorage } from '../node/raft/storage/index.ts'
 import { percentile } from './percentile.ts'
 import type { RestoredState } from '../protocols/raft/index.ts'
@@ -70,6 +71,7 @@ const log = pino({ level: 'warn' })
 function createDriver (storage: RaftStorage, restored: RestoredState, snapshotEveryEntries: number, tickIntervalMs: number): RaftDriver {
   const fresh = restored.hardState.term === 0 && restored.entries.length === 0 && restored.snapshot == null
   return RaftDriver.create({
+    ...kvApplication(),
     id: ID,
     store: storage,
     outbox: { send: () => {} },

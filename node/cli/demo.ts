@@ -1,6 +1,10 @@
 /**
  * `accord demo`: a local cluster of N node processes on loopback, each
  * bootstrapped only from the first, with a live view of what they see.
+ * Every node is a PBFT replica: the demo makes the nodes' identities before
+ * starting them, so it knows the replica set and gives it to each; with
+ * `--byzantine K` the last K replicas are deliberately faulty, and the view
+ * reports when the honest ones isolate them.
  *
  * The demo supervises but never restarts: a node that dies is shown as down,
  * and `accord start --data-dir <its dir>` brings it back (the view notices).
@@ -11,25 +15,29 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { writeFileAtomic } from '../config.ts'
 import { UserError } from '../errors.ts'
+import { loadOrCreateIdentity } from '../identity.ts'
 import { readRuntimeInfo } from '../runtime-file.ts'
 import { apiRequest } from './api-client.ts'
 import { parseFlags, parseIntegerFlag } from './args.ts'
 import type { NodeStatus } from '../accord-node.ts'
 import type { ChildProcess } from 'node:child_process'
 
-export const DEMO_HELP = `Usage: accord demo [--nodes N] [--data-dir DIR] [--api-port-base P] [--p2p-port-base P]
+export const DEMO_HELP = `Usage: accord demo [--nodes N] [--data-dir DIR] [--api-port-base P] [--p2p-port-base P] [--byzantine K]
 
 Start N accord node processes on 127.0.0.1, each bootstrapped only from the
 first, and show live what each one sees. Node i keeps its data in DIR/node-i
 (so a second demo run reuses identities), its log in DIR/node-i/node.log, and
 DIR/cluster.json lists every node. A node that dies is shown as down; bring it
 back with "accord start --data-dir DIR/node-i". Ctrl-C stops them all.
+Every node is a replica of the Byzantine-fault-tolerant store (accord bft).
 
   --nodes N           number of nodes, 1..64 (default 5)
   --data-dir DIR      default ./.accord-demo
   --api-port-base P   node i serves its HTTP API on 127.0.0.1:P+i (default 7070)
   --p2p-port-base P   node i listens for libp2p on 127.0.0.1:P+i (default 4001)
   --cluster NAME      cluster name (default "demo")
+  --byzantine K       start the last K nodes as deliberately faulty PBFT replicas
+                      (K at most f = (N-1)/3 rounded down); watch the others isolate them
 `
 
 // node/cli.ts in the sources, dist/node/cli.js in the built package
@@ -48,6 +56,10 @@ interface DemoNode {
   state: 'starting' | 'up' | 'down'
   exitReason: string | null
   status: NodeStatus | null
+  /** Started with --byzantine. */
+  byzantine: boolean
+  /** Peers this node's PBFT replica was seen isolating (each announced once). */
+  isolatedSeen: Set<string>
 }
 
 export async function demoCommand (args: string[]): Promise<void> {
@@ -56,9 +68,13 @@ export async function demoCommand (args: string[]): Promise<void> {
     'data-dir': { type: 'string' },
     'api-port-base': { type: 'string' },
     'p2p-port-base': { type: 'string' },
-    cluster: { type: 'string' }
+    cluster: { type: 'string' },
+    byzantine: { type: 'string' }
   })
   const count = parseIntegerFlag(flags.nodes, '--nodes', 1, 64) ?? 5
+  const f = Math.floor((count - 1) / 3)
+  const byzantine = parseIntegerFlag(flags.byzantine, '--byzantine', 0, 64) ?? 0
+  if (byzantine > f) { throw new UserError(`--byzantine ${byzantine}: ${count} replicas tolerate at most f = ${f} faulty ones`) }
   const apiBase = parseIntegerFlag(flags['api-port-base'], '--api-port-base', 1, 65535 - 64) ?? 7070
   const p2pBase = parseIntegerFlag(flags['p2p-port-base'], '--p2p-port-base', 1, 65535 - 64) ?? 4001
   const cluster = flags.cluster ?? 'demo'
@@ -74,11 +90,17 @@ export async function demoCommand (args: string[]): Promise<void> {
     pid: null,
     state: 'starting',
     exitReason: null,
-    status: null
+    status: null,
+    byzantine: index >= count - byzantine,
+    isolatedSeen: new Set()
   }))
+  // the replica set is every node: make their identities first, to know their peer ids
+  const replicas: string[] = []
+  for (const node of nodes) { replicas.push((await loadOrCreateIdentity(node.dataDir)).peerId.toString()) }
   const view = new DemoView(nodes, process.stdout.isTTY === true)
   const startedAtMs = Date.now()
   view.event(`starting ${count} nodes of cluster "${cluster}" on 127.0.0.1, data in ${dataDir} (Ctrl-C stops them all)`)
+  view.event(`every node is a PBFT replica (n = ${count}, f = ${f})${byzantine > 0 ? `; nodes ${nodes.filter(n => n.byzantine).map(n => n.index).join(', ')} are deliberately faulty (--byzantine)` : ''}`)
 
   let stopping = false
   const onChildExit = (node: DemoNode, reason: string): void => {
@@ -89,14 +111,14 @@ export async function demoCommand (args: string[]): Promise<void> {
   }
 
   const first = nodes[0]
-  await launch(first, cluster, [], onChildExit)
+  await launch(first, cluster, [], replicas, onChildExit)
   const firstInfo = await waitForRuntimeInfo(first)
   const bootstrap = `${first.multiaddr}/p2p/${firstInfo.peerId}`
   // the others join with a token from node 0 (the demo does what
   // "accord token create" does); nodes that joined in an earlier run ignore it
   const joinToken = await demoJoinToken(first)
   view.event(`node 0 is up as ${firstInfo.peerId}; the others bootstrap from ${bootstrap} with a join token it made`)
-  await Promise.all(nodes.slice(1).map(async node => { await launch(node, cluster, [bootstrap], onChildExit, joinToken) }))
+  await Promise.all(nodes.slice(1).map(async node => { await launch(node, cluster, [bootstrap], replicas, onChildExit, joinToken) }))
 
   const stopSignal = new Promise<string>(resolve => {
     process.once('SIGINT', () => { resolve('SIGINT') })
@@ -115,6 +137,7 @@ export async function demoCommand (args: string[]): Promise<void> {
       view.event(`all ${count} nodes discovered each other in ${((Date.now() - startedAtMs) / 1000).toFixed(1)} s`)
     }
     allConnectedAnnounced = everyoneSeesEveryone
+    announceIsolations(view, upNodes, replicas)
     view.render()
     await Promise.race([stopSignal, new Promise(resolve => setTimeout(resolve, POLL_INTERVAL_MS))])
   }
@@ -138,7 +161,7 @@ async function demoJoinToken (node: DemoNode): Promise<string> {
   throw new UserError(`node ${node.index} made no join token: ${last}`)
 }
 
-async function launch (node: DemoNode, cluster: string, bootstrap: string[], onExit: (node: DemoNode, reason: string) => void, joinToken?: string): Promise<void> {
+async function launch (node: DemoNode, cluster: string, bootstrap: string[], replicas: string[], onExit: (node: DemoNode, reason: string) => void, joinToken?: string): Promise<void> {
   await mkdir(node.dataDir, { recursive: true, mode: 0o700 })
   const log = await open(join(node.dataDir, 'node.log'), 'a')
   const args = [
@@ -147,7 +170,9 @@ async function launch (node: DemoNode, cluster: string, bootstrap: string[], onE
     '--cluster', cluster,
     '--listen', node.multiaddr,
     '--api', new URL(node.apiUrl).host,
-    ...bootstrap.flatMap(b => ['--bootstrap', b])
+    ...bootstrap.flatMap(b => ['--bootstrap', b]),
+    '--bft-replicas', replicas.join(','),
+    ...(node.byzantine ? ['--byzantine'] : [])
   ]
   // the token goes through the environment, where other users' ps does not show it
   const env = joinToken != null ? { ...process.env, ACCORD_JOIN_TOKEN: joinToken } : process.env
@@ -270,7 +295,7 @@ class DemoView {
 
   #table (): string {
     const peers = this.#nodes.length - 1
-    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'alive', 'conns', 'dht', 'raft', 'term', 'commit', 'api']]
+    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'alive', 'conns', 'dht', 'raft', 'term', 'commit', 'bft view', 'primary', 'isolated', 'api']]
     for (const n of this.#nodes) {
       const s = n.status
       rows.push([
@@ -285,12 +310,36 @@ class DemoView {
         s?.raft != null ? raftRole(s) : '-',
         s?.raft != null ? String(s.raft.term) : '-',
         s?.raft != null ? String(s.raft.commit) : '-',
+        ...bftCells(n),
         n.apiUrl
       ])
     }
     const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)))
     return rows.map(r => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n') + '\n'
   }
+}
+
+/** Tells once of each peer a node's PBFT replica isolated (by node number when it is one of the demo's). */
+function announceIsolations (view: DemoView, nodes: DemoNode[], replicas: string[]): void {
+  for (const node of nodes) {
+    for (const { peerId, reason } of node.status?.bft?.isolated ?? []) {
+      if (node.isolatedSeen.has(peerId)) { continue }
+      node.isolatedSeen.add(peerId)
+      const offender = replicas.indexOf(peerId)
+      view.event(`node ${node.index} isolated ${offender >= 0 ? `node ${offender}` : peerId} (${reason})`)
+    }
+  }
+}
+
+/** The PBFT columns: view (* while changing), primary, peers isolated. */
+function bftCells (n: DemoNode): string[] {
+  const b = n.status?.bft
+  if (b?.view == null) { return ['-', '-', b != null ? String(b.isolated.length) : '-'] }
+  return [
+    `${b.view}${b.viewChanging ? '*' : ''}${n.byzantine ? ' (faulty)' : ''}`,
+    b.primary != null ? `${b.primary.slice(0, 8)}…${b.primary.slice(-6)}` : '-',
+    String(b.isolated.length)
+  ]
 }
 
 /** How many of the others this node's membership protocol sees alive, and which it suspects or declared dead. */

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { createAccordNode } from '../accord-node.ts'
 import { LOG_LEVELS } from '../config.ts'
 import { UserError } from '../errors.ts'
@@ -36,6 +37,11 @@ node with the same identity, addresses and peers.
   --raft-lease-reads      allow consistency=lease reads (trusts bounded clock drift)
   --raft-snapshot-entries N  snapshot and compact after N applied entries, once they also
                              hold as many bytes as the last snapshot, or 256 MiB (default 100000)
+  --bft-replicas ID,ID,...   the PBFT replica set (peer ids), identical on every node; this
+                             node is a replica if listed, else a PBFT client (saved)
+  --bft-genesis FILE      the PBFT replica set from a JSON file {"replicas": [ID, ...]}
+  --byzantine             DELIBERATELY FAULTY PBFT replica (equivocates): demos and tests
+                          only; honest replicas detect and isolate it. Not saved.
 
 A node started without --bootstrap founds a new cluster: it makes the cluster
 key (DIR/admission/cluster.key) and serves only peers that show a certificate
@@ -44,6 +50,24 @@ signed by it. Every other node joins once with --join-token.
 Environment: ACCORD_PASSPHRASE decrypts (and, on first start, encrypts) the identity
 and cluster keys; ACCORD_JOIN_TOKEN is read when --join-token is not given.
 `
+
+/** The PBFT replica set from --bft-replicas (comma-separated) or --bft-genesis (a JSON file), or undefined for neither. */
+async function bftReplicasFlag (list: string | undefined, genesis: string | undefined): Promise<string[] | undefined> {
+  if (list !== undefined && genesis !== undefined) { throw new UserError('start: give --bft-replicas or --bft-genesis, not both') }
+  if (list !== undefined) { return list.split(',').map(id => id.trim()).filter(id => id !== '') }
+  if (genesis === undefined) { return undefined }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(await readFile(genesis, 'utf8'))
+  } catch (err) {
+    throw new UserError(`--bft-genesis ${genesis}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  const replicas = (parsed as { replicas?: unknown } | null)?.replicas
+  if (!Array.isArray(replicas) || replicas.length === 0 || !replicas.every(r => typeof r === 'string')) {
+    throw new UserError(`--bft-genesis ${genesis} must hold {"replicas": ["<peer id>", ...]}`)
+  }
+  return replicas
+}
 
 function onOff (value: string | undefined, flag: string): boolean | undefined {
   if (value === undefined) { return undefined }
@@ -70,7 +94,10 @@ export async function startCommand (args: string[]): Promise<void> {
     'raft-init': { type: 'boolean' },
     'raft-tick-ms': { type: 'string' },
     'raft-lease-reads': { type: 'boolean' },
-    'raft-snapshot-entries': { type: 'string' }
+    'raft-snapshot-entries': { type: 'string' },
+    'bft-replicas': { type: 'string' },
+    'bft-genesis': { type: 'string' },
+    byzantine: { type: 'boolean' }
   })
   const dataDir = flags['data-dir']
   if (dataDir === undefined || dataDir === '') { throw new UserError('start: --data-dir is required') }
@@ -91,7 +118,13 @@ export async function startCommand (args: string[]): Promise<void> {
     raftInit: flags['raft-init'],
     raftTickMs: parseIntegerFlag(flags['raft-tick-ms'], '--raft-tick-ms', 10, 10_000),
     raftLeaseReads: flags['raft-lease-reads'],
-    raftSnapshotEntries: parseIntegerFlag(flags['raft-snapshot-entries'], '--raft-snapshot-entries', 10, 100_000_000)
+    raftSnapshotEntries: parseIntegerFlag(flags['raft-snapshot-entries'], '--raft-snapshot-entries', 10, 100_000_000),
+    bftReplicas: await bftReplicasFlag(flags['bft-replicas'], flags['bft-genesis']),
+    byzantine: flags.byzantine
+  }
+  if (flags.byzantine === true) {
+    process.stderr.write('WARNING: --byzantine: this node runs a DELIBERATELY FAULTY PBFT replica that equivocates.\n' +
+      'WARNING: honest replicas will detect it, publish evidence and isolate it. Never use this outside demos and tests.\n')
   }
 
   const joinToken = flags['join-token'] ?? process.env.ACCORD_JOIN_TOKEN

@@ -50,9 +50,23 @@ export function formatStatus (s: NodeStatus): string {
           `raft       ${s.raft.role}, term ${s.raft.term}, leader ${s.raft.leader ?? 'none'}`,
           `           commit ${s.raft.commit}, applied ${s.raft.applied}, last snapshot ${s.raft.lastSnapshotIndex}`,
           `           ${s.raft.voters.length} voters, ${s.raft.learners.length} learners${s.raft.joint ? ' (joint)' : ''}`
-        ])
+        ]),
+    ...bftLines(s)
   ]
   return lines.join('\n') + '\n'
+}
+
+/** The PBFT replica: view, primary, checkpoints and who it isolated. */
+function bftLines (s: NodeStatus): string[] {
+  const b = s.bft
+  if (b == null) { return ['bft        off'] }
+  const head = `bft        ${b.role}, n ${b.n}, f ${b.f}`
+  if (b.role === 'client') { return [head] }
+  return [
+    `${head}, view ${String(b.view)}${b.viewChanging ? ' (changing)' : ''}, primary ${b.primary ?? 'none'}`,
+    `           stable checkpoint ${String(b.stableCheckpoint)}, watermarks ${String(b.lowWatermark)}..${String(b.highWatermark)}, executed ${String(b.executed)}`,
+    ...(b.isolated.length === 0 ? [] : [`           isolated: ${b.isolated.map(i => `${i.peerId} (${i.reason})`).join(', ')}`])
+  ]
 }
 
 /** The cluster-metadata store, and the gossip parameters adaptive tuning chose for it. */

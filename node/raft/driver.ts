@@ -1,21 +1,25 @@
 /**
  * Drives the I/O-free Raft core: a tick timer, inbound messages, and the
  * Ready loop (persist, then send, then apply, then advance), plus the
- * replicated KV store on top. Everything with I/O is handed in: the log
- * store (fsync), the outbox (libp2p), the clock (setInterval).
+ * replicated state machine on top (the KV store in production, see
+ * kv-application.ts). Everything with I/O is handed in: the log store
+ * (fsync), the outbox (libp2p), the state machine, and the runtime (clock,
+ * timers, randomness), so the simulator (test/sim) runs this very driver in
+ * virtual time.
  *
  * Proposals wait for their entry to be applied; an entry applied at their
  * index with another term means the proposal was lost to a leader change,
  * and the caller may retry with the same client session (exactly once).
  */
-import { createHash, randomBytes } from 'node:crypto'
 import { assert } from '../../protocols/common/assert.ts'
 import { createRng } from '../../protocols/common/rng.ts'
-import { encodeCommand, KvStateMachine, kvSnapshotBytesMax, resolveKvLimits, validateCommand } from '../../protocols/kv/index.ts'
+import { kvSnapshotBytesMax, resolveKvLimits } from '../../protocols/kv/index.ts'
 import { RaftNode, RestoredStateError } from '../../protocols/raft/index.ts'
+import { systemRuntime } from '../runtime.ts'
 import { StoredStateError } from './storage/errors.ts'
-import type { CreateSha256, KvApplyResult, KvCheckResult, KvCommand, KvLimits, KvSnapshotCheck } from '../../protocols/kv/index.ts'
+import type { KvCommand, KvLimits, KvStateMachine } from '../../protocols/kv/index.ts'
 import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, Ready, ReadState, RestoredState, Snapshot, SnapshotMessage } from '../../protocols/raft/index.ts'
+import type { DriverRuntime } from '../runtime.ts'
 import type { Logger } from 'pino'
 
 /** Where the driver makes Ready state durable. */
@@ -43,10 +47,73 @@ export interface RaftDriverMetrics {
   onSnapshotRejected?(): void
 }
 
-export interface RaftDriverOptions {
+/**
+ * What the driver needs of the replicated state machine: KvStateMachine is
+ * one. Entries are applied in index order, each exactly once.
+ */
+export interface RaftStateMachine {
+  /** The index of the last entry applied or skipped; 0 initially. */
+  readonly appliedIndex: number
+  /** Applies a normal entry; what it returns is what the entry's proposal resolves with. */
+  apply(index: number, data: Uint8Array): unknown
+  /** Moves past an entry that is not for the state machine (a membership change). */
+  skip(index: number): void
+  /** Starts checking a snapshot (from the network, or restored), decoded step by step, independently of the state. */
+  checkSnapshot(data: Uint8Array): StateMachineSnapshotCheck
+  /** Starts encoding the state as of now, step by step, while entries go on being applied. */
+  beginSnapshot(): StateMachineSnapshotEncoder
+}
+
+export interface StateMachineSnapshotCheck {
+  /** Decodes about `workBytes` more; true once result() may be called. */
+  decodeSome(workBytes: number): boolean
+  /** Whether the snapshot may be installed, and the index it reflects. */
+  result(): { ok: true, appliedIndex: number } | { ok: false, error: string }
+  /** Replaces the whole state with the checked snapshot's (only after result() was ok). */
+  install(): void
+}
+
+export interface StateMachineSnapshotEncoder {
+  /** The index of the state being encoded. */
+  readonly appliedIndex: number
+  /** Encodes about `workBytes` more; true once result() may be called. */
+  encodeSome(workBytes: number): boolean
+  result(): Uint8Array
+}
+
+/** What applying an entry of `SM` returns, which its proposal resolves with. */
+export type AppliedResult<SM extends RaftStateMachine> = ReturnType<SM['apply']>
+
+/** A proposed command, checked and encoded as an entry's data, or why it cannot be proposed. */
+export type EncodedCommand = { ok: true, data: Uint8Array } | { ok: false, message: string }
+
+/** The application a driver replicates: its state machine and how its commands become entries. */
+export interface RaftApplication<SM extends RaftStateMachine, C> {
+  /** A fresh state machine: create() restores the stored snapshot into it. */
+  stateMachine: SM
+  /** Checks a proposed command and encodes it; a refusal is thrown as RaftError 'invalid'. */
+  encodeCommand(command: C): EncodedCommand
+}
+
+/**
+ * Sees what the driver does, for the simulator's invariant checks; a
+ * production node passes none.
+ */
+export interface RaftDriverObserver {
+  /** Every Ready, as the core hands it out, before any of it is acted on. */
+  ready?(ready: Ready): void
+  /** The core refused a message as malformed (what no correct peer sends). */
+  rejected?(message: Message, detail: string | undefined): void
+  /** Raft stopped on an error (see RaftDriver's #fail): a storage failure, or a broken assertion. */
+  failed?(err: Error): void
+}
+
+export interface RaftDriverOptions<SM extends RaftStateMachine = KvStateMachine, C = KvCommand> extends RaftApplication<SM, C> {
   id: string
   store: RaftLogStore
   outbox: RaftOutbox
+  /** Clock, timers and randomness (default systemRuntime). */
+  runtime?: DriverRuntime
   restored: RestoredState
   /** Set only when creating a brand-new cluster (the first node). */
   bootstrapConf?: ConfState
@@ -86,9 +153,9 @@ export interface RaftDriverOptions {
    * even if its last append succeeded.
    */
   isAlive?(peer: string): boolean
-  kvLimits?: Partial<KvLimits>
   log: Logger
   metrics?: RaftDriverMetrics
+  observer?: RaftDriverObserver
 }
 
 /** Applied entry bytes since the last snapshot that force the next one (see snapshotLogBytesMax). */
@@ -117,9 +184,6 @@ const SNAPSHOT_SLICE_MS = 5
 /** Work per encodeSome()/decodeSome() call inside a slice (bytes, see KvSnapshotEncoder). */
 const SNAPSHOT_STEP_BYTES = 64 * 1024
 
-/** Native SHA-256 for snapshots: about 7× faster than the portable default over a large state. */
-const nodeSha256: CreateSha256 = () => createHash('sha256')
-
 /** What the driver did with snapshots that arrived from the network (see RaftDriver.step). */
 export interface SnapshotCheckStats {
   /** Passed their check and went on to the core. */
@@ -133,7 +197,7 @@ export interface SnapshotCheckStats {
 /** A snapshot from the network being checked, in slices (see #checkSnapshot). */
 interface SnapshotInCheck {
   message: SnapshotMessage
-  check: KvSnapshotCheck
+  check: StateMachineSnapshotCheck
   /** Another took its place (the leader's, while this one is from elsewhere). */
   abandoned: boolean
 }
@@ -142,9 +206,10 @@ interface SnapshotInCheck {
 export const PENDING_PROPOSALS_MAX = 16_384
 export const PENDING_READS_MAX = 4096
 
-interface ProposalWaiter {
+interface ProposalWaiter<R> {
   term: number
-  resolve(result: KvApplyResult): void
+  /** null: the entry was not for the state machine (a membership change). */
+  resolve(result: R | null): void
   reject(err: RaftError): void
 }
 
@@ -159,17 +224,24 @@ interface ReadWaiter {
   reject(err: RaftError): void
 }
 
-export class RaftDriver {
+export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvCommand> {
   readonly id: string
-  readonly kv: KvStateMachine
+  readonly stateMachine: SM
   readonly #core: RaftNode
-  readonly #options: RaftDriverOptions
-  readonly #proposals = new Map<number, ProposalWaiter>()
+  readonly #options: RaftDriverOptions<SM, C>
+  readonly #runtime: DriverRuntime
+  readonly #proposals = new Map<number, ProposalWaiter<AppliedResult<SM>>>()
   readonly #reads = new Map<string, ReadWaiter>()
   /** Reads whose index is known, waiting for apply to catch up. */
   #appliedWaiters: AppliedWaiter[] = []
   #readCounter = 0n
-  #timer: ReturnType<typeof setInterval> | undefined
+  /**
+   * The second half of every read context: a response to a read of an
+   * earlier incarnation of this node (whose counter started at 1 too) never
+   * matches one of this incarnation.
+   */
+  readonly #readNonce = new Uint8Array(8)
+  #stopTicking: (() => void) | undefined
   #processing = false
   #again = false
   #stopped = false
@@ -198,17 +270,21 @@ export class RaftDriver {
   #approved: SnapshotInCheck | null = null
   readonly #snapshotChecks: SnapshotCheckStats = { passed: 0, rejected: 0, dropped: 0 }
 
-  private constructor (options: RaftDriverOptions, kv: KvStateMachine) {
+  private constructor (options: RaftDriverOptions<SM, C>, runtime: DriverRuntime) {
     this.id = options.id
-    this.kv = kv
+    this.stateMachine = options.stateMachine
     this.#options = options
+    this.#runtime = runtime
+    const nonce = new DataView(this.#readNonce.buffer)
+    nonce.setUint32(0, runtime.seed())
+    nonce.setUint32(4, runtime.seed())
     this.#lastSnapshotIndex = options.restored.snapshot?.meta.index ?? 0
     this.#lastSnapshotBytes = options.restored.snapshot?.data.byteLength ?? 0
     this.#term = options.restored.hardState.term
     this.#durableVote = { term: options.restored.hardState.term, vote: options.restored.hardState.vote }
     this.#core = new RaftNode({
       id: options.id,
-      rng: createRng(randomBytes(4).readUInt32LE()),
+      rng: createRng(runtime.seed()),
       electionTimeoutTicks: options.electionTimeoutTicks,
       heartbeatIntervalTicks: options.heartbeatIntervalTicks,
       readOnlyMode: options.readOnlyMode,
@@ -227,19 +303,18 @@ export class RaftDriver {
    * not restore, a log the core refuses) throws StoredStateError, which
    * names the storage directory and what to do.
    */
-  static create (options: RaftDriverOptions): RaftDriver {
-    const kv = new KvStateMachine(options.kvLimits, { createSha256: nodeSha256 })
+  static create<SM extends RaftStateMachine, C> (options: RaftDriverOptions<SM, C>): RaftDriver<SM, C> {
     const dir = options.storageDir ?? 'the raft storage directory'
     const snapshot = options.restored.snapshot
     if (snapshot != null && snapshot.data.byteLength > 0) {
-      const restore = kv.checkSnapshot(snapshot.data)
+      const restore = options.stateMachine.checkSnapshot(snapshot.data)
       while (!restore.decodeSome(Infinity)) { /* at start-up, in one go */ }
       const problem = snapshotProblem(restore.result(), snapshot)
       if (problem != null) { throw new StoredStateError(dir, `the stored snapshot at index ${snapshot.meta.index} does not restore (${problem})`) }
       restore.install()
     }
     try {
-      return new RaftDriver(options, kv)
+      return new RaftDriver(options, options.runtime ?? systemRuntime)
     } catch (err) {
       if (err instanceof RestoredStateError) { throw new StoredStateError(dir, err.message) }
       throw err
@@ -255,8 +330,13 @@ export class RaftDriver {
     return kvSnapshotBytesMax(resolveKvLimits(kvLimits))
   }
 
+  /** The state machine under the name the KV service uses (the service replicates a KvStateMachine). */
+  get kv (): SM {
+    return this.stateMachine
+  }
+
   start (): void {
-    this.#timer = setInterval(() => {
+    this.#stopTicking = this.#runtime.setInterval(() => {
       this.#core.tick()
       this.#promoteCaughtUpLearner()
       this.#schedule()
@@ -266,10 +346,10 @@ export class RaftDriver {
 
   async stop (): Promise<void> {
     this.#stopped = true
-    clearInterval(this.#timer)
+    this.#stopTicking?.()
     this.#failWaiters(new RaftError('stopped', 'the node is stopping'))
     this.#runBetweenReadies()
-    while (this.#processing) { await new Promise(resolve => setTimeout(resolve, 5)) }
+    while (this.#processing) { await new Promise<void>(resolve => { this.#runtime.setTimeout(resolve, 5) }) }
     await this.#snapshotTask
   }
 
@@ -296,6 +376,7 @@ export class RaftDriver {
     const result = this.#core.step(message)
     if (!result.ok && result.reason === 'invalid-message') {
       this.#options.log.debug({ from: message.from, type: message.type, detail: result.detail }, 'raft message rejected')
+      this.#options.observer?.rejected?.(message, result.detail)
     }
     this.#schedule()
   }
@@ -323,7 +404,7 @@ export class RaftDriver {
       }
       current.abandoned = true
     }
-    const checking: SnapshotInCheck = { message, check: this.kv.checkSnapshot(message.snapshot.data), abandoned: false }
+    const checking: SnapshotInCheck = { message, check: this.stateMachine.checkSnapshot(message.snapshot.data), abandoned: false }
     this.#checking = checking
     this.#runCheck(checking).catch(err => { this.#fail(err as Error) })
   }
@@ -397,16 +478,19 @@ export class RaftDriver {
     return this.#snapshotTask != null
   }
 
-  /** Propose a KV command on this node (it must be the leader) and wait until it is applied. */
-  async propose (command: KvCommand, signal?: AbortSignal): Promise<KvApplyResult> {
+  /** Propose a command on this node (it must be the leader) and wait until it is applied. */
+  async propose (command: C, signal?: AbortSignal): Promise<AppliedResult<SM>> {
     this.#checkUsable()
-    const valid = validateCommand(command, this.kv.limits)
-    if (!valid.ok) { throw new RaftError('invalid', valid.message) }
+    const encoded = this.#options.encodeCommand(command)
+    if (!encoded.ok) { throw new RaftError('invalid', encoded.message) }
     if (this.#proposals.size >= PENDING_PROPOSALS_MAX) { throw new RaftError('busy', 'too many proposals in flight') }
-    const proposed = this.#core.propose(encodeCommand(command))
+    const proposed = this.#core.propose(encoded.data)
     if (!proposed.ok) { throw this.#refusal(proposed.reason, proposed.leader, proposed.detail) }
     this.#options.metrics?.onProposal?.()
-    return this.#applyOf(proposed, signal)
+    const result = await this.#applyOf(proposed, signal)
+    // an entry of this term at the proposal's index is the proposal itself
+    assert(result !== null, 'a proposed command applies to the state machine')
+    return result
   }
 
   /** Propose a membership change on this node (it must be the leader); resolves once applied. */
@@ -419,11 +503,11 @@ export class RaftDriver {
   }
 
   /** Waits for the entry just proposed at `index` to be applied. */
-  async #applyOf (proposed: { index: number, term: number }, signal?: AbortSignal): Promise<KvApplyResult> {
+  async #applyOf (proposed: { index: number, term: number }, signal?: AbortSignal): Promise<AppliedResult<SM> | null> {
     // an older proposal at the same index (this node lost leadership and won
     // it back before it applied) can never apply now
     this.#proposals.get(proposed.index)?.reject(new RaftError('retry', 'the proposal was lost to a leader change; retry with the same session', this.#leader))
-    const result = new Promise<KvApplyResult>((resolve, reject) => {
+    const result = new Promise<AppliedResult<SM> | null>((resolve, reject) => {
       this.#proposals.set(proposed.index, { term: proposed.term, resolve, reject })
     })
     this.#schedule()
@@ -451,7 +535,7 @@ export class RaftDriver {
     if (this.#reads.size + this.#appliedWaiters.length >= PENDING_READS_MAX) { throw new RaftError('busy', 'too many reads in flight') }
     const ctx = new Uint8Array(16)
     new DataView(ctx.buffer).setBigUint64(0, ++this.#readCounter)
-    ctx.set(randomBytes(8), 8)
+    ctx.set(this.#readNonce, 8)
     const key = Buffer.from(ctx).toString('hex')
     const indexKnown = new Promise<number>((resolve, reject) => { this.#reads.set(key, { resolve, reject }) })
     const asked = this.#core.readIndex(ctx)
@@ -463,7 +547,7 @@ export class RaftDriver {
     }
     this.#schedule()
     const index = await withAbort(indexKnown, signal, () => { this.#reads.delete(key) })
-    if (this.kv.appliedIndex < index) {
+    if (this.stateMachine.appliedIndex < index) {
       let waiter: AppliedWaiter | undefined
       const applied = new Promise<void>((resolve, reject) => {
         waiter = { index, resolve, reject }
@@ -483,7 +567,9 @@ export class RaftDriver {
     switch (reason) {
       case 'not-leader':
         return leader == null ? new RaftError('no-leader', 'no leader is known', null) : new RaftError('not-leader', 'this node is not the leader', leader)
+      // leadership is about to move (a transfer, or this leader's removal): come back shortly
       case 'transferring':
+      case 'leaving':
       case 'uncommitted-limit':
       case 'conf-change-pending':
         return new RaftError('busy', `${reason}${detail != null ? `: ${detail}` : ''}`, leader)
@@ -499,7 +585,7 @@ export class RaftDriver {
       return
     }
     this.#processing = true
-    setImmediate(() => {
+    this.#runtime.defer(() => {
       this.#processReadies().catch(err => { this.#fail(err as Error) }).finally(() => {
         this.#processing = false
         if (this.#again && !this.#stopped && this.#failure == null) {
@@ -514,14 +600,10 @@ export class RaftDriver {
     this.#runBetweenReadies()
     while (!this.#stopped && this.#failure == null && this.#core.hasReady()) {
       const ready = this.#core.ready()
+      this.#observeReady(ready)
       // the first Ready after the core took a checked snapshot carries it
       const approved = this.#approved
       this.#approved = null
-      if (ready.softState != null) { this.#observeLeader(ready.softState.leader, ready.softState.role) }
-      if (ready.hardState != null && ready.hardState.term > this.#term) {
-        if (this.#term > 0) { this.#options.metrics?.onElection?.() }
-        this.#term = ready.hardState.term
-      }
       // 1. durable first: the messages below promise what this makes durable,
       // except a leader's replication messages (see #sendsBeforePersist)
       const persisted = ready.hardState != null || ready.entries.length > 0 || ready.snapshot != null
@@ -540,7 +622,7 @@ export class RaftDriver {
       if (this.#sendsBeforePersist(ready)) {
         // the answers just given go out to their clients first (one turn of
         // the event loop), then the replication messages, each a socket write
-        if (answered > 0) { await new Promise(resolve => setImmediate(resolve)) }
+        if (answered > 0) { await new Promise<void>(resolve => { this.#runtime.defer(resolve) }) }
         this.#send(unsent)
         unsent = []
       }
@@ -559,6 +641,16 @@ export class RaftDriver {
       this.#core.advance()
       this.#runBetweenReadies()
       this.#maybeSnapshot()
+    }
+  }
+
+  /** Leader and term changes, for the log, the metrics and the observer. */
+  #observeReady (ready: Ready): void {
+    this.#options.observer?.ready?.(ready)
+    if (ready.softState != null) { this.#observeLeader(ready.softState.leader, ready.softState.role) }
+    if (ready.hardState != null && ready.hardState.term > this.#term) {
+      if (this.#term > 0) { this.#options.metrics?.onElection?.() }
+      this.#term = ready.hardState.term
     }
   }
 
@@ -636,11 +728,14 @@ export class RaftDriver {
     let answered = 0
     this.#options.metrics?.onCommit?.(entries.length)
     for (const entry of entries) {
-      if (entry.index <= this.kv.appliedIndex) { continue }
+      if (entry.index <= this.stateMachine.appliedIndex) { continue }
       this.#appliedBytesSinceSnapshot += entry.data.byteLength
-      const result: KvApplyResult = entry.type === 'normal'
-        ? this.kv.apply(entry.index, entry.data)
-        : (this.kv.skip(entry.index), { ok: true, index: entry.index, type: 'noop' })
+      let result: AppliedResult<SM> | null = null
+      if (entry.type === 'normal') {
+        result = this.stateMachine.apply(entry.index, entry.data) as AppliedResult<SM>
+      } else {
+        this.stateMachine.skip(entry.index)
+      }
       const waiter = this.#proposals.get(entry.index)
       if (waiter != null) {
         answered++
@@ -653,7 +748,7 @@ export class RaftDriver {
   }
 
   #wakeAppliedWaiters (): void {
-    const applied = this.kv.appliedIndex
+    const applied = this.stateMachine.appliedIndex
     const ready = this.#appliedWaiters.filter(w => w.index <= applied)
     if (ready.length === 0) { return }
     this.#appliedWaiters = this.#appliedWaiters.filter(w => w.index > applied)
@@ -673,7 +768,7 @@ export class RaftDriver {
   /** Starts a local snapshot in the background when one is due and none is in progress. */
   #maybeSnapshot (): void {
     if (this.#snapshotTask != null || this.#stopped) { return }
-    const applied = this.kv.appliedIndex
+    const applied = this.stateMachine.appliedIndex
     const logFull = this.#appliedBytesSinceSnapshot >= (this.#options.snapshotLogBytesMax ?? SNAPSHOT_LOG_BYTES_MAX)
     const due = applied - this.#lastSnapshotIndex >= this.#options.snapshotEveryEntries && this.#appliedBytesSinceSnapshot >= this.#lastSnapshotBytes
     if (!logFull && !due) { return }
@@ -691,7 +786,7 @@ export class RaftDriver {
   async #takeSnapshot (): Promise<void> {
     const installedBefore = this.#installedSnapshots
     const bytesBefore = this.#appliedBytesSinceSnapshot
-    const encoder = this.kv.beginSnapshot()
+    const encoder = this.stateMachine.beginSnapshot()
     const abandoned = (): boolean => this.#stopped || this.#installedSnapshots !== installedBefore
     if (!await this.#inSlices(workBytes => encoder.encodeSome(workBytes), abandoned)) { return }
     const snapshot = await this.#betweenReadies(() => abandoned() ? null : this.#core.compact(encoder.appliedIndex, encoder.result()))
@@ -713,11 +808,11 @@ export class RaftDriver {
    */
   async #inSlices (step: (workBytes: number) => boolean, abandoned: () => boolean): Promise<boolean> {
     for (;;) {
-      const sliceEnd = performance.now() + (this.#options.snapshotSliceMs ?? SNAPSHOT_SLICE_MS)
+      const sliceEnd = this.#runtime.now() + (this.#options.snapshotSliceMs ?? SNAPSHOT_SLICE_MS)
       do {
         if (step(SNAPSHOT_STEP_BYTES)) { return true }
-      } while (performance.now() < sliceEnd)
-      await new Promise(resolve => setImmediate(resolve))
+      } while (this.#runtime.now() < sliceEnd)
+      await new Promise<void>(resolve => { this.#runtime.defer(resolve) })
       if (abandoned()) { return false }
     }
   }
@@ -754,8 +849,9 @@ export class RaftDriver {
   #fail (err: Error): void {
     if (this.#failure != null) { return }
     this.#failure = err
-    clearInterval(this.#timer)
+    this.#stopTicking?.()
     this.#options.log.fatal({ err }, 'raft stopped: storage failure')
+    this.#options.observer?.failed?.(err)
     this.#failWaiters(new RaftError('stopped', `raft stopped: ${err.message}`))
   }
 
@@ -769,8 +865,8 @@ export class RaftDriver {
   }
 }
 
-/** Why a checked KV snapshot may not stand for the Raft snapshot `snapshot`, or null. */
-function snapshotProblem (result: KvCheckResult, snapshot: Snapshot): string | null {
+/** Why a checked state machine snapshot may not stand for the Raft snapshot `snapshot`, or null. */
+function snapshotProblem (result: ReturnType<StateMachineSnapshotCheck['result']>, snapshot: Snapshot): string | null {
   if (!result.ok) { return result.error }
   if (result.appliedIndex !== snapshot.meta.index) {
     return `the KV state in it is at index ${result.appliedIndex}, the snapshot claims index ${snapshot.meta.index}`

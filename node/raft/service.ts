@@ -19,6 +19,7 @@ import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { ADDRESS_LOOKUP_PEERS_MAX, handleClientRequests, RAFT_CLIENT_PROTOCOL, parsePeerId, sendClientRequest, serveClientRequest, toAnswer } from './client-protocol.ts'
 import { RaftDriver, RaftError } from './driver.ts'
+import { kvApplication } from './kv-application.ts'
 import { raftMetrics } from './metrics.ts'
 import { RaftPeerFilter } from './peer-filter.ts'
 import { SessionPool } from './session-pool.ts'
@@ -221,6 +222,7 @@ export class RaftService implements Startable {
         onSnapshotSent: (to, outcome) => { ref.driver?.reportSnapshot(to, outcome) }
       })
       const driver = this.#driver = ref.driver = RaftDriver.create({
+        ...kvApplication(limits),
         id,
         store: storage,
         outbox: transport,
@@ -234,7 +236,6 @@ export class RaftService implements Startable {
         snapshotEveryEntries: settings.snapshotEveryEntries,
         autoPromoteLearners: true,
         isAlive: (peer) => this.#isAlive(peer),
-        kvLimits: limits,
         log: log.child({ component: 'raft' }),
         metrics
       })

@@ -1,7 +1,8 @@
 /**
- * The simulated cluster: replicas, their disks, the network between them,
- * the clients, the invariant checker and the event trace, all driven by one
- * scheduler in virtual time and one seeded generator.
+ * The simulated cluster: nodes (each the production RaftDriver, see
+ * node.ts), their disks, the network between them, the clients, the
+ * invariant checker and the event trace, all driven by one scheduler in
+ * virtual time and one seeded generator.
  */
 import { RaftPeerFilter } from '../../node/raft/peer-filter.ts'
 import { createRng } from '../../protocols/common/rng.ts'
@@ -9,13 +10,14 @@ import { SimClient } from './clients.ts'
 import { SimDisk } from './disk.ts'
 import { InvariantChecker } from './invariants.ts'
 import { SimNetwork } from './network.ts'
-import { SimReplica } from './replica.ts'
+import { SimNode } from './node.ts'
+import { runUntilAsync } from './runtime.ts'
 import { Scheduler } from './scheduler.ts'
 import { describeMessage, Trace } from './trace.ts'
 import type { ClientRequest, ClientResponse } from './clients.ts'
 import type { DeliveryOutcome } from './network.ts'
+import type { NodeEnv } from './node.ts'
 import type { SimOptions } from './options.ts'
-import type { ReplicaEnv } from './replica.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
 import type { ConfState, Message, NodeId, RaftStatus } from '../../protocols/raft/index.ts'
 import type { KvOperation } from '../lib/linearizability.ts'
@@ -35,7 +37,7 @@ export class SimCluster {
   readonly checker: InvariantChecker
   readonly network: SimNetwork
   readonly rng: Rng
-  readonly replicas = new Map<NodeId, SimReplica>()
+  readonly nodes = new Map<NodeId, SimNode>()
   readonly disks = new Map<NodeId, SimDisk>()
   /** Removed from the cluster and shut down for good. */
   readonly retired = new Set<NodeId>()
@@ -44,9 +46,11 @@ export class SimCluster {
   readonly stats = { crashes: 0, restarts: 0, pauses: 0, lostWrites: 0, partitions: 0, transfers: 0, confChanges: 0, notAdmitted: 0, refusedByFilter: 0 }
   /** Each running incarnation's peer filter (see SimOptions.peerFilter). */
   private readonly filters = new Map<NodeId, RaftPeerFilter>()
-  private readonly env: ReplicaEnv
+  private readonly env: NodeEnv
   private readonly clientRng: Rng
   private incarnations = 0
+  /** The first error found inside a driver's asynchronous work (see NodeEnv.fail); run() throws it. */
+  private failure: { error: unknown } | null = null
 
   constructor (options: SimOptions) {
     this.options = options
@@ -64,11 +68,24 @@ export class SimCluster {
       checker: this.checker,
       options,
       send: (message) => { this.network.send(message) },
-      reply: (clientId, response) => { this.replyToClient(clientId, response) }
+      reply: (clientId, response) => { this.replyToClient(clientId, response) },
+      fail: (error) => { this.failure ??= { error } }
     }
     const voters = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`)
     const conf: ConfState = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
     for (const id of voters) { this.startNode(id, conf) }
+  }
+
+  /**
+   * Runs events until `stop()` holds or none is due by `untilMs` (see
+   * runUntilAsync), and throws the first failure a node reported meanwhile.
+   */
+  async run (untilMs: number, stop: () => boolean = () => false): Promise<void> {
+    await runUntilAsync(this.scheduler, untilMs, () => {
+      if (this.failure !== null) { throw this.failure.error }
+      return stop()
+    })
+    if (this.failure !== null) { throw this.failure.error }
   }
 
   /** Starts a brand-new node (founding with `bootstrap`, or empty to join later). */
@@ -97,7 +114,7 @@ export class SimCluster {
   }
 
   isUp (id: NodeId): boolean {
-    return this.replicas.get(id)?.alive === true
+    return this.nodes.get(id)?.alive === true
   }
 
   /** Nodes that are part of the cluster (up or down), in id order. */
@@ -106,9 +123,9 @@ export class SimCluster {
   }
 
   crash (id: NodeId): void {
-    const replica = this.replicas.get(id)
-    if (replica === undefined || !replica.alive) { return }
-    const lost = replica.crash()
+    const node = this.nodes.get(id)
+    if (node === undefined || !node.alive) { return }
+    const lost = node.crash()
     this.stats.crashes++
     this.stats.lostWrites += lost
     this.trace.add(`CRASH ${id} (${lost} unsynced writes lost)`)
@@ -124,9 +141,9 @@ export class SimCluster {
   }
 
   pause (id: NodeId, durationMs: number): void {
-    const replica = this.replicas.get(id)
-    if (replica === undefined || !replica.alive) { return }
-    replica.pause(durationMs)
+    const node = this.nodes.get(id)
+    if (node === undefined || !node.alive) { return }
+    node.pause(durationMs)
     this.stats.pauses++
     this.trace.add(`PAUSE ${id} for ${durationMs} ms`)
   }
@@ -141,34 +158,34 @@ export class SimCluster {
   /** The live leader with the highest term, if any. */
   leader (): { id: NodeId, status: RaftStatus } | null {
     let best: { id: NodeId, status: RaftStatus } | null = null
-    for (const [id, replica] of this.replicas) {
-      if (!replica.alive) { continue }
-      const status = replica.raft.status()
+    for (const [id, node] of this.nodes) {
+      if (!node.alive) { continue }
+      const status = node.status()
       if (status.role === 'leader' && (best === null || status.term > best.status.term)) { best = { id, status } }
     }
     return best
   }
 
-  replica (id: NodeId): SimReplica {
-    const replica = this.replicas.get(id)
-    if (replica === undefined) { throw new Error(`no replica ${id}`) }
-    return replica
+  node (id: NodeId): SimNode {
+    const node = this.nodes.get(id)
+    if (node === undefined) { throw new Error(`no node ${id}`) }
+    return node
   }
 
   private launch (id: NodeId, disk: SimDisk, bootstrap?: ConfState): void {
     const skew = this.options.clockSkew * (2 * this.rng.nextFloat() - 1)
     const tickMs = this.options.tickMs * (1 + skew)
     const rng = createRng(this.options.seed * 7919 + ++this.incarnations)
-    const replica = new SimReplica(id, disk, rng, tickMs, this.env, bootstrap)
-    this.replicas.set(id, replica)
+    const node = new SimNode(id, disk, rng, tickMs, this.env, bootstrap)
+    this.nodes.set(id, node)
     this.filters.set(id, new RaftPeerFilter({
-      state: () => { const s = replica.raft.status(); return { conf: s.conf, leader: s.leader, lastIndex: s.lastIndex } }
+      state: () => { const s = node.status(); return { conf: s.conf, leader: s.leader, lastIndex: s.lastIndex } }
     }, { refreshMs: this.options.tickMs * 10, now: () => this.scheduler.now }))
   }
 
   private deliver (message: Message): DeliveryOutcome {
-    const replica = this.replicas.get(message.to)
-    if (replica === undefined || !replica.alive) {
+    const node = this.nodes.get(message.to)
+    if (node === undefined || !node.alive) {
       this.trace.add(`lost (down) ${describeMessage(message)}`)
       return 'lost'
     }
@@ -184,14 +201,14 @@ export class SimCluster {
       return 'delivered'
     }
     this.trace.add(`recv ${describeMessage(message)}`)
-    replica.receive(message)
+    node.receive(message)
     return 'delivered'
   }
 
   /** Like the service layer, tells the sender how a snapshot transfer ended. */
   private settled (message: Message, outcome: DeliveryOutcome): void {
     if (message.type !== 'snapshot') { return }
-    const sender = this.replicas.get(message.from)
+    const sender = this.nodes.get(message.from)
     if (sender === undefined || !sender.alive) { return }
     sender.reportSnapshot(message.to, outcome === 'delivered' ? 'success' : 'failure')
   }
@@ -204,8 +221,8 @@ export class SimCluster {
     }
     this.scheduler.after(this.clientLatencyMs(), () => {
       // The request reaches whatever incarnation runs then; a crashed one never answers.
-      const replica = this.replicas.get(node)
-      if (replica?.alive === true) { replica.handleRequest(request) }
+      const target = this.nodes.get(node)
+      if (target?.alive === true) { target.handleRequest(request) }
     })
   }
 

@@ -3,8 +3,57 @@
  * cache) and become `durable` only when an fsync covering them completes;
  * a crash throws the pending writes away. Writes become durable in the
  * order they were made, as with a write-ahead log.
+ *
+ * WriteAheadDisk is that model for any durable state and kind of write
+ * (the PBFT simulator keeps records and snapshots on it); SimDisk is Raft's.
  */
 import type { Entry, HardState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
+
+export class WriteAheadDisk<D, W> {
+  /** What survives a crash; `applyWrite` changes it in place as fsyncs complete. */
+  readonly durable: D
+  private readonly applyWrite: (durable: D, write: W) => void
+  private pending: Array<{ sequence: number, write: W }> = []
+  private written = 0
+
+  constructor (durable: D, applyWrite: (durable: D, write: W) => void) {
+    this.durable = durable
+    this.applyWrite = applyWrite
+  }
+
+  /** Buffers a write; returns its sequence number (what sync() takes). */
+  write (write: W): number {
+    this.pending.push({ sequence: ++this.written, write })
+    return this.written
+  }
+
+  /** The sequence number of the latest write. */
+  get lastWrite (): number {
+    return this.written
+  }
+
+  /** How many writes no fsync covered yet. */
+  get unsynced (): number {
+    return this.pending.length
+  }
+
+  /** An fsync issued after write `sequence` completed: it and every earlier write are durable. */
+  syncThrough (sequence: number): void {
+    let n = 0
+    while (n < this.pending.length && this.pending[n].sequence <= sequence) {
+      this.applyWrite(this.durable, this.pending[n].write)
+      n++
+    }
+    this.pending.splice(0, n)
+  }
+
+  /** Power loss: whatever was not synced is gone. Returns how many writes were lost. */
+  crash (): number {
+    const lost = this.pending.length
+    this.pending = []
+    return lost
+  }
+}
 
 export type DiskWrite =
   /** What a Ready asks to persist (see Ready in protocols/raft/types.ts). */
@@ -19,37 +68,10 @@ export interface DurableState {
   entries: Entry[]
 }
 
-export class SimDisk {
-  readonly durable: DurableState = { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }
-  private pending: Array<{ sequence: number, write: DiskWrite }> = []
-  private written = 0
-
-  /** Buffers a write; returns its sequence number (what sync() takes). */
-  write (write: DiskWrite): number {
-    this.pending.push({ sequence: ++this.written, write })
-    return this.written
-  }
-
-  /** The sequence number of the latest write. */
-  get lastWrite (): number {
-    return this.written
-  }
-
-  /** An fsync issued after write `sequence` completed: it and every earlier write are durable. */
-  syncThrough (sequence: number): void {
-    let n = 0
-    while (n < this.pending.length && this.pending[n].sequence <= sequence) {
-      applyWrite(this.durable, this.pending[n].write)
-      n++
-    }
-    this.pending.splice(0, n)
-  }
-
-  /** Power loss: whatever was not synced is gone. Returns how many writes were lost. */
-  crash (): number {
-    const lost = this.pending.length
-    this.pending = []
-    return lost
+/** Raft's disk: hard state, snapshot and the log after it. */
+export class SimDisk extends WriteAheadDisk<DurableState, DiskWrite> {
+  constructor () {
+    super({ hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, applyWrite)
   }
 
   /** What the node restarts from. */

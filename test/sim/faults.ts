@@ -166,7 +166,7 @@ export class FaultInjector {
       this.cluster.scheduler.after(this.rng.intBetween(0, 5), () => {
         if (!this.cluster.isUp(peer)) { return }
         this.cluster.trace.add(`HINT ${peer}: connection to ${crashed} closed`)
-        this.cluster.replica(peer).forgetLeader(crashed)
+        this.cluster.node(peer).forgetLeader(crashed)
       })
     }
   }
@@ -183,7 +183,7 @@ export class FaultInjector {
       if (peer === leader.id || !this.cluster.isUp(peer) || !this.cluster.network.isCut(leader.id, peer)) { continue }
       if (!this.rng.chance(0.5)) { continue }
       this.cluster.trace.add(`HINT ${peer}: connection to ${leader.id} closed (cut off, it is alive)`)
-      this.cluster.replica(peer).forgetLeader(leader.id)
+      this.cluster.node(peer).forgetLeader(leader.id)
     }
   }
 
@@ -192,10 +192,10 @@ export class FaultInjector {
     const up = this.cluster.servers().filter(id => this.cluster.isUp(id))
     if (up.length === 0) { return }
     const peer = pick(this.rng, up)
-    const leader = this.cluster.replica(peer).raft.status().leader
+    const leader = this.cluster.node(peer).status().leader
     if (leader === null || leader === peer) { return }
     this.cluster.trace.add(`HINT ${peer}: connection to ${leader} closed (it is alive)`)
-    this.cluster.replica(peer).forgetLeader(leader)
+    this.cluster.node(peer).forgetLeader(leader)
   }
 
   private partition (): void {
@@ -241,10 +241,9 @@ export class FaultInjector {
     const candidates = leader.status.conf.voters.filter(id => id !== leader.id)
     if (candidates.length === 0) { return }
     const to = pick(this.rng, candidates)
-    const result = this.cluster.replica(leader.id).raft.transferLeadership(to)
-    this.cluster.trace.add(`TRANSFER ${leader.id} -> ${to}: ${result.ok ? 'ok' : result.reason}`)
-    if (result.ok) { this.cluster.stats.transfers++ }
-    this.cluster.replica(leader.id).drive()
+    const refused = this.cluster.node(leader.id).transferLeadership(to)
+    this.cluster.trace.add(`TRANSFER ${leader.id} -> ${to}: ${refused ?? 'ok'}`)
+    if (refused === null) { this.cluster.stats.transfers++ }
   }
 
   private changeMembership (): void {
@@ -254,14 +253,12 @@ export class FaultInjector {
     if (conf.votersOutgoing.length > 0) { return } // joint: the leader leaves it by itself
     const change = this.pickChange(conf.voters, conf.learners)
     if (change === null) { return }
-    const replica = this.cluster.replica(leader.id)
-    const result = replica.raft.proposeConfChange(change)
-    this.cluster.trace.add(`CONF ${leader.id} proposes ${JSON.stringify(change.changes)}: ${result.ok ? `index ${result.index}` : result.reason}`)
-    replica.drive()
-    if (!result.ok) { return }
+    const index = this.cluster.node(leader.id).changeMembership(change)
+    this.cluster.trace.add(`CONF ${leader.id} proposes ${JSON.stringify(change.changes)}: ${index !== null ? `index ${index}` : 'refused'}`)
+    if (index === null) { return }
     this.cluster.stats.confChanges++
     for (const single of change.changes) {
-      if (single.type === 'remove') { this.removing.set(single.node, result.index) }
+      if (single.type === 'remove') { this.removing.set(single.node, index) }
       if (single.type === 'add-learner' && !this.cluster.disks.has(single.node)) {
         this.cluster.startNode(single.node)
         this.cluster.trace.add(`START ${single.node} (empty, joining)`)

@@ -14,10 +14,11 @@
  * - state machine safety: no two nodes commit or apply different entries at
  * one index, every node applies in index order without gaps, and state
  * machine snapshots taken at the same index are byte-identical;
- * - durability: a node acknowledges only entries that are on its disk.
+ * - durability: a node grants only votes, and acknowledges only entries,
+ * that are on its disk.
  */
 import type { DurableState } from './disk.ts'
-import type { Entry, Message, NodeId, Ready, Role, Snapshot } from '../../protocols/raft/index.ts'
+import type { Entry, Message, NodeId, Ready, Role } from '../../protocols/raft/index.ts'
 
 export class InvariantViolation extends Error {
   override name = 'InvariantViolation'
@@ -141,12 +142,18 @@ export class InvariantChecker {
   }
 
   /**
-   * The node sends `message` (its Ready's writes are durable by now, as
-   * `durable` shows). A granted vote is never taken back, even across a
-   * crash; an acknowledged entry is on disk.
+   * The node sends `message`; `durable` is what its disk holds at that
+   * moment. A granted vote is never taken back, even across a crash; an
+   * acknowledged entry is on disk. (Nothing is required of a leader's own
+   * appends: it may send them while writing the same entries, Raft thesis
+   * §10.2.1; a commit index covering them leaves in a later Ready only.)
    */
   observeSend (message: Message, durable: DurableState): void {
     if (message.type === 'vote-response' && !message.reject) {
+      const { term, vote } = durable.hardState
+      if (term < message.term || (term === message.term && vote !== message.to)) {
+        throw new InvariantViolation(`durability: ${message.from} grants its vote to ${message.to} in term ${message.term} but its disk holds term ${term}, vote ${vote ?? '-'}`)
+      }
       const key = `${message.from}@${message.term}`
       const earlier = this.votes.get(key)
       if (earlier !== undefined && earlier !== message.to) {
@@ -182,10 +189,9 @@ export class InvariantChecker {
     this.expectCommitted(node, entry.index, mine.term, mine.hash, 'an applied entry')
   }
 
-  /** The node's state machine took (compaction) or installed (from the leader) a snapshot. */
-  observeSnapshot (node: NodeId, snapshot: Snapshot, source: 'compaction' | 'installed'): void {
-    const { index } = snapshot.meta
-    const hash = fnv1a(snapshot.data, 0)
+  /** The node's state machine took (compaction) or installed (from the leader, or restored at start) a snapshot of its state at `index`. */
+  observeSnapshot (node: NodeId, index: number, data: Uint8Array, source: 'compaction' | 'installed'): void {
+    const hash = fnv1a(data, 0)
     const known = this.snapshotHashes.get(index)
     if (known === undefined) {
       this.snapshotHashes.set(index, { hash, node })

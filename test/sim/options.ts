@@ -19,11 +19,12 @@ export interface NetworkFaults {
 }
 
 /**
- * Deliberate bugs in the simulated service layer:
- * - 'ack-before-durable': a Ready's messages leave before its writes are
- * durable, so a crash can take back votes and acknowledged entries;
+ * Deliberate bugs around the driver:
+ * - 'ack-before-durable': the log store reports a write durable before its
+ * fsync, so the driver's messages leave early and a crash can take back
+ * votes and acknowledged entries;
  * - 'stale-reads': reads are served from the local state machine at once,
- * without ReadIndex.
+ * without the driver's readBarrier (ReadIndex).
  */
 export type Sabotage = 'ack-before-durable' | 'stale-reads'
 export const SABOTAGES: readonly Sabotage[] = ['ack-before-durable', 'stale-reads']
@@ -87,7 +88,7 @@ export interface SimOptions {
    * of every handler), and counts them.
    */
   outsider: boolean
-  /** Compact a node's log once it applied this many entries past its snapshot. */
+  /** The drivers' snapshotEveryEntries: a node snapshots and compacts its log about this many entries past its last snapshot. */
   compactEntries: number
   /** Each node's clock runs at a rate in [1 - skew, 1 + skew]. */
   clockSkew: number

@@ -9,8 +9,9 @@
  * livenessMs, and every member must converge to the same state;
  * 4. the whole history must be linearizable.
  *
- * Safety invariants are checked on every Ready and every applied entry
- * throughout. Any failure throws a SimulationError whose message starts
+ * Safety invariants are checked on every Ready, message sent, entry applied
+ * and snapshot throughout. The nodes run the production driver, whose work
+ * is asynchronous: the run is too (see runUntilAsync). Any failure throws a SimulationError whose message starts
  * with the seed and the replay command, followed by the end of the trace.
  */
 import { AssertionError } from '../../protocols/common/assert.ts'
@@ -70,10 +71,10 @@ export interface SimResult {
   stats: Record<string, number>
 }
 
-export function runSimulation (options: SimOptions): SimResult {
+export async function runSimulation (options: SimOptions): Promise<SimResult> {
   const cluster = new SimCluster(options)
   try {
-    return runPhases(cluster)
+    return await runPhases(cluster)
   } catch (err) {
     const error = toSimulationError(options, err, cluster.trace.tail(TRACE_LINES_REPORTED))
     error.fullTrace = cluster.trace.full
@@ -81,29 +82,29 @@ export function runSimulation (options: SimOptions): SimResult {
   }
 }
 
-function runPhases (cluster: SimCluster): SimResult {
+async function runPhases (cluster: SimCluster): Promise<SimResult> {
   const { options, scheduler } = cluster
   const faults = new FaultInjector(cluster, cluster.rng.fork())
   const keys = Array.from({ length: options.keys }, (_, i) => `k${i}`)
   const clients = cluster.addClients(options.clients, keys)
   for (const client of clients) { client.start() }
   faults.start()
-  scheduler.runUntil(options.durationMs)
+  await cluster.run(options.durationMs)
 
   faults.stopAndHeal()
   for (const client of clients) { client.stop() }
   poll(cluster, () => { faults.retireRemoved() })
-  scheduler.runUntil(scheduler.now + options.settleMs, () => clients.every(c => c.idle))
+  await cluster.run(scheduler.now + options.settleMs, () => clients.every(c => c.idle))
 
   // Liveness: a final write, then a read of every key, must complete.
   const [final] = cluster.addClients(1, keys, Infinity)
   final.enqueue([{ op: 'put', key: keys[0], value: 'final' }, ...keys.map(key => ({ op: 'get' as const, key }))])
   const livenessDeadline = scheduler.now + options.livenessMs
-  scheduler.runUntil(livenessDeadline, () => final.idle)
+  await cluster.run(livenessDeadline, () => final.idle)
   if (!final.idle) {
     throw new SimulationFailure(`liveness: the final write and reads did not complete within ${options.livenessMs} ms after the faults stopped`)
   }
-  const convergedAtIndex = awaitConvergence(cluster, scheduler.now + options.livenessMs)
+  const convergedAtIndex = await awaitConvergence(cluster, scheduler.now + options.livenessMs)
 
   for (const client of clients) { client.abandon() }
   const history = cluster.history
@@ -148,14 +149,14 @@ function poll (cluster: SimCluster, action: () => void): void {
  * applied exactly the leader's commit index, then checks their state
  * machines are identical. Returns that index.
  */
-function awaitConvergence (cluster: SimCluster, deadlineMs: number): number {
+async function awaitConvergence (cluster: SimCluster, deadlineMs: number): Promise<number> {
   let converged: { index: number, members: string[] } | null = null
   const check = (): void => {
     const leader = cluster.leader()
     if (leader === null || leader.status.applied !== leader.status.commit) { return }
     const { conf, commit } = leader.status
     const members = [...new Set([...conf.voters, ...conf.votersOutgoing, ...conf.learners, ...conf.learnersNext])]
-    if (members.every(id => cluster.isUp(id) && cluster.replica(id).kv.appliedIndex === commit)) {
+    if (members.every(id => cluster.isUp(id) && cluster.node(id).kv.appliedIndex === commit)) {
       converged = { index: commit, members }
     }
   }
@@ -164,16 +165,16 @@ function awaitConvergence (cluster: SimCluster, deadlineMs: number): number {
     if (converged === null) { cluster.scheduler.after(POLL_MS, poller) }
   }
   poller()
-  cluster.scheduler.runUntil(deadlineMs, () => converged !== null)
+  await cluster.run(deadlineMs, () => converged !== null)
   const result = converged as { index: number, members: string[] } | null
   if (result === null) {
     const states = cluster.servers().map(id => `${id}: ${cluster.isUp(id) ? JSON.stringify(summary(cluster, id)) : 'down'}`)
     throw new SimulationFailure(`liveness: the members did not converge on one applied index\n${states.join('\n')}`)
   }
   const [first, ...rest] = result.members
-  const reference = cluster.replica(first).kv.snapshot()
+  const reference = cluster.node(first).kv.snapshot()
   for (const id of rest) {
-    if (!bytesEqual(cluster.replica(id).kv.snapshot(), reference)) {
+    if (!bytesEqual(cluster.node(id).kv.snapshot(), reference)) {
       throw new InvariantViolation(`state machine safety: ${id} and ${first} both applied up to ${result.index} but their KV states differ`)
     }
   }
@@ -181,7 +182,7 @@ function awaitConvergence (cluster: SimCluster, deadlineMs: number): number {
 }
 
 function summary (cluster: SimCluster, id: string): object {
-  const status = cluster.replica(id).raft.status()
+  const status = cluster.node(id).status()
   return { role: status.role, term: status.term, leader: status.leader, commit: status.commit, applied: status.applied, last: status.lastIndex, voters: status.conf.voters, learners: status.conf.learners }
 }
 

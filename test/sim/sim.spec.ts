@@ -4,7 +4,7 @@ import { InvariantChecker, InvariantViolation } from './invariants.ts'
 import { optionsFor } from './options.ts'
 import { runSimulation, SimulationError } from './run.ts'
 import type { SimOptions } from './options.ts'
-import type { Entry, Ready } from '../../protocols/raft/index.ts'
+import type { Entry, Message, Ready } from '../../protocols/raft/index.ts'
 
 /**
  * The deterministic cluster simulator over fixed seed ranges. A failure
@@ -30,18 +30,18 @@ describe('sim: seeded cluster runs', function () {
   for (const { profile, first, last } of RANGES) {
     for (let from = first; from <= last; from += CHUNK_SEEDS) {
       const to = Math.min(last, from + CHUNK_SEEDS - 1)
-      it(`${profile}: seeds ${from}-${to} are safe, live and linearizable`, () => {
-        runSeeds(profile, from, to)
+      it(`${profile}: seeds ${from}-${to} are safe, live and linearizable`, async () => {
+        await runSeeds(profile, from, to)
       })
     }
   }
 })
 
-function runSeeds (profile: string, from: number, to: number): void {
+async function runSeeds (profile: string, from: number, to: number): Promise<void> {
   const failures: SimulationError[] = []
   for (let seed = from; seed <= to; seed++) {
     try {
-      runSimulation(optionsFor(seed, profile))
+      await runSimulation(optionsFor(seed, profile))
     } catch (err) {
       if (!(err instanceof SimulationError)) { throw err }
       failures.push(err)
@@ -56,26 +56,26 @@ function runSeeds (profile: string, from: number, to: number): void {
 describe('sim: determinism', function () {
   this.timeout(30_000)
 
-  it('the same seed replays the identical trace and outcome', () => {
+  it('the same seed replays the identical trace and outcome', async () => {
     const options = optionsFor(7, 'membership-5', { fullTrace: true })
-    const first = runSimulation(options)
-    const second = runSimulation(options)
+    const first = await runSimulation(options)
+    const second = await runSimulation(options)
     expect(first.trace).to.have.length.greaterThan(1000)
     expect(second.trace).to.deep.equal(first.trace)
     expect(second).to.deep.equal(first)
   })
 
-  it('the checkers observe the run (leaders, commits, applies, snapshots)', () => {
-    const { stats } = runSimulation(optionsFor(3, 'crash-3'))
+  it('the checkers observe the run (leaders, commits, applies, snapshots)', async () => {
+    const { stats } = await runSimulation(optionsFor(3, 'crash-3'))
     for (const counter of ['leaders', 'commits', 'applies', 'snapshots', 'crashes']) {
       expect(stats[counter], counter).to.be.greaterThan(0)
     }
     expect(stats.applies).to.equal(stats.commits)
   })
 
-  it('another seed gives another trace', () => {
-    const a = runSimulation(optionsFor(7, 'crash-3', { fullTrace: true }))
-    const b = runSimulation(optionsFor(8, 'crash-3', { fullTrace: true }))
+  it('another seed gives another trace', async () => {
+    const a = await runSimulation(optionsFor(7, 'crash-3', { fullTrace: true }))
+    const b = await runSimulation(optionsFor(8, 'crash-3', { fullTrace: true }))
     expect(a.trace).to.not.deep.equal(b.trace)
   })
 })
@@ -83,11 +83,12 @@ describe('sim: determinism', function () {
 describe('sim: the checkers can fail', function () {
   this.timeout(60_000)
 
-  it('a service layer that acknowledges writes before they are durable is caught, with seed and replay command', () => {
+  it('a log store that reports writes durable before their fsync is caught, with seed and replay command', async () => {
     // Slow fsyncs widen the window in which a crash takes back acknowledged writes.
-    const failure = firstFailure(seed => optionsFor(seed, 'crash-3', { sabotage: 'ack-before-durable', fsyncMsMin: 20, fsyncMsMax: 60 }), 1, 60)
+    const failure = await firstFailure(seed => optionsFor(seed, 'crash-3', { sabotage: 'ack-before-durable', fsyncMsMin: 20, fsyncMsMax: 60 }), 1, 60)
     expect(failure.kind).to.equal('safety')
-    expect(failure.message).to.match(/durability: n\d acknowledges index \d+ to n\d \(term \d+\) but its disk ends at \d+/)
+    // a vote, an acknowledgement or an application of entries, whichever came first
+    expect(failure.message).to.match(/durability: n\d (grants its vote to n\d in term \d+ but its disk holds term \d+, vote \S+|(acknowledges index \d+ to n\d \(term \d+\)|applies entry \d+) but its disk ends at \d+)/)
     const lines = failure.message.split('\n')
     expect(lines[0]).to.match(new RegExp(`^seed ${failure.seed} \\(profile crash-3, 3 nodes\\): safety: `))
     expect(lines[1]).to.equal(`replay: npm run sim -- --seed ${failure.seed} --profile crash-3 --sabotage ack-before-durable --overrides '{"fsyncMsMin":20,"fsyncMsMax":60}'`)
@@ -97,14 +98,14 @@ describe('sim: the checkers can fail', function () {
     expect(lines.slice(3)).to.have.length(shown)
   })
 
-  it('reads served without ReadIndex are caught by the linearizability checker', () => {
-    const failure = firstFailure(seed => optionsFor(seed, 'network-3', { sabotage: 'stale-reads' }), 1, 20)
+  it('reads served without ReadIndex are caught by the linearizability checker', async () => {
+    const failure = await firstFailure(seed => optionsFor(seed, 'network-3', { sabotage: 'stale-reads' }), 1, 20)
     expect(failure.kind).to.equal('not-linearizable')
     expect(failure.message).to.include('not linearizable (key ')
   })
 
-  it('a history the checker cannot decide within its budget is reported as checker-unknown, not as a pass', () => {
-    const failure = firstFailure(seed => optionsFor(seed, 'network-3', { checkerStepsMax: 1 }), 1, 1)
+  it('a history the checker cannot decide within its budget is reported as checker-unknown, not as a pass', async () => {
+    const failure = await firstFailure(seed => optionsFor(seed, 'network-3', { checkerStepsMax: 1 }), 1, 1)
     expect(failure.kind).to.equal('checker-unknown')
     expect(failure.message).to.include('step budget of 1 exhausted')
   })
@@ -137,6 +138,23 @@ describe('sim: the checkers can fail', function () {
     expect(() => {
       checker.observeReady('n2', ready({ softState: { role: 'leader', leader: 'n2' }, hardState: { term: 2, vote: 'n2', commit: 0 }, entries: [entry(1, 2, '')] }))
     }).to.throw(InvariantViolation, 'leader completeness: n2 leads term 2')
+  })
+
+  it('durability: a vote granted before it is on disk', () => {
+    const checker = startedChecker()
+    const vote: Message = { type: 'vote-response', from: 'n1', to: 'n2', term: 2, reject: false }
+    expect(() => { checker.observeSend(vote, { hardState: { term: 1, vote: null, commit: 0 }, entries: [] }) })
+      .to.throw(InvariantViolation, 'durability: n1 grants its vote to n2 in term 2 but its disk holds term 1, vote -')
+    expect(() => { checker.observeSend(vote, { hardState: { term: 2, vote: 'n2', commit: 0 }, entries: [] }) }).to.not.throw()
+  })
+
+  it('durability: entries acknowledged before they are on disk', () => {
+    const checker = startedChecker()
+    const ack: Message = { type: 'append-response', from: 'n1', to: 'n2', term: 1, index: 2, reject: false, rejectHint: 0, hintTerm: 0 }
+    const durable = { hardState: { term: 1, vote: 'n2', commit: 0 }, entries: [entry(1, 1, 'a')] }
+    expect(() => { checker.observeSend(ack, durable) }).to.throw(InvariantViolation, 'durability: n1 acknowledges index 2 to n2 (term 1) but its disk ends at 1')
+    durable.entries.push(entry(2, 1, 'b'))
+    expect(() => { checker.observeSend(ack, durable) }).to.not.throw()
   })
 
   it('state machine safety: two nodes apply different entries at one index', () => {
@@ -173,10 +191,10 @@ describe('sim: disk model', () => {
   })
 })
 
-function firstFailure (optionsForSeed: (seed: number) => SimOptions, from: number, to: number): SimulationError {
+async function firstFailure (optionsForSeed: (seed: number) => SimOptions, from: number, to: number): Promise<SimulationError> {
   for (let seed = from; seed <= to; seed++) {
     try {
-      runSimulation(optionsForSeed(seed))
+      await runSimulation(optionsForSeed(seed))
     } catch (err) {
       if (err instanceof SimulationError) { return err }
       throw err

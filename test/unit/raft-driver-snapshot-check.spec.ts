@@ -3,6 +3,7 @@ import { expect } from 'aegir/chai'
 import { pino } from 'pino'
 import { UserError } from '../../node/errors.ts'
 import { RaftDriver, RaftError } from '../../node/raft/driver.ts'
+import { kvApplication } from '../../node/raft/kv-application.ts'
 import { RaftStorage, StoredStateError } from '../../node/raft/storage/index.ts'
 import { encodeCommand, KvStateMachine } from '../../protocols/kv/index.ts'
 import { CONF_MEMBERS_MAX } from '../../protocols/raft/index.ts'
@@ -70,6 +71,7 @@ describe('raft driver: a snapshot from the network is checked in full before it 
 
   function follower (store: RaftLogStore, overrides: Partial<RaftDriverOptions> = {}): RaftDriver {
     const driver = RaftDriver.create({
+      ...kvApplication(),
       id: ID,
       store,
       outbox: { send: () => {} },
@@ -235,6 +237,7 @@ describe('raft driver: a snapshot from the network is checked in full before it 
 
 function optionsFor (store: RaftLogStore): RaftDriverOptions {
   return {
+    ...kvApplication(),
     id: ID,
     store,
     outbox: { send: () => {} },

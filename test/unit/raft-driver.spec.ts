@@ -1,8 +1,12 @@
 import { expect } from 'aegir/chai'
 import { pino } from 'pino'
 import { PENDING_PROPOSALS_MAX, PENDING_READS_MAX, RaftDriver, RaftError } from '../../node/raft/driver.ts'
+import { kvApplication } from '../../node/raft/kv-application.ts'
+import { createRng } from '../../protocols/common/rng.ts'
 import { KvStateMachine, encodeCommand } from '../../protocols/kv/index.ts'
 import { waitFor } from '../lib/wait.ts'
+import { runUntilAsync, simRuntime } from '../sim/runtime.ts'
+import { Scheduler } from '../sim/scheduler.ts'
 import type { RaftDriverOptions, RaftLogStore } from '../../node/raft/driver.ts'
 import type { KvCommand } from '../../protocols/kv/index.ts'
 import type { Message, Snapshot } from '../../protocols/raft/index.ts'
@@ -37,6 +41,7 @@ class GatedStore implements RaftLogStore {
 
 function driverWith (store: RaftLogStore, overrides: Partial<RaftDriverOptions> = {}): RaftDriver {
   return RaftDriver.create({
+    ...kvApplication(),
     id: ID,
     store,
     outbox: { send: () => {} },
@@ -85,6 +90,35 @@ describe('raft driver (one node, in memory)', function () {
     } finally {
       await driver.stop()
     }
+  })
+
+  it('runs on the runtime it is given: elected, applying and snapshotting in virtual time, the same way from the same seed', async () => {
+    const run = async (seed: number): Promise<string[]> => {
+      const scheduler = new Scheduler()
+      const store = new GatedStore()
+      const driver = driverWith(store, { runtime: simRuntime(scheduler, createRng(seed)), tickIntervalMs: 10, snapshotEveryEntries: 3 })
+      driver.start()
+      const events: string[] = []
+      await runUntilAsync(scheduler, 10_000, () => driver.status().role === 'leader')
+      events.push(`leader at ${scheduler.now} ms`)
+      for (let sequence = 1; sequence <= 4; sequence++) {
+        let applied: number | null = null
+        driver.propose(put(sequence)).then(result => { applied = result.index }, () => {})
+        await runUntilAsync(scheduler, scheduler.now + 1000, () => applied !== null)
+        events.push(`put ${sequence} applied at index ${applied} at ${scheduler.now} ms`)
+      }
+      await runUntilAsync(scheduler, scheduler.now + 1000, () => store.snapshots.length > 0)
+      events.push(`snapshot at index ${store.snapshots[0]?.meta.index} at ${scheduler.now} ms`)
+      void driver.stop()
+      return events
+    }
+    const events = await run(1)
+    // a one-voter node campaigns after its randomized election timeout: 4 to 8 ticks of 10 virtual ms
+    expect(Number(/^leader at (\d+) ms$/.exec(events[0])?.[1])).to.be.within(40, 80)
+    // after the bootstrap configuration (1) and the leader's empty entry (2)
+    expect(events.slice(1, 5).map(e => e.replace(/ at \d+ ms$/, ''))).to.deep.equal([3, 4, 5, 6].map((index, i) => `put ${i + 1} applied at index ${index}`))
+    expect(events[5]).to.match(/^snapshot at index [3-6] at \d+ ms$/)
+    expect(await run(1)).to.deep.equal(events)
   })
 
   it('refuses invalid commands before proposing them', async () => {

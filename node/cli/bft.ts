@@ -1,0 +1,68 @@
+import { UserError } from '../errors.ts'
+import { apiRequest, resolveApiTarget } from './api-client.ts'
+import { parseFlagsAndPositionals } from './args.ts'
+
+export const BFT_HELP = `Usage: accord bft <put|get|del|cas> KEY [VALUE] [flags]
+
+Read and write the Byzantine-fault-tolerant KV store (PBFT) through a node's
+HTTP API. The node is the PBFT client: it signs each request with its own key
+and answers once f+1 replicas agree (reads: a quorum of read-only replies, or
+an ordered read). The node need not be a replica: any node started with the
+replica set (--bft-replicas or --bft-genesis) runs a client.
+
+  accord bft put KEY VALUE
+  accord bft get KEY
+  accord bft del KEY
+  accord bft cas KEY --expected OLD|--absent VALUE
+
+  --api URL        the node's HTTP API (default http://127.0.0.1:7070)
+  --data-dir DIR   find the API (and its token) of the node running from DIR
+  --token T        bearer token (also ACCORD_API_TOKEN)
+`
+
+export async function bftCommand (args: string[]): Promise<void> {
+  const [action, ...rest] = args
+  if (action === undefined || !['put', 'get', 'del', 'cas'].includes(action)) { throw new UserError('bft: expected put, get, del or cas (see accord bft --help)') }
+  const takesValue = action === 'put' || action === 'cas'
+  const { values: flags, positionals } = parseFlagsAndPositionals(`bft ${action}`, rest, {
+    api: { type: 'string' },
+    'data-dir': { type: 'string' },
+    token: { type: 'string' },
+    expected: { type: 'string' },
+    absent: { type: 'boolean' }
+  }, takesValue ? 2 : 1)
+  const [key, value] = positionals
+  if (key === undefined) { throw new UserError(`bft ${action}: a KEY is required`) }
+  if (action !== 'cas' && (flags.expected !== undefined || flags.absent === true)) { throw new UserError(`bft ${action}: --expected and --absent belong to bft cas`) }
+  if (takesValue && value === undefined) { throw new UserError(`bft ${action}: a VALUE is required`) }
+  const target = await resolveApiTarget(flags)
+  const path = `/v1/bft/kv/${encodeURIComponent(key)}`
+  // a view change can take a few seconds: wait as long as the node does (its requestTimeoutMs is 10 s)
+  const timeoutMs = 15_000
+
+  let response: { status: number, json: any }
+  switch (action) {
+    case 'put':
+      response = await apiRequest(target, 'PUT', path, { body: value, timeoutMs })
+      break
+    case 'get':
+      response = await apiRequest(target, 'GET', path, { timeoutMs })
+      break
+    case 'del':
+      response = await apiRequest(target, 'DELETE', path, { timeoutMs })
+      break
+    default: {
+      if ((flags.expected === undefined) === (flags.absent !== true)) { throw new UserError('bft cas: give exactly one of --expected OLD or --absent') }
+      response = await apiRequest(target, 'POST', `${path}/cas`, { body: JSON.stringify({ expected: flags.expected ?? null, value }), timeoutMs })
+    }
+  }
+  process.stdout.write(answerLine(action, key, response))
+}
+
+/** What a successful answer prints; a failed one becomes a one-line UserError. */
+function answerLine (action: string, key: string, response: { status: number, json: any }): string {
+  if (response.status === 200) { return action === 'get' ? `${String(response.json.value)}\n` : `ok (index ${String(response.json.index)})\n` }
+  if (response.status === 404 && action === 'get') { throw new UserError(`bft get: no such key: ${key}`) }
+  if (response.status === 409 && response.json.error === 'cas-mismatch') { throw new UserError('bft cas: the current value differs') }
+  throw new UserError(`bft ${action}: ${response.status} ${String(response.json.error ?? '')}`)
+}

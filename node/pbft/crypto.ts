@@ -1,0 +1,96 @@
+/**
+ * PbftCrypto for a libp2p node: signs with the node's own Ed25519 peer key
+ * and verifies against the public key a peer id embeds (an Ed25519 peer id
+ * is its public key, so a signed PBFT message is self-certifying).
+ *
+ * node:crypto's native Ed25519 is used rather than `@noble/curves`: measured
+ * here on Node 24 (120-byte payloads, 5000 runs after a warm-up, on a busy
+ * machine) it signs in 45-95 µs and verifies in 150-300 µs, where noble
+ * takes 0.9-1.3 ms and 2.1-2.2 ms: 10-20 times faster, and a replica
+ * verifies every pre-prepare, prepare, commit and checkpoint it receives.
+ * Both make the same signatures (Ed25519 is deterministic; tested).
+ */
+import { createHash, createPrivateKey, createPublicKey, sign, verify } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { NodeId, PbftCrypto } from '../../protocols/pbft/types.ts'
+import type { PrivateKey } from '@libp2p/interface'
+import type { KeyObject } from 'node:crypto'
+
+/** Parsed public keys kept (a signer outside them is parsed again; the cache is cleared when full). */
+export const PBFT_PUBLIC_KEYS_CACHED_MAX = 4096
+
+const ED25519_SIGNATURE_BYTES = 64
+/** DER prefixes that turn a raw 32-byte Ed25519 seed or public key into PKCS#8 or SPKI. */
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+
+/** An Ed25519 private key from its 32-byte seed. */
+function privateKeyObject (seed: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' })
+}
+
+/** The Ed25519 public key that `peer` embeds, or null when it is not an Ed25519 peer id. */
+function publicKeyObject (peer: string): KeyObject | null {
+  try {
+    const peerId = peerIdFromString(peer)
+    if (peerId.type !== 'Ed25519' || peerId.publicKey == null) { return null }
+    return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, peerId.publicKey.raw]), format: 'der', type: 'spki' })
+  } catch {
+    return null
+  }
+}
+
+/** SHA-256 of `data` as lowercase hex. */
+export function sha256Hex (data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+/**
+ * Verification only (anyone's signatures, no key of our own): what a
+ * verifier of published evidence needs.
+ */
+export class PeerKeyVerifier {
+  readonly #keys = new Map<NodeId, KeyObject | null>()
+  readonly #cachedMax: number
+
+  constructor (cachedMax = PBFT_PUBLIC_KEYS_CACHED_MAX) {
+    this.#cachedMax = cachedMax
+  }
+
+  /** Whether `signature` over `payload` was made with the key `signer` embeds; false (never a throw) for any bad input. */
+  verify (signer: NodeId, payload: Uint8Array, signature: Uint8Array): boolean {
+    if (signature.byteLength !== ED25519_SIGNATURE_BYTES) { return false }
+    const key = this.#keyOf(signer)
+    if (key == null) { return false }
+    try {
+      return verify(null, payload, key, signature)
+    } catch {
+      return false
+    }
+  }
+
+  /** Keys cached now (bounded by the limit given to the constructor). */
+  get cachedKeys (): number { return this.#keys.size }
+
+  #keyOf (signer: NodeId): KeyObject | null {
+    let key = this.#keys.get(signer)
+    if (key !== undefined) { return key }
+    key = publicKeyObject(signer)
+    if (this.#keys.size >= this.#cachedMax) { this.#keys.clear() }
+    this.#keys.set(signer, key)
+    return key
+  }
+}
+
+/** PBFT's crypto with this node's libp2p key (Ed25519 only: PBFT signatures are checked against peer ids). */
+export function peerKeyPbftCrypto (privateKey: PrivateKey, options: { publicKeysCachedMax?: number } = {}): PbftCrypto {
+  if (privateKey.type !== 'Ed25519') { throw new Error(`PBFT signs with Ed25519 peer keys, not ${privateKey.type}`) }
+  // libp2p's raw Ed25519 private key is the 32-byte seed followed by the public key
+  const key = privateKeyObject(privateKey.raw.subarray(0, 32))
+  const verifier = new PeerKeyVerifier(options.publicKeysCachedMax)
+  return {
+    sign: (payload) => new Uint8Array(sign(null, payload, key)),
+    verify: (signer, payload, signature) => verifier.verify(signer, payload, signature),
+    digest: sha256Hex
+  }
+}

@@ -1,0 +1,497 @@
+/**
+ * The PBFT service: a Byzantine-fault-tolerant replica of the KV store (when
+ * this node is in the replica set) and a PBFT client with the node's own key
+ * (always), over `/accord/pbft/1.0.0`. A js-libp2p service (`pbft(init)`,
+ * beside clusterAdmission as `admission`); the HTTP routes and the CLI talk
+ * to this class only.
+ *
+ * The replica set is explicit and the same on every node (the demo
+ * generates it; `accord start --bft-replicas` or `--bft-genesis` gives it).
+ * It is sorted here, so the order in which an operator lists it does not
+ * matter: primary(v) is the v-th of the sorted ids (mod n).
+ *
+ * Who is served: admitted peers only (admission's gate on both protocols),
+ * and never an isolated one. A peer this replica isolates (evidence, or an
+ * operator) has its connections closed and denied (`onIsolated` is the
+ * node's connection gater hook), from the persisted blocklist on as well.
+ */
+import { mkdir } from 'node:fs/promises'
+import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { Registry } from 'prom-client'
+import { kvSnapshotBytesMax, resolveKvLimits } from '../../protocols/kv/index.ts'
+import { decodeRecord, encodeRecord, faultsTolerated } from '../../protocols/pbft/index.ts'
+import { hostFromComponents, optionalService } from '../host.ts'
+import { silentLogger } from '../logger.ts'
+import { PbftClientDriver, PbftClientError } from './client-driver.ts'
+import { ClientTimestamps } from './client-timestamps.ts'
+import { peerKeyPbftCrypto } from './crypto.ts'
+import { PbftReplicaDriver } from './driver.ts'
+import { EvidenceTopic } from './evidence-topic.ts'
+import { pbftMetrics } from './metrics.ts'
+import { decodeResult, encodeOperation } from './operations.ts'
+import { PbftFileStore, pbftStorageDir } from './storage.ts'
+import { PBFT_PROTOCOL, PbftStreamTransport } from './transport.ts'
+import type { PbftKvResult, PbftOperation, PbftResult } from './operations.ts'
+import type { RateLimit, PbftMessageType } from './rate-limit.ts'
+import type { PbftTransportLimits, PbftTransportStats } from './transport.ts'
+import type { KvLimits } from '../../protocols/kv/index.ts'
+import type { PbftLimits } from '../../protocols/pbft/index.ts'
+import type { Evidence, Isolation, IsolationReason, NodeId, PbftMessage, PbftStatus } from '../../protocols/pbft/types.ts'
+import type { Admission } from '../admission/admission.ts'
+import type { AccordHost, HostComponents } from '../host.ts'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { ComponentLogger, PrivateKey, Startable, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { Logger } from 'pino'
+
+export interface PbftSettings {
+  tickIntervalMs: number
+  /** Longest a client operation (with retransmissions and view changes) may take. */
+  requestTimeoutMs: number
+  /** The client sends an unanswered request again, to every replica, after this long. */
+  retransmitMs: number
+  /** Client operations in flight at once (HTTP requests beyond it get 429). */
+  outstandingMax: number
+}
+
+export const PBFT_SETTINGS_DEFAULTS: Readonly<PbftSettings> = Object.freeze({
+  tickIntervalMs: 50,
+  requestTimeoutMs: 10_000,
+  retransmitMs: 500,
+  outstandingMax: 64
+})
+
+/** Keys under this prefix are accord's own (as in the Raft KV): no client reads or writes them. */
+export const BFT_RESERVED_KEY_PREFIX = '\u0000'
+/** Deleted by a new client's first request, to open its KV session (see client-timestamps.ts). */
+const SESSION_OPENING_KEY = `${BFT_RESERVED_KEY_PREFIX}accord/bft-session`
+
+/** How often a replica checks that it is connected to every other replica. */
+const REPLICA_CHECK_INTERVAL_MS = 1000
+const REPLICA_DIAL_TIMEOUT_MS = 5000
+
+export interface PbftInit {
+  /** A replica keeps its log, snapshot and blocklist in `<dataDir>/pbft`. */
+  dataDir: string
+  /** The replica set (peer ids, Ed25519), identical on every node. A node not in it runs the client only. */
+  replicas: string[]
+  /** Deliberately Byzantine (accord start --byzantine). For demos and tests only. */
+  faulty?: 'equivocate'
+  settings?: Partial<PbftSettings>
+  limits?: Partial<PbftLimits>
+  kvLimits?: Partial<KvLimits>
+  transportLimits?: Partial<PbftTransportLimits>
+  rateLimits?: Partial<Record<PbftMessageType, RateLimit>>
+  /** A peer was isolated (also called at start for each peer on the persisted blocklist): the node's connection gater denies it from then on. */
+  onIsolated?(isolation: Isolation): void
+  /** Where the PBFT metrics are registered (default: a registry of its own). */
+  registry?: Registry
+  log?: Logger
+}
+
+/** The components the PBFT service takes; clusterAdmission must run as `admission`. */
+export interface PbftComponents extends HostComponents {
+  logger: ComponentLogger
+  privateKey: PrivateKey
+  admission: Admission
+  /** Optional: gossipsub as `pubsub` carries evidence (accord/<cluster>/evidence/1). */
+  pubsub?: GossipSub
+}
+
+export interface BftSummary {
+  /** Whether this node is a replica, or only a client of the replicas. */
+  role: 'replica' | 'client'
+  /** null on a node that is only a client. */
+  view: number | null
+  primary: string | null
+  viewChanging: boolean
+  n: number
+  f: number
+  replicas: string[]
+  stableCheckpoint: number | null
+  lowWatermark: number | null
+  highWatermark: number | null
+  executed: number | null
+  isolated: Array<{ peerId: string, reason: IsolationReason }>
+  /** The KV store of this replica. */
+  kv: { keys: number, dataBytes: number, sessions: number } | null
+}
+
+export type PbftErrorCode = 'invalid' | 'busy' | 'timeout' | 'stopped' | 'failed'
+
+export class PbftError extends Error {
+  override name = 'PbftError'
+  readonly code: PbftErrorCode
+  constructor (code: PbftErrorCode, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+/** Sorted, checked replica ids: each an Ed25519 peer id, no duplicates. Throws RangeError. */
+export function checkReplicaSet (replicas: string[]): string[] {
+  if (replicas.length === 0) { throw new RangeError('pbft: the replica set is empty') }
+  const sorted = [...new Set(replicas)].sort()
+  if (sorted.length !== replicas.length) { throw new RangeError('pbft: the replica set lists a peer twice') }
+  for (const id of sorted) {
+    let type: string
+    try { type = peerIdFromString(id).type } catch { throw new RangeError(`pbft: replica "${id}" is not a peer id`) }
+    if (type !== 'Ed25519') { throw new RangeError(`pbft: replica ${id} has a ${type} key; PBFT signs with Ed25519 peer keys`) }
+  }
+  return sorted
+}
+
+export class PbftService implements Startable {
+  readonly settings: PbftSettings
+  readonly kvLimits: KvLimits
+  readonly replicas: string[]
+  readonly #components: PbftComponents
+  readonly #host: AccordHost
+  readonly #init: PbftInit
+  readonly #log: Logger
+  readonly #metrics: ReturnType<typeof pbftMetrics>
+  readonly #isolated = new Map<string, IsolationReason>()
+  readonly #dialing = new Set<string>()
+  #transport!: PbftStreamTransport
+  #driver: PbftReplicaDriver | null = null
+  #store: PbftFileStore | null = null
+  #client!: PbftClientDriver
+  #timestamps!: ClientTimestamps
+  /** Timestamps the client may have used: two per operation (a read-only try and its ordered fallback). */
+  #timestampsUsed = 0
+  /** The opening of this client's KV session, once started. */
+  #opening: Promise<void> | null = null
+  #evidence: EvidenceTopic | null = null
+  #replicaTimer: ReturnType<typeof setInterval> | undefined
+  #stopping = new AbortController()
+  #running = false
+  #starting: Promise<void> | undefined
+
+  readonly [Symbol.toStringTag] = '@accord/pbft'
+  readonly [serviceCapabilities]: string[] = ['@accord/pbft']
+  readonly [serviceDependencies]: string[] = ['@accord/admission']
+
+  constructor (components: PbftComponents, init: PbftInit) {
+    this.#components = components
+    this.#host = hostFromComponents(components)
+    this.#init = init
+    this.#log = init.log ?? silentLogger()
+    this.settings = { ...PBFT_SETTINGS_DEFAULTS, ...init.settings }
+    this.kvLimits = resolveKvLimits(init.kvLimits)
+    this.replicas = checkReplicaSet(init.replicas)
+    this.#metrics = pbftMetrics(init.registry ?? new Registry())
+  }
+
+  /** Whether this node is one of the replicas. */
+  get isReplica (): boolean {
+    return this.replicas.includes(this.#host.peerId.toString())
+  }
+
+  async start (): Promise<void> {
+    this.#starting = this.#start()
+    await this.#starting
+  }
+
+  async #start (): Promise<void> {
+    const id = this.#host.peerId.toString()
+    const log = this.#log
+    const { admission, privateKey, peerId, logger, connectionManager, registrar } = this.#components
+    const crypto = peerKeyPbftCrypto(privateKey)
+    this.#stopping = new AbortController()
+    const gate = admission.gate.bind(admission)
+    const gatedRegistrar = {
+      handle: async (protocol: string, handler: StreamHandler, opts?: StreamHandlerOptions) => { await registrar.handle(protocol, gate(protocol, handler), opts) },
+      unhandle: async (protocol: string) => { await registrar.unhandle(protocol) }
+    }
+    const snapshotBytesMax = kvSnapshotBytesMax(this.kvLimits)
+    const transport = this.#transport = new PbftStreamTransport({ peerId, logger, connectionManager, registrar: gatedRegistrar }, {
+      limits: { snapshotBytesMax, ...this.#init.transportLimits },
+      rateLimits: this.#init.rateLimits,
+      coreLimits: this.#init.limits,
+      onMessage: (message, link) => { this.#onMessage(message, link) },
+      isIsolated: (peer) => this.#isolated.has(peer),
+      serveState: (seq) => this.#driver?.serveState(seq) ?? null,
+      onRejected: (peer, reason) => {
+        this.#metrics.onRejected(reason)
+        admission.refusals.refuse(peer, PBFT_PROTOCOL, reason)
+      }
+    })
+    const dir = pbftStorageDir(this.#init.dataDir)
+    let transportStarted = false
+    try {
+      if (this.isReplica) {
+        const store = this.#store = await PbftFileStore.open(dir, {
+          codec: { encode: encodeRecord, decode: (bytes) => decodeRecord(bytes, this.#init.limits) },
+          snapshotBytesMax
+        })
+        this.#driver = await PbftReplicaDriver.create({
+          id,
+          replicas: this.replicas,
+          crypto,
+          store,
+          transport,
+          tickIntervalMs: this.settings.tickIntervalMs,
+          limits: this.#init.limits,
+          kvLimits: this.kvLimits,
+          log: log.child({ component: 'pbft' }),
+          metrics: this.#metrics,
+          publishEvidence: (evidence) => { this.#evidence?.publish(evidence) },
+          onIsolated: (isolation) => { this.#isolate(isolation) },
+          ...(this.#init.faulty !== undefined ? { faulty: this.#init.faulty } : {})
+        })
+        const driver = this.#driver
+        this.#metrics.observe(() => driver.status())
+        for (const isolation of driver.status().isolated) { this.#isolate(isolation) }
+      } else {
+        await mkdir(dir, { recursive: true, mode: 0o700 })
+      }
+      this.#timestamps = await ClientTimestamps.open(dir)
+      this.#client = new PbftClientDriver({
+        id,
+        replicas: this.replicas,
+        crypto,
+        send: (to, message) => { transport.send(to, message) },
+        tickIntervalMs: this.settings.tickIntervalMs,
+        retransmitMs: this.settings.retransmitMs,
+        outstandingMax: this.settings.outstandingMax,
+        firstTimestamp: this.#timestamps.first
+      })
+      this.#evidence = this.#createEvidenceTopic(crypto)
+      this.#running = true
+      await transport.start()
+      transportStarted = true
+      this.#driver?.start()
+      this.#client.start()
+      this.#replicaTimer = setInterval(() => { this.#connectReplicas() }, REPLICA_CHECK_INTERVAL_MS)
+      log.info({ replicas: this.replicas.length, replica: this.isReplica, f: faultsTolerated(this.replicas.length) }, 'pbft started')
+    } catch (err) {
+      this.#running = false
+      if (transportStarted) { await transport.stop().catch(() => {}) }
+      await this.#driver?.stop().catch(() => {})
+      await this.#store?.close().catch(() => {})
+      throw err
+    }
+  }
+
+  /** Once gossipsub runs: join the evidence topic. */
+  afterStart (): void {
+    try {
+      this.#evidence?.start()
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'pbft: cannot use the evidence topic; evidence stays local')
+      this.#evidence = null
+    }
+  }
+
+  async stop (): Promise<void> {
+    await this.#starting?.catch(() => {})
+    if (!this.#running) { return }
+    this.#running = false
+    this.#stopping.abort()
+    clearInterval(this.#replicaTimer)
+    this.#evidence?.stop()
+    this.#client.stop()
+    await this.#driver?.stop()
+    await this.#transport.stop()
+    await this.#store?.close()
+  }
+
+  summary (): BftSummary {
+    const n = this.replicas.length
+    const status: PbftStatus | null = this.#driver?.status() ?? null
+    const kv = this.#driver?.kv.stats()
+    return {
+      role: status !== null ? 'replica' : 'client',
+      view: status?.view ?? null,
+      primary: status?.primary ?? null,
+      viewChanging: status?.viewChanging ?? false,
+      n,
+      f: faultsTolerated(n),
+      replicas: this.replicas,
+      stableCheckpoint: status?.stableCheckpoint ?? null,
+      lowWatermark: status?.lowWatermark ?? null,
+      highWatermark: status?.highWatermark ?? null,
+      executed: status?.executed ?? null,
+      isolated: [...this.#isolated].map(([peerId, reason]) => ({ peerId, reason })),
+      kv: kv === undefined ? null : { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions }
+    }
+  }
+
+  /** The transport's counters (tests and metrics). */
+  transportStats (): PbftTransportStats {
+    return this.#transport.stats()
+  }
+
+  /** The replica's KV value of `key` as executed here (no agreement: for tests and diagnostics). */
+  localValue (key: string): Uint8Array | null {
+    return this.#driver?.kv.get(key) ?? null
+  }
+
+  async put (key: string, value: Uint8Array | string): Promise<PbftKvResult> {
+    const bytes = typeof value === 'string' ? new TextEncoder().encode(value) : value
+    return this.#kv({ type: 'kv', command: { type: 'put', key: this.#checkKey(key), value: this.#checkValue(bytes) } })
+  }
+
+  async delete (key: string): Promise<PbftKvResult> {
+    return this.#kv({ type: 'kv', command: { type: 'delete', key: this.#checkKey(key) } })
+  }
+
+  /** Compare-and-set: `expected` null means the key must be absent. */
+  async cas (key: string, expected: Uint8Array | null, value: Uint8Array): Promise<PbftKvResult> {
+    return this.#kv({ type: 'kv', command: { type: 'cas', key: this.#checkKey(key), expected: expected === null ? null : this.#checkValue(expected), value: this.#checkValue(value) } })
+  }
+
+  /** A read: read-only first (a quorum of matching replies), falling back to an ordered read. */
+  async get (key: string): Promise<Uint8Array | null> {
+    const result = await this.submit({ type: 'get', key: this.#checkKey(key) }, true)
+    if (result.type !== 'value') { throw new PbftError('failed', `the replicas answered a get with ${result.type}`) }
+    return result.value
+  }
+
+  /** Orders `operation` through the replicas (f+1 matching replies) and returns its result. Throws PbftError. */
+  async submit (operation: PbftOperation, readOnly = false): Promise<PbftResult> {
+    if (!this.#running) { throw new PbftError('stopped', 'the PBFT service is not running') }
+    const bytes = encodeOperation(operation)
+    const signal = AbortSignal.any([this.#stopping.signal, AbortSignal.timeout(this.settings.requestTimeoutMs)])
+    let answer: Uint8Array
+    try {
+      await this.#sessionOpened(signal)
+      this.#timestampsUsed += 2
+      await this.#timestamps.reserve(this.#timestamps.first + this.#timestampsUsed)
+      answer = await this.#client.submit(bytes, { readOnly, signal })
+    } catch (err) {
+      if (!(err instanceof PbftClientError)) { throw err }
+      switch (err.code) {
+        case 'busy': throw new PbftError('busy', `too many PBFT operations in flight (at most ${this.settings.outstandingMax})`)
+        case 'too-large': throw new PbftError('invalid', 'the operation is too large')
+        case 'aborted': throw this.#stopping.signal.aborted ? new PbftError('stopped', 'the PBFT service stopped') : new PbftError('timeout', `no f+1 matching replies within ${this.settings.requestTimeoutMs} ms`)
+        default: throw new PbftError('stopped', err.message)
+      }
+    }
+    const decoded = decodeResult(answer)
+    if (!decoded.ok) { throw new PbftError('failed', `the replicas' result does not decode: ${decoded.error}`) }
+    if (decoded.result.type === 'invalid') { throw new PbftError('invalid', decoded.result.message) }
+    return decoded.result
+  }
+
+  /** Isolates `peer` by operator decision (persisted; denied from then on). */
+  isolate (peer: string): void {
+    if (this.#driver === null) { throw new PbftError('invalid', 'only a replica isolates peers') }
+    this.#driver.isolate(peer)
+  }
+
+  /**
+   * Resolves once this client's KV session is open: a new client's first
+   * request (timestamp 1) is a KV command, sent once and retransmitted by
+   * the client until it executes (see client-timestamps.ts). `signal` ends
+   * the wait, not the opening.
+   */
+  async #sessionOpened (signal: AbortSignal): Promise<void> {
+    if (this.#timestamps.opened) { return }
+    this.#opening ??= this.#openSession()
+    const aborted = new Promise<never>((_resolve, reject) => {
+      const fail = (): void => { reject(new PbftClientError('aborted', 'the wait for the client session was aborted')) }
+      if (signal.aborted) { fail() } else { signal.addEventListener('abort', fail, { once: true }) }
+    })
+    await Promise.race([this.#opening, aborted])
+  }
+
+  async #openSession (): Promise<void> {
+    this.#timestampsUsed += 1
+    const answer = await this.#client.submit(encodeOperation({ type: 'kv', command: { type: 'delete', key: SESSION_OPENING_KEY } }), { signal: this.#stopping.signal })
+    const decoded = decodeResult(answer)
+    if (!decoded.ok || decoded.result.type !== 'kv' || !decoded.result.result.ok) {
+      throw new PbftError('failed', `the replicas refused to open this client's session: ${decoded.ok ? JSON.stringify(decoded.result) : decoded.error}`)
+    }
+    await this.#timestamps.markOpened()
+  }
+
+  async #kv (operation: PbftOperation): Promise<PbftKvResult> {
+    const result = await this.submit(operation)
+    if (result.type !== 'kv') { throw new PbftError('failed', `the replicas answered a KV command with ${result.type}`) }
+    return result.result
+  }
+
+  #checkKey (key: string): string {
+    const bytes = Buffer.byteLength(key)
+    if (bytes === 0 || bytes > this.kvLimits.keyBytesMax) { throw new PbftError('invalid', `key must be 1..${this.kvLimits.keyBytesMax} bytes`) }
+    if (key.startsWith(BFT_RESERVED_KEY_PREFIX)) { throw new PbftError('invalid', 'keys starting with NUL are reserved for accord') }
+    return key
+  }
+
+  #checkValue (value: Uint8Array): Uint8Array {
+    if (value.byteLength > this.kvLimits.valueBytesMax) { throw new PbftError('invalid', `value must be at most ${this.kvLimits.valueBytesMax} bytes`) }
+    return value
+  }
+
+  #onMessage (message: PbftMessage, link: NodeId): void {
+    if (this.#isolated.has(link)) { return }
+    if (message.type === 'reply') {
+      const result = this.#client.receive(message, link)
+      if (!result.ok) { this.#metrics.onRejected(result.reason) }
+      return
+    }
+    if (this.#driver === null) {
+      this.#metrics.onRejected('not-a-replica')
+      this.#components.admission.refusals.refuse(link, PBFT_PROTOCOL, 'not-a-replica', { type: message.type })
+      return
+    }
+    // the driver counts its rejections (metrics.onRejected)
+    this.#driver.receive(message, link)
+  }
+
+  #isolate (isolation: Isolation): void {
+    if (isolation.peer === this.#host.peerId.toString() || this.#isolated.has(isolation.peer)) { return }
+    this.#isolated.set(isolation.peer, isolation.reason)
+    try {
+      this.#init.onIsolated?.(isolation)
+    } catch (err) {
+      this.#log.error({ err }, 'pbft: onIsolated threw')
+    }
+    this.#transport.disconnect(isolation.peer)
+    try {
+      void this.#components.connectionManager.closeConnections(peerIdFromString(isolation.peer)).catch(() => {})
+    } catch {
+      // not a peer id: nothing to close
+    }
+  }
+
+  #createEvidenceTopic (crypto: ReturnType<typeof peerKeyPbftCrypto>): EvidenceTopic | null {
+    const pubsub = optionalService<unknown>(() => this.#components.pubsub) as Partial<GossipSub> | undefined
+    if (typeof pubsub?.subscribe !== 'function' || typeof pubsub.publish !== 'function' || !(pubsub.topicValidators instanceof Map)) { return null }
+    return new EvidenceTopic({
+      pubsub: pubsub as GossipSub,
+      cluster: this.#components.admission.cluster,
+      replicas: this.replicas,
+      crypto,
+      onEvidence: (evidence: Evidence) => { this.#driver?.receiveEvidence(evidence) },
+      onInvalid: (source, error) => {
+        this.#metrics.onRejected('malformed')
+        this.#components.admission.refusals.refuse(source, this.#evidence?.topic ?? 'pbft-evidence', 'invalid-evidence', { error })
+      },
+      log: this.#log
+    })
+  }
+
+  /** Keeps a connection to every replica (discovery usually has one already). */
+  #connectReplicas (): void {
+    const self = this.#host.peerId.toString()
+    for (const id of this.replicas) {
+      if (id === self || this.#isolated.has(id) || this.#dialing.has(id)) { continue }
+      const peerId = peerIdFromString(id)
+      if (this.#host.getConnections(peerId).length > 0) { continue }
+      this.#dialing.add(id)
+      this.#host.dial(peerId, { signal: AbortSignal.timeout(REPLICA_DIAL_TIMEOUT_MS) })
+        .catch(err => { this.#log.debug({ peer: id, err: (err as Error).message }, 'cannot reach a pbft replica') })
+        .finally(() => { this.#dialing.delete(id) })
+    }
+  }
+}
+
+/**
+ * The PBFT service: `services: { pbft: pbft({ dataDir, replicas }) }`, beside
+ * clusterAdmission as `admission` (and gossipsub as `pubsub` for evidence).
+ */
+export function pbft (init: PbftInit): (components: PbftComponents) => PbftService {
+  return (components) => new PbftService(components, init)
+}

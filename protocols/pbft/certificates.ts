@@ -1,0 +1,170 @@
+/**
+ * Digests, signatures and the checks of everything a replica accepts on
+ * someone else's word: pre-prepares with their batches, prepared and
+ * committed certificates, stable checkpoints and view changes. Each check
+ * returns null when the thing holds, else a one-line reason.
+ */
+import { ByteWriter } from '../kv/codec.ts'
+import { quorumSize } from './config.ts'
+import { digestToBytes, signingPayload } from './encoding.ts'
+import type { PbftLimits } from './config.ts'
+import type {
+  ClientRequest, CommittedCertificate, Digest, NodeId, PbftCrypto, PrePrepare, PreparedCertificate, SignedMessage,
+  StableCheckpoint, ViewChange
+} from './types.ts'
+
+/** The state digest of the genesis checkpoint (seq 0), which needs no proof. */
+export const GENESIS_STATE_DIGEST: Digest = '0'.repeat(64)
+
+export const GENESIS_CHECKPOINT: StableCheckpoint = Object.freeze({ seq: 0, stateDigest: GENESIS_STATE_DIGEST, proof: [] })
+
+const BATCH_DOMAIN = new TextEncoder().encode('accord/pbft/batch/1')
+
+/** primary(v) = replicas[v mod n]. */
+export function primaryOf (view: number, replicas: readonly NodeId[]): NodeId {
+  return replicas[view % replicas.length]
+}
+
+/** The digest of a request: of what its client signed, so it does not depend on the signature's bytes. */
+export function requestDigest (request: ClientRequest, crypto: PbftCrypto): Digest {
+  return crypto.digest(signingPayload(request))
+}
+
+/** The digest of a batch: of its requests' digests in order. The empty batch is the null request. */
+export function batchDigest (batch: ClientRequest[], crypto: PbftCrypto): Digest {
+  return digestOfRequestDigests(batch.map(request => requestDigest(request, crypto)), crypto)
+}
+
+function digestOfRequestDigests (digests: Digest[], crypto: PbftCrypto): Digest {
+  const w = new ByteWriter(BATCH_DOMAIN.length + 8 + 32 * digests.length)
+  w.raw(BATCH_DOMAIN).varint(digests.length)
+  for (const digest of digests) { w.raw(digestToBytes(digest)) }
+  return crypto.digest(w.view())
+}
+
+/** A client's request, signed with the client's key (crypto.sign). */
+export function signRequest (fields: Omit<ClientRequest, 'type' | 'signature'>, crypto: PbftCrypto): ClientRequest {
+  const unsigned: ClientRequest = { type: 'request', ...fields, signature: new Uint8Array(0) }
+  return { ...unsigned, signature: crypto.sign(signingPayload(unsigned)) }
+}
+
+export function verifyRequest (request: ClientRequest, crypto: PbftCrypto): boolean {
+  return crypto.verify(request.client, signingPayload(request), request.signature)
+}
+
+export function verifySigned (message: SignedMessage, crypto: PbftCrypto): boolean {
+  return crypto.verify(message.replica, signingPayload(message), message.signature)
+}
+
+/** Operation bytes of a batch (what batchBytesMax bounds). */
+export function batchBytes (batch: ClientRequest[]): number {
+  let bytes = 0
+  for (const request of batch) { bytes += request.operation.length }
+  return bytes
+}
+
+/**
+ * A pre-prepare's batch: within the limits, ordered requests only, matching
+ * the digest, and (when `clients`) every request signed by its client.
+ */
+export function checkBatch (prePrepare: PrePrepare, crypto: PbftCrypto, limits: PbftLimits, clients: boolean): string | null {
+  const { batch } = prePrepare
+  if (batch.length > limits.batchRequestsMax) { return `batch of ${batch.length} requests, more than ${limits.batchRequestsMax}` }
+  if (batchBytes(batch) > limits.batchBytesMax) { return `batch of more than ${limits.batchBytesMax} bytes` }
+  const digests: Digest[] = []
+  for (const request of batch) {
+    if (request.readOnly) { return 'a read-only request in a batch' }
+    if (request.operation.length > limits.operationBytesMax) { return 'an operation larger than operationBytesMax' }
+    // one encoding per request serves the signature check and the digest
+    const payload = signingPayload(request)
+    if (clients && !crypto.verify(request.client, payload, request.signature)) { return `request ${request.client}@${request.timestamp} has an invalid client signature` }
+    digests.push(crypto.digest(payload))
+  }
+  if (digestOfRequestDigests(digests, crypto) !== prePrepare.digest) { return 'batch does not match its digest' }
+  return null
+}
+
+/** Signed by the primary of its view. */
+export function checkPrePrepareSigner (prePrepare: PrePrepare, replicas: readonly NodeId[], crypto: PbftCrypto): string | null {
+  if (prePrepare.replica !== primaryOf(prePrepare.view, replicas)) { return `pre-prepare of view ${prePrepare.view} not from its primary` }
+  if (!verifySigned(prePrepare, crypto)) { return 'pre-prepare has an invalid signature' }
+  return null
+}
+
+/** Votes (prepares or commits) from `needed` distinct replicas, all matching the pre-prepare and validly signed. */
+function checkVotes (
+  prePrepare: PrePrepare, votes: Array<{ type: string, replica: NodeId, view: number, seq: number, digest: Digest }>,
+  needed: number, excluded: NodeId | null, replicas: readonly NodeId[], crypto: PbftCrypto
+): string | null {
+  const seen = new Set<NodeId>()
+  for (const vote of votes) {
+    if (!replicas.includes(vote.replica)) { return `${vote.type} from ${vote.replica}, not a replica` }
+    if (vote.replica === excluded) { return `${vote.type} from the primary` }
+    if (seen.has(vote.replica)) { return `two ${vote.type}s from ${vote.replica}` }
+    seen.add(vote.replica)
+    if (vote.view !== prePrepare.view || vote.seq !== prePrepare.seq || vote.digest !== prePrepare.digest) {
+      return `${vote.type} from ${vote.replica} does not match the pre-prepare`
+    }
+    if (!verifySigned(vote as SignedMessage, crypto)) { return `${vote.type} from ${vote.replica} has an invalid signature` }
+  }
+  if (seen.size < needed) { return `${seen.size} ${votes[0]?.type ?? 'vote'}s, ${needed} needed` }
+  return null
+}
+
+/** A pre-prepare and quorum − 1 matching prepares from distinct backups. */
+export function checkPreparedCertificate (certificate: PreparedCertificate, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits): string | null {
+  const { prePrepare, prepares } = certificate
+  const primary = primaryOf(prePrepare.view, replicas)
+  return checkPrePrepareSigner(prePrepare, replicas, crypto) ??
+    checkBatch(prePrepare, crypto, limits, false) ??
+    checkVotes(prePrepare, prepares, quorumSize(replicas.length) - 1, primary, replicas, crypto)
+}
+
+/** A pre-prepare with a valid batch and a quorum of matching commits from distinct replicas. */
+export function checkCommittedCertificate (certificate: CommittedCertificate, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits): string | null {
+  const { prePrepare, commits } = certificate
+  return checkPrePrepareSigner(prePrepare, replicas, crypto) ??
+    checkBatch(prePrepare, crypto, limits, true) ??
+    checkVotes(prePrepare, commits, quorumSize(replicas.length), null, replicas, crypto)
+}
+
+/** A quorum of matching CHECKPOINT messages from distinct replicas (the genesis needs none). */
+export function checkStableCheckpoint (stable: StableCheckpoint, replicas: readonly NodeId[], crypto: PbftCrypto): string | null {
+  if (stable.seq === 0) {
+    return stable.proof.length === 0 && stable.stateDigest === GENESIS_STATE_DIGEST ? null : 'malformed genesis checkpoint'
+  }
+  const seen = new Set<NodeId>()
+  for (const checkpoint of stable.proof) {
+    if (!replicas.includes(checkpoint.replica)) { return `checkpoint from ${checkpoint.replica}, not a replica` }
+    if (seen.has(checkpoint.replica)) { return `two checkpoints from ${checkpoint.replica}` }
+    seen.add(checkpoint.replica)
+    if (checkpoint.seq !== stable.seq || checkpoint.stateDigest !== stable.stateDigest) { return 'a checkpoint in the proof does not match' }
+    if (!verifySigned(checkpoint, crypto)) { return `checkpoint from ${checkpoint.replica} has an invalid signature` }
+  }
+  const needed = quorumSize(replicas.length)
+  return seen.size >= needed ? null : `stable checkpoint proven by ${seen.size} checkpoints, ${needed} needed`
+}
+
+/**
+ * A view change in full: signed by a replica, its stable checkpoint proven,
+ * and at most one valid prepared certificate per seq, each within the
+ * watermarks of that checkpoint and from a view before the one it asks for.
+ */
+export function checkViewChange (viewChange: ViewChange, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits): string | null {
+  if (!replicas.includes(viewChange.replica)) { return `view change from ${viewChange.replica}, not a replica` }
+  if (!verifySigned(viewChange, crypto)) { return `view change from ${viewChange.replica} has an invalid signature` }
+  const stableProblem = checkStableCheckpoint(viewChange.stable, replicas, crypto)
+  if (stableProblem !== null) { return stableProblem }
+  const low = viewChange.stable.seq
+  const seqs = new Set<number>()
+  for (const certificate of viewChange.prepared) {
+    const { seq, view } = certificate.prePrepare
+    if (seq <= low || seq > low + limits.watermarkWindow) { return `prepared certificate for seq ${seq} outside the watermarks of ${low}` }
+    if (view >= viewChange.view) { return `prepared certificate of view ${view}, not before ${viewChange.view}` }
+    if (seqs.has(seq)) { return `two prepared certificates for seq ${seq}` }
+    seqs.add(seq)
+    const problem = checkPreparedCertificate(certificate, replicas, crypto, limits)
+    if (problem !== null) { return `prepared certificate for seq ${seq}: ${problem}` }
+  }
+  return null
+}

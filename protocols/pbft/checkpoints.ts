@@ -1,0 +1,70 @@
+/**
+ * CHECKPOINT votes by replica. A replica may be ahead of this one, so votes
+ * above the watermarks are kept too, but only the latest few per replica
+ * (watermarkWindow / checkpointInterval + 1): the memory is bounded by the
+ * replica count whatever peers send.
+ */
+import type { PbftLimits } from './config.ts'
+import type { Checkpoint, NodeId, StableCheckpoint } from './types.ts'
+
+export class CheckpointVotes {
+  readonly #perReplicaMax: number
+  readonly #byReplica = new Map<NodeId, Map<number, Checkpoint>>()
+
+  constructor (limits: PbftLimits) {
+    this.#perReplicaMax = Math.floor(limits.watermarkWindow / limits.checkpointInterval) + 1
+  }
+
+  /** Records a (validly signed) vote; a different digest for a seq the replica already voted on is a conflict. */
+  add (checkpoint: Checkpoint): { kind: 'added' | 'duplicate' | 'dropped' } | { kind: 'conflict', first: Checkpoint } {
+    let votes = this.#byReplica.get(checkpoint.replica)
+    if (votes === undefined) {
+      votes = new Map()
+      this.#byReplica.set(checkpoint.replica, votes)
+    }
+    const held = votes.get(checkpoint.seq)
+    if (held !== undefined) {
+      return held.stateDigest === checkpoint.stateDigest ? { kind: 'duplicate' } : { kind: 'conflict', first: held }
+    }
+    if (votes.size >= this.#perReplicaMax) {
+      const lowest = Math.min(...votes.keys())
+      if (checkpoint.seq < lowest) { return { kind: 'dropped' } }
+      votes.delete(lowest)
+    }
+    votes.set(checkpoint.seq, checkpoint)
+    return { kind: 'added' }
+  }
+
+  /** A quorum of matching votes for `seq`, if there is one. */
+  proven (seq: number, quorum: number): StableCheckpoint | null {
+    const byDigest = new Map<string, Checkpoint[]>()
+    for (const votes of this.#byReplica.values()) {
+      const vote = votes.get(seq)
+      if (vote === undefined) { continue }
+      const matching = byDigest.get(vote.stateDigest) ?? []
+      matching.push(vote)
+      byDigest.set(vote.stateDigest, matching)
+      if (matching.length >= quorum) { return { seq, stateDigest: vote.stateDigest, proof: matching } }
+    }
+    return null
+  }
+
+  /** Whether any replica voted above `seq` (someone is ahead). */
+  anyAbove (seq: number): boolean {
+    for (const votes of this.#byReplica.values()) {
+      for (const key of votes.keys()) { if (key > seq) { return true } }
+    }
+    return false
+  }
+
+  /** Drops the votes below `seq`. */
+  forgetBelow (seq: number): void {
+    for (const votes of this.#byReplica.values()) {
+      for (const key of votes.keys()) { if (key < seq) { votes.delete(key) } }
+    }
+  }
+
+  forget (replica: NodeId): void {
+    this.#byReplica.delete(replica)
+  }
+}

@@ -1,0 +1,433 @@
+/**
+ * The compact, deterministic binary encoding of PBFT messages, persisted
+ * records and evidence: a version byte, a type tag, then the fields in a
+ * fixed order (varints, length-prefixed strings and bytes, digests as 32 raw
+ * bytes). One message has exactly one encoding, so the bytes a signature
+ * covers (signingPayload) are well defined.
+ *
+ * The decoders check every field and every count and size against the
+ * limits and return { ok: false, error } on anything malformed; they never
+ * throw. They check structure only: signatures, digests and protocol rules
+ * are the replica's business (replica.ts, certificates.ts).
+ */
+import { unreachable } from '../common/assert.ts'
+import { ByteReader, ByteWriter, DecodeError } from '../kv/codec.ts'
+import { NODE_ID_LENGTH_MAX, REPLICAS_MAX, RESULT_BYTES_MAX, SIGNATURE_BYTES_MAX, resolvePbftLimits } from './config.ts'
+import type { PbftLimits } from './config.ts'
+import type {
+  Checkpoint, ClientRequest, Commit, CommittedCertificate, Digest, Evidence, NewView, PbftMessage, PersistRecord,
+  PrePrepare, Prepare, PreparedCertificate, Reply, SignedMessage, StableCheckpoint, ViewChange
+} from './types.ts'
+
+export const PBFT_ENCODING_VERSION = 1
+
+const MESSAGE_TAGS = {
+  request: 1,
+  'pre-prepare': 2,
+  prepare: 3,
+  commit: 4,
+  checkpoint: 5,
+  'view-change': 6,
+  'new-view': 7,
+  'fetch-committed': 8,
+  'committed-batches': 9,
+  reply: 10
+} as const satisfies Record<PbftMessage['type'], number>
+
+const RECORD_TAGS = { view: 1, signed: 2, accepted: 3, prepared: 4, committed: 5, stable: 6 } as const satisfies Record<PersistRecord['kind'], number>
+
+const EVIDENCE_EQUIVOCATION = 1
+
+/** Prefixes every signed payload, so a signature over one thing can never pass for another protocol's. */
+const SIGNING_DOMAIN = new TextEncoder().encode('accord/pbft/sign/1')
+
+const DIGEST_BYTES = 32
+const HEX = '0123456789abcdef'
+
+type DecodeResult<T> = { ok: true, value: T } | { ok: false, error: string }
+
+// ----------------------------------------------------------------- digests
+
+export function digestToBytes (digest: Digest): Uint8Array {
+  const bytes = typeof digest === 'string' && digest.length === 2 * DIGEST_BYTES ? parseHex(digest) : null
+  if (bytes === null) { throw new RangeError(`not a hex SHA-256 digest: ${String(digest).slice(0, 80)}`) }
+  return bytes
+}
+
+/** Lowercase hex to bytes; null on any other character (faster than a RegExp and parseInt per byte). */
+function parseHex (hex: string): Uint8Array | null {
+  const bytes = new Uint8Array(hex.length / 2)
+  for (let i = 0; i < bytes.length; i++) {
+    const high = nibble(hex.charCodeAt(2 * i))
+    const low = nibble(hex.charCodeAt(2 * i + 1))
+    if (high < 0 || low < 0) { return null }
+    bytes[i] = (high << 4) | low
+  }
+  return bytes
+}
+
+function nibble (code: number): number {
+  if (code >= 48 && code <= 57) { return code - 48 }
+  if (code >= 97 && code <= 102) { return code - 87 }
+  return -1
+}
+
+export function bytesToDigest (bytes: Uint8Array): Digest {
+  let hex = ''
+  for (const byte of bytes) { hex += HEX[byte >> 4] + HEX[byte & 15] }
+  return hex
+}
+
+// ----------------------------------------------------------------- writing
+
+/** What a body leaves out: 'none' is the full wire form; 'signing' leaves out the signature (and a pre-prepare's batch, which its digest covers). */
+type Form = 'full' | 'signing'
+
+function writeRequest (w: ByteWriter, request: ClientRequest, form: Form): void {
+  w.utf8(request.client).varint(request.timestamp).bytes(request.operation).u8(request.readOnly ? 1 : 0)
+  if (form === 'full') { w.bytes(request.signature) }
+}
+
+function writeVote (w: ByteWriter, m: PrePrepare | Prepare | Commit, form: Form): void {
+  w.utf8(m.replica).varint(m.view).varint(m.seq).raw(digestToBytes(m.digest))
+  if (form === 'full') { w.bytes(m.signature) }
+}
+
+function writePrePrepare (w: ByteWriter, m: PrePrepare, form: Form): void {
+  writeVote(w, m, form)
+  if (form === 'full') {
+    w.varint(m.batch.length)
+    for (const request of m.batch) { writeRequest(w, request, 'full') }
+  }
+}
+
+function writeCheckpoint (w: ByteWriter, m: Checkpoint, form: Form): void {
+  w.utf8(m.replica).varint(m.seq).raw(digestToBytes(m.stateDigest))
+  if (form === 'full') { w.bytes(m.signature) }
+}
+
+function writeStable (w: ByteWriter, stable: StableCheckpoint): void {
+  w.varint(stable.seq).raw(digestToBytes(stable.stateDigest)).varint(stable.proof.length)
+  for (const checkpoint of stable.proof) { writeCheckpoint(w, checkpoint, 'full') }
+}
+
+function writePrepared (w: ByteWriter, certificate: PreparedCertificate): void {
+  writePrePrepare(w, certificate.prePrepare, 'full')
+  w.varint(certificate.prepares.length)
+  for (const prepare of certificate.prepares) { writeVote(w, prepare, 'full') }
+}
+
+function writeCommitted (w: ByteWriter, certificate: CommittedCertificate): void {
+  writePrePrepare(w, certificate.prePrepare, 'full')
+  w.varint(certificate.commits.length)
+  for (const commit of certificate.commits) { writeVote(w, commit, 'full') }
+}
+
+function writeViewChange (w: ByteWriter, m: ViewChange, form: Form): void {
+  w.utf8(m.replica).varint(m.view)
+  writeStable(w, m.stable)
+  w.varint(m.prepared.length)
+  for (const certificate of m.prepared) { writePrepared(w, certificate) }
+  if (form === 'full') { w.bytes(m.signature) }
+}
+
+function writeNewView (w: ByteWriter, m: NewView, form: Form): void {
+  w.utf8(m.replica).varint(m.view).varint(m.viewChanges.length)
+  for (const viewChange of m.viewChanges) { writeViewChange(w, viewChange, 'full') }
+  w.varint(m.prePrepares.length)
+  for (const prePrepare of m.prePrepares) { writePrePrepare(w, prePrepare, 'full') }
+  if (form === 'full') { w.bytes(m.signature) }
+}
+
+function writeReply (w: ByteWriter, m: Reply): void {
+  w.utf8(m.replica).varint(m.view).utf8(m.client).varint(m.timestamp).u8(m.readOnly ? 1 : 0).bytes(m.result)
+}
+
+function writeBody (w: ByteWriter, m: PbftMessage, form: Form): void {
+  switch (m.type) {
+    case 'request': writeRequest(w, m, form); break
+    case 'pre-prepare': writePrePrepare(w, m, form); break
+    case 'prepare': case 'commit': writeVote(w, m, form); break
+    case 'checkpoint': writeCheckpoint(w, m, form); break
+    case 'view-change': writeViewChange(w, m, form); break
+    case 'new-view': writeNewView(w, m, form); break
+    case 'fetch-committed': w.utf8(m.replica).varint(m.fromSeq); break
+    case 'committed-batches':
+      w.utf8(m.replica).varint(m.certificates.length)
+      for (const certificate of m.certificates) { writeCommitted(w, certificate) }
+      break
+    case 'reply': writeReply(w, m); break
+    default: unreachable(m, 'unknown message type')
+  }
+}
+
+function writeTagged (w: ByteWriter, m: PbftMessage): void {
+  w.u8(MESSAGE_TAGS[m.type])
+  writeBody(w, m, 'full')
+}
+
+export function encodeMessage (message: PbftMessage): Uint8Array {
+  const w = new ByteWriter()
+  w.u8(PBFT_ENCODING_VERSION)
+  writeTagged(w, message)
+  return w.finish()
+}
+
+/**
+ * The bytes a signature covers: a domain prefix, the message's type tag and
+ * its encoding without the signature. A pre-prepare's covers its digest,
+ * not its batch (the digest covers the batch).
+ */
+export function signingPayload (message: SignedMessage | ClientRequest): Uint8Array {
+  // most payloads are small: a request's is its operation and some 100 bytes
+  const w = new ByteWriter(message.type === 'request' ? message.operation.length + 128 : 128)
+  w.raw(SIGNING_DOMAIN).u8(MESSAGE_TAGS[message.type])
+  writeBody(w, message, 'signing')
+  return w.finish()
+}
+
+export function encodeRecord (record: PersistRecord): Uint8Array {
+  const w = new ByteWriter()
+  w.u8(PBFT_ENCODING_VERSION).u8(RECORD_TAGS[record.kind])
+  switch (record.kind) {
+    case 'view': w.varint(record.view).u8(record.changing ? 1 : 0); break
+    case 'signed': writeTagged(w, record.message); break
+    case 'accepted': writePrePrepare(w, record.prePrepare, 'full'); break
+    case 'prepared': writePrepared(w, record.certificate); break
+    case 'committed': writeCommitted(w, record.certificate); break
+    case 'stable': writeStable(w, record.checkpoint); break
+    default: unreachable(record, 'unknown record kind')
+  }
+  return w.finish()
+}
+
+export function encodeEvidence (evidence: Evidence): Uint8Array {
+  const w = new ByteWriter()
+  w.u8(PBFT_ENCODING_VERSION).u8(EVIDENCE_EQUIVOCATION).utf8(evidence.offender)
+  writeTagged(w, evidence.first)
+  writeTagged(w, evidence.second)
+  return w.finish()
+}
+
+// ----------------------------------------------------------------- reading
+
+class Reader {
+  readonly r: ByteReader
+  readonly limits: PbftLimits
+
+  constructor (bytes: Uint8Array, limits: PbftLimits) {
+    this.r = new ByteReader(bytes)
+    this.limits = limits
+  }
+
+  nodeId (what: string): string {
+    const id = this.r.utf8(what, NODE_ID_LENGTH_MAX)
+    if (id.length === 0) { throw new DecodeError(`${what} is empty`) }
+    return id
+  }
+
+  digest (what: string): Digest {
+    return bytesToDigest(this.r.raw(DIGEST_BYTES, what))
+  }
+
+  signature (): Uint8Array {
+    return this.r.bytes('signature', SIGNATURE_BYTES_MAX).slice()
+  }
+
+  flag (what: string): boolean {
+    const byte = this.r.u8(what)
+    if (byte > 1) { throw new DecodeError(`${what} must be 0 or 1, got ${byte}`) }
+    return byte === 1
+  }
+
+  count (what: string, max: number): number {
+    const count = this.r.varint(`${what} count`)
+    if (count > max) { throw new DecodeError(`${count} ${what}, more than ${max}`) }
+    return count
+  }
+
+  seq (what: string): number {
+    const seq = this.r.varint(what)
+    if (seq < 1) { throw new DecodeError(`${what} must be at least 1`) }
+    return seq
+  }
+
+  request (): ClientRequest {
+    const client = this.nodeId('client')
+    const timestamp = this.r.varint('timestamp')
+    const operation = this.r.bytes('operation', this.limits.operationBytesMax).slice()
+    const readOnly = this.flag('readOnly')
+    return { type: 'request', client, timestamp, operation, readOnly, signature: this.signature() }
+  }
+
+  vote<T extends 'pre-prepare' | 'prepare' | 'commit'> (type: T): { type: T, replica: string, view: number, seq: number, digest: Digest, signature: Uint8Array } {
+    const replica = this.nodeId('replica')
+    const view = this.r.varint('view')
+    const seq = this.seq('seq')
+    const digest = this.digest('digest')
+    return { type, replica, view, seq, digest, signature: this.signature() }
+  }
+
+  prePrepare (): PrePrepare {
+    const vote = this.vote('pre-prepare')
+    const length = this.count('batch requests', this.limits.batchRequestsMax)
+    const batch: ClientRequest[] = []
+    let bytes = 0
+    for (let i = 0; i < length; i++) {
+      const request = this.request()
+      bytes += request.operation.length
+      if (bytes > this.limits.batchBytesMax) { throw new DecodeError(`batch operations exceed ${this.limits.batchBytesMax} bytes`) }
+      batch.push(request)
+    }
+    return { ...vote, batch }
+  }
+
+  checkpoint (): Checkpoint {
+    const replica = this.nodeId('replica')
+    const seq = this.seq('checkpoint seq')
+    const stateDigest = this.digest('state digest')
+    return { type: 'checkpoint', replica, seq, stateDigest, signature: this.signature() }
+  }
+
+  stable (): StableCheckpoint {
+    const seq = this.r.varint('stable seq')
+    const stateDigest = this.digest('stable state digest')
+    const length = this.count('checkpoint proofs', REPLICAS_MAX)
+    const proof: Checkpoint[] = []
+    for (let i = 0; i < length; i++) { proof.push(this.checkpoint()) }
+    return { seq, stateDigest, proof }
+  }
+
+  prepared (): PreparedCertificate {
+    const prePrepare = this.prePrepare()
+    const length = this.count('prepares', REPLICAS_MAX)
+    const prepares: Prepare[] = []
+    for (let i = 0; i < length; i++) { prepares.push(this.vote('prepare')) }
+    return { prePrepare, prepares }
+  }
+
+  committed (): CommittedCertificate {
+    const prePrepare = this.prePrepare()
+    const length = this.count('commits', REPLICAS_MAX)
+    const commits: Commit[] = []
+    for (let i = 0; i < length; i++) { commits.push(this.vote('commit')) }
+    return { prePrepare, commits }
+  }
+
+  viewChange (): ViewChange {
+    const replica = this.nodeId('replica')
+    const view = this.r.varint('view')
+    const stable = this.stable()
+    const length = this.count('prepared certificates', this.limits.watermarkWindow)
+    const prepared: PreparedCertificate[] = []
+    for (let i = 0; i < length; i++) { prepared.push(this.prepared()) }
+    return { type: 'view-change', replica, view, stable, prepared, signature: this.signature() }
+  }
+
+  newView (): NewView {
+    const replica = this.nodeId('replica')
+    const view = this.r.varint('view')
+    const changes = this.count('view changes', REPLICAS_MAX)
+    const viewChanges: ViewChange[] = []
+    for (let i = 0; i < changes; i++) { viewChanges.push(this.viewChange()) }
+    const length = this.count('pre-prepares', this.limits.watermarkWindow)
+    const prePrepares: PrePrepare[] = []
+    for (let i = 0; i < length; i++) { prePrepares.push(this.prePrepare()) }
+    return { type: 'new-view', replica, view, viewChanges, prePrepares, signature: this.signature() }
+  }
+
+  tagged (): PbftMessage {
+    const tag = this.r.u8('message type')
+    switch (tag) {
+      case MESSAGE_TAGS.request: return this.request()
+      case MESSAGE_TAGS['pre-prepare']: return this.prePrepare()
+      case MESSAGE_TAGS.prepare: return this.vote('prepare')
+      case MESSAGE_TAGS.commit: return this.vote('commit')
+      case MESSAGE_TAGS.checkpoint: return this.checkpoint()
+      case MESSAGE_TAGS['view-change']: return this.viewChange()
+      case MESSAGE_TAGS['new-view']: return this.newView()
+      case MESSAGE_TAGS['fetch-committed']: return { type: 'fetch-committed', replica: this.nodeId('replica'), fromSeq: this.seq('fromSeq') }
+      case MESSAGE_TAGS['committed-batches']: {
+        const replica = this.nodeId('replica')
+        const length = this.count('committed certificates', this.limits.certificatesPerFetchMax)
+        const certificates: CommittedCertificate[] = []
+        for (let i = 0; i < length; i++) { certificates.push(this.committed()) }
+        return { type: 'committed-batches', replica, certificates }
+      }
+      case MESSAGE_TAGS.reply: {
+        const replica = this.nodeId('replica')
+        const view = this.r.varint('view')
+        const client = this.nodeId('client')
+        const timestamp = this.r.varint('timestamp')
+        const readOnly = this.flag('readOnly')
+        const result = this.r.bytes('result', RESULT_BYTES_MAX).slice()
+        return { type: 'reply', replica, view, client, timestamp, readOnly, result }
+      }
+      default: throw new DecodeError(`unknown message type ${tag}`)
+    }
+  }
+
+  signedMessage (): SignedMessage {
+    const message = this.tagged()
+    if (message.type === 'request' || message.type === 'reply' || message.type === 'fetch-committed' || message.type === 'committed-batches') {
+      throw new DecodeError(`a ${message.type} is not a signed replica message`)
+    }
+    return message
+  }
+
+  version (): void {
+    const version = this.r.u8('version')
+    if (version !== PBFT_ENCODING_VERSION) { throw new DecodeError(`unsupported encoding version ${version}`) }
+  }
+}
+
+function decode<T> (bytes: Uint8Array, limits: Partial<PbftLimits> | undefined, read: (reader: Reader) => T, what: string): DecodeResult<T> {
+  if (!(bytes instanceof Uint8Array)) { return { ok: false, error: `${what} is not bytes` } }
+  let resolved: PbftLimits
+  try {
+    resolved = resolvePbftLimits(limits)
+  } catch (err) {
+    return { ok: false, error: (err as Error).message }
+  }
+  try {
+    const reader = new Reader(bytes, resolved)
+    reader.version()
+    const value = read(reader)
+    reader.r.end(what)
+    return { ok: true, value }
+  } catch (err) {
+    if (err instanceof DecodeError) { return { ok: false, error: `${what}: ${err.message}` } }
+    throw err
+  }
+}
+
+export function decodeMessage (bytes: Uint8Array, limits?: Partial<PbftLimits>): { ok: true, message: PbftMessage } | { ok: false, error: string } {
+  const result = decode(bytes, limits, reader => reader.tagged(), 'pbft message')
+  return result.ok ? { ok: true, message: result.value } : result
+}
+
+export function decodeRecord (bytes: Uint8Array, limits?: Partial<PbftLimits>): { ok: true, record: PersistRecord } | { ok: false, error: string } {
+  const result = decode(bytes, limits, (reader): PersistRecord => {
+    const tag = reader.r.u8('record kind')
+    switch (tag) {
+      case RECORD_TAGS.view: return { kind: 'view', view: reader.r.varint('view'), changing: reader.flag('changing') }
+      case RECORD_TAGS.signed: return { kind: 'signed', message: reader.signedMessage() }
+      case RECORD_TAGS.accepted: return { kind: 'accepted', prePrepare: reader.prePrepare() }
+      case RECORD_TAGS.prepared: return { kind: 'prepared', certificate: reader.prepared() }
+      case RECORD_TAGS.committed: return { kind: 'committed', certificate: reader.committed() }
+      case RECORD_TAGS.stable: return { kind: 'stable', checkpoint: reader.stable() }
+      default: throw new DecodeError(`unknown record kind ${tag}`)
+    }
+  }, 'pbft record')
+  return result.ok ? { ok: true, record: result.value } : result
+}
+
+export function decodeEvidence (bytes: Uint8Array, limits?: Partial<PbftLimits>): { ok: true, evidence: Evidence } | { ok: false, error: string } {
+  const result = decode(bytes, limits, (reader): Evidence => {
+    const kind = reader.r.u8('evidence kind')
+    if (kind !== EVIDENCE_EQUIVOCATION) { throw new DecodeError(`unknown evidence kind ${kind}`) }
+    const offender = reader.nodeId('offender')
+    return { kind: 'equivocation', offender, first: reader.signedMessage(), second: reader.signedMessage() }
+  }, 'pbft evidence')
+  return result.ok ? { ok: true, evidence: result.value } : result
+}

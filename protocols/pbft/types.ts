@@ -1,0 +1,296 @@
+/**
+ * Plain-data types of the PBFT core (Castro and Liskov, OSDI '99 and TOCS
+ * 2002, with signatures). Replicas order client requests in batches; a batch
+ * is identified by its sequence number and the digest of its requests.
+ *
+ * Everything that may have to be shown to a third party is signed with the
+ * sender's key (pre-prepares, prepares, commits, checkpoints, view changes,
+ * new views, client requests). Replies travel only from a replica to the
+ * client over an authenticated link (libp2p's Noise channel), so they are
+ * not signed.
+ *
+ * Digests are lowercase hex SHA-256 strings: easy to compare and to key
+ * maps by; the binary encoding (encoding.ts) carries them as 32 bytes.
+ */
+
+/** A libp2p PeerId string in production, any non-empty string in tests. */
+export type NodeId = string
+
+/** A hex SHA-256 digest (64 characters). */
+export type Digest = string
+
+/** What the core needs of cryptography; synchronous and deterministic. */
+export interface PbftCrypto {
+  /** Signs `payload` with this replica's (or client's) own key. */
+  sign(payload: Uint8Array): Uint8Array
+  /** Whether `signature` over `payload` was made with `signer`'s key. */
+  verify(signer: NodeId, payload: Uint8Array, signature: Uint8Array): boolean
+  /** SHA-256 of `data`, as hex. */
+  digest(data: Uint8Array): Digest
+}
+
+/**
+ * A client's request, signed by the client. `timestamp` is the client's own
+ * counter, strictly increasing per client: requests execute at most once
+ * per (client, timestamp), which is the KV session (clientId, sequence).
+ */
+export interface ClientRequest {
+  type: 'request'
+  client: NodeId
+  timestamp: number
+  /** For the KV state machine: an encoded KV command (protocols/kv). */
+  operation: Uint8Array
+  /** Read-only optimisation: replicas answer at once from their state, unordered. */
+  readOnly: boolean
+  signature: Uint8Array
+}
+
+interface SignedByReplica {
+  replica: NodeId
+  signature: Uint8Array
+}
+
+/**
+ * The primary's proposal: `batch` at `seq` in `view`. The signature covers
+ * type, view, seq and digest; the digest covers the batch (batchDigest), so
+ * a receiver checks the batch against it. An empty batch is the null
+ * request a new primary uses to fill a gap (see NewView).
+ */
+export interface PrePrepare extends SignedByReplica {
+  type: 'pre-prepare'
+  view: number
+  seq: number
+  digest: Digest
+  batch: ClientRequest[]
+}
+
+export interface Prepare extends SignedByReplica {
+  type: 'prepare'
+  view: number
+  seq: number
+  digest: Digest
+}
+
+export interface Commit extends SignedByReplica {
+  type: 'commit'
+  view: number
+  seq: number
+  digest: Digest
+}
+
+/** The state after executing every batch through `seq` has digest `stateDigest`. */
+export interface Checkpoint extends SignedByReplica {
+  type: 'checkpoint'
+  seq: number
+  stateDigest: Digest
+}
+
+/** A checkpoint proven by a quorum of matching signed CHECKPOINT messages. */
+export interface StableCheckpoint {
+  seq: number
+  stateDigest: Digest
+  /** A quorum of Checkpoint messages for (seq, stateDigest) from distinct replicas; empty only for the genesis (seq 0). */
+  proof: Checkpoint[]
+}
+
+/** A pre-prepare and 2f matching prepares from distinct backups: the batch was prepared in that view. */
+export interface PreparedCertificate {
+  prePrepare: PrePrepare
+  prepares: Prepare[]
+}
+
+/** A pre-prepare and a quorum of matching commits: the batch is committed, and anyone can check it. */
+export interface CommittedCertificate {
+  prePrepare: PrePrepare
+  commits: Commit[]
+}
+
+/**
+ * A replica's vote to move to `view`: its last stable checkpoint and every
+ * batch it prepared above it (the highest view's certificate per seq).
+ */
+export interface ViewChange extends SignedByReplica {
+  type: 'view-change'
+  view: number
+  stable: StableCheckpoint
+  prepared: PreparedCertificate[]
+}
+
+/**
+ * The new primary's proof that `view` starts: a quorum of view changes for
+ * it, and the pre-prepares (re-signed in the new view) that every receiver
+ * recomputes from them and must find identical: for each seq between the
+ * highest stable checkpoint among them and the highest prepared seq, the
+ * batch prepared in the highest view, or the null request (empty batch).
+ */
+export interface NewView extends SignedByReplica {
+  type: 'new-view'
+  view: number
+  viewChanges: ViewChange[]
+  prePrepares: PrePrepare[]
+}
+
+/** Asks a replica for the committed certificates of seq fromSeq.. (catch-up from the log). */
+export interface FetchCommitted {
+  type: 'fetch-committed'
+  replica: NodeId
+  fromSeq: number
+}
+
+/** Committed certificates, answering FetchCommitted; each is checked on its own signatures. */
+export interface CommittedBatches {
+  type: 'committed-batches'
+  replica: NodeId
+  certificates: CommittedCertificate[]
+}
+
+/** A replica's answer to a client. Link-authenticated, not signed. */
+export interface Reply {
+  type: 'reply'
+  view: number
+  replica: NodeId
+  client: NodeId
+  timestamp: number
+  /** Whether it answers a read-only request (tentative, from unordered state). */
+  readOnly: boolean
+  result: Uint8Array
+}
+
+/** Messages between replicas. */
+export type ReplicaMessage =
+  | PrePrepare
+  | Prepare
+  | Commit
+  | Checkpoint
+  | ViewChange
+  | NewView
+  | FetchCommitted
+  | CommittedBatches
+
+export type PbftMessage = ReplicaMessage | ClientRequest | Reply
+
+/** The messages a replica signs, and that evidence is made of. */
+export type SignedMessage = PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView
+
+/**
+ * Provable misbehaviour: two messages signed by `offender` that an honest
+ * replica never signs both of: two pre-prepares, prepares or commits for the
+ * same view and seq with different digests, or two checkpoints for the same
+ * seq with different state digests. Anyone holding the replicas' keys can
+ * check it (checkEvidence), so it can be published and acted on by all.
+ */
+export interface Evidence {
+  kind: 'equivocation'
+  offender: NodeId
+  first: SignedMessage
+  second: SignedMessage
+}
+
+/**
+ * Why a peer was isolated. Only 'equivocation' comes with evidence others
+ * can check; the others are what this replica saw on an authenticated link
+ * (nobody else can verify them, so they are acted on locally only).
+ */
+export type IsolationReason = 'equivocation' | 'invalid-signature' | 'watermark-flood' | 'operator'
+
+export interface Isolation {
+  peer: NodeId
+  reason: IsolationReason
+}
+
+/**
+ * What must be durable before any message of the same Ready is sent: what
+ * this replica signed (so that, restarted, it never signs a conflicting
+ * message for the same view and seq), the batches it accepted, and the
+ * certificates it holds. Records at or below a stable checkpoint may be
+ * dropped once that checkpoint is durable.
+ */
+export type PersistRecord =
+  /** The view this replica is in, and whether it is changing views toward it (sent VIEW-CHANGE, no NEW-VIEW yet). */
+  | { kind: 'view', view: number, changing: boolean }
+  /** A message this replica signed. */
+  | { kind: 'signed', message: SignedMessage }
+  /** A pre-prepare (with its batch) this replica accepted. */
+  | { kind: 'accepted', prePrepare: PrePrepare }
+  | { kind: 'prepared', certificate: PreparedCertificate }
+  | { kind: 'committed', certificate: CommittedCertificate }
+  /** A new stable checkpoint: the driver keeps the state snapshot at its seq. */
+  | { kind: 'stable', checkpoint: StableCheckpoint }
+
+/** What a replica restarts from: its records in the order they were made durable. */
+export interface PbftRestored {
+  records: PersistRecord[]
+}
+
+export interface Outbound {
+  to: NodeId
+  message: PbftMessage
+}
+
+/** A committed batch to execute, in seq order, exactly once. */
+export interface ExecutableBatch {
+  seq: number
+  view: number
+  requests: ClientRequest[]
+}
+
+/** A proven checkpoint this replica is behind: fetch its state, check it against stateDigest, install it, then call stateInstalled. */
+export interface StateWanted {
+  checkpoint: StableCheckpoint
+  /** Replicas that signed it (one of them at least is honest and has it). */
+  holders: NodeId[]
+}
+
+/**
+ * The work the core hands its driver, in the Raft Ready style: persist
+ * (fsync), then send, then execute; then advance(). Executing a batch may
+ * produce replies (the driver sends them to the clients), and executing
+ * through a seq listed in checkpointsDue means reporting the state digest
+ * there (checkpointTaken).
+ */
+export interface PbftReady {
+  persist: PersistRecord[]
+  messages: Outbound[]
+  execute: ExecutableBatch[]
+  /** Seqs at which the driver reports its state digest once executed through them. */
+  checkpointsDue: number[]
+  /** Newly stable: the driver may drop snapshots and records below it. */
+  stable: StableCheckpoint | null
+  stateWanted: StateWanted | null
+  /** Produced here, to publish (evidence topic). */
+  evidence: Evidence[]
+  /** Newly isolated peers (the driver denies their connections and persists the blocklist). */
+  isolated: Isolation[]
+}
+
+export type StepRejectReason =
+  | 'malformed'
+  | 'bad-signature'
+  | 'not-a-replica'
+  | 'isolated'
+  | 'wrong-sender'
+  | 'stale'
+  | 'outside-watermarks'
+  | 'buffer-full'
+  | 'not-primary'
+  | 'conflict'
+  | 'client-limit'
+  | 'duplicate'
+
+export type StepResult = { ok: true } | { ok: false, reason: StepRejectReason, detail?: string }
+
+export interface PbftStatus {
+  id: NodeId
+  view: number
+  primary: NodeId
+  n: number
+  f: number
+  /** Changing views (VIEW-CHANGE sent, NEW-VIEW awaited). */
+  viewChanging: boolean
+  stableCheckpoint: number
+  lowWatermark: number
+  highWatermark: number
+  /** Highest seq executed here. */
+  executed: number
+  isolated: Isolation[]
+}

@@ -32,7 +32,7 @@ import type { ClientRequest } from '../../protocols/pbft/types.ts'
 
 export const PBFT_OPERATION_VERSION = 1
 
-type WithoutSession<C> = C extends unknown ? Omit<C, 'session'> : never
+export type WithoutSession<C> = C extends unknown ? Omit<C, 'session'> : never
 
 /** A KV command as a PBFT operation carries it: the session comes from the request. */
 export type SessionlessKvCommand = WithoutSession<KvCommand>

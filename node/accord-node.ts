@@ -216,6 +216,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
                 replicas: resolved.bftReplicas,
                 ...(resolved.byzantine ? { faulty: 'equivocate' as const } : {}),
                 onIsolated: (isolation) => { isolatedPeers.add(isolation.peer) },
+                onReadmitted: (peer) => { isolatedPeers.delete(peer) },
                 registry: metrics,
                 log
               })

@@ -1,10 +1,13 @@
 /**
  * What the simulators' command lines share (scripts/sim.ts for Raft,
- * scripts/sim-pbft.ts for PBFT): argument checks, and a seed sweep over
- * worker threads that prints progress and every failing seed's replay
- * command, then exits non-zero if any seed failed.
+ * scripts/sim-pbft.ts for PBFT): the options and their checks, the usage,
+ * replaying one seed or sweeping many, and a seed sweep over worker threads
+ * that prints progress and every failing seed's replay command, then exits
+ * non-zero if any seed failed.
  */
-import { parentPort, Worker } from 'node:worker_threads'
+import { availableParallelism } from 'node:os'
+import { parseArgs } from 'node:util'
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 
 /** What a sweep learns about one seed. */
 export type SeedOutcome =
@@ -30,6 +33,98 @@ export interface SweepOptions<S> {
   runSeed: SeedRunner<S>
   /** The script itself: each worker thread runs it with a WorkerTask as workerData (see runWorker). */
   workerScript: URL
+}
+
+/** The options every simulator takes, checked; `own` holds the values of its own options. */
+export interface SimulatorArgs<O> {
+  profile: string
+  sabotage: string | undefined
+  /** --overrides, parsed by the simulator's parser. */
+  overrides: O
+  own: Record<string, string | undefined>
+}
+
+/** One simulator's command line. */
+export interface SimulatorCommand<S, O> {
+  /** The script as the usage names it, e.g. scripts/sim.ts. */
+  script: string
+  profiles: readonly string[]
+  sabotages: readonly string[]
+  /** What a sabotage breaks, for the usage ('a deliberately broken replica'). */
+  sabotageBreaks: string
+  /** Options of this simulator alone, each taking a value: name → what the usage shows as its value. */
+  ownOptions?: Record<string, string>
+  /** Parses --overrides (throws with the reason when it is bad). */
+  parseOverrides(json: string): O
+  /** The settings every seed of this invocation runs with. */
+  settings(args: SimulatorArgs<O>): S
+  /** Runs one seed and prints its outcome (--seed). */
+  replay(settings: S, seed: number, verbose: boolean): Promise<void>
+  runSeed: SeedRunner<S>
+  /** The script itself (import.meta.url): sweep workers run it. */
+  workerScript: URL
+}
+
+/**
+ * The whole of a simulator script: in a sweep's worker thread, runs its
+ * share of seeds; otherwise parses the command line, then replays one seed
+ * (--seed) or sweeps many (--seeds). Bad arguments print why and exit 2.
+ */
+export async function simulatorMain<S, O> (command: SimulatorCommand<S, O>): Promise<void> {
+  if (!isMainThread) {
+    await runWorker(workerData as WorkerTask<S>, command.runSeed)
+    return
+  }
+  const own = Object.fromEntries(Object.keys(command.ownOptions ?? {}).map(name => [name, { type: 'string' as const }]))
+  const { values } = parseArgs({
+    options: {
+      ...own,
+      seed: { type: 'string' },
+      seeds: { type: 'string' },
+      start: { type: 'string', default: '1' },
+      profile: { type: 'string', default: 'random' },
+      jobs: { type: 'string', default: '1' },
+      sabotage: { type: 'string' },
+      overrides: { type: 'string' },
+      verbose: { type: 'boolean', default: false },
+      'fail-fast': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false }
+    }
+  })
+  if (values.help || (values.seed === undefined && values.seeds === undefined)) {
+    process.stdout.write(usage(command))
+    process.exit(values.help ? 0 : 2)
+  }
+  const { profile, sabotage } = values
+  if (!command.profiles.includes(profile)) { usageError(`unknown profile ${profile}; known: ${command.profiles.join(', ')}`) }
+  if (sabotage !== undefined && !command.sabotages.includes(sabotage)) { usageError(`--sabotage must be one of ${command.sabotages.join(', ')}`) }
+  let overrides: O
+  try {
+    overrides = command.parseOverrides(values.overrides ?? '{}')
+  } catch (err) {
+    usageError(`--overrides: ${(err as Error).message}`)
+  }
+  const ownValues = Object.fromEntries(Object.keys(command.ownOptions ?? {}).map(name => [name, (values as Record<string, unknown>)[name] as string | undefined]))
+  const settings = command.settings({ profile, sabotage, overrides, own: ownValues })
+  if (values.seed !== undefined) {
+    await command.replay(settings, integer('seed', values.seed), values.verbose)
+    return
+  }
+  const start = integer('start', values.start)
+  const count = integer('seeds', values.seeds ?? '0')
+  const jobs = Math.max(1, Math.min(integer('jobs', values.jobs), availableParallelism(), count))
+  await sweep({ settings, start, count, jobs, verbose: values.verbose, failFast: values['fail-fast'], runSeed: command.runSeed, workerScript: command.workerScript })
+}
+
+function usage (command: Pick<SimulatorCommand<unknown, unknown>, 'script' | 'profiles' | 'sabotages' | 'sabotageBreaks' | 'ownOptions'>): string {
+  const own = Object.entries(command.ownOptions ?? {}).map(([name, value]) => ` [--${name} ${value}]`).join('')
+  return [
+    `usage: node ${command.script} --seeds COUNT [--start S] [--profile P]${own} [--jobs J] [--verbose] [--fail-fast] [--sabotage KIND] [--overrides JSON]`,
+    `       node ${command.script} --seed N [--profile P]${own} [--verbose] [--sabotage KIND] [--overrides JSON]`,
+    `profiles: ${command.profiles.join(', ')}`,
+    `sabotage (${command.sabotageBreaks}): ${command.sabotages.join(', ')}`,
+    ''
+  ].join('\n')
 }
 
 const PROGRESS_INTERVAL_MS = 5000

@@ -15,13 +15,10 @@
  * `--overrides '{"fsyncMsMax":50}'` changes any SimOptions setting; a
  * failure's replay command includes whatever its run overrode.
  */
-import { availableParallelism } from 'node:os'
-import { parseArgs } from 'node:util'
-import { isMainThread, workerData } from 'node:worker_threads'
 import { optionsFor, parseOverrides, PROFILES, SABOTAGES } from '../test/sim/options.ts'
 import { runSimulation, SimulationError } from '../test/sim/run.ts'
-import { integer, runWorker, sweep, usageError } from './seed-sweep.ts'
-import type { SeedOutcome, WorkerTask } from './seed-sweep.ts'
+import { integer, simulatorMain } from './seed-sweep.ts'
+import type { SeedOutcome } from './seed-sweep.ts'
 import type { ProfileSettings, Sabotage, SimOptions } from '../test/sim/options.ts'
 
 interface RunSettings {
@@ -31,63 +28,23 @@ interface RunSettings {
   overrides: ProfileSettings
 }
 
-if (isMainThread) {
-  await main()
-} else {
-  await runWorker(workerData as WorkerTask<RunSettings>, runSeed)
-}
-
-async function main (): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      seed: { type: 'string' },
-      seeds: { type: 'string' },
-      start: { type: 'string', default: '1' },
-      profile: { type: 'string', default: 'random' },
-      nodes: { type: 'string' },
-      jobs: { type: 'string', default: '1' },
-      sabotage: { type: 'string' },
-      overrides: { type: 'string' },
-      verbose: { type: 'boolean', default: false },
-      'fail-fast': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false }
-    }
-  })
-  if (values.help || (values.seed === undefined && values.seeds === undefined)) {
-    process.stdout.write([
-      'usage: node scripts/sim.ts --seeds COUNT [--start S] [--profile P] [--nodes N] [--jobs J] [--verbose] [--fail-fast] [--sabotage KIND] [--overrides JSON]',
-      '       node scripts/sim.ts --seed N [--profile P] [--nodes N] [--verbose] [--sabotage KIND] [--overrides JSON]',
-      `profiles: ${Object.keys(PROFILES).join(', ')}`,
-      `sabotage (a deliberately broken store or read path): ${SABOTAGES.join(', ')}`,
-      ''
-    ].join('\n'))
-    process.exit(values.help ? 0 : 2)
-  }
-  if (!(values.profile in PROFILES)) { usageError(`unknown profile ${values.profile}; known: ${Object.keys(PROFILES).join(', ')}`) }
-  if (values.sabotage !== undefined && !(SABOTAGES as readonly string[]).includes(values.sabotage)) {
-    usageError(`--sabotage must be one of ${SABOTAGES.join(', ')}`)
-  }
-  let overrides: ProfileSettings = {}
-  try {
-    overrides = values.overrides === undefined ? {} : parseOverrides(values.overrides)
-  } catch (err) {
-    usageError(`--overrides: ${(err as Error).message}`)
-  }
-  const settings: RunSettings = {
-    profile: values.profile,
-    nodes: values.nodes === undefined ? undefined : integer('nodes', values.nodes),
-    sabotage: values.sabotage as Sabotage | undefined,
+await simulatorMain<RunSettings, ProfileSettings>({
+  script: 'scripts/sim.ts',
+  profiles: Object.keys(PROFILES),
+  sabotages: SABOTAGES,
+  sabotageBreaks: 'a deliberately broken store or read path',
+  ownOptions: { nodes: 'N' },
+  parseOverrides,
+  settings: ({ profile, sabotage, overrides, own }) => ({
+    profile,
+    nodes: own.nodes === undefined ? undefined : integer('nodes', own.nodes),
+    sabotage: sabotage as Sabotage | undefined,
     overrides
-  }
-  if (values.seed !== undefined) {
-    await replay(settings, integer('seed', values.seed), values.verbose)
-    return
-  }
-  const start = integer('start', values.start)
-  const count = integer('seeds', values.seeds ?? '0')
-  const jobs = Math.max(1, Math.min(integer('jobs', values.jobs), availableParallelism(), count))
-  await sweep({ settings, start, count, jobs, verbose: values.verbose, failFast: values['fail-fast'], runSeed, workerScript: new URL(import.meta.url) })
-}
+  }),
+  replay,
+  runSeed,
+  workerScript: new URL(import.meta.url)
+})
 
 function optionsOf (settings: RunSettings, seed: number, fullTrace: boolean): SimOptions {
   const overrides: Partial<SimOptions> = { ...settings.overrides, fullTrace }

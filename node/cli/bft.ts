@@ -3,6 +3,7 @@ import { apiRequest, resolveApiTarget } from './api-client.ts'
 import { parseFlagsAndPositionals } from './args.ts'
 
 export const BFT_HELP = `Usage: accord bft <put|get|del|cas> KEY [VALUE] [flags]
+       accord bft <isolate|readmit> PEER_ID [flags]
 
 Read and write the Byzantine-fault-tolerant KV store (PBFT) through a node's
 HTTP API. The node is the PBFT client: it signs each request with its own key
@@ -15,6 +16,12 @@ replica set (--bft-replicas or --bft-genesis) runs a client.
   accord bft del KEY
   accord bft cas KEY --expected OLD|--absent VALUE
 
+The operator's blocklist (the node must be a replica; it acts on its own
+blocklist only, persisted in its data directory):
+
+  accord bft isolate PEER_ID   deny the peer and ignore its PBFT messages
+  accord bft readmit PEER_ID   take the peer off the blocklist
+
   --api URL        the node's HTTP API (default http://127.0.0.1:7070)
   --data-dir DIR   find the API (and its token) of the node running from DIR
   --token T        bearer token (also ACCORD_API_TOKEN)
@@ -22,7 +29,11 @@ replica set (--bft-replicas or --bft-genesis) runs a client.
 
 export async function bftCommand (args: string[]): Promise<void> {
   const [action, ...rest] = args
-  if (action === undefined || !['put', 'get', 'del', 'cas'].includes(action)) { throw new UserError('bft: expected put, get, del or cas (see accord bft --help)') }
+  if (action === 'isolate' || action === 'readmit') {
+    await blocklistCommand(action, rest)
+    return
+  }
+  if (action === undefined || !['put', 'get', 'del', 'cas'].includes(action)) { throw new UserError('bft: expected put, get, del, cas, isolate or readmit (see accord bft --help)') }
   const takesValue = action === 'put' || action === 'cas'
   const { values: flags, positionals } = parseFlagsAndPositionals(`bft ${action}`, rest, {
     api: { type: 'string' },
@@ -57,6 +68,24 @@ export async function bftCommand (args: string[]): Promise<void> {
     }
   }
   process.stdout.write(answerLine(action, key, response))
+}
+
+async function blocklistCommand (action: 'isolate' | 'readmit', args: string[]): Promise<void> {
+  const { values: flags, positionals } = parseFlagsAndPositionals(`bft ${action}`, args, {
+    api: { type: 'string' },
+    'data-dir': { type: 'string' },
+    token: { type: 'string' }
+  }, 1)
+  const [peer] = positionals
+  if (peer === undefined) { throw new UserError(`bft ${action}: a PEER_ID is required`) }
+  const target = await resolveApiTarget(flags)
+  const response = action === 'isolate'
+    ? await apiRequest(target, 'POST', '/v1/bft/isolated', { body: JSON.stringify({ peerId: peer }) })
+    : await apiRequest(target, 'DELETE', `/v1/bft/isolated/${encodeURIComponent(peer)}`)
+  if (response.status !== 200) { throw new UserError(`bft ${action}: ${response.status} ${String(response.json.error ?? '')}`) }
+  let done = 'isolated'
+  if (action === 'readmit') { done = response.json.readmitted === true ? 'readmitted' : 'was not isolated' }
+  process.stdout.write(`${peer}: ${done}\n`)
 }
 
 /** What a successful answer prints; a failed one becomes a one-line UserError. */

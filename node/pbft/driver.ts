@@ -9,7 +9,9 @@
  * 2. send the messages;
  * 3. execute the committed batches in seq order on the KV state machine and
  * reply to their clients; at a seq listed in checkpointsDue, snapshot the
- * state and report its digest (checkpointTaken, after advance);
+ * state (a copy-on-write clone, encoded in slices in the background, one
+ * checkpoint after the other) and report its digest once encoded
+ * (checkpointTaken, between two Readies);
  * 4. a newly stable checkpoint: store its snapshot (the store may then drop
  * the records below it); evidence to publish; isolations to persist; a
  * wanted state: fetch it from a holder, check it, install it;
@@ -22,11 +24,12 @@ import { createHash } from 'node:crypto'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { encodeCommand, KvStateMachine } from '../../protocols/kv/index.ts'
 import { PbftReplica, signingPayload } from '../../protocols/pbft/index.ts'
+import { CoalescedPass, inSlices } from '../driver-scheduling.ts'
 import { systemRuntime } from '../runtime.ts'
 import { equivocating } from './faulty.ts'
 import { decodeOperation, encodeResult, kvResult, sessionCommand } from './operations.ts'
 import type { PbftResult } from './operations.ts'
-import type { CreateSha256, KvLimits } from '../../protocols/kv/index.ts'
+import type { CreateSha256, KvLimits, KvSnapshotEncoder } from '../../protocols/kv/index.ts'
 import type { PbftLimits } from '../../protocols/pbft/index.ts'
 import type {
   ClientRequest, Evidence, ExecutableBatch, Isolation, NodeId, Outbound, PbftCrypto, PbftMessage,
@@ -169,10 +172,15 @@ export class PbftReplicaDriver {
   /** A fetched and checked state, installed between two Readies. */
   #toInstall: { checkpoint: StableCheckpoint, data: Uint8Array } | null = null
   #snapshotsSaving: Promise<void> = Promise.resolve()
+  #blocklistSaving: Promise<void> = Promise.resolve()
   #savedSnapshotSeq: number
+  /** Checkpoint snapshots being encoded, one after the other. */
+  #checkpointsEncoding: Promise<void> = Promise.resolve()
+  /** Checkpoints encoded, whose digest the core learns between two Readies. */
+  #checkpointsEncoded: Array<{ seq: number, digest: string }> = []
   #cancelTick: (() => void) | null = null
-  #processing = false
-  #again = false
+  /** The Ready loop: one pass at a time, triggers coalesced. */
+  readonly #readyLoop: CoalescedPass
   #stopped = false
   #failure: Error | null = null
 
@@ -181,6 +189,7 @@ export class PbftReplicaDriver {
     this.kv = kv
     this.#options = options
     this.#runtime = options.runtime ?? systemRuntime
+    this.#readyLoop = new CoalescedPass(this.#runtime, async () => { await this.#processReadies() }, err => { this.#fail(err) }, () => !this.#stopped && this.#failure === null)
     this.#limits = { ...PBFT_DRIVER_DEFAULTS, ...options.driverLimits }
     this.#stable = loaded.snapshot
     this.#executed = loaded.snapshot?.checkpoint.seq ?? 0
@@ -225,18 +234,20 @@ export class PbftReplicaDriver {
     this.#cancelTick = this.#runtime.setInterval(() => {
       if (this.#stopped || this.#failure !== null) { return }
       this.#core.tick()
-      this.#schedule()
+      this.#readyLoop.request()
     }, this.#options.tickIntervalMs ?? PBFT_TICK_INTERVAL_MS)
-    this.#schedule()
+    this.#readyLoop.request()
   }
 
-  /** Stops ticking and taking Readies at once; resolves when the Ready in progress and snapshot writes are over. */
+  /** Stops ticking and taking Readies at once; resolves when the Ready in progress, checkpoint encoding and snapshot writes are over. */
   async stop (): Promise<void> {
     this.#stopped = true
     this.#cancelTick?.()
     this.#cancelTick = null
-    while (this.#processing) { await new Promise<void>(resolve => { this.#runtime.setTimeout(resolve, 5) }) }
+    while (this.#readyLoop.running) { await new Promise<void>(resolve => { this.#runtime.setTimeout(resolve, 5) }) }
+    await this.#checkpointsEncoding
     await this.#snapshotsSaving
+    await this.#blocklistSaving
   }
 
   /**
@@ -256,7 +267,7 @@ export class PbftReplicaDriver {
       result = this.#core.step(message, link)
     }
     this.#rejected(result)
-    this.#schedule()
+    this.#readyLoop.request()
     return result
   }
 
@@ -265,7 +276,7 @@ export class PbftReplicaDriver {
     const result = this.#core.receiveEvidence(evidence)
     if (result.ok) { this.#options.metrics?.onEvidence?.('received') }
     this.#rejected(result)
-    this.#schedule()
+    this.#readyLoop.request()
     return result
   }
 
@@ -287,7 +298,26 @@ export class PbftReplicaDriver {
   /** Isolation decided outside the core (operator). */
   isolate (peer: NodeId): void {
     this.#core.isolate(peer, 'operator')
-    this.#schedule()
+    this.#readyLoop.request()
+  }
+
+  /** An operator takes `peer` off the blocklist (durably); false if it was not on it. */
+  async readmit (peer: NodeId): Promise<boolean> {
+    const readmitted = this.#core.readmit(peer)
+    const at = this.#isolated.findIndex(i => i.peer === peer)
+    if (at >= 0) { this.#isolated.splice(at, 1) }
+    if (!readmitted && at < 0) { return false }
+    this.#options.log.warn({ peer }, 'pbft: peer readmitted by an operator')
+    await this.#saveBlocklist()
+    this.#readyLoop.request()
+    return true
+  }
+
+  /** Writes the blocklist as it is now, one write at a time (each replaces the file whole). */
+  async #saveBlocklist (): Promise<void> {
+    const saved = this.#blocklistSaving.then(async () => { await this.#options.store.saveIsolated([...this.#isolated]) })
+    this.#blocklistSaving = saved.catch(() => {})
+    await saved
   }
 
   #request (request: ClientRequest): StepResult {
@@ -352,26 +382,9 @@ export class PbftReplicaDriver {
     if (!result.ok) { this.#options.metrics?.onRejected?.(result.reason) }
   }
 
-  /** Runs the Ready loop soon; coalesces many triggers into one pass. */
-  #schedule (): void {
-    if (this.#processing) {
-      this.#again = true
-      return
-    }
-    this.#processing = true
-    this.#runtime.defer(() => {
-      this.#processReadies().catch(err => { this.#fail(err as Error) }).finally(() => {
-        this.#processing = false
-        if (this.#again && !this.#stopped && this.#failure === null) {
-          this.#again = false
-          this.#schedule()
-        }
-      })
-    })
-  }
-
   async #processReadies (): Promise<void> {
     this.#installFetchedState()
+    this.#reportCheckpoints()
     while (!this.#stopped && this.#failure === null && this.#core.hasReady()) {
       const ready = this.#core.ready()
       this.#prepared = Math.max(this.#prepared, preparedSeq(ready.persist))
@@ -385,15 +398,14 @@ export class PbftReplicaDriver {
       for (const outbound of ready.messages) { this.#send(outbound) }
       // 3. execute, reply, snapshot at due checkpoints
       for (const seq of ready.checkpointsDue) { this.#checkpointsDue.add(seq) }
-      const taken: Array<{ seq: number, digest: string }> = []
-      for (const batch of ready.execute) { this.#execute(batch, taken) }
+      for (const batch of ready.execute) { this.#execute(batch) }
       // a checkpoint due at a seq executed before it was announced
-      if (this.#checkpointsDue.has(this.#executed)) { taken.push(this.#takeCheckpoint()) }
+      if (this.#checkpointsDue.has(this.#executed)) { this.#takeCheckpoint() }
       // 4. evidence, isolations, state wanted
       this.#afterReady(ready)
       // 5.
       this.#core.advance()
-      for (const { seq, digest } of taken) { this.#core.checkpointTaken(seq, digest) }
+      this.#reportCheckpoints()
       this.#observeView()
       this.#installFetchedState()
       this.#answerReadOnly()
@@ -401,7 +413,7 @@ export class PbftReplicaDriver {
     if (!this.#stopped) { this.#answerReadOnly() }
   }
 
-  #execute (batch: ExecutableBatch, taken: Array<{ seq: number, digest: string }>): void {
+  #execute (batch: ExecutableBatch): void {
     // covered by a state installed meanwhile
     if (batch.seq <= this.#executed) { return }
     if (batch.seq !== this.#executed + 1) { throw new Error(`pbft: batch ${batch.seq} handed to execute after ${this.#executed}`) }
@@ -413,7 +425,7 @@ export class PbftReplicaDriver {
     }
     this.#executed = batch.seq
     this.#options.metrics?.onExecuted?.(batch.requests.length, batch)
-    if (this.#checkpointsDue.has(batch.seq)) { taken.push(this.#takeCheckpoint()) }
+    if (this.#checkpointsDue.has(batch.seq)) { this.#takeCheckpoint() }
   }
 
   /**
@@ -460,13 +472,34 @@ export class PbftReplicaDriver {
     }
   }
 
-  #takeCheckpoint (): { seq: number, digest: string } {
+  /**
+   * Snapshots the state at the seq just executed: the encoder works on a
+   * copy-on-write clone of this moment, in slices (a large store would
+   * otherwise stop the event loop for seconds), while later batches execute.
+   */
+  #takeCheckpoint (): void {
     const seq = this.#executed
     this.#checkpointsDue.delete(seq)
-    const data = this.kv.snapshot()
+    const encoder = this.kv.beginSnapshot()
+    const encoding = this.#checkpointsEncoding.then(async () => { await this.#encodeCheckpoint(seq, encoder) })
+    this.#checkpointsEncoding = encoding.catch(err => { this.#fail(err as Error) })
+  }
+
+  async #encodeCheckpoint (seq: number, encoder: KvSnapshotEncoder): Promise<void> {
+    const encoded = await inSlices(this.#runtime, workBytes => encoder.encodeSome(workBytes), () => this.#stopped || this.#failure !== null)
+    // a state installed meanwhile at or past seq: the core no longer wants this one
+    if (!encoded || (this.#stable !== null && this.#stable.checkpoint.seq >= seq)) { return }
+    const data = encoder.result()
     const digest = this.#options.crypto.digest(data)
     this.#checkpoints.set(seq, { digest, data })
-    return { seq, digest }
+    this.#checkpointsEncoded.push({ seq, digest })
+    this.#readyLoop.request()
+  }
+
+  /** Tells the core the digests of the checkpoints encoded; only between two Readies, as the core requires. */
+  #reportCheckpoints (): void {
+    if (this.#checkpointsEncoded.length === 0 || this.#stopped || this.#failure !== null) { return }
+    for (const { seq, digest } of this.#checkpointsEncoded.splice(0)) { this.#core.checkpointTaken(seq, digest) }
   }
 
   #afterReady (ready: PbftReady): void {
@@ -481,7 +514,7 @@ export class PbftReplicaDriver {
         this.#options.log.warn({ peer: isolation.peer, reason: isolation.reason }, 'pbft: peer isolated')
         this.#options.onIsolated?.(isolation)
       }
-      this.#options.store.saveIsolated([...this.#isolated]).catch(err => { this.#fail(err as Error) })
+      this.#saveBlocklist().catch(err => { this.#fail(err as Error) })
     }
     if (ready.stateWanted !== null) { this.#want(ready.stateWanted) }
   }
@@ -558,8 +591,9 @@ export class PbftReplicaDriver {
           // durable before the core learns it is installed
           await this.#saveSnapshot(checkpoint, fetched)
           this.#toInstall = { checkpoint, data: fetched }
-          this.#schedule()
-          return
+          this.#readyLoop.request()
+          // a later checkpoint wanted while the snapshot was saved: fetch that one too
+          continue
         }
         await new Promise<void>(resolve => { this.#runtime.setTimeout(resolve, STATE_FETCH_RETRY_TICKS * (this.#options.tickIntervalMs ?? PBFT_TICK_INTERVAL_MS)) })
       }

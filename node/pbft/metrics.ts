@@ -38,6 +38,17 @@ export function pbftMetrics (registry: Registry): PbftMetrics {
   new Gauge({ name: 'accord_pbft_view', help: 'The view this replica is in', registers, collect () { const s = status?.(); if (s != null) { this.set(s.view) } } })
   // eslint-disable-next-line no-new
   new Gauge({ name: 'accord_pbft_isolated_peers', help: 'Peers this replica isolated (blocklist)', registers, collect () { const s = status?.(); if (s != null) { this.set(s.isolated.length) } } })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'accord_pbft_peer_score',
+    help: 'Suspicion without proof of each other replica: 100 trusted, down to 0 (a primary at suspicionViewChangeScore is replaced)',
+    labelNames: ['peer'],
+    registers,
+    collect () {
+      // one series per replica of the set: bounded by n
+      for (const { peer, score } of status?.()?.scores ?? []) { this.set({ peer }, score) }
+    }
+  })
   return {
     onViewChange: () => { viewChanges.inc() },
     onRejected: (reason) => { rejected.inc({ reason }) },

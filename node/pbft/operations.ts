@@ -27,15 +27,14 @@
  */
 import { assert, unreachable } from '../../protocols/common/assert.ts'
 import { ByteReader, ByteWriter, DecodeError } from '../../protocols/kv/codec.ts'
-import type { ClientSession, KvApplyResult, KvCommand, KvRejection } from '../../protocols/kv/index.ts'
+import { readSessionlessCommand, writeSessionlessCommand } from '../../protocols/kv/index.ts'
+import type { ClientSession, KvApplyResult, KvCommand, KvCommandType, KvRejection, SessionlessKvCommand } from '../../protocols/kv/index.ts'
 import type { ClientRequest } from '../../protocols/pbft/types.ts'
 
-export const PBFT_OPERATION_VERSION = 1
-
-export type WithoutSession<C> = C extends unknown ? Omit<C, 'session'> : never
-
 /** A KV command as a PBFT operation carries it: the session comes from the request. */
-export type SessionlessKvCommand = WithoutSession<KvCommand>
+export type { SessionlessKvCommand, WithoutSession } from '../../protocols/kv/index.ts'
+
+export const PBFT_OPERATION_VERSION = 1
 
 export type PbftOperation =
   /** put, delete or cas; a session given here is not encoded (see sessionCommand). */
@@ -68,6 +67,8 @@ export type PbftKvResult =
   | { ok: false, index: number, reason: KvRejection, message: string }
 
 const OPERATION_KIND = { put: 1, delete: 2, cas: 3, get: 4, null: 5 } as const
+/** The KV command type of each kind that carries one. */
+const KV_COMMAND_KINDS: Partial<Record<number, KvCommandType>> = { [OPERATION_KIND.put]: 'put', [OPERATION_KIND.delete]: 'delete', [OPERATION_KIND.cas]: 'cas' }
 const RESULT_KIND = { put: 1, cas: 2, delete: 3, casMismatch: 4, quotaExceeded: 5, rejected: 6, value: 7, null: 8, invalid: 9 } as const
 const REJECTIONS: readonly KvRejection[] = ['invalid-command', 'stale-sequence', 'session-expired']
 
@@ -78,24 +79,8 @@ export function encodeOperation (operation: PbftOperation): Uint8Array {
       return writer.u8(OPERATION_KIND.null).finish()
     case 'get':
       return writer.u8(OPERATION_KIND.get).utf8(operation.key).finish()
-    case 'kv': {
-      const { command } = operation
-      writer.u8(OPERATION_KIND[command.type]).utf8(command.key)
-      switch (command.type) {
-        case 'put':
-          writer.bytes(command.value)
-          break
-        case 'delete':
-          break
-        case 'cas':
-          if (command.expected === null) { writer.u8(0) } else { writer.u8(1).bytes(command.expected) }
-          writer.bytes(command.value)
-          break
-        default:
-          unreachable(command)
-      }
-      return writer.finish()
-    }
+    case 'kv':
+      return writeSessionlessCommand(writer.u8(OPERATION_KIND[operation.command.type]), operation.command).finish()
     default:
       return unreachable(operation)
   }
@@ -109,30 +94,16 @@ export function decodeOperation (bytes: Uint8Array): { ok: true, operation: Deco
     const version = reader.u8('version')
     if (version !== PBFT_OPERATION_VERSION) { throw new DecodeError(`unsupported operation version ${version}`) }
     const kind = reader.u8('kind')
+    const commandType = KV_COMMAND_KINDS[kind]
     let operation: DecodedOperation
-    switch (kind) {
-      case OPERATION_KIND.null:
-        operation = { type: 'null' }
-        break
-      case OPERATION_KIND.get:
-        operation = { type: 'get', key: reader.utf8('key') }
-        break
-      case OPERATION_KIND.put:
-        operation = { type: 'kv', command: { type: 'put', key: reader.utf8('key'), value: reader.bytes('value') } }
-        break
-      case OPERATION_KIND.delete:
-        operation = { type: 'kv', command: { type: 'delete', key: reader.utf8('key') } }
-        break
-      case OPERATION_KIND.cas: {
-        const key = reader.utf8('key')
-        const hasExpected = reader.u8('cas expected flag')
-        if (hasExpected > 1) { throw new DecodeError(`cas expected flag must be 0 or 1, got ${hasExpected}`) }
-        const expected = hasExpected === 1 ? reader.bytes('expected') : null
-        operation = { type: 'kv', command: { type: 'cas', key, expected, value: reader.bytes('value') } }
-        break
-      }
-      default:
-        throw new DecodeError(`unknown operation kind ${kind}`)
+    if (commandType !== undefined) {
+      operation = { type: 'kv', command: readSessionlessCommand(reader, commandType) }
+    } else if (kind === OPERATION_KIND.get) {
+      operation = { type: 'get', key: reader.utf8('key') }
+    } else if (kind === OPERATION_KIND.null) {
+      operation = { type: 'null' }
+    } else {
+      throw new DecodeError(`unknown operation kind ${kind}`)
     }
     reader.end('operation')
     return { ok: true, operation }

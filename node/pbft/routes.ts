@@ -6,7 +6,10 @@
  *   GET    /v1/bft/kv/<key>                                      → {"value":..,"encoding":..}, 404 when absent
  *   DELETE /v1/bft/kv/<key>                                      → {"index":N,"deleted":bool}
  *   POST   /v1/bft/kv/<key>/cas        {"expected":..,"value":..} → 200 {"index":N} or 409 {"error":"cas-mismatch"}
+ *   POST   /v1/bft/noop                {}                        → {"ok":true} once f+1 replicas executed a null operation
  *   GET    /v1/bft                                               → the node's PBFT summary (as in /v1/status)
+ *   POST   /v1/bft/isolated            {"peerId":..}             → isolates the peer here (operator; persisted)
+ *   DELETE /v1/bft/isolated/<peerId>                             → {"peerId","readmitted":bool}: off this replica's blocklist
  *
  * The node serving the request is the PBFT client: it signs the request with
  * its own key, sends it to the replicas and answers once f+1 of them replied
@@ -15,11 +18,18 @@
  * the client's: the node's client id and its growing timestamps are the KV
  * session, so a request the client retransmits executes once.
  *
+ * The no-op is ordered like any write (three phases, logged, executed) but
+ * changes nothing: a health check of the whole ordering path and a barrier
+ * (every write acknowledged before it was sent is ordered before it);
+ * bench:pbft measures the protocol alone with it. Its answer carries no
+ * index (a null operation's result has none).
+ *
  * Values go over JSON as UTF-8 text when they are valid UTF-8, else as
  * base64 (`"encoding":"base64"`); CAS bodies accept the same. The JSON
  * bodies must come with `Content-Type: application/json` (see
  * node/raft/routes.ts for why PUT takes any content type).
  */
+import { peerIdFromString } from '@libp2p/peer-id'
 import { encodeValue, HttpError, readBody, readJsonBody } from '../http-api.ts'
 import { BFT_RESERVED_KEY_PREFIX, PbftError } from './service.ts'
 import type { PbftKvResult } from './operations.ts'
@@ -82,11 +92,49 @@ export function pbftRoutes (bft: PbftService): Route[] {
       }
     },
     {
+      method: 'POST',
+      path: /^\/v1\/bft\/noop$/,
+      handle: async (request) => {
+        await readJsonBody(request, JSON_BODY_BYTES_MAX, [])
+        await guard(async () => { await bft.noop() })
+        return { status: 200, json: { ok: true } }
+      }
+    },
+    {
       method: 'GET',
       path: /^\/v1\/bft$/,
       handle: async () => ({ status: 200, json: bft.summary() })
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/bft\/isolated$/,
+      handle: async (request) => {
+        const body = await readJsonBody(request, JSON_BODY_BYTES_MAX, ['peerId'])
+        const peer = peerIdParam(body.peerId)
+        await guard(async () => { bft.isolate(peer) })
+        return { status: 200, json: { isolated: peer } }
+      }
+    },
+    {
+      method: 'DELETE',
+      path: /^\/v1\/bft\/isolated\/([^/]+)$/,
+      handle: async (_request, params) => {
+        const peer = peerIdParam(params[0])
+        const readmitted = await guard(async () => bft.readmit(peer))
+        return { status: 200, json: { peerId: peer, readmitted } }
+      }
     }
   ]
+}
+
+/** A peer id given by an operator, checked to be one. */
+function peerIdParam (value: unknown): string {
+  if (typeof value !== 'string') { throw new HttpError(400, '"peerId" must be a string') }
+  try {
+    return peerIdFromString(value).toString()
+  } catch {
+    throw new HttpError(400, `not a peer id: ${value.slice(0, 100)}`)
+  }
 }
 
 /** A KV command's result, or the HTTP error its refusal maps to. */

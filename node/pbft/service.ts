@@ -84,6 +84,8 @@ export interface PbftInit {
   rateLimits?: Partial<Record<PbftMessageType, RateLimit>>
   /** A peer was isolated (also called at start for each peer on the persisted blocklist): the node's connection gater denies it from then on. */
   onIsolated?(isolation: Isolation): void
+  /** An operator took a peer off the blocklist: the connection gater allows it again. */
+  onReadmitted?(peer: string): void
   /** Where the PBFT metrics are registered (default: a registry of its own). */
   registry?: Registry
   log?: Logger
@@ -113,6 +115,8 @@ export interface BftSummary {
   highWatermark: number | null
   executed: number | null
   isolated: Array<{ peerId: string, reason: IsolationReason }>
+  /** Suspicion without proof of each other replica, 100 (trusted) down to 0; a primary at 50 is replaced. Empty on a client. */
+  scores: Array<{ peerId: string, score: number }>
   /** The KV store of this replica. */
   kv: { keys: number, dataBytes: number, sessions: number } | null
 }
@@ -139,6 +143,24 @@ export function checkReplicaSet (replicas: string[]): string[] {
     if (type !== 'Ed25519') { throw new RangeError(`pbft: replica ${id} has a ${type} key; PBFT signs with Ed25519 peer keys`) }
   }
   return sorted
+}
+
+/** The summary's fields that only a replica has (null, or empty, on a client-only node). */
+function replicaFields (status: PbftStatus | null): Omit<BftSummary, 'n' | 'f' | 'replicas' | 'isolated' | 'kv'> {
+  if (status === null) {
+    return { role: 'client', view: null, primary: null, viewChanging: false, stableCheckpoint: null, lowWatermark: null, highWatermark: null, executed: null, scores: [] }
+  }
+  return {
+    role: 'replica',
+    view: status.view,
+    primary: status.primary,
+    viewChanging: status.viewChanging,
+    stableCheckpoint: status.stableCheckpoint,
+    lowWatermark: status.lowWatermark,
+    highWatermark: status.highWatermark,
+    executed: status.executed,
+    scores: status.scores.map(({ peer, score }) => ({ peerId: peer, score }))
+  }
 }
 
 export class PbftService implements Startable {
@@ -298,20 +320,12 @@ export class PbftService implements Startable {
 
   summary (): BftSummary {
     const n = this.replicas.length
-    const status: PbftStatus | null = this.#driver?.status() ?? null
     const kv = this.#driver?.kv.stats()
     return {
-      role: status !== null ? 'replica' : 'client',
-      view: status?.view ?? null,
-      primary: status?.primary ?? null,
-      viewChanging: status?.viewChanging ?? false,
+      ...replicaFields(this.#driver?.status() ?? null),
       n,
       f: faultsTolerated(n),
       replicas: this.replicas,
-      stableCheckpoint: status?.stableCheckpoint ?? null,
-      lowWatermark: status?.lowWatermark ?? null,
-      highWatermark: status?.highWatermark ?? null,
-      executed: status?.executed ?? null,
       isolated: [...this.#isolated].map(([peerId, reason]) => ({ peerId, reason })),
       kv: kv === undefined ? null : { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions }
     }
@@ -348,6 +362,17 @@ export class PbftService implements Startable {
     return result.value
   }
 
+  /**
+   * Orders a null operation (it executes as nothing) and resolves once f+1
+   * replicas executed it: a health check of the whole ordering path, and a
+   * barrier (every write acknowledged before it was sent is ordered before
+   * it). Benchmarks measure the protocol alone with it.
+   */
+  async noop (): Promise<void> {
+    const result = await this.submit({ type: 'null' })
+    if (result.type !== 'null') { throw new PbftError('failed', `the replicas answered a null operation with ${result.type}`) }
+  }
+
   /** Orders `operation` through the replicas (f+1 matching replies) and returns its result. Throws PbftError. */
   async submit (operation: PbftOperation, readOnly = false): Promise<PbftResult> {
     if (!this.#running) { throw new PbftError('stopped', 'the PBFT service is not running') }
@@ -377,7 +402,27 @@ export class PbftService implements Startable {
   /** Isolates `peer` by operator decision (persisted; denied from then on). */
   isolate (peer: string): void {
     if (this.#driver === null) { throw new PbftError('invalid', 'only a replica isolates peers') }
+    if (peer === this.#host.peerId.toString()) { throw new PbftError('invalid', 'a replica cannot isolate itself') }
     this.#driver.isolate(peer)
+  }
+
+  /**
+   * Takes `peer` off this replica's blocklist (persisted), by operator
+   * decision: its connections are allowed and its messages count again.
+   * Only this replica's: the others keep theirs until their operators
+   * decide, and fresh evidence against it isolates it again. Resolves
+   * whether it was isolated.
+   */
+  async readmit (peer: string): Promise<boolean> {
+    if (this.#driver === null) { throw new PbftError('invalid', 'only a replica keeps a blocklist') }
+    const readmitted = await this.#driver.readmit(peer)
+    if (!this.#isolated.delete(peer)) { return readmitted }
+    try {
+      this.#init.onReadmitted?.(peer)
+    } catch (err) {
+      this.#log.error({ err }, 'pbft: onReadmitted threw')
+    }
+    return true
   }
 
   /**

@@ -3,12 +3,13 @@
  * requests and replies) between nodes over `/accord/pbft/1.0.0`, and
  * serves state transfer over `/accord/pbft-state/1.0.0`.
  *
- * Outbound: one long-lived stream per peer, opened on the first send and
- * reused, with length-prefixed frames of encodeMessage bytes. send() never
- * blocks: it appends to the peer's bounded queue (the oldest is dropped
- * when full) and wakes the peer's writer. A failed dial or stream drops
- * what was queued (PBFT retransmits what matters) and backs off. A message
- * to this node itself is handed to onMessage on a later turn.
+ * Outbound: one long-lived stream per peer (node/peer-outbox.ts, as Raft's
+ * transport), opened on the first send and reused, with length-prefixed
+ * frames of encodeMessage bytes. send() never blocks: it appends to the
+ * peer's bounded queue (the oldest is dropped when full) and wakes the
+ * peer's writer, which writes everything queued at once. A failed dial or
+ * stream drops what was queued (PBFT retransmits what matters) and backs
+ * off. A message to this node itself is handed to onMessage on a later turn.
  *
  * Inbound: only admitted peers get here (the service registers through
  * admission's gate). An isolated peer's stream is closed at once. Each
@@ -22,10 +23,10 @@
  * the seq (decimal text), the holder answers a header frame (`found u8,
  * bytes u64be`) and the state in chunks, bounded by snapshotBytesMax.
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { decodeMessage, encodeMessage } from '../../protocols/pbft/encoding.ts'
+import { PeerOutbox } from '../peer-outbox.ts'
 import { boundedLengthDecoder } from '../raft/transport.ts'
 import { PeerRateLimiter } from './rate-limit.ts'
 import type { PbftTransport } from './driver.ts'
@@ -34,7 +35,6 @@ import type { PbftLimits } from '../../protocols/pbft/config.ts'
 import type { NodeId, PbftMessage } from '../../protocols/pbft/types.ts'
 import type { RaftTransportComponents } from '../raft/transport.ts'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
-import type { LengthPrefixedStream } from '@libp2p/utils'
 
 export const PBFT_PROTOCOL = '/accord/pbft/1.0.0'
 export const PBFT_STATE_PROTOCOL = '/accord/pbft-state/1.0.0'
@@ -98,7 +98,8 @@ export type PbftFrameRejectReason =
   /** The peer is on this node's blocklist. */
   | 'isolated'
 
-export type PbftDropReason = 'queue-full' | 'unreachable' | 'stream-error' | 'oversize' | 'invalid-peer' | 'peers-full' | 'not-running'
+/** The outbox's reasons (OutboxDropReason in node/peer-outbox.ts; no snapshot goes through it here), and send() while the transport is not started. */
+export type PbftDropReason = 'queue-full' | 'unreachable' | 'stream-error' | 'oversize' | 'invalid-peer' | 'peers-full' | 'stopped' | 'not-running'
 
 export interface PbftTransportStats {
   messagesSent: number
@@ -130,7 +131,7 @@ export interface PbftTransportInit {
 }
 
 const REJECT_REASONS: readonly PbftFrameRejectReason[] = ['oversize', 'malformed', 'rate-limited', 'isolated']
-const DROP_REASONS: readonly PbftDropReason[] = ['queue-full', 'unreachable', 'stream-error', 'oversize', 'invalid-peer', 'peers-full', 'not-running']
+const DROP_REASONS: readonly PbftDropReason[] = ['queue-full', 'unreachable', 'stream-error', 'oversize', 'invalid-peer', 'peers-full', 'stopped', 'not-running']
 /** Header of a state answer: found u8, state bytes u64be. */
 const STATE_HEADER_BYTES = 9
 /** Decimal digits of a seq in a state request. */
@@ -138,18 +139,6 @@ const STATE_REQUEST_BYTES_MAX = 20
 
 function zeroCounts<K extends string> (keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map(k => [k, 0])) as Record<K, number>
-}
-
-interface Outbound {
-  id: string
-  peerId: PeerId
-  queue: Uint8Array[]
-  queuedBytes: number
-  lp?: LengthPrefixedStream<Stream>
-  stream?: Stream
-  draining: boolean
-  failures: number
-  retryAtMs: number
 }
 
 export class PbftStreamTransport implements PbftTransport {
@@ -160,13 +149,12 @@ export class PbftStreamTransport implements PbftTransport {
   readonly #log: Logger
   readonly #rate: PeerRateLimiter
   readonly #now: () => number
-  readonly #outbound = new Map<string, Outbound>()
+  readonly #outbox: PeerOutbox
   readonly #inbound = new Set<Stream>()
   readonly #decodeLength: ReturnType<typeof boundedLengthDecoder>
   #running = false
   #abort = new AbortController()
   #statesServing = 0
-  #messagesSent = 0
   #messagesReceived = 0
   #statesServed = 0
   #statesFetched = 0
@@ -182,12 +170,23 @@ export class PbftStreamTransport implements PbftTransport {
     this.#rate = new PeerRateLimiter(init.rateLimits, this.limits.peersMax)
     this.#now = init.now ?? (() => performance.now())
     this.#decodeLength = boundedLengthDecoder(this.limits.messageBytesMax)
+    this.#outbox = new PeerOutbox({
+      protocol: PBFT_PROTOCOL,
+      // everything queued goes in one write
+      limits: { ...this.limits, writeBatchBytesMax: this.limits.outboundQueueBytesMax, frameBytesMax: this.limits.messageBytesMax },
+      log: this.#log,
+      connectionManager: components.connectionManager,
+      closeStream: async stream => { stream.abort(new Error('pbft stream released')) },
+      // only frames are pushed, so no snapshot is ever superseded
+      onDropped: (_peer, _item, reason) => { this.#dropped[reason as PbftDropReason]++ }
+    })
   }
 
   async start (): Promise<void> {
     if (this.#running) { return }
     this.#abort = new AbortController()
     this.#running = true
+    this.#outbox.start()
     const { registrar } = this.#components
     await registrar.handle(PBFT_PROTOCOL, this.#onStream, { maxInboundStreams: this.limits.maxInboundStreams, maxOutboundStreams: this.limits.maxOutboundStreams })
     await registrar.handle(PBFT_STATE_PROTOCOL, this.#onStateStream, { maxInboundStreams: this.limits.stateServesMax, maxOutboundStreams: 2 })
@@ -197,16 +196,13 @@ export class PbftStreamTransport implements PbftTransport {
     if (!this.#running) { return }
     this.#running = false
     this.#abort.abort(new Error('pbft transport stopped'))
+    const outboundClosed = this.#outbox.stop()
     for (const protocol of [PBFT_PROTOCOL, PBFT_STATE_PROTOCOL]) {
       await this.#components.registrar.unhandle(protocol).catch(err => { this.#log.error('unhandle %s failed - %e', protocol, err) })
     }
-    const streams = [...this.#inbound]
-    for (const out of this.#outbound.values()) {
-      if (out.stream !== undefined) { streams.push(out.stream) }
-    }
-    this.#outbound.clear()
+    for (const stream of this.#inbound) { stream.abort(new Error('pbft transport stopped')) }
     this.#inbound.clear()
-    for (const stream of streams) { stream.abort(new Error('pbft transport stopped')) }
+    await outboundClosed
   }
 
   /** Queues `message` for `to`; never blocks, never throws for network reasons (a message that cannot go is dropped and counted). */
@@ -223,15 +219,7 @@ export class PbftStreamTransport implements PbftTransport {
       this.#dropped.oversize++
       return
     }
-    const out = this.#outboundFor(to)
-    if (typeof out === 'string') { this.#dropped[out]++; return }
-    out.queue.push(frame)
-    out.queuedBytes += frame.byteLength
-    while (out.queue.length > this.limits.outboundQueueMessagesMax || out.queuedBytes > this.limits.outboundQueueBytesMax) {
-      out.queuedBytes -= out.queue.shift()?.byteLength ?? 0
-      this.#dropped['queue-full']++
-    }
-    if (!out.draining) { void this.#drain(out) }
+    this.#outbox.push(to, { kind: 'frame', frame, bytes: frame.byteLength })
   }
 
   /** Asks `from` for its state at `seq`; null when it has none, cannot be reached, or answers badly. */
@@ -270,7 +258,7 @@ export class PbftStreamTransport implements PbftTransport {
 
   stats (): PbftTransportStats {
     return {
-      messagesSent: this.#messagesSent,
+      messagesSent: this.#outbox.stats().messagesSent,
       messagesReceived: this.#messagesReceived,
       rejected: { ...this.#rejected },
       dropped: { ...this.#dropped },
@@ -281,94 +269,7 @@ export class PbftStreamTransport implements PbftTransport {
 
   /** Closes the streams of a peer that was just isolated, and forgets its queue. */
   disconnect (peer: NodeId): void {
-    const out = this.#outbound.get(peer)
-    this.#outbound.delete(peer)
-    out?.stream?.abort(new Error('pbft peer isolated'))
-  }
-
-  // ---- outbound ----
-
-  #outboundFor (to: string): Outbound | PbftDropReason {
-    const known = this.#outbound.get(to)
-    if (known !== undefined) { return known }
-    let peerId: PeerId
-    try { peerId = peerIdFromString(to) } catch { return 'invalid-peer' }
-    if (this.#outbound.size >= this.limits.peersMax) {
-      const idle = [...this.#outbound.values()].find(o => !o.draining && o.queue.length === 0)
-      if (idle === undefined) { return 'peers-full' }
-      this.disconnect(idle.id)
-    }
-    const out: Outbound = { id: to, peerId, queue: [], queuedBytes: 0, draining: false, failures: 0, retryAtMs: 0 }
-    this.#outbound.set(to, out)
-    return out
-  }
-
-  async #drain (out: Outbound): Promise<void> {
-    out.draining = true
-    try {
-      while (this.#running && this.#outbound.get(out.id) === out && out.queue.length > 0) {
-        const waitMs = out.retryAtMs - Date.now()
-        if (waitMs > 0) { await sleep(waitMs, undefined, { signal: this.#abort.signal }); continue }
-        const lp = out.lp ?? await this.#open(out)
-        if (lp === undefined) { continue }
-        const frames = out.queue
-        out.queue = []
-        out.queuedBytes = 0
-        const deadline = setTimeout(() => { out.stream?.abort(new Error('pbft write timed out')) }, this.limits.writeTimeoutMs)
-        try {
-          await (frames.length === 1 ? lp.write(frames[0], { signal: this.#abort.signal }) : lp.writeV(frames, { signal: this.#abort.signal }))
-          this.#messagesSent += frames.length
-          out.failures = 0
-        } catch (err) {
-          if (!this.#running) { break }
-          this.#dropped['stream-error'] += frames.length
-          this.#log('stream to %s failed - %e', out.id, err)
-          out.stream?.abort(err instanceof Error ? err : new Error(String(err)))
-          out.lp = undefined
-          out.stream = undefined
-          this.#backoff(out)
-        } finally {
-          clearTimeout(deadline)
-        }
-      }
-    } catch (err) {
-      // only the backoff sleep throws, aborted by stop()
-      if (this.#running) { this.#log.error('writer to %s failed - %e', out.id, err) }
-    } finally {
-      out.draining = false
-    }
-  }
-
-  async #open (out: Outbound): Promise<LengthPrefixedStream<Stream> | undefined> {
-    try {
-      const stream = await this.#components.connectionManager.openStream(out.peerId, PBFT_PROTOCOL, { signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.limits.dialTimeoutMs)]) })
-      if (!this.#running || this.#outbound.get(out.id) !== out) { stream.abort(new Error('pbft transport stopped')); return undefined }
-      const lp = lpStream(stream, { maxDataLength: this.limits.messageBytesMax })
-      const gone = (): void => {
-        stream.removeEventListener('close', gone)
-        stream.removeEventListener('remoteCloseWrite', gone)
-        if (out.stream === stream) { out.stream = undefined; out.lp = undefined }
-      }
-      stream.addEventListener('close', gone)
-      stream.addEventListener('remoteCloseWrite', gone)
-      out.stream = stream
-      out.lp = lp
-      return lp
-    } catch (err) {
-      if (!this.#running) { return undefined }
-      this.#log('cannot open %s to %s - %e', PBFT_PROTOCOL, out.id, err)
-      this.#dropped.unreachable += out.queue.length
-      out.queue = []
-      out.queuedBytes = 0
-      this.#backoff(out)
-      return undefined
-    }
-  }
-
-  #backoff (out: Outbound): void {
-    out.failures++
-    const { reconnectBackoffMinMs: min, reconnectBackoffMaxMs: max } = this.limits
-    out.retryAtMs = Date.now() + Math.min(max, min * 2 ** Math.min(out.failures - 1, 30))
+    this.#outbox.remove(peer)
   }
 
   // ---- inbound ----

@@ -15,6 +15,7 @@ import { assert } from '../../protocols/common/assert.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { kvSnapshotBytesMax, resolveKvLimits } from '../../protocols/kv/index.ts'
 import { RaftNode, RestoredStateError } from '../../protocols/raft/index.ts'
+import { CoalescedPass, inSlices, SLICE_MS } from '../driver-scheduling.ts'
 import { systemRuntime } from '../runtime.ts'
 import { StoredStateError } from './storage/errors.ts'
 import type { KvCommand, KvLimits, KvStateMachine } from '../../protocols/kv/index.ts'
@@ -142,7 +143,7 @@ export interface RaftDriverOptions<SM extends RaftStateMachine = KvStateMachine,
   snapshotLogBytesMax?: number
   /**
    * Snapshot encoding and restoring yield to the event loop after this long
-   * (default SNAPSHOT_SLICE_MS); 0 yields after every step.
+   * (default SLICE_MS, node/driver-scheduling.ts); 0 yields after every step.
    */
   snapshotSliceMs?: number
   /** Promote learners automatically once they have caught up (leader only). */
@@ -174,15 +175,6 @@ export class RaftError extends Error {
 
 /** Messages only a leader sends, to replicate its log. */
 const LEADER_MESSAGES: ReadonlySet<Message['type']> = new Set(['append', 'heartbeat'])
-
-/**
- * Encoding and restoring a snapshot run in slices of about this long, then
- * yield to the event loop, so that a large state (hundreds of MB) does not
- * stop ticks, heartbeats and client requests for seconds.
- */
-const SNAPSHOT_SLICE_MS = 5
-/** Work per encodeSome()/decodeSome() call inside a slice (bytes, see KvSnapshotEncoder). */
-const SNAPSHOT_STEP_BYTES = 64 * 1024
 
 /** What the driver did with snapshots that arrived from the network (see RaftDriver.step). */
 export interface SnapshotCheckStats {
@@ -242,8 +234,8 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
    */
   readonly #readNonce = new Uint8Array(8)
   #stopTicking: (() => void) | undefined
-  #processing = false
-  #again = false
+  /** The Ready loop: one pass at a time, triggers coalesced. */
+  readonly #readyLoop: CoalescedPass
   #stopped = false
   #failure: Error | null = null
   #lastSnapshotIndex: number
@@ -275,6 +267,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     this.stateMachine = options.stateMachine
     this.#options = options
     this.#runtime = runtime
+    this.#readyLoop = new CoalescedPass(runtime, async () => { await this.#processReadies() }, err => { this.#fail(err) }, () => !this.#stopped && this.#failure == null)
     const nonce = new DataView(this.#readNonce.buffer)
     nonce.setUint32(0, runtime.seed())
     nonce.setUint32(4, runtime.seed())
@@ -339,9 +332,9 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     this.#stopTicking = this.#runtime.setInterval(() => {
       this.#core.tick()
       this.#promoteCaughtUpLearner()
-      this.#schedule()
+      this.#readyLoop.request()
     }, this.#options.tickIntervalMs)
-    this.#schedule()
+    this.#readyLoop.request()
   }
 
   async stop (): Promise<void> {
@@ -349,7 +342,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     this.#stopTicking?.()
     this.#failWaiters(new RaftError('stopped', 'the node is stopping'))
     this.#runBetweenReadies()
-    while (this.#processing) { await new Promise<void>(resolve => { this.#runtime.setTimeout(resolve, 5) }) }
+    while (this.#readyLoop.running) { await new Promise<void>(resolve => { this.#runtime.setTimeout(resolve, 5) }) }
     await this.#snapshotTask
   }
 
@@ -378,7 +371,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
       this.#options.log.debug({ from: message.from, type: message.type, detail: result.detail }, 'raft message rejected')
       this.#options.observer?.rejected?.(message, result.detail)
     }
-    this.#schedule()
+    this.#readyLoop.request()
   }
 
   /** Whether the core might install `message` (else it only answers it, or ignores it as stale). */
@@ -440,7 +433,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
 
   reportSnapshot (to: string, outcome: 'success' | 'failure'): void {
     this.#core.reportSnapshot(to, outcome)
-    this.#schedule()
+    this.#readyLoop.request()
   }
 
   /** Strong evidence that `leader` is gone (its connection closed): see RaftNode.forgetLeader. */
@@ -449,7 +442,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     if (!this.#core.forgetLeader(leader)) { return }
     this.#options.log.info({ leader }, 'every connection to the leader closed: campaigning without waiting for the election timeout')
     this.#options.metrics?.onLeaderConnectionLost?.()
-    this.#schedule()
+    this.#readyLoop.request()
   }
 
   reportUnreachable (to: string): void {
@@ -510,7 +503,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     const result = new Promise<AppliedResult<SM> | null>((resolve, reject) => {
       this.#proposals.set(proposed.index, { term: proposed.term, resolve, reject })
     })
-    this.#schedule()
+    this.#readyLoop.request()
     return withAbort(result, signal, () => { this.#proposals.delete(proposed.index) })
   }
 
@@ -522,7 +515,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
         ? new RaftError('not-leader', 'this node is not the leader', result.leader)
         : new RaftError('invalid', `cannot transfer leadership to ${to}: ${result.reason}`, result.leader)
     }
-    this.#schedule()
+    this.#readyLoop.request()
   }
 
   /**
@@ -545,7 +538,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
         ? new RaftError('no-leader', 'no leader is known', null)
         : new RaftError('busy', 'the leader is busy with reads', asked.leader)
     }
-    this.#schedule()
+    this.#readyLoop.request()
     const index = await withAbort(indexKnown, signal, () => { this.#reads.delete(key) })
     if (this.stateMachine.appliedIndex < index) {
       let waiter: AppliedWaiter | undefined
@@ -576,24 +569,6 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
       default:
         return new RaftError('invalid', `${reason}${detail != null ? `: ${detail}` : ''}`, leader)
     }
-  }
-
-  /** Run the Ready loop soon; coalesces many triggers into one pass. */
-  #schedule (): void {
-    if (this.#processing) {
-      this.#again = true
-      return
-    }
-    this.#processing = true
-    this.#runtime.defer(() => {
-      this.#processReadies().catch(err => { this.#fail(err as Error) }).finally(() => {
-        this.#processing = false
-        if (this.#again && !this.#stopped && this.#failure == null) {
-          this.#again = false
-          this.#schedule()
-        }
-      })
-    })
   }
 
   async #processReadies (): Promise<void> {
@@ -658,7 +633,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
   async #betweenReadies<T> (work: () => T): Promise<T | null> {
     const { promise, resolve } = Promise.withResolvers<T | null>()
     this.#betweenReadiesQueue.push(() => { resolve(this.#stopped ? null : work()) })
-    this.#schedule()
+    this.#readyLoop.request()
     return promise
   }
 
@@ -801,20 +776,9 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     this.#options.log.info({ index: snapshot.meta.index, bytes: snapshot.data.byteLength }, 'raft snapshot taken, log compacted')
   }
 
-  /**
-   * Runs `step` (about SNAPSHOT_STEP_BYTES of work per call) until it
-   * returns true, yielding to the event loop every SNAPSHOT_SLICE_MS. False
-   * when `abandoned()` turned true at a yield.
-   */
+  /** Snapshot work in slices of snapshotSliceMs (see inSlices). */
   async #inSlices (step: (workBytes: number) => boolean, abandoned: () => boolean): Promise<boolean> {
-    for (;;) {
-      const sliceEnd = this.#runtime.now() + (this.#options.snapshotSliceMs ?? SNAPSHOT_SLICE_MS)
-      do {
-        if (step(SNAPSHOT_STEP_BYTES)) { return true }
-      } while (this.#runtime.now() < sliceEnd)
-      await new Promise<void>(resolve => { this.#runtime.defer(resolve) })
-      if (abandoned()) { return false }
-    }
+    return inSlices(this.#runtime, step, abandoned, this.#options.snapshotSliceMs ?? SLICE_MS)
   }
 
   /** `bytesCovered`: the applied bytes since the previous snapshot that this one covers (all, unless it was taken in the background). */

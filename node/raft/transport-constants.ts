@@ -8,7 +8,7 @@ const KIB = 1024
 const MIB = 1024 * KIB
 
 export interface RaftTransportLimits {
-  /** Messages queued per peer; when full the oldest is dropped (see transport-queue.ts). */
+  /** Messages queued per peer; when full the oldest is dropped (see node/outbound-queue.ts). */
   outboundQueueMessagesMax: number
   /** Encoded bytes queued per peer (at least FRAME_BYTES_MAX, so any frame fits). */
   outboundQueueBytesMax: number

@@ -2,16 +2,15 @@
  * The Raft transport: carries protocols/raft Messages between nodes over
  * the libp2p protocol `/accord/raft/1.0.0`.
  *
- * Outbound: one long-lived stream per peer, opened lazily on the first
- * send and reused; frames are length-prefixed (lpStream, maxDataLength =
- * FRAME_BYTES_MAX) and encoded by ./codec.ts. send() never blocks: it
- * encodes the message, appends it to the peer's bounded queue (the oldest
- * is dropped when full, see transport-queue.ts) and wakes the peer's writer,
- * which awaits every write (lpStream waits for the stream to drain) before
- * taking the next item. A failed dial or stream is discarded; the next
- * attempt waits an exponential backoff (bounded). A failed dial also drops
- * what was queued: it is stale by the time the peer is back, and Raft
- * resends what matters.
+ * Outbound: one long-lived stream per peer (node/peer-outbox.ts), opened
+ * lazily on the first send and reused; frames are length-prefixed
+ * (lpStream, maxDataLength = FRAME_BYTES_MAX) and encoded by ./codec.ts.
+ * send() never blocks: it encodes the message, appends it to the peer's
+ * bounded queue (the oldest is dropped when full, see
+ * node/outbound-queue.ts) and wakes the peer's writer. A failed dial or
+ * stream is discarded; the next attempt waits an exponential backoff
+ * (bounded). A failed dial also drops what was queued: it is stale by the
+ * time the peer is back, and Raft resends what matters.
  *
  * Inbound: every stream is read frame by frame with an idle timeout; a
  * message whose `from` is not the connection's remote peer, or whose `to`
@@ -27,22 +26,20 @@
  * `onMessage` to step() and may map `onUnreachable` / `onSnapshotSent` to
  * RaftNode.reportUnreachable / reportSnapshot.
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { validateMessage } from '../../protocols/raft/index.ts'
+import { PeerOutbox } from '../peer-outbox.ts'
 import { decodeFrame, encodeFrame, encodeMessage, FRAME_BYTES_MAX, snapshotFrames } from './codec.ts'
 import { RAFT_PROTOCOL, resolveLimits } from './transport-constants.ts'
-import { OutboundQueue } from './transport-queue.ts'
 import { SnapshotReassembler } from './transport-reassembly.ts'
 import type { DecodeRejectReason } from './codec.ts'
 import type { RaftTransportLimits } from './transport-constants.ts'
-import type { QueueItem } from './transport-queue.ts'
 import type { ReassemblyDropReason, ReassemblyRejectReason } from './transport-reassembly.ts'
 import type { Message, SnapshotMessage } from '../../protocols/raft/index.ts'
+import type { QueueItem } from '../outbound-queue.ts'
+import type { OutboxDropReason, PeerOutboundStats } from '../peer-outbox.ts'
 import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
-import type { LengthPrefixedStream } from '@libp2p/utils'
 
 /** What the transport uses from libp2p (a service gets these from libp2p; see also raftTransportComponents). */
 export interface RaftTransportComponents {
@@ -75,26 +72,12 @@ export interface RaftTransportInit extends Partial<RaftTransportLimits> {
 }
 
 export type DropReason =
-  /** The peer's queue was full: the oldest message made room. */
-  | 'queue-full'
-  /** Queued when the dial to the peer failed. */
-  | 'unreachable'
-  /** Being written when the stream failed (error, reset, write timeout). */
-  | 'stream-error'
-  /** Encoded larger than FRAME_BYTES_MAX (or than the queue's byte bound). */
-  | 'oversize'
+  /** The outbox's (node/peer-outbox.ts); 'oversize' also when encoded larger than FRAME_BYTES_MAX, 'invalid-peer' also for ourselves. */
+  | OutboxDropReason
   /** Snapshot data larger than snapshotBytesMax. */
   | 'snapshot-too-large'
-  /** A queued snapshot replaced by a newer one to the same peer. */
-  | 'snapshot-superseded'
-  /** `to` is not a PeerId or is ourselves. */
-  | 'invalid-peer'
-  /** Already peersMax peers have outbound state, every one busy. */
-  | 'peers-full'
   /** send() while the transport is not started. */
   | 'not-running'
-  /** Queued or in flight when stop() or removePeer() ran. */
-  | 'stopped'
 
 export type FrameRejectReason =
   | DecodeRejectReason
@@ -109,16 +92,6 @@ export type FrameRejectReason =
   | 'spoofed-from'
   /** message.to is not us. */
   | 'wrong-recipient'
-
-export interface PeerOutboundStats {
-  queuedMessages: number
-  /** Messages taken from the queue and being written (a blocked write holds them here). */
-  writingMessages: number
-  queuedBytes: number
-  queuedBytesPeak: number
-  streamOpen: boolean
-  consecutiveFailures: number
-}
 
 export interface RaftTransportStats {
   /** Messages fully written to a stream (a chunked snapshot counts one). */
@@ -169,43 +142,8 @@ function zeroCounts<K extends string> (keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map(k => [k, 0])) as Record<K, number>
 }
 
-/** An open outbound stream and its framing. */
-interface Channel {
-  stream: Stream
-  lp: LengthPrefixedStream<Stream>
-}
-
-/** Why the queue gave back `dropped` when `pushed` was added. */
-function dropReason (pushed: QueueItem, dropped: QueueItem): DropReason {
-  if (dropped === pushed) { return 'oversize' }
-  if (dropped.kind === 'snapshot' && pushed.kind === 'snapshot') { return 'snapshot-superseded' }
-  return 'queue-full'
-}
-
-/** Per-peer outbound state. */
-interface Outbound {
-  id: string
-  peerId: PeerId
-  queue: OutboundQueue
-  channel?: Channel
-  /** The writer loop is running. */
-  draining: boolean
-  writingMessages: number
-  consecutiveFailures: number
-  /** No dial before this time (Date.now() ms). */
-  retryAtMs: number
-  streamsOpened: number
-}
-
 class IdleTimeoutError extends Error {
   override name = 'IdleTimeoutError'
-}
-
-class WriteTimeoutError extends Error {
-  override name = 'WriteTimeoutError'
-  constructor (timeoutMs: number) {
-    super(`a write did not complete within ${timeoutMs} ms`)
-  }
 }
 
 /** Inbound read buffer: a whole frame plus its prefix, and the start of the next. */
@@ -252,24 +190,17 @@ export class RaftTransport implements Startable {
   readonly #protocol: string
   readonly #self: string
   readonly #log: Logger
-  readonly #outbound = new Map<string, Outbound>()
+  readonly #outbox: PeerOutbox<SnapshotMessage>
   readonly #inbound = new Set<Stream>()
   readonly #reassembler: SnapshotReassembler
   #running = false
   #abort = new AbortController()
 
-  #messagesSent = 0
-  #bytesSent = 0
   #messagesReceived = 0
   #bytesReceived = 0
-  #snapshotsSent = 0
   #snapshotsReceived = 0
   readonly #dropped = zeroCounts(DROP_REASONS)
   readonly #rejected = zeroCounts(REJECT_REASONS)
-  #streamsOpened = 0
-  #reconnects = 0
-  #dialFailures = 0
-  #streamErrors = 0
   #idleStreamsClosed = 0
   #snapshotsIncomplete = 0
   #snapshotsEvicted = 0
@@ -291,6 +222,18 @@ export class RaftTransport implements Startable {
       isLeader: peer => this.#isLeader(peer),
       onDropped: (peer, owner, reason) => { this.#reassemblyDropped(peer, owner as Stream, reason) }
     })
+    this.#outbox = new PeerOutbox<SnapshotMessage>({
+      protocol: this.#protocol,
+      limits: { ...this.#limits, frameBytesMax: FRAME_BYTES_MAX },
+      log: this.#log,
+      connectionManager: components.connectionManager,
+      closeStream: async stream => { await this.#closeStream(stream) },
+      snapshotFrames: message => snapshotFrames(message, this.#limits.snapshotChunkBytes),
+      // a snapshot that does not go is reported failed, unless the peer or the transport is gone
+      onDropped: (peer, item, reason) => { this.#drop(peer, reason, item.kind === 'snapshot' && reason !== 'stopped') },
+      onUnreachable: peer => { this.#notifyUnreachable(peer) },
+      onSnapshotSent: peer => { this.#notifySnapshot(peer, 'success') }
+    })
   }
 
   get limits (): Readonly<RaftTransportLimits> { return this.#limits }
@@ -304,6 +247,7 @@ export class RaftTransport implements Startable {
     this.#abort = new AbortController()
     // running first: a stream may arrive as soon as the handler is registered
     this.#running = true
+    this.#outbox.start()
     try {
       await this.#components.registrar.handle(this.#protocol, this.#onStream, {
         maxInboundStreams: this.#limits.maxInboundStreams,
@@ -311,6 +255,7 @@ export class RaftTransport implements Startable {
       })
     } catch (err) {
       this.#running = false
+      await this.#outbox.stop()
       throw err
     }
   }
@@ -320,21 +265,16 @@ export class RaftTransport implements Startable {
     if (!this.#running) { return }
     this.#running = false
     this.#abort.abort(new Error('raft transport stopped'))
+    const outboundClosed = this.#outbox.stop()
     try {
       await this.#components.registrar.unhandle(this.#protocol)
     } catch (err) {
       this.#log.error('unhandle %s failed - %e', this.#protocol, err)
     }
-    const streams: Stream[] = [...this.#inbound]
-    for (const out of this.#outbound.values()) {
-      this.#dropAll(out, 'stopped', false)
-      if (out.channel !== undefined) { streams.push(out.channel.stream) }
-      out.channel = undefined
-    }
-    this.#outbound.clear()
+    const inbound = [...this.#inbound]
     this.#inbound.clear()
     this.#reassembler.clear()
-    await Promise.all(streams.map(async s => { await this.#closeStream(s) }))
+    await Promise.all([outboundClosed, ...inbound.map(async s => { await this.#closeStream(s) })])
   }
 
   /**
@@ -348,91 +288,51 @@ export class RaftTransport implements Startable {
     if (!this.#running) { this.#drop(to, 'not-running', message.type === 'snapshot'); return }
     const item = this.#queueItem(to, message)
     if (item === undefined) { return }
-    const out = this.#outboundFor(to)
-    if (typeof out === 'string') {
-      this.#drop(to, out, item.kind === 'snapshot')
+    if (to === this.#self) {
+      this.#drop(to, 'invalid-peer', item.kind === 'snapshot')
       return
     }
-    for (const dropped of out.queue.push(item)) {
-      this.#drop(to, dropReason(item, dropped), dropped.kind === 'snapshot')
-    }
-    if (!out.draining) { void this.#drain(out) }
-  }
-
-  /**
-   * Frees the slot of the longest-known peer with nothing queued or being
-   * written (one that left, or an id a stranger made us answer), so peers
-   * that come and go cannot fill the table for good. False when all are busy.
-   */
-  #evictIdlePeer (): boolean {
-    for (const out of this.#outbound.values()) {
-      if (!out.draining && out.queue.length === 0) {
-        this.removePeer(out.id)
-        return true
-      }
-    }
-    return false
+    this.#outbox.push(to, item)
   }
 
   /** Forgets a peer (it left the cluster): drops its queue and closes its stream. */
   removePeer (to: string): void {
-    const out = this.#outbound.get(to)
-    if (out === undefined) { return }
-    this.#outbound.delete(to)
-    this.#dropAll(out, 'stopped', false)
-    if (out.channel !== undefined) { void this.#closeStream(out.channel.stream) }
-    out.channel = undefined
+    this.#outbox.remove(to)
   }
 
   stats (): RaftTransportStats {
-    const peers: Record<string, PeerOutboundStats> = {}
-    let queuedMessages = 0
-    let queuedBytes = 0
-    let outboundStreams = 0
-    for (const out of this.#outbound.values()) {
-      peers[out.id] = {
-        queuedMessages: out.queue.length,
-        writingMessages: out.writingMessages,
-        queuedBytes: out.queue.bytes,
-        queuedBytesPeak: out.queue.bytesPeak,
-        streamOpen: out.channel !== undefined,
-        consecutiveFailures: out.consecutiveFailures
-      }
-      queuedMessages += out.queue.length
-      queuedBytes += out.queue.bytes
-      if (out.channel !== undefined) { outboundStreams++ }
-    }
+    const outbox = this.#outbox.stats()
     return {
-      messagesSent: this.#messagesSent,
-      bytesSent: this.#bytesSent,
+      messagesSent: outbox.messagesSent,
+      bytesSent: outbox.bytesSent,
       messagesReceived: this.#messagesReceived,
       bytesReceived: this.#bytesReceived,
-      snapshotsSent: this.#snapshotsSent,
+      snapshotsSent: outbox.snapshotsSent,
       snapshotsReceived: this.#snapshotsReceived,
       dropped: { ...this.#dropped },
       framesRejected: { ...this.#rejected },
-      streamsOpened: this.#streamsOpened,
-      reconnects: this.#reconnects,
-      dialFailures: this.#dialFailures,
-      streamErrors: this.#streamErrors,
+      streamsOpened: outbox.streamsOpened,
+      reconnects: outbox.reconnects,
+      dialFailures: outbox.dialFailures,
+      streamErrors: outbox.streamErrors,
       idleStreamsClosed: this.#idleStreamsClosed,
       snapshotsIncomplete: this.#snapshotsIncomplete,
       snapshotsEvicted: this.#snapshotsEvicted,
       deliverErrors: this.#deliverErrors,
       inboundStreams: this.#inbound.size,
-      outboundStreams,
-      queuedMessages,
-      queuedBytes,
+      outboundStreams: outbox.outboundStreams,
+      queuedMessages: outbox.queuedMessages,
+      queuedBytes: outbox.queuedBytes,
       snapshotReassemblies: this.#reassembler.size,
       snapshotReassemblyBytesPeak: this.#reassembler.bufferedBytesPeak,
-      peers
+      peers: outbox.peers
     }
   }
 
   // ---- outbound ----
 
   /** Encodes `message` into a queue item, or drops it (and returns undefined). */
-  #queueItem (to: string, message: Message): QueueItem | undefined {
+  #queueItem (to: string, message: Message): QueueItem<SnapshotMessage> | undefined {
     if (message.type === 'snapshot') {
       const checked = validateMessage(message)
       if (checked instanceof Error) { throw checked }
@@ -452,173 +352,6 @@ export class RaftTransport implements Startable {
       return undefined
     }
     return { kind: 'frame', frame, bytes: frame.byteLength }
-  }
-
-  /** The peer's outbound state (created on first use), or why there is none. */
-  #outboundFor (to: string): Outbound | DropReason {
-    const known = this.#outbound.get(to)
-    if (known !== undefined) { return known }
-    if (to === this.#self) { return 'invalid-peer' }
-    let peerId: PeerId
-    try {
-      peerId = peerIdFromString(to)
-    } catch {
-      return 'invalid-peer'
-    }
-    if (this.#outbound.size >= this.#limits.peersMax && !this.#evictIdlePeer()) { return 'peers-full' }
-    const out: Outbound = {
-      id: to,
-      peerId,
-      queue: new OutboundQueue({ messagesMax: this.#limits.outboundQueueMessagesMax, bytesMax: this.#limits.outboundQueueBytesMax }),
-      draining: false,
-      writingMessages: 0,
-      consecutiveFailures: 0,
-      retryAtMs: 0,
-      streamsOpened: 0
-    }
-    this.#outbound.set(to, out)
-    return out
-  }
-
-  /** The writer of one peer: runs while its queue is non-empty. */
-  async #drain (out: Outbound): Promise<void> {
-    out.draining = true
-    try {
-      while (this.#running && this.#outbound.get(out.id) === out && out.queue.length > 0) {
-        const waitMs = out.retryAtMs - Date.now()
-        if (waitMs > 0) {
-          await sleep(waitMs, undefined, { signal: this.#abort.signal })
-          continue
-        }
-        const channel = out.channel ?? await this.#open(out)
-        if (channel === undefined) { continue }
-        const batch = this.#takeBatch(out)
-        out.writingMessages = batch.length
-        try {
-          await this.#write(out, channel, batch)
-          out.consecutiveFailures = 0
-        } catch (err) {
-          const stopped = !this.#running || this.#outbound.get(out.id) !== out
-          for (const item of batch) { this.#drop(out.id, stopped ? 'stopped' : 'stream-error', !stopped && item.kind === 'snapshot') }
-          if (stopped) { break }
-          this.#streamFailed(out, channel, err)
-        } finally {
-          out.writingMessages = 0
-        }
-      }
-    } catch (err) {
-      // only the backoff sleep throws here, aborted by stop()
-      if (this.#running) { this.#log.error('writer to %s failed - %e', out.id, err) }
-    } finally {
-      out.draining = false
-    }
-  }
-
-  /** The next snapshot alone, or consecutive small frames up to writeBatchBytesMax. */
-  #takeBatch (out: Outbound): QueueItem[] {
-    const first = out.queue.shift()
-    if (first === undefined) { return [] }
-    const batch: QueueItem[] = [first]
-    if (first.kind !== 'frame') { return batch }
-    let bytes = first.bytes
-    for (let next = out.queue.peekFrame(); next !== undefined && bytes + next.bytes <= this.#limits.writeBatchBytesMax; next = out.queue.peekFrame()) {
-      out.queue.shift()
-      batch.push(next)
-      bytes += next.bytes
-    }
-    return batch
-  }
-
-  async #write (out: Outbound, channel: Channel, batch: QueueItem[]): Promise<void> {
-    // A peer that stops reading must not hold the writer forever: past the
-    // deadline the stream is aborted, which fails the pending write. (One
-    // timer per write: AbortSignal.timeout + AbortSignal.any cost several
-    // times more, on the path of every message.)
-    const { lp, stream } = channel
-    const options: AbortOptions = { signal: this.#abort.signal }
-    const deadline = setTimeout(() => { stream.abort(new WriteTimeoutError(this.#limits.writeTimeoutMs)) }, this.#limits.writeTimeoutMs)
-    try {
-      const first = batch[0]
-      if (first.kind === 'snapshot') {
-        for (const frame of snapshotFrames(first.message, this.#limits.snapshotChunkBytes)) {
-          deadline.refresh()
-          await lp.write(frame, options)
-          this.#bytesSent += frame.byteLength
-        }
-        this.#messagesSent++
-        this.#snapshotsSent++
-        this.#notifySnapshot(out.id, 'success')
-        return
-      }
-      const frames = batch.map(item => (item as QueueItem & { kind: 'frame' }).frame)
-      if (frames.length === 1) {
-        await lp.write(frames[0], options)
-      } else {
-        await lp.writeV(frames, options)
-      }
-      this.#messagesSent += frames.length
-      for (const frame of frames) { this.#bytesSent += frame.byteLength }
-    } finally {
-      clearTimeout(deadline)
-    }
-  }
-
-  /** Opens the peer's stream, or on failure drops its queue and schedules the retry. */
-  async #open (out: Outbound): Promise<Channel | undefined> {
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#limits.dialTimeoutMs)])
-    let stream: Stream
-    try {
-      stream = await this.#components.connectionManager.openStream(out.peerId, this.#protocol, { signal })
-    } catch (err) {
-      if (!this.#running) { return undefined }
-      this.#dialFailures++
-      this.#log('cannot open %s to %s - %e', this.#protocol, out.id, err)
-      this.#backoff(out)
-      this.#dropAll(out, 'unreachable', true)
-      this.#notifyUnreachable(out.id)
-      return undefined
-    }
-    if (!this.#running || this.#outbound.get(out.id) !== out) {
-      stream.abort(new Error('raft transport stopped'))
-      return undefined
-    }
-    this.#streamsOpened++
-    if (out.streamsOpened++ > 0) { this.#reconnects++ }
-    const lp = lpStream(stream, { maxDataLength: FRAME_BYTES_MAX })
-    // The remote never writes on this stream: its closing the write side (idle
-    // timeout, stop) or a reset means the stream is gone; forget it now so the
-    // next message opens a new one instead of failing on this one.
-    const channel: Channel = { stream, lp }
-    const gone = (): void => {
-      stream.removeEventListener('close', gone)
-      stream.removeEventListener('remoteCloseWrite', gone)
-      if (out.channel === channel) { out.channel = undefined }
-      if (stream.status === 'open') { void this.#closeStream(stream) }
-    }
-    stream.addEventListener('close', gone)
-    stream.addEventListener('remoteCloseWrite', gone)
-    out.channel = channel
-    return channel
-  }
-
-  #streamFailed (out: Outbound, channel: Channel, err: unknown): void {
-    this.#streamErrors++
-    this.#log('stream to %s failed - %e', out.id, err)
-    if (out.channel === channel) { out.channel = undefined }
-    channel.stream.abort(err instanceof Error ? err : new Error(String(err)))
-    this.#backoff(out)
-    this.#notifyUnreachable(out.id)
-  }
-
-  #backoff (out: Outbound): void {
-    out.consecutiveFailures++
-    const { reconnectBackoffMinMs: min, reconnectBackoffMaxMs: max } = this.#limits
-    const delayMs = Math.min(max, min * 2 ** Math.min(out.consecutiveFailures - 1, 30))
-    out.retryAtMs = Date.now() + delayMs
-  }
-
-  #dropAll (out: Outbound, reason: DropReason, notify: boolean): void {
-    for (const item of out.queue.clear()) { this.#drop(out.id, reason, item.kind === 'snapshot' && notify) }
   }
 
   #drop (to: string, reason: DropReason, snapshotFailed: boolean): void {

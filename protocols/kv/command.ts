@@ -67,11 +67,18 @@ export type KvCommand =
 
 export type KvCommandType = KvCommand['type']
 
+export type WithoutSession<C> = C extends unknown ? Omit<C, 'session'> : never
+
+/** A KV command without its session, for a protocol that supplies the session itself (PBFT: the signed request's client and timestamp). */
+export type SessionlessKvCommand = WithoutSession<KvCommand>
+
 export type CommandValidation = { ok: true } | { ok: false, message: string }
 
 export type DecodedCommand = { ok: true, command: KvCommand } | { ok: false, error: string }
 
 const TYPE_CODE: Record<KvCommandType, number> = { put: 1, delete: 2, cas: 3 }
+/** The command type of each TYPE_CODE. */
+const COMMAND_TYPES: Partial<Record<number, KvCommandType>> = { 1: 'put', 2: 'delete', 3: 'cas' }
 
 /**
  * Checks a command against the limits. Run it before proposing; apply runs
@@ -133,21 +140,46 @@ export function encodeCommand (command: KvCommand): Uint8Array {
     .u8(TYPE_CODE[command.type])
     .utf8(clientId)
     .varint(sequence)
-    .utf8(command.key)
+  return writeSessionlessCommand(writer, command).finish()
+}
+
+/**
+ * Writes what follows the session in a command's encoding (text key, then
+ * the type's fields, see the top of this file), for a protocol that encodes
+ * the type and session its own way.
+ */
+export function writeSessionlessCommand (writer: ByteWriter, command: SessionlessKvCommand): ByteWriter {
+  writer.utf8(command.key)
   switch (command.type) {
     case 'put':
-      writer.bytes(command.value)
-      break
+      return writer.bytes(command.value)
     case 'delete':
-      break
+      return writer
     case 'cas':
       if (command.expected === null) { writer.u8(0) } else { writer.u8(1).bytes(command.expected) }
-      writer.bytes(command.value)
-      break
+      return writer.bytes(command.value)
     default:
-      unreachable(command)
+      return unreachable(command)
   }
-  return writer.finish()
+}
+
+/** Reads what writeSessionlessCommand wrote for a command of `type`; throws DecodeError. Byte strings are views into the reader's bytes. */
+export function readSessionlessCommand (reader: ByteReader, type: KvCommandType): SessionlessKvCommand {
+  const key = reader.utf8('key')
+  switch (type) {
+    case 'put':
+      return { type, key, value: reader.bytes('value') }
+    case 'delete':
+      return { type, key }
+    case 'cas': {
+      const hasExpected = reader.u8('cas expected flag')
+      if (hasExpected > 1) { throw new DecodeError(`cas expected flag must be 0 or 1, got ${hasExpected}`) }
+      const expected = hasExpected === 1 ? reader.bytes('expected') : null
+      return { type, key, expected, value: reader.bytes('value') }
+    }
+    default:
+      return unreachable(type)
+  }
 }
 
 /**
@@ -162,31 +194,11 @@ export function decodeCommand (bytes: Uint8Array): DecodedCommand {
     const version = reader.u8('version')
     if (version !== KV_COMMAND_VERSION) { throw new DecodeError(`unsupported command version ${version}`) }
     const typeCode = reader.u8('type')
-    if (typeCode !== TYPE_CODE.put && typeCode !== TYPE_CODE.delete && typeCode !== TYPE_CODE.cas) {
-      throw new DecodeError(`unknown command type ${typeCode}`)
-    }
+    const type = COMMAND_TYPES[typeCode]
+    if (type === undefined) { throw new DecodeError(`unknown command type ${typeCode}`) }
     const clientId = reader.utf8('clientId')
     const sequence = reader.varint('sequence')
-    const session = { clientId, sequence }
-    const key = reader.utf8('key')
-    let command: KvCommand
-    switch (typeCode) {
-      case TYPE_CODE.put:
-        command = { type: 'put', session, key, value: reader.bytes('value') }
-        break
-      case TYPE_CODE.delete:
-        command = { type: 'delete', session, key }
-        break
-      case TYPE_CODE.cas: {
-        const hasExpected = reader.u8('cas expected flag')
-        if (hasExpected > 1) { throw new DecodeError(`cas expected flag must be 0 or 1, got ${hasExpected}`) }
-        const expected = hasExpected === 1 ? reader.bytes('expected') : null
-        command = { type: 'cas', session, key, expected, value: reader.bytes('value') }
-        break
-      }
-      default:
-        throw new DecodeError(`unknown command type ${typeCode}`) // unreachable: checked above
-    }
+    const command = { ...readSessionlessCommand(reader, type), session: { clientId, sequence } } as KvCommand
     reader.end('command')
     return { ok: true, command }
   } catch (err) {

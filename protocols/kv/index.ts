@@ -15,9 +15,11 @@ export {
   validateCommand,
   encodeCommand,
   decodeCommand,
+  writeSessionlessCommand,
+  readSessionlessCommand,
   commandBytesMax
 } from './command.ts'
-export type { ClientSession, KvCommand, KvCommandType, KvLimits, CommandValidation, DecodedCommand } from './command.ts'
+export type { ClientSession, KvCommand, KvCommandType, KvLimits, CommandValidation, DecodedCommand, SessionlessKvCommand, WithoutSession } from './command.ts'
 export { KV_SNAPSHOT_VERSION, kvSnapshotBytesMax } from './snapshot.ts'
 export type { CreateSha256, KvSnapshotEncoder, Sha256 } from './snapshot.ts'
 export type { KvApplyResult, KvRejection, KvSavedResult, KvSession } from './results.ts'

@@ -2,6 +2,7 @@
  * The named limits of the PBFT core, their defaults and checks, and the
  * replica-count arithmetic (f and the quorum size).
  */
+import { SCORE_MAX } from './suspicion.ts'
 
 export interface PbftLimits {
   /** A checkpoint is taken every K sequence numbers (K of the paper). */
@@ -24,14 +25,22 @@ export interface PbftLimits {
   pendingRequestsMax: number
   /** Client requests waiting to be ordered, per client. */
   pendingPerClientMax: number
+  /** Operation bytes of the client requests waiting to be ordered, over all clients. */
+  pendingBytesMax: number
   /** Messages buffered for a later view or above the high watermark, over all peers. */
   futureMessagesMax: number
+  /** Encoded bytes of those messages, over all peers (a pre-prepare may carry batchBytesMax). */
+  futureBytesMax: number
   /** Pre-prepares, prepares and commits at or below the low watermark one peer may send between two moves of it before it is isolated. */
   outsideWatermarksMax: number
   /** Bytes of one client operation. */
   operationBytesMax: number
   /** Committed certificates in one COMMITTED-BATCHES answer. */
   certificatesPerFetchMax: number
+  /** A request a backup holds that waited this long without being pre-prepared makes it suspect the primary, each tick (suspicion.ts). */
+  slowPrimaryTicks: number
+  /** A primary whose score (100 = trusted) falls to this is replaced by a view change. */
+  suspicionViewChangeScore: number
 }
 
 const KIB = 1024
@@ -48,11 +57,17 @@ export const PBFT_DEFAULTS: Readonly<PbftLimits> = Object.freeze({
   viewChangeTimeoutTicksMax: 640,
   pendingRequestsMax: 8192,
   pendingPerClientMax: 64,
+  pendingBytesMax: 64 * MIB,
   futureMessagesMax: 4096,
+  futureBytesMax: 64 * MIB,
   outsideWatermarksMax: 2048,
   // a KV compare-and-set carries two values of up to 1 MiB each (protocols/kv)
   operationBytesMax: 2 * MIB + 64 * KIB,
-  certificatesPerFetchMax: 32
+  certificatesPerFetchMax: 32,
+  // as long as the request timer: a request waiting that long is overdue whatever else executes
+  slowPrimaryTicks: 20,
+  // 25 ticks of overdue requests after slowPrimaryTicks, at 2 points a tick, from a trusted primary
+  suspicionViewChangeScore: 50
 })
 
 /** Most replicas a message may name (proofs, view-change sets); bounds decoding before n is known. */
@@ -89,11 +104,17 @@ export function resolvePbftLimits (init: Partial<PbftLimits> = {}): PbftLimits {
   if (limits.pipelineMax > limits.watermarkWindow) {
     throw new RangeError('pbft limits: pipelineMax must not exceed watermarkWindow')
   }
+  if (limits.pendingBytesMax < limits.operationBytesMax) {
+    throw new RangeError('pbft limits: pendingBytesMax must be at least operationBytesMax')
+  }
   if (limits.batchBytesMax < limits.operationBytesMax) {
     throw new RangeError('pbft limits: batchBytesMax must be at least operationBytesMax')
   }
   if (limits.viewChangeTimeoutTicksMax < limits.viewChangeTimeoutTicks) {
     throw new RangeError('pbft limits: viewChangeTimeoutTicksMax must be at least viewChangeTimeoutTicks')
+  }
+  if (limits.suspicionViewChangeScore >= SCORE_MAX) {
+    throw new RangeError(`pbft limits: suspicionViewChangeScore must be below ${SCORE_MAX} (the score of a trusted replica)`)
   }
   if (limits.pendingPerClientMax > limits.pendingRequestsMax) {
     throw new RangeError('pbft limits: pendingPerClientMax must not exceed pendingRequestsMax')

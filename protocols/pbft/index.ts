@@ -13,6 +13,8 @@ export type { PbftClientConfig, PbftClientReady } from './client.ts'
 export { PBFT_DEFAULTS, resolvePbftLimits, faultsTolerated, quorumSize, REPLICAS_MAX, NODE_ID_LENGTH_MAX, SIGNATURE_BYTES_MAX, RESULT_BYTES_MAX } from './config.ts'
 export type { PbftLimits } from './config.ts'
 export { checkEvidence } from './evidence.ts'
+export { Suspicion, SCORE_MAX, SUSPICION_POINTS, SCORE_RECOVERY_POINTS } from './suspicion.ts'
+export type { PeerScore, SuspicionReason } from './suspicion.ts'
 export {
   GENESIS_CHECKPOINT, GENESIS_STATE_DIGEST, primaryOf, requestDigest, batchDigest, signRequest, verifyRequest, verifySigned,
   checkCommittedCertificate, checkPreparedCertificate, checkStableCheckpoint, checkViewChange

@@ -21,6 +21,7 @@ import { FutureBuffer } from './future-buffer.ts'
 import { SlotLog, signedKey, signedSeq } from './log.ts'
 import { RequestQueue, requestKey } from './requests.ts'
 import { replayRecords } from './restore.ts'
+import { Suspicion } from './suspicion.ts'
 import { checkNewView, planNewView } from './view-change.ts'
 import type { PbftLimits } from './config.ts'
 import type { Slot } from './log.ts'
@@ -109,6 +110,9 @@ export class PbftReplica {
   readonly #peersInLaterViews = new Set<NodeId>()
   /** The NEW-VIEW of the current view (sent or installed): shown to replicas still asking for an earlier view. */
   #newView: NewView | null = null
+  /** Ticks so far: the age of pending requests is counted in them. */
+  #ticks = 0
+  readonly #suspicion: Suspicion
 
   #out: PbftReady = emptyReady()
   #readyOutstanding = false
@@ -128,8 +132,9 @@ export class PbftReplica {
     this.#quorum = config.sabotageQuorum ?? quorumSize(replicas.length)
     if (!Number.isSafeInteger(this.#quorum) || this.#quorum < 1 || this.#quorum > replicas.length) { throw new RangeError('pbft: quorum out of range') }
     this.#requests = new RequestQueue(this.#limits)
-    this.#future = new FutureBuffer(this.#limits.futureMessagesMax, replicas.length)
+    this.#future = new FutureBuffer(this.#limits, replicas.length)
     this.#checkpoints = new CheckpointVotes(this.#limits)
+    this.#suspicion = new Suspicion(replicas, id)
     for (const isolation of config.isolated ?? []) { this.#isolated.set(isolation.peer, isolation.reason) }
     if (restored !== undefined) {
       const state = replayRecords(restored.records, id, this.#log, this.#checkpoints)
@@ -176,7 +181,8 @@ export class PbftReplica {
       lowWatermark: this.#low,
       highWatermark: this.#high,
       executed: this.#executed,
-      isolated: [...this.#isolated].map(([peer, reason]) => ({ peer, reason }))
+      isolated: [...this.#isolated].map(([peer, reason]) => ({ peer, reason })),
+      scores: this.#suspicion.list()
     }
   }
 
@@ -190,6 +196,13 @@ export class PbftReplica {
       return reject('malformed', 'not a replica message')
     }
     if (message.replica !== link) { return reject('wrong-sender', `claims ${message.replica}, came from ${link}`) }
+    const result = this.#dispatch(message, link)
+    // from a replica's own authenticated link, and yet failing checks: proves nothing a third party could verify, but counts
+    if (!result.ok && result.reason === 'malformed') { this.#suspicion.lower(link, 'invalid-message') }
+    return result
+  }
+
+  #dispatch (message: ReplicaMessage, link: NodeId): StepResult {
     switch (message.type) {
       case 'pre-prepare': return this.#onPrePrepare(message, link)
       case 'prepare': case 'commit': return this.#onVote(message, link)
@@ -210,7 +223,7 @@ export class PbftReplica {
     if (held === 'in-flight') { return reject('duplicate', 'already being ordered') }
     if (held === null) {
       if (!verifyRequest(request, this.#crypto)) { return reject('bad-signature', 'invalid client signature') }
-      const added = this.#requests.add(request)
+      const added = this.#requests.add(request, this.#ticks)
       if (added !== 'added') { return reject(added) }
     }
     // a backup relays it, again on a retransmission: the primary may have missed it
@@ -219,6 +232,7 @@ export class PbftReplica {
   }
 
   tick (): void {
+    this.#ticks++
     if (this.#changing) {
       if (this.#viewChangeTimer !== null) {
         this.#viewChangeTimer--
@@ -232,7 +246,12 @@ export class PbftReplica {
       }
     } else if (this.#requests.waiting) {
       this.#requestTimer = (this.#requestTimer ?? this.#limits.requestTimeoutTicks) - 1
-      if (this.#requestTimer <= 0) { this.#startViewChange(this.#view + 1) }
+      if (this.#requestTimer <= 0) {
+        this.#suspicion.lower(this.#primary, 'request-timeout')
+        this.#startViewChange(this.#view + 1)
+      } else {
+        this.#watchPrimary()
+      }
     } else {
       this.#requestTimer = null
       // f+1 replicas already work in a later view: ask for the next one; a replica there answers with its NEW-VIEW
@@ -272,6 +291,8 @@ export class PbftReplica {
     if (checkpoint.seq > this.#low) { this.#moveLowWatermark(checkpoint) }
     if (this.#stateWanted !== null && this.#stateWanted.seq <= checkpoint.seq) { this.#stateWanted = null }
     this.#executed = checkpoint.seq
+    // the state may hold requests waiting here, which then never execute here: clients retransmit those it does not
+    this.#requests.clear()
     this.#persistStable(checkpoint)
     this.#executeCommitted()
   }
@@ -295,6 +316,17 @@ export class PbftReplica {
     this.#checkpoints.forget(peer)
     this.#viewChanges.delete(peer)
     if (peer === this.#primary && !this.#changing) { this.#startViewChange(this.#view + 1) }
+  }
+
+  /**
+   * An operator takes `peer` off the blocklist: its messages count again.
+   * Nothing it sent while isolated was kept, so it catches up like any
+   * lagging replica. Returns whether it was isolated.
+   */
+  readmit (peer: NodeId): boolean {
+    if (!this.#isolated.delete(peer)) { return false }
+    this.#outside.delete(peer)
+    return true
   }
 
   // ------------------------------------------------------------- output
@@ -534,6 +566,7 @@ export class PbftReplica {
 
   #moveLowWatermark (stable: StableCheckpoint): void {
     assert(stable.seq > this.#low, 'the low watermark only moves up')
+    this.#judgeParticipation(stable.seq)
     this.#stable = stable
     this.#outside.clear()
     this.#log.forgetThrough(stable.seq)
@@ -717,7 +750,7 @@ export class PbftReplica {
       if (vc.view <= newView.view) { this.#viewChanges.delete(replica) }
     }
     if (plan.stable.seq > this.#low) { this.#stableProven(plan.stable) }
-    this.#requests.requeueInFlight()
+    this.#requests.requeueInFlight(this.#ticks)
     let top = this.#low
     for (const prePrepare of newView.prePrepares) {
       top = Math.max(top, prePrepare.seq)
@@ -739,6 +772,49 @@ export class PbftReplica {
   }
 
   // ------------------------------------------------------------- byzantine
+
+  /**
+   * A backup holding a request that the primary left unordered for
+   * slowPrimaryTicks suspects it, tick after tick, and asks for a new view
+   * once its score falls to suspicionViewChangeScore (suspicion.ts).
+   */
+  #watchPrimary (): void {
+    if (this.#isPrimary || this.#isolated.has(this.#primary)) { return }
+    const since = this.#requests.oldestPendingSince()
+    if (since === null || this.#ticks - since < this.#limits.slowPrimaryTicks) { return }
+    if (this.#suspicion.lower(this.#primary, 'slow-primary') <= this.#limits.suspicionViewChangeScore) {
+      this.#startViewChange(this.#view + 1)
+    }
+  }
+
+  /**
+   * At a stable checkpoint, before its slots are dropped: a replica that
+   * took part in none of the slots this one took part in is suspected of
+   * silence, one that did regains trust, unless it is the primary and a
+   * request here waits too long for it.
+   */
+  #judgeParticipation (throughSeq: number): void {
+    const seen = new Set<NodeId>()
+    let slots = 0
+    for (const slot of this.#log.values()) {
+      if (slot.seq > throughSeq || !slot.commits.has(this.id)) { continue }
+      slots++
+      if (slot.prePrepare !== null) { seen.add(slot.prePrepare.replica) }
+      for (const replica of slot.prepares.keys()) { seen.add(replica) }
+      for (const replica of slot.commits.keys()) { seen.add(replica) }
+    }
+    if (slots === 0) { return }
+    const since = this.#requests.oldestPendingSince()
+    const primaryOverdue = since !== null && this.#ticks - since >= this.#limits.slowPrimaryTicks
+    for (const replica of this.#replicas) {
+      if (replica === this.id || this.#isolated.has(replica)) { continue }
+      if (!seen.has(replica)) {
+        this.#suspicion.lower(replica, 'silent')
+      } else if (replica !== this.#primary || !primaryOverdue) {
+        this.#suspicion.raise(replica)
+      }
+    }
+  }
 
   /** Two conflicting messages validly signed by one replica: evidence, and isolation. */
   #equivocated (first: SignedMessage, second: SignedMessage): StepResult {

@@ -2,7 +2,8 @@
  * Client requests a replica holds until they execute: `pending` ones wait to
  * be ordered (bounded over all clients and per client), `inFlight` ones are
  * in a pre-prepare accepted in the current view. Keyed by (client,
- * timestamp), the unit of exactly-once.
+ * timestamp), the unit of exactly-once. The tick each pending request
+ * arrived at tells how long the oldest has waited (suspicion.ts).
  */
 import type { PbftLimits } from './config.ts'
 import type { ClientRequest, NodeId } from './types.ts'
@@ -13,9 +14,12 @@ export function requestKey (request: { client: NodeId, timestamp: number }): str
 
 export class RequestQueue {
   readonly #limits: PbftLimits
-  readonly #pending = new Map<string, ClientRequest>()
+  /** In arrival order, with the tick of arrival. */
+  readonly #pending = new Map<string, { request: ClientRequest, since: number }>()
   readonly #perClient = new Map<NodeId, number>()
   readonly #inFlight = new Map<string, ClientRequest>()
+  /** Operation bytes of the pending requests. */
+  #pendingBytes = 0
 
   constructor (limits: PbftLimits) {
     this.#limits = limits
@@ -36,19 +40,26 @@ export class RequestQueue {
     return null
   }
 
-  /** Queues a request to order, unless a limit is reached. */
-  add (request: ClientRequest): 'added' | 'buffer-full' | 'client-limit' {
+  /** Queues a request to order (arrived at tick `now`), unless a limit is reached. */
+  add (request: ClientRequest, now: number): 'added' | 'buffer-full' | 'client-limit' {
     if (this.#pending.size >= this.#limits.pendingRequestsMax) { return 'buffer-full' }
     const count = this.#perClient.get(request.client) ?? 0
     if (count >= this.#limits.pendingPerClientMax) { return 'client-limit' }
-    this.#pending.set(requestKey(request), request)
+    if (this.#pendingBytes + request.operation.byteLength > this.#limits.pendingBytesMax) { return 'buffer-full' }
+    this.#pending.set(requestKey(request), { request, since: now })
+    this.#pendingBytes += request.operation.byteLength
     this.#perClient.set(request.client, count + 1)
     return 'added'
   }
 
   /** Requests in arrival order. */
-  pending (): IterableIterator<ClientRequest> {
-    return this.#pending.values()
+  * pending (): IterableIterator<ClientRequest> {
+    for (const { request } of this.#pending.values()) { yield request }
+  }
+
+  /** The arrival tick of the request waiting longest to be ordered, or null if none waits. */
+  oldestPendingSince (): number | null {
+    return this.#pending.values().next().value?.since ?? null
   }
 
   /** Now in an accepted pre-prepare. */
@@ -65,18 +76,28 @@ export class RequestQueue {
     this.#inFlight.delete(key)
   }
 
-  /** A new view: requests that its pre-prepares do not carry wait to be ordered again (as far as the limits allow). */
-  requeueInFlight (): void {
+  /** A new view (at tick `now`): requests that its pre-prepares do not carry wait to be ordered again (as far as the limits allow). */
+  requeueInFlight (now: number): void {
     const inFlight = [...this.#inFlight.values()]
     this.#inFlight.clear()
-    for (const request of inFlight) { this.add(request) }
+    for (const request of inFlight) { this.add(request, now) }
+  }
+
+  /** Forgets every request (a state transfer may have executed any of them). */
+  clear (): void {
+    this.#pending.clear()
+    this.#pendingBytes = 0
+    this.#perClient.clear()
+    this.#inFlight.clear()
   }
 
   #removePending (key: string): void {
-    const request = this.#pending.get(key)
-    if (request === undefined) { return }
+    const held = this.#pending.get(key)
+    if (held === undefined) { return }
     this.#pending.delete(key)
-    const count = (this.#perClient.get(request.client) ?? 1) - 1
-    if (count === 0) { this.#perClient.delete(request.client) } else { this.#perClient.set(request.client, count) }
+    this.#pendingBytes -= held.request.operation.byteLength
+    const { client } = held.request
+    const count = (this.#perClient.get(client) ?? 1) - 1
+    if (count === 0) { this.#perClient.delete(client) } else { this.#perClient.set(client, count) }
   }
 }

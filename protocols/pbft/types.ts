@@ -12,6 +12,7 @@
  * Digests are lowercase hex SHA-256 strings: easy to compare and to key
  * maps by; the binary encoding (encoding.ts) carries them as 32 bytes.
  */
+import type { PeerScore } from './suspicion.ts'
 
 /** A libp2p PeerId string in production, any non-empty string in tests. */
 export type NodeId = string
@@ -293,4 +294,6 @@ export interface PbftStatus {
   /** Highest seq executed here. */
   executed: number
   isolated: Isolation[]
+  /** Suspicion without proof, per other replica: SCORE_MAX (100) trusted, down to 0 (suspicion.ts). */
+  scores: PeerScore[]
 }

@@ -166,6 +166,14 @@ describe('pbft end to end (4 OS processes)', function () {
     expect(faulty.daemon?.logSoFar).to.include('DELIBERATELY')
     // the honest three still serve
     await put(honest[1], 'after', 'isolation')
+
+    // an operator takes it off one replica's blocklist, and puts it back
+    const readmit = await runCli(['bft', 'readmit', faulty.peerId, '--api', honest[0].apiUrl])
+    expect(readmit.stdout).to.include(`${faulty.peerId}: readmitted`)
+    expect((await bftStatus(honest[0]))?.isolated.some(e => e.peerId === faulty.peerId)).to.equal(false)
+    const isolate = await runCli(['bft', 'isolate', faulty.peerId, '--api', honest[0].apiUrl])
+    expect(isolate.stdout).to.include(`${faulty.peerId}: isolated`)
+    await waitFor(async () => (await bftStatus(honest[0]))?.isolated.some(e => e.peerId === faulty.peerId) === true, 'the operator\'s isolation', 30_000)
   })
   it('refuses a bad replica set or --byzantine without one, in one line', async () => {
     const dataDir = join(root, 'bad')

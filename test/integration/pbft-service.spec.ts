@@ -223,6 +223,9 @@ describe('pbft in accord nodes (createAccordNode): HTTP, status, operator isolat
     expect((await call(via, 'GET', '/v1/bft/kv/colour')).status).to.equal(404)
     expect((await call(via, 'POST', '/v1/bft/kv/colour/cas', JSON.stringify({ value: 1 }))).status).to.equal(400)
     expect((await call(via, 'PUT', '/v1/bft/kv/%00accord', 'x')).status).to.equal(403)
+    // the no-op: ordered through the replicas, changes nothing; a JSON object body, as every POST
+    expect(await call(via, 'POST', '/v1/bft/noop', '{}')).to.deep.include({ status: 200, json: { ok: true } })
+    expect((await call(via, 'POST', '/v1/bft/noop', '{"x":1}')).status).to.equal(400)
 
     const status = await call(via, 'GET', '/v1/status')
     expect(status.json.bft).to.include({ role: 'replica', view: 0, n: 4, f: 1, stableCheckpoint: 0 })
@@ -230,12 +233,14 @@ describe('pbft in accord nodes (createAccordNode): HTTP, status, operator isolat
     expect(status.json.bft.isolated).to.deep.equal([])
   })
 
-  it('an operator-isolated peer is disconnected and denied by the gater, also after a restart (persisted blocklist)', async () => {
+  it('an operator-isolated peer is disconnected and denied by the gater, also after a restart (persisted blocklist), until the operator readmits it', async () => {
     const nodes = await fourReplicas()
     const [a, , , d] = nodes
     const dId = d.libp2p.peerId.toString()
     await waitFor(() => a.libp2p.getConnections(d.libp2p.peerId).length > 0, 'a to be connected to d', DEADLINE_MS)
-    a.bft?.isolate(dId)
+    expect((await call(a, 'POST', '/v1/bft/isolated', JSON.stringify({ peerId: 'not-a-peer' }))).status).to.equal(400)
+    expect((await call(a, 'POST', '/v1/bft/isolated', JSON.stringify({ peerId: a.libp2p.peerId.toString() }))).status).to.equal(400)
+    expect(await call(a, 'POST', '/v1/bft/isolated', JSON.stringify({ peerId: dId }))).to.deep.include({ status: 200, json: { isolated: dId } })
     await waitFor(() => a.bft?.summary().isolated.some(e => e.peerId === dId) === true, 'a to isolate d', DEADLINE_MS)
     expect(a.bft?.summary().isolated).to.deep.equal([{ peerId: dId, reason: 'operator' }])
     await waitFor(() => a.libp2p.getConnections(d.libp2p.peerId).length === 0 && d.libp2p.getConnections(a.libp2p.peerId).length === 0, 'the connections between a and d to close', DEADLINE_MS)
@@ -244,6 +249,14 @@ describe('pbft in accord nodes (createAccordNode): HTTP, status, operator isolat
     const restarted = await cluster.restart(a)
     expect(restarted.bft?.summary().isolated).to.deep.equal([{ peerId: dId, reason: 'operator' }])
     await expectDenied(restarted, d)
+
+    expect(await call(restarted, 'DELETE', `/v1/bft/isolated/${dId}`)).to.deep.include({ status: 200, json: { peerId: dId, readmitted: true } })
+    expect(await call(restarted, 'DELETE', `/v1/bft/isolated/${dId}`)).to.deep.include({ status: 200, json: { peerId: dId, readmitted: false } })
+    expect(restarted.bft?.summary().isolated).to.deep.equal([])
+    await restarted.libp2p.dial(d.libp2p.getMultiaddrs()[0])
+    expect(restarted.libp2p.getConnections(d.libp2p.peerId)).to.not.have.length(0)
+    const again = await cluster.restart(restarted)
+    expect(again.bft?.summary().isolated).to.deep.equal([])
   })
 
   /** `node`'s gater refuses `peer` both ways: no dial to it, and a connection from it is closed once Noise names it. */

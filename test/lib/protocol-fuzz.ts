@@ -2,8 +2,12 @@
  * Fuzzing accord's libp2p protocols from outside: a seeded frame generator
  * for every accord protocol, a driver that sends its frames to a node over
  * real libp2p (TCP + Noise + yamux on loopback), and the checks a target
- * must pass afterwards. Used by test/integration/fuzz-protocols.spec.ts
- * (CI's bounded run) and scripts/fuzz-protocols.ts (long runs).
+ * must pass afterwards. Used by test/integration/fuzz-protocols.spec.ts and
+ * fuzz-pbft.spec.ts (CI's bounded runs) and scripts/fuzz-protocols.ts (long
+ * runs). Raft, SWIM, anti-entropy, admission, join and the cluster hello
+ * run on a 3-voter Raft group (startFuzzBed); /accord/pbft/1.0.0,
+ * /accord/pbft-state/1.0.0 and the PBFT evidence topic on a set of four
+ * replicas (startPbftFuzzBed, which says what each attacker may cause).
  *
  * Frames come from createRng(seed) only (never Math.random), so given the
  * same context (peer ids, term, indexes: see FuzzContext) a run's frames
@@ -23,14 +27,32 @@
  * members, and client requests for every op with bad fields; SWIM
  * messages with incarnations near 2^52, spoofed senders, ping-reqs for
  * members and strangers, join pages past the size limits, accusations of
- * the target.
+ * the target; PBFT messages (encodeMessage) with views and seqs near 2^52
+ * or far outside the watermarks, future-view and view-change floods,
+ * batches past batchRequestsMax and batchBytesMax, spoofed replicas,
+ * primaries and clients, requests of unknown clients (validly signed by
+ * keys made from the seed, so they are ordered), read-only writes,
+ * replays, forged certificates inside committed batches and view changes,
+ * and state requests that are not a seq;
+ * - for PBFT, in place of the CBOR mutations, forged signatures: signed
+ * with a key that is not the sender's, flipped bits, wrong lengths; and,
+ * only when the context allows it (PbftFuzzContext.isolating), the replica
+ * attacker's own signature broken and two digests signed for one slot;
+ * - for the PBFT evidence topic (evidenceGenerator), evidence forged
+ * against honest replicas, not conflicting, of the wrong offender or of a
+ * stranger to the set, mutated, and (isolating) real equivocations.
  *
  * What the generator will not send, so that the checks stay meaningful: a
  * conf change or snapshot that a node could apply (an admitted member may
  * legitimately add 64 voters that do not exist, and the group then has no
  * quorum by design), or a commit index above the target's (committing
  * entries a member made up is a Byzantine fault, outside Raft's model).
+ * For PBFT, Byzantine faults are the model: without `isolating`, nothing
+ * that would make an honest replica isolate the replica attacker (so that
+ * its frames keep reaching the core), and never anything signed by an
+ * honest replica's key (the fuzzer does not hold one).
  */
+import { createPrivateKey, createPublicKey, sign as signEd25519 } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -46,8 +68,13 @@ import { createJoinToken, CERTIFICATE_BYTES_MAX, JOIN_TOKEN_CHARS_MAX, JOIN_TOKE
 import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
 import { JOIN_PROTOCOL } from '../../node/admission/join.ts'
 import { clusterProtocol } from '../../node/constants.ts'
+import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { SWIM_PROTOCOL, swimFrameBytesMax } from '../../node/membership/service.ts'
 import { ANTI_ENTROPY_PROTOCOL, antiEntropyFrameBytesMax } from '../../node/metadata/service.ts'
+import { PeerKeyVerifier, peerKeyPbftCrypto, sha256Hex } from '../../node/pbft/crypto.ts'
+import { evidenceTopic } from '../../node/pbft/evidence-topic.ts'
+import { encodeOperation } from '../../node/pbft/operations.ts'
+import { PBFT_PROTOCOL, PBFT_STATE_PROTOCOL, PBFT_TRANSPORT_DEFAULTS } from '../../node/pbft/transport.ts'
 import { RAFT_CLIENT_PROTOCOL, requestBytesMax } from '../../node/raft/client-protocol.ts'
 import { encodeFrame, FRAME_BYTES_MAX } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL, RAFT_TRANSPORT_DEFAULTS } from '../../node/raft/transport-constants.ts'
@@ -55,24 +82,37 @@ import { createRng } from '../../protocols/common/rng.ts'
 import { ANTI_ENTROPY_DEFAULTS, VERSION_MAX } from '../../protocols/gossip/index.ts'
 import { encodeCommand, KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/kv/index.ts'
 import { INCARNATION_JUMP_MAX, INCARNATION_MAX, LIST_LENGTH_MAX, MEMBERSHIP_DEFAULTS } from '../../protocols/membership/index.ts'
+import { bytesToDigest } from '../../protocols/pbft/encoding.ts'
+import { batchDigest, decodeMessage, encodeEvidence, encodeMessage, GENESIS_CHECKPOINT, PBFT_DEFAULTS, primaryOf, SIGNATURE_BYTES_MAX, signingPayload } from '../../protocols/pbft/index.ts'
 import { COUNT_MAX, encodeConfChange, MESSAGE_ENTRIES_MAX, READ_CONTEXT_BYTES_MAX } from '../../protocols/raft/index.ts'
 import { addressOf, formRaftGroup, TestCluster, waitFor } from './nodes.ts'
 import type { AccordNode } from '../../node/index.ts'
+import type { PbftTransportStats } from '../../node/pbft/transport.ts'
 import type { RaftTransportStats } from '../../node/raft/transport.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
 import type { DigestPage, GossipMessage, NodeDelta, WireEntry } from '../../protocols/gossip/index.ts'
 import type { AliveUpdate, Message as SwimMessage, Update } from '../../protocols/membership/index.ts'
+import type {
+  Checkpoint, ClientRequest, Commit, CommittedBatches, NewView, PbftCrypto, PbftMessage, PrePrepare, Prepare, PreparedCertificate, Reply,
+  SignedMessage, StableCheckpoint, ViewChange
+} from '../../protocols/pbft/types.ts'
 import type { ConfState, Entry, Message, SnapshotMessage } from '../../protocols/raft/index.ts'
-import type { Libp2p, PeerId, Stream, StreamCloseEvent } from '@libp2p/interface'
+import type { Libp2p, PeerId, PrivateKey, Stream, StreamCloseEvent } from '@libp2p/interface'
 
 // ---------------------------------------------------------------- protocols
 
-export type FuzzProtocol = 'raft' | 'raft-client' | 'admission' | 'join' | 'cluster' | 'swim' | 'anti-entropy'
+export type FuzzProtocol = 'raft' | 'raft-client' | 'admission' | 'join' | 'cluster' | 'swim' | 'anti-entropy' | PbftFuzzProtocol
 
+export type PbftFuzzProtocol = 'pbft' | 'pbft-state'
+
+/** The protocols fuzzed on the Raft bed (startFuzzBed). */
 export const FUZZ_PROTOCOLS: readonly FuzzProtocol[] = ['raft', 'raft-client', 'admission', 'join', 'cluster', 'swim', 'anti-entropy']
 
+/** The protocols fuzzed on the PBFT bed (startPbftFuzzBed). */
+export const PBFT_FUZZ_PROTOCOLS: readonly PbftFuzzProtocol[] = ['pbft', 'pbft-state']
+
 /** Protocols a stranger's stream waits (up to 5 s) in admission's gate for and is then refused on. */
-export const GATED_PROTOCOLS: ReadonlySet<FuzzProtocol> = new Set(['raft', 'raft-client', 'cluster', 'swim', 'anti-entropy'])
+export const GATED_PROTOCOLS: ReadonlySet<FuzzProtocol> = new Set(['raft', 'raft-client', 'cluster', 'swim', 'anti-entropy', 'pbft', 'pbft-state'])
 
 export function protocolId (protocol: FuzzProtocol, cluster: string): string {
   switch (protocol) {
@@ -82,6 +122,8 @@ export function protocolId (protocol: FuzzProtocol, cluster: string): string {
     case 'join': return JOIN_PROTOCOL
     case 'swim': return SWIM_PROTOCOL
     case 'anti-entropy': return ANTI_ENTROPY_PROTOCOL
+    case 'pbft': return PBFT_PROTOCOL
+    case 'pbft-state': return PBFT_STATE_PROTOCOL
     default: return clusterProtocol(cluster)
   }
 }
@@ -95,6 +137,8 @@ export function frameBytesMax (protocol: FuzzProtocol): number {
     case 'join': return JOIN_TOKEN_CHARS_MAX + 64
     case 'swim': return swimFrameBytesMax()
     case 'anti-entropy': return antiEntropyFrameBytesMax()
+    case 'pbft': return PBFT_TRANSPORT_DEFAULTS.messageBytesMax
+    case 'pbft-state': return PBFT_STATE_REQUEST_BYTES_MAX
     default: return 4096
   }
 }
@@ -102,6 +146,7 @@ export function frameBytesMax (protocol: FuzzProtocol): number {
 /** Snapshot data a fuzzed snapshot declares at most when it means to send it all (the reassembly bound then follows it). */
 export const FUZZ_SNAPSHOT_BYTES_MAX = 256 * 1024
 const KIB = 1024
+const MIB = 1024 * KIB
 const GIB = 1024 * 1024 * 1024
 
 // ---------------------------------------------------------------- generator
@@ -206,7 +251,7 @@ function randomLength (rng: Rng, max: number): number {
 
 /** A valid-looking Ed25519 peer id made of random bytes (no key pair: cheap). */
 export function syntheticPeerId (rng: Rng): string {
-  return base58btc.encode(concat(Uint8Array.from([0x00, 0x24, 0x08, 0x01, 0x12, 0x20]), randomBytes(rng, 32))).slice(1)
+  return ed25519PeerId(randomBytes(rng, 32))
 }
 
 /** One byte-level edit. Never edits `input` (a Node Buffer's slice() is a view, so copies are made with Uint8Array.from). */
@@ -437,6 +482,13 @@ interface ProtocolFrames {
   valid(rng: Rng): { label: string, object: unknown, body: Uint8Array }
   /** A valid but hostile item, already framed (may hold several frames). */
   hostile(rng: Rng): FuzzFrame
+  /**
+   * Frames that decode but are wrong where the encoding cannot tell (PBFT:
+   * forged signatures), in place of the CBOR mutations; `label` in full.
+   */
+  structural?(rng: Rng): { label: string, body: Uint8Array }
+  /** Applied to each byte-mutated body before it is framed. */
+  guard?(body: Uint8Array): Uint8Array
 }
 
 /**
@@ -445,9 +497,10 @@ interface ProtocolFrames {
  * lying length prefix, 20% valid or hostile frames.
  */
 export function frameGenerator (protocol: FuzzProtocol, seed: number, context: FuzzContext): FrameSource {
-  const rng = createRng(seed)
-  const max = frameBytesMax(protocol)
-  const frames = protocolFrames(protocol, context)
+  return mixFrames(createRng(seed), frameBytesMax(protocol), protocolFrames(protocol, context))
+}
+
+function mixFrames (rng: Rng, max: number, frames: ProtocolFrames): FrameSource {
   return () => {
     try {
       const r = rng.nextFloat()
@@ -464,9 +517,13 @@ export function frameGenerator (protocol: FuzzProtocol, seed: number, context: F
           body = m.bytes
           how = m.how
         }
-        return { label: `mutated:${how}`, wire: framed(rng, body, max, 0.97).wire, frames: 1 }
+        return { label: `mutated:${how}`, wire: framed(rng, frames.guard?.(body) ?? body, max, 0.97).wire, frames: 1 }
       }
       if (r < 0.7) {
+        if (frames.structural != null) {
+          const { label, body } = frames.structural(rng)
+          return { label, wire: lp(body), frames: 1 }
+        }
         const { object } = frames.valid(rng)
         const m = mutateObject(rng, object)
         return { label: `cbor:${m.how}`, wire: framed(rng, m.bytes, max, 1).wire, frames: 1 }
@@ -496,6 +553,7 @@ function protocolFrames (protocol: FuzzProtocol, context: FuzzContext): Protocol
     case 'join': return joinFrames(context)
     case 'swim': return swimFrames(context)
     case 'anti-entropy': return antiEntropyFrames(context)
+    case 'pbft': case 'pbft-state': throw new Error('PBFT frames come from pbftFrameGenerator')
     default: return clusterHelloFrames()
   }
 }
@@ -1049,6 +1107,346 @@ function antiEntropyFrames (ctx: FuzzContext): ProtocolFrames {
   }
 }
 
+// ---- /accord/pbft/1.0.0 and /accord/pbft-state/1.0.0 ----
+
+/** What the PBFT generator knows of the target and the attacker. Update view/executed/watermarks between runs. */
+export interface PbftFuzzContext {
+  /** The attacker's peer id: a replica of the set (a Byzantine one), an admitted client outside it, or a stranger. */
+  self: string
+  /** Signs with the attacker's own key (the key `self` embeds). */
+  sign(payload: Uint8Array): Uint8Array
+  /** The target's peer id. */
+  target: string
+  /** The replica set, sorted (primary(v) = replicas[v mod n]). */
+  replicas: string[]
+  /** The target's view, highest executed seq and watermarks (low, high] when the run starts. */
+  view: number
+  executed: number
+  low: number
+  high: number
+  /**
+   * Whether to send what makes an honest replica isolate a replica
+   * attacker: a message `self` claims to have signed whose signature does
+   * not verify (signed with another key, flipped, mutated), and two
+   * different digests signed for one slot (equivocation). Without it, each
+   * digest `self` signs is a function of its slot, and mutated frames that
+   * would decode with a broken signature of `self` get a trailing byte (so
+   * they do not decode). Irrelevant for a non-replica: a replica message
+   * from it is refused as not-a-replica whatever it holds, and a client
+   * request with a bad signature is refused, never isolated.
+   */
+  isolating: boolean
+}
+
+/** Longest state request a holder reads (the transport's STATE_REQUEST_BYTES_MAX: up to 20 decimal digits). */
+export const PBFT_STATE_REQUEST_BYTES_MAX = 20
+
+/** Views and seqs near 2^52, where a `+ 1` still fits a safe integer and a few more do not fit 2^52. */
+const FAR = 2 ** 52
+
+const ED25519_PKCS8_PREFIX = Uint8Array.from(Buffer.from('302e020100300506032b657004220420', 'hex'))
+
+/** The peer id of an Ed25519 public key (the identity multihash of its protobuf). */
+function ed25519PeerId (publicKey: Uint8Array): string {
+  return base58btc.encode(concat(Uint8Array.from([0x00, 0x24, 0x08, 0x01, 0x12, 0x20]), publicKey)).slice(1)
+}
+
+interface FuzzIdentity { id: string, sign(payload: Uint8Array): Uint8Array }
+
+/** An Ed25519 identity from a 32-byte seed (synchronous, so that a generator can make one from its rng). */
+export function fuzzIdentity (seed: Uint8Array): FuzzIdentity {
+  const key = createPrivateKey({ key: Buffer.from(concat(ED25519_PKCS8_PREFIX, seed)), format: 'der', type: 'pkcs8' })
+  const spki = createPublicKey(key).export({ format: 'der', type: 'spki' })
+  return { id: ed25519PeerId(spki.subarray(spki.byteLength - 32)), sign: (payload) => new Uint8Array(signEd25519(null, payload, key)) }
+}
+
+/** Batch digests only (batchDigest needs no keys). */
+const HASH_ONLY: PbftCrypto = { sign: () => new Uint8Array(0), verify: () => false, digest: sha256Hex }
+
+function signWith<T extends SignedMessage | ClientRequest> (sign: (payload: Uint8Array) => Uint8Array, unsigned: Omit<T, 'signature'>): T {
+  const message = { ...unsigned, signature: new Uint8Array(0) } as unknown as T
+  return { ...message, signature: sign(signingPayload(message)) }
+}
+
+function isSignedByReplica (message: PbftMessage): message is SignedMessage {
+  return message.type !== 'request' && message.type !== 'reply' && message.type !== 'fetch-committed' && message.type !== 'committed-batches'
+}
+
+/** Flips one bit of a copy of `signature` (an empty one gets a byte). */
+function flipped (rng: Rng, signature: Uint8Array): Uint8Array {
+  if (signature.byteLength === 0) { return Uint8Array.of(1) }
+  const out = Uint8Array.from(signature)
+  out[rng.intBetween(0, out.byteLength - 1)] ^= 1 << rng.intBetween(0, 7)
+  return out
+}
+
+/**
+ * PBFT messages (protocols/pbft/types.ts) encoded by the real encoder, on
+ * the transport's long-lived stream. Valid ones are signed with the
+ * attacker's key; hostile ones carry views and seqs near 2^52 or far
+ * outside the watermarks, floods of future views, batches and operations
+ * past the limits, spoofed senders and clients, requests of unknown
+ * clients (validly signed by keys made here, so they are ordered),
+ * replays, and (with `isolating`) equivocations. Structural frames forge
+ * signatures: another key's, flipped bits, wrong lengths, forged
+ * certificates inside a message.
+ */
+function pbftFrames (ctx: PbftFuzzContext): ProtocolFrames {
+  const limits = PBFT_DEFAULTS
+  const isReplica = ctx.replicas.includes(ctx.self)
+  const others = ctx.replicas.filter(r => r !== ctx.self)
+  const verifier = new PeerKeyVerifier()
+  // made on first use from a forked rng: unknown clients and keys that are nobody's in the set
+  let pool: { clients: FuzzIdentity[], rogues: FuzzIdentity[] } | undefined
+  const identities = (rng: Rng): { clients: FuzzIdentity[], rogues: FuzzIdentity[] } => {
+    if (pool == null) {
+      const fork = rng.fork()
+      const make = (): FuzzIdentity => fuzzIdentity(randomBytes(fork, 32))
+      pool = { clients: [make(), make(), make(), make()], rogues: [make(), make()] }
+    }
+    return pool
+  }
+  /** Recently made valid frames, to replay. */
+  const recent: Uint8Array[] = []
+
+  const view = (rng: Rng): number => {
+    const r = rng.nextFloat()
+    if (r < 0.55) { return ctx.view }
+    if (r < 0.7) { return ctx.view + rng.intBetween(1, 3) }
+    if (r < 0.78) { return ctx.view + rng.intBetween(4, 1_000_000) }
+    if (r < 0.86) { return FAR - rng.intBetween(0, 2) }
+    if (r < 0.9) { return Number.MAX_SAFE_INTEGER - rng.intBetween(0, 1) }
+    return rng.intBetween(0, ctx.view)
+  }
+  const seq = (rng: Rng): number => {
+    const r = rng.nextFloat()
+    if (r < 0.45) { return ctx.executed + rng.intBetween(1, 8) }
+    if (r < 0.6) { return rng.intBetween(ctx.low + 1, ctx.high) }
+    if (r < 0.72) { return ctx.high + rng.intBetween(1, 1_000_000) }
+    if (r < 0.8) { return FAR - rng.intBetween(0, 2) }
+    if (r < 0.84) { return Number.MAX_SAFE_INTEGER - rng.intBetween(0, 1) }
+    // at or below the low watermark (seq 1 while it is 0)
+    return rng.intBetween(1, Math.max(1, ctx.low))
+  }
+  /** What `self` signs for a slot: a function of the slot unless equivocations are allowed. */
+  const digest = (rng: Rng, slot: string): string => ctx.isolating && rng.chance(0.5) ? bytesToDigest(randomBytes(rng, 32)) : sha256Hex(utf8(`fuzz/${ctx.self}/${slot}`))
+  const key = (rng: Rng): string => `fuzz/${rng.intBetween(0, 63)}`
+  const operation = (rng: Rng): Uint8Array => pick<() => Uint8Array>(rng, [
+    () => encodeOperation({ type: 'kv', command: { type: 'put', key: key(rng), value: randomBytes(rng, rng.intBetween(0, 32)) } }),
+    () => encodeOperation({ type: 'kv', command: { type: 'delete', key: key(rng) } }),
+    () => encodeOperation({ type: 'get', key: key(rng) }),
+    () => encodeOperation({ type: 'null' }),
+    () => randomBytes(rng, rng.intBetween(0, 64))
+  ])()
+  /** A request signed by `client` (the attacker's own key by default). */
+  const request = (rng: Rng, client: FuzzIdentity = { id: ctx.self, sign: ctx.sign }, fields: Partial<ClientRequest> = {}): ClientRequest =>
+    signWith<ClientRequest>(client.sign, { type: 'request', client: client.id, timestamp: timestamp(rng), operation: operation(rng), readOnly: rng.chance(0.2), ...fields })
+  /** A client's timestamp (its KV session's sequence): mostly ordinary, sometimes 0 or near 2^53. */
+  const timestamp = (rng: Rng): number => pick<() => number>(rng, [
+    ...Array.from({ length: 16 }, () => () => rng.intBetween(1, 1_000_000)),
+    () => rng.intBetween(1, 3), () => 0, () => FAR + rng.intBetween(0, 2), () => Number.MAX_SAFE_INTEGER - rng.intBetween(0, 1)
+  ])()
+  const batch = (rng: Rng, length = rng.intBetween(0, 3)): ClientRequest[] => Array.from({ length }, () => request(rng, rng.chance(0.5) ? undefined : pick(rng, identities(rng).clients), { readOnly: false }))
+  const vote = <T extends 'prepare' | 'commit'>(rng: Rng, type: T, v = view(rng), s = seq(rng), sign = ctx.sign, replica = ctx.self): Prepare | Commit =>
+    signWith<Prepare | Commit>(sign, { type, replica, view: v, seq: s, digest: digest(rng, `${type}/${v}/${s}`) } as Omit<Prepare | Commit, 'signature'>)
+  const prePrepare = (rng: Rng, v = view(rng), s = seq(rng), requests = batch(rng), sign = ctx.sign, replica = ctx.self): PrePrepare => {
+    // a digest that matches the batch may only be signed once per slot (or it is an equivocation)
+    const d = ctx.isolating && rng.chance(0.5) ? batchDigest(requests, HASH_ONLY) : digest(rng, `pre-prepare/${v}/${s}`)
+    return signWith<PrePrepare>(sign, { type: 'pre-prepare', replica, view: v, seq: s, digest: d, batch: requests })
+  }
+  const checkpoint = (rng: Rng, s = pickCheckpointSeq(rng), sign = ctx.sign, replica = ctx.self): Checkpoint =>
+    signWith<Checkpoint>(sign, { type: 'checkpoint', replica, seq: s, stateDigest: digest(rng, `checkpoint/${s}`) })
+  const pickCheckpointSeq = (rng: Rng): number => rng.chance(0.7) ? limits.checkpointInterval * rng.intBetween(1, 8) : seq(rng)
+  /** A stable checkpoint: the genesis, or one whose proof is signed by keys of nobody in the set, claiming replicas. */
+  const stable = (rng: Rng): StableCheckpoint => {
+    if (rng.chance(0.6)) { return { ...GENESIS_CHECKPOINT, proof: [] } }
+    const s = limits.checkpointInterval * rng.intBetween(1, 4)
+    const stateDigest = bytesToDigest(randomBytes(rng, 32))
+    const proof = ctx.replicas.slice(0, 3).map(replica => signWith<Checkpoint>(pick(rng, identities(rng).rogues).sign, { type: 'checkpoint', replica, seq: s, stateDigest }))
+    return { seq: s, stateDigest, proof }
+  }
+  /** A prepared certificate: a pre-prepare said to be the primary's, and prepares said to be the others', signed by rogue keys. */
+  const forgedPrepared = (rng: Rng, v: number): PreparedCertificate => {
+    const s = ctx.low + rng.intBetween(1, 16)
+    const rogue = pick(rng, identities(rng).rogues)
+    const pp = prePrepare(rng, Math.max(0, v - 1), s, batch(rng, 1), rogue.sign, primaryOf(Math.max(0, v - 1), ctx.replicas))
+    const prepares = ctx.replicas.filter(r => r !== pp.replica).slice(0, 2).map(replica => signWith<Prepare>(rogue.sign, { type: 'prepare', replica, view: pp.view, seq: s, digest: pp.digest }))
+    return { prePrepare: pp, prepares }
+  }
+  const viewChange = (rng: Rng, v = view(rng)): ViewChange =>
+    signWith<ViewChange>(ctx.sign, { type: 'view-change', replica: ctx.self, view: v, stable: stable(rng), prepared: rng.chance(0.7) ? [] : [forgedPrepared(rng, v)] })
+  const newView = (rng: Rng, v = view(rng)): NewView =>
+    signWith<NewView>(ctx.sign, { type: 'new-view', replica: ctx.self, view: v, viewChanges: rng.chance(0.3) ? [] : [viewChange(rng, v)], prePrepares: rng.chance(0.5) ? [] : [prePrepare(rng, v)] })
+  const committedBatches = (rng: Rng): CommittedBatches => ({
+    type: 'committed-batches',
+    replica: ctx.self,
+    certificates: Array.from({ length: rng.intBetween(0, 2) }, () => {
+      const { prePrepare: pp } = forgedPrepared(rng, ctx.view + 1)
+      const rogue = pick(rng, identities(rng).rogues)
+      return { prePrepare: pp, commits: ctx.replicas.slice(0, 3).map(replica => signWith<Commit>(rogue.sign, { type: 'commit', replica, view: pp.view, seq: pp.seq, digest: pp.digest })) }
+    })
+  })
+  const reply = (rng: Rng): Reply => ({ type: 'reply', view: view(rng), replica: ctx.self, client: ctx.target, timestamp: rng.intBetween(0, 1_000_000), readOnly: rng.chance(0.5), result: randomBytes(rng, rng.intBetween(0, 64)) })
+
+  /** A well-formed message of a random type, signed by the attacker where it is signed. */
+  const message = (rng: Rng): PbftMessage => {
+    switch (weightedIndex(rng, [16, 4, 8, 14, 14, 6, 3, 3, 4, 3, 4])) {
+      case 0: return request(rng)
+      case 1: return request(rng, pick(rng, identities(rng).clients))
+      case 2: return prePrepare(rng)
+      case 3: return vote(rng, 'prepare')
+      case 4: return vote(rng, 'commit')
+      case 5: return checkpoint(rng)
+      case 6: return viewChange(rng)
+      case 7: return newView(rng)
+      case 8: return { type: 'fetch-committed', replica: ctx.self, fromSeq: seq(rng) }
+      case 9: return committedBatches(rng)
+      default: return reply(rng)
+    }
+  }
+
+  const one = (label: string, m: PbftMessage): FuzzFrame => ({ label: `hostile:${label}`, wire: lp(encodeMessage(m)), frames: 1 })
+  const many = (label: string, messages: PbftMessage[]): FuzzFrame => ({ label: `hostile:${label}`, wire: concat(...messages.map(m => lp(encodeMessage(m)))), frames: messages.length })
+  let bigBatch: Uint8Array | undefined
+  /** The hostile frames with their weights: the costly ones (4 MiB batches) are rarer than the rest. */
+  const HOSTILE: Array<[number, (rng: Rng) => FuzzFrame]> = [
+    [10, (rng) => one('view-2^52', vote(rng, rng.chance(0.5) ? 'prepare' : 'commit', FAR - rng.intBetween(0, 2), ctx.executed + 1))],
+    [5, (rng) => one('view-max-safe', vote(rng, 'commit', Number.MAX_SAFE_INTEGER - rng.intBetween(0, 1), ctx.executed + 1))],
+    [5, (rng) => one('view-change-2^52', viewChange(rng, rng.chance(0.5) ? FAR : Number.MAX_SAFE_INTEGER))],
+    [5, (rng) => one('new-view-2^52', newView(rng, rng.chance(0.5) ? FAR : Number.MAX_SAFE_INTEGER))],
+    [10, (rng) => one('seq-above-watermarks', vote(rng, 'prepare', ctx.view, ctx.high + rng.intBetween(1, FAR)))],
+    [5, (rng) => one('seq-max-safe', vote(rng, 'commit', ctx.view, Number.MAX_SAFE_INTEGER - rng.intBetween(0, 1)))],
+    [5, (rng) => one('checkpoint-2^52', checkpoint(rng, FAR - (FAR % limits.checkpointInterval) - limits.checkpointInterval * rng.intBetween(0, 2)))],
+    [5, (rng) => one('fetch-committed-far', { type: 'fetch-committed', replica: ctx.self, fromSeq: pick(rng, [1, FAR, Number.MAX_SAFE_INTEGER]) })],
+    [10, (rng) => {
+      // a flood of votes for later views: buffered up to the peer's share, then buffer-full
+      const from = ctx.view + 1
+      return many('future-view-flood', Array.from({ length: 64 }, (_, i) => vote(rng, i % 2 === 0 ? 'prepare' : 'commit', from + (i >> 1), ctx.executed + 1)))
+    }],
+    [5, (rng) => many('view-change-flood', Array.from({ length: 64 }, (_, i) => viewChange(rng, ctx.view + 1 + i)))],
+    [5, (rng) => many('seq-flood-above-watermarks', Array.from({ length: 64 }, (_, i) => vote(rng, 'prepare', ctx.view, ctx.high + 1 + i)))],
+    [5, (rng) => {
+      // one past batchRequestsMax: refused by the decoder
+      const requests = batch(rng, 1)
+      return one(`batch-${limits.batchRequestsMax + 1}-requests`, prePrepare(rng, ctx.view, ctx.executed + 1, Array.from({ length: limits.batchRequestsMax + 1 }, () => requests[0])))
+    }],
+    [0.3, (rng) => {
+      // operations over batchBytesMax in all (each within operationBytesMax): refused by the decoder; built once
+      if (bigBatch == null) {
+        const op = randomBytes(rng, limits.operationBytesMax)
+        const requests = Array.from({ length: Math.floor(limits.batchBytesMax / limits.operationBytesMax) + 1 }, () => request(rng, undefined, { operation: op, readOnly: false }))
+        bigBatch = lp(encodeMessage(prePrepare(rng, ctx.view, ctx.executed + 1, requests)))
+      }
+      return { label: 'hostile:batch-over-batchBytesMax', wire: bigBatch, frames: 1 }
+    }],
+    [0.5, (rng) => one('operation-at-limit', request(rng, undefined, { operation: randomBytes(rng, limits.operationBytesMax), readOnly: false }))],
+    [0.5, (rng) => {
+      // a pre-prepare with a large batch for a later view this attacker is the primary of: buffered until that view
+      // (held by count, futureMessagesMax / n per peer, not by bytes: long runs show it in the heap check)
+      const n = ctx.replicas.length
+      const later = ctx.view + 1 + ((ctx.replicas.indexOf(ctx.self) - (ctx.view + 1) % n + n) % n)
+      return one('future-view-large-batch', prePrepare(rng, later, ctx.executed + rng.intBetween(1, 8), [request(rng, undefined, { operation: randomBytes(rng, MIB), readOnly: false })]))
+    }],
+    [10, (rng) => one('spoofed-replica', vote(rng, 'prepare', ctx.view, ctx.executed + 1, pick(rng, identities(rng).rogues).sign, pick(rng, others)))],
+    [5, (rng) => one('spoofed-primary', prePrepare(rng, ctx.view, ctx.executed + 1, batch(rng), pick(rng, identities(rng).rogues).sign, primaryOf(ctx.view, ctx.replicas)))],
+    [10, (rng) => one('spoofed-client', request(rng, { id: pick(rng, [...ctx.replicas, ctx.target]), sign: ctx.sign }))],
+    [10, (rng) => one('unknown-client', request(rng, pick(rng, identities(rng).clients), { readOnly: false }))],
+    [5, (rng) => many('unknown-client-burst', Array.from({ length: 16 }, (_, i) => request(rng, pick(rng, identities(rng).clients), { timestamp: i + 1, readOnly: false })))],
+    [5, (rng) => one('read-only-write', request(rng, undefined, { readOnly: true, operation: encodeOperation({ type: 'kv', command: { type: 'put', key: key(rng), value: new Uint8Array(1) } }) }))],
+    [5, (rng) => one('not-primary', prePrepare(rng, ctx.view, ctx.executed + 1))],
+    [5, (rng) => many('reply-flood', Array.from({ length: 32 }, () => reply(rng)))],
+    [5, (rng) => one('committed-batches-forged', committedBatches(rng))],
+    [10, (rng) => {
+      // a frame made earlier, again (duplicates, stale votes)
+      if (recent.length === 0) { return one('replay-none', vote(rng, 'prepare')) }
+      const wire = pick(rng, recent)
+      return { label: 'hostile:replay', wire: concat(wire, wire), frames: 2 }
+    }],
+    ...(ctx.isolating
+      ? [[10, (rng: Rng) => {
+          // two digests signed for one slot
+          const [v, s, type] = [ctx.view, ctx.executed + rng.intBetween(1, 4), pick(rng, ['prepare', 'commit'] as const)]
+          const sign = (d: string): Prepare | Commit => signWith<Prepare | Commit>(ctx.sign, { type, replica: ctx.self, view: v, seq: s, digest: d } as Omit<Prepare | Commit, 'signature'>)
+          return many('equivocation', [sign(bytesToDigest(randomBytes(rng, 32))), sign(bytesToDigest(randomBytes(rng, 32)))])
+        }] as [number, (rng: Rng) => FuzzFrame]]
+      : [])
+  ]
+  const weights = HOSTILE.map(([weight]) => weight)
+
+  /** Signatures that do not verify. Those on the attacker's own replica messages isolate it, so they come only with `isolating`. */
+  const FORGED: Array<[boolean, (rng: Rng) => { how: string, message: PbftMessage }]> = [
+    [true, (rng) => ({ how: 'other-key', message: { ...vote(rng, 'prepare', ctx.view, ctx.executed + 1), signature: pick(rng, identities(rng).rogues).sign(new Uint8Array(1)) } })],
+    [true, (rng) => {
+      const m = pick<() => SignedMessage>(rng, [() => vote(rng, 'commit'), () => checkpoint(rng), () => viewChange(rng), () => prePrepare(rng)])()
+      return { how: 'flipped', message: { ...m, signature: flipped(rng, m.signature) } }
+    }],
+    [true, (rng) => ({ how: 'signature-length', message: { ...vote(rng, 'prepare', ctx.view, ctx.executed + 1), signature: randomBytes(rng, pick(rng, [0, 1, 63, 65, SIGNATURE_BYTES_MAX])) } })],
+    [true, (rng) => {
+      // signed by another key over the right payload
+      const rogue = pick(rng, identities(rng).rogues)
+      return { how: 'signed-by-other', message: checkpoint(rng, limits.checkpointInterval * rng.intBetween(1, 8), rogue.sign) }
+    }],
+    [false, (rng) => ({ how: 'claims-other-replica', message: vote(rng, 'commit', ctx.view, ctx.executed + 1, pick(rng, identities(rng).rogues).sign, pick(rng, others)) })],
+    [false, (rng) => {
+      const m = request(rng, pick(rng, identities(rng).clients))
+      return { how: 'request-flipped', message: { ...m, signature: flipped(rng, m.signature) } }
+    }],
+    [false, (rng) => ({ how: 'request-other-key', message: request(rng, { id: pick(rng, identities(rng).clients).id, sign: ctx.sign }) })],
+    [false, (rng) => ({ how: 'nested-certificates', message: rng.chance(0.5) ? committedBatches(rng) : viewChange(rng) })],
+    [false, (rng) => {
+      // a batch whose request signatures are broken under a digest that matches it
+      const requests = batch(rng, rng.intBetween(1, 3)).map(r => ({ ...r, signature: flipped(rng, r.signature) }))
+      return { how: 'batch-request-flipped', message: prePrepare(rng, ctx.view + 4 * rng.intBetween(0, 1), ctx.executed + 1, requests) }
+    }]
+  ]
+  const forged = FORGED.filter(([isolates]) => ctx.isolating || !isReplica || !isolates).map(([, make]) => make)
+
+  return {
+    valid: (rng) => {
+      const m = message(rng)
+      const body = encodeMessage(m)
+      if (recent.length >= 16) { recent.shift() }
+      recent.push(lp(body))
+      return { label: m.type, object: null, body }
+    },
+    hostile: (rng) => HOSTILE[weightedIndex(rng, weights)][1](rng),
+    structural: (rng) => {
+      const { how, message: m } = pick(rng, forged)(rng)
+      return { label: `forged:${how}`, body: encodeMessage(m) }
+    },
+    guard: (body) => {
+      if (ctx.isolating || !isReplica) { return body }
+      const decoded = decodeMessage(body)
+      if (!decoded.ok || !isSignedByReplica(decoded.message) || decoded.message.replica !== ctx.self) { return body }
+      // a mutation that broke the attacker's own signature: a trailing byte keeps it from decoding
+      return verifier.verify(ctx.self, signingPayload(decoded.message), decoded.message.signature) ? body : concat(body, Uint8Array.of(0))
+    }
+  }
+}
+
+/** State requests (`/accord/pbft-state/1.0.0`): a seq in decimal, one per stream. */
+function pbftStateFrames (ctx: PbftFuzzContext): ProtocolFrames {
+  const BAD = ['', '-1', '1.5', '0x40', ' 64', '64\n', '+64', '1e3', 'NaN', 'Infinity', '\u0666\u0664', '0'.repeat(17), '9'.repeat(17), '9'.repeat(PBFT_STATE_REQUEST_BYTES_MAX), String(Number.MAX_SAFE_INTEGER + 1), '\u0000']
+  return {
+    valid: (rng) => {
+      const seq = pick(rng, [0, ctx.low, ctx.executed, PBFT_DEFAULTS.checkpointInterval * rng.intBetween(1, 4), rng.intBetween(1, 1_000_000), FAR, Number.MAX_SAFE_INTEGER])
+      const text = String(seq)
+      return { label: 'seq', object: text, body: utf8(text) }
+    },
+    hostile: (rng) => {
+      if (rng.chance(0.2)) { return { label: 'hostile:over-20-bytes', wire: lp(utf8('1'.repeat(rng.intBetween(PBFT_STATE_REQUEST_BYTES_MAX + 1, 4096)))), frames: 1 } }
+      const text = pick(rng, BAD)
+      return { label: `hostile:${JSON.stringify(text).slice(1, 12)}`, wire: lp(utf8(text)), frames: 1 }
+    },
+    structural: (rng) => ({ label: 'edit:digits', body: utf8(Array.from({ length: rng.intBetween(1, PBFT_STATE_REQUEST_BYTES_MAX) }, () => pick(rng, ['0', '1', '6', '4', '9', ' ', '-', '.', 'e', 'x'])).join('')) })
+  }
+}
+
+/** The frame source for a PBFT protocol: the common mix of frameGenerator, with forged signatures in place of CBOR mutations. */
+export function pbftFrameGenerator (protocol: PbftFuzzProtocol, seed: number, context: PbftFuzzContext): FrameSource {
+  return mixFrames(createRng(seed), frameBytesMax(protocol), protocol === 'pbft' ? pbftFrames(context) : pbftStateFrames(context))
+}
+
 // ---------------------------------------------------------------- driver
 
 export interface DriveOptions {
@@ -1131,6 +1529,11 @@ function classifyAnswer (protocol: FuzzProtocol, data: Uint8Array): string {
   }
   const frame = firstFrame(data)
   if (frame == null) { return 'unexpected' }
+  // a state holder's header: found u8, state bytes u64be
+  if (protocol === 'pbft-state') {
+    if (frame.byteLength !== 9 || frame[0] > 1) { return 'unexpected' }
+    return frame[0] === 1 ? 'state' : 'no-state'
+  }
   let answer: unknown
   try {
     answer = decode(frame)
@@ -1249,7 +1652,7 @@ export async function drive (options: DriveOptions): Promise<DriveStats> {
       await stream.close({ signal: deadline }).catch(() => {})
     }
     let outcome = streamEnd(stream, await closed)
-    if (options.protocol !== 'raft') {
+    if (options.protocol !== 'raft' && options.protocol !== 'pbft') {
       const answer = classifyAnswer(options.protocol, concat(...received))
       outcome = answer === 'none' ? outcome : `answer:${answer}`
     }
@@ -1268,7 +1671,11 @@ export async function drive (options: DriveOptions): Promise<DriveStats> {
     }
     // The Raft transport closes a stream at its first bad frame: well-formed
     // frames go first, so that each is read, then the hostile ones, then the rest.
-    if (options.protocol === 'raft') { items = [...items.filter(i => i.label.startsWith('valid:')), ...items.filter(i => i.label.startsWith('hostile:')), ...items.filter(i => !/^(valid|hostile):/.test(i.label))] }
+    // (PBFT's transport too; its forged frames decode)
+    if (options.protocol === 'raft' || options.protocol === 'pbft') {
+      const decodable = /^(valid|hostile|forged):/
+      items = [...items.filter(i => i.label.startsWith('valid:')), ...items.filter(i => /^(hostile|forged):/.test(i.label)), ...items.filter(i => !decodable.test(i.label))]
+    }
     const task: Promise<void> = oneStream(items).catch(() => {}).finally(() => {
       running.delete(task)
       stats.elapsedMs = Date.now() - started
@@ -1283,7 +1690,7 @@ export async function drive (options: DriveOptions): Promise<DriveStats> {
 }
 
 /** Per protocol, how an attacker sends: streams at once and frames per stream (the registrar's per-connection stream limits apply). */
-export function driveShape (protocol: FuzzProtocol, attacker: 'stranger' | 'admitted'): { inFlight: number, framesPerStreamMax: number } {
+export function driveShape (protocol: FuzzProtocol, attacker: 'stranger' | 'admitted' | 'client' | 'replica'): { inFlight: number, framesPerStreamMax: number } {
   switch (protocol) {
     // 4 inbound streams per connection; a stranger's frames all wait in the gate, so it packs many on each
     case 'raft': return attacker === 'stranger' ? { inFlight: 4, framesPerStreamMax: 256 } : { inFlight: 3, framesPerStreamMax: 8 }
@@ -1291,6 +1698,10 @@ export function driveShape (protocol: FuzzProtocol, attacker: 'stranger' | 'admi
     case 'raft-client': return attacker === 'stranger' ? { inFlight: 64, framesPerStreamMax: 64 } : { inFlight: 48, framesPerStreamMax: 1 }
     case 'admission': return { inFlight: 1, framesPerStreamMax: 1 }
     case 'join': return { inFlight: 1, framesPerStreamMax: 1 }
+    // 4 inbound streams per connection (the replicas' own use one each way); frames are read one after another on each
+    case 'pbft': return attacker === 'stranger' ? { inFlight: 3, framesPerStreamMax: 64 } : { inFlight: 3, framesPerStreamMax: 8 }
+    // stateServesMax (4) streams at once, one request each
+    case 'pbft-state': return attacker === 'stranger' ? { inFlight: 3, framesPerStreamMax: 16 } : { inFlight: 2, framesPerStreamMax: 1 }
     default: return attacker === 'stranger' ? { inFlight: 24, framesPerStreamMax: 64 } : { inFlight: 16, framesPerStreamMax: 1 }
   }
 }
@@ -1319,8 +1730,9 @@ export interface FuzzBed {
  * second connection, and libp2p then closes one of the two, with the
  * attacker's streams on it.
  */
-export async function strangerNode (): Promise<Libp2p> {
+export async function strangerNode (privateKey?: PrivateKey): Promise<Libp2p> {
   return createLibp2p({
+    ...(privateKey != null ? { privateKey } : {}),
     addresses: { listen: [] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
@@ -1423,6 +1835,330 @@ export async function attack (bed: FuzzBed, options: AttackOptions): Promise<Dri
     })
   }))
   return results
+}
+
+// ---------------------------------------------------------------- the PBFT bed
+
+/**
+ * Four replicas, n = 4 and f = 1: three honest accord nodes running the
+ * PBFT service, and a fourth whose key the fuzzer signs with (a Byzantine
+ * replica it controls). Which outcomes are expected of each attacker:
+ * - `stranger` (no certificate): refused by admission's gate on both
+ * protocols (`not-admitted`), nothing reaches the PBFT transport, nobody
+ * isolates anybody;
+ * - `client`, an admitted node outside the replica set: its frames reach
+ * the transport and the replicas; replica messages are refused
+ * (`not-a-replica`) whatever they hold, requests with bad signatures as
+ * `bad-signature`; it is never isolated (only replicas are);
+ * - `replica`, the fourth replica: with `isolating` off (only valid
+ * signatures of its own, one digest per slot) its messages reach the core
+ * and are refused for what they are (stale, wrong-sender, not-primary,
+ * buffer-full, ...) and it is not isolated (watermark-flood excepted: a
+ * long run may send more than outsideWatermarksMax below the low
+ * watermark); with `isolating` on (forged and flipped signatures,
+ * equivocations) honest replicas may isolate it, for `invalid-signature`,
+ * `equivocation` or `watermark-flood` only, and then refuse it (`isolated`,
+ * connections denied), which is correct behaviour.
+ * In every case the honest replicas never isolate each other or the client,
+ * and still agree on writes.
+ */
+export interface PbftFuzzBed {
+  cluster: TestCluster
+  /** The honest replicas (the targets), in replica-set order. */
+  honest: AccordNode[]
+  /** The fourth replica of the set: an admitted accord node without the PBFT service; the fuzzer signs with its key. Last in the sorted set, so never the primary of views 0 to 2. */
+  byzantine: AccordNode
+  byzantineKey: PrivateKey
+  /** An admitted accord node outside the replica set, without the PBFT service. */
+  client: AccordNode
+  clientKey: PrivateKey
+  /** A plain libp2p node that holds no certificate. */
+  stranger: Libp2p
+  strangerKey: PrivateKey
+  /** The replica set, sorted. */
+  replicas: string[]
+  clusterName: string
+}
+
+export type PbftAttacker = 'stranger' | 'client' | 'replica'
+
+/** The PBFT bed: starts the nodes, checks that a write commits on every honest replica. */
+export async function startPbftFuzzBed (): Promise<PbftFuzzBed> {
+  const cluster = new TestCluster()
+  let stranger: Libp2p | undefined
+  try {
+    const identities = await Promise.all([0, 1, 2, 3, 4].map(async () => {
+      const dataDir = await cluster.newDataDir()
+      const { privateKey, peerId } = await loadOrCreateIdentity(dataDir)
+      return { dataDir, privateKey, id: peerId.toString() }
+    }))
+    const members = identities.slice(0, 4).sort((a, b) => a.id < b.id ? -1 : 1)
+    const replicas = members.map(m => m.id)
+    const config = { raft: false, bftReplicas: replicas }
+    const first = await cluster.add({ ...config, dataDir: members[0].dataDir })
+    const bootstrap = [addressOf(first)]
+    const honest = [first]
+    for (const m of members.slice(1, 3)) { honest.push(await cluster.add({ ...config, dataDir: m.dataDir, bootstrap })) }
+    const byzantine = await cluster.add({ raft: false, dataDir: members[3].dataDir, bootstrap })
+    const client = await cluster.add({ raft: false, dataDir: identities[4].dataDir, bootstrap })
+    const strangerKey = await generateKeyPair('Ed25519')
+    stranger = await strangerNode(strangerKey)
+    for (const target of honest) {
+      for (const attacker of [byzantine.libp2p, client.libp2p, stranger]) { await attacker.peerStore.merge(target.libp2p.peerId, { multiaddrs: target.libp2p.getMultiaddrs() }) }
+      for (const attacker of [byzantine, client]) { await attacker.libp2p.dial(target.libp2p.peerId) }
+    }
+    const all = [...honest, byzantine, client]
+    await waitFor(() => honest.every(h => all.every(p => p === h || h.admission.isAdmitted(p.libp2p.peerId.toString()))), 'every honest replica to admit every other node', 30_000)
+    const bed: PbftFuzzBed = {
+      cluster, honest, byzantine, byzantineKey: members[3].privateKey, client, clientKey: identities[4].privateKey, stranger, strangerKey, replicas, clusterName: first.config.cluster
+    }
+    const problems = await checkPbftServing(bed, 'start', 30_000)
+    if (problems.length > 0) { throw new Error(`the PBFT bed does not work: ${problems.join('; ')}`) }
+    return bed
+  } catch (err) {
+    await Promise.resolve(stranger?.stop()).catch(() => {})
+    await cluster.stop()
+    throw err
+  }
+}
+
+export async function stopPbftFuzzBed (bed: PbftFuzzBed | undefined): Promise<void> {
+  if (bed == null) { return }
+  await Promise.resolve(bed.stranger.stop()).catch(() => {})
+  await bed.cluster.stop()
+}
+
+function attackerOf (bed: PbftFuzzBed, attacker: PbftAttacker): { node: Libp2p, key: PrivateKey } {
+  switch (attacker) {
+    case 'stranger': return { node: bed.stranger, key: bed.strangerKey }
+    case 'client': return { node: bed.client.libp2p, key: bed.clientKey }
+    default: return { node: bed.byzantine.libp2p, key: bed.byzantineKey }
+  }
+}
+
+/** The generator's view of `target` for `attacker` now. */
+export function pbftFuzzContext (bed: PbftFuzzBed, attacker: PbftAttacker, target: AccordNode, isolating: boolean): PbftFuzzContext {
+  const { node, key } = attackerOf(bed, attacker)
+  const crypto = peerKeyPbftCrypto(key)
+  const s = target.bft!.summary()
+  return {
+    self: node.peerId.toString(),
+    sign: (payload) => crypto.sign(payload),
+    target: target.libp2p.peerId.toString(),
+    replicas: bed.replicas,
+    view: s.view ?? 0,
+    executed: s.executed ?? 0,
+    low: s.lowWatermark ?? 0,
+    high: s.highWatermark ?? PBFT_DEFAULTS.watermarkWindow,
+    isolating
+  }
+}
+
+export interface PbftAttackOptions {
+  attacker: PbftAttacker
+  protocol: PbftFuzzProtocol
+  /** Frames in all, split evenly between the honest replicas. */
+  frames: number
+  seed: number
+  /** See PbftFuzzContext.isolating (the replica attacker only). */
+  isolating?: boolean
+  signal?: AbortSignal
+  onProgress?(stats: DriveStats[]): void
+}
+
+/** Sends `frames` frames of one PBFT protocol from one attacker, split between the honest replicas, at once. */
+export async function attackPbft (bed: PbftFuzzBed, options: PbftAttackOptions): Promise<DriveStats[]> {
+  const { node } = attackerOf(bed, options.attacker)
+  const isolating = options.isolating === true
+  const phase = `${options.attacker}${isolating ? '-isolating' : ''}`
+  const shape = driveShape(options.protocol, options.attacker)
+  const live: DriveStats[] = []
+  const n = bed.honest.length
+  return Promise.all(bed.honest.map(async (target, i) => drive({
+    node,
+    target: target.libp2p.peerId,
+    protocol: options.protocol,
+    cluster: bed.clusterName,
+    next: pbftFrameGenerator(options.protocol, deriveSeed(options.seed, phase, options.protocol, `replica-${i}`), pbftFuzzContext(bed, options.attacker, target, isolating)),
+    seed: deriveSeed(options.seed, phase, options.protocol, `replica-${i}`, 'streams'),
+    frames: Math.floor(options.frames / n) + (i < options.frames % n ? 1 : 0),
+    ...shape,
+    signal: options.signal,
+    onProgress: (stats) => {
+      live[i] = stats
+      options.onProgress?.(live)
+    }
+  })))
+}
+
+/** Isolations the honest replicas made that no attacker explains: of an honest replica or the client at all, of the Byzantine replica unless allowed and for a reason it earned. */
+export function pbftIsolationProblems (bed: PbftFuzzBed, byzantineMayBeIsolated: boolean): string[] {
+  const byzantine = bed.byzantine.libp2p.peerId.toString()
+  const problems: string[] = []
+  for (const node of bed.honest) {
+    for (const { peerId, reason } of node.bft!.summary().isolated) {
+      const allowed = peerId === byzantine && (reason === 'watermark-flood' || (byzantineMayBeIsolated && (reason === 'invalid-signature' || reason === 'equivocation')))
+      if (!allowed) { problems.push(`${short(node)} isolated ${peerId === byzantine ? 'the Byzantine replica' : `…${peerId.slice(-6)}`} (${reason})`) }
+    }
+  }
+  return problems
+}
+
+/** Whether the PBFT replicas work: every replica answers status(), nothing was isolated that should not be, and a PUT through each honest replica commits on all of them. Returns the problems found (none: healthy). */
+export async function checkPbftHealthy (bed: PbftFuzzBed, tag: string, options: { byzantineMayBeIsolated?: boolean, deadlineMs?: number } = {}): Promise<string[]> {
+  const problems: string[] = []
+  for (const node of [...bed.honest, bed.byzantine]) {
+    try {
+      const status = await Promise.race([node.status(), sleep(5000).then(() => null)])
+      if (status == null) { problems.push(`${short(node)}: status() did not answer within 5 s`) } else if (node !== bed.byzantine && status.bft?.role !== 'replica') { problems.push(`${short(node)}: status() has no replica`) }
+    } catch (err) {
+      problems.push(`${short(node)}: status() threw ${(err as Error).message}`)
+    }
+  }
+  problems.push(...pbftIsolationProblems(bed, options.byzantineMayBeIsolated === true))
+  problems.push(...await checkPbftServing(bed, tag, options.deadlineMs ?? 30_000))
+  return problems
+}
+
+/** A PUT through each honest replica's service, and every honest replica executed it. */
+async function checkPbftServing (bed: PbftFuzzBed, tag: string, deadlineMs: number): Promise<string[]> {
+  const problems: string[] = []
+  for (const [i, via] of bed.honest.entries()) {
+    const key = `fuzz-health/${tag}/${i}`
+    const value = `${tag} ${i}`
+    const giveUpAt = Date.now() + deadlineMs
+    let lastError = ''
+    let done = false
+    while (!done && Date.now() < giveUpAt) {
+      try {
+        const result = await via.bft!.put(key, value)
+        if (!result.ok) { throw new Error(`the put was refused: ${JSON.stringify(result)}`) }
+        done = true
+      } catch (err) {
+        lastError = (err as Error).message
+        await sleep(200)
+      }
+    }
+    if (!done) {
+      problems.push(`a PUT through ${short(via)} did not commit within ${deadlineMs} ms: ${lastError}`)
+      continue
+    }
+    try {
+      await waitFor(() => bed.honest.every(n => Buffer.from(n.bft!.localValue(key) ?? []).toString() === value), `every honest replica to execute ${key}`, deadlineMs)
+    } catch {
+      problems.push(`${key} committed but not executed by every honest replica: ${bed.honest.map(n => `${short(n)} executed ${n.bft!.summary().executed ?? '?'}`).join(', ')}`)
+    }
+  }
+  return problems
+}
+
+/** accord_pbft_rejected_total on `node`, by reason (core and transport reasons). */
+export async function pbftRejections (node: AccordNode): Promise<Record<string, number>> {
+  const metric = node.metrics.getSingleMetric('accord_pbft_rejected_total')
+  const out: Record<string, number> = {}
+  if (metric == null) { return out }
+  for (const v of (await metric.get()).values) { out[String(v.labels.reason)] = v.value }
+  return out
+}
+
+/** `node`'s PBFT transport stats. */
+export function pbftTransportStats (node: AccordNode): PbftTransportStats {
+  return node.bft!.transportStats()
+}
+
+/** Waits until no attacker stream is left open at the honest replicas. */
+export async function waitForPbftAttackStreamsGone (bed: PbftFuzzBed, deadlineMs = 15_000): Promise<void> {
+  const attackers = new Set([bed.stranger.peerId.toString(), bed.byzantine.libp2p.peerId.toString(), bed.client.libp2p.peerId.toString()])
+  const ids = new Set(PBFT_FUZZ_PROTOCOLS.map(p => protocolId(p, bed.clusterName)))
+  await waitFor(() => bed.honest.every(target => target.libp2p.getConnections()
+    .filter(c => attackers.has(c.remotePeer.toString()))
+    .every(c => c.streams.every(s => !ids.has(s.protocol) || s.status !== 'open'))), 'the attackers\' PBFT streams to close', deadlineMs).catch(() => {})
+}
+
+// ---- accord/<cluster>/evidence/1 (gossipsub) ----
+
+export interface EvidenceFrame { label: string, data: Uint8Array }
+
+/**
+ * Messages for PBFT's evidence topic, which an admitted member publishes
+ * (gossipsub signs them as its own): random bytes, byte-mutated evidence,
+ * evidence accusing an honest replica with messages signed by keys that
+ * are not its own (a forgery: it must never isolate anybody), evidence
+ * whose messages do not conflict, are not both the offender's, or whose
+ * offender is outside the set; and, with `ctx.isolating`, real
+ * equivocations of the attacker (`ctx.self`), which make every honest
+ * replica isolate it. From createRng(seed) only.
+ */
+export function evidenceGenerator (seed: number, ctx: PbftFuzzContext): () => EvidenceFrame {
+  const rng = createRng(seed)
+  const fork = rng.fork()
+  const rogues = [fuzzIdentity(randomBytes(fork, 32)), fuzzIdentity(randomBytes(fork, 32))]
+  const honest = ctx.replicas.filter(r => r !== ctx.self)
+  const self: FuzzIdentity = { id: ctx.self, sign: ctx.sign }
+  const digest = (): string => bytesToDigest(randomBytes(rng, 32))
+  const vote = (signer: FuzzIdentity, replica: string, d: string, v = ctx.view, s = ctx.executed + 1): Prepare =>
+    signWith<Prepare>(signer.sign, { type: 'prepare', replica, view: v, seq: s, digest: d })
+  const evidence = (offender: string, first: SignedMessage, second: SignedMessage): Uint8Array => encodeEvidence({ kind: 'equivocation', offender, first, second })
+  /** What the attacker signs for its slot here: the same digest as pbftFrames signs there, unless equivocations are allowed. */
+  const mine = (): string => ctx.isolating ? digest() : sha256Hex(utf8(`fuzz/${ctx.self}/prepare/${ctx.view}/${ctx.executed + 1}`))
+  const KINDS: Array<[string, () => Uint8Array]> = [
+    ['forged-against-honest', () => {
+      const h = pick(rng, honest)
+      return evidence(h, vote(pick(rng, rogues), h, digest()), vote(pick(rng, rogues), h, digest()))
+    }],
+    ['half-forged-against-honest', () => {
+      const h = pick(rng, honest)
+      const first = vote(pick(rng, rogues), h, digest())
+      return evidence(h, first, { ...first, digest: digest(), signature: flipped(rng, first.signature) })
+    }],
+    ['not-conflicting', () => {
+      const m = vote(self, ctx.self, mine())
+      return evidence(ctx.self, m, m)
+    }],
+    ['not-the-offender', () => evidence(pick(rng, honest), vote(self, ctx.self, mine()), vote(self, ctx.self, mine()))],
+    ['offender-outside-the-set', () => {
+      const rogue = pick(rng, rogues)
+      return evidence(rogue.id, vote(rogue, rogue.id, digest()), vote(rogue, rogue.id, digest()))
+    }],
+    ['checkpoint-forged', () => {
+      const h = pick(rng, honest)
+      const c = (): Checkpoint => signWith<Checkpoint>(pick(rng, rogues).sign, { type: 'checkpoint', replica: h, seq: PBFT_DEFAULTS.checkpointInterval, stateDigest: digest() })
+      return evidence(h, c(), c())
+    }],
+    ...(ctx.isolating ? [['equivocation', () => evidence(ctx.self, vote(self, ctx.self, digest()), vote(self, ctx.self, digest()))] as [string, () => Uint8Array]] : [])
+  ]
+  return () => {
+    const r = rng.nextFloat()
+    if (r < 0.2) { return { label: 'random', data: randomBytes(rng, randomLength(rng, 4096)) } }
+    const [label, make] = pick(rng, KINDS)
+    if (r < 0.5 && label !== 'equivocation') {
+      // mutations of evidence that must be refused anyway (never of the real equivocation: a mutated one would be refused too, but say so)
+      let data = make()
+      for (let i = rng.intBetween(1, 3); i > 0; i--) { data = mutateOnce(rng, data).bytes }
+      return { label: `mutated:${label}`, data }
+    }
+    return { label, data: make() }
+  }
+}
+
+/** Publishes `count` evidence messages from the client or the fourth replica; returns how many gossipsub took, by label. */
+export async function publishEvidence (bed: PbftFuzzBed, options: { attacker: 'client' | 'replica', count: number, seed: number, isolating?: boolean }): Promise<{ published: number, failed: number, labels: Record<string, number> }> {
+  const node = options.attacker === 'client' ? bed.client : bed.byzantine
+  const next = evidenceGenerator(deriveSeed(options.seed, options.attacker, 'evidence'), pbftFuzzContext(bed, options.attacker, bed.honest[0], options.isolating === true))
+  const topic = evidenceTopic(bed.clusterName)
+  const out = { published: 0, failed: 0, labels: {} as Record<string, number> }
+  for (let i = 0; i < options.count; i++) {
+    const { label, data } = next()
+    bump(out.labels, label)
+    try {
+      await node.libp2p.services.pubsub.publish(topic, data)
+      out.published++
+    } catch {
+      // no peer took it (graylisted for earlier rejections, or not yet subscribed)
+      out.failed++
+    }
+  }
+  return out
 }
 
 // ---------------------------------------------------------------- checks

@@ -143,6 +143,17 @@ describe('pbft byzantine handling', () => {
     expect(cluster.inject('r3', 'r1', vote<Prepare>('prepare', 'r3', digestOf(batchA), 1, 1)).ok).to.equal(true)
   })
 
+  it('buffers messages of future views up to its share of futureBytesMax: a peer cannot park megabytes of batches', () => {
+    const big = (client: string): ReturnType<typeof clientRequest> => clientRequest(client, 1, 'x'.repeat(10_000))
+    // 48 KB over 4 replicas: 12 KB per peer, one 10 KB pre-prepare fits, a second does not
+    const cluster = new Cluster(4, { ...limits, futureBytesMax: 48_000, operationBytesMax: 12_000, batchBytesMax: 12_000, pendingBytesMax: 12_000 })
+    const early = (client: string): PrePrepare => prePrepare([big(client)], 1, 5, 'r1')
+    expect(cluster.inject('r1', 'r2', early('c1')).ok).to.equal(true)
+    expect(cluster.inject('r1', 'r2', early('c2'))).to.deep.include({ ok: false, reason: 'buffer-full' })
+    // small messages from the same peer still fit its share
+    expect(cluster.inject('r1', 'r2', vote<Commit>('commit', 'r1', digestOf(batchA), 1, 5)).ok).to.equal(true)
+  })
+
   it('buffered messages of a later view count once that view is installed', () => {
     const cluster = new Cluster(4, limits)
     cluster.crash('r0')
@@ -175,6 +186,17 @@ describe('pbft byzantine handling', () => {
     expect(cluster.submit('r1', clientRequest('c3', 1))).to.deep.include({ ok: false, reason: 'buffer-full' })
   })
 
+  it('bounds the bytes of pending requests over all clients (any key can sign as a new client)', () => {
+    const cluster = new Cluster(4, { ...limits, pendingBytesMax: 25_000, operationBytesMax: 10_000, batchBytesMax: 10_000 })
+    cluster.filter = () => false
+    const big = (client: string): ReturnType<typeof clientRequest> => clientRequest(client, 1, 'x'.repeat(10_000))
+    expect(cluster.submit('r1', big('c1')).ok).to.equal(true)
+    expect(cluster.submit('r1', big('c2')).ok).to.equal(true)
+    expect(cluster.submit('r1', big('c3'))).to.deep.include({ ok: false, reason: 'buffer-full' })
+    // a small one still fits
+    expect(cluster.submit('r1', clientRequest('c4', 1)).ok).to.equal(true)
+  })
+
   it('ignores messages from isolated peers and stops sending to them', () => {
     const cluster = new Cluster(4, limits)
     cluster.replica('r1').isolate('r3', 'operator')
@@ -184,6 +206,19 @@ describe('pbft byzantine handling', () => {
     const toR3 = (cluster.readies.get('r1') ?? []).flatMap(r => r.messages).filter(m => m.to === 'r3')
     expect(toR3).to.have.length(0)
     expect(cluster.state('r1').executed).to.deep.equal(['c1@1'])
+  })
+
+  it('an operator readmits an isolated peer: its messages count again, and it is sent to again', () => {
+    const cluster = new Cluster(4, limits)
+    cluster.replica('r1').isolate('r3', 'operator')
+    expect(cluster.replica('r1').readmit('r3')).to.equal(true)
+    expect(cluster.replica('r1').readmit('r3')).to.equal(false)
+    expect(cluster.replica('r1').status().isolated).to.deep.equal([])
+    cluster.submit('r0', clientRequest('c1', 1))
+    cluster.drain()
+    const toR3 = (cluster.readies.get('r1') ?? []).flatMap(r => r.messages).filter(m => m.to === 'r3')
+    expect(toR3).to.not.have.length(0)
+    expect(cluster.inject('r3', 'r1', vote<Prepare>('prepare', 'r3', digestOf(batchA), 9))).to.not.deep.include({ reason: 'isolated' })
   })
 
   it('a replica that signs conflicting prepares is caught by the honest ones, and the cluster keeps agreeing', () => {

@@ -1,32 +1,35 @@
 /**
- * The bounded outbound queue of one peer of the Raft transport.
+ * The bounded outbound queue of one peer of a stream transport (Raft's and
+ * PBFT's, see peer-outbox.ts).
  *
- * Full queue policy: drop the OLDEST item. Raft tolerates loss, and newer
- * messages supersede older ones (a newer heartbeat or MsgApp carries a newer
- * commit, a vote request a newer term); a lost MsgApp is caught by the
- * follower's rejection and resent from the leader's log. Dropping the
- * newest instead would let a backlog of stale messages (from a term this
- * node has left) starve a vote request or a new leader's first heartbeat.
+ * Full queue policy: drop the OLDEST item. Both protocols tolerate loss,
+ * and newer messages supersede older ones: in Raft a newer heartbeat or
+ * MsgApp carries a newer commit, a vote request a newer term, and a lost
+ * MsgApp is caught by the follower's rejection and resent from the
+ * leader's log; PBFT retransmits what a replica or client still waits for.
+ * Dropping the newest instead would let a backlog of stale messages (from a
+ * term or view this node has left) starve a vote request or a new leader's
+ * first heartbeat.
  *
- * A snapshot item holds a reference to the caller's snapshot message, never a
- * copy of its data, so its cost here is only its first frame; at most one
- * snapshot is queued per peer (a newer one replaces the older, which is
- * stale).
+ * A snapshot item (Raft's) holds a reference to the caller's snapshot
+ * message, never a copy of its data, so its cost here is only its first
+ * frame; at most one snapshot is queued per peer (a newer one replaces the
+ * older, which is stale).
  */
-import type { SnapshotMessage } from '../../protocols/raft/index.ts'
 
-export type QueueItem =
+/** A frame to write as it is, or a snapshot `S` written as several frames. */
+export type QueueItem<S = unknown> =
   | { kind: 'frame', frame: Uint8Array, bytes: number }
-  | { kind: 'snapshot', message: SnapshotMessage, bytes: number }
+  | { kind: 'snapshot', message: S, bytes: number }
 
 export interface OutboundQueueLimits {
   messagesMax: number
   bytesMax: number
 }
 
-export class OutboundQueue {
+export class OutboundQueue<S = unknown> {
   readonly #limits: OutboundQueueLimits
-  #items: QueueItem[] = []
+  #items: QueueItem<S>[] = []
   /** Index of the first live item: shifting an array is O(n), so advance a head and compact now and then. */
   #head = 0
   #bytes = 0
@@ -49,9 +52,9 @@ export class OutboundQueue {
    * Adds an item and returns what was dropped to make room (oldest first),
    * or the item itself when it alone exceeds the byte bound.
    */
-  push (item: QueueItem): QueueItem[] {
+  push (item: QueueItem<S>): QueueItem<S>[] {
     if (item.bytes > this.#limits.bytesMax) { return [item] }
-    const dropped: QueueItem[] = []
+    const dropped: QueueItem<S>[] = []
     if (item.kind === 'snapshot') {
       const older = this.#removeWhere(i => i.kind === 'snapshot')
       if (older !== undefined) { dropped.push(older) }
@@ -65,18 +68,18 @@ export class OutboundQueue {
     return dropped
   }
 
-  shift (): QueueItem | undefined {
+  shift (): QueueItem<S> | undefined {
     return this.length === 0 ? undefined : this.#shiftUnchecked()
   }
 
   /** The first item, if it is a plain frame (for batching writes). */
-  peekFrame (): (QueueItem & { kind: 'frame' }) | undefined {
+  peekFrame (): (QueueItem<S> & { kind: 'frame' }) | undefined {
     const item = this.#items[this.#head]
     return item?.kind === 'frame' ? item : undefined
   }
 
   /** Removes and returns everything. */
-  clear (): QueueItem[] {
+  clear (): QueueItem<S>[] {
     const all = this.#items.slice(this.#head)
     this.#items = []
     this.#head = 0
@@ -84,9 +87,9 @@ export class OutboundQueue {
     return all
   }
 
-  #shiftUnchecked (): QueueItem {
+  #shiftUnchecked (): QueueItem<S> {
     const item = this.#items[this.#head]
-    this.#items[this.#head] = undefined as unknown as QueueItem
+    this.#items[this.#head] = undefined as unknown as QueueItem<S>
     this.#head++
     this.#bytes -= item.bytes
     if (this.#head === this.#items.length) {
@@ -99,7 +102,7 @@ export class OutboundQueue {
     return item
   }
 
-  #removeWhere (match: (item: QueueItem) => boolean): QueueItem | undefined {
+  #removeWhere (match: (item: QueueItem<S>) => boolean): QueueItem<S> | undefined {
     for (let i = this.#head; i < this.#items.length; i++) {
       const item = this.#items[i]
       if (match(item)) {

@@ -133,6 +133,17 @@ export class PbftClientDriver {
     return result
   }
 
+  /** The connection to a replica closed: when it is the primary, what waits goes to every other replica at once (PbftClient.linkDown). */
+  linkDown (peer: NodeId): void {
+    if (this.#stopped) { return }
+    this.#core.linkDown(peer)
+    this.#flush()
+  }
+
+  linkUp (peer: NodeId): void {
+    this.#core.linkUp(peer)
+  }
+
   /** Operations waiting for their result. */
   get outstanding (): number {
     return this.#waiters.size

@@ -23,14 +23,14 @@
 import { createHash } from 'node:crypto'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { encodeCommand, KvStateMachine } from '../../protocols/kv/index.ts'
-import { PbftReplica, signingPayload } from '../../protocols/pbft/index.ts'
+import { PbftReplica, decodeConfiguration, encodeConfiguration, signingPayload } from '../../protocols/pbft/index.ts'
 import { CoalescedPass, inSlices } from '../driver-scheduling.ts'
 import { systemRuntime } from '../runtime.ts'
 import { equivocating } from './faulty.ts'
 import { decodeOperation, encodeResult, kvResult, sessionCommand } from './operations.ts'
 import type { PbftResult } from './operations.ts'
 import type { CreateSha256, KvLimits, KvSnapshotEncoder } from '../../protocols/kv/index.ts'
-import type { PbftLimits } from '../../protocols/pbft/index.ts'
+import type { ConfigurationState, PbftConfiguration, PbftLimits, ReconfigurationOutcome } from '../../protocols/pbft/index.ts'
 import type {
   ClientRequest, Evidence, ExecutableBatch, Isolation, NodeId, Outbound, PbftCrypto, PbftMessage,
   PbftReady, PbftStatus, PersistRecord, Reply, StableCheckpoint, StateWanted, StepRejectReason, StepResult
@@ -89,6 +89,8 @@ export interface PbftDriverOptions {
   publishEvidence?(evidence: Evidence): void
   /** A peer was isolated (deny its connections). */
   onIsolated?(isolation: Isolation): void
+  /** A new replica set is in force (reconfiguration): the transport and the client talk to its replicas. */
+  onConfiguration?(configuration: PbftConfiguration): void
   /** Deliberately Byzantine (accord start --byzantine): equivocate when primary, conflicting signed prepares otherwise. For demos and tests only. */
   faulty?: 'equivocate'
   /** BROKEN ON PURPOSE when set: the core's quorum size (see PbftConfigInit.sabotageQuorum). Only for the simulator's sabotage runs. */
@@ -205,6 +207,7 @@ export class PbftReplicaDriver {
       crypto: options.crypto,
       limits: options.limits,
       isolated: loaded.isolated,
+      ...configurationOption(configurationIn(kv)),
       ...(options.sabotageQuorum === undefined ? {} : { sabotageQuorum: options.sabotageQuorum })
     }, { records })
     this.#view = this.#core.status().view
@@ -293,6 +296,21 @@ export class PbftReplicaDriver {
   /** The highest seq whose batch was executed on this replica's state machine (the core's status().executed counts batches handed out, which may still wait for a write). */
   get executed (): number {
     return this.#executed
+  }
+
+  /**
+   * The connection to `peer` closed (no connection left) or opened: the
+   * core starts a view change at once when the primary's link is down while
+   * requests wait (PbftReplica.linkDown), instead of after its request timer.
+   */
+  linkDown (peer: NodeId): void {
+    if (this.#stopped || this.#failure !== null) { return }
+    if (this.#core.linkDown(peer)) { this.#readyLoop.request() }
+  }
+
+  linkUp (peer: NodeId): void {
+    if (this.#stopped || this.#failure !== null) { return }
+    this.#core.linkUp(peer)
   }
 
   /** Isolation decided outside the core (operator). */
@@ -417,8 +435,10 @@ export class PbftReplicaDriver {
     // covered by a state installed meanwhile
     if (batch.seq <= this.#executed) { return }
     if (batch.seq !== this.#executed + 1) { throw new Error(`pbft: batch ${batch.seq} handed to execute after ${this.#executed}`) }
-    for (const request of batch.requests) {
-      const reply = this.#reply(request, batch.view, this.#executeRequest(request), false)
+    for (const [i, request] of batch.requests.entries()) {
+      const reconfiguration = batch.reconfigurations?.find(outcome => outcome.index === i)
+      const result = reconfiguration === undefined ? this.#executeRequest(request) : this.#executeReconfiguration(reconfiguration)
+      const reply = this.#reply(request, batch.view, result, false)
       // a late copy of an older request must not displace the reply to a newer one
       if (request.timestamp > (this.#lastReplies.get(request.client)?.timestamp ?? -1)) { this.#remember(request.client, { timestamp: request.timestamp, reply }) }
       this.#options.transport.send(request.client, reply)
@@ -442,6 +462,10 @@ export class PbftReplicaDriver {
     const { operation } = decoded
     switch (operation.type) {
       case 'kv':
+        if (operation.command.key === PBFT_CONFIGURATION_KEY) {
+          this.kv.skip(index)
+          return { type: 'invalid', message: 'the configuration key is written by reconfigurations only' }
+        }
         if (!Number.isSafeInteger(request.timestamp) || request.timestamp < 1) {
           this.kv.skip(index)
           return { type: 'invalid', message: `timestamp ${request.timestamp} cannot be a KV session sequence` }
@@ -456,6 +480,30 @@ export class PbftReplicaDriver {
       default:
         return unreachable(operation)
     }
+  }
+
+  /**
+   * The core accepted or refused a reconfiguration request. An accepted one
+   * is written into the state, so that checkpoint digests cover it and a
+   * snapshot or a state transfer brings it; under a session of its own per
+   * epoch (sequence 1), so no client session can make it stale.
+   */
+  #executeReconfiguration (outcome: ReconfigurationOutcome): PbftResult {
+    const index = this.kv.appliedIndex + 1
+    if (!outcome.ok) {
+      this.kv.skip(index)
+      return { type: 'invalid', message: outcome.error }
+    }
+    const { latest } = outcome.state
+    const applied = this.kv.apply(index, encodeCommand({
+      type: 'put', key: PBFT_CONFIGURATION_KEY, value: encodeConfiguration(outcome.state), session: { clientId: `\u0000accord/pbft/epoch/${latest.epoch}`, sequence: 1 }
+    }))
+    if (!applied.ok) {
+      // the same on every replica (a full store): the set still changes, but a restart from a snapshot would not know it
+      this.#options.log.error({ epoch: latest.epoch, reason: applied.reason }, 'pbft: the new configuration could not be written into the state')
+    }
+    this.#options.log.warn({ epoch: latest.epoch, replicas: latest.replicas, afterSeq: latest.afterSeq }, 'pbft: reconfiguration decided')
+    return { type: 'configured', epoch: latest.epoch, afterSeq: latest.afterSeq }
   }
 
   /** Keeps a client's last reply, within lastRepliesMax replies and lastRepliesBytesMax bytes of results (least recent go first). */
@@ -517,6 +565,11 @@ export class PbftReplicaDriver {
       this.#saveBlocklist().catch(err => { this.#fail(err as Error) })
     }
     if (ready.stateWanted !== null) { this.#want(ready.stateWanted) }
+    if (ready.configuration !== null) {
+      const { epoch, replicas } = ready.configuration
+      this.#options.log.warn({ epoch, replicas, member: replicas.includes(this.id) }, 'pbft: a new replica set is in force')
+      this.#options.onConfiguration?.(ready.configuration)
+    }
   }
 
   /** A checkpoint the core made stable: its snapshot (taken when it was due, or installed) is stored. */
@@ -616,7 +669,7 @@ export class PbftReplicaDriver {
     for (const seq of this.#checkpointsDue) { if (seq <= checkpoint.seq) { this.#checkpointsDue.delete(seq) } }
     if (this.#stable === null || this.#stable.checkpoint.seq < checkpoint.seq) { this.#stable = { checkpoint, data } }
     this.#options.log.info({ seq: checkpoint.seq }, 'pbft: state installed from a stable checkpoint')
-    this.#core.stateInstalled(checkpoint)
+    this.#core.stateInstalled(checkpoint, configurationIn(this.kv))
     this.#options.metrics?.onStateInstalled?.(checkpoint.seq)
   }
 
@@ -624,7 +677,7 @@ export class PbftReplicaDriver {
     const { view } = this.#core.status()
     if (view === this.#view) { return }
     this.#view = view
-    this.#options.log.info({ view, primary: this.#options.replicas[view % this.#options.replicas.length] }, 'pbft: view changed')
+    this.#options.log.info({ view, primary: this.#core.status().primary }, 'pbft: view changed')
     this.#options.metrics?.onViewChange?.(view)
   }
 
@@ -641,4 +694,20 @@ export class PbftReplicaDriver {
   get failure (): Error | null {
     return this.#failure
   }
+}
+
+/** Where the state machine keeps the configuration state (reconfiguration.ts): snapshots and state transfer carry it. */
+export const PBFT_CONFIGURATION_KEY = '\u0000accord/pbft/configuration'
+
+/** The configuration state a KV state holds; undefined: the genesis set. */
+export function configurationIn (kv: KvStateMachine): ConfigurationState | undefined {
+  const bytes = kv.get(PBFT_CONFIGURATION_KEY)
+  if (bytes === null) { return undefined }
+  const decoded = decodeConfiguration(bytes)
+  if (!decoded.ok) { throw new Error(`pbft: the configuration in the state does not decode: ${decoded.error}`) }
+  return decoded.state
+}
+
+function configurationOption (state: ConfigurationState | undefined): { configuration?: ConfigurationState } {
+  return state === undefined ? {} : { configuration: state }
 }

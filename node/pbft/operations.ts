@@ -23,7 +23,8 @@
  * 3 delete: varint index, u8 deleted; 4 cas-mismatch, 5 quota-exceeded:
  * varint index; 6 rejected: varint index, u8 reason (1 invalid-command,
  * 2 stale-sequence, 3 session-expired), text message; 7 value: u8 present,
- * [bytes value]; 8 null; 9 invalid: text message
+ * [bytes value]; 8 null; 9 invalid: text message; 10 configured: varint epoch,
+ * varint afterSeq
  */
 import { assert, unreachable } from '../../protocols/common/assert.ts'
 import { ByteReader, ByteWriter, DecodeError } from '../../protocols/kv/codec.ts'
@@ -56,6 +57,8 @@ export type PbftResult =
   /** A get's value (null: the key is absent). */
   | { type: 'value', value: Uint8Array | null }
   | { type: 'null' }
+  /** A reconfiguration (protocols/pbft/reconfiguration.ts) was accepted: the set of `epoch` orders the seqs above afterSeq. */
+  | { type: 'configured', epoch: number, afterSeq: number }
   /** The operation could not be executed at all (malformed, or not allowed read-only). */
   | { type: 'invalid', message: string }
 
@@ -69,7 +72,7 @@ export type PbftKvResult =
 const OPERATION_KIND = { put: 1, delete: 2, cas: 3, get: 4, null: 5 } as const
 /** The KV command type of each kind that carries one. */
 const KV_COMMAND_KINDS: Partial<Record<number, KvCommandType>> = { [OPERATION_KIND.put]: 'put', [OPERATION_KIND.delete]: 'delete', [OPERATION_KIND.cas]: 'cas' }
-const RESULT_KIND = { put: 1, cas: 2, delete: 3, casMismatch: 4, quotaExceeded: 5, rejected: 6, value: 7, null: 8, invalid: 9 } as const
+const RESULT_KIND = { put: 1, cas: 2, delete: 3, casMismatch: 4, quotaExceeded: 5, rejected: 6, value: 7, null: 8, invalid: 9, configured: 10 } as const
 const REJECTIONS: readonly KvRejection[] = ['invalid-command', 'stale-sequence', 'session-expired']
 
 export function encodeOperation (operation: PbftOperation): Uint8Array {
@@ -142,6 +145,8 @@ export function encodeResult (result: PbftResult): Uint8Array {
       return writer.u8(RESULT_KIND.null).finish()
     case 'invalid':
       return writer.u8(RESULT_KIND.invalid).utf8(result.message).finish()
+    case 'configured':
+      return writer.u8(RESULT_KIND.configured).varint(result.epoch).varint(result.afterSeq).finish()
     case 'value':
       writer.u8(RESULT_KIND.value)
       return (result.value === null ? writer.u8(0) : writer.u8(1).bytes(result.value)).finish()
@@ -160,6 +165,12 @@ export function encodeResult (result: PbftResult): Uint8Array {
     default:
       return unreachable(result)
   }
+}
+
+/** The result kinds that carry no KV result. */
+function decodeOtherResult (reader: ByteReader, kind: number): PbftResult {
+  if (kind === RESULT_KIND.configured) { return { type: 'configured', epoch: reader.varint('epoch'), afterSeq: reader.varint('afterSeq') } }
+  throw new DecodeError(`unknown result kind ${kind}`)
 }
 
 /** Decodes a result; never throws (a reply comes from a replica that may lie). */
@@ -208,7 +219,7 @@ export function decodeResult (bytes: Uint8Array): { ok: true, result: PbftResult
         break
       }
       default:
-        throw new DecodeError(`unknown result kind ${kind}`)
+        result = decodeOtherResult(reader, kind)
     }
     reader.end('result')
     return { ok: true, result }

@@ -55,7 +55,8 @@ export const PBFT_RATE_LIMITS_DEFAULTS: Readonly<Record<PbftMessageType, RateLim
   'new-view': { ratePerSecond: 20, burst: 50 },
   'fetch-committed': { ratePerSecond: 50, burst: 100 },
   'committed-batches': { ratePerSecond: 100, burst: 200 },
-  reply: { ratePerSecond: 20_000, burst: 40_000 }
+  reply: { ratePerSecond: 20_000, burst: 40_000 },
+  configuration: { ratePerSecond: 50, burst: 100 }
 })
 
 /** Peers whose buckets are kept; beyond it the longest-unused peer's are forgotten. */

@@ -41,7 +41,7 @@ import type { Evidence, Isolation, IsolationReason, NodeId, PbftMessage, PbftSta
 import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
-import type { ComponentLogger, PrivateKey, Startable, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { ComponentLogger, PeerId, PrivateKey, Startable, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { Logger } from 'pino'
 
 export interface PbftSettings {
@@ -285,6 +285,8 @@ export class PbftService implements Startable {
       this.#driver?.start()
       this.#client.start()
       this.#replicaTimer = setInterval(() => { this.#connectReplicas() }, REPLICA_CHECK_INTERVAL_MS)
+      this.#host.addEventListener('peer:disconnect', this.#onPeerDisconnect)
+      this.#host.addEventListener('peer:connect', this.#onPeerConnect)
       log.info({ replicas: this.replicas.length, replica: this.isReplica, f: faultsTolerated(this.replicas.length) }, 'pbft started')
     } catch (err) {
       this.#running = false
@@ -311,6 +313,8 @@ export class PbftService implements Startable {
     this.#running = false
     this.#stopping.abort()
     clearInterval(this.#replicaTimer)
+    this.#host.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
+    this.#host.removeEventListener('peer:connect', this.#onPeerConnect)
     this.#evidence?.stop()
     this.#client.stop()
     await this.#driver?.stop()
@@ -516,6 +520,26 @@ export class PbftService implements Startable {
       },
       log: this.#log
     })
+  }
+
+  /**
+   * The last connection to a peer closed (a killed process's socket closes
+   * at once): the replica driver starts a view change now if it was the
+   * primary and requests wait, and the client sends what waits to every
+   * other replica, instead of both waiting out their timers.
+   */
+  readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
+    const peer = event.detail.toString()
+    if (!this.#running || !this.replicas.includes(peer)) { return }
+    this.#driver?.linkDown(peer)
+    this.#client.linkDown(peer)
+  }
+
+  readonly #onPeerConnect = (event: CustomEvent<PeerId>): void => {
+    const peer = event.detail.toString()
+    if (!this.#running || !this.replicas.includes(peer)) { return }
+    this.#driver?.linkUp(peer)
+    this.#client.linkUp(peer)
   }
 
   /** Keeps a connection to every replica (discovery usually has one already). */

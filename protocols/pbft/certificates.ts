@@ -146,14 +146,23 @@ export function checkStableCheckpoint (stable: StableCheckpoint, replicas: reado
 }
 
 /**
+ * The replicas whose checkpoints prove a stable checkpoint at `seq`: the
+ * set that ordered it (across a reconfiguration, the previous set up to the
+ * switch).
+ */
+export type ProversOf = (seq: number) => readonly NodeId[]
+
+/**
  * A view change in full: signed by a replica, its stable checkpoint proven,
  * and at most one valid prepared certificate per seq, each within the
  * watermarks of that checkpoint and from a view before the one it asks for.
  */
-export function checkViewChange (viewChange: ViewChange, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits): string | null {
+export function checkViewChange (
+  viewChange: ViewChange, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits, provers: ProversOf = () => replicas
+): string | null {
   if (!replicas.includes(viewChange.replica)) { return `view change from ${viewChange.replica}, not a replica` }
   if (!verifySigned(viewChange, crypto)) { return `view change from ${viewChange.replica} has an invalid signature` }
-  const stableProblem = checkStableCheckpoint(viewChange.stable, replicas, crypto)
+  const stableProblem = checkStableCheckpoint(viewChange.stable, provers(viewChange.stable.seq), crypto)
   if (stableProblem !== null) { return stableProblem }
   const low = viewChange.stable.seq
   const seqs = new Set<number>()

@@ -35,10 +35,11 @@ export class CheckpointVotes {
     return { kind: 'added' }
   }
 
-  /** A quorum of matching votes for `seq`, if there is one. */
-  proven (seq: number, quorum: number): StableCheckpoint | null {
+  /** A quorum of matching votes for `seq` from `provers` (the set that ordered it), if there is one. */
+  proven (seq: number, quorum: number, provers: readonly NodeId[]): StableCheckpoint | null {
     const byDigest = new Map<string, Checkpoint[]>()
-    for (const votes of this.#byReplica.values()) {
+    for (const [replica, votes] of this.#byReplica) {
+      if (!provers.includes(replica)) { continue }
       const vote = votes.get(seq)
       if (vote === undefined) { continue }
       const matching = byDigest.get(vote.stateDigest) ?? []
@@ -66,5 +67,19 @@ export class CheckpointVotes {
 
   forget (replica: NodeId): void {
     this.#byReplica.delete(replica)
+  }
+
+  /** The seqs above `seq` that some replica voted on, ascending. */
+  seqsAbove (seq: number): number[] {
+    const seqs = new Set<number>()
+    for (const votes of this.#byReplica.values()) {
+      for (const key of votes.keys()) { if (key > seq) { seqs.add(key) } }
+    }
+    return [...seqs].sort((a, b) => a - b)
+  }
+
+  /** Keeps the votes of `replicas` only (a new replica set took over). */
+  retain (replicas: readonly NodeId[]): void {
+    for (const replica of this.#byReplica.keys()) { if (!replicas.includes(replica)) { this.#byReplica.delete(replica) } }
   }
 }

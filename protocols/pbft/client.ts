@@ -52,6 +52,8 @@ export class PbftClient {
   readonly #outstanding = new Map<number, Outstanding>()
   #nextTimestamp: number
   #view = 0
+  /** Replicas whose link the driver reports down: at most n. */
+  readonly #linksDown = new Set<NodeId>()
   #messages: Outbound[] = []
   #results: PbftClientReady['results'] = []
 
@@ -106,6 +108,32 @@ export class PbftClient {
     return { ok: true }
   }
 
+  /**
+   * The driver's word that the link to `peer` (a replica) is down. When it
+   * is the primary the client believes in, every ordered request waiting
+   * for a result goes at once to every replica whose link is not down (the
+   * backups hold it and, the primary's link being down there too, start
+   * the view change at once; see PbftReplica.linkDown), and so do new
+   * requests while the link stays down. Returns whether the link counts.
+   */
+  linkDown (peer: NodeId): boolean {
+    if (!this.#config.replicas.includes(peer)) { return false }
+    const wasUp = !this.#linksDown.has(peer)
+    this.#linksDown.add(peer)
+    if (wasUp && peer === this.#primary) {
+      for (const outstanding of this.#outstanding.values()) {
+        if (outstanding.request.readOnly) { continue }
+        outstanding.ticks = 0
+        this.#broadcast(outstanding.request)
+      }
+    }
+    return true
+  }
+
+  linkUp (peer: NodeId): void {
+    this.#linksDown.delete(peer)
+  }
+
   tick (): void {
     for (const outstanding of [...this.#outstanding.values()]) {
       outstanding.ticks++
@@ -137,10 +165,10 @@ export class PbftClient {
     const timestamp = this.#nextTimestamp++
     const request = signRequest({ client: this.#config.id, timestamp, operation, readOnly }, this.#config.crypto)
     this.#outstanding.set(timestamp, { submitted, request, replies: new Map(), ticks: 0 })
-    if (readOnly) {
+    if (readOnly || this.#linksDown.has(this.#primary)) {
       this.#broadcast(request)
     } else {
-      this.#messages.push({ to: primaryOf(this.#view, this.#config.replicas), message: request })
+      this.#messages.push({ to: this.#primary, message: request })
     }
   }
 
@@ -157,10 +185,22 @@ export class PbftClient {
     // the view at least f+1 of them report: one of those is honest
     const views = matching.map(reply => reply.view).sort((a, b) => b - a)
     const view = views[Math.min(this.#f, views.length - 1)]
-    if (view > this.#view) { this.#view = view }
+    if (view > this.#view) {
+      this.#view = view
+      // a new view: the ordered requests still waiting went to the old primary, maybe gone; its successor gets them now
+      for (const waiting of this.#outstanding.values()) {
+        if (!waiting.request.readOnly) { this.#messages.push({ to: this.#primary, message: waiting.request }) }
+      }
+    }
   }
 
+  get #primary (): NodeId {
+    return primaryOf(this.#view, this.#config.replicas)
+  }
+
+  /** To every replica whose link is not known to be down (to all of them if none is up). */
   #broadcast (request: ClientRequest): void {
-    for (const replica of this.#config.replicas) { this.#messages.push({ to: replica, message: request }) }
+    const up = this.#config.replicas.filter(replica => !this.#linksDown.has(replica))
+    for (const replica of up.length > 0 ? up : this.#config.replicas) { this.#messages.push({ to: replica, message: request }) }
   }
 }

@@ -13,6 +13,7 @@
 import { unreachable } from '../common/assert.ts'
 import { ByteReader, ByteWriter, DecodeError } from '../kv/codec.ts'
 import { NODE_ID_LENGTH_MAX, REPLICAS_MAX, RESULT_BYTES_MAX, SIGNATURE_BYTES_MAX, resolvePbftLimits } from './config.ts'
+import { decodeConfiguration, encodeConfiguration } from './reconfiguration.ts'
 import type { PbftLimits } from './config.ts'
 import type {
   Checkpoint, ClientRequest, Commit, CommittedCertificate, Digest, Evidence, NewView, PbftMessage, PersistRecord,
@@ -31,12 +32,15 @@ const MESSAGE_TAGS = {
   'new-view': 7,
   'fetch-committed': 8,
   'committed-batches': 9,
-  reply: 10
+  reply: 10,
+  configuration: 11
 } as const satisfies Record<PbftMessage['type'], number>
 
 const RECORD_TAGS = { view: 1, signed: 2, accepted: 3, prepared: 4, committed: 5, stable: 6 } as const satisfies Record<PersistRecord['kind'], number>
 
 const EVIDENCE_EQUIVOCATION = 1
+/** Two replica lists of REPLICAS_MAX ids of NODE_ID_LENGTH_MAX bytes, with their varints. */
+const CONFIGURATION_BYTES_MAX = 2 * REPLICAS_MAX * (NODE_ID_LENGTH_MAX + 2) + 64
 
 /** Prefixes every signed payload, so a signature over one thing can never pass for another protocol's. */
 const SIGNING_DOMAIN = new TextEncoder().encode('accord/pbft/sign/1')
@@ -151,7 +155,8 @@ function writeBody (w: ByteWriter, m: PbftMessage, form: Form): void {
     case 'checkpoint': writeCheckpoint(w, m, form); break
     case 'view-change': writeViewChange(w, m, form); break
     case 'new-view': writeNewView(w, m, form); break
-    case 'fetch-committed': w.utf8(m.replica).varint(m.fromSeq); break
+    case 'fetch-committed': w.utf8(m.replica).varint(m.fromSeq).varint(m.epoch); break
+    case 'configuration': w.utf8(m.replica).bytes(encodeConfiguration(m.state)).varint(m.knownThrough); break
     case 'committed-batches':
       w.utf8(m.replica).varint(m.certificates.length)
       for (const certificate of m.certificates) { writeCommitted(w, certificate) }
@@ -346,7 +351,13 @@ class Reader {
       case MESSAGE_TAGS.checkpoint: return this.checkpoint()
       case MESSAGE_TAGS['view-change']: return this.viewChange()
       case MESSAGE_TAGS['new-view']: return this.newView()
-      case MESSAGE_TAGS['fetch-committed']: return { type: 'fetch-committed', replica: this.nodeId('replica'), fromSeq: this.seq('fromSeq') }
+      case MESSAGE_TAGS['fetch-committed']: return { type: 'fetch-committed', replica: this.nodeId('replica'), fromSeq: this.seq('fromSeq'), epoch: this.r.varint('epoch') }
+      case MESSAGE_TAGS.configuration: {
+        const replica = this.nodeId('replica')
+        const decoded = decodeConfiguration(this.r.bytes('configuration', CONFIGURATION_BYTES_MAX))
+        if (!decoded.ok) { throw new DecodeError(decoded.error) }
+        return { type: 'configuration', replica, state: decoded.state, knownThrough: this.r.varint('knownThrough') }
+      }
       case MESSAGE_TAGS['committed-batches']: {
         const replica = this.nodeId('replica')
         const length = this.count('committed certificates', this.limits.certificatesPerFetchMax)
@@ -369,7 +380,7 @@ class Reader {
 
   signedMessage (): SignedMessage {
     const message = this.tagged()
-    if (message.type === 'request' || message.type === 'reply' || message.type === 'fetch-committed' || message.type === 'committed-batches') {
+    if (message.type === 'request' || message.type === 'reply' || message.type === 'fetch-committed' || message.type === 'committed-batches' || message.type === 'configuration') {
       throw new DecodeError(`a ${message.type} is not a signed replica message`)
     }
     return message

@@ -13,6 +13,11 @@ export type { PbftClientConfig, PbftClientReady } from './client.ts'
 export { PBFT_DEFAULTS, resolvePbftLimits, faultsTolerated, quorumSize, REPLICAS_MAX, NODE_ID_LENGTH_MAX, SIGNATURE_BYTES_MAX, RESULT_BYTES_MAX } from './config.ts'
 export type { PbftLimits } from './config.ts'
 export { checkEvidence } from './evidence.ts'
+export {
+  RECONFIGURATION_PREFIX, approvalPayload, approve, verifyApproval, checkReconfiguration, decodeConfiguration, decodeReconfiguration,
+  effectiveAfter, encodeConfiguration, encodeReconfiguration, genesisConfiguration, isReconfiguration, replicaSetProblem
+} from './reconfiguration.ts'
+export type { Approval, ConfigurationState, PbftConfiguration, Reconfiguration } from './reconfiguration.ts'
 export { Suspicion, SCORE_MAX, SUSPICION_POINTS, SCORE_RECOVERY_POINTS } from './suspicion.ts'
 export type { PeerScore, SuspicionReason } from './suspicion.ts'
 export {

@@ -19,23 +19,32 @@ import { signingPayload } from './encoding.ts'
 import { checkEvidence, conflicting, equivocation } from './evidence.ts'
 import { FutureBuffer } from './future-buffer.ts'
 import { SlotLog, signedKey, signedSeq } from './log.ts'
+import { checkReconfiguration, decodeReconfiguration, effectiveAfter, encodeConfiguration, genesisConfiguration, isReconfiguration } from './reconfiguration.ts'
 import { RequestQueue, requestKey } from './requests.ts'
 import { replayRecords } from './restore.ts'
 import { Suspicion } from './suspicion.ts'
 import { checkNewView, planNewView } from './view-change.ts'
 import type { PbftLimits } from './config.ts'
 import type { Slot } from './log.ts'
+import type { ConfigurationState, PbftConfiguration } from './reconfiguration.ts'
 import type {
-  Checkpoint, ClientRequest, Commit, CommittedBatches, Digest, Evidence, FetchCommitted, Isolation, IsolationReason,
+  Checkpoint, ClientRequest, Commit, CommittedBatches, Configuration, Digest, Evidence, ExecutableBatch, FetchCommitted, Isolation, IsolationReason,
   NewView, NodeId, PbftCrypto, PbftMessage, PbftReady, PbftRestored, PbftStatus, PersistRecord, PrePrepare, Prepare,
-  ReplicaMessage, SignedMessage, StableCheckpoint, StepRejectReason, StepResult, ViewChange
+  ReconfigurationOutcome, ReplicaMessage, SignedMessage, StableCheckpoint, StepRejectReason, StepResult, ViewChange
 } from './types.ts'
 import type { NewViewPlan } from './view-change.ts'
 
 export interface PbftConfigInit {
   id: NodeId
-  /** Identical on every replica; primary(v) = replicas[v mod n]. */
+  /** The genesis set, identical on every replica; primary(v) = replicas[v mod n]. */
   replicas: NodeId[]
+  /**
+   * The latest configuration decided and the one before it, as the state
+   * machine holds them (the snapshot at the restored stable checkpoint);
+   * absent: the genesis set. A node outside the set in force is a learner:
+   * it follows by catch-up and votes once a configuration lists it.
+   */
+  configuration?: ConfigurationState
   crypto: PbftCrypto
   limits?: Partial<PbftLimits>
   /** The persisted blocklist. */
@@ -49,30 +58,60 @@ export interface PbftConfigInit {
 }
 
 const OK: StepResult = { ok: true }
+/** States asked for that a driver may still be fetching when a later one is asked. */
+const STATES_ASKED_KEPT = 4
 
 function reject (reason: StepRejectReason, detail?: string): StepResult {
   return detail === undefined ? { ok: false, reason } : { ok: false, reason, detail }
 }
 
 function emptyReady (): PbftReady {
-  return { persist: [], messages: [], execute: [], checkpointsDue: [], stable: null, stateWanted: null, evidence: [], isolated: [] }
+  return { persist: [], messages: [], execute: [], checkpointsDue: [], stable: null, stateWanted: null, evidence: [], isolated: [], configuration: null }
 }
 
 function readyIsEmpty (ready: PbftReady): boolean {
   return ready.persist.length === 0 && ready.messages.length === 0 && ready.execute.length === 0 &&
     ready.checkpointsDue.length === 0 && ready.stable === null && ready.stateWanted === null &&
-    ready.evidence.length === 0 && ready.isolated.length === 0
+    ready.evidence.length === 0 && ready.isolated.length === 0 && ready.configuration === null
 }
 
 type Vote = Prepare | Commit
 
+function sameReplicas (a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i])
+}
+
 export class PbftReplica {
   readonly id: NodeId
-  readonly #replicas: NodeId[]
   readonly #crypto: PbftCrypto
   readonly #limits: PbftLimits
-  readonly #f: number
-  readonly #quorum: number
+  readonly #sabotageQuorum: number | undefined
+  /** The configuration in force: its set orders the seqs above configuration.afterSeq. */
+  #configuration: PbftConfiguration
+  /** The one before it: its replicas proved the checkpoints up to the switch. */
+  #previous: PbftConfiguration | null = null
+  /** Decided, in force once its afterSeq is a stable checkpoint; nothing above that seq is voted on or executed until then. */
+  #pending: PbftConfiguration | null = null
+  /** The set in force (#configuration.replicas). */
+  #replicas: NodeId[]
+  #f: number
+  #quorum: number
+  /** In the set in force; a node that is not is a learner: it follows by catch-up and signs nothing. */
+  #member: boolean
+  /** Configuration states announced by replicas of the set in force (encoded), while this replica is behind. */
+  readonly #announced = new Map<NodeId, { key: string, knownThrough: number }>()
+  /** f+1 replicas of the set in force agree that the latest configuration holds through this seq. */
+  #confirmedThrough = 0
+  /** The last states asked for (Ready.stateWanted): the driver may still install one of them. */
+  readonly #statesAsked: StableCheckpoint[] = []
+  /** Learned a configuration more than one epoch ahead: nothing is handed out before a state at or past this seq is installed. */
+  #stateNeededThrough = 0
+  /**
+   * The state digests the driver reported (checkpointTaken) in this
+   * incarnation, from the low watermark up: a checkpoint this replica signed
+   * before a restart says nothing of the state its driver holds now.
+   */
+  readonly #digestsTaken = new Map<number, Digest>()
 
   #view = 0
   /** VIEW-CHANGE sent for #view, NEW-VIEW not yet installed. */
@@ -90,7 +129,7 @@ export class PbftReplica {
   readonly #log = new SlotLog()
   readonly #signed = new Map<string, SignedMessage>()
   readonly #requests: RequestQueue
-  readonly #future: FutureBuffer
+  #future: FutureBuffer
   readonly #checkpoints: CheckpointVotes
   /** The highest-view valid VIEW-CHANGE from each replica. */
   readonly #viewChanges = new Map<NodeId, ViewChange>()
@@ -112,7 +151,7 @@ export class PbftReplica {
   #newView: NewView | null = null
   /** Ticks so far: the age of pending requests is counted in them. */
   #ticks = 0
-  readonly #suspicion: Suspicion
+  #suspicion: Suspicion
 
   #out: PbftReady = emptyReady()
   #readyOutstanding = false
@@ -123,18 +162,21 @@ export class PbftReplica {
     if (!Array.isArray(replicas) || replicas.length === 0 || new Set(replicas).size !== replicas.length) {
       throw new RangeError('pbft: replicas must be a non-empty list of distinct ids')
     }
-    if (!replicas.includes(id)) { throw new RangeError(`pbft: ${id} is not among the replicas`) }
     this.id = id
-    this.#replicas = [...replicas]
     this.#crypto = crypto
     this.#limits = resolvePbftLimits(config.limits)
-    this.#f = faultsTolerated(replicas.length)
-    this.#quorum = config.sabotageQuorum ?? quorumSize(replicas.length)
-    if (!Number.isSafeInteger(this.#quorum) || this.#quorum < 1 || this.#quorum > replicas.length) { throw new RangeError('pbft: quorum out of range') }
+    this.#sabotageQuorum = config.sabotageQuorum
+    const configurations = config.configuration ?? { latest: genesisConfiguration(replicas), previous: null }
+    this.#configuration = configurations.latest
+    this.#previous = configurations.previous
+    this.#replicas = [...configurations.latest.replicas]
+    this.#f = faultsTolerated(this.#replicas.length)
+    this.#quorum = this.#quorumOf(this.#replicas)
+    this.#member = this.#replicas.includes(id)
     this.#requests = new RequestQueue(this.#limits)
-    this.#future = new FutureBuffer(this.#limits, replicas.length)
+    this.#future = new FutureBuffer(this.#limits, this.#replicas.length)
     this.#checkpoints = new CheckpointVotes(this.#limits)
-    this.#suspicion = new Suspicion(replicas, id)
+    this.#suspicion = new Suspicion(this.#replicas, id)
     for (const isolation of config.isolated ?? []) { this.#isolated.set(isolation.peer, isolation.reason) }
     if (restored !== undefined) {
       const state = replayRecords(restored.records, id, this.#log, this.#checkpoints)
@@ -148,7 +190,18 @@ export class PbftReplica {
       this.#executed = this.#low
       this.#nextSeq = state.nextSeq
     }
+    // the latest configuration is not in force yet where the state is older than its start
+    if (configurations.previous !== null && this.#low < configurations.latest.afterSeq) {
+      this.#pending = configurations.latest
+      this.#applyConfiguration(configurations.previous, null)
+    }
     this.#executeCommitted()
+  }
+
+  #quorumOf (replicas: readonly NodeId[]): number {
+    const quorum = this.#sabotageQuorum ?? quorumSize(replicas.length)
+    if (!Number.isSafeInteger(quorum) || quorum < 1 || quorum > replicas.length) { throw new RangeError('pbft: quorum out of range') }
+    return quorum
   }
 
   // ------------------------------------------------------------- properties
@@ -182,20 +235,28 @@ export class PbftReplica {
       highWatermark: this.#high,
       executed: this.#executed,
       isolated: [...this.#isolated].map(([peer, reason]) => ({ peer, reason })),
-      scores: this.#suspicion.list()
+      scores: this.#suspicion.list(),
+      epoch: this.#configuration.epoch,
+      replicas: [...this.#replicas],
+      member: this.#member,
+      pending: this.#pending
     }
   }
 
   // ------------------------------------------------------------- input
 
   step (message: ReplicaMessage, link: NodeId): StepResult {
-    if (!this.#replicas.includes(link)) { return reject('not-a-replica', `${link} is not a replica`) }
+    const member = this.#replicas.includes(link)
+    if (!member && this.#pending?.replicas.includes(link) !== true) { return this.#fromNonMember(message, link) }
     if (this.#isolated.has(link)) { return reject('isolated') }
     if (link === this.id) { return reject('wrong-sender', 'a message from this replica itself') }
     if (typeof message !== 'object' || message === null || typeof (message as { replica?: unknown }).replica !== 'string') {
       return reject('malformed', 'not a replica message')
     }
     if (message.replica !== link) { return reject('wrong-sender', `claims ${message.replica}, came from ${link}`) }
+    // a new set takes over at the next ready(): what comes meanwhile is checked by it
+    if (this.#switchDue()) { return this.#buffer(message, link) }
+    if (!member || !this.#member) { return this.#outsideTheSet(message, link, member) }
     const result = this.#dispatch(message, link)
     // from a replica's own authenticated link, and yet failing checks: proves nothing a third party could verify, but counts
     if (!result.ok && result.reason === 'malformed') { this.#suspicion.lower(link, 'invalid-message') }
@@ -211,12 +272,14 @@ export class PbftReplica {
       case 'new-view': return this.#onNewView(message, link)
       case 'fetch-committed': return this.#onFetchCommitted(message, link)
       case 'committed-batches': return this.#onCommittedBatches(message, link)
+      case 'configuration': return this.#onConfiguration(message, link)
       default: return reject('malformed', `unknown message type ${String((message as { type?: unknown }).type)}`)
     }
   }
 
   request (request: ClientRequest): StepResult {
     if (request?.type !== 'request' || !(request.operation instanceof Uint8Array)) { return reject('malformed', 'not a request') }
+    if (!this.#member) { return reject('not-a-replica', 'this node is not a replica of the set in force') }
     if (request.readOnly) { return reject('malformed', 'read-only requests are answered by the driver, not ordered') }
     if (request.operation.length > this.#limits.operationBytesMax) { return reject('malformed', 'operation larger than operationBytesMax') }
     const held = this.#requests.has(requestKey(request))
@@ -228,11 +291,16 @@ export class PbftReplica {
     }
     // a backup relays it, again on a retransmission: the primary may have missed it
     if (!this.#isPrimary && !this.#changing && !this.#isolated.has(this.#primary)) { this.#send(this.#primary, request) }
+    this.#failoverIfPrimaryLinkDown() // link loss, see linkDown
     return OK
   }
 
   tick (): void {
     this.#ticks++
+    if (!this.#member) {
+      this.#tickAsLearner()
+      return
+    }
     if (this.#changing) {
       if (this.#viewChangeTimer !== null) {
         this.#viewChangeTimer--
@@ -244,7 +312,7 @@ export class PbftReplica {
         const mine = this.#signed.get(`view-change/${this.#view}`)
         if (mine !== undefined) { this.#broadcast(mine) }
       }
-    } else if (this.#requests.waiting) {
+    } else if (this.#requests.waiting || this.#awaitingSwitch()) {
       this.#requestTimer = (this.#requestTimer ?? this.#limits.requestTimeoutTicks) - 1
       if (this.#requestTimer <= 0) {
         this.#suspicion.lower(this.#primary, 'request-timeout')
@@ -260,7 +328,8 @@ export class PbftReplica {
     this.#fetchTimer++
     if (this.#fetchTimer >= Math.max(1, Math.floor(this.#limits.requestTimeoutTicks / 2))) {
       this.#fetchTimer = 0
-      if (this.#behind()) { this.#broadcast({ type: 'fetch-committed', replica: this.id, fromSeq: this.#executed + 1 }) }
+      this.#resendSwitchCheckpoint()
+      if (this.#behind()) { this.#broadcast({ type: 'fetch-committed', replica: this.id, fromSeq: this.#executed + 1, epoch: this.#latest.epoch }) }
       this.#peerAhead = false
     }
   }
@@ -269,6 +338,13 @@ export class PbftReplica {
     assert(seq % this.#limits.checkpointInterval === 0, `checkpointTaken(${seq}) for a seq not listed in checkpointsDue`)
     // a report from before a state transfer took this replica back (or past it) is out of date
     if (seq <= this.#durableStable || seq > this.#executed || this.#stateWanted !== null) { return }
+    this.#digestsTaken.set(seq, stateDigest)
+    if (!this.#member) {
+      // a learner signs no checkpoint: its digest waits for the checkpoint to be proven (or was)
+      if (seq === this.#low) { if (stateDigest === this.#stable.stateDigest) { this.#persistStable(this.#stable) } else { this.#wantState(this.#stable) } }
+      if (seq > this.#low) { this.#checkStable(seq) }
+      return
+    }
     const signed = this.#signed.get(`checkpoint/${seq}`) as Checkpoint | undefined
     if (signed !== undefined && signed.stateDigest !== stateDigest) {
       // executed again after a state transfer, to another state: it cannot sign a second checkpoint there
@@ -285,9 +361,18 @@ export class PbftReplica {
     }
   }
 
-  stateInstalled (checkpoint: StableCheckpoint): void {
-    assert(checkStableCheckpoint(checkpoint, this.#replicas, this.#crypto) === null, 'stateInstalled: the checkpoint must be proven')
+  /**
+   * The state at `checkpoint` (proven) is installed; `configuration` is the
+   * one that state holds (absent: the genesis set), which may be ahead of
+   * what this replica knew.
+   */
+  stateInstalled (checkpoint: StableCheckpoint, configuration?: ConfigurationState): void {
     if (checkpoint.seq <= this.#durableStable) { return }
+    // asked for here (proven then: the sets this replica knows may have changed since), or proven now
+    const wanted = this.#statesAsked.some(asked => asked.seq === checkpoint.seq && asked.stateDigest === checkpoint.stateDigest)
+    assert(wanted || checkStableCheckpoint(checkpoint, this.#proversOf(checkpoint.seq), this.#crypto) === null, 'stateInstalled: the checkpoint must be proven')
+    if (configuration !== undefined) { this.#learnConfiguration(configuration) }
+    if (checkpoint.seq >= this.#stateNeededThrough) { this.#stateNeededThrough = 0 }
     if (checkpoint.seq > this.#low) { this.#moveLowWatermark(checkpoint) }
     if (this.#stateWanted !== null && this.#stateWanted.seq <= checkpoint.seq) { this.#stateWanted = null }
     this.#executed = checkpoint.seq
@@ -295,6 +380,7 @@ export class PbftReplica {
     this.#requests.clear()
     this.#persistStable(checkpoint)
     this.#executeCommitted()
+    this.#replayFuture()
   }
 
   receiveEvidence (evidence: Evidence): StepResult {
@@ -315,7 +401,7 @@ export class PbftReplica {
     this.#future.forget(peer)
     this.#checkpoints.forget(peer)
     this.#viewChanges.delete(peer)
-    if (peer === this.#primary && !this.#changing) { this.#startViewChange(this.#view + 1) }
+    if (peer === this.#primary && !this.#changing && this.#member) { this.#startViewChange(this.#view + 1) }
   }
 
   /**
@@ -329,16 +415,61 @@ export class PbftReplica {
     return true
   }
 
+  // ------------------------------------------------------------- link loss (fast failover)
+  // (one spot: this state and these methods; the only other line is the
+  // #failoverIfPrimaryLinkDown() call at the end of request())
+
+  /** Replicas of the set whose link the driver reports down (connection closed): at most n − 1. */
+  readonly #linksDown = new Set<NodeId>()
+
+  /**
+   * The driver's word that the link to `peer` is down (its connection
+   * closed: a crashed process, a closed socket). When `peer` is the primary
+   * and this replica holds requests waiting to execute (now, or when one
+   * arrives while the link stays down), the view change starts at once, as
+   * if the request timer had expired (and the primary loses the
+   * 'request-timeout' points), instead of after requestTimeoutTicks. A link
+   * down with nothing waiting starts nothing: a flapping link alone never
+   * pushes a replica out of its view. Ids outside the replica set (and this
+   * replica's own) are ignored; returns whether the link counts.
+   */
+  linkDown (peer: NodeId): boolean {
+    if (peer === this.id || !this.#replicas.includes(peer)) { return false }
+    this.#linksDown.add(peer)
+    this.#failoverIfPrimaryLinkDown()
+    return true
+  }
+
+  /** The link to `peer` is up again (a connection opened). */
+  linkUp (peer: NodeId): void {
+    this.#linksDown.delete(peer)
+  }
+
+  /** Replicas whose link is down, in replica order (tests and status). */
+  get linksDown (): NodeId[] {
+    return this.#replicas.filter(replica => this.#linksDown.has(replica))
+  }
+
+  #failoverIfPrimaryLinkDown (): void {
+    if (this.#changing || this.#isPrimary || !this.#linksDown.has(this.#primary) || this.#isolated.has(this.#primary)) { return }
+    if (!this.#requests.waiting) { return }
+    this.#suspicion.lower(this.#primary, 'request-timeout')
+    this.#startViewChange(this.#view + 1)
+  }
+
+  // ------------------------------------------------------------- end of link loss
+
   // ------------------------------------------------------------- output
 
   hasReady (): boolean {
     if (this.#readyOutstanding) { return false }
-    return !readyIsEmpty(this.#out) || this.#canPropose()
+    return !readyIsEmpty(this.#out) || this.#canPropose() || this.#switchDue()
   }
 
   /** The work to do: persist, then send, then execute. At most one is outstanding: advance() before the next ready(). */
   ready (): PbftReady {
     assert(!this.#readyOutstanding, 'ready() called again before advance()')
+    if (this.#switchDue()) { this.#switchConfiguration() }
     this.#propose()
     const ready = this.#out
     this.#out = emptyReady()
@@ -354,8 +485,10 @@ export class PbftReplica {
   // ------------------------------------------------------------- normal case
 
   #canPropose (): boolean {
-    return this.#isPrimary && !this.#changing && this.#requests.pendingCount > 0 &&
-      this.#nextSeq < this.#high && this.#nextSeq - Math.max(this.#executed, this.#low) < this.#limits.pipelineMax
+    // the set in force proposes nothing past the start of a pending one, and null batches up to it when idle
+    const ceiling = Math.min(this.#high, this.#pending?.afterSeq ?? Infinity)
+    return this.#member && this.#isPrimary && !this.#changing && (this.#requests.pendingCount > 0 || this.#pending !== null) &&
+      this.#nextSeq < ceiling && this.#nextSeq - Math.max(this.#executed, this.#low) < this.#limits.pipelineMax
   }
 
   /** The primary cuts the pending requests into batches, as far as the pipeline and the watermarks allow. */
@@ -368,7 +501,7 @@ export class PbftReplica {
         batch.push(request)
         bytes += request.operation.length
       }
-      assert(batch.length > 0, 'a pending request always fits a batch')
+      assert(batch.length > 0 || this.#pending !== null, 'a pending request always fits a batch')
       const seq = ++this.#nextSeq
       const prePrepare = this.#sign<PrePrepare>({
         type: 'pre-prepare', replica: this.id, view: this.#view, seq, digest: batchDigest(batch, this.#crypto), batch
@@ -405,6 +538,13 @@ export class PbftReplica {
       }
       return reject('outside-watermarks', `seq ${message.seq} at or below the low watermark ${this.#low}`)
     }
+    // waiting for the state at a checkpoint: what it covers is stale, and above it this replica cannot tell which set orders
+    if (this.#stateWanted !== null) {
+      if (message.seq <= this.#stateWanted.seq) { return reject('stale', `seq ${message.seq} is covered by the state being fetched`) }
+      return this.#buffer(message, link)
+    }
+    // ordered by the pending set, once it is in force
+    if (this.#pending !== null && message.seq > this.#pending.afterSeq) { return this.#buffer(message, link) }
     if (message.seq > this.#high) {
       this.#peerAhead = true
       return this.#buffer(message, link)
@@ -425,9 +565,9 @@ export class PbftReplica {
   }
 
   #onPrePrepare (prePrepare: PrePrepare, link: NodeId): StepResult {
-    if (prePrepare.replica !== primaryOf(prePrepare.view, this.#replicas)) { return reject('not-primary', `not the primary of view ${prePrepare.view}`) }
     const admitted = this.#admit(prePrepare, link)
     if (admitted !== 'now') { return admitted }
+    if (prePrepare.replica !== primaryOf(prePrepare.view, this.#replicas)) { return reject('not-primary', `not the primary of view ${prePrepare.view}`) }
     if (!verifySigned(prePrepare, this.#crypto)) { return this.#forged(link, 'pre-prepare') }
     const slot = this.#log.at(prePrepare.seq, this.#view)
     if (slot.prePrepare !== null) {
@@ -459,9 +599,9 @@ export class PbftReplica {
   }
 
   #onVote (vote: Vote, link: NodeId): StepResult {
-    if (vote.type === 'prepare' && vote.replica === primaryOf(vote.view, this.#replicas)) { return reject('malformed', 'the primary does not prepare') }
     const admitted = this.#admit(vote, link)
     if (admitted !== 'now') { return admitted }
+    if (vote.type === 'prepare' && vote.replica === primaryOf(vote.view, this.#replicas)) { return reject('malformed', 'the primary does not prepare') }
     if (!verifySigned(vote, this.#crypto)) { return this.#forged(link, vote.type) }
     const slot = this.#log.at(vote.seq, this.#view)
     const votes: Map<NodeId, Vote> = vote.type === 'prepare' ? slot.prepares : slot.commits
@@ -507,15 +647,20 @@ export class PbftReplica {
 
   /** Hands out committed batches in seq order, never past a gap. */
   #executeCommitted (): void {
-    if (this.#stateWanted !== null) { return }
+    if (this.#stateWanted !== null || this.#executed < this.#stateNeededThrough) { return }
     let progressed = false
     for (;;) {
+      // past the start of a pending set, only once it is in force: a reconfiguration there is judged against it
+      if (this.#pending !== null && this.#executed >= this.#pending.afterSeq) { break }
       const slot = this.#log.get(this.#executed + 1)
       if (slot?.committed == null) { break }
       const { prePrepare } = slot.committed
       assert(prePrepare.seq === this.#executed + 1, 'executed seqs are strictly consecutive')
       this.#executed = prePrepare.seq
-      this.#out.execute.push({ seq: prePrepare.seq, view: prePrepare.view, requests: prePrepare.batch })
+      const batch: ExecutableBatch = { seq: prePrepare.seq, view: prePrepare.view, requests: prePrepare.batch }
+      const reconfigurations = this.#judgeReconfigurations(batch)
+      if (reconfigurations.length > 0) { batch.reconfigurations = reconfigurations }
+      this.#out.execute.push(batch)
       for (const request of prePrepare.batch) { this.#requests.done(request) }
       if (prePrepare.seq % this.#limits.checkpointInterval === 0) { this.#out.checkpointsDue.push(prePrepare.seq) }
       progressed = true
@@ -540,7 +685,14 @@ export class PbftReplica {
   }
 
   #checkStable (seq: number): void {
-    const proven = this.#checkpoints.proven(seq, this.#quorum)
+    // signed perhaps by a set this replica missed: it asks (its fetches make replicas send their configuration)
+    if (this.#beyondKnowledge(seq)) {
+      this.#peerAhead = true
+      return
+    }
+    const provers = this.#proversOf(seq)
+    if (provers.length === 0) { return }
+    const proven = this.#checkpoints.proven(seq, provers === this.#replicas ? this.#quorum : this.#quorumOf(provers), provers)
     if (proven === null || proven.seq <= this.#low) { return }
     this.#stableProven(proven)
   }
@@ -554,9 +706,9 @@ export class PbftReplica {
   #stableProven (stable: StableCheckpoint): void {
     this.#executeCommitted()
     this.#moveLowWatermark(stable)
-    const mine = this.#signed.get(`checkpoint/${stable.seq}`) as Checkpoint | undefined
+    const mine = this.#digestsTaken.get(stable.seq)
     if (mine !== undefined) {
-      if (mine.stateDigest === stable.stateDigest) { this.#persistStable(stable) } else { this.#wantState(stable) }
+      if (mine === stable.stateDigest) { this.#persistStable(stable) } else { this.#wantState(stable) }
     } else if (this.#executed < stable.seq) {
       this.#wantState(stable)
     }
@@ -569,6 +721,7 @@ export class PbftReplica {
     this.#judgeParticipation(stable.seq)
     this.#stable = stable
     this.#outside.clear()
+    for (const seq of this.#digestsTaken.keys()) { if (seq < stable.seq) { this.#digestsTaken.delete(seq) } }
     this.#log.forgetThrough(stable.seq)
     this.#checkpoints.forgetBelow(stable.seq)
     for (const [key, message] of this.#signed) {
@@ -589,6 +742,8 @@ export class PbftReplica {
   #wantState (stable: StableCheckpoint): void {
     if (this.#stateWanted !== null && this.#stateWanted.seq >= stable.seq) { return }
     this.#stateWanted = stable
+    this.#statesAsked.push(stable)
+    if (this.#statesAsked.length > STATES_ASKED_KEPT) { this.#statesAsked.shift() }
     const holders = stable.proof.map(c => c.replica).filter(r => r !== this.id && !this.#isolated.has(r))
     this.#out.stateWanted = { checkpoint: stable, holders }
   }
@@ -597,8 +752,10 @@ export class PbftReplica {
 
   /** Behind: a gap below a committed batch, or another replica checkpointed or sent messages past what this one executed. */
   #behind (): boolean {
-    if (this.#stateWanted !== null) { return false }
-    if (this.#peerAhead) { return true }
+    // waiting for a state: asking again only helps when what it saw may be signed by a set it missed
+    if (this.#stateWanted !== null) { return this.#peerAhead }
+    // the others may have reached the start of the pending set (and left this replica out of it)
+    if (this.#peerAhead || this.#pending !== null) { return true }
     if (this.#log.get(this.#executed + 1)?.committed != null) { return false }
     for (const slot of this.#log.values()) {
       if (slot.seq > this.#executed + 1 && slot.committed !== null) { return true }
@@ -608,8 +765,13 @@ export class PbftReplica {
 
   #onFetchCommitted (fetch: FetchCommitted, link: NodeId): StepResult {
     if (!Number.isSafeInteger(fetch.fromSeq) || fetch.fromSeq < 1) { return reject('malformed', 'bad fromSeq') }
-    if (fetch.fromSeq <= this.#low) {
-      // the asker is behind this replica's stable checkpoint: its checkpoint helps it prove one
+    if (!Number.isSafeInteger(fetch.epoch) || fetch.epoch < 0) { return reject('malformed', 'bad epoch') }
+    // the asker missed a reconfiguration, or will be shown checkpoints past what it knows: it needs to know which set signs them
+    if (fetch.epoch < this.#latest.epoch || fetch.fromSeq <= this.#low + 1) {
+      this.#send(link, { type: 'configuration', replica: this.id, state: this.#configurationState(), knownThrough: this.#knownThrough })
+    }
+    if (fetch.fromSeq <= this.#low + 1) {
+      // the asker is behind this replica's stable checkpoint, or at it without its proof: this checkpoint helps it prove one
       const mine = this.#signed.get(`checkpoint/${this.#low}`)
       if (mine !== undefined) { this.#send(link, mine) }
     }
@@ -627,13 +789,19 @@ export class PbftReplica {
     if (!Array.isArray(answer.certificates) || answer.certificates.length > this.#limits.certificatesPerFetchMax) {
       return reject('malformed', 'too many certificates')
     }
+    // what follows the state being fetched may be signed by a set that state names
+    if (this.#stateWanted !== null) { return reject('stale', 'waiting for the state of a stable checkpoint') }
     for (const certificate of answer.certificates) {
       const { seq } = certificate.prePrepare
       if (seq <= Math.max(this.#executed, this.#low) || seq > this.#high) { continue }
+      // signed by the pending set: fetched again once it is in force
+      if (this.#pending !== null && seq > this.#pending.afterSeq) { continue }
+      const signers = this.#setFor(seq)
+      if (signers === null) { continue }
       const slot = this.#log.at(seq, this.#view)
       if (slot.committed !== null) { continue }
-      const problem = checkCommittedCertificate(certificate, this.#replicas, this.#crypto, this.#limits)
-      if (problem !== null) { return reject('bad-signature', `committed certificate for seq ${seq} from ${link}: ${problem}`) }
+      const problem = checkCommittedCertificate(certificate, signers, this.#crypto, this.#limits)
+      if (problem !== null) { return this.#unknownSet(seq) ?? reject('bad-signature', `committed certificate for seq ${seq} from ${link}: ${problem}`) }
       slot.committed = certificate
       this.#persist({ kind: 'committed', certificate })
     }
@@ -650,6 +818,7 @@ export class PbftReplica {
 
   #startViewChange (view: number): void {
     assert(view > this.#view || (view === this.#view && !this.#changing), 'view changes only move forward')
+    assert(this.#member, 'a learner takes no part in view changes')
     this.#enterView(view, true)
     const viewChange = this.#sign<ViewChange>({
       type: 'view-change', replica: this.id, view, stable: this.#stable, prepared: this.#log.preparedCertificates()
@@ -684,8 +853,10 @@ export class PbftReplica {
     const held = this.#viewChanges.get(link)
     if (held !== undefined && held.view >= viewChange.view) { return reject('duplicate') }
     if (!verifySigned(viewChange, this.#crypto)) { return this.#forged(link, 'view change') }
-    const problem = checkViewChange(viewChange, this.#replicas, this.#crypto, this.#limits)
-    if (problem !== null) { return reject('malformed', problem) }
+    const adopted = this.#adoptStable([viewChange], viewChange, link)
+    if (adopted !== null) { return adopted }
+    const problem = checkViewChange(viewChange, this.#replicas, this.#crypto, this.#limits, seq => this.#proversOf(seq))
+    if (problem !== null) { return this.#unknownSet(viewChange.stable.seq + 1) ?? reject('malformed', problem) }
     this.#viewChanges.set(link, viewChange)
     this.#maybeJoin()
     this.#maybeStartViewChangeTimer()
@@ -699,7 +870,7 @@ export class PbftReplica {
    * others, which would leave no view with a quorum of view changes.
    */
   #maybeStartViewChangeTimer (): void {
-    if (!this.#changing || this.#viewChangeTimer !== null) { return }
+    if (!this.#changing || this.#viewChangeTimer !== null || this.#switchDue()) { return }
     // a replica asking for a later view has given up this one too
     let asking = 0
     for (const vc of this.#viewChanges.values()) { if (vc.view >= this.#view) { asking++ } }
@@ -708,13 +879,15 @@ export class PbftReplica {
 
   /** f+1 replicas ask for views above this one: at least one honest replica timed out, so join the smallest of them. */
   #maybeJoin (): void {
+    // a set about to take over asks for its own next view
+    if (this.#switchDue()) { return }
     const higher = [...this.#viewChanges.values()].filter(vc => vc.view > this.#view)
     if (higher.length < this.#f + 1) { return }
     this.#startViewChange(Math.min(...higher.map(vc => vc.view)))
   }
 
   #maybeSendNewView (): void {
-    if (!this.#changing || !this.#isPrimary || this.#signed.has(`new-view/${this.#view}`)) { return }
+    if (!this.#changing || !this.#isPrimary || this.#signed.has(`new-view/${this.#view}`) || this.#switchDue()) { return }
     const viewChanges = this.#replicas
       .map(replica => this.#viewChanges.get(replica))
       .filter((vc): vc is ViewChange => vc?.view === this.#view)
@@ -731,13 +904,58 @@ export class PbftReplica {
 
   #onNewView (newView: NewView, link: NodeId): StepResult {
     if (newView.view < this.#view || (newView.view === this.#view && !this.#changing)) { return reject('stale') }
-    const checked = checkNewView(newView, this.#replicas, this.#crypto, this.#limits)
+    if (!Array.isArray(newView.viewChanges)) { return reject('malformed', 'no view changes') }
+    const adopted = this.#adoptStable(newView.viewChanges, newView, link)
+    if (adopted !== null) { return adopted }
+    const checked = checkNewView(newView, this.#replicas, this.#crypto, this.#limits, seq => this.#proversOf(seq))
     if (!checked.ok) {
       if (checked.badSignature === true && newView.replica === link) { return this.#forged(link, 'new view') }
-      return reject('malformed', checked.error)
+      const top = Math.max(0, ...newView.viewChanges.map(vc => vc.stable.seq))
+      return this.#unknownSet(top + 1) ?? reject('malformed', checked.error)
     }
     this.#installNewView(newView, checked.plan)
     return OK
+  }
+
+  /**
+   * The stable checkpoints that view changes carry, before the view changes
+   * themselves are checked (with the set that will be in force there):
+   * from before the set in force took over, the message is stale (its
+   * sender has not switched); a proven one above the low watermark moves
+   * this replica there, and when that brings a new set in force, the
+   * message waits in the future buffer to be checked by it. Null: go on.
+   */
+  #adoptStable (viewChanges: ViewChange[], message: ViewChange | NewView, link: NodeId): StepResult | null {
+    const switchedAt = this.#configuration.afterSeq
+    let highest: StableCheckpoint | null = null
+    for (const { stable } of viewChanges) {
+      if (typeof stable?.seq !== 'number') { return reject('malformed', 'a view change without a stable checkpoint') }
+      if (stable.seq < switchedAt) { return reject('stale', `a view change from before the set of epoch ${this.#configuration.epoch} took over at seq ${switchedAt}`) }
+      // proven by a set older than the one before the set in force (learned from a configuration, not lived through)
+      if (stable.seq > 0 && this.#setFor(stable.seq) === null) { return reject('unknown-set', `the replica set that proves seq ${stable.seq} is not kept here`) }
+      if (stable.seq > (highest?.seq ?? -1)) { highest = stable }
+    }
+    if (highest === null) { return null }
+    if (highest.seq > this.#low) {
+      if (this.#beyondKnowledge(highest.seq)) { return this.#unknownSet(highest.seq) }
+      if (checkStableCheckpoint(highest, this.#proversOf(highest.seq), this.#crypto) !== null) { return reject('malformed', 'the stable checkpoint of a view change is not proven') }
+      this.#stableProven(highest)
+    }
+    // the view after that checkpoint may belong to a set this replica learns only with the state there
+    const undecided = this.#switchDue() || this.#stateWanted !== null || this.#beyondKnowledge(highest.seq + 1)
+    return undecided ? this.#buffer(message, link) : null
+  }
+
+  /**
+   * A check failed on what may be signed by a set this replica missed (it
+   * is past #knownThrough): not proof of anything; it is behind, and
+   * catches up (its fetches say its epoch, and replicas that know a later
+   * configuration send it). Null: within what it knows, the failure counts.
+   */
+  #unknownSet (seq: number): StepResult | null {
+    if (!this.#beyondKnowledge(seq)) { return null }
+    this.#peerAhead = true
+    return reject('unknown-set', `past seq ${this.#knownThrough}, whose replica set this replica knows`)
   }
 
   /** Enters the new view: its stable checkpoint, then its pre-prepares, prepared again in this view. */
@@ -769,6 +987,240 @@ export class PbftReplica {
       if (this.#isolated.has(link)) { continue }
       this.step(message, link)
     }
+  }
+
+  // ------------------------------------------------------------- reconfiguration
+
+  /** The latest configuration decided: pending, or else in force. */
+  get #latest (): PbftConfiguration {
+    return this.#pending ?? this.#configuration
+  }
+
+  #configurationState (): ConfigurationState {
+    return this.#pending !== null ? { latest: this.#pending, previous: this.#configuration } : { latest: this.#configuration, previous: this.#previous }
+  }
+
+  /**
+   * The seqs whose replica set this replica knows: a configuration decided
+   * at a seq it has not executed orders only past that seq +
+   * watermarkWindow, and the next one is decided only past the start of
+   * the latest.
+   */
+  get #knownThrough (): number {
+    return Math.max(Math.max(this.#executed, this.#pending?.afterSeq ?? 0, this.#configuration.afterSeq) + this.#limits.watermarkWindow, this.#confirmedThrough)
+  }
+
+  /**
+   * The set that orders `seq` (and signs its messages and checkpoints), as
+   * far as this replica knows: past #knownThrough a later set may exist
+   * that it has not heard of (see #beyondKnowledge). Null: before the sets
+   * it keeps.
+   */
+  #setFor (seq: number): NodeId[] | null {
+    if (this.#pending !== null && seq > this.#pending.afterSeq) { return this.#pending.replicas }
+    if (seq > this.#configuration.afterSeq || this.#configuration.epoch === 0) { return this.#replicas }
+    if (this.#previous !== null && (seq > this.#previous.afterSeq || this.#previous.epoch === 0)) { return this.#previous.replicas }
+    return null
+  }
+
+  /** Past the seqs whose set this replica knows: what fails its checks there may be signed by a set it missed. */
+  #beyondKnowledge (seq: number): boolean {
+    return seq > this.#knownThrough
+  }
+
+  /** The replicas whose checkpoints prove a stable checkpoint at `seq`: the set that ordered it (none when unknown). */
+  #proversOf (seq: number): NodeId[] {
+    return this.#setFor(seq) ?? []
+  }
+
+  /**
+   * Another replica's configuration state, sent because this replica
+   * fetched from an earlier epoch: believed once f+1 replicas of the set in
+   * force here (one of them honest) sent the same one.
+   */
+  #onConfiguration (message: Configuration, link: NodeId): StepResult {
+    const { latest, previous } = message.state ?? {}
+    if (latest === undefined || previous === undefined || !Number.isSafeInteger(message.knownThrough)) { return reject('malformed', 'no configuration state') }
+    if (latest.epoch < this.#latest.epoch || message.knownThrough <= this.#knownThrough) { return reject('stale', `epoch ${latest.epoch} through seq ${message.knownThrough}: nothing new`) }
+    const key = encodeConfiguration(message.state).join(',')
+    this.#announced.set(link, { key, knownThrough: message.knownThrough })
+    const matching: number[] = []
+    for (const replica of this.#replicas) {
+      const announced = this.#announced.get(replica)
+      if (announced?.key === key) { matching.push(announced.knownThrough) }
+    }
+    if (matching.length < this.#f + 1) { return OK }
+    // one of them at least is honest: the state is real, and the latest through the least of their knownThrough
+    this.#announced.clear()
+    this.#learnConfiguration(message.state)
+    this.#confirmedThrough = Math.max(this.#confirmedThrough, Math.min(...matching))
+    // checkpoint votes past what this replica knew may prove a checkpoint now
+    for (const seq of this.#checkpoints.seqsAbove(this.#low)) { this.#checkStable(seq) }
+    return OK
+  }
+
+  /**
+   * The core's verdict on the reconfiguration requests of a batch it hands
+   * out: the same on every honest replica, since it depends only on the
+   * batches handed out before (one pending set at a time; nothing past its
+   * start is handed out before it is in force).
+   */
+  #judgeReconfigurations (batch: ExecutableBatch): ReconfigurationOutcome[] {
+    const outcomes: ReconfigurationOutcome[] = []
+    batch.requests.forEach((request, index) => {
+      if (!isReconfiguration(request.operation)) { return }
+      const decoded = decodeReconfiguration(request.operation)
+      // the latest decision again (a retransmission ordered twice): the same answer, so that replies match
+      const latest = this.#latest
+      const before = this.#pending !== null ? this.#configuration : this.#previous
+      if (decoded.ok && decoded.value.epoch === latest.epoch && sameReplicas(decoded.value.replicas, latest.replicas) &&
+        before !== null && checkReconfiguration(decoded.value, before, this.#crypto) === null) {
+        outcomes.push({ index, ok: true, state: this.#pending !== null ? { latest, previous: this.#configuration } : { latest, previous: this.#previous } })
+        return
+      }
+      if (this.#pending !== null) {
+        outcomes.push({ index, ok: false, error: `the reconfiguration to epoch ${this.#pending.epoch} is pending until seq ${this.#pending.afterSeq}` })
+        return
+      }
+      const problem = decoded.ok ? checkReconfiguration(decoded.value, this.#configuration, this.#crypto) : decoded.error
+      if (problem !== null || !decoded.ok) {
+        outcomes.push({ index, ok: false, error: problem ?? 'malformed' })
+        return
+      }
+      const decided = { epoch: decoded.value.epoch, replicas: decoded.value.replicas, afterSeq: effectiveAfter(batch.seq, this.#limits) }
+      this.#pending = decided
+      outcomes.push({ index, ok: true, state: { latest: decided, previous: this.#configuration } })
+    })
+    return outcomes
+  }
+
+  /** A configuration from an installed state, possibly ahead of what this replica knew. */
+  #learnConfiguration ({ latest, previous }: ConfigurationState): void {
+    if (latest.epoch <= this.#latest.epoch) { return }
+    if (previous !== null && previous.epoch !== this.#configuration.epoch) {
+      // more than one epoch behind: the batches up to the start of `previous` were ordered by sets this replica never knew, so it takes a state from there on
+      this.#applyConfiguration(previous, null)
+      this.#stateNeededThrough = Math.max(this.#stateNeededThrough, previous.afterSeq)
+    }
+    this.#pending = latest
+  }
+
+  /** A set is pending and the seqs up to its start are not all executed: the primary must get there (with null batches if need be). */
+  #awaitingSwitch (): boolean {
+    return this.#pending !== null && this.#executed < this.#pending.afterSeq
+  }
+
+  /**
+   * Executed through the start of the pending set, whose checkpoint is not
+   * stable yet: nothing is ordered past it until it is, so no later
+   * checkpoint would make up for a lost one. Its own goes again.
+   */
+  #resendSwitchCheckpoint (): void {
+    if (this.#pending === null || this.#low >= this.#pending.afterSeq || this.#executed < this.#pending.afterSeq) { return }
+    const mine = this.#signed.get(`checkpoint/${this.#pending.afterSeq}`)
+    if (mine !== undefined) { this.#broadcast(mine) }
+  }
+
+  /** The low watermark reached the start of the pending set: it takes over at the next ready(). */
+  #switchDue (): boolean {
+    return this.#pending !== null && this.#low >= this.#pending.afterSeq
+  }
+
+  /**
+   * The pending set takes over. Its members ask at once for the next view,
+   * formed by the new set alone: no view of the old set, and no NEW-VIEW
+   * signed by it, is ever shown to the new members. A node that left the
+   * set becomes a learner.
+   */
+  #switchConfiguration (): void {
+    const next = this.#pending
+    assert(next !== null, 'a switch needs a pending configuration')
+    this.#pending = null
+    this.#applyConfiguration(next, this.#configuration)
+    this.#out.configuration = next
+    this.#nextSeq = Math.max(this.#nextSeq, this.#low)
+    if (this.#member) { this.#startViewChange(this.#view + 1) }
+    this.#replayFuture()
+  }
+
+  /** Sets the set in force and rebuilds what depends on it. */
+  #applyConfiguration (configuration: PbftConfiguration, previous: PbftConfiguration | null): void {
+    this.#configuration = configuration
+    this.#previous = previous
+    this.#replicas = [...configuration.replicas]
+    this.#f = faultsTolerated(this.#replicas.length)
+    this.#quorum = this.#quorumOf(this.#replicas)
+    this.#member = this.#replicas.includes(this.id)
+    const early = this.#future.take()
+    this.#future = new FutureBuffer(this.#limits, this.#replicas.length)
+    for (const { message, link } of early) { if (this.#replicas.includes(link)) { this.#future.add(message, link) } }
+    this.#checkpoints.retain(this.#replicas)
+    for (const replica of this.#viewChanges.keys()) { if (!this.#replicas.includes(replica)) { this.#viewChanges.delete(replica) } }
+    this.#suspicion = new Suspicion(this.#replicas, this.id)
+    this.#peersInLaterViews.clear()
+    this.#outside.clear()
+    this.#announced.clear()
+    for (const peer of this.#linksDown) { if (!this.#replicas.includes(peer)) { this.#linksDown.delete(peer) } }
+    if (!this.#member) {
+      this.#requests.clear()
+      this.#changing = false
+      this.#viewChangeTimer = null
+      this.#requestTimer = null
+    }
+  }
+
+  /**
+   * A message from a member of the pending set that is not in force yet, or
+   * any message while this node is a learner: a fetch from a pending member
+   * is answered (it catches up before its set takes over), normal-case
+   * messages above the start of a pending set that lists this node are kept
+   * for when it takes over, a learner takes committed batches and the
+   * checkpoints that come with them; nothing else counts.
+   */
+  #outsideTheSet (message: ReplicaMessage, link: NodeId, fromMember: boolean): StepResult {
+    switch (message.type) {
+      case 'fetch-committed':
+        return this.#member ? this.#onFetchCommitted(message, link) : reject('not-a-replica', 'a learner serves no fetches')
+      case 'committed-batches': case 'configuration':
+        if (!this.#member && fromMember) { return this.#dispatch(message, link) }
+        break
+      case 'checkpoint':
+        // a learner proves checkpoints from the answers to its fetches; the pending set's own prove those past its start
+        if ((!this.#member && fromMember) || this.#pastPendingStart(message.seq, link)) { return this.#dispatch(message, link) }
+        break
+      case 'pre-prepare': case 'prepare': case 'commit':
+        if (this.#pending?.replicas.includes(this.id) === true && this.#pastPendingStart(message.seq, link)) { return this.#buffer(message, link) }
+        break
+      default:
+        break
+    }
+    return reject('not-a-replica', this.#member ? `${link} is not a replica of the set in force` : 'this node is a learner')
+  }
+
+  /** `link` is in the pending set and `seq` past its start: the pending set orders it. */
+  #pastPendingStart (seq: number, link: NodeId): boolean {
+    const pending = this.#pending
+    return pending !== null && pending.replicas.includes(link) && Number.isSafeInteger(seq) && seq > pending.afterSeq
+  }
+
+  /**
+   * From a peer in no set this replica works with: refused, unless it is a
+   * replica a reconfiguration removed that fetches (it catches up to the
+   * switch, where it learns it is out).
+   */
+  #fromNonMember (message: ReplicaMessage, link: NodeId): StepResult {
+    if (message?.type === 'fetch-committed' && message.replica === link && this.#previous?.replicas.includes(link) === true && !this.#isolated.has(link)) {
+      return this.#onFetchCommitted(message, link)
+    }
+    return reject('not-a-replica', `${link} is not a replica`)
+  }
+
+  /** A learner has no timers: it asks the replicas for what committed, every half request timeout. */
+  #tickAsLearner (): void {
+    this.#fetchTimer++
+    if (this.#fetchTimer < Math.max(1, Math.floor(this.#limits.requestTimeoutTicks / 2))) { return }
+    this.#fetchTimer = 0
+    if (this.#stateWanted === null) { this.#broadcast({ type: 'fetch-committed', replica: this.id, fromSeq: this.#executed + 1, epoch: this.#latest.epoch }) }
   }
 
   // ------------------------------------------------------------- byzantine
@@ -836,6 +1288,7 @@ export class PbftReplica {
       assert(!conflicting(held, message), `never sign two different messages for ${key}`)
       return held
     }
+    assert(this.#member, 'a learner signs nothing')
     message.signature = this.#crypto.sign(signingPayload(message))
     this.#signed.set(key, message)
     this.#persist({ kind: 'signed', message })

@@ -12,6 +12,7 @@
  * Digests are lowercase hex SHA-256 strings: easy to compare and to key
  * maps by; the binary encoding (encoding.ts) carries them as 32 bytes.
  */
+import type { ConfigurationState, PbftConfiguration } from './reconfiguration.ts'
 import type { PeerScore } from './suspicion.ts'
 
 /** A libp2p PeerId string in production, any non-empty string in tests. */
@@ -136,6 +137,23 @@ export interface FetchCommitted {
   type: 'fetch-committed'
   replica: NodeId
   fromSeq: number
+  /** The asker's latest known configuration epoch: an answerer that knows a later one sends its Configuration too. */
+  epoch: number
+}
+
+/**
+ * A replica's configuration state, sent to a replica that fetches from an
+ * earlier epoch or from behind the sender's stable checkpoint (what it
+ * will be shown next may be signed by a set it does not know). Only
+ * link-authenticated: the receiver believes f+1 matching ones from
+ * replicas of the set it knows, up to the least knownThrough among them.
+ */
+export interface Configuration {
+  type: 'configuration'
+  replica: NodeId
+  state: ConfigurationState
+  /** The sender knows which set orders every seq up to this one (and `state` is the latest through it). */
+  knownThrough: number
 }
 
 /** Committed certificates, answering FetchCommitted; each is checked on its own signatures. */
@@ -167,6 +185,7 @@ export type ReplicaMessage =
   | NewView
   | FetchCommitted
   | CommittedBatches
+  | Configuration
 
 export type PbftMessage = ReplicaMessage | ClientRequest | Reply
 
@@ -233,7 +252,17 @@ export interface ExecutableBatch {
   seq: number
   view: number
   requests: ClientRequest[]
+  /**
+   * The core's verdict on each reconfiguration request of the batch (by its
+   * index in requests). An accepted one: the state machine keeps `state`
+   * (under a reserved key, so that snapshots and state transfer carry it).
+   */
+  reconfigurations?: ReconfigurationOutcome[]
 }
+
+export type ReconfigurationOutcome =
+  | { index: number, ok: true, state: ConfigurationState }
+  | { index: number, ok: false, error: string }
 
 /** A proven checkpoint this replica is behind: fetch its state, check it against stateDigest, install it, then call stateInstalled. */
 export interface StateWanted {
@@ -262,6 +291,8 @@ export interface PbftReady {
   evidence: Evidence[]
   /** Newly isolated peers (the driver denies their connections and persists the blocklist). */
   isolated: Isolation[]
+  /** A new set is in force from here on (the driver talks to its replicas; this node may have become, or ceased to be, one). */
+  configuration: PbftConfiguration | null
 }
 
 export type StepRejectReason =
@@ -277,6 +308,8 @@ export type StepRejectReason =
   | 'conflict'
   | 'client-limit'
   | 'duplicate'
+  /** Signed by a replica set this replica does not know yet (it missed a reconfiguration: it catches up). */
+  | 'unknown-set'
 
 export type StepResult = { ok: true } | { ok: false, reason: StepRejectReason, detail?: string }
 
@@ -296,4 +329,11 @@ export interface PbftStatus {
   isolated: Isolation[]
   /** Suspicion without proof, per other replica: SCORE_MAX (100) trusted, down to 0 (suspicion.ts). */
   scores: PeerScore[]
+  /** The epoch of the set in force (0: the genesis set) and its replicas, in primary order. */
+  epoch: number
+  replicas: NodeId[]
+  /** In the set in force (false: a learner, or retired). */
+  member: boolean
+  /** Decided, in force once its afterSeq is a stable checkpoint. */
+  pending: PbftConfiguration | null
 }

@@ -1169,7 +1169,7 @@ function signWith<T extends SignedMessage | ClientRequest> (sign: (payload: Uint
 }
 
 function isSignedByReplica (message: PbftMessage): message is SignedMessage {
-  return message.type !== 'request' && message.type !== 'reply' && message.type !== 'fetch-committed' && message.type !== 'committed-batches'
+  return message.type !== 'request' && message.type !== 'reply' && message.type !== 'fetch-committed' && message.type !== 'committed-batches' && message.type !== 'configuration'
 }
 
 /** Flips one bit of a copy of `signature` (an empty one gets a byte). */
@@ -1299,7 +1299,7 @@ function pbftFrames (ctx: PbftFuzzContext): ProtocolFrames {
       case 5: return checkpoint(rng)
       case 6: return viewChange(rng)
       case 7: return newView(rng)
-      case 8: return { type: 'fetch-committed', replica: ctx.self, fromSeq: seq(rng) }
+      case 8: return { type: 'fetch-committed', replica: ctx.self, fromSeq: seq(rng), epoch: rng.intBetween(0, 3) }
       case 9: return committedBatches(rng)
       default: return reply(rng)
     }
@@ -1317,7 +1317,7 @@ function pbftFrames (ctx: PbftFuzzContext): ProtocolFrames {
     [10, (rng) => one('seq-above-watermarks', vote(rng, 'prepare', ctx.view, ctx.high + rng.intBetween(1, FAR)))],
     [5, (rng) => one('seq-max-safe', vote(rng, 'commit', ctx.view, Number.MAX_SAFE_INTEGER - rng.intBetween(0, 1)))],
     [5, (rng) => one('checkpoint-2^52', checkpoint(rng, FAR - (FAR % limits.checkpointInterval) - limits.checkpointInterval * rng.intBetween(0, 2)))],
-    [5, (rng) => one('fetch-committed-far', { type: 'fetch-committed', replica: ctx.self, fromSeq: pick(rng, [1, FAR, Number.MAX_SAFE_INTEGER]) })],
+    [5, (rng) => one('fetch-committed-far', { type: 'fetch-committed', replica: ctx.self, fromSeq: pick(rng, [1, FAR, Number.MAX_SAFE_INTEGER]), epoch: pick(rng, [0, FAR]) })],
     [10, (rng) => {
       // a flood of votes for later views: buffered up to the peer's share, then buffer-full
       const from = ctx.view + 1

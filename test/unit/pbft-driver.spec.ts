@@ -1,10 +1,10 @@
 import { expect } from 'aegir/chai'
 import { pino } from 'pino'
 import { PbftClientDriver } from '../../node/pbft/client-driver.ts'
-import { PbftReplicaDriver } from '../../node/pbft/driver.ts'
+import { PBFT_CONFIGURATION_KEY, PbftReplicaDriver } from '../../node/pbft/driver.ts'
 import { decodeResult, encodeOperation, encodeResult } from '../../node/pbft/operations.ts'
 import { createRng } from '../../protocols/common/rng.ts'
-import { signingPayload, signRequest } from '../../protocols/pbft/index.ts'
+import { approve, encodeReconfiguration, signingPayload, signRequest } from '../../protocols/pbft/index.ts'
 import { SimKeyring } from '../sim/pbft/crypto.ts'
 import { runUntilAsync, simRuntime } from '../sim/runtime.ts'
 import { Scheduler } from '../sim/scheduler.ts'
@@ -249,6 +249,30 @@ describe('pbft driver', function () {
     expect(restarted.kv.snapshot()).to.deep.equal(before)
     const seq = store.snapshot?.checkpoint.seq ?? 0
     expect(h.keyring.cryptoFor('x').digest(restarted.serveState(seq) ?? new Uint8Array())).to.equal(store.snapshot?.checkpoint.stateDigest)
+  })
+
+  it('writes an accepted reconfiguration into the state, switches sets at its checkpoint, and restarts in the new set', async () => {
+    const h = new Harness()
+    await h.startAll()
+    const client = h.client('c1')
+    const next = ['r0', 'r1', 'r2']
+    const approvals = next.map(id => approve(1, next, id, h.keyring.cryptoFor(id)))
+    let answer: Uint8Array | null = null
+    void client.submit(encodeReconfiguration({ epoch: 1, replicas: next, approvals })).then(bytes => { answer = bytes })
+    await h.run(5000, () => answer !== null)
+    const configured = decodeResult(answer ?? new Uint8Array())
+    expect(configured.ok && configured.result).to.deep.include({ type: 'configured', epoch: 1 })
+    // a client cannot write the configuration itself
+    expect(await h.submit(client, put(PBFT_CONFIGURATION_KEY, 'mine'))).to.deep.include({ type: 'invalid' })
+    for (let i = 1; i <= 12; i++) { await h.submit(client, put(`k${i}`, `v${i}`)) }
+    await h.run(500)
+    for (const id of REPLICAS) {
+      expect((h.drivers.get(id) as PbftReplicaDriver).status(), id).to.deep.include({ epoch: 1, member: id !== 'r3', n: 3 })
+    }
+    await h.drivers.get('r1')?.stop()
+    const restarted = await h.start('r1')
+    expect(restarted.status()).to.deep.include({ epoch: 1, member: true, n: 3 })
+    expect(await h.submit(client, put('after', 'restart'))).to.deep.include({ type: 'kv' })
   })
 
   it('stores a stable checkpoint\'s snapshot before the record saying it holds that state', async () => {

@@ -40,7 +40,16 @@ const reply: fc.Arbitrary<Reply> = fc.record({
 const signedMessage: fc.Arbitrary<SignedMessage> = fc.oneof(prePrepare, vote('prepare') as fc.Arbitrary<Prepare>, vote('commit') as fc.Arbitrary<Commit>, checkpoint, viewChange, newView)
 const message: fc.Arbitrary<PbftMessage> = fc.oneof(
   request, signedMessage, reply,
-  fc.record({ type: fc.constant('fetch-committed' as const), replica: id, fromSeq: seq }),
+  fc.record({ type: fc.constant('fetch-committed' as const), replica: id, fromSeq: seq, epoch: counter }),
+  fc.record({
+    type: fc.constant('configuration' as const),
+    replica: id,
+    state: fc.record({
+      latest: fc.record({ epoch: counter, replicas: fc.uniqueArray(id, { minLength: 1, maxLength: 3 }), afterSeq: counter }),
+      previous: fc.option(fc.record({ epoch: counter, replicas: fc.uniqueArray(id, { minLength: 1, maxLength: 3 }), afterSeq: counter }), { nil: null })
+    }),
+    knownThrough: counter
+  }),
   fc.record({ type: fc.constant('committed-batches' as const), replica: id, certificates: fc.array(committed, { maxLength: 2 }) })
 )
 const record: fc.Arbitrary<PersistRecord> = fc.oneof(
@@ -96,8 +105,8 @@ describe('pbft encoding', () => {
     expect(decodeMessage(Uint8Array.from([...bytes, 0])).ok).to.equal(false)
     expect(decodeMessage(Uint8Array.from([2, ...bytes.subarray(1)])).ok).to.equal(false)
     expect(decodeMessage(Uint8Array.from([1, 99])).ok).to.equal(false)
-    const zeroSeq = Uint8Array.from(encodeMessage({ type: 'fetch-committed', replica: 'r', fromSeq: 1 }))
-    zeroSeq[zeroSeq.length - 1] = 0
+    const zeroSeq = Uint8Array.from(encodeMessage({ type: 'fetch-committed', replica: 'r', fromSeq: 1, epoch: 0 }))
+    zeroSeq[zeroSeq.length - 2] = 0
     expect(decodeMessage(zeroSeq).ok).to.equal(false)
     const certificates = decodeMessage(encodeMessage({ type: 'committed-batches', replica: 'r', certificates: [{ prePrepare: pp, commits: [] }, { prePrepare: pp, commits: [] }] }), { certificatesPerFetchMax: 1 })
     expect(certificates.ok).to.equal(false)

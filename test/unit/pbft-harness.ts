@@ -9,8 +9,8 @@ import { expect } from 'aegir/chai'
 import { bytesToDigest } from '../../protocols/pbft/encoding.ts'
 import { PbftReplica, signRequest, signingPayload, batchDigest } from '../../protocols/pbft/index.ts'
 import type {
-  ClientRequest, Digest, Evidence, ExecutableBatch, Isolation, NodeId, PbftCrypto, PbftLimits, PbftMessage, PbftReady,
-  PersistRecord, ReplicaMessage, SignedMessage, StepResult
+  ClientRequest, ConfigurationState, Digest, Evidence, ExecutableBatch, Isolation, NodeId, PbftCrypto, PbftLimits, PbftMessage, PbftReady,
+  PersistRecord, ReconfigurationOutcome, ReplicaMessage, SignedMessage, StepResult
 } from '../../protocols/pbft/index.ts'
 
 const utf8 = new TextEncoder()
@@ -57,15 +57,24 @@ interface ReplicaState {
   /** The batch digest executed at each seq. */
   digests: Map<number, Digest>
   lastSeq: number
+  /** What the state holds of configurations (an accepted reconfiguration sets it; null: the genesis set). */
+  configuration: ConfigurationState | null
 }
 
 export class Cluster {
+  /** Every node: the genesis replicas, then the learners. */
   readonly ids: NodeId[]
+  /** The genesis replica set. */
+  readonly genesis: NodeId[]
   readonly limits: Partial<PbftLimits>
   readonly replicas = new Map<NodeId, PbftReplica>()
   readonly records = new Map<NodeId, PersistRecord[]>()
   /** Durable snapshots by replica: seq → executed request keys. */
   readonly snapshots = new Map<NodeId, Map<number, string[]>>()
+  /** The configuration each snapshot holds. */
+  readonly snapshotConfigurations = new Map<NodeId, Map<number, ConfigurationState | null>>()
+  /** The core's verdicts on reconfigurations, by replica, in execution order. */
+  readonly reconfigurations = new Map<NodeId, ReconfigurationOutcome[]>()
   readonly states = new Map<NodeId, ReplicaState>()
   readonly evidence = new Map<NodeId, Evidence[]>()
   readonly isolated = new Map<NodeId, Isolation[]>()
@@ -81,18 +90,22 @@ export class Cluster {
 
   readonly cryptoFor: (id: NodeId) => PbftCrypto
 
-  constructor (n: number, limits: Partial<PbftLimits> = {}, cryptoFor: (id: NodeId) => PbftCrypto = testCrypto) {
-    this.ids = Array.from({ length: n }, (_, i) => `r${i}`)
+  /** `learners` more nodes (r<n>, ...) start outside the genesis set, as learners. */
+  constructor (n: number, limits: Partial<PbftLimits> = {}, cryptoFor: (id: NodeId) => PbftCrypto = testCrypto, learners = 0) {
+    this.ids = Array.from({ length: n + learners }, (_, i) => `r${i}`)
+    this.genesis = this.ids.slice(0, n)
     this.limits = limits
     this.cryptoFor = cryptoFor
     for (const id of this.ids) {
       this.records.set(id, [])
       this.snapshots.set(id, new Map([[0, []]]))
+      this.snapshotConfigurations.set(id, new Map([[0, null]]))
+      this.reconfigurations.set(id, [])
       this.evidence.set(id, [])
       this.isolated.set(id, [])
       this.readies.set(id, [])
       this.states.set(id, emptyState())
-      this.replicas.set(id, new PbftReplica({ id, replicas: this.ids, crypto: cryptoFor(id), limits }))
+      this.replicas.set(id, new PbftReplica({ id, replicas: this.genesis, crypto: cryptoFor(id), limits }))
     }
   }
 
@@ -182,7 +195,7 @@ export class Cluster {
     const persistedSigned = new Set(ready.persist.filter(r => r.kind === 'signed').map(r => (r as { message: SignedMessage }).message))
     const everSigned = new Set(this.records.get(id)?.filter(r => r.kind === 'signed').map(r => (r as { message: SignedMessage }).message))
     for (const { message } of ready.messages) {
-      if (message.type !== 'request' && message.type !== 'reply' && message.type !== 'fetch-committed' && message.type !== 'committed-batches' && message.replica === id) {
+      if (message.type !== 'request' && message.type !== 'reply' && message.type !== 'fetch-committed' && message.type !== 'committed-batches' && message.type !== 'configuration' && message.replica === id) {
         expect(persistedSigned.has(message) || everSigned.has(message), `${id} sends an unpersisted ${message.type}`).to.equal(true)
       }
     }
@@ -195,9 +208,11 @@ export class Cluster {
     for (const holder of holders) {
       const snapshot = this.snapshots.get(holder)?.get(checkpoint.seq)
       if (snapshot === undefined || digestOfKeys(snapshot) !== checkpoint.stateDigest) { continue }
-      this.states.set(id, { executed: [...snapshot], lengthAt: new Map([[checkpoint.seq, snapshot.length]]), digests: new Map(), lastSeq: checkpoint.seq })
+      const configuration = this.snapshotConfigurations.get(holder)?.get(checkpoint.seq) ?? null
+      this.states.set(id, { executed: [...snapshot], lengthAt: new Map([[checkpoint.seq, snapshot.length]]), digests: new Map(), lastSeq: checkpoint.seq, configuration })
       this.snapshots.get(id)?.set(checkpoint.seq, [...snapshot])
-      replica.stateInstalled(checkpoint)
+      this.snapshotConfigurations.get(id)?.set(checkpoint.seq, configuration)
+      replica.stateInstalled(checkpoint, configuration ?? undefined)
       break
     }
   }
@@ -206,10 +221,19 @@ export class Cluster {
     expect(batch.seq, `${id} executes in order`).to.equal(state.lastSeq + 1)
     state.lastSeq = batch.seq
     for (const request of batch.requests) { state.executed.push(`${request.client}@${request.timestamp}`) }
+    for (const outcome of batch.reconfigurations ?? []) {
+      this.reconfigurations.get(id)?.push(outcome)
+      // the state holds the configuration: its digest covers it
+      if (outcome.ok) {
+        state.configuration = outcome.state
+        state.executed.push(`epoch ${outcome.state.latest.epoch}: ${outcome.state.latest.replicas.join(',')} after ${outcome.state.latest.afterSeq}`)
+      }
+    }
     state.lengthAt.set(batch.seq, state.executed.length)
     state.digests.set(batch.seq, digestOf(batch.requests))
     if (batch.seq % (this.limits.checkpointInterval ?? 64) === 0) {
       this.snapshots.get(id)?.set(batch.seq, [...state.executed])
+      this.snapshotConfigurations.get(id)?.set(batch.seq, state.configuration)
     }
   }
 
@@ -235,8 +259,11 @@ export class Cluster {
       if (record.kind === 'stable') { stable = Math.max(stable, record.checkpoint.seq) }
     }
     const snapshot = this.snapshots.get(id)?.get(stable) ?? []
-    this.states.set(id, { executed: [...snapshot], lengthAt: new Map([[stable, snapshot.length]]), digests: new Map(), lastSeq: stable })
-    this.replicas.set(id, new PbftReplica({ id, replicas: this.ids, crypto: this.cryptoFor(id), limits: this.limits, isolated: this.isolated.get(id) }, { records: [...records] }))
+    const configuration = this.snapshotConfigurations.get(id)?.get(stable) ?? null
+    this.states.set(id, { executed: [...snapshot], lengthAt: new Map([[stable, snapshot.length]]), digests: new Map(), lastSeq: stable, configuration })
+    this.replicas.set(id, new PbftReplica({
+      id, replicas: this.genesis, crypto: this.cryptoFor(id), limits: this.limits, isolated: this.isolated.get(id), ...(configuration !== null ? { configuration } : {})
+    }, { records: [...records] }))
   }
 
   /** Sends a hand-made message from `from` to `to` and returns the core's answer at once. */
@@ -258,7 +285,7 @@ export class Cluster {
 }
 
 function emptyState (): ReplicaState {
-  return { executed: [], lengthAt: new Map([[0, 0]]), digests: new Map(), lastSeq: 0 }
+  return { executed: [], lengthAt: new Map([[0, 0]]), digests: new Map(), lastSeq: 0, configuration: null }
 }
 
 function digestOfKeys (keys: string[]): Digest {

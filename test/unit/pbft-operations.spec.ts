@@ -30,7 +30,8 @@ const results: PbftResult[] = [
   { type: 'value', value: new Uint8Array(0) },
   { type: 'value', value: null },
   { type: 'null' },
-  { type: 'invalid', message: 'a put operation cannot be read-only' }
+  { type: 'invalid', message: 'a put operation cannot be read-only' },
+  { type: 'configured', epoch: 2, afterSeq: 320 }
 ]
 
 /** Decoded views into the input are compared as plain arrays. */

@@ -18,6 +18,7 @@ import { describeSigned, PbftInvariants, PbftInvariantViolation } from './invari
 import { SimReplicaInstance } from './replica.ts'
 import type { Adversary, PbftSimOptions } from './options.ts'
 import type { InstanceEnv } from './replica.ts'
+import type { PbftClientDriver } from '../../../node/pbft/client-driver.ts'
 import type { PbftDriverMetrics, PbftTransport } from '../../../node/pbft/driver.ts'
 import type { DriverRuntime } from '../../../node/runtime.ts'
 import type { Rng } from '../../../protocols/common/rng.ts'
@@ -52,10 +53,15 @@ export class PbftSimCluster {
   readonly network: SimNetwork<Envelope>
   readonly keyring: SimKeyring
   readonly invariants: PbftInvariants
+  /** The genesis replica set. */
   readonly replicaIds: NodeId[]
+  /** Every replica instance's id: the genesis set, and the spare a reconfiguration adds. */
+  readonly nodeIds: NodeId[]
   readonly f: number
   readonly instances: SimReplicaInstance[] = []
   readonly clients: SimPbftClient[] = []
+  /** Other client drivers on the network (the reconfiguring operator), by id. */
+  readonly otherClients = new Map<NodeId, PbftClientDriver>()
   readonly history: KvOperation[] = []
   readonly stats = { crashes: 0, restarts: 0, lostWrites: 0, partitions: 0, evidencePublished: 0, fetches: 0, rejected: 0, viewChanges: 0, checkpoints: 0, statesInstalled: 0 }
   readonly rejections = new Map<string, number>()
@@ -78,6 +84,7 @@ export class PbftSimCluster {
     }, describeEnvelope)
     this.clientRng = this.rng.fork()
     this.replicaIds = Array.from({ length: options.replicas }, (_, i) => `r${i}`)
+    this.nodeIds = options.reconfigure ? [...this.replicaIds, `r${options.replicas}`] : this.replicaIds
     this.f = faultsTolerated(options.replicas)
     if (options.byzantine.length > this.f) { throw new RangeError(`${options.byzantine.length} Byzantine replicas, but n = ${options.replicas} tolerates ${this.f}`) }
     this.env = this.instanceEnv()
@@ -179,7 +186,7 @@ export class PbftSimCluster {
     }
     // a replica that signs twice while the checks hold it honest
     const doubleSigner = options.sabotage === 'double-sign' ? free[free.length - 1] : null
-    for (const id of this.replicaIds) {
+    for (const id of this.nodeIds) {
       const adversary = assigned.get(id)
       const crypto = this.keyring.cryptoFor(id)
       if (adversary === 'twins') {
@@ -332,7 +339,7 @@ export class PbftSimCluster {
 
   private deliver (envelope: Envelope): DeliveryOutcome {
     const { from, to, message, sender } = envelope
-    const client = this.clients.find(c => c.id === to)
+    const client = this.clients.find(c => c.id === to)?.driver ?? this.otherClients.get(to)
     if (client !== undefined) {
       if (message.type === 'reply') { client.receive(message as Reply, from) }
       return 'delivered'
@@ -355,7 +362,7 @@ export class PbftSimCluster {
   }
 
   private isHonestSender (sender: string): boolean {
-    if (this.clients.some(c => c.id === sender)) { return true }
+    if (this.clients.some(c => c.id === sender) || this.otherClients.has(sender)) { return true }
     return this.instances.find(i => i.name === sender)?.honest === true
   }
 }
@@ -371,6 +378,8 @@ export function describeEnvelope ({ from, to, sender, message }: Envelope): stri
       return `fetch-committed ${head} from s${message.fromSeq}`
     case 'committed-batches':
       return `committed-batches ${head} [${message.certificates.map(c => c.prePrepare.seq).join(',')}]`
+    case 'configuration':
+      return `configuration ${head} epoch ${message.state.latest.epoch} (${message.state.latest.replicas.join(',')} after s${message.state.latest.afterSeq})`
     default:
       return `${describeSigned(message as SignedMessage)} ${head}${message.replica !== from ? ` as ${message.replica}` : ''}`
   }

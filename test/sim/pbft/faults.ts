@@ -57,14 +57,14 @@ export class PbftFaults {
   }
 
   private partition (): void {
-    const { network, replicaIds, trace } = this.cluster
+    const { network, nodeIds, trace } = this.cluster
     if (this.rng.chance(0.4)) {
       network.heal()
       trace.add('HEAL')
       return
     }
     const groups: string[][] = [[], []]
-    for (const id of replicaIds) { groups[this.rng.intBetween(0, 1)].push(id) }
+    for (const id of nodeIds) { groups[this.rng.intBetween(0, 1)].push(id) }
     network.heal()
     network.partition(groups)
     this.cluster.stats.partitions++

@@ -63,6 +63,12 @@ export interface PbftSimOptions {
   /** Partitions of the replicas that heal. */
   partitions: boolean
   sabotage: PbftSabotage | null
+  /**
+   * Reconfigure during the faults: a spare replica r<n> starts as a
+   * learner; an operator adds it (epoch 1), then removes another replica
+   * (epoch 2: the first Byzantine one if any, else an honest one).
+   */
+  reconfigure: boolean
   checkerStepsMax: number
   fullTrace: boolean
 }
@@ -87,6 +93,7 @@ const BASE: Omit<PbftSimOptions, 'seed' | 'profile'> = {
   crashes: false,
   partitions: false,
   sabotage: null,
+  reconfigure: false,
   checkerStepsMax: 2_000_000,
   fullTrace: false
 }
@@ -111,6 +118,10 @@ export const PBFT_PROFILES: Record<string, PbftProfileSettings> = {
   'twins-4': { replicas: 4, byzantine: ['twins'] },
   'twins-7': { replicas: 7, byzantine: ['twins', 'equivocate'] },
   'mixed-7': { replicas: 7, byzantine: ['forge', 'replay'], crashes: true, partitions: true },
+  /** A replica added, then one removed, while honest replicas crash and partitions come and go. */
+  'reconfigure-4': { replicas: 4, reconfigure: true, network: LOSSY, crashes: true, partitions: true },
+  /** The same with an equivocating replica, which epoch 2 removes. */
+  'reconfigure-7': { replicas: 7, reconfigure: true, byzantine: ['equivocate'], crashes: true },
   /** Adversaries and faults drawn from the seed. */
   random: {}
 }

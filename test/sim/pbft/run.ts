@@ -19,6 +19,7 @@ import { describeInput } from './clients.ts'
 import { PbftSimCluster } from './cluster.ts'
 import { PbftFaults } from './faults.ts'
 import { pbftReplayCommand } from './options.ts'
+import { PbftReconfigurer } from './reconfigurations.ts'
 import type { PbftSimOptions } from './options.ts'
 
 const TRACE_LINES_REPORTED = 50
@@ -75,12 +76,19 @@ async function runPhases (cluster: PbftSimCluster): Promise<PbftSimResult> {
   cluster.start()
   const clients = cluster.addClients(options.clients, { thinkMsMax: 20 })
   for (const client of clients) { client.start() }
+  const reconfigurer = options.reconfigure ? new PbftReconfigurer(cluster, cluster.rng.fork()) : null
+  reconfigurer?.start()
   faults.start()
   await runUntil(cluster, options.durationMs)
 
   faults.stopAndHeal()
   for (const client of clients) { client.stop() }
-  await runUntil(cluster, scheduler.now + options.livenessMs, () => clients.every(c => c.idle))
+  const quiet = (): boolean => clients.every(c => c.idle) && (reconfigurer?.done ?? true)
+  await runUntil(cluster, scheduler.now + options.livenessMs, quiet)
+  if (reconfigurer !== null && !reconfigurer.done) {
+    cluster.fail('liveness', `the reconfigurations did not complete within ${options.livenessMs} ms after the faults stopped (epoch ${reconfigurer.configured} configured)\n${replicaStates(cluster)}`)
+    throw failed(cluster)
+  }
   if (!clients.every(c => c.idle)) {
     const pending = cluster.history.filter(op => op.return === Infinity).map(op => `${op.clientId}: ${describeInput(op.input)} since ${op.call} ms`)
     cluster.fail('liveness', `client operations did not complete within ${options.livenessMs} ms after the faults stopped:\n${pending.join('\n')}\n${replicaStates(cluster)}`)
@@ -98,6 +106,13 @@ async function runPhases (cluster: PbftSimCluster): Promise<PbftSimResult> {
   }
 
   const executedSeq = await awaitConvergence(cluster, scheduler.now + options.livenessMs)
+  if (reconfigurer !== null) {
+    const behind = cluster.honestInstances().filter(i => i.driver?.status().member === true && i.driver.status().epoch !== reconfigurer.configured)
+    if (behind.length > 0) {
+      cluster.fail('liveness', `epoch ${reconfigurer.configured} was decided but is not in force at ${behind.map(i => i.name).join(', ')}\n${replicaStates(cluster)}`)
+      throw failed(cluster)
+    }
+  }
 
   const verdict = checkOperations(kvModel, cluster.history, { maxSteps: options.checkerStepsMax })
   if (verdict.ok === 'unknown') {
@@ -109,6 +124,7 @@ async function runPhases (cluster: PbftSimCluster): Promise<PbftSimResult> {
     throw failed(cluster)
   }
   for (const client of cluster.clients) { client.driver.stop() }
+  reconfigurer?.stop()
   return {
     seed: options.seed,
     profile: options.profile,
@@ -118,16 +134,21 @@ async function runPhases (cluster: PbftSimCluster): Promise<PbftSimResult> {
     pendingOperations: cluster.history.filter(op => op.return === Infinity).length,
     executedSeq,
     trace: cluster.trace.full,
-    stats: { ...cluster.stats, ...cluster.network.stats, ...cluster.invariants.stats }
+    stats: { ...cluster.stats, ...cluster.network.stats, ...cluster.invariants.stats, epochs: reconfigurer?.configured ?? 0 }
   }
 }
 
-/** Waits until every honest replica runs and has executed the same seq, then checks their KV states are identical. */
+/**
+ * Waits until every honest replica of the set in force runs and has
+ * executed the same seq (a replica a reconfiguration removed stops where it
+ * left), then checks their KV states are identical.
+ */
 async function awaitConvergence (cluster: PbftSimCluster, deadline: number): Promise<number> {
-  const honest = cluster.honestInstances()
+  const honest = cluster.honestInstances().filter(i => i.driver?.status().member !== false)
   const converged = (): boolean => {
     const executed = honest.map(i => i.driver === null ? -1 : i.driver.executed)
-    return executed.every(e => e >= 0 && e === executed[0]) && honest.every(i => i.driver?.status().executed === executed[0])
+    // (and no replica set waits to take over)
+    return executed.every(e => e >= 0 && e === executed[0]) && honest.every(i => i.driver?.status().executed === executed[0] && i.driver.status().pending === null)
   }
   while (!converged() && cluster.scheduler.now < deadline) {
     await runUntil(cluster, Math.min(deadline, cluster.scheduler.now + POLL_MS))
@@ -152,6 +173,6 @@ function replicaStates (cluster: PbftSimCluster): string {
   return cluster.instances.map(i => {
     if (!i.alive || i.driver === null) { return `${i.name}: down` }
     const s = i.driver.status()
-    return `${i.name}${i.honest ? '' : ' (byzantine)'}: view ${s.view}${s.viewChanging ? ' (changing)' : ''}, executed ${i.driver.executed} (core ${s.executed}), stable ${s.stableCheckpoint}, watermarks ${s.lowWatermark}-${s.highWatermark}, isolated ${s.isolated.map(x => x.peer).join(',') || '-'}`
+    return `${i.name}${i.honest ? '' : ' (byzantine)'}: epoch ${s.epoch}${s.member ? '' : ' (learner)'}, view ${s.view}${s.viewChanging ? ' (changing)' : ''}, executed ${i.driver.executed} (core ${s.executed}), stable ${s.stableCheckpoint}, watermarks ${s.lowWatermark}-${s.highWatermark}, isolated ${s.isolated.map(x => x.peer).join(',') || '-'}`
   }).join('\n')
 }

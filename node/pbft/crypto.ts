@@ -73,7 +73,7 @@ export class PeerKeyVerifier {
 
   /** Whether `signature` over `payload` was made with the key `signer` embeds; false (never a throw) for any bad input. */
   verify (signer: NodeId, payload: Uint8Array, signature: Uint8Array): boolean {
-    if (signature.byteLength !== ED25519_SIGNATURE_BYTES) { return false }
+    if (!(signature instanceof Uint8Array) || signature.byteLength !== ED25519_SIGNATURE_BYTES) { return false }
     const cacheKey = this.#verifiedMax > 0 ? verifiedKey(signer, payload, signature) : null
     if (cacheKey !== null && this.#verified.has(cacheKey)) { return true }
     const key = this.#keyOf(signer)

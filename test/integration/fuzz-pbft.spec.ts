@@ -71,7 +71,7 @@ function framesOf (wire: Uint8Array): Uint8Array[] {
   return out
 }
 
-const isSigned = (m: PbftMessage): m is SignedMessage => !['request', 'reply', 'fetch-committed', 'committed-batches'].includes(m.type)
+const isSigned = (m: PbftMessage): m is SignedMessage => !['request', 'reply', 'fetch-committed', 'committed-batches', 'configuration'].includes(m.type)
 
 /** What frames claim `self` signed: how many signatures do not verify, and how many slots got a second digest. */
 class OwnSignatures {

@@ -1288,9 +1288,21 @@ function pbftFrames (ctx: PbftFuzzContext): ProtocolFrames {
   })
   const reply = (rng: Rng): Reply => ({ type: 'reply', view: view(rng), replica: ctx.self, client: ctx.target, timestamp: rng.intBetween(0, 1_000_000), readOnly: rng.chance(0.5), result: randomBytes(rng, rng.intBetween(0, 64)) })
 
+  /** A configuration state out of nowhere (a lone liar: f+1 matching ones are needed to move a replica). */
+  const configuration = (rng: Rng): PbftMessage => {
+    const set = (): string[] => ctx.replicas.slice(0, rng.intBetween(1, ctx.replicas.length))
+    const epoch = pick(rng, [1, 2, FAR])
+    return {
+      type: 'configuration',
+      replica: ctx.self,
+      state: { latest: { epoch, replicas: set(), afterSeq: pick(rng, [0, 64, FAR]) }, previous: rng.chance(0.5) ? null : { epoch: epoch - 1, replicas: set(), afterSeq: 0 } },
+      knownThrough: pick(rng, [0, 256, FAR, Number.MAX_SAFE_INTEGER])
+    }
+  }
+
   /** A well-formed message of a random type, signed by the attacker where it is signed. */
   const message = (rng: Rng): PbftMessage => {
-    switch (weightedIndex(rng, [16, 4, 8, 14, 14, 6, 3, 3, 4, 3, 4])) {
+    switch (weightedIndex(rng, [16, 4, 8, 14, 14, 6, 3, 3, 4, 3, 3, 4])) {
       case 0: return request(rng)
       case 1: return request(rng, pick(rng, identities(rng).clients))
       case 2: return prePrepare(rng)
@@ -1301,6 +1313,7 @@ function pbftFrames (ctx: PbftFuzzContext): ProtocolFrames {
       case 7: return newView(rng)
       case 8: return { type: 'fetch-committed', replica: ctx.self, fromSeq: seq(rng), epoch: rng.intBetween(0, 3) }
       case 9: return committedBatches(rng)
+      case 10: return configuration(rng)
       default: return reply(rng)
     }
   }

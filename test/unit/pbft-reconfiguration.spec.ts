@@ -180,6 +180,24 @@ describe('pbft reconfiguration', () => {
     cluster.expectAgreement()
   })
 
+  it('believes a configuration only from f+1 matching replicas of its set: one liar moves nothing', () => {
+    const cluster = new Cluster(4, limits)
+    const replica = cluster.replica('r3')
+    const state = { latest: { epoch: 1, replicas: ['r0', 'r1', 'r9'], afterSeq: 0 }, previous: genesisConfiguration(cluster.genesis) }
+    const announce = (from: NodeId, knownThrough = 1_000): ReturnType<Cluster['inject']> => cluster.inject(from, 'r3', { type: 'configuration', replica: from, state, knownThrough })
+    expect(announce('r1')).to.deep.equal({ ok: true })
+    expect(replica.status()).to.include({ epoch: 0, pending: null })
+    // the same liar again counts once
+    announce('r1')
+    expect(replica.status().pending).to.equal(null)
+    // a stranger does not count at all
+    expect(cluster.inject('r9', 'r3', { type: 'configuration', replica: 'r9', state, knownThrough: 1_000 })).to.deep.include({ ok: false, reason: 'not-a-replica' })
+    expect(replica.status().pending).to.equal(null)
+    // a second replica of the set says the same: one of the two is honest
+    expect(announce('r2')).to.deep.equal({ ok: true })
+    expect(replica.status().pending).to.deep.equal(state.latest)
+  })
+
   it('answers the fetches of a member of the pending set, not those of a stranger; a learner signs nothing', () => {
     const cluster = new Cluster(4, limits, testCrypto, 2)
     const fetch = (from: NodeId): ReturnType<Cluster['inject']> => cluster.inject(from, 'r0', { type: 'fetch-committed', replica: from, fromSeq: 1, epoch: 0 })

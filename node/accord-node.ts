@@ -214,6 +214,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
               pbft: pbft({
                 dataDir: resolved.dataDir,
                 replicas: resolved.bftReplicas,
+                learner: resolved.bftLearner,
                 ...(resolved.byzantine ? { faulty: 'equivocate' as const } : {}),
                 onIsolated: (isolation) => { isolatedPeers.add(isolation.peer) },
                 onReadmitted: (peer) => { isolatedPeers.delete(peer) },

@@ -64,6 +64,12 @@ export interface AccordConfig {
    * runs no PBFT. A node listed is a replica; any other runs a PBFT client.
    */
   bftReplicas: string[]
+  /**
+   * Outside bftReplicas, follow the PBFT replicas' log as a learner (a node
+   * a reconfiguration is about to add). Not saved: a node that ran as a
+   * learner keeps doing so from its PBFT state.
+   */
+  bftLearner: boolean
   /** Run this PBFT replica deliberately Byzantine (equivocating): demos and tests only. Never saved. */
   byzantine: boolean
 }
@@ -99,6 +105,7 @@ export function defaultConfig (dataDir: string): AccordConfig {
     raftLeaseReads: false,
     raftSnapshotEntries: 100_000,
     bftReplicas: [],
+    bftLearner: false,
     byzantine: false
   }
 }
@@ -133,7 +140,7 @@ export function validateConfig (config: AccordConfig): void {
     const ma = parseMultiaddr(addr, '--bootstrap')
     if (ma.getComponents().find(c => c.name === 'p2p') == null) { fail(`--bootstrap ${addr} has no /p2p/<peer-id> part`) }
   }
-  for (const key of ['public', 'mdns', 'dhtKeepPrivateAddresses', 'raft', 'raftInit', 'raftLeaseReads', 'byzantine'] as const) {
+  for (const key of ['public', 'mdns', 'dhtKeepPrivateAddresses', 'raft', 'raftInit', 'raftLeaseReads', 'bftLearner', 'byzantine'] as const) {
     if (typeof config[key] !== 'boolean') { fail(`${key} must be true or false`) }
   }
   if (config.api !== null) { parseHostPort(config.api, '--api') }
@@ -157,6 +164,7 @@ export function validateConfig (config: AccordConfig): void {
   for (const id of config.bftReplicas) {
     if (peerIdFromString(id).type !== 'Ed25519') { fail(`--bft-replicas: ${id} is not an Ed25519 peer id (PBFT signs with Ed25519 peer keys)`) }
   }
+  if (config.bftLearner && config.bftReplicas.length === 0) { fail('--bft-learner needs the PBFT replica set to follow (--bft-replicas or --bft-genesis)') }
   if (config.byzantine && config.bftReplicas.length === 0) { fail('--byzantine needs a PBFT replica set (--bft-replicas or --bft-genesis)') }
 }
 

@@ -40,6 +40,8 @@ node with the same identity, addresses and peers.
   --bft-replicas ID,ID,...   the PBFT replica set (peer ids), identical on every node; this
                              node is a replica if listed, else a PBFT client (saved)
   --bft-genesis FILE      the PBFT replica set from a JSON file {"replicas": [ID, ...]}
+  --bft-learner           outside the replica set, follow the replicas' log (a node that a
+                          reconfiguration will add: accord bft reconfigure)
   --byzantine             DELIBERATELY FAULTY PBFT replica (equivocates): demos and tests
                           only; honest replicas detect and isolate it. Not saved.
 
@@ -97,6 +99,7 @@ export async function startCommand (args: string[]): Promise<void> {
     'raft-snapshot-entries': { type: 'string' },
     'bft-replicas': { type: 'string' },
     'bft-genesis': { type: 'string' },
+    'bft-learner': { type: 'boolean' },
     byzantine: { type: 'boolean' }
   })
   const dataDir = flags['data-dir']
@@ -120,6 +123,7 @@ export async function startCommand (args: string[]): Promise<void> {
     raftLeaseReads: flags['raft-lease-reads'],
     raftSnapshotEntries: parseIntegerFlag(flags['raft-snapshot-entries'], '--raft-snapshot-entries', 10, 100_000_000),
     bftReplicas: await bftReplicasFlag(flags['bft-replicas'], flags['bft-genesis']),
+    bftLearner: flags['bft-learner'],
     byzantine: flags.byzantine
   }
   if (flags.byzantine === true) {

@@ -56,7 +56,7 @@ export function formatStatus (s: NodeStatus): string {
   return lines.join('\n') + '\n'
 }
 
-/** The PBFT replica: view, primary, checkpoints and who it isolated. */
+/** The PBFT replica (or learner): view, primary, epoch, checkpoints and who it isolated. */
 function bftLines (s: NodeStatus): string[] {
   const b = s.bft
   if (b == null) { return ['bft        off'] }
@@ -64,7 +64,8 @@ function bftLines (s: NodeStatus): string[] {
   if (b.role === 'client') { return [head] }
   return [
     `${head}, view ${String(b.view)}${b.viewChanging ? ' (changing)' : ''}, primary ${b.primary ?? 'none'}`,
-    `           stable checkpoint ${String(b.stableCheckpoint)}, watermarks ${String(b.lowWatermark)}..${String(b.highWatermark)}, executed ${String(b.executed)}`,
+    `           epoch ${String(b.epoch)}, stable checkpoint ${String(b.stableCheckpoint)}, watermarks ${String(b.lowWatermark)}..${String(b.highWatermark)}, executed ${String(b.executed)}`,
+    ...(b.pending === null ? [] : [`           epoch ${b.pending.epoch} decided: ${b.pending.replicas.length} replicas, in force past seq ${b.pending.afterSeq}`]),
     ...(b.isolated.length === 0 ? [] : [`           isolated: ${b.isolated.map(i => `${i.peerId} (${i.reason})`).join(', ')}`])
   ]
 }

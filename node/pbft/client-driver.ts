@@ -144,6 +144,13 @@ export class PbftClientDriver {
     this.#core.linkUp(peer)
   }
 
+  /** A new replica set is in force: the client talks to it (PbftClient.setReplicas). */
+  setReplicas (replicas: NodeId[]): void {
+    if (this.#stopped) { return }
+    this.#core.setReplicas(replicas)
+    this.#flush()
+  }
+
   /** Operations waiting for their result. */
   get outstanding (): number {
     return this.#waiters.size

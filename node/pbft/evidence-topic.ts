@@ -31,7 +31,8 @@ export function evidenceTopic (cluster: string): string {
 export interface EvidenceTopicInit {
   pubsub: GossipSub
   cluster: string
-  replicas: NodeId[]
+  /** The replicas evidence may be against and from: the set in force, and a pending one (they change with reconfigurations). */
+  replicas(): NodeId[]
   crypto: PbftCrypto
   onEvidence(evidence: Evidence): void
   /** Evidence that failed validation (counted as a rejection). */
@@ -91,7 +92,7 @@ export class EvidenceTopic {
     if (data.byteLength > EVIDENCE_BYTES_MAX) { return { ok: false, error: `${data.byteLength} bytes exceed ${EVIDENCE_BYTES_MAX}` } }
     const decoded = decodeEvidence(data)
     if (!decoded.ok) { return decoded }
-    const checked = checkEvidence(decoded.evidence, this.#init.replicas, this.#init.crypto)
+    const checked = checkEvidence(decoded.evidence, this.#init.replicas(), this.#init.crypto)
     if (!checked.ok) { return checked }
     return { ok: true, evidence: decoded.evidence }
   }

@@ -10,6 +10,16 @@
  *   GET    /v1/bft                                               → the node's PBFT summary (as in /v1/status)
  *   POST   /v1/bft/isolated            {"peerId":..}             → isolates the peer here (operator; persisted)
  *   DELETE /v1/bft/isolated/<peerId>                             → {"peerId","readmitted":bool}: off this replica's blocklist
+ *   POST   /v1/bft/approvals           {"replicas":[..]}         → this replica's approval of that set as the next epoch's
+ *   PUT    /v1/bft/replicas            {"replicas":[..],"approvals":[..]} → {"epoch","replicas","afterSeq"} once ordered and executed
+ *
+ * Reconfiguration takes two steps because a quorum of the replicas in force
+ * must agree: the operator of each of them asks their own node for an
+ * approval ({"epoch","replicas","replica","signature"}, the signature in
+ * base64), and anyone hands the approvals to PUT /v1/bft/replicas on any
+ * node, which orders the reconfiguration as a client (adding its own
+ * approval when it is a replica). A refusal by the replicas (a stale
+ * epoch, too few or invalid approvals, a change still pending) is a 409.
  *
  * The node serving the request is the PBFT client: it signs the request with
  * its own key, sends it to the replicas and answers once f+1 of them replied
@@ -30,10 +40,11 @@
  * node/raft/routes.ts for why PUT takes any content type).
  */
 import { peerIdFromString } from '@libp2p/peer-id'
+import { REPLICAS_MAX } from '../../protocols/pbft/index.ts'
 import { encodeValue, HttpError, readBody, readJsonBody } from '../http-api.ts'
 import { BFT_RESERVED_KEY_PREFIX, PbftError } from './service.ts'
 import type { PbftKvResult } from './operations.ts'
-import type { PbftService } from './service.ts'
+import type { BftApproval, PbftService } from './service.ts'
 import type { Route } from '../http-api.ts'
 
 const JSON_BODY_BYTES_MAX = 4 * 1024 * 1024
@@ -123,8 +134,49 @@ export function pbftRoutes (bft: PbftService): Route[] {
         const readmitted = await guard(async () => bft.readmit(peer))
         return { status: 200, json: { peerId: peer, readmitted } }
       }
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/bft\/approvals$/,
+      handle: async (request) => {
+        const body = await readJsonBody(request, JSON_BODY_BYTES_MAX, ['replicas'])
+        const approval = await guard(async () => bft.approve(replicasParam(body.replicas)))
+        return { status: 200, json: approvalJson(approval) }
+      }
+    },
+    {
+      method: 'PUT',
+      path: /^\/v1\/bft\/replicas$/,
+      handle: async (request) => {
+        const body = await readJsonBody(request, JSON_BODY_BYTES_MAX, ['replicas', 'approvals'])
+        const replicas = replicasParam(body.replicas)
+        if (!Array.isArray(body.approvals) || body.approvals.length > REPLICAS_MAX) { throw new HttpError(400, `"approvals" must be an array of at most ${REPLICAS_MAX} approvals`) }
+        const approvals = body.approvals.map(approvalParam)
+        return { status: 200, json: await guard(async () => bft.reconfigure(replicas, approvals)) }
+      }
     }
   ]
+}
+
+/** A replica list given by an operator: peer ids (checked by the service). */
+function replicasParam (value: unknown): string[] {
+  if (!Array.isArray(value) || value.length > REPLICAS_MAX || value.some(id => typeof id !== 'string')) { throw new HttpError(400, `"replicas" must be an array of at most ${REPLICAS_MAX} peer ids`) }
+  return value as string[]
+}
+
+/** An approval as POST /v1/bft/approvals answers it. */
+export function approvalJson (approval: BftApproval): { epoch: number, replicas: string[], replica: string, signature: string } {
+  return { epoch: approval.epoch, replicas: approval.replicas, replica: approval.replica, signature: Buffer.from(approval.signature).toString('base64') }
+}
+
+function approvalParam (value: unknown, index: number): BftApproval {
+  const fail = (what: string): never => { throw new HttpError(400, `approvals[${index}]: ${what}`) }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) { return fail('must be an object {epoch, replicas, replica, signature}') }
+  const { epoch, replicas, replica, signature } = value as Record<string, unknown>
+  if (!Number.isSafeInteger(epoch) || (epoch as number) < 1) { return fail('"epoch" must be a positive integer') }
+  if (typeof replica !== 'string') { return fail('"replica" must be a peer id') }
+  if (typeof signature !== 'string' || signature.length > 1024) { return fail('"signature" must be base64') }
+  return { epoch: epoch as number, replicas: replicasParam(replicas), replica, signature: new Uint8Array(Buffer.from(signature, 'base64')) }
 }
 
 /** A peer id given by an operator, checked to be one. */
@@ -155,6 +207,7 @@ async function guard<T> (work: () => Promise<T>): Promise<T> {
     if (!(err instanceof PbftError)) { throw err }
     switch (err.code) {
       case 'invalid': throw new HttpError(400, err.message)
+      case 'refused': throw new HttpError(409, err.message)
       case 'busy': throw new HttpError(429, err.message)
       case 'timeout': throw new HttpError(504, err.message)
       default: throw new HttpError(503, err.message)

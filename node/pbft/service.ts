@@ -5,10 +5,15 @@
  * beside clusterAdmission as `admission`); the HTTP routes and the CLI talk
  * to this class only.
  *
- * The replica set is explicit and the same on every node (the demo
+ * The genesis replica set is explicit and the same on every node (the demo
  * generates it; `accord start --bft-replicas` or `--bft-genesis` gives it).
  * It is sorted here, so the order in which an operator lists it does not
- * matter: primary(v) is the v-th of the sorted ids (mod n).
+ * matter: primary(v) is the v-th of the sorted ids (mod n). Later sets come
+ * from reconfigurations (approve() on a quorum of the replicas in force,
+ * then reconfigure() on any node); the replicas, a learner and the client
+ * follow them. A node outside the set runs the replica driver as a learner
+ * when started with `learner` (or when it kept replica state from before):
+ * it follows the log, and orders once a reconfiguration adds it.
  *
  * Who is served: admitted peers only (admission's gate on both protocols),
  * and never an isolated one. A peer this replica isolates (evidence, or an
@@ -20,7 +25,7 @@ import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Registry } from 'prom-client'
 import { kvSnapshotBytesMax, resolveKvLimits } from '../../protocols/kv/index.ts'
-import { decodeRecord, encodeRecord, faultsTolerated } from '../../protocols/pbft/index.ts'
+import { approve, decodeRecord, encodeReconfiguration, encodeRecord, faultsTolerated, verifyApproval } from '../../protocols/pbft/index.ts'
 import { hostFromComponents, optionalService } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { PbftClientDriver, PbftClientError } from './client-driver.ts'
@@ -37,6 +42,7 @@ import type { RateLimit, PbftMessageType } from './rate-limit.ts'
 import type { PbftTransportLimits, PbftTransportStats } from './transport.ts'
 import type { KvLimits } from '../../protocols/kv/index.ts'
 import type { PbftLimits } from '../../protocols/pbft/index.ts'
+import type { Approval, PbftConfiguration } from '../../protocols/pbft/index.ts'
 import type { Evidence, Isolation, IsolationReason, NodeId, PbftMessage, PbftStatus } from '../../protocols/pbft/types.ts'
 import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
@@ -73,8 +79,15 @@ const REPLICA_DIAL_TIMEOUT_MS = 5000
 export interface PbftInit {
   /** A replica keeps its log, snapshot and blocklist in `<dataDir>/pbft`. */
   dataDir: string
-  /** The replica set (peer ids, Ed25519), identical on every node. A node not in it runs the client only. */
+  /** The genesis replica set (peer ids, Ed25519), identical on every node. A node not in it runs the client only, or a learner. */
   replicas: string[]
+  /**
+   * Outside the replica set, follow the replicas' log anyway (a learner):
+   * a node about to be added by a reconfiguration. A node that kept replica
+   * state in its data directory (it was a replica, or a learner) is one
+   * without it.
+   */
+  learner?: boolean
   /** Deliberately Byzantine (accord start --byzantine). For demos and tests only. */
   faulty?: 'equivocate'
   settings?: Partial<PbftSettings>
@@ -101,8 +114,12 @@ export interface PbftComponents extends HostComponents {
 }
 
 export interface BftSummary {
-  /** Whether this node is a replica, or only a client of the replicas. */
-  role: 'replica' | 'client'
+  /** A replica of the set in force, a learner (it follows the log: about to join, or removed), or only a client of the replicas. */
+  role: 'replica' | 'learner' | 'client'
+  /** The epoch of the replica set in force (0: genesis); null on a client-only node, which knows only the set it was given. */
+  epoch: number | null
+  /** A set decided by a reconfiguration, in force from the first seq past afterSeq; null when none (or on a client-only node). */
+  pending: { epoch: number, replicas: string[], afterSeq: number } | null
   /** null on a node that is only a client. */
   view: number | null
   primary: string | null
@@ -121,7 +138,8 @@ export interface BftSummary {
   kv: { keys: number, dataBytes: number, sessions: number } | null
 }
 
-export type PbftErrorCode = 'invalid' | 'busy' | 'timeout' | 'stopped' | 'failed'
+/** 'refused': the replicas judged the operation and refused it (a reconfiguration). */
+export type PbftErrorCode = 'invalid' | 'refused' | 'busy' | 'timeout' | 'stopped' | 'failed'
 
 export class PbftError extends Error {
   override name = 'PbftError'
@@ -145,13 +163,25 @@ export function checkReplicaSet (replicas: string[]): string[] {
   return sorted
 }
 
-/** The summary's fields that only a replica has (null, or empty, on a client-only node). */
+/** A replica's signature over the next epoch's replica set (reconfiguration.ts), as operators hand it over. */
+export interface BftApproval {
+  epoch: number
+  /** Sorted. */
+  replicas: string[]
+  replica: string
+  signature: Uint8Array
+}
+
+/** The summary's fields that only a replica or a learner has (null, or empty, on a client-only node). */
 function replicaFields (status: PbftStatus | null): Omit<BftSummary, 'n' | 'f' | 'replicas' | 'isolated' | 'kv'> {
   if (status === null) {
-    return { role: 'client', view: null, primary: null, viewChanging: false, stableCheckpoint: null, lowWatermark: null, highWatermark: null, executed: null, scores: [] }
+    return { role: 'client', epoch: null, pending: null, view: null, primary: null, viewChanging: false, stableCheckpoint: null, lowWatermark: null, highWatermark: null, executed: null, scores: [] }
   }
+  const { pending } = status
   return {
-    role: 'replica',
+    role: status.member ? 'replica' : 'learner',
+    epoch: status.epoch,
+    pending: pending === null ? null : { epoch: pending.epoch, replicas: [...pending.replicas], afterSeq: pending.afterSeq },
     view: status.view,
     primary: status.primary,
     viewChanging: status.viewChanging,
@@ -166,7 +196,9 @@ function replicaFields (status: PbftStatus | null): Omit<BftSummary, 'n' | 'f' |
 export class PbftService implements Startable {
   readonly settings: PbftSettings
   readonly kvLimits: KvLimits
-  readonly replicas: string[]
+  /** The genesis set, sorted: what a client-only node talks to. */
+  readonly #genesis: string[]
+  readonly #crypto: ReturnType<typeof peerKeyPbftCrypto>
   readonly #components: PbftComponents
   readonly #host: AccordHost
   readonly #init: PbftInit
@@ -200,13 +232,19 @@ export class PbftService implements Startable {
     this.#log = init.log ?? silentLogger()
     this.settings = { ...PBFT_SETTINGS_DEFAULTS, ...init.settings }
     this.kvLimits = resolveKvLimits(init.kvLimits)
-    this.replicas = checkReplicaSet(init.replicas)
+    this.#genesis = checkReplicaSet(init.replicas)
+    this.#crypto = peerKeyPbftCrypto(components.privateKey)
     this.#metrics = pbftMetrics(init.registry ?? new Registry())
   }
 
-  /** Whether this node is one of the replicas. */
+  /** The replica set in force as this node knows it (a client-only node: the genesis set). */
+  get replicas (): string[] {
+    return this.#driver?.status().replicas ?? this.#genesis
+  }
+
+  /** Whether this node is one of the replicas in force. */
   get isReplica (): boolean {
-    return this.replicas.includes(this.#host.peerId.toString())
+    return this.#driver?.status().member ?? this.#genesis.includes(this.#host.peerId.toString())
   }
 
   async start (): Promise<void> {
@@ -217,8 +255,8 @@ export class PbftService implements Startable {
   async #start (): Promise<void> {
     const id = this.#host.peerId.toString()
     const log = this.#log
-    const { admission, privateKey, peerId, logger, connectionManager, registrar } = this.#components
-    const crypto = peerKeyPbftCrypto(privateKey)
+    const { admission, peerId, logger, connectionManager, registrar } = this.#components
+    const crypto = this.#crypto
     this.#stopping = new AbortController()
     const gate = admission.gate.bind(admission)
     const gatedRegistrar = {
@@ -241,14 +279,14 @@ export class PbftService implements Startable {
     const dir = pbftStorageDir(this.#init.dataDir)
     let transportStarted = false
     try {
-      if (this.isReplica) {
+      if (this.#genesis.includes(id) || this.#init.learner === true || await PbftFileStore.holdsReplicaState(dir)) {
         const store = this.#store = await PbftFileStore.open(dir, {
           codec: { encode: encodeRecord, decode: (bytes) => decodeRecord(bytes, this.#init.limits) },
           snapshotBytesMax
         })
         this.#driver = await PbftReplicaDriver.create({
           id,
-          replicas: this.replicas,
+          replicas: this.#genesis,
           crypto,
           store,
           transport,
@@ -259,6 +297,7 @@ export class PbftService implements Startable {
           metrics: this.#metrics,
           publishEvidence: (evidence) => { this.#evidence?.publish(evidence) },
           onIsolated: (isolation) => { this.#isolate(isolation) },
+          onConfiguration: (configuration) => { this.#onConfiguration(configuration) },
           ...(this.#init.faulty !== undefined ? { faulty: this.#init.faulty } : {})
         })
         const driver = this.#driver
@@ -287,7 +326,7 @@ export class PbftService implements Startable {
       this.#replicaTimer = setInterval(() => { this.#connectReplicas() }, REPLICA_CHECK_INTERVAL_MS)
       this.#host.addEventListener('peer:disconnect', this.#onPeerDisconnect)
       this.#host.addEventListener('peer:connect', this.#onPeerConnect)
-      log.info({ replicas: this.replicas.length, replica: this.isReplica, f: faultsTolerated(this.replicas.length) }, 'pbft started')
+      log.info({ replicas: this.replicas.length, role: this.summary().role, f: faultsTolerated(this.replicas.length) }, 'pbft started')
     } catch (err) {
       this.#running = false
       if (transportStarted) { await transport.stop().catch(() => {}) }
@@ -323,13 +362,15 @@ export class PbftService implements Startable {
   }
 
   summary (): BftSummary {
-    const n = this.replicas.length
+    const status = this.#driver?.status() ?? null
+    const replicas = status?.replicas ?? this.#genesis
+    const n = replicas.length
     const kv = this.#driver?.kv.stats()
     return {
-      ...replicaFields(this.#driver?.status() ?? null),
+      ...replicaFields(status),
       n,
       f: faultsTolerated(n),
-      replicas: this.replicas,
+      replicas: [...replicas],
       isolated: [...this.#isolated].map(([peerId, reason]) => ({ peerId, reason })),
       kv: kv === undefined ? null : { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions }
     }
@@ -379,8 +420,11 @@ export class PbftService implements Startable {
 
   /** Orders `operation` through the replicas (f+1 matching replies) and returns its result. Throws PbftError. */
   async submit (operation: PbftOperation, readOnly = false): Promise<PbftResult> {
+    return this.#submitBytes(encodeOperation(operation), readOnly)
+  }
+
+  async #submitBytes (bytes: Uint8Array, readOnly = false): Promise<PbftResult> {
     if (!this.#running) { throw new PbftError('stopped', 'the PBFT service is not running') }
-    const bytes = encodeOperation(operation)
     const signal = AbortSignal.any([this.#stopping.signal, AbortSignal.timeout(this.settings.requestTimeoutMs)])
     let answer: Uint8Array
     try {
@@ -427,6 +471,76 @@ export class PbftService implements Startable {
       this.#log.error({ err }, 'pbft: onReadmitted threw')
     }
     return true
+  }
+
+  /**
+   * This replica's approval of `replicas` as the next epoch's set: what an
+   * operator hands to whoever submits the reconfiguration (reconfigure()).
+   * Only a replica of the latest set decided (the one that judges the next
+   * reconfiguration) approves. Signing is this node's own decision: its
+   * operator asked for it.
+   */
+  approve (replicas: string[]): BftApproval {
+    const status = this.#driver?.status()
+    const self = this.#host.peerId.toString()
+    const latest = status === undefined ? null : status.pending ?? { epoch: status.epoch, replicas: status.replicas }
+    if (latest === null || !latest.replicas.includes(self)) { throw new PbftError('invalid', 'only a replica of the latest replica set approves the next one') }
+    const sorted = this.#checkSet(replicas)
+    const epoch = latest.epoch + 1
+    return { epoch, replicas: sorted, ...approve(epoch, sorted, self, this.#crypto) }
+  }
+
+  /**
+   * Orders a reconfiguration to `replicas`, with the approvals of a quorum
+   * of the replicas in force (this node's own is added when it may give
+   * one), and resolves once f+1 replicas executed it: the new set orders
+   * the seqs past afterSeq. The replicas judge it (epoch, quorum, each
+   * signature); a refusal throws PbftError 'invalid' with their reason.
+   */
+  async reconfigure (replicas: string[], approvals: BftApproval[]): Promise<{ epoch: number, replicas: string[], afterSeq: number }> {
+    const sorted = this.#checkSet(replicas)
+    const given = [...approvals]
+    if (this.#driver !== null && !given.some(a => a.replica === this.#host.peerId.toString())) {
+      try { given.push(this.approve(sorted)) } catch { /* not a replica of the latest set: the others' approvals must do */ }
+    }
+    if (given.length === 0) { throw new PbftError('invalid', 'a reconfiguration needs the approvals of a quorum of the replicas in force') }
+    const epoch = given[0].epoch
+    for (const approval of given) {
+      if (approval.epoch !== epoch) { throw new PbftError('invalid', `approvals for epochs ${epoch} and ${approval.epoch}: they must all be for one`) }
+      if (approval.replicas.join(',') !== sorted.join(',')) { throw new PbftError('invalid', `the approval of ${approval.replica} is for another replica set`) }
+      if (!verifyApproval(approval, epoch, sorted, this.#crypto)) { throw new PbftError('invalid', `the approval of ${approval.replica} has an invalid signature`) }
+    }
+    const operation: Approval[] = given.map(({ replica, signature }) => ({ replica, signature }))
+    let result: PbftResult
+    try {
+      result = await this.#submitBytes(encodeReconfiguration({ epoch, replicas: sorted, approvals: operation }))
+    } catch (err) {
+      if (err instanceof PbftError && err.code === 'invalid') { throw new PbftError('refused', `the replicas refused the reconfiguration: ${err.message}`) }
+      throw err
+    }
+    if (result.type !== 'configured') { throw new PbftError('failed', `the replicas answered a reconfiguration with ${result.type}`) }
+    return { epoch: result.epoch, replicas: sorted, afterSeq: result.afterSeq }
+  }
+
+  #checkSet (replicas: string[]): string[] {
+    try {
+      return checkReplicaSet(replicas)
+    } catch (err) {
+      throw new PbftError('invalid', (err as Error).message)
+    }
+  }
+
+  /** The driver reports a new set in force: the client talks to it, and the node connects to its replicas. */
+  #onConfiguration (configuration: PbftConfiguration): void {
+    this.#client.setReplicas(configuration.replicas)
+    this.#connectReplicas()
+  }
+
+  /** Replicas of the set in force and of a pending one: whom this node keeps connections to and hears evidence about. */
+  #knownReplicas (): string[] {
+    const status = this.#driver?.status()
+    if (status === undefined) { return this.#genesis }
+    return status.pending === null ? status.replicas : [...new Set([...status.replicas, ...status.pending.replicas])]
   }
 
   /**
@@ -511,7 +625,7 @@ export class PbftService implements Startable {
     return new EvidenceTopic({
       pubsub: pubsub as GossipSub,
       cluster: this.#components.admission.cluster,
-      replicas: this.replicas,
+      replicas: () => this.#knownReplicas(),
       crypto,
       onEvidence: (evidence: Evidence) => { this.#driver?.receiveEvidence(evidence) },
       onInvalid: (source, error) => {
@@ -530,14 +644,14 @@ export class PbftService implements Startable {
    */
   readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
     const peer = event.detail.toString()
-    if (!this.#running || !this.replicas.includes(peer)) { return }
+    if (!this.#running || !this.#knownReplicas().includes(peer)) { return }
     this.#driver?.linkDown(peer)
     this.#client.linkDown(peer)
   }
 
   readonly #onPeerConnect = (event: CustomEvent<PeerId>): void => {
     const peer = event.detail.toString()
-    if (!this.#running || !this.replicas.includes(peer)) { return }
+    if (!this.#running || !this.#knownReplicas().includes(peer)) { return }
     this.#driver?.linkUp(peer)
     this.#client.linkUp(peer)
   }
@@ -545,7 +659,7 @@ export class PbftService implements Startable {
   /** Keeps a connection to every replica (discovery usually has one already). */
   #connectReplicas (): void {
     const self = this.#host.peerId.toString()
-    for (const id of this.replicas) {
+    for (const id of this.#knownReplicas()) {
       if (id === self || this.#isolated.has(id) || this.#dialing.has(id)) { continue }
       const peerId = peerIdFromString(id)
       if (this.#host.getConnections(peerId).length > 0) { continue }

@@ -26,7 +26,7 @@
  * the directory, and the node refuses to start rather than forget what it
  * signed (which could make it equivocate).
  */
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
+import { access, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { writeFileAtomic } from '../config.ts'
@@ -143,6 +143,12 @@ export class PbftFileStore implements PbftStore {
   private constructor (dir: string, options: PbftFileStoreOptions) {
     this.dir = dir
     this.#options = options
+  }
+
+  /** Whether `dir` holds a replica's log or snapshot: the node ran the replica driver there (as a replica or a learner). */
+  static async holdsReplicaState (dir: string): Promise<boolean> {
+    const present = async (file: string): Promise<boolean> => access(join(dir, file)).then(() => true, () => false)
+    return await present(LOG_FILE) || await present(SNAPSHOT_FILE)
   }
 
   /** Opens (creating) the store in `dir`; call load() before anything else. */

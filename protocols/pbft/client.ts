@@ -45,8 +45,8 @@ interface Outstanding {
 
 export class PbftClient {
   readonly #config: PbftClientConfig
-  readonly #f: number
-  readonly #quorum: number
+  #f: number
+  #quorum: number
   readonly #operationBytesMax: number
   /** By the timestamp of the request currently out. */
   readonly #outstanding = new Map<number, Outstanding>()
@@ -63,7 +63,7 @@ export class PbftClient {
       if (!Number.isSafeInteger(config[key]) || config[key] < 1) { throw new RangeError(`pbft client: ${key} must be a positive integer`) }
     }
     if (!Number.isSafeInteger(config.firstTimestamp) || config.firstTimestamp < 0) { throw new RangeError('pbft client: firstTimestamp must be a non-negative integer') }
-    this.#config = config
+    this.#config = { ...config, replicas: [...config.replicas] }
     this.#f = faultsTolerated(config.replicas.length)
     this.#quorum = quorumSize(config.replicas.length)
     this.#operationBytesMax = config.operationBytesMax ?? PBFT_DEFAULTS.operationBytesMax
@@ -132,6 +132,28 @@ export class PbftClient {
 
   linkUp (peer: NodeId): void {
     this.#linksDown.delete(peer)
+  }
+
+  /**
+   * A new replica set is in force (a reconfiguration the client learnt
+   * of): replies count from its replicas only, with its f and quorum, and
+   * every ordered request still waiting goes to each of them at once (the
+   * new set starts in a view of its own, whose primary the client cannot
+   * know yet). Read-only requests wait for their retransmission timer.
+   */
+  setReplicas (replicas: NodeId[]): void {
+    if (replicas.length === 0) { throw new RangeError('pbft client: no replicas') }
+    this.#config.replicas = [...replicas]
+    this.#f = faultsTolerated(replicas.length)
+    this.#quorum = quorumSize(replicas.length)
+    for (const peer of [...this.#linksDown]) { if (!replicas.includes(peer)) { this.#linksDown.delete(peer) } }
+    for (const outstanding of this.#outstanding.values()) {
+      for (const replica of [...outstanding.replies.keys()]) { if (!replicas.includes(replica)) { outstanding.replies.delete(replica) } }
+      if (!outstanding.request.readOnly) {
+        outstanding.ticks = 0
+        this.#broadcast(outstanding.request)
+      }
+    }
   }
 
   tick (): void {

@@ -1215,12 +1215,19 @@ export class PbftReplica {
     return reject('not-a-replica', `${link} is not a replica`)
   }
 
-  /** A learner has no timers: it asks the replicas for what committed, every half request timeout. */
+  /**
+   * A learner has no timers: it asks the replicas for what committed, every
+   * half request timeout. Also while it waits for a state: its holders may
+   * have moved on and kept only a later one, and the answers (from past the
+   * state it waits for) bring their later stable checkpoint, whose state
+   * it asks for instead.
+   */
   #tickAsLearner (): void {
     this.#fetchTimer++
     if (this.#fetchTimer < Math.max(1, Math.floor(this.#limits.requestTimeoutTicks / 2))) { return }
     this.#fetchTimer = 0
-    if (this.#stateWanted === null) { this.#broadcast({ type: 'fetch-committed', replica: this.id, fromSeq: this.#executed + 1, epoch: this.#latest.epoch }) }
+    const fromSeq = Math.max(this.#executed, this.#stateWanted?.seq ?? 0) + 1
+    this.#broadcast({ type: 'fetch-committed', replica: this.id, fromSeq, epoch: this.#latest.epoch })
   }
 
   // ------------------------------------------------------------- byzantine

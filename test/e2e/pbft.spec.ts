@@ -6,7 +6,10 @@
  * restarted, it catches up by state transfer (the others garbage-collected
  * their logs past a stable checkpoint while it was down);
  * - one replica started with --byzantine: it is detected, evidence is
- * produced, and every honest replica lists it as isolated.
+ * produced, and every honest replica lists it as isolated;
+ * - a fifth process started with --bft-learner is added to the set by the
+ * CLI (accord bft approve on two replicas, accord bft reconfigure on a
+ * third), orders writes, and a replica is then removed the same way.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -69,21 +72,22 @@ describe('pbft end to end (4 OS processes)', function () {
   /**
    * Starts the 4 replicas (the replica set made from their identities
    * first), given by --bft-replicas or in a --bft-genesis file; `byzantine`
-   * run with --byzantine.
+   * run with --byzantine; then `learners` more nodes with --bft-learner.
    */
-  async function start (byzantine: number[] = [], from: 'flag' | 'genesis' = 'flag'): Promise<void> {
+  async function start (byzantine: number[] = [], from: 'flag' | 'genesis' = 'flag', learners = 0): Promise<void> {
     const base = 22_000 + Math.floor(Math.random() * 20_000)
     replicas = []
-    for (let index = 0; index < 4; index++) {
+    for (let index = 0; index < 4 + learners; index++) {
       const { dataDir, peerId } = await identityFor(join(root, `node-${index}`))
       replicas.push({ index, dataDir, apiUrl: `http://127.0.0.1:${base + index}`, peerId, daemon: null })
     }
     const genesis = join(root, 'genesis.json')
-    await writeFile(genesis, JSON.stringify({ replicas: replicas.map(r => r.peerId) }))
-    const set = from === 'flag' ? ['--bft-replicas', replicas.map(r => r.peerId).join(',')] : ['--bft-genesis', genesis]
+    const set4 = replicas.slice(0, 4).map(r => r.peerId)
+    await writeFile(genesis, JSON.stringify({ replicas: set4 }))
+    const set = from === 'flag' ? ['--bft-replicas', set4.join(',')] : ['--bft-genesis', genesis]
     const args = (r: Replica): string[] => [
       '--listen', `/ip4/127.0.0.1/tcp/${base + 100 + r.index}`, '--api', `127.0.0.1:${base + r.index}`,
-      '--raft', 'off', ...set, ...(byzantine.includes(r.index) ? ['--byzantine'] : [])
+      '--raft', 'off', ...set, ...(byzantine.includes(r.index) ? ['--byzantine'] : []), ...(r.index >= 4 ? ['--bft-learner'] : [])
     ]
     const first = replicas[0]
     first.daemon = new DaemonProcess(first.dataDir, args(first))
@@ -150,6 +154,47 @@ describe('pbft end to end (4 OS processes)', function () {
     expect((await request(primary, 'GET', `/v1/bft/kv/k${WRITES_WHILE_DOWN - 1}`)).json).to.include({ value: `v${WRITES_WHILE_DOWN - 1}` })
   })
 
+  it('reconfiguration with the CLI: a learner process is added by a quorum\'s approvals and orders writes; a replica is then removed', async () => {
+    await start([], 'flag', 1)
+    const [a, b, c, d, e] = replicas
+    await waitFor(async () => (await request(a, 'PUT', '/v1/bft/kv/before', 'genesis').catch(() => ({ status: 0 }))).status === 200, 'a first write to succeed', 90_000)
+    expect(await bftStatus(e)).to.include({ role: 'learner', epoch: 0, n: 4 })
+
+    /** Approval tokens from each of `approvers`, then the reconfiguration through `via`: what the CLI prints. */
+    const reconfigure = async (set: string[], approvers: Replica[], via: Replica): Promise<string> => {
+      const tokens: string[] = []
+      for (const approver of approvers) {
+        const approved = await runCli(['bft', 'approve', set.join(','), '--api', approver.apiUrl])
+        expect(approved.code, approved.stderr).to.equal(0)
+        tokens.push(approved.stdout.trim())
+      }
+      const done = await runCli(['bft', 'reconfigure', set.join(','), ...tokens.flatMap(t => ['--approval', t]), '--api', via.apiUrl])
+      expect(done.code, done.stderr).to.equal(0)
+      return done.stdout
+    }
+    const five = replicas.map(r => r.peerId)
+    expect(await reconfigure(five, [b, c], a)).to.match(/^epoch 1: 5 replicas, decided; the new set orders the seqs past \d+\n$/)
+    for (const r of replicas) {
+      await waitFor(async () => { const s = await bftStatus(r); return s?.epoch === 1 && s.n === 5 }, `node ${r.index} to have epoch 1 in force`, 60_000)
+    }
+    expect(await bftStatus(e)).to.include({ role: 'replica', f: 1 })
+    await put(e, 'added', 'epoch 1')
+    expect((await request(a, 'GET', '/v1/bft/kv/added')).json).to.include({ value: 'epoch 1' })
+
+    // 4 approvals of 5 now: three tokens and the submitting replica's own
+    const withoutD = five.filter(id => id !== d.peerId)
+    expect(await reconfigure(withoutD, [a, b, c], e)).to.match(/^epoch 2: 4 replicas/)
+    await waitFor(async () => (await bftStatus(d))?.role === 'learner', 'the removed replica to become a learner', 60_000)
+    for (const r of [a, b, c, e]) {
+      await waitFor(async () => { const s = await bftStatus(r); return s?.epoch === 2 && s.n === 4 }, `node ${r.index} to have epoch 2 in force`, 60_000)
+    }
+    // the removed node is still a client, of the new set
+    await put(d, 'removed', 'epoch 2')
+    expect((await request(e, 'GET', '/v1/bft/kv/removed')).json).to.include({ value: 'epoch 2' })
+    const cliStatus = await runCli(['status', '--api', d.apiUrl])
+    expect(cliStatus.stdout).to.match(/^bft +learner, n 4, f 1/m)
+  })
+
   it('a replica started with --byzantine is detected: evidence, and every honest replica isolates it', async () => {
     await start([3], 'genesis')
     const faulty = replicas[3]
@@ -175,7 +220,7 @@ describe('pbft end to end (4 OS processes)', function () {
     expect(isolate.stdout).to.include(`${faulty.peerId}: isolated`)
     await waitFor(async () => (await bftStatus(honest[0]))?.isolated.some(e => e.peerId === faulty.peerId) === true, 'the operator\'s isolation', 30_000)
   })
-  it('refuses a bad replica set or --byzantine without one, in one line', async () => {
+  it('refuses a bad replica set, or --byzantine or --bft-learner without one, in one line', async () => {
     const dataDir = join(root, 'bad')
     const genesis = join(root, 'empty.json')
     await writeFile(genesis, JSON.stringify({ replicas: [] }))
@@ -188,5 +233,8 @@ describe('pbft end to end (4 OS processes)', function () {
     const alone = await runCli(['start', '--data-dir', dataDir, '--byzantine', '--api', 'off'])
     expect(alone.code).to.equal(2)
     expect(alone.stderr).to.include('--byzantine needs a PBFT replica set')
+    const learner = await runCli(['start', '--data-dir', dataDir, '--bft-learner', '--api', 'off'])
+    expect(learner.code).to.equal(2)
+    expect(learner.stderr).to.include('--bft-learner needs the PBFT replica set')
   })
 })

@@ -88,6 +88,21 @@ describe('admission (real libp2p over TCP on loopback)', function () {
     expect(await refusalCount(node, '/accord/admission/1.0.0', 'grace-expired')).to.be.at.least(1)
   })
 
+  it('presents its certificate on connections that opened before it started (services start together)', async () => {
+    // no grace expiry to close a connection that missed its exchange and so make a new one
+    const options = { admissionLimits: { graceMs: 600_000 } }
+    const a = await cluster.add({ raft: false }, options)
+    const b = await cluster.add({ raft: false, bootstrap: [addressOf(a)] }, options)
+    await waitFor(() => a.admission.isAdmitted(idOf(b)) && b.admission.isAdmitted(idOf(a)), 'a and b to admit each other')
+    await b.admission.stop()
+    await b.libp2p.hangUp(a.libp2p.peerId)
+    await waitFor(() => !a.admission.isAdmitted(idOf(b)), 'a to forget b once disconnected')
+    // b dials while its admission service is not started, as another service may while they all start
+    await b.libp2p.dial(a.libp2p.getMultiaddrs()[0])
+    await b.admission.start()
+    await waitFor(() => a.admission.isAdmitted(idOf(b)) && b.admission.isAdmitted(idOf(a)), 'a and b to admit each other on that connection')
+  })
+
   it('a node with a valid token joins and becomes a voter; an expired or forged token is refused with a reason', async () => {
     const founder = await cluster.add({ raftTickMs: 50, api: '127.0.0.1:0' })
     const expired = await founder.admission.createJoinToken(1000, Date.now() - 5000)

@@ -204,7 +204,8 @@ describe('pbft in accord nodes (createAccordNode): HTTP, status, operator isolat
   }
 
   const call = async (node: AccordNode, method: string, path: string, body?: string): Promise<{ status: number, json: any }> => {
-    const contentTypes: Record<string, string> = { POST: 'application/json', PUT: 'application/octet-stream' }
+    // a KV value is raw bytes; every other body is JSON
+    const contentTypes: Record<string, string> = { POST: 'application/json', PUT: path.startsWith('/v1/bft/kv/') ? 'application/octet-stream' : 'application/json' }
     const headers: Record<string, string> = method in contentTypes ? { 'content-type': contentTypes[method] } : {}
     const response = await fetch(`${node.apiUrl ?? ''}${path}`, { method, body, headers })
     return { status: response.status, json: await response.json() }
@@ -231,6 +232,55 @@ describe('pbft in accord nodes (createAccordNode): HTTP, status, operator isolat
     expect(status.json.bft).to.include({ role: 'replica', view: 0, n: 4, f: 1, stableCheckpoint: 0 })
     expect(status.json.bft.primary).to.equal(status.json.bft.replicas[0])
     expect(status.json.bft.isolated).to.deep.equal([])
+  })
+
+  it('reconfigures over HTTP: a quorum\'s approvals add a learner, which orders from the switch on and stays a replica across a restart; a replica is then removed', async () => {
+    const dirs = await Promise.all([0, 1, 2, 3, 4].map(async () => identityFor(await cluster.newDataDir())))
+    const genesis = dirs.slice(0, 4).map(d => d.peerId)
+    const config = { api: '127.0.0.1:0', raft: false, bftReplicas: genesis }
+    const first = await cluster.add({ ...config, dataDir: dirs[0].dataDir })
+    const nodes = [first]
+    for (const [i, { dataDir }] of dirs.slice(1).entries()) { nodes.push(await cluster.add({ ...config, dataDir, bootstrap: [addressOf(first)], bftLearner: i === 3 })) }
+    const [a, b, c, d, e] = nodes
+    const json = (body: unknown): string => JSON.stringify(body)
+    await waitFor(async () => (await call(a, 'PUT', '/v1/bft/kv/before', 'genesis')).status === 200, 'a first write', DEADLINE_MS)
+    expect(e.bft?.summary()).to.include({ role: 'learner', epoch: 0, n: 4 })
+
+    const next = [...genesis, dirs[4].peerId]
+    expect((await call(e, 'POST', '/v1/bft/approvals', json({ replicas: next }))).status, 'a learner approves nothing').to.equal(400)
+    expect((await call(b, 'POST', '/v1/bft/approvals', json({ replicas: ['not-a-peer'] }))).status).to.equal(400)
+    const approvals = [(await call(b, 'POST', '/v1/bft/approvals', json({ replicas: next }))).json, (await call(c, 'POST', '/v1/bft/approvals', json({ replicas: next }))).json]
+    for (const approval of approvals) { expect(approval).to.include({ epoch: 1 }) }
+    // the learner adds no approval of its own: one is too few, and the replicas say so
+    const tooFew = await call(e, 'PUT', '/v1/bft/replicas', json({ replicas: next, approvals: approvals.slice(0, 1) }))
+    expect(tooFew.status).to.equal(409)
+    expect(tooFew.json.error).to.include('1 approvals, 3 needed')
+    const forged = { ...approvals[0], signature: Buffer.alloc(64).toString('base64') }
+    expect((await call(e, 'PUT', '/v1/bft/replicas', json({ replicas: next, approvals: [forged, approvals[1]] }))).status).to.equal(400)
+
+    // a replica adds its own approval: 3 of 4
+    const configured = await call(a, 'PUT', '/v1/bft/replicas', json({ replicas: next, approvals }))
+    expect(configured.status, JSON.stringify(configured.json)).to.equal(200)
+    expect(configured.json).to.include({ epoch: 1 })
+    await waitFor(() => nodes.every(n => n.bft?.summary().epoch === 1 && n.bft.summary().n === 5), 'every node to have the 5-replica set in force', DEADLINE_MS)
+    expect(e.bft?.summary()).to.include({ role: 'replica', f: 1 })
+    expect((await call(e, 'GET', '/v1/bft/kv/before')).json).to.include({ value: 'genesis' })
+    expect((await call(e, 'PUT', '/v1/bft/kv/after', 'epoch 1')).status).to.equal(200)
+    await waitFor(() => nodes.every(n => text(n.bft?.localValue('after') ?? null) === 'epoch 1'), 'every replica, the new one too, to execute a write of epoch 1', DEADLINE_MS)
+
+    // restarted with the saved genesis set and no --bft-learner: its PBFT state says it is a replica of epoch 1
+    const restarted = await cluster.restart(e)
+    await waitFor(() => restarted.bft?.summary().role === 'replica' && restarted.bft.summary().epoch === 1, 'the restarted replica to be one of epoch 1', DEADLINE_MS)
+
+    const dId = dirs[3].peerId
+    const without = next.filter(id => id !== dId)
+    const second = await Promise.all([a, b, c].map(async n => (await call(n, 'POST', '/v1/bft/approvals', json({ replicas: without }))).json))
+    const removed = await call(restarted, 'PUT', '/v1/bft/replicas', json({ replicas: without, approvals: second }))
+    expect(removed.status, JSON.stringify(removed.json)).to.equal(200)
+    expect(removed.json).to.include({ epoch: 2 })
+    await waitFor(() => d.bft?.summary().role === 'learner' && [a, b, c, restarted].every(n => n.bft?.summary().epoch === 2 && n.bft.summary().n === 4), 'd to leave the set and the others to have epoch 2 in force', DEADLINE_MS)
+    expect((await call(b, 'PUT', '/v1/bft/kv/last', 'epoch 2')).status).to.equal(200)
+    expect((await call(restarted, 'GET', '/v1/bft/kv/last')).json).to.include({ value: 'epoch 2' })
   })
 
   it('an operator-isolated peer is disconnected and denied by the gater, also after a restart (persisted blocklist), until the operator readmits it', async () => {

@@ -43,9 +43,9 @@ export class TestCluster {
    * saved there (listen and API addresses, bootstrap peers, Raft settings),
    * as `accord start --data-dir` does after a restart.
    */
-  async restart (node: AccordNode, config: Partial<AccordConfig> = {}): Promise<AccordNode> {
+  async restart (node: AccordNode, config: Partial<AccordConfig> = {}, options: Omit<CreateAccordNodeOptions, 'logger' | 'joinToken'> = {}): Promise<AccordNode> {
     await node.stop()
-    const restarted = await createAccordNode({ ...config, dataDir: node.config.dataDir }, { logger: silentLogger })
+    const restarted = await createAccordNode({ ...config, dataDir: node.config.dataDir }, { ...options, logger: silentLogger })
     this.nodes.push(restarted)
     return restarted
   }

@@ -55,6 +55,24 @@ describe('pbft client', () => {
     expect(c.receiveReply(reply('r1', 99, 'ok'), 'r1')).to.deep.include({ ok: false, reason: 'stale' })
   })
 
+  it('follows a new replica set: a waiting request goes to each new replica, replies of removed ones no longer count, f is the new set\'s', () => {
+    const c = client()
+    c.submit(bytes('x'), false)
+    c.ready()
+    // r3 answered before it was removed; its reply is dropped with it
+    c.receiveReply(reply('r3', 10, 'ok'), 'r3')
+    const next = ['r0', 'r1', 'r2', 'r4', 'r5', 'r6', 'r7']
+    c.setReplicas(next)
+    expect(c.ready().messages.map(m => m.to)).to.deep.equal(next)
+    expect(c.receiveReply(reply('r3', 10, 'ok'), 'r3')).to.deep.include({ ok: false, reason: 'not-a-replica' })
+    // n = 7: f = 2, so three matching replies
+    c.receiveReply(reply('r4', 10, 'ok'), 'r4')
+    c.receiveReply(reply('r5', 10, 'ok'), 'r5')
+    expect(c.ready().results).to.deep.equal([])
+    c.receiveReply(reply('r6', 10, 'ok'), 'r6')
+    expect(c.ready().results).to.deep.equal([{ timestamp: 10, result: bytes('ok') }])
+  })
+
   it('retransmits an unanswered request to every replica every retransmitTicks', () => {
     const c = client()
     c.submit(bytes('x'), false)

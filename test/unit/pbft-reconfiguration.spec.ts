@@ -198,6 +198,38 @@ describe('pbft reconfiguration', () => {
     expect(replica.status().pending).to.deep.equal(state.latest)
   })
 
+  it('a learner waiting for a state that its holders dropped (they moved on) asks again and installs their later checkpoint', () => {
+    // the switch at seq 20: a learner can prove checkpoint 8 while it is still far
+    const cluster = new Cluster(4, { checkpointInterval: 4, watermarkWindow: 16 }, testCrypto, 1)
+    const holders = cluster.genesis
+    const report = (seqs: number[]): void => {
+      for (const id of holders) { for (const seq of seqs) { cluster.replica(id).checkpointTaken(seq, cluster.stateDigest(id, seq)) } }
+      cluster.drain()
+    }
+    // the replicas report no checkpoints unless told: their stable checkpoint moves when this test says
+    for (const id of holders) { cluster.noCheckpoints.add(id) }
+    cluster.filter = ({ from, to }) => from !== 'r4' && to !== 'r4'
+    cluster.submit('r0', reconfiguration(1, ['r0', 'r1', 'r2', 'r3', 'r4'], ['r0', 'r1', 'r2']))
+    cluster.drain()
+    report([4, 8])
+    expect(cluster.replica('r0').status()).to.include({ stableCheckpoint: 8, executed: 20 })
+    // their snapshots at 8 are gone, as when a driver keeps only its latest one and that one is about to move on
+    for (const id of holders) { cluster.snapshots.get(id)?.delete(8) }
+    cluster.filter = () => true
+    cluster.tick(20)
+    expect(cluster.replica('r4').status()).to.include({ member: false, lowWatermark: 8, executed: 0 })
+
+    report([12, 16, 20])
+    for (const id of holders) { cluster.noCheckpoints.delete(id) }
+    cluster.tick(40)
+    expect(cluster.replica('r0').status()).to.include({ epoch: 1, stableCheckpoint: 20 })
+    expect(cluster.state('r4').lastSeq).to.be.at.least(20)
+    expect(cluster.replica('r4').status()).to.include({ member: true, epoch: 1 })
+    order(cluster, 5)
+    expect(cluster.state('r4').lastSeq).to.equal(cluster.state('r0').lastSeq)
+    cluster.expectAgreement()
+  })
+
   it('answers the fetches of a member of the pending set, not those of a stranger; a learner signs nothing', () => {
     const cluster = new Cluster(4, limits, testCrypto, 2)
     const fetch = (from: NodeId): ReturnType<Cluster['inject']> => cluster.inject(from, 'r0', { type: 'fetch-committed', replica: from, fromSeq: 1, epoch: 0 })

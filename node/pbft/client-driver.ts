@@ -58,6 +58,8 @@ export class PbftClientDriver {
   readonly #waiters = new Map<number, Waiter>()
   #cancelTick: (() => void) | null = null
   #stopped = false
+  /** A flush is queued on a later turn (#flushSoon). */
+  #flushQueued = false
 
   constructor (options: PbftClientDriverOptions) {
     this.id = options.id
@@ -110,7 +112,7 @@ export class PbftClientDriver {
     }
     const { timestamp } = submitted
     const result = new Promise<Uint8Array>((resolve, reject) => { this.#waiters.set(timestamp, { resolve, reject }) })
-    this.#flush()
+    this.#flushSoon()
     if (signal === undefined) { return result }
     const onAbort = (): void => {
       const waiter = this.#waiters.get(timestamp)
@@ -154,6 +156,25 @@ export class PbftClientDriver {
   /** Operations waiting for their result. */
   get outstanding (): number {
     return this.#waiters.size
+  }
+
+  /**
+   * After a submit: an operation alone (nothing else waiting for a result)
+   * goes at once; under load, those submitted on the same turn wait for the
+   * flush queued on a later turn (runtime.defer), which signs them together
+   * (one bundle, one signature, see PbftClient.ready).
+   */
+  #flushSoon (): void {
+    if (this.#flushQueued) { return }
+    if (this.#waiters.size <= 1) {
+      this.#flush()
+      return
+    }
+    this.#flushQueued = true
+    this.#runtime.defer(() => {
+      this.#flushQueued = false
+      this.#flush()
+    })
   }
 
   #flush (): void {

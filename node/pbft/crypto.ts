@@ -22,9 +22,9 @@ export const PBFT_PUBLIC_KEYS_CACHED_MAX = 4096
  * Signatures found valid, remembered so that the same signed bytes are not
  * verified twice (a client request checked on arrival and again inside a
  * pre-prepare, a view change's certificates checked again in the NEW-VIEW):
- * keyed by signer, SHA-256 of the payload and the signature; positives only
+ * keyed by SHA-256 of signer, payload and signature; positives only
  * (a forgery is checked each time and never fills the cache); the oldest
- * entry goes first when full. About 200 bytes an entry.
+ * entry goes first when full. About 100 bytes an entry.
  */
 export const PBFT_VERIFIED_CACHED_MAX = 16_384
 
@@ -123,10 +123,16 @@ export class PeerKeyVerifier {
   }
 }
 
-/** signer ‖ SHA-256(payload) ‖ signature: the same bytes signed by the same key. */
+/**
+ * SHA-256(length of signer ‖ signer ‖ payload ‖ signature), base64: the
+ * same bytes signed by the same key (the signature's length is fixed, so
+ * the concatenation is unambiguous); a short key, cheap to hash in the Set.
+ */
 function verifiedKey (signer: NodeId, payload: Uint8Array, signature: Uint8Array): string {
-  const digest = createHash('sha256').update(payload).digest('base64')
-  return `${signer}\u0000${digest}\u0000${Buffer.from(signature.buffer, signature.byteOffset, signature.byteLength).toString('base64')}`
+  const id = Buffer.from(signer, 'utf8')
+  const length = Buffer.allocUnsafe(4)
+  length.writeUInt32BE(id.byteLength)
+  return createHash('sha256').update(length).update(id).update(payload).update(signature).digest('base64')
 }
 
 /** PBFT's crypto with this node's libp2p key (Ed25519 only: PBFT signatures are checked against peer ids). */

@@ -23,7 +23,7 @@
 import { createHash } from 'node:crypto'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { encodeCommand, KvStateMachine } from '../../protocols/kv/index.ts'
-import { PbftReplica, decodeConfiguration, encodeConfiguration, signingPayload } from '../../protocols/pbft/index.ts'
+import { PbftReplica, decodeConfiguration, encodeConfiguration, verifyRequest } from '../../protocols/pbft/index.ts'
 import { CoalescedPass, inSlices } from '../driver-scheduling.ts'
 import { systemRuntime } from '../runtime.ts'
 import { equivocating } from './faulty.ts'
@@ -361,7 +361,7 @@ export class PbftReplicaDriver {
    * older than a completed write: the simulator found exactly that.
    */
   #serveReadOnly (request: ClientRequest): StepResult {
-    if (!this.#options.crypto.verify(request.client, signingPayload(request), request.signature)) {
+    if (!verifyRequest(request, this.#options.crypto)) {
       return { ok: false, reason: 'bad-signature', detail: 'read-only request' }
     }
     const decoded = decodeOperation(request.operation)

@@ -10,8 +10,10 @@
  * append() is a group commit: records handed in while a write is under way
  * go into the next write, and every write ends with an fdatasync before its
  * callers' promises resolve (what a replica signs is durable before it is
- * sent). The snapshot and the blocklist are replaced atomically (temporary
- * file, fsync, rename, directory fsync).
+ * sent). While the disk syncs fast, the write and the sync are made on the
+ * event loop's thread (PBFT_SYNC_APPEND_MS_MAX), which costs less CPU. The
+ * snapshot and the blocklist are replaced atomically (temporary file,
+ * fsync, rename, directory fsync).
  *
  * Compaction: saveSnapshot() first makes the snapshot durable, then rewrites
  * the log without what the checkpoint makes useless (seqs at or below it,
@@ -26,6 +28,7 @@
  * the directory, and the node refuses to start rather than forget what it
  * signed (which could make it equivocate).
  */
+import { fdatasyncSync, writeSync, writevSync } from 'node:fs'
 import { access, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { unreachable } from '../../protocols/common/assert.ts'
@@ -129,6 +132,28 @@ interface PendingAppend {
   reject(err: unknown): void
 }
 
+/**
+ * An append whose write and fdatasync took at most this long is followed by
+ * one made on the event loop's thread (writevSync, fdatasyncSync): on a fast
+ * disk that costs less than half the CPU of the thread pool and promise
+ * round trips (measured here: about 75 against 190 µs per append, and a
+ * replica appends once or twice per batch), while the thread sleeps in the
+ * kernel; a slower one goes back to the thread pool, so that a slow disk does
+ * not stall timers and network. Durability is the same either way.
+ */
+export const PBFT_SYNC_APPEND_MS_MAX = 2
+
+/** Writes every byte of `frames` at the end of `fd` (opened for appending). */
+function writeAllSync (fd: number, frames: Uint8Array[]): void {
+  let total = 0
+  for (const frame of frames) { total += frame.byteLength }
+  let written = writevSync(fd, frames)
+  if (written >= total) { return }
+  const rest = Buffer.concat(frames).subarray(written)
+  written = 0
+  while (written < rest.byteLength) { written += writeSync(fd, rest, written) }
+}
+
 export class PbftFileStore implements PbftStore {
   readonly dir: string
   readonly #options: PbftFileStoreOptions
@@ -139,6 +164,8 @@ export class PbftFileStore implements PbftStore {
   /** Snapshot and log rewrites run one at a time, and never during an append write. */
   #exclusive: Promise<void> = Promise.resolve()
   #closed = false
+  /** Whether the next append writes and syncs on this thread (see PBFT_SYNC_APPEND_MS_MAX). */
+  #syncAppends = true
 
   private constructor (dir: string, options: PbftFileStoreOptions) {
     this.dir = dir
@@ -239,9 +266,17 @@ export class PbftFileStore implements PbftStore {
             const log = this.#log
             if (log === null) { throw new Error(`pbft storage ${this.dir} is closed`) }
             const started = performance.now()
-            await log.writev(batch.flatMap(p => p.frames))
-            await log.datasync()
-            this.#options.onFsync?.(performance.now() - started, batch.reduce((n, p) => n + p.records, 0))
+            const frames = batch.flatMap(p => p.frames)
+            if (this.#syncAppends) {
+              writeAllSync(log.fd, frames)
+              fdatasyncSync(log.fd)
+            } else {
+              await log.writev(frames)
+              await log.datasync()
+            }
+            const took = performance.now() - started
+            this.#syncAppends = took <= PBFT_SYNC_APPEND_MS_MAX
+            this.#options.onFsync?.(took, batch.reduce((n, p) => n + p.records, 0))
           })
           for (const p of batch) { p.resolve() }
         } catch (err) {

@@ -155,6 +155,8 @@ export class PbftStreamTransport implements PbftTransport {
   #running = false
   #abort = new AbortController()
   #statesServing = 0
+  /** The last message encoded and its frame (see #encode). */
+  #lastEncoded: { message: PbftMessage, frame: Uint8Array } | null = null
   #messagesReceived = 0
   #statesServed = 0
   #statesFetched = 0
@@ -213,13 +215,25 @@ export class PbftStreamTransport implements PbftTransport {
       setImmediate(() => { if (this.#running) { this.#deliver(message, this.#self) } })
       return
     }
-    const frame = encodeMessage(message)
+    const frame = this.#encode(message)
     if (frame.byteLength > this.limits.messageBytesMax) {
       this.#log('dropping %s to %s: %d bytes exceed messageBytesMax', message.type, to, frame.byteLength)
       this.#dropped.oversize++
       return
     }
     this.#outbox.push(to, { kind: 'frame', frame, bytes: frame.byteLength })
+  }
+
+  /**
+   * encodeMessage, once for a message sent to several peers in a row (a
+   * broadcast: the core hands out one message object per peer): the frame
+   * is only read by the outbox, so the peers' queues share it.
+   */
+  #encode (message: PbftMessage): Uint8Array {
+    if (this.#lastEncoded?.message === message) { return this.#lastEncoded.frame }
+    const frame = encodeMessage(message)
+    this.#lastEncoded = { message, frame }
+    return frame
   }
 
   /** Asks `from` for its state at `seq`; null when it has none, cannot be reached, or answers badly. */

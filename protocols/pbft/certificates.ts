@@ -4,9 +4,10 @@
  * committed certificates, stable checkpoints and view changes. Each check
  * returns null when the thing holds, else a one-line reason.
  */
+import { assert } from '../common/assert.ts'
 import { ByteWriter } from '../kv/codec.ts'
-import { quorumSize } from './config.ts'
-import { digestToBytes, signingPayload } from './encoding.ts'
+import { REQUEST_BUNDLE_MAX, quorumSize } from './config.ts'
+import { bundleSigningPayload, digestToBytes, signingPayload } from './encoding.ts'
 import type { PbftLimits } from './config.ts'
 import type {
   ClientRequest, CommittedCertificate, Digest, NodeId, PbftCrypto, PrePrepare, PreparedCertificate, SignedMessage,
@@ -19,6 +20,7 @@ export const GENESIS_STATE_DIGEST: Digest = '0'.repeat(64)
 export const GENESIS_CHECKPOINT: StableCheckpoint = Object.freeze({ seq: 0, stateDigest: GENESIS_STATE_DIGEST, proof: [] })
 
 const BATCH_DOMAIN = new TextEncoder().encode('accord/pbft/batch/1')
+const DIGEST_BYTES = 32
 
 /** primary(v) = replicas[v mod n]. */
 export function primaryOf (view: number, replicas: readonly NodeId[]): NodeId {
@@ -48,8 +50,60 @@ export function signRequest (fields: Omit<ClientRequest, 'type' | 'signature'>, 
   return { ...unsigned, signature: crypto.sign(signingPayload(unsigned)) }
 }
 
+/**
+ * Signs `requests` of one client, unsigned so far, in place: a single one
+ * alone (signRequest's signature), several in bundles of up to
+ * REQUEST_BUNDLE_MAX, each bundle with one signature over the digests of
+ * its requests (ClientRequest.bundle). One signature here, and one
+ * verification on each replica (the node's crypto remembers valid
+ * signatures), for a whole bundle.
+ */
+export function signRequests (requests: ClientRequest[], crypto: PbftCrypto): void {
+  for (let start = 0; start < requests.length; start += REQUEST_BUNDLE_MAX) {
+    const chunk = requests.slice(start, start + REQUEST_BUNDLE_MAX)
+    if (chunk.length === 1) {
+      const [request] = chunk
+      delete request.bundle
+      request.signature = crypto.sign(signingPayload(request))
+      continue
+    }
+    const client = chunk[0].client
+    assert(chunk.every(request => request.client === client), 'a bundle holds the requests of one client')
+    const bundle = new Uint8Array(chunk.length * DIGEST_BYTES)
+    chunk.forEach((request, i) => { bundle.set(digestToBytes(requestDigest(request, crypto)), i * DIGEST_BYTES) })
+    const signature = crypto.sign(bundleSigningPayload(client, bundle))
+    for (const request of chunk) {
+      request.bundle = bundle
+      request.signature = signature
+    }
+  }
+}
+
 export function verifyRequest (request: ClientRequest, crypto: PbftCrypto): boolean {
-  return crypto.verify(request.client, signingPayload(request), request.signature)
+  const payload = signingPayload(request)
+  return requestSignatureValid(request, payload, request.bundle === undefined ? null : crypto.digest(payload), crypto)
+}
+
+/**
+ * Whether the client signed `request`, given its signingPayload (and, for a
+ * bundled one, the digest of that payload): its signature over the payload,
+ * or a bundle that holds the digest and its signature over the bundle.
+ */
+function requestSignatureValid (request: ClientRequest, payload: Uint8Array, digest: Digest | null, crypto: PbftCrypto): boolean {
+  const { bundle } = request
+  if (bundle === undefined) { return crypto.verify(request.client, payload, request.signature) }
+  if (!(bundle instanceof Uint8Array) || digest === null || !bundleHolds(bundle, digestToBytes(digest))) { return false }
+  return crypto.verify(request.client, bundleSigningPayload(request.client, bundle), request.signature)
+}
+
+function bundleHolds (bundle: Uint8Array, digest: Uint8Array): boolean {
+  if (bundle.length % DIGEST_BYTES !== 0) { return false }
+  for (let offset = 0; offset < bundle.length; offset += DIGEST_BYTES) {
+    let i = 0
+    while (i < DIGEST_BYTES && bundle[offset + i] === digest[i]) { i++ }
+    if (i === DIGEST_BYTES) { return true }
+  }
+  return false
 }
 
 export function verifySigned (message: SignedMessage, crypto: PbftCrypto): boolean {
@@ -77,8 +131,9 @@ export function checkBatch (prePrepare: PrePrepare, crypto: PbftCrypto, limits: 
     if (request.operation.length > limits.operationBytesMax) { return 'an operation larger than operationBytesMax' }
     // one encoding per request serves the signature check and the digest
     const payload = signingPayload(request)
-    if (clients && !crypto.verify(request.client, payload, request.signature)) { return `request ${request.client}@${request.timestamp} has an invalid client signature` }
-    digests.push(crypto.digest(payload))
+    const digest = crypto.digest(payload)
+    if (clients && !requestSignatureValid(request, payload, digest, crypto)) { return `request ${request.client}@${request.timestamp} has an invalid client signature` }
+    digests.push(digest)
   }
   if (digestOfRequestDigests(digests, crypto) !== prePrepare.digest) { return 'batch does not match its digest' }
   return null

@@ -1,6 +1,8 @@
 /**
  * The I/O-free PBFT client. It signs each request with its own key and a
- * fresh timestamp, sends an ordered request to the primary it believes in
+ * fresh timestamp (the requests made since the last ready() are signed
+ * there, together: one signature over a bundle of their digests, see
+ * signRequests), sends an ordered request to the primary it believes in
  * (and to every replica when it retransmits), and accepts a result once
  * f+1 replicas sent the same one: at least one of them is honest.
  *
@@ -10,7 +12,7 @@
  * as an ordered request, under a new timestamp.
  */
 import { assert } from '../common/assert.ts'
-import { primaryOf, signRequest } from './certificates.ts'
+import { primaryOf, signRequests } from './certificates.ts'
 import { PBFT_DEFAULTS, faultsTolerated, quorumSize } from './config.ts'
 import { bytesToDigest } from './encoding.ts'
 import type { ClientRequest, NodeId, Outbound, PbftCrypto, Reply, StepResult } from './types.ts'
@@ -56,6 +58,8 @@ export class PbftClient {
   readonly #linksDown = new Set<NodeId>()
   #messages: Outbound[] = []
   #results: PbftClientReady['results'] = []
+  /** Requests made since the last ready(), which signs them (no request leaves unsigned: only ready() hands messages out). */
+  #unsigned: ClientRequest[] = []
 
   constructor (config: PbftClientConfig) {
     if (config.replicas.length === 0) { throw new RangeError('pbft client: no replicas') }
@@ -174,6 +178,10 @@ export class PbftClient {
   }
 
   ready (): PbftClientReady {
+    if (this.#unsigned.length > 0) {
+      signRequests(this.#unsigned, this.#config.crypto)
+      this.#unsigned = []
+    }
     const ready = { messages: this.#messages, results: this.#results }
     this.#messages = []
     this.#results = []
@@ -185,7 +193,8 @@ export class PbftClient {
 
   #send (submitted: number, operation: Uint8Array, readOnly: boolean): void {
     const timestamp = this.#nextTimestamp++
-    const request = signRequest({ client: this.#config.id, timestamp, operation, readOnly }, this.#config.crypto)
+    const request: ClientRequest = { type: 'request', client: this.#config.id, timestamp, operation, readOnly, signature: new Uint8Array(0) }
+    this.#unsigned.push(request)
     this.#outstanding.set(timestamp, { submitted, request, replies: new Map(), ticks: 0 })
     if (readOnly || this.#linksDown.has(this.#primary)) {
       this.#broadcast(request)

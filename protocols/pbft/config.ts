@@ -82,6 +82,12 @@ export const RESULT_BYTES_MAX = 4 * MIB
 /** Longest signature accepted (Ed25519's are 64 bytes). */
 export const SIGNATURE_BYTES_MAX = 256
 
+/**
+ * Most requests one client signature may cover (ClientRequest.bundle): a
+ * bundled request carries 32 bytes per request of its bundle.
+ */
+export const REQUEST_BUNDLE_MAX = 16
+
 const LIMIT_KEYS = Object.keys(PBFT_DEFAULTS) as Array<keyof PbftLimits>
 
 /** Fills defaults and rejects limits that cannot work (a programming error: throws RangeError). */

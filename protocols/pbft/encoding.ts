@@ -12,11 +12,11 @@
  */
 import { unreachable } from '../common/assert.ts'
 import { ByteReader, ByteWriter, DecodeError } from '../kv/codec.ts'
-import { NODE_ID_LENGTH_MAX, REPLICAS_MAX, RESULT_BYTES_MAX, SIGNATURE_BYTES_MAX, resolvePbftLimits } from './config.ts'
+import { NODE_ID_LENGTH_MAX, REPLICAS_MAX, REQUEST_BUNDLE_MAX, RESULT_BYTES_MAX, SIGNATURE_BYTES_MAX, resolvePbftLimits } from './config.ts'
 import { decodeConfiguration, encodeConfiguration } from './reconfiguration.ts'
 import type { PbftLimits } from './config.ts'
 import type {
-  Checkpoint, ClientRequest, Commit, CommittedCertificate, Digest, Evidence, NewView, PbftMessage, PersistRecord,
+  Checkpoint, ClientRequest, Commit, CommittedCertificate, Digest, Evidence, NewView, NodeId, PbftMessage, PersistRecord,
   PrePrepare, Prepare, PreparedCertificate, Reply, SignedMessage, StableCheckpoint, ViewChange
 } from './types.ts'
 
@@ -37,6 +37,12 @@ const MESSAGE_TAGS = {
 } as const satisfies Record<PbftMessage['type'], number>
 
 const RECORD_TAGS = { view: 1, signed: 2, accepted: 3, prepared: 4, committed: 5, stable: 6 } as const satisfies Record<PersistRecord['kind'], number>
+
+/** The signing tag of a request bundle (bundleSigningPayload): no message's. */
+const REQUEST_BUNDLE_TAG = 64
+/** Bits of a request's flags byte. */
+const REQUEST_READ_ONLY = 1
+const REQUEST_BUNDLED = 2
 
 const EVIDENCE_EQUIVOCATION = 1
 /** Two replica lists of REPLICAS_MAX ids of NODE_ID_LENGTH_MAX bytes, with their varints. */
@@ -87,9 +93,21 @@ export function bytesToDigest (bytes: Uint8Array): Digest {
 /** What a body leaves out: 'none' is the full wire form; 'signing' leaves out the signature (and a pre-prepare's batch, which its digest covers). */
 type Form = 'full' | 'signing'
 
+/**
+ * A request: client, timestamp, operation, flags (bit 0 read-only, bit 1
+ * bundled; the signing form has the read-only bit only, so what a client
+ * signs does not depend on how it signed it), then in the full form the
+ * signature and, when bundled, the bundle.
+ */
 function writeRequest (w: ByteWriter, request: ClientRequest, form: Form): void {
-  w.utf8(request.client).varint(request.timestamp).bytes(request.operation).u8(request.readOnly ? 1 : 0)
-  if (form === 'full') { w.bytes(request.signature) }
+  w.utf8(request.client).varint(request.timestamp).bytes(request.operation)
+  if (form === 'signing') {
+    w.u8(request.readOnly ? 1 : 0)
+    return
+  }
+  const { bundle } = request
+  w.u8((request.readOnly ? REQUEST_READ_ONLY : 0) | (bundle === undefined ? 0 : REQUEST_BUNDLED)).bytes(request.signature)
+  if (bundle !== undefined) { w.bytes(bundle) }
 }
 
 function writeVote (w: ByteWriter, m: PrePrepare | Prepare | Commit, form: Form): void {
@@ -191,6 +209,17 @@ export function signingPayload (message: SignedMessage | ClientRequest): Uint8Ar
   return w.finish()
 }
 
+/**
+ * The bytes the signature of a bundled request covers (ClientRequest.bundle):
+ * the domain prefix, a tag no message uses, the client and the bundle (the
+ * digests, each of a request's signingPayload).
+ */
+export function bundleSigningPayload (client: NodeId, bundle: Uint8Array): Uint8Array {
+  const w = new ByteWriter(SIGNING_DOMAIN.length + client.length * 3 + bundle.length + 16)
+  w.raw(SIGNING_DOMAIN).u8(REQUEST_BUNDLE_TAG).utf8(client).bytes(bundle)
+  return w.finish()
+}
+
 export function encodeRecord (record: PersistRecord): Uint8Array {
   const w = new ByteWriter()
   w.u8(PBFT_ENCODING_VERSION).u8(RECORD_TAGS[record.kind])
@@ -261,8 +290,14 @@ class Reader {
     const client = this.nodeId('client')
     const timestamp = this.r.varint('timestamp')
     const operation = this.r.bytes('operation', this.limits.operationBytesMax).slice()
-    const readOnly = this.flag('readOnly')
-    return { type: 'request', client, timestamp, operation, readOnly, signature: this.signature() }
+    const flags = this.r.u8('request flags')
+    if (flags > (REQUEST_READ_ONLY | REQUEST_BUNDLED)) { throw new DecodeError(`request flags ${flags} unknown`) }
+    const readOnly = (flags & REQUEST_READ_ONLY) !== 0
+    const signature = this.signature()
+    if ((flags & REQUEST_BUNDLED) === 0) { return { type: 'request', client, timestamp, operation, readOnly, signature } }
+    const bundle = this.r.bytes('bundle', REQUEST_BUNDLE_MAX * DIGEST_BYTES).slice()
+    if (bundle.length < 2 * DIGEST_BYTES || bundle.length % DIGEST_BYTES !== 0) { throw new DecodeError(`a bundle of ${bundle.length} bytes is not 2 to ${REQUEST_BUNDLE_MAX} digests`) }
+    return { type: 'request', client, timestamp, operation, readOnly, bundle, signature }
   }
 
   vote<T extends 'pre-prepare' | 'prepare' | 'commit'> (type: T): { type: T, replica: string, view: number, seq: number, digest: Digest, signature: Uint8Array } {

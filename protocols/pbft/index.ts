@@ -10,7 +10,7 @@ export { PbftReplica } from './replica.ts'
 export type { PbftConfigInit } from './replica.ts'
 export { PbftClient } from './client.ts'
 export type { PbftClientConfig, PbftClientReady } from './client.ts'
-export { PBFT_DEFAULTS, resolvePbftLimits, faultsTolerated, quorumSize, REPLICAS_MAX, NODE_ID_LENGTH_MAX, SIGNATURE_BYTES_MAX, RESULT_BYTES_MAX } from './config.ts'
+export { PBFT_DEFAULTS, resolvePbftLimits, faultsTolerated, quorumSize, REPLICAS_MAX, NODE_ID_LENGTH_MAX, SIGNATURE_BYTES_MAX, RESULT_BYTES_MAX, REQUEST_BUNDLE_MAX } from './config.ts'
 export type { PbftLimits } from './config.ts'
 export { checkEvidence } from './evidence.ts'
 export {
@@ -21,12 +21,12 @@ export type { Approval, ConfigurationState, PbftConfiguration, Reconfiguration }
 export { Suspicion, SCORE_MAX, SUSPICION_POINTS, SCORE_RECOVERY_POINTS } from './suspicion.ts'
 export type { PeerScore, SuspicionReason } from './suspicion.ts'
 export {
-  GENESIS_CHECKPOINT, GENESIS_STATE_DIGEST, primaryOf, requestDigest, batchDigest, signRequest, verifyRequest, verifySigned,
+  GENESIS_CHECKPOINT, GENESIS_STATE_DIGEST, primaryOf, requestDigest, batchDigest, signRequest, signRequests, verifyRequest, verifySigned,
   checkCommittedCertificate, checkPreparedCertificate, checkStableCheckpoint, checkViewChange
 } from './certificates.ts'
 export { checkNewView, planNewView } from './view-change.ts'
 export type { NewViewPlan } from './view-change.ts'
 export {
-  PBFT_ENCODING_VERSION, signingPayload, encodeMessage, decodeMessage, encodeRecord, decodeRecord, encodeEvidence, decodeEvidence
+  PBFT_ENCODING_VERSION, signingPayload, bundleSigningPayload, encodeMessage, decodeMessage, encodeRecord, decodeRecord, encodeEvidence, decodeEvidence
 } from './encoding.ts'
 export type * from './types.ts'

@@ -44,6 +44,14 @@ export interface ClientRequest {
   operation: Uint8Array
   /** Read-only optimisation: replicas answer at once from their state, unordered. */
   readOnly: boolean
+  /**
+   * Absent: `signature` covers this request alone (signingPayload). Present:
+   * the SHA-256 digests (32 bytes each, 2 to REQUEST_BUNDLE_MAX of them) of
+   * the requests the client signed together, this one's among them, and
+   * `signature` covers the bundle (bundleSigningPayload): one signature,
+   * and one verification per replica, for a burst of requests.
+   */
+  bundle?: Uint8Array
   signature: Uint8Array
 }
 

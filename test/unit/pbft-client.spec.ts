@@ -1,7 +1,8 @@
 import { expect } from 'aegir/chai'
-import { PbftClient, verifyRequest } from '../../protocols/pbft/index.ts'
+import { checkBatch } from '../../protocols/pbft/certificates.ts'
+import { PbftClient, REQUEST_BUNDLE_MAX, batchDigest, decodeMessage, encodeMessage, resolvePbftLimits, signRequests, verifyRequest } from '../../protocols/pbft/index.ts'
 import { testCrypto } from './pbft-harness.ts'
-import type { ClientRequest, Reply } from '../../protocols/pbft/index.ts'
+import type { ClientRequest, PrePrepare, Reply } from '../../protocols/pbft/index.ts'
 
 const replicas = ['r0', 'r1', 'r2', 'r3']
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
@@ -149,5 +150,70 @@ describe('pbft client', () => {
     for (let i = 0; i < 3; i++) { c.tick() }
     const { messages } = c.ready()
     expect(messages.map(m => [m.to, (m.message as ClientRequest).readOnly])).to.deep.equal([['r0', false]])
+  })
+})
+
+describe('pbft request bundles', () => {
+  const unsigned = (client: string, timestamp: number): ClientRequest => ({ type: 'request', client, timestamp, operation: bytes(`op ${timestamp}`), readOnly: false, signature: new Uint8Array(0) })
+
+  it('signs the requests made since the last ready() with one signature over their digests, each verifiable alone', () => {
+    const c = client({ outstandingMax: 8 })
+    for (let i = 0; i < 3; i++) { c.submit(bytes(`put ${i}`), false) }
+    const requests = c.ready().messages.map(m => m.message as ClientRequest)
+    expect(requests).to.have.length(3)
+    expect(requests.every(r => r.bundle?.byteLength === 3 * 32 && r.signature === requests[0].signature)).to.equal(true)
+    for (const request of requests) {
+      expect(verifyRequest(request, testCrypto('r1'))).to.equal(true)
+      const decoded = decodeMessage(encodeMessage(request))
+      expect(decoded.ok && decoded.message).to.deep.equal(request)
+      expect(decoded.ok && verifyRequest(decoded.message as ClientRequest, testCrypto('r1'))).to.equal(true)
+    }
+    // a lone request is signed alone, as before bundles
+    c.submit(bytes('put 3'), false)
+    const [alone] = c.ready().messages.map(m => m.message as ClientRequest)
+    expect(alone.bundle).to.equal(undefined)
+    expect(verifyRequest(alone, testCrypto('r1'))).to.equal(true)
+  })
+
+  it('refuses a bundled request that is not in its bundle, a tampered bundle, another client\'s bundle, and a forged one', () => {
+    const requests = [1, 2, 3].map(t => unsigned('c1', t))
+    signRequests(requests, testCrypto('c1'))
+    const verifier = testCrypto('r1')
+    const [first, second] = requests
+    expect(verifyRequest({ ...first, operation: bytes('other') }, verifier)).to.equal(false)
+    const tampered = first.bundle?.slice() ?? new Uint8Array(0)
+    tampered[40] ^= 1
+    expect(verifyRequest({ ...first, bundle: tampered }, verifier)).to.equal(false)
+    expect(verifyRequest({ ...second, bundle: tampered }, verifier)).to.equal(false)
+    expect(verifyRequest({ ...first, client: 'c2' }, verifier)).to.equal(false)
+    const forged = [1, 2].map(t => unsigned('c1', t))
+    signRequests(forged, testCrypto('c2'))
+    expect(verifyRequest(forged[0], verifier)).to.equal(false)
+    // a bundle signature does not pass for the request's own signature, nor the other way round
+    expect(verifyRequest({ ...first, bundle: undefined }, verifier)).to.equal(false)
+    const single = [unsigned('c1', 9)]
+    signRequests(single, testCrypto('c1'))
+    expect(verifyRequest({ ...single[0], bundle: first.bundle }, verifier)).to.equal(false)
+  })
+
+  it('checks bundled requests in a pre-prepare\'s batch, and cuts bundles at REQUEST_BUNDLE_MAX', () => {
+    const requests = Array.from({ length: REQUEST_BUNDLE_MAX + 2 }, (_, i) => unsigned('c1', i + 1))
+    signRequests(requests, testCrypto('c1'))
+    expect(requests[0].bundle?.byteLength).to.equal(REQUEST_BUNDLE_MAX * 32)
+    expect(requests[REQUEST_BUNDLE_MAX].bundle?.byteLength).to.equal(2 * 32)
+    const crypto = testCrypto('r1')
+    const prePrepare: PrePrepare = { type: 'pre-prepare', replica: 'r0', view: 0, seq: 1, digest: batchDigest(requests, crypto), batch: requests, signature: new Uint8Array(0) }
+    const limits = resolvePbftLimits()
+    expect(checkBatch(prePrepare, crypto, limits, true)).to.equal(null)
+    const bad = requests.map((r, i) => i === 3 ? { ...r, signature: requests[REQUEST_BUNDLE_MAX].signature } : r)
+    expect(checkBatch({ ...prePrepare, batch: bad }, crypto, limits, true)).to.match(/invalid client signature/)
+  })
+
+  it('decodes only bundles of 2 to REQUEST_BUNDLE_MAX digests', () => {
+    const requests = [1, 2].map(t => unsigned('c1', t))
+    signRequests(requests, testCrypto('c1'))
+    for (const bundle of [new Uint8Array(32), new Uint8Array(65), new Uint8Array((REQUEST_BUNDLE_MAX + 1) * 32)]) {
+      expect(decodeMessage(encodeMessage({ ...requests[0], bundle })).ok).to.equal(false)
+    }
   })
 })

@@ -53,6 +53,19 @@ describe('pbft client driver', () => {
     expect(client.outstanding).to.equal(0)
   })
 
+  it('sends an operation alone at once; under load, signs the operations of one turn together, in one bundle', async () => {
+    const { client, sent, scheduler } = setup(8)
+    void client.submit(operation)
+    expect(sent).to.have.length(1)
+    expect((sent[0].message as ClientRequest).bundle).to.equal(undefined)
+    for (let i = 0; i < 3; i++) { void client.submit(operation) }
+    expect(sent).to.have.length(1)
+    await runUntilAsync(scheduler, 1)
+    const later = sent.slice(1).map(s => s.message as ClientRequest)
+    expect(later.map(r => r.timestamp)).to.deep.equal([2, 3, 4])
+    expect(later.every(r => r.bundle?.byteLength === 3 * 32 && r.signature === later[0].signature)).to.equal(true)
+  })
+
   it('refuses operations beyond outstandingMax with busy', async () => {
     const { client } = setup(2)
     void client.submit(operation)

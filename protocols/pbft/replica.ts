@@ -60,6 +60,13 @@ export interface PbftConfigInit {
 const OK: StepResult = { ok: true }
 /** States asked for that a driver may still be fetching when a later one is asked. */
 const STATES_ASKED_KEPT = 4
+/**
+ * Fetch rounds (every requestTimeoutTicks / 2) in which a restarted replica
+ * asks the others where they are, whatever it sees: 30 s at the defaults,
+ * since a restarted node may wait seconds to be admitted again (the answers
+ * to it are refused until then).
+ */
+const RESTART_FETCH_ROUNDS = 60
 
 function reject (reason: StepRejectReason, detail?: string): StepResult {
   return detail === undefined ? { ok: false, reason } : { ok: false, reason, detail }
@@ -145,6 +152,13 @@ export class PbftReplica {
   #viewChangeResendTicks = 0
   /** A peer sent a message above the high watermark since the last fetch: it is ahead. */
   #peerAhead = false
+  /**
+   * Fetch rounds left in which this replica asks the others where they are
+   * whatever it saw: a restarted replica cannot tell whether they moved on
+   * while it was down, and an idle cluster sends it nothing that would show
+   * it (their checkpoints and view changes went by meanwhile).
+   */
+  #restartFetches = 0
   /** Peers that sent messages of a later view than this replica's (it may have missed a NEW-VIEW). */
   readonly #peersInLaterViews = new Set<NodeId>()
   /** The NEW-VIEW of the current view (sent or installed): shown to replicas still asking for an earlier view. */
@@ -189,6 +203,8 @@ export class PbftReplica {
       this.#newView = state.newView
       this.#executed = this.#low
       this.#nextSeq = state.nextSeq
+      // without records it starts with its cluster: nothing went by while it was down
+      if (restored.records.length > 0) { this.#restartFetches = RESTART_FETCH_ROUNDS }
     }
     // the latest configuration is not in force yet where the state is older than its start
     if (configurations.previous !== null && this.#low < configurations.latest.afterSeq) {
@@ -331,6 +347,7 @@ export class PbftReplica {
       this.#resendSwitchCheckpoint()
       if (this.#behind()) { this.#broadcast({ type: 'fetch-committed', replica: this.id, fromSeq: this.#executed + 1, epoch: this.#latest.epoch }) }
       this.#peerAhead = false
+      if (this.#restartFetches > 0) { this.#restartFetches-- }
     }
   }
 
@@ -379,6 +396,8 @@ export class PbftReplica {
     // the state may hold requests waiting here, which then never execute here: clients retransmit those it does not
     this.#requests.clear()
     this.#persistStable(checkpoint)
+    // the replicas that held this state may have executed past it: the next fetch asks for what follows
+    this.#peerAhead = true
     this.#executeCommitted()
     this.#replayFuture()
   }
@@ -587,7 +606,10 @@ export class PbftReplica {
     assert(slot.view === prePrepare.view && (slot.prePrepare === null || slot.prePrepare.digest === prePrepare.digest),
       'never two different digests accepted for one (view, seq)')
     slot.prePrepare = prePrepare
-    for (const request of prePrepare.batch) { this.#requests.markInFlight(request) }
+    // a NEW-VIEW proposes executed seqs again: their requests will not execute here again, so nothing waits for them
+    for (const request of prePrepare.batch) {
+      if (prePrepare.seq > this.#executed) { this.#requests.markInFlight(request) } else { this.#requests.done(request) }
+    }
     if (prePrepare.replica !== this.id) {
       this.#persist({ kind: 'accepted', prePrepare })
       const prepare = this.#sign<Prepare>({ type: 'prepare', replica: this.id, view: prePrepare.view, seq: prePrepare.seq, digest: prePrepare.digest })
@@ -755,7 +777,7 @@ export class PbftReplica {
     // waiting for a state: asking again only helps when what it saw may be signed by a set it missed
     if (this.#stateWanted !== null) { return this.#peerAhead }
     // the others may have reached the start of the pending set (and left this replica out of it)
-    if (this.#peerAhead || this.#pending !== null) { return true }
+    if (this.#peerAhead || this.#pending !== null || this.#restartFetches > 0) { return true }
     if (this.#log.get(this.#executed + 1)?.committed != null) { return false }
     for (const slot of this.#log.values()) {
       if (slot.seq > this.#executed + 1 && slot.committed !== null) { return true }
@@ -791,6 +813,7 @@ export class PbftReplica {
     }
     // what follows the state being fetched may be signed by a set that state names
     if (this.#stateWanted !== null) { return reject('stale', 'waiting for the state of a stable checkpoint') }
+    let taken = 0
     for (const certificate of answer.certificates) {
       const { seq } = certificate.prePrepare
       if (seq <= Math.max(this.#executed, this.#low) || seq > this.#high) { continue }
@@ -804,7 +827,14 @@ export class PbftReplica {
       if (problem !== null) { return this.#unknownSet(seq) ?? reject('bad-signature', `committed certificate for seq ${seq} from ${link}: ${problem}`) }
       slot.committed = certificate
       this.#persist({ kind: 'committed', certificate })
+      taken++
+      // a quorum committed in a later view: f+1 honest replicas work there (an idle cluster shows it nothing else)
+      if (certificate.prePrepare.view > this.#view && signers === this.#replicas) {
+        for (const commit of certificate.commits) { this.#peersInLaterViews.add(commit.replica) }
+      }
     }
+    // a full answer that brought news: the answerer may hold more past it
+    if (taken > 0 && answer.certificates.length === this.#limits.certificatesPerFetchMax) { this.#peerAhead = true }
     this.#executeCommitted()
     return OK
   }

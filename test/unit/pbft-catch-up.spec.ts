@@ -60,4 +60,48 @@ describe('pbft catch-up', () => {
     expect(cluster.records.get('r3')?.some(r => r.kind === 'stable' && r.checkpoint.seq === 8)).to.equal(true)
     cluster.expectAgreement()
   })
+
+  it('a replica restarted behind an idle cluster asks where the others are and catches up, with no traffic at all', () => {
+    const cluster = new Cluster(4, limits)
+    run(cluster, 1, 1)
+    cluster.crash('r0')
+    // the primary is gone: view 1 orders the rest, past two checkpoints (the others' logs are collected)
+    for (const id of ['r1', 'r2', 'r3']) { cluster.submit(id, clientRequest('c1', 2)) }
+    cluster.drain()
+    cluster.tick(limits.requestTimeoutTicks)
+    for (let t = 3; t <= 11; t++) {
+      cluster.submit('r1', clientRequest('c1', t))
+      cluster.drain()
+    }
+    const ahead = cluster.replica('r1').status()
+    expect(ahead).to.deep.include({ view: 1, executed: 11, stableCheckpoint: 8 })
+    cluster.restart('r0')
+    expect(cluster.replica('r0').status()).to.deep.include({ view: 0, executed: 1 })
+    // its first fetches are lost (connections still opening)
+    let lost = 0
+    cluster.filter = e => !(e.from === 'r0' && e.message.type === 'fetch-committed' && lost++ < 3)
+    cluster.tick(3 * limits.requestTimeoutTicks)
+    expect(lost).to.be.greaterThan(3)
+    expect(cluster.replica('r0').status()).to.deep.include({ view: 1, viewChanging: false, executed: 11, stableCheckpoint: 8 })
+    expect(cluster.state('r0').executed).to.deep.equal(cluster.state('r1').executed)
+    cluster.expectAgreement()
+  })
+
+  it('after a state transfer it fetches the batches past the checkpoint, certificatesPerFetchMax at a time, with no traffic', () => {
+    const cluster = new Cluster(4, limits)
+    cluster.filter = e => e.to !== 'r3'
+    run(cluster, 1, 11)
+    expect(cluster.replica('r0').status()).to.deep.include({ executed: 11, stableCheckpoint: 8 })
+    cluster.filter = () => true
+    cluster.tick(limits.requestTimeoutTicks)
+    expect(cluster.replica('r3').status().executed).to.equal(0)
+    // only the checkpoints at 8 come again: r3 proves it and installs the state there
+    for (const id of ['r0', 'r1', 'r2']) {
+      const checkpoint = (cluster.readies.get(id) ?? []).flatMap(r => r.messages).find(m => m.to === 'r3' && m.message.type === 'checkpoint' && m.message.seq === 8)
+      if (checkpoint !== undefined) { cluster.queue.push({ from: id, to: 'r3', message: checkpoint.message }) }
+    }
+    cluster.tick(2 * limits.requestTimeoutTicks)
+    expect(cluster.replica('r3').status()).to.deep.include({ executed: 11, stableCheckpoint: 8 })
+    expect(cluster.state('r3').executed).to.deep.equal(cluster.state('r0').executed)
+  })
 })

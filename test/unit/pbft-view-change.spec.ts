@@ -208,6 +208,26 @@ describe('pbft view change', () => {
     expect(cluster.state('r3').executed).to.deep.equal(['c1@1', 'c1@2'])
   })
 
+  it('requests of executed seqs that a NEW-VIEW proposes again are not waited for: no second view change', () => {
+    const cluster = new Cluster(4, limits)
+    cluster.submit('r0', clientRequest('c1', 1))
+    cluster.drain()
+    cluster.crash('r0')
+    // c1@1 executed and prepared everywhere: the NEW-VIEW of view 1 proposes seq 1 again
+    for (const id of ['r1', 'r2', 'r3']) { cluster.submit(id, clientRequest('c1', 2)) }
+    cluster.drain()
+    cluster.tick(limits.requestTimeoutTicks)
+    const newView = sent(cluster, 'r1', 'new-view')[0] as NewView
+    expect(newView.prePrepares.map(p => p.seq)).to.deep.include(1)
+    // no more traffic: nothing waits, so no timer runs
+    cluster.tick(10 * limits.requestTimeoutTicks)
+    for (const id of ['r1', 'r2', 'r3']) {
+      expect(cluster.replica(id).status(), id).to.deep.include({ view: 1, viewChanging: false })
+      expect(cluster.state(id).executed, id).to.deep.equal(['c1@1', 'c1@2'])
+    }
+    expect(sent(cluster, 'r2', 'view-change')).to.have.length(3)
+  })
+
   it('sends its view change again while the view does not start, so a lost one does not stall it', () => {
     const cluster = new Cluster(4, limits)
     cluster.crash('r0')

@@ -14,6 +14,8 @@ import { admissionRoutes, admissionSummary } from './admission/routes.ts'
 import { joinWithToken, startingCredentials } from './admission/setup.ts'
 import { wireBudgets } from './budgets.ts'
 import { readSavedConfig, resolveConfig, writeSavedConfig, parseHostPort } from './config.ts'
+import { crdtRoutes } from './crdt/routes.ts'
+import { crdtService } from './crdt/service.ts'
 import { clusterDiscovery } from './discovery.ts'
 import { UserError } from './errors.ts'
 import { isLoopbackHost, loadOrCreateApiToken, startHttpApi } from './http-api.ts'
@@ -36,6 +38,7 @@ import { VERSION } from './version.ts'
 import type { Admission, AdmissionLimits } from './admission/admission.ts'
 import type { AdmissionSummary } from './admission/routes.ts'
 import type { AccordConfig } from './config.ts'
+import type { CrdtService, CrdtSettings, CrdtSummary } from './crdt/service.ts'
 import type { Member } from './discovery.ts'
 import type { HttpApi } from './http-api.ts'
 import type { AccordLibp2p, AccordOwnServices } from './libp2p.ts'
@@ -62,6 +65,8 @@ export interface CreateAccordNodeOptions {
   joinDeadlineMs?: number
   /** Admission's timeouts and bounds (tests shorten them). */
   admissionLimits?: Partial<AdmissionLimits>
+  /** The CRDT service's bounds and timings (tests shorten them); the sync interval comes from config.crdtSyncIntervalMs. */
+  crdtSettings?: Partial<CrdtSettings>
 }
 
 export interface PeerStatus {
@@ -92,6 +97,8 @@ export interface NodeStatus {
   membership: Array<Pick<MemberView, 'peerId' | 'state' | 'incarnation'>>
   /** The cluster-metadata store: its size, and the gossip parameters adaptive tuning chose. */
   metadata: MetadataSummary | null
+  /** The CRDT service: how many CRDTs this node holds, its bound, the writer allowlist. */
+  crdt: CrdtSummary
   /** null when Raft is off. */
   raft: RaftSummary | null
   /** The PBFT replica (or client) of this node; null when no PBFT replica set is configured. */
@@ -113,6 +120,8 @@ export interface AccordNode {
   readonly membership: MembershipService
   /** Per-node key/values every member replicates (anti-entropy). */
   readonly metadata: ClusterMetadataService
+  /** Named CRDTs every member replicates (deltas on gossipsub, anti-entropy over /accord/sync/1.0.0). */
+  readonly crdt: CrdtService
   /** Cluster members known to this node (cheap: no peer store reads). */
   members(): Member[]
   status(): Promise<NodeStatus>
@@ -181,6 +190,13 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
         metadata: clusterMetadata({
           registry: metrics,
           log: log.child({ component: 'metadata' })
+        }),
+        crdt: crdtService({
+          dataDir: resolved.dataDir,
+          writers: resolved.crdtWriters,
+          settings: { syncIntervalMs: resolved.crdtSyncIntervalMs, ...options.crdtSettings },
+          registry: metrics,
+          log: log.child({ component: 'crdt' })
         }),
         topology: clusterTopology({
           registry: metrics,
@@ -283,6 +299,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       admission: admissionSummary(admission),
       membership: memberViews(membership).map(({ peerId, state, incarnation }) => ({ peerId, state, incarnation })),
       metadata: metadataSummary(libp2p.services.metadata),
+      crdt: libp2p.services.crdt.summary(),
       raft: raftService?.summary() ?? null,
       bft: bftService?.summary() ?? null
     }
@@ -312,7 +329,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     if (resolved.api !== null) {
       const { host, port } = parseHostPort(resolved.api, '--api')
       const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
-      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...metadataRoutes(libp2p.services.metadata), ...topologyRoutes(libp2p.services.topology), ...(raftService != null ? raftRoutes(raftService) : []), ...(bftService != null ? pbftRoutes(bftService) : [])]
+      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...metadataRoutes(libp2p.services.metadata), ...crdtRoutes(libp2p.services.crdt), ...topologyRoutes(libp2p.services.topology), ...(raftService != null ? raftRoutes(raftService) : []), ...(bftService != null ? pbftRoutes(bftService) : [])]
       api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }), refusals })
       effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
       membership.setMeta(memberMeta(api.url))
@@ -336,6 +353,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     admission,
     membership,
     metadata: libp2p.services.metadata,
+    crdt: libp2p.services.crdt,
     members: () => discovery.members(),
     status,
     stop: async () => {

@@ -7,6 +7,7 @@
  * stack trace follows only with ACCORD_DEBUG=1.
  */
 import { bftCommand, BFT_HELP } from './cli/bft.ts'
+import { crdtCommand, CRDT_HELP } from './cli/crdt.ts'
 import { demoCommand, DEMO_HELP } from './cli/demo.ts'
 import { idCommand, ID_HELP } from './cli/id.ts'
 import { kvCommand, KV_HELP } from './cli/kv.ts'
@@ -33,6 +34,7 @@ Commands:
   kv        put, get, delete and compare-and-swap keys of the replicated store
   raft      show and change the Raft group's members, transfer leadership
   bft       put, get, delete and compare-and-swap keys of the Byzantine-fault-tolerant store (PBFT)
+  crdt      create, change and read the cluster's CRDTs (counters, sets, registers, maps)
   token     make a join token for a new node
 
 "accord <command> --help" describes a command's flags.
@@ -48,6 +50,7 @@ const COMMANDS: Record<string, { run(args: string[]): Promise<void>, help: strin
   topology: { run: topologyCommand, help: TOPOLOGY_HELP },
   raft: { run: raftCommand, help: RAFT_HELP },
   bft: { run: bftCommand, help: BFT_HELP },
+  crdt: { run: crdtCommand, help: CRDT_HELP },
   token: { run: tokenCommand, help: TOKEN_HELP }
 }
 

@@ -72,13 +72,22 @@ export interface AccordConfig {
   bftLearner: boolean
   /** Run this PBFT replica deliberately Byzantine (equivocating): demos and tests only. Never saved. */
   byzantine: boolean
+  /**
+   * The CRDT writer allowlist (peer ids): when non-empty, CRDT deltas and
+   * states from anyone else are ignored, and this node refuses local ops
+   * unless it is listed.
+   */
+  crdtWriters: string[]
+  /** How often the CRDT service runs an anti-entropy round with a random admitted peer (ms). */
+  crdtSyncIntervalMs: number
 }
 
 /** The settings that are saved in the data dir and reused on restart. */
 export const SAVED_KEYS = [
   'cluster', 'listen', 'bootstrap', 'public', 'dhtKeepPrivateAddresses', 'mdns', 'api', 'logLevel',
   'pnetKeyFile', 'maxConnections', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
-  'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries', 'bftReplicas'
+  'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries', 'bftReplicas',
+  'crdtWriters', 'crdtSyncIntervalMs'
 ] as const satisfies ReadonlyArray<keyof AccordConfig>
 
 export type SavedConfig = Partial<Pick<AccordConfig, typeof SAVED_KEYS[number]>>
@@ -106,7 +115,9 @@ export function defaultConfig (dataDir: string): AccordConfig {
     raftSnapshotEntries: 100_000,
     bftReplicas: [],
     bftLearner: false,
-    byzantine: false
+    byzantine: false,
+    crdtWriters: [],
+    crdtSyncIntervalMs: 5_000
   }
 }
 
@@ -147,7 +158,7 @@ export function validateConfig (config: AccordConfig): void {
   if (!(LOG_LEVELS as readonly string[]).includes(config.logLevel)) { fail(`--log-level must be one of ${LOG_LEVELS.join(', ')}`) }
   if (config.pnetKeyFile !== null && (typeof config.pnetKeyFile !== 'string' || config.pnetKeyFile === '')) { fail('--pnet-key must be a file path') }
   if (!Number.isInteger(config.maxConnections) || config.maxConnections < 1 || config.maxConnections > 100_000) { fail('--max-connections must be an integer in 1..100000') }
-  for (const key of ['allowPeers', 'denyPeers', 'bftReplicas'] as const) {
+  for (const key of ['allowPeers', 'denyPeers', 'bftReplicas', 'crdtWriters'] as const) {
     if (!isStringArray(config[key])) { fail(`${key} must be a list of peer ids`) }
     for (const id of config[key]) {
       try { peerIdFromString(id) } catch { fail(`${key}: "${id}" is not a peer id`) }
@@ -155,6 +166,9 @@ export function validateConfig (config: AccordConfig): void {
   }
   if (!Number.isInteger(config.discoveryIntervalMs) || config.discoveryIntervalMs < 100 || config.discoveryIntervalMs > 3_600_000) {
     fail('discoveryIntervalMs must be an integer in 100..3600000')
+  }
+  if (!Number.isInteger(config.crdtSyncIntervalMs) || config.crdtSyncIntervalMs < 100 || config.crdtSyncIntervalMs > 3_600_000) {
+    fail('--crdt-sync-interval-ms must be an integer in 100..3600000')
   }
   if (!Number.isInteger(config.raftTickMs) || config.raftTickMs < 10 || config.raftTickMs > 10_000) { fail('--raft-tick-ms must be an integer in 10..10000') }
   if (!Number.isInteger(config.raftSnapshotEntries) || config.raftSnapshotEntries < 10 || config.raftSnapshotEntries > 100_000_000) {

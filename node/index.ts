@@ -5,7 +5,7 @@
  * admission, discovery, Raft, the HTTP API), as the daemon does.
  *
  * The service factories `clusterAdmission()`, `clusterDiscovery()`,
- * `raft()`, `pbft()`, `swimMembership()`, `clusterMetadata()` and `clusterTopology()`
+ * `raft()`, `pbft()`, `swimMembership()`, `clusterMetadata()`, `crdtService()` and `clusterTopology()`
  * add accord's protocols to an app's own libp2p node:
  * `createLibp2p({ services: { admission: clusterAdmission(init), raft: raft(init) } })`.
  */
@@ -43,6 +43,13 @@ export { swimMembership, MembershipService, MEMBERSHIP_SETTINGS_DEFAULTS, SWIM_P
 export type { Member as MembershipMember, MembershipComponents, MembershipEvents, MembershipInit, MembershipServiceStatus, MembershipSettings } from './membership/service.ts'
 export { clusterMetadata, ClusterMetadataService, ANTI_ENTROPY_PROTOCOL, METADATA_CAPABILITY, METADATA_RESERVED_KEY_PREFIX, METADATA_SETTINGS_DEFAULTS } from './metadata/service.ts'
 export type { MetadataComponents, MetadataEntry, MetadataEvents, MetadataInit, MetadataSettings, MetadataStatus, MetadataUpdate } from './metadata/service.ts'
+export { crdtService, crdtTopic, CrdtError, CrdtService, CRDT_CAPABILITY, CRDT_COUNT_MAX_DEFAULT, CRDT_NAME_LENGTH_MAX, CRDT_NAME_PATTERN, CRDT_SETTINGS_DEFAULTS, CRDT_SYNC_PROTOCOL } from './crdt/service.ts'
+export type { CrdtComponents, CrdtErrorCode, CrdtHandle, CrdtInit, CrdtOpOf, CrdtOps, CrdtSettings, CrdtSummary, CrdtValueOf, CrdtValues } from './crdt/service.ts'
+export { CrdtStorage, CRDT_DIR, CRDT_REGISTRY_FILE } from './crdt/storage.ts'
+export type { CrdtDescriptor, StoredCrdt } from './crdt/storage.ts'
+export type { CrdtMetrics, CrdtRejectReason, CrdtSyncResult } from './crdt/metrics.ts'
+export { CRDT_TYPE_NAMES, isCrdtTypeName } from '../protocols/crdt/index.ts'
+export type { CrdtTypeName, JsonValue } from '../protocols/crdt/index.ts'
 export { clusterTopology, TopologyService, TOPOLOGY_CAPABILITY, TOPOLOGY_KEY, TOPOLOGY_SETTINGS_DEFAULTS } from './topology/service.ts'
 export type { TopologyComponents, TopologyInit, TopologySettings } from './topology/service.ts'
 export type { EdgeKind, SkippedReport, TopologyEdge, TopologyGraph, TopologyNode } from './topology/view.ts'
@@ -69,4 +76,5 @@ export { pbftRoutes } from './pbft/routes.ts'
 export { membershipRoutes } from './membership/routes.ts'
 export type { MemberView } from './membership/routes.ts'
 export { metadataRoutes } from './metadata/routes.ts'
+export { crdtRoutes } from './crdt/routes.ts'
 export { topologyRoutes } from './topology/routes.ts'

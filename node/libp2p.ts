@@ -26,6 +26,7 @@ import { accordNoiseCrypto } from './noise-crypto.ts'
 import type { Admission } from './admission/admission.ts'
 import type { ConnectionBudgets } from './budgets.ts'
 import type { AccordConfig } from './config.ts'
+import type { CrdtService } from './crdt/service.ts'
 import type { ClusterDiscovery } from './discovery.ts'
 import type { MembershipService } from './membership/service.ts'
 import type { ClusterMetadataService } from './metadata/service.ts'
@@ -54,6 +55,7 @@ export type AccordOwnServices = {
   admission: Admission
   membership: MembershipService
   metadata: ClusterMetadataService
+  crdt: CrdtService
   topology: TopologyService
   discovery: ClusterDiscovery
   raft?: RaftService

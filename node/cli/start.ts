@@ -42,6 +42,10 @@ node with the same identity, addresses and peers.
   --bft-genesis FILE      the PBFT replica set from a JSON file {"replicas": [ID, ...]}
   --bft-learner           outside the replica set, follow the replicas' log (a node that a
                           reconfiguration will add: accord bft reconfigure)
+  --crdt-writers ID,ID,...   only these peers' CRDT writes count: others' deltas and states
+                             are ignored (and counted); "" allows every member again (saved)
+  --crdt-sync-interval-ms N  CRDT anti-entropy: a round with a random member every N ms
+                             (default 5000, saved)
   --byzantine             DELIBERATELY FAULTY PBFT replica (equivocates): demos and tests
                           only; honest replicas detect and isolate it. Not saved.
 
@@ -100,7 +104,9 @@ export async function startCommand (args: string[]): Promise<void> {
     'bft-replicas': { type: 'string' },
     'bft-genesis': { type: 'string' },
     'bft-learner': { type: 'boolean' },
-    byzantine: { type: 'boolean' }
+    byzantine: { type: 'boolean' },
+    'crdt-writers': { type: 'string' },
+    'crdt-sync-interval-ms': { type: 'string' }
   })
   const dataDir = flags['data-dir']
   if (dataDir === undefined || dataDir === '') { throw new UserError('start: --data-dir is required') }
@@ -124,7 +130,9 @@ export async function startCommand (args: string[]): Promise<void> {
     raftSnapshotEntries: parseIntegerFlag(flags['raft-snapshot-entries'], '--raft-snapshot-entries', 10, 100_000_000),
     bftReplicas: await bftReplicasFlag(flags['bft-replicas'], flags['bft-genesis']),
     bftLearner: flags['bft-learner'],
-    byzantine: flags.byzantine
+    byzantine: flags.byzantine,
+    crdtWriters: flags['crdt-writers']?.split(',').map(id => id.trim()).filter(id => id !== ''),
+    crdtSyncIntervalMs: parseIntegerFlag(flags['crdt-sync-interval-ms'], '--crdt-sync-interval-ms', 100, 3_600_000)
   }
   if (flags.byzantine === true) {
     process.stderr.write('WARNING: --byzantine: this node runs a DELIBERATELY FAULTY PBFT replica that equivocates.\n' +

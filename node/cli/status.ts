@@ -42,6 +42,8 @@ export function formatStatus (s: NodeStatus): string {
     ...s.addresses.map(a => `  ${a}`),
     ...membersLines(s),
     metadataLine(s),
+    // (a node of an older version has no crdt in its status)
+    ...(s.crdt == null ? [] : [`crdt       ${s.crdt.count} of at most ${s.crdt.crdtsMax}; anti-entropy every ${(s.crdt.syncIntervalMs / 1000).toFixed(1)} s${s.crdt.writers == null ? '' : `; ${s.crdt.writers.length} writer(s) allowed`}`]),
     `connections ${s.peers.length}`,
     ...s.peers.map(p => `  ${p.peerId} ${p.encryption.join(',')} ${p.multiplexer.join(',')}${p.member ? ' member' : ''}`),
     ...(s.raft == null

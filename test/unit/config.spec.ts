@@ -39,7 +39,9 @@ describe('config', () => {
     ['an unknown log level', { logLevel: 'loud' }, /--log-level must be one of/],
     ['a zero connection limit', { maxConnections: 0 }, /--max-connections/],
     ['a malformed allowed peer', { allowPeers: ['nope'] }, /allowPeers: "nope" is not a peer id/],
-    ['a wrongly typed boolean', { public: 'yes' }, /public must be true or false/]
+    ['a wrongly typed boolean', { public: 'yes' }, /public must be true or false/],
+    ['a malformed CRDT writer', { crdtWriters: ['nope'] }, /crdtWriters: "nope" is not a peer id/],
+    ['a CRDT sync interval out of range', { crdtSyncIntervalMs: 10 }, /--crdt-sync-interval-ms must be an integer/]
   ]
   for (const [what, overrides, message] of bad) {
     it(`rejects ${what}`, () => {

@@ -1,0 +1,63 @@
+/**
+ * Prometheus metrics of the CRDT service, on the node's registry: delta
+ * bytes published and received, how long joins take, each CRDT's state
+ * size (read when scraped), what was refused and why, and anti-entropy
+ * rounds by outcome.
+ */
+import { Counter, Gauge, Histogram } from 'prom-client'
+import type { Registry } from 'prom-client'
+
+/** Why a delta or a synchronised state was not joined (fixed words: they label accord_crdt_deltas_rejected_total). */
+export type CrdtRejectReason =
+  | 'unsigned'
+  | 'not-admitted'
+  | 'author-revoked'
+  | 'author-unknown'
+  | 'not-writer'
+  | 'too-large'
+  | 'malformed'
+  | 'unknown-type'
+  | 'type-mismatch'
+  | 'limit'
+
+export type CrdtSyncResult = 'ok' | 'failed'
+
+export interface CrdtMetrics {
+  deltaSent(bytes: number): void
+  deltaReceived(bytes: number): void
+  /** A join took `seconds`. */
+  merged(seconds: number): void
+  rejected(reason: CrdtRejectReason): void
+  sync(result: CrdtSyncResult, role: 'client' | 'server'): void
+  /** Where the state-size gauge reads its values when scraped: name -> encoded bytes. */
+  observe(source: () => Iterable<[string, number]>): void
+}
+
+export function crdtMetrics (registry: Registry): CrdtMetrics {
+  const registers = [registry]
+  const deltaBytes = new Counter({ name: 'accord_crdt_delta_bytes_total', help: 'Bytes of CRDT deltas published by this node (out) and received on the CRDT topics, valid or not (in)', labelNames: ['direction'], registers })
+  const mergeSeconds = new Histogram({ name: 'accord_crdt_merge_seconds', help: 'Time to decode and join one remote delta or state', buckets: [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5], registers })
+  const rejected = new Counter({ name: 'accord_crdt_deltas_rejected_total', help: 'Remote deltas and synchronised states not joined, by reason', labelNames: ['reason'], registers })
+  const syncs = new Counter({ name: 'accord_crdt_sync_rounds_total', help: 'Anti-entropy exchanges over /accord/sync/1.0.0, by role and result', labelNames: ['role', 'result'], registers })
+  let source: (() => Iterable<[string, number]>) | undefined
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'accord_crdt_state_bytes',
+    help: 'Encoded size of each CRDT\'s state',
+    labelNames: ['name'],
+    registers,
+    collect () {
+      this.reset()
+      if (source === undefined) { return }
+      for (const [name, bytes] of source()) { this.set({ name }, bytes) }
+    }
+  })
+  return {
+    deltaSent: (bytes) => { deltaBytes.inc({ direction: 'out' }, bytes) },
+    deltaReceived: (bytes) => { deltaBytes.inc({ direction: 'in' }, bytes) },
+    merged: (seconds) => { mergeSeconds.observe(seconds) },
+    rejected: (reason) => { rejected.inc({ reason }) },
+    sync: (result, role) => { syncs.inc({ role, result }) },
+    observe: (read) => { source = read }
+  }
+}

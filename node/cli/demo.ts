@@ -4,7 +4,10 @@
  * Every node is a PBFT replica: the demo makes the nodes' identities before
  * starting them, so it knows the replica set and gives it to each; with
  * `--byzantine K` the last K replicas are deliberately faulty, and the view
- * reports when the honest ones isolate them.
+ * reports when the honest ones isolate them. Once all nodes see each other
+ * the demo creates two CRDTs, a counter that every node increments every few
+ * seconds and a set that every node adds itself to, and the view shows each
+ * node's copy converging.
  *
  * The demo supervises but never restarts: a node that dies is shown as down,
  * and `accord start --data-dir <its dir>` brings it back (the view notices).
@@ -22,6 +25,11 @@ import { parseFlags, parseIntegerFlag } from './args.ts'
 import type { NodeStatus } from '../accord-node.ts'
 import type { ChildProcess } from 'node:child_process'
 
+/** The demo's CRDTs (see DEMO_HELP), and how many poll rounds apart each node increments the counter. */
+const DEMO_COUNTER = 'demo-counter'
+const DEMO_SET = 'demo-set'
+const CRDT_INCREMENT_ROUNDS = 5
+
 export const DEMO_HELP = `Usage: accord demo [--nodes N] [--data-dir DIR] [--api-port-base P] [--p2p-port-base P] [--byzantine K]
 
 Start N accord node processes on 127.0.0.1, each bootstrapped only from the
@@ -30,6 +38,10 @@ first, and show live what each one sees. Node i keeps its data in DIR/node-i
 DIR/cluster.json lists every node. A node that dies is shown as down; bring it
 back with "accord start --data-dir DIR/node-i". Ctrl-C stops them all.
 Every node is a replica of the Byzantine-fault-tolerant store (accord bft).
+Once all nodes see each other the demo creates two CRDTs (accord crdt):
+demo-counter (a g-counter every node increments every ${CRDT_INCREMENT_ROUNDS} s)
+and demo-set (an or-set every node adds its name to); the columns counter
+and set show each node's copy converging.
 
   --nodes N           number of nodes, 1..64 (default 5)
   --data-dir DIR      default ./.accord-demo
@@ -60,6 +72,9 @@ interface DemoNode {
   byzantine: boolean
   /** Peers this node's PBFT replica was seen isolating (each announced once). */
   isolatedSeen: Set<string>
+  /** This node's copies of the demo CRDTs (null: not read, or not there yet). */
+  counter: number | null
+  set: string[] | null
 }
 
 export async function demoCommand (args: string[]): Promise<void> {
@@ -92,7 +107,9 @@ export async function demoCommand (args: string[]): Promise<void> {
     exitReason: null,
     status: null,
     byzantine: index >= count - byzantine,
-    isolatedSeen: new Set()
+    isolatedSeen: new Set(),
+    counter: null,
+    set: null
   }))
   // the replica set is every node: make their identities first, to know their peer ids
   const replicas: string[] = []
@@ -126,6 +143,8 @@ export async function demoCommand (args: string[]): Promise<void> {
   })
 
   let allConnectedAnnounced = false
+  let crdtsCreated = false
+  let round = 0
   const state = { done: false }
   void stopSignal.then(() => { state.done = true })
   while (!state.done) {
@@ -137,6 +156,12 @@ export async function demoCommand (args: string[]): Promise<void> {
       view.event(`all ${count} nodes discovered each other in ${((Date.now() - startedAtMs) / 1000).toFixed(1)} s`)
     }
     allConnectedAnnounced = everyoneSeesEveryone
+    if (everyoneSeesEveryone && !crdtsCreated) {
+      crdtsCreated = await createDemoCrdts(first)
+      if (crdtsCreated) { view.event(`node 0 created ${DEMO_COUNTER} (g-counter) and ${DEMO_SET} (or-set): every node adds itself to the set and increments the counter every ${CRDT_INCREMENT_ROUNDS} s`) }
+    }
+    const thisRound = round++
+    if (crdtsCreated) { await Promise.all(upNodes.map(async node => { await crdtRound(node, thisRound) })) }
     announceIsolations(view, upNodes, replicas)
     view.render()
     await Promise.race([stopSignal, new Promise(resolve => setTimeout(resolve, POLL_INTERVAL_MS))])
@@ -147,6 +172,37 @@ export async function demoCommand (args: string[]): Promise<void> {
   await Promise.all(nodes.map(async node => { await stopNode(node) }))
   await writeClusterFile(dataDir, nodes)
   view.event('all nodes stopped')
+}
+
+/** Creates the demo's CRDTs on `node` (the others learn them by sync); false when its API refused. */
+async function createDemoCrdts (node: DemoNode): Promise<boolean> {
+  for (const [name, type] of [[DEMO_COUNTER, 'g-counter'], [DEMO_SET, 'or-set']]) {
+    const response = await apiRequest({ url: node.apiUrl, token: null }, 'PUT', `/v1/crdt/${name}`, { body: JSON.stringify({ type }), contentType: 'application/json', timeoutMs: 2000 }).catch(() => ({ status: 0 }))
+    if (response.status !== 200 && response.status !== 201) { return false }
+  }
+  return true
+}
+
+/**
+ * One poll round of a node's part in the CRDTs, once the names reached it:
+ * it adds itself to the set (until it sees itself there) and, every
+ * CRDT_INCREMENT_ROUNDS rounds, increments the counter; then it reads both.
+ */
+async function crdtRound (node: DemoNode, round: number): Promise<void> {
+  const target = { url: node.apiUrl, token: null }
+  const me = `node-${node.index}`
+  const op = async (name: string, body: unknown): Promise<void> => {
+    await apiRequest(target, 'POST', `/v1/crdt/${name}`, { body: JSON.stringify(body), contentType: 'application/json', timeoutMs: 800 }).catch(() => {})
+  }
+  if (node.set !== null && !node.set.includes(me)) { await op(DEMO_SET, { op: 'add', value: me }) }
+  if (node.counter !== null && (round + node.index) % CRDT_INCREMENT_ROUNDS === 0) { await op(DEMO_COUNTER, { op: 'increment', by: 1 }) }
+  const read = async (name: string): Promise<unknown> => {
+    const response = await apiRequest(target, 'GET', `/v1/crdt/${name}`, { timeoutMs: 800 }).catch(() => ({ status: 0, json: null }))
+    return response.status === 200 ? response.json?.value : null
+  }
+  const [counter, set] = await Promise.all([read(DEMO_COUNTER), read(DEMO_SET)])
+  node.counter = typeof counter === 'number' ? counter : null
+  node.set = Array.isArray(set) ? set.map(String) : null
 }
 
 async function demoJoinToken (node: DemoNode): Promise<string> {
@@ -295,7 +351,7 @@ class DemoView {
 
   #table (): string {
     const peers = this.#nodes.length - 1
-    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'alive', 'conns', 'dht', 'raft', 'term', 'commit', 'bft view', 'primary', 'isolated', 'api']]
+    const rows = [['node', 'peer id', 'state', 'pid', 'members', 'alive', 'conns', 'dht', 'raft', 'term', 'commit', 'bft view', 'primary', 'isolated', 'counter', 'set', 'api']]
     for (const n of this.#nodes) {
       const s = n.status
       rows.push([
@@ -311,6 +367,7 @@ class DemoView {
         s?.raft != null ? String(s.raft.term) : '-',
         s?.raft != null ? String(s.raft.commit) : '-',
         ...bftCells(n),
+        ...crdtCells(n),
         n.apiUrl
       ])
     }
@@ -340,6 +397,12 @@ function bftCells (n: DemoNode): string[] {
     b.primary != null ? `${b.primary.slice(0, 8)}…${b.primary.slice(-6)}` : '-',
     String(b.isolated.length)
   ]
+}
+
+/** The CRDT columns: this node's counter value and set size. */
+function crdtCells (n: DemoNode): string[] {
+  if (n.state !== 'up') { return ['-', '-'] }
+  return [n.counter !== null ? String(n.counter) : '-', n.set !== null ? String(n.set.length) : '-']
 }
 
 /** How many of the others this node's membership protocol sees alive, and which it suspects or declared dead. */

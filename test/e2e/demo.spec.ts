@@ -17,7 +17,7 @@ describe('accord demo', function () {
   beforeEach(async () => { root = await mkdtemp(join(tmpdir(), 'accord-demo-')) })
   afterEach(async () => { await rm(root, { recursive: true, force: true }) })
 
-  it('runs a cluster, shows a dead node as down, notices it come back, and stops everything on Ctrl-C', async () => {
+  it('runs a cluster whose CRDTs converge, shows a dead node as down, notices it come back, and stops everything on Ctrl-C', async () => {
     const base = 20_000 + Math.floor(Math.random() * 20_000)
     const demo = spawnCli(['demo', '--nodes', '3', '--data-dir', root, '--api-port-base', String(base), '--p2p-port-base', String(base + 100)])
     const done = collect(demo)
@@ -34,6 +34,17 @@ describe('accord demo', function () {
       expect(node.api).to.equal(`http://127.0.0.1:${base + node.index}`)
       expect(node.dataDir).to.equal(join(root, `node-${node.index}`))
       expect(node.multiaddrs[0]).to.equal(`/ip4/127.0.0.1/tcp/${base + 100 + node.index}/p2p/${node.peerId}`)
+    }
+
+    // the demo's CRDTs: every node added itself to the set, and every node's copy holds all three
+    await waitFor(() => output.includes('node 0 created demo-counter'), 'the demo to create its CRDTs', 30_000)
+    const names = ['node-0', 'node-1', 'node-2']
+    for (const node of cluster.nodes) {
+      await waitFor(async () => {
+        const response = await fetch(`${node.api}/v1/crdt/demo-set`).catch(() => null)
+        const value: unknown = response?.ok === true ? (await response.json()).value : null
+        return Array.isArray(value) && names.every(name => value.includes(name))
+      }, `node ${node.index}'s demo-set to hold every node`, 60_000)
     }
 
     const victim = cluster.nodes[1]

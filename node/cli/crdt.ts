@@ -12,10 +12,12 @@ Create, change and read the named CRDTs every member of the cluster holds
 converge). A CRDT created on one node appears on the others.
 
   accord crdt create NAME TYPE   TYPE: g-counter, pn-counter, g-set, or-set, lww-register,
-                                 mv-register, or-map, lww-map
+                                 mv-register, or-map, lww-map, rga (text)
   accord crdt op NAME JSON       apply one op, e.g. '{"op":"increment","by":2}',
                                  '{"op":"add","value":"x"}', '{"op":"set","key":"k","value":1}',
-                                 '{"op":"delete","key":"k"}'; prints the new value
+                                 '{"op":"delete","key":"k"}'; rga: '{"op":"insert","index":0,"text":"hi"}',
+                                 '{"op":"delete","index":0,"length":1}' (UTF-16 positions);
+                                 prints the new value
   accord crdt get NAME           print the value (JSON)
   accord crdt list               print NAME TYPE, one CRDT a line
 

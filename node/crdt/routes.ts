@@ -5,6 +5,8 @@
  *   PUT  /v1/crdt/<name>   body {"type":"<type>"} → {"name","type","created"}  (200 when it exists with that type)
  *   GET  /v1/crdt/<name>   → {"name","type","value","versionVector"}
  *   POST /v1/crdt/<name>   body = one op, e.g. {"op":"increment","by":2} → {"name","type","value"}
+ *                          (rga: {"op":"insert","index":I,"text":T}, {"op":"delete","index":I,"length":L};
+ *                          value: the text)
  *
  * Errors: 400 a bad name, an unknown type, a malformed op or one the type
  * does not have (nothing changes); 403 this node is not on the writer
@@ -20,7 +22,7 @@ import type { Route } from '../http-api.ts'
 
 /** An op's body: a JSON value (up to 64 KiB, see protocols/crdt) and its framing. */
 const OP_BODY_BYTES_MAX = 128 * 1024
-const OP_FIELDS = ['op', 'by', 'value', 'key', 'type', 'update'] as const
+const OP_FIELDS = ['op', 'by', 'value', 'key', 'type', 'update', 'index', 'text', 'length'] as const
 
 const STATUS_OF: Record<CrdtErrorCode, number> = {
   'bad-name': 400,

@@ -30,6 +30,12 @@
  * The replica id of this node in every CRDT is its peer id. States grow
  * monotonically; a node that lost its files restarts behind its own
  * earlier ops, which sync brings back from the others.
+ *
+ * States belong to their entry's CrdtReplica, which joins in place for the
+ * types that allow it (rga: a mutable document, see
+ * protocols/crdt/rga-type.ts): remote deltas and states are decoded afresh
+ * for each join and never kept, and the entry's encoding is cached until
+ * the state changes.
  */
 import { createHash, randomInt } from 'node:crypto'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
@@ -149,6 +155,8 @@ export interface CrdtOps {
   'mv-register': { op: 'set', value: JsonValue }
   'or-map': { op: 'set', key: string, value: JsonValue } | { op: 'delete', key: string } | { op: 'update', key: string, type: string, update: Record<string, unknown> }
   'lww-map': { op: 'set', key: string, value: JsonValue } | { op: 'delete', key: string }
+  /** Positions in UTF-16 units; insert: 1..65536 units at 0..length; delete: length >= 1 within the text. */
+  rga: { op: 'insert', index: number, text: string } | { op: 'delete', index: number, length: number }
 }
 
 /** What `value()` gives for each type. */
@@ -161,6 +169,8 @@ export interface CrdtValues {
   'mv-register': JsonValue[]
   'or-map': Record<string, JsonValue>
   'lww-map': Record<string, JsonValue>
+  /** The text. */
+  rga: string
 }
 
 export type CrdtOpOf<T extends CrdtTypeName> = T extends keyof CrdtOps ? CrdtOps[T] : Record<string, unknown>

@@ -27,8 +27,8 @@ export const TYPE_TAGS = {
   'lww-register': 5,
   'mv-register': 6,
   'or-map': 7,
-  'lww-map': 8
-  // 9 is reserved for 'rga' (protocols/crdt/rga/)
+  'lww-map': 8,
+  rga: 9
 } as const
 
 export function encodeWith<S> (tag: number, write: (w: ByteWriter, s: S) => void, state: S): Uint8Array {

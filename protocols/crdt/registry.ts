@@ -13,6 +13,7 @@ import { mvRegisterType } from './mv-register.ts'
 import { orMapType } from './or-map.ts'
 import { orSetType } from './or-set.ts'
 import { pnCounterType } from './pn-counter.ts'
+import { rgaType } from './rga-type.ts'
 import type { CrdtType, JsonValue, Result } from './types.ts'
 
 export const CRDT_TYPE_NAMES = [
@@ -23,9 +24,8 @@ export const CRDT_TYPE_NAMES = [
   'lww-register',
   'mv-register',
   'or-map',
-  'lww-map'
-  // 'rga' joins here once protocols/crdt/rga/ lands: add it to this list, to
-  // TYPES below (its CrdtType) and to TYPE_TAGS in codec.ts (tag 9 is kept for it)
+  'lww-map',
+  'rga'
 ] as const
 
 export type CrdtTypeName = typeof CRDT_TYPE_NAMES[number]
@@ -33,7 +33,7 @@ export type CrdtTypeName = typeof CRDT_TYPE_NAMES[number]
 const TYPES = new Map<string, CrdtType<unknown>>()
 const lookup = (name: string): CrdtType<unknown> | undefined => TYPES.get(name)
 
-for (const type of [gCounterType, pnCounterType, gSetType, orSetType, lwwRegisterType, mvRegisterType, orMapType(lookup), lwwMapType] as Array<CrdtType<unknown>>) {
+for (const type of [gCounterType, pnCounterType, gSetType, orSetType, lwwRegisterType, mvRegisterType, orMapType(lookup), lwwMapType, rgaType] as Array<CrdtType<unknown>>) {
   TYPES.set(type.name, type)
 }
 
@@ -57,7 +57,9 @@ export function decodeState (name: CrdtTypeName, bytes: Uint8Array): Result<unkn
 
 /**
  * One replica's copy of one CRDT: applies local ops (returning the delta to
- * ship) and joins remote deltas or states.
+ * ship) and joins remote deltas or states. It owns its state: for a type
+ * with `absorb` (rga) it joins in place, so `state` is live (read it, do
+ * not keep or change it).
  */
 export class CrdtReplica {
   readonly typeName: CrdtTypeName
@@ -83,13 +85,13 @@ export class CrdtReplica {
   /** Applies a local op at physical time `now` (ms; only LWW types read it); returns its delta. */
   apply (op: unknown, now: number): Result<unknown> {
     const delta = this.type.apply(this.current, op, { replica: this.replica, now })
-    if (delta.ok) { this.current = this.type.join(this.current, delta.value) }
+    if (delta.ok) { this.join(delta.value) }
     return delta
   }
 
   /** Joins a remote delta or state (already decoded). */
   join (remote: unknown): void {
-    this.current = this.type.join(this.current, remote)
+    this.current = this.type.absorb !== undefined ? this.type.absorb(this.current, remote) : this.type.join(this.current, remote)
   }
 
   /** Decodes and joins a remote delta or state. */

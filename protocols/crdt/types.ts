@@ -17,7 +17,7 @@ export interface MutationEnv {
 /**
  * One CRDT type. States are immutable values: `apply` returns a delta (itself
  * a state of the type) and `join` returns a new state, never mutating its
- * arguments. `apply(state, op)` never throws on a malformed op; it returns
+ * arguments (only `absorb`, where a type has it, changes its first). `apply(state, op)` never throws on a malformed op; it returns
  * an error.
  */
 export interface CrdtType<S> {
@@ -25,6 +25,13 @@ export interface CrdtType<S> {
   empty(): S
   apply(state: S, op: unknown, env: MutationEnv): Result<S>
   join(a: S, b: S): S
+  /**
+   * Optional, for types whose states are costly to copy (rga): joins b into
+   * a, which it may change, and returns the result; b is only read. For a
+   * holder that owns a and drops it afterwards (CrdtReplica); anyone else
+   * calls join.
+   */
+  absorb?(a: S, b: S): S
   value(state: S): JsonValue
   /** Writes the body of a state (no header); canonical: equal states give equal bytes. */
   write(writer: ByteWriter, state: S): void

@@ -139,6 +139,55 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     await waitFor(() => valueOf(a, 'hits') === 17 && valueOf(b, 'hits') === 17, 'the others to see the restarted node\'s new op', DEADLINE_MS)
   })
 
+  it('three nodes edit one rga text concurrently over HTTP and converge, also after a restart', async () => {
+    const all = await nodes(3)
+    const [a, b, c] = all
+    expect((await call(a, 'PUT', '/v1/crdt/doc', { type: 'rga' })).status).to.equal(201)
+    await waitFor(() => all.every(n => n.crdt.crdt('doc') !== undefined), 'every node to hold the text', DEADLINE_MS)
+    const topic = crdtTopic(a.config.cluster, 'doc')
+    await waitFor(() => all.every(n => n.libp2p.services.pubsub.getSubscribers(topic).length > 0), 'every node to see a peer subscribed', DEADLINE_MS)
+    // bad ops: 400, nothing changes
+    for (const bad of [{ op: 'insert', index: 1, text: 'x' }, { op: 'insert', index: 0, text: '' }, { op: 'insert', index: -1, text: 'x' }, { op: 'insert', index: 0 },
+      { op: 'delete', index: 0, length: 1 }, { op: 'delete', index: 0, length: 0 }, { op: 'increment', by: 1 }, { op: 'insert', index: 0, text: 'x', by: 1 }]) {
+      expect((await call(a, 'POST', '/v1/crdt/doc', bad)).status, JSON.stringify(bad)).to.equal(400)
+    }
+    expect((await call(a, 'GET', '/v1/crdt/doc')).json).to.deep.include({ type: 'rga', value: '' })
+
+    await Promise.all(all.map(async (node, i) => {
+      for (let k = 0; k < 3; k++) {
+        const inserted = await call(node, 'POST', '/v1/crdt/doc', { op: 'insert', index: 0, text: `<${i}${k}>` })
+        expect(inserted.status).to.equal(200)
+        const middle = Math.floor((inserted.json.value as string).length / 2)
+        expect((await call(node, 'POST', '/v1/crdt/doc', { op: 'insert', index: middle, text: `m${i}` })).status).to.equal(200)
+      }
+      expect((await call(node, 'POST', '/v1/crdt/doc', { op: 'delete', index: 0, length: 1 })).status).to.equal(200)
+    }))
+    // 3 nodes * 3 * (4 + 2) units; each node deleted the first unit it held (concurrent deletes may
+    // hit the same one, or one the others have deleted: the start of a token, never a '>' or an 'm')
+    const text = (node: AccordNode): string => valueOf(node, 'doc') as string
+    const count = (t: string, unit: string): number => t.split(unit).length - 1
+    await waitFor(() => all.every(n => text(n) === text(a)) && count(text(a), '>') === 9 && count(text(a), 'm') === 9 && text(a).length >= 51 && text(a).length <= 53,
+      'every node to hold the same text', DEADLINE_MS)
+    const length = text(a).length
+    const got = await call(c, 'GET', '/v1/crdt/doc')
+    expect(got.json).to.deep.include({ type: 'rga', value: text(a) })
+
+    // c goes down; a and b edit; c comes back from its data dir and catches up
+    await c.stop()
+    expect((await call(a, 'POST', '/v1/crdt/doc', { op: 'insert', index: 0, text: 'A' })).status).to.equal(200)
+    expect((await call(b, 'POST', '/v1/crdt/doc', { op: 'insert', index: text(b).length, text: 'B' })).status).to.equal(200)
+    await waitFor(() => text(a) === text(b) && text(a).length === length + 2, 'a and b to converge without c', DEADLINE_MS)
+    const restarted = await cluster.restart(c)
+    expect(text(restarted).length, 'reloaded from disk').to.equal(length)
+    const nodesNow = [a, b, restarted]
+    await waitFor(() => nodesNow.every(n => text(n) === text(a)) && text(a).length === length + 2, 'the restarted node to catch up', DEADLINE_MS)
+    // its new ops take fresh ids (its history came back): all converge on them
+    expect((await call(restarted, 'POST', '/v1/crdt/doc', { op: 'insert', index: 1, text: 'C' })).status).to.equal(200)
+    expect((await call(a, 'POST', '/v1/crdt/doc', { op: 'delete', index: 2, length: 2 })).status).to.equal(200)
+    await waitFor(() => nodesNow.every(n => text(n) === text(a)) && text(a).length === length + 1, 'every node to converge on the new edits', DEADLINE_MS)
+    expect(text(a).slice(0, 2)).to.equal('AC')
+  })
+
   it('with a writer allowlist, a member not on it is ignored (its deltas and states change nothing) and counted', async () => {
     const dirs = await Promise.all([0, 1, 2].map(async () => identityFor(await cluster.newDataDir())))
     const writers = [dirs[0].peerId, dirs[1].peerId]

@@ -40,7 +40,25 @@ const OPS: Record<CrdtTypeName, fc.Arbitrary<unknown>> = {
   'lww-map': fc.oneof(
     fc.record({ op: fc.constant('set'), key, value }),
     fc.record({ op: fc.constant('delete'), key })
+  ),
+  // positions are fitted to the text at the replica (fitOp)
+  rga: fc.oneof(
+    { weight: 3, arbitrary: fc.record({ op: fc.constant('insert'), index: fc.nat(), text: fc.string({ minLength: 1, maxLength: 4 }) }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('delete'), index: fc.nat(), length: fc.nat() }) }
   )
+}
+
+/**
+ * Makes a generated op valid at `state`: rga positions are taken modulo the
+ * text's length (a delete of an empty text becomes an insert).
+ */
+export function fitOp (name: CrdtTypeName, state: unknown, op: unknown): unknown {
+  if (name !== 'rga') { return op }
+  const length = (crdtType(name).value(state) as string).length
+  const o = op as { op: string, index: number, text?: string, length?: number }
+  if (o.op === 'insert' || length === 0) { return { op: 'insert', index: o.index % (length + 1), text: o.text ?? 'x' } }
+  const index = o.index % length
+  return { op: 'delete', index, length: 1 + (o.length ?? 0) % Math.min(3, length - index) }
 }
 
 export function opArbitrary (name: CrdtTypeName): fc.Arbitrary<unknown> {
@@ -86,7 +104,7 @@ export function runScenario (name: CrdtTypeName, steps: Step[]): ScenarioResult 
   for (const step of steps) {
     if (step.kind === 'op') {
       time += step.advance
-      const delta = type.apply(states[step.replica], step.op, { replica: REPLICAS[step.replica], now: time + step.replica * 2 })
+      const delta = type.apply(states[step.replica], fitOp(name, states[step.replica], step.op), { replica: REPLICAS[step.replica], now: time + step.replica * 2 })
       if (!delta.ok) { throw new Error(`generated op refused: ${delta.error}`) }
       deltas.push(delta.value)
       states[step.replica] = type.join(states[step.replica], delta.value)

@@ -4,9 +4,10 @@ import type { CrdtTypeName } from '../../protocols/crdt/index.ts'
 
 describe('crdt/registry', () => {
   it('knows every type by name', () => {
-    expect([...CRDT_TYPE_NAMES]).to.deep.equal(['g-counter', 'pn-counter', 'g-set', 'or-set', 'lww-register', 'mv-register', 'or-map', 'lww-map'])
+    expect([...CRDT_TYPE_NAMES]).to.deep.equal(['g-counter', 'pn-counter', 'g-set', 'or-set', 'lww-register', 'mv-register', 'or-map', 'lww-map', 'rga'])
     for (const name of CRDT_TYPE_NAMES) { expect(crdtType(name).name).to.equal(name) }
-    expect(isCrdtTypeName('rga')).to.equal(false)
+    expect(isCrdtTypeName('rga')).to.equal(true)
+    expect(isCrdtTypeName('text')).to.equal(false)
     expect(() => createReplica('nope' as CrdtTypeName, 'a')).to.throw(RangeError)
     expect(() => createReplica('g-set', '')).to.throw(RangeError)
   })
@@ -20,7 +21,8 @@ describe('crdt/registry', () => {
       ['lww-register', [{ op: 'set', value: { x: 1 } }, { op: 'set', value: [true] }], [true]],
       ['mv-register', [{ op: 'set', value: 1 }, { op: 'set', value: 2 }], [2]],
       ['or-map', [{ op: 'set', key: 'b', value: 1 }, { op: 'set', key: 'a', value: null }, { op: 'delete', key: 'b' }], { a: null }],
-      ['lww-map', [{ op: 'set', key: 'b', value: 1 }, { op: 'set', key: 'a', value: 'x' }, { op: 'delete', key: 'b' }], { a: 'x' }]
+      ['lww-map', [{ op: 'set', key: 'b', value: 1 }, { op: 'set', key: 'a', value: 'x' }, { op: 'delete', key: 'b' }], { a: 'x' }],
+      ['rga', [{ op: 'insert', index: 0, text: 'hello' }, { op: 'insert', index: 5, text: ' world' }, { op: 'delete', index: 0, length: 1 }], 'ello world']
     ]
     for (const [name, ops, value] of cases) {
       const replica = createReplica(name, 'r1')
@@ -57,7 +59,11 @@ describe('crdt/registry', () => {
       ['mv-register', { op: 'increment', by: 1 }],
       ['or-map', { op: 'set', value: 1 }],
       ['lww-map', { op: 'delete', key: 7 }],
-      ['lww-map', { op: 'set', key: 'x'.repeat(2000), value: 1 }]
+      ['lww-map', { op: 'set', key: 'x'.repeat(2000), value: 1 }],
+      ['rga', { op: 'insert', index: 1, text: 'x' }],
+      ['rga', { op: 'insert', index: 0, text: '' }],
+      ['rga', { op: 'delete', index: 0, length: 1 }],
+      ['rga', { op: 'set', value: 'x' }]
     ]
     for (const [name, op] of bad) {
       const type = crdtType(name)

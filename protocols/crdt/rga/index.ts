@@ -4,6 +4,7 @@
 export { Rga, PENDING_OPS_MAX, opSize } from './rga.ts'
 export type { RemoteChange, RgaOptions } from './rga.ts'
 export { encodeOps, decodeOps } from './codec.ts'
+export { OpHistory } from './history.ts'
 export { encodeRga, loadRga } from './snapshot.ts'
 export { validateOp, REPLICA_ID_LENGTH_MAX, OP_TEXT_LENGTH_MAX, OP_RANGES_MAX } from './validate.ts'
 export type { ApplyStatus, DeleteOp, Id, IdRange, InsertOp, Op, Result, VersionVector } from './types.ts'

@@ -11,8 +11,10 @@
  * cached visible lengths (positions) and per-replica buckets (ids). No I/O,
  * no clocks, no randomness: the same calls give the same state.
  */
+import { sliceInsert } from './history.ts'
 import { Bucket, CHUNK_ITEMS_FILL, CHUNK_ITEMS_MAX, Chunk, Item, lastAtOrBefore } from './item.ts'
 import { validateOp } from './validate.ts'
+import type { OpHistory } from './history.ts'
 import type { ApplyStatus, DeleteOp, Id, IdRange, InsertOp, Op, Result, VersionVector } from './types.ts'
 
 /** Remote ops waiting for what they depend on; apply() refuses more. */
@@ -34,6 +36,12 @@ export interface RgaOptions {
    * before it, O(n / 64), so it is only done when this is set.
    */
   onRemoteChange?(change: RemoteChange): void
+  /**
+   * Keeps every op integrated here (local and remote) in this history, for
+   * opsSince(): what another replica lacks, as ops. Costs the text of
+   * deleted units too. Pass a new OpHistory for a new replica.
+   */
+  history?: OpHistory
 }
 
 /**
@@ -73,6 +81,8 @@ export class Rga {
   private readonly pending: Op[] = []
   private readonly pendingMax: number
   private readonly onRemoteChange: ((change: RemoteChange) => void) | undefined
+  /** The ops integrated here, when kept (RgaOptions.history). */
+  readonly history: OpHistory | undefined
   /**
    * Set by load: the tombstones of a loaded document do not say which op
    * deleted them, only that it is within this version.
@@ -87,6 +97,7 @@ export class Rga {
     this.replica = replica
     this.pendingMax = options.pendingMax ?? PENDING_OPS_MAX
     this.onRemoteChange = options.onRemoteChange
+    this.history = options.history
     this.me = this.replicaIndex(replica)
     this.cursor = this.head
   }
@@ -145,7 +156,9 @@ export class Rga {
     }
     me.next += text.length
     this.lamport += text.length
-    return { kind: 'insert', replica: this.replica, seq, lamport, origin, text }
+    const op: InsertOp = { kind: 'insert', replica: this.replica, seq, lamport, origin, text }
+    this.history?.record(op)
+    return op
   }
 
   /** Deletes `length` visible units from `index`; returns the op to send (null when length is 0). */
@@ -200,7 +213,79 @@ export class Rga {
     // deletes take a timestamp too, so that a replica's timestamps and seqs
     // stay equal while it works alone: the encoding stores their difference
     this.lamport += 1
-    return { kind: 'delete', replica: this.replica, seq, ranges }
+    const op: DeleteOp = { kind: 'delete', replica: this.replica, seq, ranges }
+    this.history?.record(op)
+    return op
+  }
+
+  /**
+   * The op `insert(index, text)` by `author` would make, without integrating
+   * it (null for ''): apply() it, here or elsewhere. Throws RangeError on a
+   * bad index. The state does not change (only the lookup cursor moves).
+   */
+  prepareInsert (index: number, text: string, author: string = this.replica): InsertOp | null {
+    if (!Number.isInteger(index) || index < 0 || index > this.visible) { throw new RangeError(`insert at ${index} outside 0..${this.visible}`) }
+    if (text.length === 0) { return null }
+    let origin: Id | null = null
+    if (index > 0) {
+      this.seek(index - 1)
+      const item = this.cursor.items[this.seekIndex]
+      origin = { replica: this.replicas[item.rep].id, seq: item.seq + this.seekOffset }
+    }
+    return { kind: 'insert', replica: author, seq: this.nextOf(author), lamport: this.lamport, origin, text }
+  }
+
+  /**
+   * The op `delete(index, length)` by `author` would make, without
+   * integrating it (null when length is 0). Throws RangeError on a bad range.
+   */
+  prepareDelete (index: number, length: number, author: string = this.replica): DeleteOp | null {
+    if (!Number.isInteger(index) || !Number.isInteger(length) || index < 0 || length < 0 || index + length > this.visible) {
+      throw new RangeError(`delete ${length} at ${index} outside 0..${this.visible}`)
+    }
+    if (length === 0) { return null }
+    this.seek(index)
+    let chunk: Chunk | null = this.cursor
+    let i = this.seekIndex
+    let offset = this.seekOffset
+    const ranges: IdRange[] = []
+    let remaining = length
+    while (remaining > 0 && chunk !== null) {
+      if (i === chunk.items.length) {
+        chunk = chunk.next
+        i = 0
+        continue
+      }
+      const item = chunk.items[i++]
+      if (item.deleted) { continue }
+      const take = Math.min(item.len - offset, remaining)
+      const id = this.replicas[item.rep].id
+      const seq = item.seq + offset
+      const last = ranges.length > 0 ? ranges[ranges.length - 1] : null
+      if (last !== null && last.replica === id && last.seq + last.length === seq) {
+        last.length += take
+      } else {
+        ranges.push({ replica: id, seq, length: take })
+      }
+      remaining -= take
+      offset = 0
+    }
+    return { kind: 'delete', replica: author, seq: this.nextOf(author), ranges }
+  }
+
+  /**
+   * The ops integrated here that a replica at `version` lacks (inserts it
+   * holds a prefix of are cut), in an order it can apply without buffering
+   * any: see history.ts. Needs RgaOptions.history; throws otherwise.
+   */
+  opsSince (version: ReadonlyMap<string, number> = new Map()): Op[] {
+    if (this.history === undefined) { throw new TypeError('opsSince needs an Rga made with a history (RgaOptions.history)') }
+    return this.history.since(version)
+  }
+
+  /** The ops waiting in the pending buffer, sorted by replica and seq. */
+  pendingOps (): Op[] {
+    return this.pending.slice()
   }
 
   /**
@@ -215,8 +300,11 @@ export class Rga {
     const known = this.repIndex.get(op.replica)
     const next = known === undefined ? 0 : this.replicas[known].next
     if (op.seq < next) {
-      if (op.seq + opSize(op) > next) { return { ok: false, error: `op ${op.replica}:${op.seq} overlaps ops already integrated` } }
-      return { ok: true, value: 'duplicate' }
+      if (op.seq + opSize(op) <= next) { return { ok: true, value: 'duplicate' } }
+      // an insert of which a prefix is integrated (a run-length merged op
+      // from opsSince, say): the rest is the insert after the prefix
+      if (op.kind !== 'insert') { return { ok: false, error: `op ${op.replica}:${op.seq} overlaps ops already integrated` } }
+      op = sliceInsert(op, next)
     }
     if (!this.ready(op)) {
       if (this.pending.length >= this.pendingMax) {
@@ -388,6 +476,7 @@ export class Rga {
       this.replicas[rep].next = op.seq + 1
       this.lamport += 1
     }
+    this.history?.record(op)
     return null
   }
 
@@ -466,6 +555,12 @@ export class Rga {
    */
   private addPending (op: Op): void {
     const pending = this.pending
+    // one op per (replica, seq): the longer of two inserts there
+    const same = pending.findIndex(p => p.replica === op.replica && p.seq === op.seq)
+    if (same >= 0) {
+      if (opSize(op) > opSize(pending[same])) { pending[same] = op }
+      return
+    }
     let lo = 0
     let hi = pending.length
     while (lo < hi) {
@@ -486,8 +581,12 @@ export class Rga {
     while (progress) {
       progress = false
       let kept = 0
-      for (const op of this.pending) {
-        if (op.seq < this.nextOf(op.replica)) { continue } // a duplicate
+      for (let op of this.pending) {
+        const next = this.nextOf(op.replica)
+        if (op.seq < next) {
+          if (op.kind !== 'insert' || op.seq + op.text.length <= next) { continue } // a duplicate
+          op = sliceInsert(op, next)
+        }
         if (this.ready(op)) {
           // an op naming something that is not a unit is dropped, as apply() would have
           this.integrate(op)

@@ -32,7 +32,8 @@ const STATUS_OF: Record<CrdtErrorCode, number> = {
   'not-found': 404,
   'type-conflict': 409,
   limit: 507,
-  'not-started': 503
+  'not-started': 503,
+  storage: 503
 }
 
 export function crdtRoutes (crdt: CrdtService): Route[] {
@@ -74,10 +75,21 @@ export function crdtRoutes (crdt: CrdtService): Route[] {
         const handle = found(params[0])
         const op = await readJsonBody(request, OP_BODY_BYTES_MAX, OP_FIELDS)
         guard(() => { handle.apply(op as never) })
+        // answered once the op is on disk (and its delta sent)
+        await guardAsync(async () => { await handle.flushed() })
         return { status: 200, json: { name: handle.name, type: handle.type, value: handle.value() } }
       }
     }
   ]
+}
+
+async function guardAsync (call: () => Promise<void>): Promise<void> {
+  try {
+    await call()
+  } catch (err) {
+    if (err instanceof CrdtError) { throw new HttpError(STATUS_OF[err.code], err.message, { code: err.code }) }
+    throw err
+  }
 }
 
 function guard<T> (call: () => T): T {

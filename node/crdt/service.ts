@@ -134,7 +134,7 @@ export interface CrdtComponents extends HostComponents {
 }
 
 /** Why a call on the service failed: the HTTP API maps each to a status. */
-export type CrdtErrorCode = 'bad-name' | 'unknown-type' | 'type-conflict' | 'limit' | 'not-found' | 'bad-op' | 'not-writer' | 'not-started'
+export type CrdtErrorCode = 'bad-name' | 'unknown-type' | 'type-conflict' | 'limit' | 'not-found' | 'bad-op' | 'not-writer' | 'not-started' | 'storage'
 
 export class CrdtError extends Error {
   readonly code: CrdtErrorCode
@@ -180,8 +180,18 @@ export type CrdtValueOf<T extends CrdtTypeName> = T extends keyof CrdtValues ? C
 export interface CrdtHandle<T extends CrdtTypeName = CrdtTypeName> {
   readonly name: string
   readonly type: T
-  /** Applies a local op and publishes its delta. Throws CrdtError ('bad-op', 'not-writer', 'not-started'); a refused op changes nothing. */
+  /**
+   * Applies a local op at once (value() shows it) and publishes its delta
+   * once it is on disk. Throws CrdtError ('bad-op', 'not-writer',
+   * 'not-started'); a refused op changes nothing.
+   */
   apply(op: CrdtOpOf<T>): void
+  /**
+   * Resolves once every op applied so far is on disk (fsynced) and its delta
+   * sent: what to wait for before telling anyone an op is done. Rejects with
+   * CrdtError 'storage' when the write failed (it is retried).
+   */
+  flushed(): Promise<void>
   value(): CrdtValueOf<T>
   /** Replica (peer id) -> how many of its ops this copy holds, without gaps. */
   versionVector(): Record<string, number>
@@ -233,6 +243,14 @@ export class CrdtService implements Startable {
   #registryDirty = false
   #persistTimer: ReturnType<typeof setTimeout> | undefined
   #persisting: Promise<void> = Promise.resolve()
+  /** The save that has not started yet: it will cover every op applied before it starts. */
+  #queuedSave: Promise<void> | null = null
+  /**
+   * Deltas of local ops whose state is not on disk yet: sent once it is. A
+   * delta sent before could outlive a crash that loses its op here, and the
+   * restarted node would give its dots to other ops (copies would diverge).
+   */
+  #unsent: Array<{ entry: Entry, counter: number, delta: Uint8Array }> = []
   #syncTimer: ReturnType<typeof setInterval> | undefined
   #offAdmitted: (() => void) | undefined
   #pubsub: GossipSub | undefined
@@ -383,6 +401,7 @@ export class CrdtService implements Startable {
       name: entry.name,
       type: entry.type,
       apply: (op) => { this.#applyLocal(entry, op) },
+      flushed: async () => { await this.#saveSoon() },
       value: () => entry.replica.value() as CrdtValueOf<CrdtTypeName>,
       versionVector: () => Object.fromEntries(versionVector(entry.context))
     }
@@ -399,8 +418,17 @@ export class CrdtService implements Startable {
     if (!delta.ok) { throw new CrdtError('bad-op', delta.error) }
     const dot = nextDot(entry.context, this.#self)
     entry.context = joinContexts(entry.context, contextFromDots([dot]))
-    this.#changed(entry)
-    this.#publish(entry, dot.counter, encodeState(entry.type, delta.value))
+    const bytes = encodeState(entry.type, delta.value)
+    if (this.#storage === null) {
+      this.#changed(entry)
+      this.#publish(entry, dot.counter, bytes)
+      return
+    }
+    entry.encoded = undefined
+    entry.hash = undefined
+    this.#dirty.add(entry.name)
+    this.#unsent.push({ entry, counter: dot.counter, delta: bytes })
+    this.#saveSoon().catch(() => { /* logged by #persistNow, retried */ })
   }
 
   #changed (entry: Entry): void {
@@ -560,12 +588,14 @@ export class CrdtService implements Startable {
       const context = decodeContext(contextBytes)
       if (!state.ok || context === null) { this.#reject('malformed', peer, { name }); continue }
       const before = this.#hash(entry)
+      const contextBefore = encodeContext(entry.context)
       entry.replica.join(state.value)
       entry.context = joinContexts(entry.context, context)
       this.#metrics.merged((performance.now() - started) / 1000)
       entry.encoded = undefined
       entry.hash = undefined
-      if (!Buffer.from(before).equals(this.#hash(entry))) { this.#changed(entry) }
+      // a context that grew alone is saved too: a restart must not show an older version vector
+      if (!Buffer.from(before).equals(this.#hash(entry)) || !Buffer.from(contextBefore).equals(encodeContext(entry.context))) { this.#changed(entry) }
     }
   }
 
@@ -656,6 +686,23 @@ export class CrdtService implements Startable {
     }, this.settings.persistDebounceMs)
   }
 
+  /**
+   * A save as soon as the one under way ends (group commit: the ops applied
+   * meanwhile share it); resolves once it covered everything applied before
+   * this call, rejects when that write failed.
+   */
+  async #saveSoon (): Promise<void> {
+    if (this.#queuedSave === null) {
+      const save = this.#persisting.then(async () => {
+        this.#queuedSave = null
+        if (!await this.#persistNow()) { throw new CrdtError('storage', 'the CRDT states could not be saved (retrying)') }
+      })
+      this.#queuedSave = save
+      this.#persisting = save.catch(() => {})
+    }
+    await this.#queuedSave
+  }
+
   async #flush (): Promise<void> {
     clearTimeout(this.#persistTimer)
     this.#persistTimer = undefined
@@ -663,13 +710,16 @@ export class CrdtService implements Startable {
     await this.#persisting
   }
 
-  async #persistNow (): Promise<void> {
+  /** Writes what changed, then sends the deltas of the local ops it holds; false when a write failed (retried later). */
+  async #persistNow (): Promise<boolean> {
     const storage = this.#storage
-    if (storage === null) { return }
+    if (storage === null) { return true }
     const names = [...this.#dirty]
     this.#dirty.clear()
     const registry = this.#registryDirty
     this.#registryDirty = false
+    // the states written below hold these ops (they were applied before this save started)
+    const unsent = this.#unsent.splice(0)
     try {
       for (const name of names) {
         const entry = this.#entries.get(name)
@@ -680,8 +730,14 @@ export class CrdtService implements Startable {
       this.#log.error({ err: (err as Error).message }, 'crdt: saving the states failed; retrying')
       for (const name of names) { this.#dirty.add(name) }
       this.#registryDirty ||= registry
+      this.#unsent.unshift(...unsent)
       if (this.#running) { this.#schedulePersist() }
+      return false
     }
+    for (const { entry, counter, delta } of unsent) {
+      if (this.#entries.get(entry.name) === entry) { this.#publish(entry, counter, delta) }
+    }
+    return true
   }
 }
 

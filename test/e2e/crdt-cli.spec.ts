@@ -54,4 +54,20 @@ describe('accord crdt (separate OS processes)', function () {
       expect(result.stderr).to.match(pattern)
     }
   })
+
+  it('an op answered is on disk: it outlives a kill -9 right after the answer', async () => {
+    const dir = join(root, 'alone')
+    const flags = ['--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--raft', 'off']
+    const node = new DaemonProcess(dir, flags)
+    daemons.push(node)
+    await node.ready()
+    const crdt = async (...args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> => runCli(['crdt', ...args, '--data-dir', dir])
+    expect((await crdt('create', 'tally', 'or-set')).code).to.equal(0)
+    for (let i = 0; i < 5; i++) { expect((await crdt('op', 'tally', JSON.stringify({ op: 'add', value: `v${i}` }))).code).to.equal(0) }
+    await node.stop('SIGKILL')
+    const restarted = new DaemonProcess(dir, [])
+    daemons.push(restarted)
+    await restarted.ready()
+    expect((await crdt('get', 'tally')).stdout).to.equal('["v0","v1","v2","v3","v4"]\n')
+  })
 })

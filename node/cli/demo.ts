@@ -39,7 +39,7 @@ DIR/cluster.json lists every node. A node that dies is shown as down; bring it
 back with "accord start --data-dir DIR/node-i". Ctrl-C stops them all.
 Every node is a replica of the Byzantine-fault-tolerant store (accord bft).
 Once all nodes see each other the demo creates two CRDTs (accord crdt):
-demo-counter (a g-counter every node increments every ${CRDT_INCREMENT_ROUNDS} s)
+demo-counter (a g-counter every node increments every ${CRDT_INCREMENT_ROUNDS} polls of the view)
 and demo-set (an or-set every node adds its name to); the columns counter
 and set show each node's copy converging.
 
@@ -158,7 +158,7 @@ export async function demoCommand (args: string[]): Promise<void> {
     allConnectedAnnounced = everyoneSeesEveryone
     if (everyoneSeesEveryone && !crdtsCreated) {
       crdtsCreated = await createDemoCrdts(first)
-      if (crdtsCreated) { view.event(`node 0 created ${DEMO_COUNTER} (g-counter) and ${DEMO_SET} (or-set): every node adds itself to the set and increments the counter every ${CRDT_INCREMENT_ROUNDS} s`) }
+      if (crdtsCreated) { view.event(`node 0 created ${DEMO_COUNTER} (g-counter) and ${DEMO_SET} (or-set): every node adds itself to the set and increments the counter every ${CRDT_INCREMENT_ROUNDS * POLL_INTERVAL_MS / 1000} s`) }
     }
     const thisRound = round++
     if (crdtsCreated) { await Promise.all(upNodes.map(async node => { await crdtRound(node, thisRound) })) }

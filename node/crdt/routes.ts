@@ -56,7 +56,7 @@ export function crdtRoutes (crdt: CrdtService): Route[] {
         const body = await readJsonBody(request, 4096, ['type'])
         if (typeof body.type !== 'string') { throw new HttpError(400, 'the body must be {"type": "<CRDT type>"}') }
         const created = crdt.crdt(name) === undefined
-        const handle = guard(() => crdt.registerCRDT(name, body.type as CrdtTypeName))
+        const handle = await guard(() => crdt.registerCRDT(name, body.type as CrdtTypeName))
         return { status: created ? 201 : 200, json: { name: handle.name, type: handle.type, created } }
       }
     },
@@ -74,27 +74,19 @@ export function crdtRoutes (crdt: CrdtService): Route[] {
       handle: async (request, params) => {
         const handle = found(params[0])
         const op = await readJsonBody(request, OP_BODY_BYTES_MAX, OP_FIELDS)
-        guard(() => { handle.apply(op as never) })
+        await guard(() => { handle.apply(op as never) })
         // answered once the op is on disk (and its delta sent)
-        await guardAsync(async () => { await handle.flushed() })
+        await guard(async () => { await handle.flushed() })
         return { status: 200, json: { name: handle.name, type: handle.type, value: handle.value() } }
       }
     }
   ]
 }
 
-async function guardAsync (call: () => Promise<void>): Promise<void> {
+/** Runs `call`, a CrdtError becoming its HTTP status (sync or async alike). */
+async function guard<T> (call: () => T | Promise<T>): Promise<T> {
   try {
-    await call()
-  } catch (err) {
-    if (err instanceof CrdtError) { throw new HttpError(STATUS_OF[err.code], err.message, { code: err.code }) }
-    throw err
-  }
-}
-
-function guard<T> (call: () => T): T {
-  try {
-    return call()
+    return await call()
   } catch (err) {
     if (err instanceof CrdtError) { throw new HttpError(STATUS_OF[err.code], err.message, { code: err.code }) }
     throw err

@@ -45,7 +45,7 @@ import { lpStream } from '@libp2p/utils'
 import { encode } from 'cborg'
 import { Registry } from 'prom-client'
 import { readContext, writeContext } from '../../protocols/crdt/causal.ts'
-import { contextFromDots, createReplica, decodeState, EMPTY_CONTEXT, encodeState, isCrdtTypeName, joinContexts, nextDot, versionVector } from '../../protocols/crdt/index.ts'
+import { contextFromDots, createReplica, EMPTY_CONTEXT, encodeState, isCrdtTypeName, joinContexts, nextDot, versionVector } from '../../protocols/crdt/index.ts'
 import { ByteReader, ByteWriter, compareUtf8, DecodeError } from '../../protocols/kv/codec.ts'
 import { hostFromComponents, optionalService } from '../host.ts'
 import { silentLogger } from '../logger.ts'
@@ -286,9 +286,8 @@ export class CrdtService implements Startable {
     for (const stored of await this.#storage?.load() ?? []) {
       const entry = this.#newEntry(stored.name, stored.type)
       if (stored.state !== null && stored.context !== null) {
-        const state = decodeState(stored.type, stored.state)
-        if (!state.ok) { throw new Error(`crdt: the saved state of ${stored.name} is damaged: ${state.error}`) }
-        entry.replica.join(state.value)
+        const joined = entry.replica.joinEncoded(stored.state)
+        if (!joined.ok) { throw new Error(`crdt: the saved state of ${stored.name} is damaged: ${joined.error}`) }
         entry.context = decodeContext(stored.context) ?? EMPTY_CONTEXT
       }
     }
@@ -424,17 +423,21 @@ export class CrdtService implements Startable {
       this.#publish(entry, dot.counter, bytes)
       return
     }
-    entry.encoded = undefined
-    entry.hash = undefined
-    this.#dirty.add(entry.name)
+    this.#invalidate(entry)
     this.#unsent.push({ entry, counter: dot.counter, delta: bytes })
     this.#saveSoon().catch(() => { /* logged by #persistNow, retried */ })
   }
 
-  #changed (entry: Entry): void {
+  /** The state changed: its cached encoding and hash go, and the next save writes it. */
+  #invalidate (entry: Entry): void {
     entry.encoded = undefined
     entry.hash = undefined
     this.#dirty.add(entry.name)
+  }
+
+  /** Changed by a peer: saved within persistDebounceMs (sync brings it back after a crash). */
+  #changed (entry: Entry): void {
+    this.#invalidate(entry)
     this.#schedulePersist()
   }
 
@@ -520,9 +523,7 @@ export class CrdtService implements Startable {
     // two nodes created the name with different types: neither is at fault
     if (decoded.type !== entry.type) { return this.#refuse(TopicValidatorResult.Ignore, from, author, 'type-mismatch') }
     const started = performance.now()
-    const delta = decodeState(entry.type, decoded.delta)
-    if (!delta.ok) { return this.#refuse(TopicValidatorResult.Reject, from, author, 'malformed') }
-    entry.replica.join(delta.value)
+    if (!entry.replica.joinEncoded(decoded.delta).ok) { return this.#refuse(TopicValidatorResult.Reject, from, author, 'malformed') }
     entry.context = joinContexts(entry.context, contextFromDots([{ replica: author, counter: decoded.c }]))
     this.#metrics.merged((performance.now() - started) / 1000)
     this.#changed(entry)
@@ -558,9 +559,11 @@ export class CrdtService implements Startable {
     const budget = this.settings.syncMessageBytesMax - SYNC_SLACK_BYTES
     let used = 0
     const states: WireState[] = []
+    const unsaved = new Set(this.#unsent.map(u => u.entry))
     for (const name of names) {
       const entry = this.#entries.get(name)
-      if (entry === undefined) { continue }
+      // a state holding local ops not on disk yet goes in a later round: like their deltas, it must not outlive a crash here
+      if (entry === undefined || unsaved.has(entry)) { continue }
       const state = this.#encoded(entry)
       const context = encodeContext(entry.context)
       const size = state.byteLength + context.byteLength + name.length + 32
@@ -574,6 +577,21 @@ export class CrdtService implements Startable {
     return states
   }
 
+  /** The names of a peer's digest whose states this node wants: those that differ, and new ones as far as crdtsMax allows. */
+  #wanted (theirs: Map<string, { type: unknown, hash: Uint8Array }>): string[] {
+    const want: string[] = []
+    let room = this.settings.crdtsMax - this.#entries.size
+    for (const [name, { type, hash }] of theirs) {
+      const ours = this.#entries.get(name)
+      if (ours === undefined) {
+        if (room > 0 && isCrdtTypeName(type) && CRDT_NAME_PATTERN.test(name)) { want.push(name); room-- }
+      } else if (ours.type === type && !Buffer.from(hash).equals(this.#hash(ours))) {
+        want.push(name)
+      }
+    }
+    return want
+  }
+
   /** Join states a peer sent. */
   #takeStates (peer: string, states: WireState[]): void {
     if (!this.#isWriter(peer)) {
@@ -584,12 +602,11 @@ export class CrdtService implements Startable {
       const entry = this.#adopt(name, type)
       if (entry === null) { continue }
       const started = performance.now()
-      const state = decodeState(entry.type, bytes)
       const context = decodeContext(contextBytes)
-      if (!state.ok || context === null) { this.#reject('malformed', peer, { name }); continue }
+      if (context === null) { this.#reject('malformed', peer, { name }); continue }
       const before = this.#hash(entry)
       const contextBefore = encodeContext(entry.context)
-      entry.replica.join(state.value)
+      if (!entry.replica.joinEncoded(bytes).ok) { this.#reject('malformed', peer, { name }); continue }
       entry.context = joinContexts(entry.context, context)
       this.#metrics.merged((performance.now() - started) / 1000)
       entry.encoded = undefined
@@ -649,17 +666,12 @@ export class CrdtService implements Startable {
         const other = theirs.get(entry.name)
         if (other === undefined || (other.type === entry.type && !Buffer.from(other.hash).equals(this.#hash(entry)))) { send.push(entry.name) }
       }
-      const want: string[] = []
-      if (this.#isWriter(peer)) {
-        for (const [name, { type, hash }] of theirs) {
-          const ours = this.#entries.get(name)
-          if (ours === undefined ? isCrdtTypeName(type) && CRDT_NAME_PATTERN.test(name) : ours.type === type && !Buffer.from(hash).equals(this.#hash(ours))) { want.push(name) }
-        }
-      }
+      const want = this.#isWriter(peer) ? this.#wanted(theirs) : []
       await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(send), want }), { signal })
       const states = parseStates(decodeBoundedCbor((await lp.read({ signal })).subarray()))
       if (states === null) { throw new Error('malformed states message') }
-      this.#takeStates(peer, states.states.filter(([name]) => want.includes(name)))
+      const wanted = new Set(want)
+      this.#takeStates(peer, states.states.filter(([name]) => wanted.has(name)))
       await stream.close({ signal })
       this.#metrics.sync('ok', 'server')
     } catch (err) {

@@ -293,6 +293,11 @@ export class PbftReplicaDriver {
     return this.#core.status()
   }
 
+  /** The core's replica sets, cheaply (PbftReplica.replicaSets): for callers that look often, such as connection events. */
+  replicaSets (): ReturnType<PbftReplica['replicaSets']> {
+    return this.#core.replicaSets()
+  }
+
   /** The highest seq whose batch was executed on this replica's state machine (the core's status().executed counts batches handed out, which may still wait for a write). */
   get executed (): number {
     return this.#executed

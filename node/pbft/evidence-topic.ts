@@ -32,7 +32,7 @@ export interface EvidenceTopicInit {
   pubsub: GossipSub
   cluster: string
   /** The replicas evidence may be against and from: the set in force, and a pending one (they change with reconfigurations). */
-  replicas(): NodeId[]
+  replicas(): readonly NodeId[]
   crypto: PbftCrypto
   onEvidence(evidence: Evidence): void
   /** Evidence that failed validation (counted as a rejection). */

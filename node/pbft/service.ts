@@ -239,12 +239,12 @@ export class PbftService implements Startable {
 
   /** The replica set in force as this node knows it (a client-only node: the genesis set). */
   get replicas (): string[] {
-    return this.#driver?.status().replicas ?? this.#genesis
+    return [...(this.#driver?.replicaSets().replicas ?? this.#genesis)]
   }
 
   /** Whether this node is one of the replicas in force. */
   get isReplica (): boolean {
-    return this.#driver?.status().member ?? this.#genesis.includes(this.#host.peerId.toString())
+    return this.#driver?.replicaSets().member ?? this.#genesis.includes(this.#host.peerId.toString())
   }
 
   async start (): Promise<void> {
@@ -537,10 +537,10 @@ export class PbftService implements Startable {
   }
 
   /** Replicas of the set in force and of a pending one: whom this node keeps connections to and hears evidence about. */
-  #knownReplicas (): string[] {
-    const status = this.#driver?.status()
-    if (status === undefined) { return this.#genesis }
-    return status.pending === null ? status.replicas : [...new Set([...status.replicas, ...status.pending.replicas])]
+  #knownReplicas (): readonly string[] {
+    const sets = this.#driver?.replicaSets()
+    if (sets === undefined) { return this.#genesis }
+    return sets.pending === null ? sets.replicas : [...new Set([...sets.replicas, ...sets.pending.replicas])]
   }
 
   /**

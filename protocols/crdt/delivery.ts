@@ -114,7 +114,9 @@ export class CausalDeliveryBuffer<P> {
     if (!(op.clock instanceof Map)) { return 'clock must be a Map' }
     if (op.clock.size > this.limits.maxClockEntries) { return `clock has ${op.clock.size} entries, more than ${this.limits.maxClockEntries}` }
     for (const [replica, n] of op.clock) {
-      if (typeof replica !== 'string' || !Number.isSafeInteger(n) || n < 0) { return 'clock entries must be replica -> non-negative safe integer' }
+      const id = checkReplica(replica)
+      if (!id.ok) { return `clock: ${id.error}` }
+      if (!Number.isSafeInteger(n) || n < 0) { return 'clock entries must be replica -> non-negative safe integer' }
     }
     if ((op.clock.get(op.origin) ?? 0) < 1) { return 'clock must count the op at its origin' }
     if (!Number.isSafeInteger(op.bytes) || op.bytes < 0) { return 'bytes must be a non-negative safe integer' }

@@ -4,6 +4,7 @@
  * delta is the replica's single new entry.
  */
 import { DecodeError } from '../kv/codec.ts'
+import { mergeClocks } from './causal.ts'
 import { checkAscending, decodeWith, encodeWith, readCount, readReplica, sortedKeys, TYPE_TAGS } from './codec.ts'
 import { guarded, opOf, positiveIntegerField } from './ops.ts'
 import type { ReplicaId } from './causal.ts'
@@ -23,11 +24,8 @@ export function increment (state: GCounter, replica: ReplicaId, by: number): GCo
   return new Map([[replica, (state.get(replica) ?? 0) + by]])
 }
 
-export function joinGCounters (a: GCounter, b: GCounter): GCounter {
-  const joined = new Map(a)
-  for (const [replica, n] of b) { joined.set(replica, Math.max(n, joined.get(replica) ?? 0)) }
-  return joined
-}
+/** A G-Counter is a vector clock of increments: the join is the entry-wise maximum. */
+export const joinGCounters: (a: GCounter, b: GCounter) => GCounter = mergeClocks
 
 export function gCounterValue (state: GCounter): number {
   let sum = 0

@@ -8,7 +8,7 @@ export type { CrdtType, JsonValue, MutationEnv, Result } from './types.ts'
 export { CRDT_TYPE_NAMES, CrdtReplica, createReplica, crdtType, decodeState, encodeState, isCrdtTypeName } from './registry.ts'
 export type { CrdtTypeName } from './registry.ts'
 export { CRDT_ENCODING_BYTES_MAX, CRDT_ENTRIES_MAX, CRDT_FORMAT_VERSION, MAP_KEY_BYTES_MAX, NESTING_DEPTH_MAX, REPLICA_ID_BYTES_MAX, TYPE_TAGS } from './codec.ts'
-export { canonicalJson, compareCanonical, JSON_BYTES_MAX, JSON_DEPTH_MAX, toCanonical } from './json.ts'
+export { canonicalJson, JSON_BYTES_MAX, JSON_DEPTH_MAX, toCanonical } from './json.ts'
 export type { Canonical } from './json.ts'
 export {
   compareClocks,

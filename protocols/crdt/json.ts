@@ -58,10 +58,6 @@ export function toCanonical (value: unknown): Result<Canonical> {
   return { ok: true, value: { key: text.value, value: JSON.parse(text.value) } }
 }
 
-export function compareCanonical (a: Canonical, b: Canonical): number {
-  return compareUtf8(a.key, b.key)
-}
-
 export function writeJson (writer: ByteWriter, value: Canonical): void {
   writer.utf8(value.key)
 }

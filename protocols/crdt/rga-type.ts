@@ -31,7 +31,7 @@
  * >= 1, index + length <= length); positions in UTF-16 units; other fields
  * are refused.
  */
-import { DecodeError } from '../kv/codec.ts'
+import { bytesEqual, DecodeError } from '../kv/codec.ts'
 import { CRDT_ENCODING_BYTES_MAX } from './codec.ts'
 import { opOf } from './ops.ts'
 import { decodeOps, encodeOps } from './rga/codec.ts'
@@ -146,7 +146,7 @@ export function readRga (reader: ByteReader): Rga {
     if (!applied.ok) { throw new DecodeError(`rga op ${op.replica}:${op.seq}: ${applied.error}`) }
   }
   const again = encodeOps(rgaDocOps(doc))
-  if (again.length !== bytes.length || !again.every((b, i) => b === bytes[i])) { throw new DecodeError('rga ops are not in canonical order') }
+  if (!bytesEqual(again, bytes)) { throw new DecodeError('rga ops are not in canonical order') }
   return doc
 }
 

@@ -28,7 +28,7 @@ export function equivocation (first: SignedMessage, second: SignedMessage): Evid
   return { kind: 'equivocation', offender: first.replica, first: slim(first), second: slim(second) }
 }
 
-export function checkEvidence (evidence: Evidence, replicas: NodeId[], crypto: PbftCrypto): { ok: true } | { ok: false, error: string } {
+export function checkEvidence (evidence: Evidence, replicas: readonly NodeId[], crypto: PbftCrypto): { ok: true } | { ok: false, error: string } {
   if (evidence?.kind !== 'equivocation') { return { ok: false, error: 'unknown evidence kind' } }
   const { offender, first, second } = evidence
   if (!replicas.includes(offender)) { return { ok: false, error: `offender ${offender} is not a replica` } }

@@ -259,6 +259,11 @@ export class PbftReplica {
     }
   }
 
+  /** The set in force (primary order), whether this replica is in it, and a pending set: status() without building the rest. */
+  replicaSets (): { replicas: readonly NodeId[], member: boolean, pending: PbftConfiguration | null } {
+    return { replicas: this.#replicas, member: this.#member, pending: this.#pending }
+  }
+
   // ------------------------------------------------------------- input
 
   step (message: ReplicaMessage, link: NodeId): StepResult {

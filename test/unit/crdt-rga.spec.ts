@@ -174,6 +174,21 @@ describe('crdt/rga', () => {
       expect(b.toString()).to.equal('x0123')
     })
 
+    it('refuses ops once the units waiting would pass pendingUnitsMax, however few the ops', () => {
+      const a = new Rga('a')
+      const b = new Rga('b', { pendingUnitsMax: 10 })
+      const first = a.insert(0, 'x') as Op
+      const long = a.insert(1, 'abcdefgh') as Op
+      const tooLong = a.insert(9, 'ijk') as Op
+      expect(b.apply(long)).to.deep.equal({ ok: true, value: 'pending' })
+      const full = b.apply(tooLong)
+      expect(full.ok ? '' : full.error).to.match(/10 units waiting/)
+      apply(b, first)
+      expect(b.pendingCount).to.equal(0)
+      apply(b, tooLong)
+      expect(b.toString()).to.equal('xabcdefghijk')
+    })
+
     it('holds at most PENDING_OPS_MAX ops by default', () => {
       const a = new Rga('a')
       const b = new Rga('b')

@@ -24,12 +24,15 @@
 import { OP_TEXT_LENGTH_MAX } from './validate.ts'
 import type { InsertOp, Op } from './types.ts'
 
+/** How many seqs an op takes. */
+export function opSize (op: Op): number {
+  return op.kind === 'insert' ? op.text.length : 1
+}
+
 interface Entry {
   readonly op: Op
   readonly rank: number
 }
-
-const sizeOf = (op: Op): number => op.kind === 'insert' ? op.text.length : 1
 
 export class OpHistory {
   private readonly byReplica: Map<string, Entry[]>
@@ -89,7 +92,7 @@ export class OpHistory {
       while (lo < hi) {
         const mid = (lo + hi) >>> 1
         const op = entries[mid].op
-        if (op.seq + sizeOf(op) <= next) { lo = mid + 1 } else { hi = mid }
+        if (op.seq + opSize(op) <= next) { lo = mid + 1 } else { hi = mid }
       }
       for (let i = lo; i < entries.length; i++) {
         const entry = entries[i]
@@ -109,7 +112,7 @@ export class OpHistory {
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
       const op = entries[mid].op
-      if (op.seq + sizeOf(op) <= seq) { lo = mid + 1 } else { hi = mid }
+      if (op.seq + opSize(op) <= seq) { lo = mid + 1 } else { hi = mid }
     }
     let rank = 0
     for (let i = lo; i < entries.length && entries[i].op.seq < seq + length; i++) { rank = Math.max(rank, entries[i].rank) }

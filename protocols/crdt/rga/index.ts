@@ -1,7 +1,8 @@
 /**
  * A replicated growable array (RGA) sequence CRDT for text. See README.md.
  */
-export { Rga, PENDING_OPS_MAX, opSize } from './rga.ts'
+export { Rga, PENDING_OPS_MAX, PENDING_UNITS_MAX } from './rga.ts'
+export { opSize } from './history.ts'
 export type { RemoteChange, RgaOptions } from './rga.ts'
 export { encodeOps, decodeOps } from './codec.ts'
 export { OpHistory } from './history.ts'

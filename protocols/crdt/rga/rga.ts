@@ -11,7 +11,7 @@
  * cached visible lengths (positions) and per-replica buckets (ids). No I/O,
  * no clocks, no randomness: the same calls give the same state.
  */
-import { sliceInsert } from './history.ts'
+import { opSize, sliceInsert } from './history.ts'
 import { Bucket, CHUNK_ITEMS_FILL, CHUNK_ITEMS_MAX, Chunk, Item, lastAtOrBefore } from './item.ts'
 import { validateOp } from './validate.ts'
 import type { OpHistory } from './history.ts'
@@ -19,6 +19,8 @@ import type { ApplyStatus, DeleteOp, Id, IdRange, InsertOp, Op, Result, VersionV
 
 /** Remote ops waiting for what they depend on; apply() refuses more. */
 export const PENDING_OPS_MAX = 4096
+/** Units (inserted UTF-16 units, 1 per delete) those ops may hold in all: one op can carry a long text. */
+export const PENDING_UNITS_MAX = 4 * 1024 * 1024
 
 /** What a remote op did to the visible text: like `text.slice(0, index) + inserted + text.slice(index + deleted)`. */
 export interface RemoteChange {
@@ -30,6 +32,8 @@ export interface RemoteChange {
 export interface RgaOptions {
   /** At most this many ops wait in the pending buffer (default PENDING_OPS_MAX). */
   pendingMax?: number
+  /** At most this many units in the ops that wait (default PENDING_UNITS_MAX). */
+  pendingUnitsMax?: number
   /**
    * Called for each change remote ops make to the visible text, in order (an
    * editor binding mirrors them). Finding the position walks the chunks
@@ -80,6 +84,9 @@ export class Rga {
   private visible = 0
   private readonly pending: Op[] = []
   private readonly pendingMax: number
+  private readonly pendingUnitsMax: number
+  /** opSize summed over `pending`. */
+  private pendingUnits = 0
   private readonly onRemoteChange: ((change: RemoteChange) => void) | undefined
   /** The ops integrated here, when kept (RgaOptions.history). */
   readonly history: OpHistory | undefined
@@ -96,6 +103,7 @@ export class Rga {
     if (typeof replica !== 'string' || replica.length === 0) { throw new TypeError('replica id must be a non-empty string') }
     this.replica = replica
     this.pendingMax = options.pendingMax ?? PENDING_OPS_MAX
+    this.pendingUnitsMax = options.pendingUnitsMax ?? PENDING_UNITS_MAX
     this.onRemoteChange = options.onRemoteChange
     this.history = options.history
     this.me = this.replicaIndex(replica)
@@ -309,6 +317,9 @@ export class Rga {
     if (!this.ready(op)) {
       if (this.pending.length >= this.pendingMax) {
         return { ok: false, error: `pending buffer full (${this.pendingMax} ops waiting for their dependencies)` }
+      }
+      if (this.pendingUnits + opSize(op) > this.pendingUnitsMax) {
+        return { ok: false, error: `pending buffer full (${this.pendingUnitsMax} units waiting for their dependencies)` }
       }
       this.addPending(op)
       return { ok: true, value: 'pending' }
@@ -558,7 +569,10 @@ export class Rga {
     // one op per (replica, seq): the longer of two inserts there
     const same = pending.findIndex(p => p.replica === op.replica && p.seq === op.seq)
     if (same >= 0) {
-      if (opSize(op) > opSize(pending[same])) { pending[same] = op }
+      if (opSize(op) > opSize(pending[same])) {
+        this.pendingUnits += opSize(op) - opSize(pending[same])
+        pending[same] = op
+      }
       return
     }
     let lo = 0
@@ -573,6 +587,7 @@ export class Rga {
       }
     }
     pending.splice(lo, 0, op)
+    this.pendingUnits += opSize(op)
   }
 
   /** Integrates the pending ops that have become ready, until none is. */
@@ -581,6 +596,7 @@ export class Rga {
     while (progress) {
       progress = false
       let kept = 0
+      let units = 0
       for (let op of this.pending) {
         const next = this.nextOf(op.replica)
         if (op.seq < next) {
@@ -593,9 +609,11 @@ export class Rga {
           progress = true
         } else {
           this.pending[kept++] = op
+          units += opSize(op)
         }
       }
       this.pending.length = kept
+      this.pendingUnits = units
     }
   }
 
@@ -773,9 +791,4 @@ export class Rga {
 function indexIn (item: Item, hint: number): number {
   const items = item.chunk.items
   return items[hint] === item ? hint : items.indexOf(item)
-}
-
-/** How many seqs an op takes. */
-export function opSize (op: Op): number {
-  return op.kind === 'insert' ? op.text.length : 1
 }

@@ -9,18 +9,13 @@
  * says which: varint (length << 2 | mode), length in bytes for UTF-8 and
  * WTF-8, in characters for packed ASCII.
  */
-import { ByteReader, ByteWriter, DecodeError, decodeUtf8 } from '../../kv/codec.ts'
+import { ByteReader, ByteWriter, DecodeError, decodeUtf8, encodeUtf8 } from '../../kv/codec.ts'
 
 const MODE_UTF8 = 0
 const MODE_WTF8 = 1
 const MODE_ASCII7 = 2
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const NON_ASCII = /[^\u0000-\u007f]/ // eslint-disable-line no-control-regex
-
-export function isWellFormed (text: string): boolean {
-  return !LONE_SURROGATE.test(text)
-}
 
 /** Writes the mode and length and the bytes (see above). */
 export function writeText (writer: ByteWriter, text: string): void {
@@ -28,8 +23,8 @@ export function writeText (writer: ByteWriter, text: string): void {
     writer.varint(text.length * 4 + MODE_ASCII7).raw(packAscii7(text))
     return
   }
-  if (isWellFormed(text)) {
-    const bytes = new TextEncoder().encode(text)
+  if (text.isWellFormed()) {
+    const bytes = encodeUtf8(text)
     writer.varint(bytes.length * 4 + MODE_UTF8).raw(bytes)
     return
   }

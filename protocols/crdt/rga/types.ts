@@ -49,7 +49,7 @@ export type Op = InsertOp | DeleteOp
 /** For each replica, how many of its counters this replica has integrated (its next expected seq). */
 export type VersionVector = Map<string, number>
 
-export type Result<T> = { ok: true, value: T } | { ok: false, error: string }
+export type { Result } from '../types.ts'
 
 /** What applying a remote op did. */
 export type ApplyStatus = 'applied' | 'duplicate' | 'pending'

@@ -1,8 +1,8 @@
 /**
  * Prometheus metrics of the CRDT service, on the node's registry: delta
  * bytes published and received, how long joins take, each CRDT's state
- * size (read when scraped), what was refused and why, and anti-entropy
- * rounds by outcome.
+ * size and tombstones (read when scraped), what was refused and why,
+ * anti-entropy rounds by outcome, and what causal stability collected.
  */
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { Registry } from 'prom-client'
@@ -29,8 +29,10 @@ export interface CrdtMetrics {
   merged(seconds: number): void
   rejected(reason: CrdtRejectReason): void
   sync(result: CrdtSyncResult, role: 'client' | 'server'): void
-  /** Where the state-size gauge reads its values when scraped: name -> encoded bytes. */
-  observe(source: () => Iterable<[string, number]>): void
+  /** Where the gauges read their values when scraped: name -> encoded bytes, and tombstone units held (null: a type without). */
+  observe(source: () => Iterable<[string, number, number | null]>): void
+  /** Compaction by causal stability removed `units` units of tombstone. */
+  collected(units: number): void
 }
 
 export function crdtMetrics (registry: Registry): CrdtMetrics {
@@ -39,7 +41,8 @@ export function crdtMetrics (registry: Registry): CrdtMetrics {
   const mergeSeconds = new Histogram({ name: 'accord_crdt_merge_seconds', help: 'Time to decode and join one remote delta or state', buckets: [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5], registers })
   const rejected = new Counter({ name: 'accord_crdt_deltas_rejected_total', help: 'Remote deltas and synchronised states not joined, by reason', labelNames: ['reason'], registers })
   const syncs = new Counter({ name: 'accord_crdt_sync_rounds_total', help: 'Anti-entropy exchanges over /accord/sync/1.0.0, by role and result', labelNames: ['role', 'result'], registers })
-  let source: (() => Iterable<[string, number]>) | undefined
+  const collected = new Counter({ name: 'accord_crdt_collected_units_total', help: 'Units of rga tombstone removed once causally stable (every member holds their delete)', registers })
+  let source: (() => Iterable<[string, number, number | null]>) | undefined
   // eslint-disable-next-line no-new
   new Gauge({
     name: 'accord_crdt_state_bytes',
@@ -52,12 +55,27 @@ export function crdtMetrics (registry: Registry): CrdtMetrics {
       for (const [name, bytes] of source()) { this.set({ name }, bytes) }
     }
   })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'accord_crdt_unstable_tombstone_units',
+    help: 'Units of rga tombstone held because not every member is known to hold their delete yet',
+    labelNames: ['name'],
+    registers,
+    collect () {
+      this.reset()
+      if (source === undefined) { return }
+      for (const [name, , tombstones] of source()) {
+        if (tombstones !== null) { this.set({ name }, tombstones) }
+      }
+    }
+  })
   return {
     deltaSent: (bytes) => { deltaBytes.inc({ direction: 'out' }, bytes) },
     deltaReceived: (bytes) => { deltaBytes.inc({ direction: 'in' }, bytes) },
     merged: (seconds) => { mergeSeconds.observe(seconds) },
     rejected: (reason) => { rejected.inc({ reason }) },
     sync: (result, role) => { syncs.inc({ role, result }) },
-    observe: (read) => { source = read }
+    observe: (read) => { source = read },
+    collected: (units) => { collected.inc(units) }
   }
 }

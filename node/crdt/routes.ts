@@ -3,7 +3,7 @@
  *
  *   GET  /v1/crdt          → {"crdts":[{"name","type"}, ...], "summary":{...}}
  *   PUT  /v1/crdt/<name>   body {"type":"<type>"} → {"name","type","created"}  (200 when it exists with that type)
- *   GET  /v1/crdt/<name>   → {"name","type","value","versionVector"}
+ *   GET  /v1/crdt/<name>   → {"name","type","value","versionVector","stableVector"}
  *   POST /v1/crdt/<name>   body = one op, e.g. {"op":"increment","by":2} → {"name","type","value"}
  *                          (rga: {"op":"insert","index":I,"text":T}, {"op":"delete","index":I,"length":L};
  *                          value: the text)
@@ -65,7 +65,7 @@ export function crdtRoutes (crdt: CrdtService): Route[] {
       path: /^\/v1\/crdt\/([^/]+)$/,
       handle: async (_request, params) => {
         const handle = found(params[0])
-        return { status: 200, json: { name: handle.name, type: handle.type, value: handle.value(), versionVector: handle.versionVector() } }
+        return { status: 200, json: { name: handle.name, type: handle.type, value: handle.value(), versionVector: handle.versionVector(), stableVector: handle.stableVector() } }
       }
     },
     {

@@ -26,6 +26,11 @@
  * causal context of the ops it has joined (deltas carry their dot, states
  * their context), so `versionVector()` tells how many ops of each replica
  * it holds, without gaps.
+ * - Causal stability (stability.ts): each sync exchange carries what each
+ * side holds of each CRDT; once every member (membership's members that
+ * have not left) has reported holding an op, it is stable. `stableVector()`
+ * shows it; an rga then collects its stable tombstones and op history
+ * (protocols/crdt/rga-type.ts, compactRgaDoc).
  *
  * The replica id of this node in every CRDT is its peer id. States grow
  * monotonically; a node that lost its files restarts behind its own
@@ -45,17 +50,20 @@ import { lpStream } from '@libp2p/utils'
 import { encode } from 'cborg'
 import { Registry } from 'prom-client'
 import { readContext, writeContext } from '../../protocols/crdt/causal.ts'
-import { contextFromDots, createReplica, EMPTY_CONTEXT, encodeState, isCrdtTypeName, joinContexts, nextDot, versionVector } from '../../protocols/crdt/index.ts'
+import { contextFromDots, createReplica, EMPTY_CONTEXT, encodeState, isCrdtTypeName, joinContexts, meetClocks, nextDot, versionVector } from '../../protocols/crdt/index.ts'
+import { compactRgaDoc } from '../../protocols/crdt/rga-type.ts'
 import { ByteReader, ByteWriter, compareUtf8, DecodeError } from '../../protocols/kv/codec.ts'
 import { hostFromComponents, optionalService } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
 import { boundedLengthDecoder } from '../raft/transport.ts'
 import { crdtMetrics } from './metrics.ts'
+import { decodeReport, encodeReport, StabilityReports } from './stability.ts'
 import { CrdtStorage } from './storage.ts'
 import type { CrdtMetrics, CrdtRejectReason } from './metrics.ts'
 import type { CrdtDescriptor } from './storage.ts'
-import type { CausalContext, CrdtReplica, CrdtTypeName, JsonValue } from '../../protocols/crdt/index.ts'
+import type { CausalContext, CrdtReplica, CrdtTypeName, JsonValue, VersionVector } from '../../protocols/crdt/index.ts'
+import type { Rga } from '../../protocols/crdt/rga/index.ts'
 import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
 import type { MembershipService } from '../membership/service.ts'
@@ -195,6 +203,11 @@ export interface CrdtHandle<T extends CrdtTypeName = CrdtTypeName> {
   value(): CrdtValueOf<T>
   /** Replica (peer id) -> how many of its ops this copy holds, without gaps. */
   versionVector(): Record<string, number>
+  /**
+   * Replica (peer id) -> how many of its ops every member is known to hold
+   * (causally stable); empty until every member has reported.
+   */
+  stableVector(): Record<string, number>
 }
 
 export interface CrdtSummary {
@@ -215,14 +228,20 @@ interface Entry {
   /** The state's encoding and its hash, until the state changes. */
   encoded: Uint8Array | undefined
   hash: Uint8Array | undefined
+  /** rga: the stable version it was last compacted at. */
+  compactedAt: VersionVector | null
 }
 
 /** A state on the wire: name, type, state encoding, context encoding. */
 type WireState = [string, string, Uint8Array, Uint8Array]
+/** A digest entry: name, type, state hash, and (since stability reports) the encoded report. */
+type DigestEntry = [string, string, Uint8Array, Uint8Array?]
 
 interface StatesMessage {
   states: WireState[]
   want: string[]
+  /** The sender's stability report per CRDT: name, encoded report. */
+  reports: Array<[string, Uint8Array]>
 }
 
 export class CrdtService implements Startable {
@@ -237,6 +256,7 @@ export class CrdtService implements Startable {
   readonly #entries = new Map<string, Entry>()
   readonly #byTopic = new Map<string, Entry>()
   readonly #syncing = new Set<string>()
+  readonly #reports = new StabilityReports()
   /** Peers to sync with again once the exchange under way ends (something changed meanwhile). */
   readonly #syncAgain = new Set<string>()
   readonly #dirty = new Set<string>()
@@ -296,7 +316,7 @@ export class CrdtService implements Startable {
       maxInboundStreams: this.settings.syncServesMax * 2,
       maxOutboundStreams: 64
     })
-    this.#metrics.observe(() => [...this.#entries.values()].map(e => [e.name, this.#encoded(e).byteLength]))
+    this.#metrics.observe(() => [...this.#entries.values()].map(e => [e.name, this.#encoded(e).byteLength, e.type === 'rga' ? (e.replica.state as Rga).tombstoneUnits : null]))
     this.#running = true
   }
 
@@ -389,7 +409,7 @@ export class CrdtService implements Startable {
   // ---- entries ----
 
   #newEntry (name: string, type: CrdtTypeName): Entry {
-    const entry: Entry = { name, type, topic: crdtTopic(this.cluster, name), replica: createReplica(type, this.#self), context: EMPTY_CONTEXT, encoded: undefined, hash: undefined }
+    const entry: Entry = { name, type, topic: crdtTopic(this.cluster, name), replica: createReplica(type, this.#self), context: EMPTY_CONTEXT, encoded: undefined, hash: undefined, compactedAt: null }
     this.#entries.set(name, entry)
     this.#byTopic.set(entry.topic, entry)
     return entry
@@ -402,7 +422,8 @@ export class CrdtService implements Startable {
       apply: (op) => { this.#applyLocal(entry, op) },
       flushed: async () => { await this.#saveSoon() },
       value: () => entry.replica.value() as CrdtValueOf<CrdtTypeName>,
-      versionVector: () => Object.fromEntries(versionVector(entry.context))
+      versionVector: () => Object.fromEntries(versionVector(entry.context)),
+      stableVector: () => Object.fromEntries(this.#stableContext(entry) ?? [])
     }
   }
 
@@ -551,7 +572,82 @@ export class CrdtService implements Startable {
   }
 
   #digest (): Uint8Array {
-    return encode({ v: WIRE_VERSION, t: 'digest', crdts: [...this.#entries.values()].map(e => [e.name, e.type, this.#hash(e)]) })
+    return encode({ v: WIRE_VERSION, t: 'digest', crdts: [...this.#entries.values()].map(e => [e.name, e.type, this.#hash(e), this.#report(e)]) })
+  }
+
+  // ---- causal stability ----
+
+  #report (entry: Entry): Uint8Array {
+    const document = entry.type === 'rga' ? (entry.replica.state as Rga).version() : null
+    return encodeReport({ context: versionVector(entry.context), document })
+  }
+
+  #reportsOf (): Array<[string, Uint8Array]> {
+    return [...this.#entries.values()].map(e => [e.name, this.#report(e)])
+  }
+
+  /** Keeps a peer's reports (on CRDTs this node holds), then collects what became stable. */
+  #takeReports (peer: string, reports: Iterable<[string, Uint8Array | undefined]>): void {
+    for (const [name, bytes] of reports) {
+      if (bytes === undefined || !this.#entries.has(name)) { continue }
+      const report = decodeReport(bytes)
+      if (report === null) { this.#reject('malformed', peer, { name }); continue }
+      this.#reports.record(name, peer, report)
+    }
+    const members = this.#members()
+    if (members === null) { return }
+    this.#reports.retain(members)
+    for (const entry of this.#entries.values()) {
+      if (entry.type === 'rga') { this.#collectStable(entry, members) }
+    }
+  }
+
+  /**
+   * The members whose reports stability needs (this node aside): every
+   * member membership knows that has not left or been revoked, and every
+   * admitted peer. Null without membership: a peer that is down would be
+   * forgotten, so nothing is ever taken as stable.
+   */
+  #members (): Set<string> | null {
+    const membership = optionalService(() => this.#components.membership)
+    if (membership === undefined) { return null }
+    const { admission } = this.#components
+    const members = new Set(admission.admittedPeers())
+    for (const { peerId, state } of membership.memberStates()) {
+      if (state !== 'left') { members.add(peerId) }
+    }
+    members.delete(this.#self)
+    for (const peer of members) {
+      if (admission.isRevoked(peer)) { members.delete(peer) }
+    }
+    return members
+  }
+
+  /** The ops of each replica every member holds, or null when not every member has reported. */
+  #stableContext (entry: Entry): Map<string, number> | null {
+    const members = this.#members()
+    const reports = members === null ? null : this.#reports.of(entry.name, members)
+    if (reports === null) { return null }
+    return meetClocks([versionVector(entry.context), ...[...reports.values()].map(r => r.context)])
+  }
+
+  /** Collects the rga's tombstones and history every member holds, when that grew. */
+  #collectStable (entry: Entry, members: Set<string>): void {
+    const reports = this.#reports.of(entry.name, members)
+    if (reports === null) { return }
+    const documents = new Map<string, Map<string, number>>()
+    for (const [peer, report] of reports) {
+      if (report.document === null) { return }
+      documents.set(peer, new Map(report.document))
+    }
+    const doc = entry.replica.state as Rga
+    const stable = doc.stableFrontier(documents)
+    if (stable === null || (entry.compactedAt !== null && sameClock(stable, entry.compactedAt))) { return }
+    const units = compactRgaDoc(doc, stable)
+    entry.compactedAt = stable
+    this.#metrics.collected(units)
+    this.#log.debug({ name: entry.name, units }, 'crdt: collected what is causally stable')
+    this.#changed(entry)
   }
 
   /** Our states for `names` (those we hold), within the message budget. */
@@ -633,7 +729,8 @@ export class CrdtService implements Startable {
       const reply = parseStates(decodeBoundedCbor((await lp.read({ signal })).subarray()))
       if (reply === null) { throw new Error('malformed states message') }
       this.#takeStates(peer, reply.states)
-      await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(reply.want), want: [] }), { signal })
+      this.#takeReports(peer, reply.reports)
+      await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(reply.want), want: [], reports: [] }), { signal })
       await stream.close({ signal })
       this.#metrics.sync('ok', 'client')
       return true
@@ -661,17 +758,19 @@ export class CrdtService implements Startable {
       const digest = parseDigest(decodeBoundedCbor((await lp.read({ signal })).subarray()))
       if (digest === null) { throw new Error('malformed digest') }
       const theirs = new Map(digest.map(([name, type, hash]) => [name, { type, hash }]))
+      const reports = digest.map(([name, , , report]): [string, Uint8Array | undefined] => [name, report])
       const send: string[] = []
       for (const entry of this.#entries.values()) {
         const other = theirs.get(entry.name)
         if (other === undefined || (other.type === entry.type && !Buffer.from(other.hash).equals(this.#hash(entry)))) { send.push(entry.name) }
       }
       const want = this.#isWriter(peer) ? this.#wanted(theirs) : []
-      await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(send), want }), { signal })
+      await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(send), want, reports: this.#reportsOf() }), { signal })
       const states = parseStates(decodeBoundedCbor((await lp.read({ signal })).subarray()))
       if (states === null) { throw new Error('malformed states message') }
       const wanted = new Set(want)
       this.#takeStates(peer, states.states.filter(([name]) => wanted.has(name)))
+      this.#takeReports(peer, reports)
       await stream.close({ signal })
       this.#metrics.sync('ok', 'server')
     } catch (err) {
@@ -789,28 +888,45 @@ function parseDelta (data: Uint8Array): { type: unknown, c: number, delta: Uint8
   return { type: m.type, c: m.c, delta: m.delta }
 }
 
+function sameClock (a: VersionVector, b: VersionVector): boolean {
+  return a.size === b.size && [...a].every(([replica, n]) => b.get(replica) === n)
+}
+
 function isBytes (value: unknown): value is Uint8Array {
   return value instanceof Uint8Array
 }
 
-function parseDigest (message: unknown): Array<[string, string, Uint8Array]> | null {
+/** A digest's entries; an entry without a report (a node from before reports) is one. */
+function parseDigest (message: unknown): DigestEntry[] | null {
   const m = message as { v?: unknown, t?: unknown, crdts?: unknown } | null
   if (m?.v !== WIRE_VERSION || m.t !== 'digest' || !Array.isArray(m.crdts) || m.crdts.length > SYNC_ENTRIES_MAX) { return null }
   for (const item of m.crdts as unknown[]) {
-    if (!Array.isArray(item) || item.length !== 3 || typeof item[0] !== 'string' || typeof item[1] !== 'string' || !isBytes(item[2])) { return null }
+    if (!Array.isArray(item) || (item.length !== 3 && item.length !== 4) || typeof item[0] !== 'string' || typeof item[1] !== 'string' || !isBytes(item[2])) { return null }
+    if (item.length === 4 && !isBytes(item[3])) { return null }
   }
-  return m.crdts as Array<[string, string, Uint8Array]>
+  return m.crdts as DigestEntry[]
 }
 
 function parseStates (message: unknown): StatesMessage | null {
-  const m = message as { v?: unknown, t?: unknown, states?: unknown, want?: unknown } | null
+  const m = message as { v?: unknown, t?: unknown, states?: unknown, want?: unknown, reports?: unknown } | null
   if (m?.v !== WIRE_VERSION || m.t !== 'states' || !Array.isArray(m.states) || !Array.isArray(m.want)) { return null }
   if (m.states.length > SYNC_ENTRIES_MAX || m.want.length > SYNC_ENTRIES_MAX) { return null }
+  const reports = parseReports(m.reports)
+  if (reports === null) { return null }
   for (const item of m.states as unknown[]) {
     if (!Array.isArray(item) || item.length !== 4 || typeof item[0] !== 'string' || typeof item[1] !== 'string' || !isBytes(item[2]) || !isBytes(item[3])) { return null }
   }
   if (!(m.want as unknown[]).every(n => typeof n === 'string')) { return null }
-  return { states: m.states as WireState[], want: m.want as string[] }
+  return { states: m.states as WireState[], want: m.want as string[], reports }
+}
+
+/** A states message's reports: [name, encoded report] pairs (absent from nodes from before stability reports). */
+function parseReports (reports: unknown = []): Array<[string, Uint8Array]> | null {
+  if (!Array.isArray(reports) || reports.length > SYNC_ENTRIES_MAX) { return null }
+  for (const item of reports as unknown[]) {
+    if (!Array.isArray(item) || item.length !== 2 || typeof item[0] !== 'string' || !isBytes(item[1])) { return null }
+  }
+  return reports as Array<[string, Uint8Array]>
 }
 
 /** The node's gossipsub, if it has one as `pubsub` (and it is gossipsub). */

@@ -193,6 +193,26 @@ export function mergeClocks (a: VersionVector, b: VersionVector): Map<ReplicaId,
 }
 
 /**
+ * The entry-wise minimum of vector clocks (a replica missing from one is 0
+ * there, so it is left out): what every one of them has seen. Applied to
+ * every live member's version vector, the causally stable ops.
+ */
+export function meetClocks (clocks: Iterable<VersionVector>): Map<ReplicaId, number> {
+  let meet: Map<ReplicaId, number> | null = null
+  for (const clock of clocks) {
+    if (meet === null) {
+      meet = new Map(clock)
+      continue
+    }
+    for (const [replica, n] of meet) {
+      const other = clock.get(replica) ?? 0
+      if (other === 0) { meet.delete(replica) } else if (other < n) { meet.set(replica, other) }
+    }
+  }
+  return meet ?? new Map()
+}
+
+/**
  * Causal delivery test for an op stamped with its origin's clock (which
  * counts the op itself): 'ready' when it is the origin's next op and every
  * op it depends on has been delivered, 'duplicate' when it was delivered

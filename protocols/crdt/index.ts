@@ -18,6 +18,7 @@ export {
   dotKey,
   EMPTY_CONTEXT,
   joinContexts,
+  meetClocks,
   mergeClocks,
   nextDot,
   versionVector

@@ -26,6 +26,20 @@
  * document (O(n) integrations, none buffered) and refuses a batch that does
  * not re-encode to the same bytes, so equal states have equal bytes.
  *
+ * Compaction (`compactRgaDoc`): once every live member holds the ops up to
+ * a stable version vector, the document collects the tombstones stable
+ * under it (Rga.collectStable) and its history drops those ops (its base).
+ * A compacted state is encoded as an empty field (its mark), the history's
+ * ops after the base, the pending ops, a snapshot of the document (rga/snapshot.ts), then
+ * the base; decoding loads the snapshot and takes the ops as its history.
+ * Joining stays the union of op sets for every replica at or past the
+ * base: the ops it lacks are in the history. A replica behind the base
+ * (one that was not a member when the base became stable, or was absent
+ * too long) cannot take them as ops: an empty one adopts the document,
+ * and one holding ops of its own restarts from the document and re-applies
+ * its ops that the document lacks; those that depend on collected
+ * tombstones cannot be placed and are dropped (`RgaJoinStats.dropped`).
+ *
  * Local ops: `{op: 'insert', index, text}` (text: 1..RGA_INSERT_LENGTH_MAX
  * UTF-16 units, index 0..length), `{op: 'delete', index, length}` (length
  * >= 1, index + length <= length); positions in UTF-16 units; other fields
@@ -33,14 +47,15 @@
  */
 import { bytesEqual, DecodeError } from '../kv/codec.ts'
 import { CRDT_ENCODING_BYTES_MAX } from './codec.ts'
+import { readGCounter, writeGCounter } from './g-counter.ts'
 import { opOf } from './ops.ts'
 import { decodeOps, encodeOps } from './rga/codec.ts'
-import { OpHistory } from './rga/history.ts'
+import { OpHistory, opSize } from './rga/history.ts'
 import { Rga } from './rga/rga.ts'
 import { encodeRga, loadRga } from './rga/snapshot.ts'
 import { REPLICA_ID_LENGTH_MAX } from './rga/validate.ts'
 import type { OpRecord } from './ops.ts'
-import type { Op } from './rga/types.ts'
+import type { Op, VersionVector } from './rga/types.ts'
 import type { CrdtType, MutationEnv, Result } from './types.ts'
 import type { ByteReader, ByteWriter } from '../kv/codec.ts'
 
@@ -71,16 +86,61 @@ export function cloneRgaDoc (doc: Rga): Rga {
   return loaded.value
 }
 
+/** What joins have dropped since start: ops of a replica behind a compacted base that depend on collected tombstones. */
+export const rgaJoinStats = { dropped: 0 }
+
 /**
  * Joins `b` into `a`, changing a (its owner's copy) and returning it. Ops
  * of b that a cannot take (its pending buffer is full, or an op names a
- * unit that is not one) are left out; a later join brings them.
+ * unit that is not one) are left out; a later join brings them. When a is
+ * behind b's compacted base it cannot take b's ops: the result is then a
+ * copy of b with a's own ops re-applied (see Compaction above).
  */
 export function absorbRga (a: Rga, b: Rga): Rga {
   if (a === b) { return a }
+  const base = b.history?.base
+  if (base !== undefined && base.size > 0 && !covers(a.version(), base)) { return restartFrom(b, a) }
   for (const op of b.opsSince(a.version())) { a.apply(op) }
   for (const op of b.pendingOps()) { a.apply(op) }
   return a
+}
+
+/**
+ * A copy of `b` with the ops of `a` that it lacks: a's own history, in
+ * causal order. An op that cannot be placed (it depends on a collected
+ * tombstone), and every later op of its replica, which waits for it, are
+ * dropped and counted. a's pending ops are others' ops that sync brings
+ * again: they go too.
+ */
+function restartFrom (b: Rga, a: Rga): Rga {
+  const restarted = cloneRgaDoc(b)
+  const waiting = restarted.takePending()
+  for (const op of a.opsSince(restarted.version())) {
+    if (!restarted.apply(op).ok) { rgaJoinStats.dropped++ }
+  }
+  rgaJoinStats.dropped += restarted.takePending().length
+  for (const op of waiting) { restarted.apply(op) }
+  return restarted
+}
+
+/** Whether version `v` holds every op within `base`. */
+function covers (v: VersionVector, base: ReadonlyMap<string, number>): boolean {
+  for (const [id, next] of base) {
+    if ((v.get(id) ?? 0) < next) { return false }
+  }
+  return true
+}
+
+/**
+ * Collects what is causally stable under `stable` (every live member holds
+ * the ops it covers; see Rga.stableFrontier, which computes it): the
+ * tombstones within it, and the history's ops within it. Returns the units
+ * of tombstone removed.
+ */
+export function compactRgaDoc (doc: Rga, stable: VersionVector): number {
+  const units = doc.collectStable(stable)
+  doc.history?.truncate(stable)
+  return units
 }
 
 export function joinRga (a: Rga, b: Rga): Rga {
@@ -133,21 +193,69 @@ export function applyRga (state: Rga, op: unknown, env: MutationEnv): Result<Rga
 }
 
 export function writeRga (writer: ByteWriter, state: Rga): void {
-  writer.bytes(encodeOps(rgaDocOps(state)))
+  const base = state.history?.base
+  if (base === undefined || base.size === 0) {
+    writer.bytes(encodeOps(rgaDocOps(state)))
+    return
+  }
+  // an empty first field marks a compacted state (an op batch is never empty)
+  writer.bytes(new Uint8Array(0))
+  writer.bytes(encodeOps(state.opsSince()))
+  writer.bytes(encodeOps(state.pendingOps()))
+  writer.bytes(encodeRga(state))
+  writeGCounter(writer, base)
 }
 
 export function readRga (reader: ByteReader): Rga {
+  const first = reader.bytes('rga ops', CRDT_ENCODING_BYTES_MAX)
+  // a state with no compacted base: its ops and nothing else
+  if (first.byteLength > 0) {
+    const doc = emptyRgaDoc()
+    applyAll(doc, decodedOps(first))
+    checkCanonical(rgaDocOps(doc), first)
+    return doc
+  }
   const bytes = reader.bytes('rga ops', CRDT_ENCODING_BYTES_MAX)
+  const ops = decodedOps(bytes)
+  const pendingBytes = reader.bytes('rga pending ops', CRDT_ENCODING_BYTES_MAX)
+  const pending = decodedOps(pendingBytes)
+  const documentBytes = reader.bytes('rga document', CRDT_ENCODING_BYTES_MAX)
+  const base = readGCounter(reader)
+  if (base.size === 0) { throw new DecodeError('rga compacted base is empty') }
+  const history = new OpHistory()
+  history.truncate(base)
+  const doc = loadRga(documentBytes, DOC_REPLICA, { history })
+  if (!doc.ok) { throw new DecodeError(`rga document: ${doc.error}`) }
+  const version = doc.value.version()
+  if (!covers(version, base)) { throw new DecodeError('rga compacted base is past the document') }
+  for (const op of ops) {
+    // the document holds these ops: they are its history after the base
+    if (op.seq < (base.get(op.replica) ?? 0) || op.seq + opSize(op) > (version.get(op.replica) ?? 0)) {
+      throw new DecodeError(`rga op ${op.replica}:${op.seq} is not between the base and the document's version`)
+    }
+    history.record(op)
+  }
+  checkCanonical(doc.value.opsSince(), bytes)
+  applyAll(doc.value, pending)
+  checkCanonical(doc.value.pendingOps(), pendingBytes)
+  return doc.value
+}
+
+function decodedOps (bytes: Uint8Array): Op[] {
   const ops = decodeOps(bytes)
   if (!ops.ok) { throw new DecodeError(`rga ops: ${ops.error}`) }
-  const doc = emptyRgaDoc()
-  for (const op of ops.value) {
+  return ops.value
+}
+
+function applyAll (doc: Rga, ops: Op[]): void {
+  for (const op of ops) {
     const applied = doc.apply(op)
     if (!applied.ok) { throw new DecodeError(`rga op ${op.replica}:${op.seq}: ${applied.error}`) }
   }
-  const again = encodeOps(rgaDocOps(doc))
-  if (!bytesEqual(again, bytes)) { throw new DecodeError('rga ops are not in canonical order') }
-  return doc
+}
+
+function checkCanonical (ops: Op[], bytes: Uint8Array): void {
+  if (!bytesEqual(encodeOps(ops), bytes)) { throw new DecodeError('rga ops are not in canonical order') }
 }
 
 export const rgaType: CrdtType<Rga> = {

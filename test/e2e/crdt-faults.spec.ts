@@ -5,6 +5,9 @@
  * - A node frozen with SIGSTOP while the others change a pn-counter and an
  * or-set takes none of it meanwhile; after SIGCONT it converges to the
  * others' values.
+ * - rga tombstones are collected only once every member holds their delete:
+ * with a member frozen, sync rounds go by and nothing is collected; after
+ * SIGCONT every node collects them.
  * - A node killed with SIGKILL and restarted from its data dir
  * (`accord start --data-dir DIR` alone) reloads its saved state: started
  * while the others are frozen (so nothing reaches it by sync), it answers
@@ -19,6 +22,8 @@ import { expect } from 'aegir/chai'
 import { CRDT_SETTINGS_DEFAULTS } from '../../node/crdt/service.ts'
 import { createCrdt, crdtOp, crdtValues, waitForConnected, waitForCrdtValues } from '../lib/crdt-cluster.ts'
 import { RaftScenario } from '../lib/scenario.ts'
+import { waitFor } from '../lib/wait.ts'
+import type { ScenarioNode } from '../lib/scenario.ts'
 
 const NODES = 3
 const COUNTER = 'hits'
@@ -75,6 +80,13 @@ describe(`CRDTs under process faults (${NODES} OS processes)`, function () {
 
   const expected = (): Record<string, unknown> => ({ [COUNTER]: total, [SET]: [...elements] })
 
+  /** A sample from the node's /metrics, by its full name with labels (-1 when absent). */
+  async function metric (node: ScenarioNode, sample: string): Promise<number> {
+    const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
+    const line = text.split('\n').find(l => l.startsWith(`${sample} `))
+    return line === undefined ? -1 : Number(line.slice(sample.length + 1))
+  }
+
   it('a node frozen by SIGSTOP while the others make ops converges with them after SIGCONT', async () => {
     scenario.pause(2)
     await ops(0, 'frozen-a', 5)
@@ -82,6 +94,26 @@ describe(`CRDTs under process faults (${NODES} OS processes)`, function () {
     await waitForCrdtValues(scenario.nodes.slice(0, 2), expected(), 'the running nodes to converge while node 2 is frozen')
     scenario.resume(2)
     await waitForCrdtValues(scenario.nodes, expected(), 'the resumed node to converge with the others')
+  })
+
+  it('a frozen member holds back the collection of rga tombstones until it has reported holding their delete', async () => {
+    const [first, second] = scenario.nodes
+    await createCrdt(first, 'text', 'rga')
+    await crdtOp(first, 'text', { op: 'insert', index: 0, text: 'hello brave world' })
+    await waitForCrdtValues(scenario.nodes, { ...expected(), text: 'hello brave world' }, 'every node to hold the text')
+    scenario.pause(2)
+    await crdtOp(second, 'text', { op: 'delete', index: 6, length: 6 })
+    await waitForCrdtValues(scenario.nodes.slice(0, 2), { ...expected(), text: 'hello world' }, 'the running nodes to see the delete')
+    // ten sync rounds between the running nodes: their reports cover the delete, the frozen node's do not
+    const rounds = await metric(first, 'accord_crdt_sync_rounds_total{role="client",result="ok"}')
+    await waitFor(async () => await metric(first, 'accord_crdt_sync_rounds_total{role="client",result="ok"}') >= rounds + 10, 'ten sync rounds', 60_000)
+    expect(await metric(first, 'accord_crdt_unstable_tombstone_units{name="text"}')).to.equal(6)
+    scenario.resume(2)
+    await waitForCrdtValues(scenario.nodes, { ...expected(), text: 'hello world' }, 'the resumed node to converge')
+    await waitFor(async () => {
+      const held = await Promise.all(scenario.nodes.map(async n => metric(n, 'accord_crdt_unstable_tombstone_units{name="text"}')))
+      return held.every(units => units === 0)
+    }, 'every node to collect the tombstones', 60_000)
   })
 
   it('a node killed by SIGKILL reloads its saved state at restart and catches up with the ops made while it was down', async () => {

@@ -52,6 +52,11 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     return values.find(v => v.labels.reason === reason)?.value ?? 0
   }
 
+  const tombstones = async (node: AccordNode, name: string): Promise<number> => {
+    const values = (await node.metrics.getSingleMetric('accord_crdt_unstable_tombstone_units')?.get())?.values ?? []
+    return values.find(v => v.labels.name === name)?.value ?? -1
+  }
+
   const deltaBytesIn = async (node: AccordNode): Promise<number> => {
     const values = (await node.metrics.getSingleMetric('accord_crdt_delta_bytes_total')?.get())?.values ?? []
     return values.find(v => v.labels.direction === 'in')?.value ?? 0
@@ -186,6 +191,38 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     expect((await call(a, 'POST', '/v1/crdt/doc', { op: 'delete', index: 2, length: 2 })).status).to.equal(200)
     await waitFor(() => nodesNow.every(n => text(n) === text(a)) && text(a).length === length + 1, 'every node to converge on the new edits', DEADLINE_MS)
     expect(text(a).slice(0, 2)).to.equal('AC')
+  })
+
+  it('collects rga tombstones once every member holds their deletes, shows what is stable, and a restarted member catches up', async () => {
+    const all = await nodes(3)
+    const [a, b, c] = all
+    const doc = a.crdt.registerCRDT('notes', 'rga')
+    doc.apply({ op: 'insert', index: 0, text: 'hello brave new world' })
+    await doc.flushed()
+    await waitFor(() => all.every(n => valueOf(n, 'notes') === 'hello brave new world'), 'every node to hold the text', DEADLINE_MS)
+    expect((await call(b, 'POST', '/v1/crdt/notes', { op: 'delete', index: 5, length: 6 })).status).to.equal(200)
+    await waitFor(() => all.every(n => valueOf(n, 'notes') === 'hello new world'), 'every node to see the delete', DEADLINE_MS)
+    // sync rounds carry reports: once each node has heard from both others, the delete is stable everywhere
+    await waitFor(async () => {
+      await Promise.all(all.map(async n => n.crdt.synchronise()))
+      return (await Promise.all(all.map(async n => tombstones(n, 'notes')))).every(t => t === 0)
+    }, 'every node to collect the tombstones', DEADLINE_MS)
+    const got = await call(c, 'GET', '/v1/crdt/notes')
+    expect(got.json.value).to.equal('hello new world')
+    expect(got.json.stableVector).to.deep.equal(got.json.versionVector)
+    expect(Object.keys(got.json.stableVector)).to.have.members([a.libp2p.peerId.toString(), b.libp2p.peerId.toString()])
+
+    // c stops; a deletes; c comes back from its data dir, catches up, and every node collects again
+    await c.stop()
+    expect((await call(a, 'POST', '/v1/crdt/notes', { op: 'delete', index: 0, length: 6 })).status).to.equal(200)
+    const back = await cluster.restart(c)
+    const now = [a, b, back]
+    await waitFor(async () => {
+      await Promise.all(now.map(async n => n.crdt.synchronise()))
+      return now.every(n => valueOf(n, 'notes') === 'new world') && (await Promise.all(now.map(async n => tombstones(n, 'notes')))).every(t => t === 0)
+    }, 'every node to catch up and collect', DEADLINE_MS)
+    back.crdt.crdt('notes')?.apply({ op: 'insert', index: 9, text: '!' })
+    await waitFor(() => [a, b, back].every(n => valueOf(n, 'notes') === 'new world!'), 'every node to take c\'s edit', DEADLINE_MS)
   })
 
   it('with a writer allowlist, a member not on it is ignored (its deltas and states change nothing) and counted', async () => {

@@ -8,7 +8,7 @@ import { expect } from 'aegir/chai'
 import fc from 'fast-check'
 import { createReplica, crdtType, decodeState, encodeState } from '../../protocols/crdt/index.ts'
 import { encodeOps, OpHistory, Rga } from '../../protocols/crdt/rga/index.ts'
-import { absorbRga, cloneRgaDoc, emptyRgaDoc, RGA_INSERT_LENGTH_MAX } from '../../protocols/crdt/rga-type.ts'
+import { absorbRga, cloneRgaDoc, compactRgaDoc, emptyRgaDoc, RGA_INSERT_LENGTH_MAX, rgaJoinStats } from '../../protocols/crdt/rga-type.ts'
 import type { CrdtType } from '../../protocols/crdt/index.ts'
 import type { Op } from '../../protocols/crdt/rga/index.ts'
 
@@ -234,5 +234,115 @@ describe('crdt/rga op history (opsSince)', () => {
       for (const op of all.opsSince()) { expect(fresh.apply(op)).to.deep.equal({ ok: true, value: 'applied' }) }
       expect(fresh.toString()).to.equal(all.toString())
     }), { numRuns: 100 })
+  })
+})
+
+describe('crdt/rga compaction by causal stability (compactRgaDoc)', () => {
+  /** Every replica holds every op (the text of all three joined, each with its own pending ops drained). */
+  function converged (edits: Edit[], deliveries: number[]): Rga[] {
+    const states = edit(edits, deliveries)
+    const all = states.reduce((x, y) => type.join(x, y))
+    return states.map(s => type.join(s, all))
+  }
+  const decoded = (doc: Rga): Rga => {
+    const result = decodeState('rga', encodeState('rga', doc))
+    if (!result.ok) { throw new Error(result.error) }
+    return result.value as Rga
+  }
+  const local = (doc: Rga, op: unknown, replica: string): Rga => {
+    const delta = type.apply(doc, op, { replica, now: 0 })
+    if (!delta.ok) { throw new Error(delta.error) }
+    return delta.value
+  }
+
+  it('keeps the text, collects stable tombstones, round-trips its encoding and goes on joining edits of every replica', () => {
+    fc.assert(fc.property(editsArbitrary, fc.array(fc.nat(), { maxLength: 8 }), editsArbitrary, (edits, deliveries, later) => {
+      const [a, b, c] = converged(edits, deliveries)
+      const text = a.toString()
+      const stable = a.stableFrontier(new Map([['b', b.version()], ['c', c.version()]]))
+      if (stable === null) { throw new Error('no frontier though every replica holds every op') }
+      compactRgaDoc(a, stable)
+      expect(a.toString()).to.equal(text)
+      expect(a.history?.size).to.equal(0)
+      // the encoding round-trips to the same bytes, and equal compactions encode equally
+      const again = decoded(a)
+      expect(hex(again)).to.equal(hex(a))
+      expect(view(again)).to.equal(view(a))
+      compactRgaDoc(b, stable)
+      expect(hex(b)).to.equal(hex(a))
+      // later edits of the compacted replica and of one that did not compact (c), joined both ways, converge
+      let [x, z] = [again, c]
+      for (const [r, insert, at, n, t] of later) {
+        const [doc, id] = r === 0 ? [x, 'a'] : [z, 'c']
+        const length = doc.length
+        const op = insert || length === 0 ? { op: 'insert', index: at % (length + 1), text: t } : { op: 'delete', index: at % length, length: 1 + n % (length - at % length) }
+        const delta = local(doc, op, id)
+        if (r === 0) { x = type.join(x, delta) } else { z = type.join(z, delta) }
+      }
+      const xz = decoded(absorbRga(cloneRgaDoc(x), z))
+      const zx = absorbRga(cloneRgaDoc(z), x)
+      expect(xz.toString()).to.equal(zx.toString())
+      expect(view(xz)).to.equal(view(zx))
+    }), { numRuns: 100 })
+  })
+
+  it('drops tombstones only once every reported member holds them, and a replica with nothing adopts a compacted state', () => {
+    const a = createReplica('rga', 'a')
+    a.apply({ op: 'insert', index: 0, text: 'hello world' }, 0)
+    a.apply({ op: 'delete', index: 5, length: 6 }, 0)
+    const doc = a.state as Rga
+    // b has not seen the delete: nothing is stable beyond what b holds
+    const behind = new Map([['a', 11]])
+    const partial = doc.stableFrontier(new Map([['b', behind]]))
+    expect(compactRgaDoc(doc, partial as Map<string, number>)).to.equal(0)
+    const full = doc.stableFrontier(new Map([['b', doc.version()]]))
+    expect(compactRgaDoc(doc, full as Map<string, number>)).to.equal(6)
+    expect(doc.history?.size).to.equal(0)
+    const fresh = createReplica('rga', 'z')
+    fresh.join(decoded(doc))
+    expect(fresh.value()).to.equal('hello')
+    expect((fresh.state as Rga).version()).to.deep.equal(doc.version())
+    fresh.apply({ op: 'insert', index: 5, text: '!' }, 0)
+    const back = createReplica('rga', 'a2')
+    back.join(decoded(doc))
+    back.join(decoded(fresh.state as Rga))
+    expect(back.value()).to.equal('hello!')
+  })
+
+  it('restarts a replica behind the base from the document, keeping its ops that still fit and counting those that do not', () => {
+    const a = createReplica('rga', 'a')
+    const c = createReplica('rga', 'c')
+    const typed = a.apply({ op: 'insert', index: 0, text: 'hello' }, 0)
+    if (!typed.ok) { throw new Error(typed.error) }
+    c.join(typed.value)
+    // c, cut off: one insert at the start, then one after a unit that a deletes
+    c.apply({ op: 'insert', index: 0, text: '>' }, 0)
+    c.apply({ op: 'insert', index: 4, text: 'X' }, 0)
+    a.apply({ op: 'delete', index: 1, length: 3 }, 0)
+    const doc = a.state as Rga
+    // a and b (say) hold everything a did: c is not a member any more
+    compactRgaDoc(doc, doc.stableFrontier(new Map([['b', doc.version()]])) as Map<string, number>)
+    expect(doc.toString()).to.equal('ho')
+    const dropped = rgaJoinStats.dropped
+    c.join(decoded(doc))
+    expect(c.value()).to.equal('>ho')
+    expect(rgaJoinStats.dropped - dropped).to.equal(1)
+  })
+
+  it('refuses a damaged compacted encoding', () => {
+    const a = createReplica('rga', 'a')
+    a.apply({ op: 'insert', index: 0, text: 'abc' }, 0)
+    a.apply({ op: 'delete', index: 1, length: 1 }, 0)
+    const doc = a.state as Rga
+    compactRgaDoc(doc, new Map([['a', 3]]))
+    const bytes = encodeState('rga', doc)
+    expect(decodeState('rga', bytes).ok).to.equal(true)
+    // the base is the last field: a base past the document's version
+    const pastBase = Uint8Array.from(bytes)
+    pastBase[pastBase.length - 1] = 9
+    expect(decodeState('rga', pastBase)).to.deep.include({ ok: false })
+    for (let cut = 1; cut < bytes.length; cut++) {
+      expect(decodeState('rga', bytes.subarray(0, cut)).ok, `cut at ${cut}`).to.equal(false)
+    }
   })
 })

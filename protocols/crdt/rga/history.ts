@@ -20,6 +20,14 @@
  * causal order (an op comes after all it depends on, so a replica that
  * applies them in that order never buffers one) and a canonical one (two
  * histories of the same ops list them identically).
+ *
+ * Compaction (`truncate`): once every live member holds the ops up to a
+ * version vector (causal stability), the history drops them and keeps
+ * that vector as its `base`; it then holds only the ops after the base,
+ * re-ranked as if it had started there, so two histories truncated at the
+ * same base still list the same ops identically. A replica at a version
+ * below the base cannot be served from the history: it needs the document
+ * itself (rga-type.ts ships a snapshot with such a history).
  */
 import { OP_TEXT_LENGTH_MAX } from './validate.ts'
 import type { InsertOp, Op } from './types.ts'
@@ -35,16 +43,44 @@ interface Entry {
 }
 
 export class OpHistory {
-  private readonly byReplica: Map<string, Entry[]>
+  private byReplica: Map<string, Entry[]>
   private entryCount = 0
+  /** Replica id -> seq below which its ops were dropped by `truncate` (absent: none). */
+  private baseVersion: Map<string, number>
 
   constructor (from?: OpHistory) {
     // entries are immutable: a copy shares them
     this.byReplica = new Map()
+    this.baseVersion = new Map(from?.baseVersion)
     if (from !== undefined) {
       for (const [id, entries] of from.byReplica) { this.byReplica.set(id, entries.slice()) }
       this.entryCount = from.entryCount
     }
+  }
+
+  /** The ops dropped by `truncate`: replica id -> seq below which it holds none (empty: holds every op). */
+  get base (): ReadonlyMap<string, number> {
+    return this.baseVersion
+  }
+
+  /**
+   * Drops the ops (and parts of inserts) within `stable`, which must be
+   * within what the history's owner has integrated, keeps `stable` joined
+   * into the base, and re-ranks what is left. Returns the entries dropped.
+   */
+  truncate (stable: ReadonlyMap<string, number>): number {
+    const base = new Map(this.baseVersion)
+    for (const [id, next] of stable) {
+      if (next > (base.get(id) ?? 0)) { base.set(id, next) }
+    }
+    const kept = this.since(base)
+    const before = this.entryCount
+    this.byReplica = new Map()
+    this.entryCount = 0
+    this.baseVersion = base
+    // kept is in causal order, so each op's dependencies are recorded first
+    for (const op of kept) { this.record(op) }
+    return before - this.entryCount
   }
 
   /** Entries held (after merging). */

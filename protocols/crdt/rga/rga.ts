@@ -115,6 +115,17 @@ export class Rga {
     return this.visible
   }
 
+  /** Units deleted but still held as tombstones (not yet collected): O(items). */
+  get tombstoneUnits (): number {
+    let units = 0
+    for (let c: Chunk | null = this.head; c !== null; c = c.next) {
+      for (const item of c.items) {
+        if (item.deleted) { units += item.len }
+      }
+    }
+    return units
+  }
+
   get pendingCount (): number {
     return this.pending.length
   }
@@ -294,6 +305,13 @@ export class Rga {
   /** The ops waiting in the pending buffer, sorted by replica and seq. */
   pendingOps (): Op[] {
     return this.pending.slice()
+  }
+
+  /** Empties the pending buffer; returns the ops it held (sorted by replica and seq). */
+  takePending (): Op[] {
+    const ops = this.pending.splice(0)
+    this.pendingUnits = 0
+    return ops
   }
 
   /**
@@ -483,9 +501,11 @@ export class Rga {
       this.replicas[rep].next = op.seq + op.text.length
       this.lamport = Math.max(this.lamport, op.lamport + op.text.length)
     } else {
+      // no timestamp from a remote delete (it carries none): the clock is
+      // then the largest insert timestamp seen, the same at every replica
+      // holding the same ops, which a compacted state's encoding relies on
       this.integrateDelete(op, rep)
       this.replicas[rep].next = op.seq + 1
-      this.lamport += 1
     }
     this.history?.record(op)
     return null

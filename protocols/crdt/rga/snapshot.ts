@@ -5,7 +5,7 @@
  * on, both live or both deleted) as one, in columns:
  *
  * - u8 0xa7, u8 version (1)
- * - varint replica count, ids as UTF-8
+ * - varint replica count, ids as UTF-8 (the replicas with ops, sorted)
  * - varint version vector entry per replica, varint lamport
  * - varint item count n
  * - replica column: varint run count, runs of (replica index, count)
@@ -81,9 +81,14 @@ class RunColumn {
 export function encodeRga (doc: Rga): Uint8Array {
   const writer = new ByteWriter(4096)
   writer.u8(MAGIC).u8(SNAPSHOT_VERSION)
-  writer.varint(doc.replicas.length)
-  for (const r of doc.replicas) { writer.utf8(r.id) }
-  for (const r of doc.replicas) { writer.varint(r.next) }
+  // the table lists the replicas with ops, by id: equal documents encode equally, whatever order they met their replicas in
+  const table = doc.replicas.map((_r, i) => i).filter(i => doc.replicas[i].next > 0)
+    .sort((x, y) => doc.replicas[x].id < doc.replicas[y].id ? -1 : 1)
+  const slot = new Array<number>(doc.replicas.length).fill(-1)
+  table.forEach((rep, k) => { slot[rep] = k })
+  writer.varint(table.length)
+  for (const rep of table) { writer.utf8(doc.replicas[rep].id) }
+  for (const rep of table) { writer.varint(doc.replicas[rep].next) }
   writer.varint(doc.lamport)
 
   const reps = new RunColumn()
@@ -102,7 +107,7 @@ export function encodeRga (doc: Rga): Uint8Array {
   const flush = (): void => {
     if (rep < 0) { return }
     count++
-    reps.push(rep)
+    reps.push(slot[rep])
     stamps.push(zigzag(lam - seq))
     const jump = seq !== expected[rep]
     items.varint(len * 4 + (deleted ? 2 : 0) + (jump ? 1 : 0))

@@ -50,17 +50,19 @@ import { lpStream } from '@libp2p/utils'
 import { encode } from 'cborg'
 import { Registry } from 'prom-client'
 import { readContext, writeContext } from '../../protocols/crdt/causal.ts'
-import { contextFromDots, createReplica, EMPTY_CONTEXT, encodeState, isCrdtTypeName, joinContexts, meetClocks, nextDot, versionVector } from '../../protocols/crdt/index.ts'
+import { contextContains, contextFromDots, createReplica, crdtType, decodeState, EMPTY_CONTEXT, encodeState, isCrdtTypeName, joinContexts, meetClocks, nextDot, versionVector } from '../../protocols/crdt/index.ts'
 import { compactRgaDoc } from '../../protocols/crdt/rga-type.ts'
 import { ByteReader, ByteWriter, compareUtf8, DecodeError } from '../../protocols/kv/codec.ts'
 import { hostFromComponents, optionalService } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
 import { boundedLengthDecoder } from '../raft/transport.ts'
+import { DeltaLog } from './delta-log.ts'
 import { crdtMetrics } from './metrics.ts'
 import { decodeReport, encodeReport, StabilityReports } from './stability.ts'
 import { CrdtStorage } from './storage.ts'
 import type { CrdtMetrics, CrdtRejectReason } from './metrics.ts'
+import type { StabilityReport } from './stability.ts'
 import type { CrdtDescriptor } from './storage.ts'
 import type { CausalContext, CrdtReplica, CrdtTypeName, JsonValue, VersionVector } from '../../protocols/crdt/index.ts'
 import type { Rga } from '../../protocols/crdt/rga/index.ts'
@@ -116,6 +118,8 @@ const SYNC_SLACK_BYTES = 64 * 1024
 /** Most entries a peer's digest or states list may hold. */
 const SYNC_ENTRIES_MAX = 10_000
 const WIRE_VERSION = 1
+/** Most ops one gossip message (a batch) carries the deltas of. */
+export const DELTA_BATCH_OPS_MAX = 256
 const HASH_BYTES = 16
 
 export interface CrdtInit {
@@ -230,6 +234,8 @@ interface Entry {
   hash: Uint8Array | undefined
   /** rga: the stable version it was last compacted at. */
   compactedAt: VersionVector | null
+  /** Recent deltas by dot, sent in sync instead of the state when they cover what a peer lacks. */
+  readonly log: DeltaLog
 }
 
 /** A state on the wire: name, type, state encoding, context encoding. */
@@ -409,7 +415,7 @@ export class CrdtService implements Startable {
   // ---- entries ----
 
   #newEntry (name: string, type: CrdtTypeName): Entry {
-    const entry: Entry = { name, type, topic: crdtTopic(this.cluster, name), replica: createReplica(type, this.#self), context: EMPTY_CONTEXT, encoded: undefined, hash: undefined, compactedAt: null }
+    const entry: Entry = { name, type, topic: crdtTopic(this.cluster, name), replica: createReplica(type, this.#self), context: EMPTY_CONTEXT, encoded: undefined, hash: undefined, compactedAt: null, log: new DeltaLog() }
     this.#entries.set(name, entry)
     this.#byTopic.set(entry.topic, entry)
     return entry
@@ -441,7 +447,7 @@ export class CrdtService implements Startable {
     const bytes = encodeState(entry.type, delta.value)
     if (this.#storage === null) {
       this.#changed(entry)
-      this.#publish(entry, dot.counter, bytes)
+      this.#sendLocal([{ entry, counter: dot.counter, delta: bytes }])
       return
     }
     this.#invalidate(entry)
@@ -508,15 +514,46 @@ export class CrdtService implements Startable {
     pubsub.subscribe(entry.topic)
   }
 
-  #publish (entry: Entry, counter: number, delta: Uint8Array): void {
+  /**
+   * Local ops are durable: their deltas go to the log (for sync) and out on
+   * gossip, those of one CRDT with consecutive dots joined into one message
+   * (a batch: the dots c .. c + n - 1), up to DELTA_BATCH_OPS_MAX ops and
+   * half of deltaBytesMax: each message costs a signature and, in a full
+   * mesh, a copy to every peer from every peer.
+   */
+  #sendLocal (unsent: Array<{ entry: Entry, counter: number, delta: Uint8Array }>): void {
+    let batch: typeof unsent = []
+    let bytes = 0
+    const send = (): void => {
+      if (batch.length === 0) { return }
+      const [{ entry, counter }] = batch
+      const delta = batch.length === 1 ? batch[0].delta : deltaGroup(entry.type, batch.map(u => u.delta))
+      if (delta !== null) { this.#publish(entry, counter, batch.length, delta) }
+      batch = []
+      bytes = 0
+    }
+    for (const op of unsent) {
+      if (this.#entries.get(op.entry.name) !== op.entry) { continue }
+      op.entry.log.add({ replica: this.#self, counter: op.counter }, op.delta)
+      const last = batch.at(-1)
+      const joins = last !== undefined && last.entry === op.entry && last.counter + 1 === op.counter &&
+        batch.length < DELTA_BATCH_OPS_MAX && bytes + op.delta.byteLength <= this.settings.deltaBytesMax / 2
+      if (!joins) { send() }
+      batch.push(op)
+      bytes += op.delta.byteLength
+    }
+    send()
+  }
+
+  #publish (entry: Entry, counter: number, count: number, delta: Uint8Array): void {
     const pubsub = this.#pubsub
     if (pubsub == null || !this.#running) { return }
-    const data = encode({ v: WIRE_VERSION, type: entry.type, c: counter, delta })
+    const data = encode(count === 1 ? { v: WIRE_VERSION, type: entry.type, c: counter, delta } : { v: WIRE_VERSION, type: entry.type, c: counter, n: count, delta })
     if (data.byteLength > this.settings.deltaBytesMax) {
       this.#log.debug({ name: entry.name, bytes: data.byteLength }, 'crdt: delta too large to publish, left to anti-entropy')
       return
     }
-    this.#metrics.deltaSent(data.byteLength)
+    this.#metrics.deltaSent(data.byteLength, count)
     pubsub.publish(entry.topic, data).catch((err: Error) => {
       // no peer subscribed yet, say: anti-entropy repairs it
       this.#log.debug({ name: entry.name, err: err.message }, 'crdt: publish failed')
@@ -543,9 +580,13 @@ export class CrdtService implements Startable {
     if (!isCrdtTypeName(decoded.type)) { return this.#refuse(TopicValidatorResult.Reject, from, author, 'unknown-type') }
     // two nodes created the name with different types: neither is at fault
     if (decoded.type !== entry.type) { return this.#refuse(TopicValidatorResult.Ignore, from, author, 'type-mismatch') }
+    const dots = Array.from({ length: decoded.n }, (_, i) => ({ replica: author, counter: decoded.c + i }))
+    // held already (it came by sync first): valid, nothing to join
+    if (dots.every(dot => contextContains(entry.context, dot))) { return TopicValidatorResult.Accept }
     const started = performance.now()
     if (!entry.replica.joinEncoded(decoded.delta).ok) { return this.#refuse(TopicValidatorResult.Reject, from, author, 'malformed') }
-    entry.context = joinContexts(entry.context, contextFromDots([{ replica: author, counter: decoded.c }]))
+    entry.context = joinContexts(entry.context, contextFromDots(dots))
+    entry.log.addGroup(dots, decoded.delta)
     this.#metrics.merged((performance.now() - started) / 1000)
     this.#changed(entry)
     return TopicValidatorResult.Accept
@@ -586,14 +627,21 @@ export class CrdtService implements Startable {
     return [...this.#entries.values()].map(e => [e.name, this.#report(e)])
   }
 
-  /** Keeps a peer's reports (on CRDTs this node holds), then collects what became stable. */
-  #takeReports (peer: string, reports: Iterable<[string, Uint8Array | undefined]>): void {
+  /** A peer's reports on CRDTs this node holds, decoded (a malformed one is counted and left out). */
+  #decodeReports (peer: string, reports: Iterable<[string, Uint8Array | undefined]>): Map<string, StabilityReport> {
+    const out = new Map<string, StabilityReport>()
     for (const [name, bytes] of reports) {
       if (bytes === undefined || !this.#entries.has(name)) { continue }
       const report = decodeReport(bytes)
       if (report === null) { this.#reject('malformed', peer, { name }); continue }
-      this.#reports.record(name, peer, report)
+      out.set(name, report)
     }
+    return out
+  }
+
+  /** Keeps a peer's reports, then collects what became stable. */
+  #takeReports (peer: string, reports: ReadonlyMap<string, StabilityReport>): void {
+    for (const [name, report] of reports) { this.#reports.record(name, peer, report) }
     const members = this.#members()
     if (members === null) { return }
     this.#reports.retain(members)
@@ -650,8 +698,13 @@ export class CrdtService implements Startable {
     this.#changed(entry)
   }
 
-  /** Our states for `names` (those we hold), within the message budget. */
-  #statesFor (names: Iterable<string>): WireState[] {
+  /**
+   * What a peer lacks of `names` (those we hold), within the message
+   * budget: for a name it reported on, the join of our logged deltas of
+   * the ops it lacks (nothing when it lacks none), when the log still has
+   * them all; else the whole state.
+   */
+  #statesFor (names: Iterable<string>, theirs: ReadonlyMap<string, StabilityReport> = new Map()): WireState[] {
     const budget = this.settings.syncMessageBytesMax - SYNC_SLACK_BYTES
     let used = 0
     const states: WireState[] = []
@@ -660,14 +713,19 @@ export class CrdtService implements Startable {
       const entry = this.#entries.get(name)
       // a state holding local ops not on disk yet goes in a later round: like their deltas, it must not outlive a crash here
       if (entry === undefined || unsaved.has(entry)) { continue }
-      const state = this.#encoded(entry)
-      const context = encodeContext(entry.context)
+      const report = theirs.get(name)
+      const gap = report === undefined ? null : entry.log.gap(entry.context, report.context)
+      if (gap !== null && gap.dots.length === 0) { continue }
+      const group = gap === null ? null : deltaGroup(entry.type, gap.deltas)
+      const state = group ?? this.#encoded(entry)
+      const context = encodeContext(gap === null || group === null ? entry.context : contextFromDots(gap.dots))
       const size = state.byteLength + context.byteLength + name.length + 32
       if (used + size > budget) {
         this.#log.debug({ name, bytes: size }, 'crdt: state left for a later sync round (message budget)')
         continue
       }
       used += size
+      this.#metrics.syncSent(group === null ? 'state' : 'deltas', state.byteLength)
       states.push([entry.name, entry.type, state, context])
     }
     return states
@@ -729,8 +787,9 @@ export class CrdtService implements Startable {
       const reply = parseStates(decodeBoundedCbor((await lp.read({ signal })).subarray()))
       if (reply === null) { throw new Error('malformed states message') }
       this.#takeStates(peer, reply.states)
-      this.#takeReports(peer, reply.reports)
-      await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(reply.want), want: [], reports: [] }), { signal })
+      const reports = this.#decodeReports(peer, reply.reports)
+      this.#takeReports(peer, reports)
+      await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(reply.want, reports), want: [], reports: [] }), { signal })
       await stream.close({ signal })
       this.#metrics.sync('ok', 'client')
       return true
@@ -758,14 +817,14 @@ export class CrdtService implements Startable {
       const digest = parseDigest(decodeBoundedCbor((await lp.read({ signal })).subarray()))
       if (digest === null) { throw new Error('malformed digest') }
       const theirs = new Map(digest.map(([name, type, hash]) => [name, { type, hash }]))
-      const reports = digest.map(([name, , , report]): [string, Uint8Array | undefined] => [name, report])
+      const reports = this.#decodeReports(peer, digest.map(([name, , , report]): [string, Uint8Array | undefined] => [name, report]))
       const send: string[] = []
       for (const entry of this.#entries.values()) {
         const other = theirs.get(entry.name)
         if (other === undefined || (other.type === entry.type && !Buffer.from(other.hash).equals(this.#hash(entry)))) { send.push(entry.name) }
       }
       const want = this.#isWriter(peer) ? this.#wanted(theirs) : []
-      await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(send), want, reports: this.#reportsOf() }), { signal })
+      await lp.write(encode({ v: WIRE_VERSION, t: 'states', states: this.#statesFor(send, reports), want, reports: this.#reportsOf() }), { signal })
       const states = parseStates(decodeBoundedCbor((await lp.read({ signal })).subarray()))
       if (states === null) { throw new Error('malformed states message') }
       const wanted = new Set(want)
@@ -832,10 +891,13 @@ export class CrdtService implements Startable {
     // the states written below hold these ops (they were applied before this save started)
     const unsent = this.#unsent.splice(0)
     try {
-      for (const name of names) {
+      // the files are independent: their writes and fsyncs overlap
+      const writes = await Promise.allSettled(names.map(async name => {
         const entry = this.#entries.get(name)
         if (entry !== undefined) { await storage.writeState(name, entry.type, this.#encoded(entry), encodeContext(entry.context)) }
-      }
+      }))
+      const failed = writes.find(w => w.status === 'rejected')
+      if (failed !== undefined) { throw failed.reason }
       if (registry) { await storage.writeRegistry(this.list()) }
     } catch (err) {
       this.#log.error({ err: (err as Error).message }, 'crdt: saving the states failed; retrying')
@@ -845,9 +907,7 @@ export class CrdtService implements Startable {
       if (this.#running) { this.#schedulePersist() }
       return false
     }
-    for (const { entry, counter, delta } of unsent) {
-      if (this.#entries.get(entry.name) === entry) { this.#publish(entry, counter, delta) }
-    }
+    this.#sendLocal(unsent)
     return true
   }
 }
@@ -876,16 +936,30 @@ function decodeContext (bytes: Uint8Array): CausalContext | null {
   }
 }
 
-/** A delta message, CBOR `{v, type, c, delta}`; null when it is not one. */
-function parseDelta (data: Uint8Array): { type: unknown, c: number, delta: Uint8Array } | null {
-  let m: { v?: unknown, type?: unknown, c?: unknown, delta?: unknown } | null
+/** A delta message, CBOR `{v, type, c, delta}`, or a batch `{v, type, c, n, delta}` of the dots c .. c + n - 1; null when it is not one. */
+function parseDelta (data: Uint8Array): { type: unknown, c: number, n: number, delta: Uint8Array } | null {
+  let m: { v?: unknown, type?: unknown, c?: unknown, n?: unknown, delta?: unknown } | null
   try {
     m = decodeBoundedCbor(data) as typeof m
   } catch {
     return null
   }
   if (m?.v !== WIRE_VERSION || !isBytes(m.delta) || typeof m.c !== 'number' || !Number.isSafeInteger(m.c) || m.c < 1) { return null }
-  return { type: m.type, c: m.c, delta: m.delta }
+  const n = m.n ?? 1
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > DELTA_BATCH_OPS_MAX || !Number.isSafeInteger(m.c + n)) { return null }
+  return { type: m.type, c: m.c, n, delta: m.delta }
+}
+
+/** The join of encoded deltas of one type, encoded; null when one does not decode (the state goes instead). */
+function deltaGroup (typeName: CrdtTypeName, deltas: Uint8Array[]): Uint8Array | null {
+  const type = crdtType(typeName)
+  let group: unknown
+  for (const bytes of deltas) {
+    const delta = decodeState(typeName, bytes)
+    if (!delta.ok) { return null }
+    group = group === undefined ? delta.value : type.join(group, delta.value)
+  }
+  return group === undefined ? null : encodeState(typeName, group)
 }
 
 function sameClock (a: VersionVector, b: VersionVector): boolean {

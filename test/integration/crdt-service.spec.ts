@@ -57,6 +57,13 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     return values.find(v => v.labels.name === name)?.value ?? -1
   }
 
+  const syncSent = async (node: AccordNode, kind: 'state' | 'deltas'): Promise<number> => {
+    const values = (await node.metrics.getSingleMetric('accord_crdt_sync_sent_bytes_total')?.get())?.values ?? []
+    return values.find(v => v.labels.kind === kind)?.value ?? 0
+  }
+
+  const counter = async (node: AccordNode, name: string): Promise<number> => (await node.metrics.getSingleMetric(name)?.get())?.values[0]?.value ?? 0
+
   const deltaBytesIn = async (node: AccordNode): Promise<number> => {
     const values = (await node.metrics.getSingleMetric('accord_crdt_delta_bytes_total')?.get())?.values ?? []
     return values.find(v => v.labels.direction === 'in')?.value ?? 0
@@ -107,6 +114,13 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     await waitFor(() => all.every(n => JSON.stringify(valueOf(n, 'flags')) === expected), 'both to converge by gossip', DEADLINE_MS)
     expect(await deltaBytesIn(a)).to.be.greaterThan(0)
     expect(await deltaBytesIn(b)).to.be.greaterThan(0)
+    // ops saved together go out together: one message carries the deltas of a batch
+    const messages = await counter(a, 'accord_crdt_delta_messages_total')
+    for (let i = 0; i < 40; i++) { flags.apply({ op: 'set', key: `k${i % 7}`, value: i }) }
+    await flags.flushed()
+    expect(await counter(a, 'accord_crdt_delta_ops_total')).to.equal(41)
+    expect(await counter(a, 'accord_crdt_delta_messages_total') - messages).to.be.below(40)
+    await waitFor(() => JSON.stringify(valueOf(b, 'flags')) === JSON.stringify(valueOf(a, 'flags')), 'b to take the batches by gossip', DEADLINE_MS)
   })
 
   it('a node restarted from its data dir reloads its states and catches up on what it missed over /accord/sync', async () => {
@@ -135,10 +149,13 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     b.crdt.registerCRDT('later', 'g-set').apply({ op: 'add', value: 42 })
     await waitFor(() => valueOf(b, 'hits') === 16 && valueOf(a, 'later') !== undefined, 'a and b to converge without c', DEADLINE_MS)
 
+    const deltasBefore = await syncSent(a, 'deltas') + await syncSent(b, 'deltas')
     const restarted = await cluster.restart(c)
     expect(restarted.crdt.crdt('hits'), 'reloaded from disk').to.not.equal(undefined)
     await waitFor(() => valueOf(restarted, 'hits') === 16 && JSON.stringify(valueOf(restarted, 'names')) === '{"a":"alpha","b":"beta"}' && JSON.stringify(valueOf(restarted, 'later')) === '[42]',
       'the restarted node to catch up', DEADLINE_MS)
+    // what it missed of hits and names came as the deltas it lacked (the others logged them), not as whole states
+    expect(await syncSent(a, 'deltas') + await syncSent(b, 'deltas')).to.be.above(deltasBefore)
     // and its own op survived the restart: it counts on the others too
     restarted.crdt.crdt('hits')?.apply({ op: 'increment', by: 1 })
     await waitFor(() => valueOf(a, 'hits') === 17 && valueOf(b, 'hits') === 17, 'the others to see the restarted node\'s new op', DEADLINE_MS)
@@ -182,8 +199,12 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     expect((await call(a, 'POST', '/v1/crdt/doc', { op: 'insert', index: 0, text: 'A' })).status).to.equal(200)
     expect((await call(b, 'POST', '/v1/crdt/doc', { op: 'insert', index: text(b).length, text: 'B' })).status).to.equal(200)
     await waitFor(() => text(a) === text(b) && text(a).length === length + 2, 'a and b to converge without c', DEADLINE_MS)
+    // c's saved text is what it held (sync may bring the rest before the restart resolves)
+    const [saved] = (await new CrdtStorage(c.config.dataDir).load()).filter(stored => stored.name === 'doc')
+    const reader = createReplica('rga', 'reader')
+    expect(reader.joinEncoded(saved?.state ?? new Uint8Array()).ok).to.equal(true)
+    expect(reader.value(), 'saved at stop').to.equal(got.json.value)
     const restarted = await cluster.restart(c)
-    expect(text(restarted).length, 'reloaded from disk').to.equal(length)
     const nodesNow = [a, b, restarted]
     await waitFor(() => nodesNow.every(n => text(n) === text(a)) && text(a).length === length + 2, 'the restarted node to catch up', DEADLINE_MS)
     // its new ops take fresh ids (its history came back): all converge on them

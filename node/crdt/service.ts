@@ -19,9 +19,11 @@
  * admitted peer when a CRDT is created here (how other nodes learn its
  * name) or on `synchronise()`. A name a peer holds and this node lacks is
  * registered here: the set of names converges like the states.
- * - Persistence: with a dataDir, each state (and the registry of names and
- * types) is written atomically under `<dataDir>/crdt/` a little after it
- * changes (persistDebounceMs) and at stop, and reloaded at start.
+ * - Persistence (storage.ts): with a dataDir, local ops go into a journal
+ * (one fdatasync per group commit) before they are answered or sent; the
+ * states (and the registry of names and types) are written atomically
+ * under `<dataDir>/crdt/` at checkpoints, which empty the journal, and
+ * reloaded at start with the journal's ops joined in.
  * - Version vectors: each op is a dot `(replica, n)`; a CRDT keeps the
  * causal context of the ops it has joined (deltas carry their dot, states
  * their context), so `versionVector()` tells how many ops of each replica
@@ -63,7 +65,7 @@ import { decodeReport, encodeReport, StabilityReports } from './stability.ts'
 import { CrdtStorage } from './storage.ts'
 import type { CrdtMetrics, CrdtRejectReason } from './metrics.ts'
 import type { StabilityReport } from './stability.ts'
-import type { CrdtDescriptor } from './storage.ts'
+import type { CrdtDescriptor, JournalRecord } from './storage.ts'
 import type { CausalContext, CrdtReplica, CrdtTypeName, JsonValue, VersionVector } from '../../protocols/crdt/index.ts'
 import type { Rga } from '../../protocols/crdt/rga/index.ts'
 import type { Admission } from '../admission/admission.ts'
@@ -118,6 +120,10 @@ const SYNC_SLACK_BYTES = 64 * 1024
 /** Most entries a peer's digest or states list may hold. */
 const SYNC_ENTRIES_MAX = 10_000
 const WIRE_VERSION = 1
+/** The journal is emptied (its CRDTs' states written) once it holds this much, */
+const JOURNAL_BYTES_MAX = 8 * 1024 * 1024
+/** or this long after an op went into it. */
+const CHECKPOINT_INTERVAL_MS = 5_000
 /** Most ops one gossip message (a batch) carries the deltas of. */
 export const DELTA_BATCH_OPS_MAX = 256
 const HASH_BYTES = 16
@@ -277,6 +283,8 @@ export class CrdtService implements Startable {
    * restarted node would give its dots to other ops (copies would diverge).
    */
   #unsent: Array<{ entry: Entry, counter: number, delta: Uint8Array }> = []
+  /** When the pending #persistTimer fires (Date.now() ms). */
+  #persistDue = 0
   #syncTimer: ReturnType<typeof setInterval> | undefined
   #offAdmitted: (() => void) | undefined
   #pubsub: GossipSub | undefined
@@ -317,6 +325,7 @@ export class CrdtService implements Startable {
         entry.context = decodeContext(stored.context) ?? EMPTY_CONTEXT
       }
     }
+    for (const record of await this.#storage?.openJournal() ?? []) { this.#replay(record) }
     const { admission } = this.#components
     await this.#host.handle(CRDT_SYNC_PROTOCOL, admission.gate(CRDT_SYNC_PROTOCOL, this.#onSyncStream), {
       maxInboundStreams: this.settings.syncServesMax * 2,
@@ -355,6 +364,7 @@ export class CrdtService implements Startable {
     }
     await this.#host.unhandle(CRDT_SYNC_PROTOCOL).catch(() => {})
     await this.#flush()
+    await this.#storage?.close()
   }
 
   /**
@@ -848,12 +858,32 @@ export class CrdtService implements Startable {
 
   // ---- persistence ----
 
-  #schedulePersist (): void {
-    if (this.#storage === null || this.#persistTimer !== undefined) { return }
+  /** A local op from the journal (acknowledged before a crash or stop): joined unless the saved state holds it already. */
+  #replay (record: JournalRecord): void {
+    const entry = this.#entries.get(record.name)
+    if (entry === undefined) { throw new Error(`crdt: the journal names ${JSON.stringify(record.name.slice(0, 80))}, which the registry lacks`) }
+    const dot = { replica: this.#self, counter: record.counter }
+    if (!contextContains(entry.context, dot)) {
+      const joined = entry.replica.joinEncoded(record.delta)
+      if (!joined.ok) { throw new Error(`crdt: the journal's op ${record.counter} of ${record.name} is damaged: ${joined.error}`) }
+      entry.context = joinContexts(entry.context, contextFromDots([dot]))
+    }
+    entry.log.add(dot, record.delta)
+    // the next checkpoint writes the state before it empties the journal
+    this.#dirty.add(entry.name)
+  }
+
+  /** A checkpoint (states written, journal emptied) in `delayMs`, or sooner if one is due sooner. */
+  #schedulePersist (delayMs = this.settings.persistDebounceMs): void {
+    if (this.#storage === null) { return }
+    const due = Date.now() + delayMs
+    if (this.#persistTimer !== undefined && this.#persistDue <= due) { return }
+    clearTimeout(this.#persistTimer)
+    this.#persistDue = due
     this.#persistTimer = setTimeout(() => {
       this.#persistTimer = undefined
-      this.#persisting = this.#persisting.then(async () => { await this.#persistNow() })
-    }, this.settings.persistDebounceMs)
+      this.#persisting = this.#persisting.then(async () => { await this.#persistNow(true) })
+    }, delayMs)
   }
 
   /**
@@ -865,7 +895,7 @@ export class CrdtService implements Startable {
     if (this.#queuedSave === null) {
       const save = this.#persisting.then(async () => {
         this.#queuedSave = null
-        if (!await this.#persistNow()) { throw new CrdtError('storage', 'the CRDT states could not be saved (retrying)') }
+        if (!await this.#persistNow(false)) { throw new CrdtError('storage', 'the CRDT states could not be saved (retrying)') }
       })
       this.#queuedSave = save
       this.#persisting = save.catch(() => {})
@@ -876,29 +906,42 @@ export class CrdtService implements Startable {
   async #flush (): Promise<void> {
     clearTimeout(this.#persistTimer)
     this.#persistTimer = undefined
-    this.#persisting = this.#persisting.then(async () => { await this.#persistNow() })
+    this.#persisting = this.#persisting.then(async () => { await this.#persistNow(true) })
     await this.#persisting
   }
 
-  /** Writes what changed, then sends the deltas of the local ops it holds; false when a write failed (retried later). */
-  async #persistNow (): Promise<boolean> {
+  /**
+   * Makes the local ops applied so far durable, then sends their deltas;
+   * false when a write failed (retried later). Usually by appending them to
+   * the journal (one fdatasync for all); a checkpoint (`checkpoint`, or a
+   * journal past JOURNAL_BYTES_MAX) instead writes every changed state,
+   * which holds them, and empties the journal.
+   */
+  async #persistNow (checkpoint: boolean): Promise<boolean> {
     const storage = this.#storage
     if (storage === null) { return true }
-    const names = [...this.#dirty]
-    this.#dirty.clear()
+    const full = checkpoint || storage.journalBytes >= JOURNAL_BYTES_MAX
+    const names = full ? [...this.#dirty] : []
+    if (full) { this.#dirty.clear() }
     const registry = this.#registryDirty
     this.#registryDirty = false
     // the states written below hold these ops (they were applied before this save started)
     const unsent = this.#unsent.splice(0)
     try {
-      // the files are independent: their writes and fsyncs overlap
-      const writes = await Promise.allSettled(names.map(async name => {
-        const entry = this.#entries.get(name)
-        if (entry !== undefined) { await storage.writeState(name, entry.type, this.#encoded(entry), encodeContext(entry.context)) }
-      }))
-      const failed = writes.find(w => w.status === 'rejected')
-      if (failed !== undefined) { throw failed.reason }
+      // first: journal records name CRDTs the registry must list
       if (registry) { await storage.writeRegistry(this.list()) }
+      if (full) {
+        // the files are independent: their writes and fsyncs overlap
+        const writes = await Promise.allSettled(names.map(async name => {
+          const entry = this.#entries.get(name)
+          if (entry !== undefined) { await storage.writeState(name, entry.type, this.#encoded(entry), encodeContext(entry.context)) }
+        }))
+        const failed = writes.find(w => w.status === 'rejected')
+        if (failed !== undefined) { throw failed.reason }
+        await storage.clearJournal()
+      } else if (unsent.length > 0) {
+        await storage.append(unsent.map(u => ({ name: u.entry.name, counter: u.counter, delta: u.delta })))
+      }
     } catch (err) {
       this.#log.error({ err: (err as Error).message }, 'crdt: saving the states failed; retrying')
       for (const name of names) { this.#dirty.add(name) }
@@ -907,6 +950,8 @@ export class CrdtService implements Startable {
       if (this.#running) { this.#schedulePersist() }
       return false
     }
+    // journalled ops reach their state files within CHECKPOINT_INTERVAL_MS
+    if (!full && unsent.length > 0 && this.#running) { this.#schedulePersist(CHECKPOINT_INTERVAL_MS) }
     this.#sendLocal(unsent)
     return true
   }

@@ -76,9 +76,8 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     expect((await call(a, 'PUT', '/v1/crdt/tags', { type: 'or-set' })).status).to.equal(201)
     await waitFor(() => all.every(n => n.crdt.list().length === 2), 'every node to hold both CRDTs', DEADLINE_MS)
     for (const node of all) { expect((await call(node, 'GET', '/v1/crdt')).json.crdts).to.deep.equal([{ name: 'hits', type: 'pn-counter' }, { name: 'tags', type: 'or-set' }]) }
-    // gossipsub has seen the subscriptions: deltas go out to the peers subscribed (lost ones are repaired by sync)
-    const topics = ['hits', 'tags'].map(name => crdtTopic(a.config.cluster, name))
-    await waitFor(() => all.every(n => topics.every(t => n.libp2p.services.pubsub.getSubscribers(t).length > 0)), 'every node to see a peer subscribed to both topics', DEADLINE_MS)
+    // deltas go out to the peers gossipsub knows to be subscribed; any lost (or sent before a subscription
+    // was seen) are repaired by sync, so convergence does not wait on the mesh
 
     await Promise.all(all.map(async (node, i) => {
       for (let k = 0; k < 3; k++) {

@@ -215,6 +215,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
                 dataDir: resolved.dataDir,
                 join: resolved.bootstrap.length > 0 && !resolved.raftInit,
                 joinVia: bootstrapPeers,
+                initialCluster: resolved.raftInitialCluster,
                 settings: {
                   tickIntervalMs: resolved.raftTickMs,
                   readOnlyMode: resolved.raftLeaseReads ? 'lease' : 'safe',

@@ -53,6 +53,15 @@ export interface AccordConfig {
    * bootstrap peers a fresh node always founds; with them it joins.
    */
   raftInit: boolean
+  /**
+   * The Raft group's first voters, for a node whose Raft storage is empty
+   * (etcd's --initial-cluster): a count N, which the founder (the node
+   * without bootstrap peers, or with raftInit) waits for before it makes
+   * them all voters at once; or the peer ids, which every listed node
+   * bootstraps on its own. null: the founder starts as the only voter and
+   * the others join as learners. Used on a first start only; not saved.
+   */
+  raftInitialCluster: number | string[] | null
   /** Raft timing: one tick every raftTickMs; elections after 10-20 ticks. */
   raftTickMs: number
   /** Serve `consistency=lease` reads from the leader's lease (trusts clocks). */
@@ -110,6 +119,7 @@ export function defaultConfig (dataDir: string): AccordConfig {
     discoveryIntervalMs: 10_000,
     raft: true,
     raftInit: false,
+    raftInitialCluster: null,
     raftTickMs: 100,
     raftLeaseReads: false,
     raftSnapshotEntries: 100_000,
@@ -170,6 +180,7 @@ export function validateConfig (config: AccordConfig): void {
   if (!Number.isInteger(config.crdtSyncIntervalMs) || config.crdtSyncIntervalMs < 100 || config.crdtSyncIntervalMs > 3_600_000) {
     fail('--crdt-sync-interval-ms must be an integer in 100..3600000')
   }
+  checkInitialCluster(config.raftInitialCluster, fail)
   if (!Number.isInteger(config.raftTickMs) || config.raftTickMs < 10 || config.raftTickMs > 10_000) { fail('--raft-tick-ms must be an integer in 10..10000') }
   if (!Number.isInteger(config.raftSnapshotEntries) || config.raftSnapshotEntries < 10 || config.raftSnapshotEntries > 100_000_000) {
     fail('--raft-snapshot-entries must be an integer in 10..100000000')
@@ -180,6 +191,30 @@ export function validateConfig (config: AccordConfig): void {
   }
   if (config.bftLearner && config.bftReplicas.length === 0) { fail('--bft-learner needs the PBFT replica set to follow (--bft-replicas or --bft-genesis)') }
   if (config.byzantine && config.bftReplicas.length === 0) { fail('--byzantine needs a PBFT replica set (--bft-replicas or --bft-genesis)') }
+}
+
+/** The largest --initial-cluster: every voter in one configuration (protocols/raft CONF_MEMBERS_MAX). */
+export const INITIAL_CLUSTER_MAX = 1024
+
+function checkInitialCluster (value: AccordConfig['raftInitialCluster'], fail: (message: string) => never): void {
+  if (value === null) { return }
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 1 || value > INITIAL_CLUSTER_MAX) { fail(`--initial-cluster must be a count in 1..${INITIAL_CLUSTER_MAX} or a list of peer ids`) }
+    return
+  }
+  if (!isStringArray(value) || value.length === 0 || value.length > INITIAL_CLUSTER_MAX) { fail(`--initial-cluster must be a count in 1..${INITIAL_CLUSTER_MAX} or a list of peer ids`) }
+  for (const id of value) {
+    try { peerIdFromString(id) } catch { fail(`--initial-cluster: "${id}" is not a peer id`) }
+  }
+  if (new Set(value).size !== value.length) { fail('--initial-cluster lists a peer twice') }
+}
+
+/** `--initial-cluster 3` or `--initial-cluster ID,ID,ID` (checked by validateConfig). */
+export function parseInitialCluster (flag: string | undefined): number | string[] | undefined {
+  if (flag === undefined) { return undefined }
+  const trimmed = flag.trim()
+  if (/^\d+$/.test(trimmed)) { return Number(trimmed) }
+  return trimmed.split(',').map(id => id.trim()).filter(id => id !== '')
 }
 
 export function parseHostPort (value: string, flag: string): { host: string, port: number } {

@@ -9,16 +9,22 @@
  * seconds and a set that every node adds itself to, and the view shows each
  * node's copy converging.
  *
+ * On a first run (no node has Raft state yet) the nodes start with
+ * `--initial-cluster <every peer id>`: the Raft group forms with all N
+ * voters at once, and the view tells when it did. Nodes brought back by a
+ * later run resume the group they are in.
+ *
  * The demo supervises but never restarts: a node that dies is shown as down,
  * and `accord start --data-dir <its dir>` brings it back (the view notices).
  */
 import { spawn } from 'node:child_process'
-import { mkdir, open, readFile } from 'node:fs/promises'
+import { access, mkdir, open, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { writeFileAtomic } from '../config.ts'
 import { UserError } from '../errors.ts'
 import { loadOrCreateIdentity } from '../identity.ts'
+import { raftStorageDir } from '../raft/storage/index.ts'
 import { readRuntimeInfo } from '../runtime-file.ts'
 import { apiRequest } from './api-client.ts'
 import { parseFlags, parseIntegerFlag } from './args.ts'
@@ -35,7 +41,9 @@ export const DEMO_HELP = `Usage: accord demo [--nodes N] [--data-dir DIR] [--api
 Start N accord node processes on 127.0.0.1, each bootstrapped only from the
 first, and show live what each one sees. Node i keeps its data in DIR/node-i
 (so a second demo run reuses identities), its log in DIR/node-i/node.log, and
-DIR/cluster.json lists every node. A node that dies is shown as down; bring it
+DIR/cluster.json lists every node and whether the Raft group formed. On a first
+run the nodes start with --initial-cluster (every node's peer id), so the Raft
+group forms with all N voters at once; the demo prints when. A node that dies is shown as down; bring it
 back with "accord start --data-dir DIR/node-i". Ctrl-C stops them all.
 Every node is a replica of the Byzantine-fault-tolerant store (accord bft).
 Once all nodes see each other the demo creates two CRDTs (accord crdt):
@@ -114,6 +122,11 @@ export async function demoCommand (args: string[]): Promise<void> {
   // the replica set is every node: make their identities first, to know their peer ids
   const replicas: string[] = []
   for (const node of nodes) { replicas.push((await loadOrCreateIdentity(node.dataDir)).peerId.toString()) }
+  // a first run forms the Raft group with every node as a voter at once; a
+  // later one resumes it (a node left out of it, say with --nodes raised,
+  // joins as a learner)
+  const fresh = (await Promise.all(nodes.map(async node => access(raftStorageDir(node.dataDir)).then(() => false, () => true)))).every(Boolean)
+  const initialCluster = fresh ? replicas : null
   const view = new DemoView(nodes, process.stdout.isTTY === true)
   const startedAtMs = Date.now()
   view.event(`starting ${count} nodes of cluster "${cluster}" on 127.0.0.1, data in ${dataDir} (Ctrl-C stops them all)`)
@@ -128,20 +141,21 @@ export async function demoCommand (args: string[]): Promise<void> {
   }
 
   const first = nodes[0]
-  await launch(first, cluster, [], replicas, onChildExit)
+  await launch(first, cluster, [], replicas, initialCluster, onChildExit)
   const firstInfo = await waitForRuntimeInfo(first)
   const bootstrap = `${first.multiaddr}/p2p/${firstInfo.peerId}`
   // the others join with a token from node 0 (the demo does what
   // "accord token create" does); nodes that joined in an earlier run ignore it
   const joinToken = await demoJoinToken(first)
   view.event(`node 0 is up as ${firstInfo.peerId}; the others bootstrap from ${bootstrap} with a join token it made`)
-  await Promise.all(nodes.slice(1).map(async node => { await launch(node, cluster, [bootstrap], replicas, onChildExit, joinToken) }))
+  await Promise.all(nodes.slice(1).map(async node => { await launch(node, cluster, [bootstrap], replicas, initialCluster, onChildExit, joinToken) }))
 
   const stopSignal = new Promise<string>(resolve => {
     process.once('SIGINT', () => { resolve('SIGINT') })
     process.once('SIGTERM', () => { resolve('SIGTERM') })
   })
 
+  const raft: RaftFormation = { formed: false, formedAt: null, voters: 0 }
   let allConnectedAnnounced = false
   let crdtsCreated = false
   let round = 0
@@ -149,7 +163,8 @@ export async function demoCommand (args: string[]): Promise<void> {
   void stopSignal.then(() => { state.done = true })
   while (!state.done) {
     await Promise.all(nodes.map(async node => { await poll(node) }))
-    await writeClusterFile(dataDir, nodes)
+    announceRaftFormation(view, nodes, raft, startedAtMs)
+    await writeClusterFile(dataDir, nodes, raft)
     const upNodes = nodes.filter(n => n.state === 'up')
     const everyoneSeesEveryone = upNodes.length === count && upNodes.every(n => (n.status?.members.filter(m => m.connected).length ?? 0) === count - 1)
     if (everyoneSeesEveryone && !allConnectedAnnounced) {
@@ -170,7 +185,7 @@ export async function demoCommand (args: string[]): Promise<void> {
   stopping = true
   view.event('stopping all nodes')
   await Promise.all(nodes.map(async node => { await stopNode(node) }))
-  await writeClusterFile(dataDir, nodes)
+  await writeClusterFile(dataDir, nodes, raft)
   view.event('all nodes stopped')
 }
 
@@ -217,7 +232,7 @@ async function demoJoinToken (node: DemoNode): Promise<string> {
   throw new UserError(`node ${node.index} made no join token: ${last}`)
 }
 
-async function launch (node: DemoNode, cluster: string, bootstrap: string[], replicas: string[], onExit: (node: DemoNode, reason: string) => void, joinToken?: string): Promise<void> {
+async function launch (node: DemoNode, cluster: string, bootstrap: string[], replicas: string[], initialCluster: string[] | null, onExit: (node: DemoNode, reason: string) => void, joinToken?: string): Promise<void> {
   await mkdir(node.dataDir, { recursive: true, mode: 0o700 })
   const log = await open(join(node.dataDir, 'node.log'), 'a')
   const args = [
@@ -228,6 +243,7 @@ async function launch (node: DemoNode, cluster: string, bootstrap: string[], rep
     '--api', new URL(node.apiUrl).host,
     ...bootstrap.flatMap(b => ['--bootstrap', b]),
     '--bft-replicas', replicas.join(','),
+    ...(initialCluster != null ? ['--initial-cluster', initialCluster.join(',')] : []),
     ...(node.byzantine ? ['--byzantine'] : [])
   ]
   // the token goes through the environment, where other users' ps does not show it
@@ -295,8 +311,32 @@ export function isAlive (pid: number): boolean {
   }
 }
 
-async function writeClusterFile (dataDir: string, nodes: DemoNode[]): Promise<void> {
+/** What cluster.json says of the Raft group: formed (a leader, and every node a voter on a first run), when (null: resumed from an earlier run), and its voters. */
+interface RaftFormation {
+  formed: boolean
+  formedAt: string | null
+  voters: number
+}
+
+/**
+ * Once a node reports the group formed, tells when (the time the node saw
+ * it form, or that it resumed from an earlier run) and how many voters it has.
+ */
+function announceRaftFormation (view: DemoView, nodes: DemoNode[], raft: RaftFormation, startedAtMs: number): void {
+  if (raft.formed) { return }
+  const seen = nodes.map(n => n.status?.raft).find(r => r?.formed === true && r.leader != null)
+  if (seen == null) { return }
+  raft.formed = true
+  raft.formedAt = seen.formedAt
+  raft.voters = seen.voters.length
+  view.event(seen.formedAt != null
+    ? `raft group formed with ${raft.voters} voters at ${seen.formedAt.slice(11, 23)}, ${((Date.parse(seen.formedAt) - startedAtMs) / 1000).toFixed(1)} s after the demo started`
+    : `raft group resumed from an earlier run with ${raft.voters} voters`)
+}
+
+async function writeClusterFile (dataDir: string, nodes: DemoNode[], raft: RaftFormation): Promise<void> {
   const cluster = {
+    raft,
     nodes: nodes.map(n => ({
       index: n.index,
       peerId: n.status?.peerId ?? null,
@@ -313,6 +353,7 @@ async function writeClusterFile (dataDir: string, nodes: DemoNode[]): Promise<vo
 function raftRole (s: NodeStatus): string {
   const raft = s.raft
   if (raft == null) { return '-' }
+  if (!raft.formed) { return 'forming' }
   if (raft.voters.includes(s.peerId)) { return raft.role }
   return raft.learners.includes(s.peerId) ? 'learner' : 'joining'
 }

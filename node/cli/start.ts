@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { createAccordNode } from '../accord-node.ts'
-import { LOG_LEVELS } from '../config.ts'
+import { LOG_LEVELS, parseInitialCluster } from '../config.ts'
 import { UserError } from '../errors.ts'
 import { removeRuntimeInfo, writeRuntimeInfo } from '../runtime-file.ts'
 import { parseFlags, parseIntegerFlag } from './args.ts'
@@ -32,6 +32,10 @@ node with the same identity, addresses and peers.
   --raft-init             found a new Raft group even though --bootstrap is given
                           (without --bootstrap a fresh node always founds one;
                           with it, a fresh node joins as a learner)
+  --initial-cluster N|ID,ID,...  first start only: form the Raft group with N voters at once
+                          (the node without --bootstrap founds it once N members are
+                          connected; writes get 503 until then), or with these peer ids
+                          (every listed node bootstraps the same group). Not saved.
   --raft-tick-ms N        Raft tick (default 100; elections after 10-20 ticks of silence,
                           1-3 ticks after the leader's connections close)
   --raft-lease-reads      allow consistency=lease reads (trusts bounded clock drift)
@@ -98,6 +102,7 @@ export async function startCommand (args: string[]): Promise<void> {
     'log-level': { type: 'string' },
     raft: { type: 'string' },
     'raft-init': { type: 'boolean' },
+    'initial-cluster': { type: 'string' },
     'raft-tick-ms': { type: 'string' },
     'raft-lease-reads': { type: 'boolean' },
     'raft-snapshot-entries': { type: 'string' },
@@ -125,6 +130,7 @@ export async function startCommand (args: string[]): Promise<void> {
     logLevel: flags['log-level'] as LogLevel | undefined,
     raft: onOff(flags.raft, '--raft'),
     raftInit: flags['raft-init'],
+    raftInitialCluster: parseInitialCluster(flags['initial-cluster']),
     raftTickMs: parseIntegerFlag(flags['raft-tick-ms'], '--raft-tick-ms', 10, 10_000),
     raftLeaseReads: flags['raft-lease-reads'],
     raftSnapshotEntries: parseIntegerFlag(flags['raft-snapshot-entries'], '--raft-snapshot-entries', 10, 100_000_000),

@@ -51,7 +51,7 @@ export function formatStatus (s: NodeStatus): string {
       : [
           `raft       ${s.raft.role}, term ${s.raft.term}, leader ${s.raft.leader ?? 'none'}`,
           `           commit ${s.raft.commit}, applied ${s.raft.applied}, last snapshot ${s.raft.lastSnapshotIndex}`,
-          `           ${s.raft.voters.length} voters, ${s.raft.learners.length} learners${s.raft.joint ? ' (joint)' : ''}`
+          `           ${s.raft.voters.length} voters, ${s.raft.learners.length} learners${s.raft.joint ? ' (joint)' : ''}${s.raft.formed === false ? `; ${s.raft.formation ?? 'raft group not formed'}` : ''}`
         ]),
     ...bftLines(s)
   ]

@@ -166,9 +166,11 @@ export async function handleClientRequests (libp2p: AccordHost, driver: RaftDriv
       let answer: ClientAnswer
       try {
         const request = decodeRequest(bytes)
-        answer = typeof request === 'string'
-          ? { ok: false, code: 'invalid', message: request, leader: driver.leader }
-          : await serveClientRequest(libp2p, driver, request, signal)
+        if (typeof request === 'string') {
+          answer = { ok: false, code: 'invalid', message: request, leader: driver.leader }
+        } else {
+          answer = isJoinOfMember(request, peer, driver) ? { ok: true } : await serveClientRequest(libp2p, driver, request, signal)
+        }
       } catch (err) {
         log.debug({ err: (err as Error).message }, 'raft client request failed')
         answer = toAnswer(err, driver.leader)
@@ -190,6 +192,20 @@ async function answerAndClose (stream: Stream, lp: { write(bytes: Uint8Array, op
   } catch (err) {
     stream.abort(err as Error)
   }
+}
+
+/**
+ * A join request (a peer asking to be added as a learner) from a peer that
+ * is a member already: done, nothing to change. A voter of the initial
+ * cluster may ask before it has heard of its own configuration, and an
+ * add-learner would demote it.
+ */
+function isJoinOfMember (request: ClientRequest, peer: string, driver: RaftDriver): boolean {
+  if (request.op !== 'conf-change' || request.change.joint === true || request.change.changes.length !== 1) { return false }
+  const [change] = request.change.changes
+  if (change.type !== 'add-learner' || change.node !== peer) { return false }
+  const { conf } = driver.status()
+  return conf.voters.includes(peer) || conf.learners.includes(peer)
 }
 
 /** Carry out a request on this node (used for remote requests and for our own when we lead). */

@@ -163,7 +163,8 @@ export interface RaftDriverOptions<SM extends RaftStateMachine = KvStateMachine,
 export const SNAPSHOT_LOG_BYTES_MAX = 256 * 1024 * 1024
 
 export class RaftError extends Error {
-  readonly code: 'not-leader' | 'no-leader' | 'busy' | 'retry' | 'invalid' | 'stopped' | 'timeout'
+  /** 'not-formed': the node waits for its initial cluster (see RaftInit.initialCluster in service.ts). */
+  readonly code: 'not-leader' | 'no-leader' | 'not-formed' | 'busy' | 'retry' | 'invalid' | 'stopped' | 'timeout'
   readonly leader: string | null
   constructor (code: RaftError['code'], message: string, leader: string | null = null) {
     super(message)
@@ -246,7 +247,8 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
   #term = 0
   /** Term and vote as last made durable. */
   #durableVote: { term: number, vote: string | null }
-  #promoting: string | null = null
+  /** Learners being promoted (one change at a time). */
+  #promoting: string[] | null = null
   #leaderTenure = new AbortController()
   /** The local snapshot in progress (encode in the background, compact, save); one at a time. */
   #snapshotTask: Promise<void> | null = null
@@ -331,7 +333,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
   start (): void {
     this.#stopTicking = this.#runtime.setInterval(() => {
       this.#core.tick()
-      this.#promoteCaughtUpLearner()
+      this.#promoteCaughtUpLearners()
       this.#readyLoop.request()
     }, this.#options.tickIntervalMs)
     this.#readyLoop.request()
@@ -469,6 +471,24 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
   /** A local snapshot is being encoded or stored (see #takeSnapshot). */
   get snapshotting (): boolean {
     return this.#snapshotTask != null
+  }
+
+  /**
+   * Found the group now with `conf` (see RaftNode.bootstrapNew), between two
+   * Readies, and campaign at once: the founder alone holds the
+   * configuration, so no other member could start the election. Resolves
+   * false when the node already holds Raft state: it heard of a group
+   * meanwhile, and follows that one.
+   */
+  async bootstrap (conf: ConfState): Promise<boolean> {
+    this.#checkUsable()
+    const done = await this.#betweenReadies(() => {
+      if (!this.#core.bootstrapNew(conf)) { return false }
+      this.#core.campaign()
+      return true
+    })
+    this.#readyLoop.request()
+    return done === true
   }
 
   /** Propose a command on this node (it must be the leader) and wait until it is applied. */
@@ -788,22 +808,28 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     this.#appliedBytesSinceSnapshot -= bytesCovered
   }
 
-  /** The leader promotes one caught-up learner at a time. */
-  #promoteCaughtUpLearner (): void {
+  /**
+   * The leader promotes caught-up learners, keeping the number of voters odd
+   * where it can (an even count tolerates no more failures than one voter
+   * fewer, and a group of two stops when either fails): with an odd count it
+   * promotes caught-up learners in pairs, several in one joint change (1 to
+   * 3 voters, never through 2); a lone caught-up learner waits while another
+   * active learner catches up, and is promoted alone when none does.
+   */
+  #promoteCaughtUpLearners (): void {
     if (!this.#options.autoPromoteLearners || this.#promoting != null || this.#stopped) { return }
     const status = this.#core.status()
-    if (status.role !== 'leader' || status.progress == null) { return }
-    for (const learner of status.conf.learners) {
-      const progress = status.progress[learner]
-      if (progress == null || progress.match < status.commit || !progress.recentActive) { continue }
-      if (this.#options.isAlive?.(learner) === false) { continue }
-      this.#promoting = learner
-      this.changeMembership({ changes: [{ type: 'promote', node: learner }] })
-        .then(() => { this.#options.log.info({ node: learner }, 'learner caught up and promoted to voter') })
-        .catch(err => { this.#options.log.debug({ node: learner, err: (err as Error).message }, 'learner promotion failed') })
-        .finally(() => { this.#promoting = null })
-      return
-    }
+    const progress = status.progress
+    if (status.role !== 'leader' || progress == null || status.conf.votersOutgoing.length > 0) { return }
+    const active = status.conf.learners.filter(learner => progress[learner]?.recentActive === true && this.#options.isAlive?.(learner) !== false)
+    const caughtUp = active.filter(learner => progress[learner].match >= status.commit)
+    const promote = learnersToPromote(status.conf.voters.length, caughtUp, active.length)
+    if (promote.length === 0) { return }
+    this.#promoting = promote
+    this.changeMembership({ changes: promote.map(node => ({ type: 'promote' as const, node })) })
+      .then(() => { this.#options.log.info({ nodes: promote }, promote.length > 1 ? 'learners caught up and promoted to voters in one joint change' : 'learner caught up and promoted to voter') })
+      .catch(err => { this.#options.log.debug({ nodes: promote, err: (err as Error).message }, 'learner promotion failed') })
+      .finally(() => { this.#promoting = null })
   }
 
   /**
@@ -827,6 +853,24 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     this.#reads.clear()
     this.#appliedWaiters = []
   }
+}
+
+/** Learners promoted in one change at most (a conf change holds at most CONF_CHANGES_MAX). */
+export const PROMOTIONS_MAX = 32
+
+/**
+ * Which of the caught-up learners to promote, given `voters` voters and
+ * `active` active learners (caught up or not): as many as keep the voter
+ * count odd, at most PROMOTIONS_MAX; from an odd count, none while a lone
+ * caught-up learner can wait for another active one to catch up.
+ */
+export function learnersToPromote (voters: number, caughtUp: string[], active: number): string[] {
+  const candidates = caughtUp.slice(0, PROMOTIONS_MAX)
+  if (candidates.length === 0) { return [] }
+  // from an odd count promote an even number, from an even count an odd one
+  const count = candidates.length - ((voters + candidates.length) % 2 === 0 ? 1 : 0)
+  if (count > 0) { return candidates.slice(0, count) }
+  return active > candidates.length ? [] : candidates.slice(0, 1)
 }
 
 /** Why a checked state machine snapshot may not stand for the Raft snapshot `snapshot`, or null. */

@@ -8,6 +8,22 @@
  * group with itself as the only voter, unless `join` is set: then it asks
  * the group to add it as a learner, and the leader promotes learners once
  * they have caught up. A node with Raft state simply resumes.
+ *
+ * With `initialCluster` (etcd's static bootstrap) the group starts with all
+ * its voters at once, so no acknowledged write ever rests on one machine.
+ * Given a list of peer ids, every listed node bootstraps the same
+ * configuration on its own (the bootstrap entries are identical
+ * everywhere, see RaftNode's bootstrapConf); an unlisted node joins as a
+ * learner. Given a count N, the founder (the node without `join`: exactly
+ * one, chosen by the operator, as before) waits until N - 1 admitted peers
+ * that serve the Raft protocol are connected, then bootstraps them and
+ * itself as the voters of one configuration; the others start empty and
+ * learn it from the founder's first appends. One founder, not "the lowest
+ * peer id": nodes that see different sets of peers would each found a
+ * group over overlapping members, and two configurations at index 1 break
+ * Raft's log matching. Until the group formed (a leader is known and the
+ * configuration holds N voters), writes and linearizable reads are
+ * refused at once with 'not-formed' (HTTP 503) and the reason.
  */
 import { randomBytes } from 'node:crypto'
 import { setImmediate, setTimeout as sleep } from 'node:timers/promises'
@@ -60,6 +76,8 @@ const JOIN_RETRY_MS = 1000
 const JOIN_ATTEMPTS_MAX = 600
 /** After a join request was accepted, look this much later whether this node is in the configuration. */
 const JOIN_CONFIRM_MS = 5000
+/** How often a node waiting for its initial cluster counts the members connected. */
+const FORMATION_CHECK_MS = 250
 /** How often a node checks that it is connected to every Raft member. */
 const MEMBER_CHECK_INTERVAL_MS = 1000
 const MEMBER_DIAL_TIMEOUT_MS = 5000
@@ -78,6 +96,12 @@ export interface RaftSummary {
   voters: string[]
   learners: string[]
   joint: boolean
+  /** A leader is known and the configuration holds the initial cluster's voters (see RaftInit.initialCluster). */
+  formed: boolean
+  /** When this process saw the group form (ISO 8601); null before, or when it resumed a group from storage. */
+  formedAt: string | null
+  /** Why the group is not formed yet ("1 of 3 members connected"), or null. */
+  formation: string | null
   lastSnapshotIndex: number
   /** The KV store: keys, key + value bytes (what dataBytesMax bounds), client sessions remembered. */
   kv: { keys: number, dataBytes: number, sessions: number }
@@ -94,6 +118,14 @@ export interface RaftInit {
   join?: boolean
   /** Peer ids to ask first when joining; then every admitted peer. */
   joinVia?: string[]
+  /**
+   * The group's first voters, used when the storage is empty (etcd's
+   * --initial-cluster): a list of peer ids, which every listed node
+   * bootstraps on its own; or a count, which the founder (the node without
+   * `join`) waits for before it bootstraps them all; null or absent: none.
+   * See the file header.
+   */
+  initialCluster?: number | string[] | null
   settings?: Partial<RaftSettings>
   kvLimits?: Partial<KvLimits>
   /** Where the Raft metrics are registered (default: a registry of its own). */
@@ -150,6 +182,16 @@ export class RaftService implements Startable {
   #connecting = false
   /** The leader named by a member that refused our join request. */
   #joinHint: string | null = null
+  /** Voters the configuration must hold before the group counts as formed. */
+  #formationVoters = 1
+  /** Set once formed (stays set): when, in ms since the epoch, or 0 when resumed from storage. */
+  #formedAtMs: number | null = null
+  /** Members connected, this node included, as last counted (see #checkFormation). */
+  #membersConnected = 1
+  /** A founder waiting for its initial cluster (count mode): bootstraps once enough members are connected. */
+  #awaitingInitialCluster = false
+  #formationTimer: ReturnType<typeof setInterval> | undefined
+  #checkingFormation = false
 
   readonly [Symbol.toStringTag] = '@accord/raft'
   readonly [serviceCapabilities]: string[] = ['@accord/raft']
@@ -189,10 +231,12 @@ export class RaftService implements Startable {
     try {
       const restored = await storage.load()
       const fresh = restored.hardState.term === 0 && restored.entries.length === 0 && restored.snapshot == null
-      const join = this.#init.join === true
-      const bootstrapConf: ConfState | undefined = fresh && !join
-        ? { voters: [id], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
-        : undefined
+      const plan = formationPlan(id, this.#init, fresh)
+      const { join, bootstrapConf } = plan
+      this.#awaitingInitialCluster = plan.awaitInitialCluster
+      this.#formationVoters = plan.formationVoters
+      // a group resumed from storage formed before
+      if (!fresh) { this.#formedAtMs = 0 }
 
       // the driver and the transport refer to each other: the transport
       // delivers to the driver, the driver sends through the transport
@@ -254,6 +298,12 @@ export class RaftService implements Startable {
         this.#connectMembers().catch(err => { log.warn({ err }, 'keeping connections to raft members failed') })
       }, MEMBER_CHECK_INTERVAL_MS)
       if (bootstrapConf != null) { log.info({ voters: bootstrapConf.voters }, 'founded a new raft group') }
+      if (this.#formedAtMs == null) {
+        if (this.#awaitingInitialCluster) { log.info({ members: this.#formationVoters }, 'waiting for the initial cluster to connect before founding the raft group') }
+        this.#formationTimer = setInterval(() => {
+          this.#checkFormation().catch(err => { log.warn({ err }, 'checking the raft group formation failed') })
+        }, FORMATION_CHECK_MS)
+      }
       if (fresh && join) {
         this.#scheduleJoin(0)
         // a newly admitted peer may be the first one to ask: ask at once
@@ -274,6 +324,7 @@ export class RaftService implements Startable {
     if (this.#stopped) { return }
     this.#stopped = true
     clearTimeout(this.#joinTimer)
+    clearInterval(this.#formationTimer)
     this.#stopJoinWatch?.()
     clearInterval(this.#membersTimer)
     this.#host.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
@@ -323,6 +374,9 @@ export class RaftService implements Startable {
       voters: status.conf.voters,
       learners: status.conf.learners,
       joint: status.conf.votersOutgoing.length > 0,
+      formed: this.formed,
+      formedAt: this.#formedAtMs != null && this.#formedAtMs > 0 ? new Date(this.#formedAtMs).toISOString() : null,
+      formation: this.formed ? null : this.#notFormedReason(),
       lastSnapshotIndex: this.#driver.lastSnapshotIndex,
       kv: { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions },
       progress: status.progress
@@ -343,6 +397,7 @@ export class RaftService implements Startable {
    * so at most once) across leader changes until the request deadline.
    */
   async write (command: KvCommand): Promise<KvApplyResult> {
+    this.#checkFormed()
     const answer = await this.#toLeader({ op: 'propose', command })
     if (answer.result == null) { throw new RaftError('retry', 'the leader sent no result') }
     return answer.result
@@ -370,6 +425,7 @@ export class RaftService implements Startable {
    * the replicated store, so admission refuses it everywhere from then on.
    */
   async changeMembership (change: ConfChange): Promise<void> {
+    this.#checkFormed()
     for (const { type, node } of change.changes) {
       if (type === 'remove') { await this.writeWithPooledSession(session => ({ type: 'put', session, key: REVOKED_KEY_PREFIX + node, value: new TextEncoder().encode(new Date().toISOString()) })) }
     }
@@ -391,6 +447,7 @@ export class RaftService implements Startable {
       throw new RaftError('invalid', 'lease reads are disabled on this node (they trust clocks); use linearizable or stale')
     }
     if (consistency !== 'stale') {
+      this.#checkFormed()
       const deadline = AbortSignal.timeout(this.settings.requestTimeoutMs)
       for (;;) {
         try {
@@ -403,6 +460,68 @@ export class RaftService implements Startable {
       }
     }
     return { value: this.#driver.kv.get(key), index: this.#driver.kv.appliedIndex }
+  }
+
+  /**
+   * Whether the group formed: a leader is known and the configuration holds
+   * the voters the initial cluster asked for. Once true, stays true.
+   */
+  get formed (): boolean {
+    if (this.#formedAtMs != null) { return true }
+    if (this.#driver.leader == null || this.#driver.status().conf.voters.length < this.#formationVoters) { return false }
+    this.#formedAtMs = Date.now()
+    clearInterval(this.#formationTimer)
+    this.#log.info({ voters: this.#driver.status().conf.voters }, 'raft group formed')
+    return true
+  }
+
+  /** Refuses at once while the initial cluster has not formed (without initialCluster, requests wait for a leader as before). */
+  #checkFormed (): void {
+    if (this.#init.initialCluster == null || this.formed) { return }
+    throw new RaftError('not-formed', this.#notFormedReason())
+  }
+
+  #notFormedReason (): string {
+    return `raft group not formed: ${Math.min(this.#membersConnected, this.#formationVoters)} of ${this.#formationVoters} members connected`
+  }
+
+  /**
+   * Until formed: count the admitted peers that are connected and serve
+   * Raft, and, on a founder waiting for its initial cluster, bootstrap the
+   * group once there are enough: itself and the lowest peer ids of the rest.
+   */
+  async #checkFormation (): Promise<void> {
+    if (this.#checkingFormation || this.#stopped || this.formed) { return }
+    this.#checkingFormation = true
+    try {
+      const self = this.#host.peerId.toString()
+      const peers = await this.#raftPeersConnected()
+      this.#membersConnected = 1 + peers.length
+      if (!this.#awaitingInitialCluster || peers.length + 1 < this.#formationVoters || this.#stopped) { return }
+      this.#awaitingInitialCluster = false
+      const voters = [self, ...peers.sort().slice(0, this.#formationVoters - 1)]
+      if (await this.#driver.bootstrap(votersConf(voters))) {
+        this.#log.info({ voters }, 'founded a new raft group with its initial cluster')
+      } else {
+        this.#log.warn('not founding a raft group: this node heard of one meanwhile and follows it')
+      }
+    } finally {
+      this.#checkingFormation = false
+    }
+  }
+
+  /** Admitted peers (of the initial list, when there is one) that are connected and serve the Raft protocol (identify told us), sorted. */
+  async #raftPeersConnected (): Promise<string[]> {
+    const self = this.#host.peerId.toString()
+    const initial = this.#init.initialCluster
+    const found: string[] = []
+    for (const id of this.#components.admission.admittedPeers()) {
+      const peerId = parsePeerId(id)
+      if (id === self || peerId == null || (Array.isArray(initial) && !initial.includes(id)) || this.#host.getConnections(peerId).length === 0) { continue }
+      const serves = await this.#host.peerStore.get(peerId).then(p => p.protocols.includes(RAFT_PROTOCOL), () => false)
+      if (serves) { found.push(id) }
+    }
+    return found.sort()
   }
 
   /** Run a request on the leader: locally when we lead, else over the client protocol. */
@@ -560,6 +679,31 @@ export class RaftService implements Startable {
     }
     this.#scheduleJoin(attempt + 1)
   }
+}
+
+/**
+ * How a node with this init forms or joins its group (see the file
+ * header): whether it joins, the configuration it bootstraps at once, whether
+ * it waits for its initial cluster first, and how many voters make the
+ * group formed.
+ */
+function formationPlan (id: string, init: RaftInit, fresh: boolean): { join: boolean, bootstrapConf?: ConfState, awaitInitialCluster: boolean, formationVoters: number } {
+  const initial = init.initialCluster
+  if (Array.isArray(initial)) {
+    const listed = initial.includes(id)
+    // a node left out of the initial list joins the group it forms
+    return { join: !listed, bootstrapConf: fresh && listed ? votersConf(initial) : undefined, awaitInitialCluster: false, formationVoters: fresh ? initial.length : 1 }
+  }
+  const join = init.join === true
+  const founds = fresh && !join
+  if (initial == null || initial === 1) {
+    return { join, bootstrapConf: founds ? votersConf([id]) : undefined, awaitInitialCluster: false, formationVoters: 1 }
+  }
+  return { join, awaitInitialCluster: founds, formationVoters: fresh ? initial : 1 }
+}
+
+function votersConf (voters: string[]): ConfState {
+  return { voters: [...voters], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }
 }
 
 /**

@@ -275,6 +275,22 @@ export class RaftNode {
   }
 
   /**
+   * Bootstraps a brand-new node after construction, exactly as the
+   * constructor's bootstrapConf would have: for a founder that waits until
+   * its initial cluster is connected before it fixes the configuration.
+   * Refused (false) once the node holds any state (a term, an entry, a
+   * snapshot) or while a Ready is outstanding: a node that heard of a group
+   * meanwhile follows that group instead.
+   */
+  bootstrapNew (conf: ConfState): boolean {
+    if (this.term !== 0 || this.log.lastIndex() !== 0 || this.outstandingReady !== null) { return false }
+    this.bootstrap(conf)
+    this.becomeFollower(this.term, null)
+    this.checkInvariants()
+    return true
+  }
+
+  /**
    * Starts an election now (still subject to pre-vote when enabled). For
    * tests and operators' tools: with lease reads, an election forced while
    * the leader's lease runs can let it serve a stale read; move leadership

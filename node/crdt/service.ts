@@ -57,6 +57,7 @@ import { compactRgaDoc } from '../../protocols/crdt/rga-type.ts'
 import { ByteReader, ByteWriter, compareUtf8, DecodeError } from '../../protocols/kv/codec.ts'
 import { hostFromComponents, optionalService } from '../host.ts'
 import { silentLogger } from '../logger.ts'
+import { MEMBERSHIP_TOPIC_SCORE_PARAMS } from '../membership/topic.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
 import { boundedLengthDecoder } from '../raft/transport.ts'
 import { DeltaLog } from './delta-log.ts'
@@ -72,6 +73,7 @@ import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
 import type { MembershipService } from '../membership/service.ts'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
+import type { TopicScoreParams } from '@libp2p/gossipsub/score'
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 
@@ -120,6 +122,16 @@ const SYNC_SLACK_BYTES = 64 * 1024
 /** Most entries a peer's digest or states list may hold. */
 const SYNC_ENTRIES_MAX = 10_000
 const WIRE_VERSION = 1
+/**
+ * gossipsub v1.1 scoring of each CRDT topic (set when the node subscribes):
+ * the membership topic's (node/membership/topic.ts). CRDT topics are quiet
+ * too, so mesh delivery rates are not scored; a delta the validator
+ * rejects costs -100 per message, squared, and one sinks its sender below
+ * the graylist threshold (-80). Ignored deltas (a writer off the
+ * allowlist, a type mismatch, an unknown author) cost nothing.
+ */
+export const CRDT_TOPIC_SCORE_PARAMS = MEMBERSHIP_TOPIC_SCORE_PARAMS
+
 /** The journal is emptied (its CRDTs' states written) once it holds this much, */
 const JOURNAL_BYTES_MAX = 8 * 1024 * 1024
 /** or this long after an op went into it. */
@@ -521,6 +533,9 @@ export class CrdtService implements Startable {
     const pubsub = this.#pubsub
     if (pubsub == null || !this.#running) { return }
     pubsub.topicValidators.set(entry.topic, this.#validate)
+    // scored like the membership topic (quiet too): a rejected delta sinks its sender below the graylist
+    const topics = scoredTopics(pubsub)
+    if (topics !== null) { topics[entry.topic] ??= { ...CRDT_TOPIC_SCORE_PARAMS } }
     pubsub.subscribe(entry.topic)
   }
 
@@ -1046,6 +1061,18 @@ function parseReports (reports: unknown = []): Array<[string, Uint8Array]> | nul
     if (!Array.isArray(item) || item.length !== 2 || typeof item[0] !== 'string' || !isBytes(item[1])) { return null }
   }
   return reports as Array<[string, Uint8Array]>
+}
+
+/**
+ * gossipsub's live per-topic score parameters. Topics are normally scored
+ * from the options at construction; CRDT names come later, so their
+ * parameters go into the score's params (read on every score refresh),
+ * which `@libp2p/gossipsub`'s class has but its interface type does not
+ * show. Null (the topic then goes unscored) if that ever changes.
+ */
+function scoredTopics (pubsub: GossipSub): Record<string, TopicScoreParams> | null {
+  const topics = (pubsub as unknown as { score?: { params?: { topics?: unknown } } }).score?.params?.topics
+  return typeof topics === 'object' && topics !== null ? topics as Record<string, TopicScoreParams> : null
 }
 
 /** The node's gossipsub, if it has one as `pubsub` (and it is gossipsub). */

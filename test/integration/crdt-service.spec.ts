@@ -9,7 +9,7 @@
 import { lpStream } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
 import { encode } from 'cborg'
-import { crdtTopic, CrdtError, CRDT_SYNC_PROTOCOL } from '../../node/crdt/service.ts'
+import { crdtTopic, CrdtError, CRDT_SYNC_PROTOCOL, CRDT_TOPIC_SCORE_PARAMS } from '../../node/crdt/service.ts'
 import { CrdtStorage } from '../../node/crdt/storage.ts'
 import { createReplica } from '../../protocols/crdt/index.ts'
 import { identityFor } from '../lib/identities.ts'
@@ -268,6 +268,25 @@ describe('crdt service (createAccordNode): gossip deltas, anti-entropy, persiste
     expect(a.crdt.crdt('intruder')).to.equal(undefined)
     expect(b.crdt.crdt('intruder')).to.equal(undefined)
     expect(Object.keys(a.crdt.crdt('votes')?.versionVector() ?? {})).to.deep.equal([dirs[0].peerId])
+  })
+
+  it('scores the CRDT topics: a member publishing a malformed delta sinks below the graylist threshold at the others', async () => {
+    const all = await nodes(2, { crdtSyncIntervalMs: 3_600_000 })
+    const [a, b] = all
+    a.crdt.registerCRDT('scored', 'g-counter')
+    await waitFor(() => b.crdt.crdt('scored') !== undefined, 'b to learn the name', DEADLINE_MS)
+    const topic = crdtTopic(a.config.cluster, 'scored')
+    await waitFor(() => all.every(n => n.libp2p.services.pubsub.getSubscribers(topic).length === 1), 'each to see the other subscribed', DEADLINE_MS)
+    const pubsub = a.libp2p.services.pubsub
+    // a's own validator would stop it: publish around it, as a faulty or hostile member could
+    pubsub.topicValidators.delete(topic)
+    await pubsub.publish(topic, Uint8Array.from([0xff, 0x00, 0x13]))
+    await waitFor(async () => await rejected(b, 'malformed') > 0, 'b to reject the delta', DEADLINE_MS)
+    const score = (): number => (b.libp2p.services.pubsub as unknown as { getScore(peer: string): number }).getScore(a.libp2p.peerId.toString())
+    await waitFor(() => score() < -80, 'a\'s score at b to fall below the graylist threshold', DEADLINE_MS)
+    // the topic is scored with the CRDT parameters (invalid deliveries: -100 each, squared)
+    const topics = (b.libp2p.services.pubsub as unknown as { score: { params: { topics: Record<string, unknown> } } }).score.params.topics
+    expect(topics[topic]).to.deep.equal(CRDT_TOPIC_SCORE_PARAMS)
   })
 
   it('answers bad requests with 400, a type conflict with 409, an unknown name with 404, and changes nothing', async () => {

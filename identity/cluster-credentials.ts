@@ -17,14 +17,13 @@
  * can never pass as the other. Every decoder is bounded and never throws:
  * it returns the object or a reason.
  */
-import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { decode, encode } from 'cborg'
+import { concat, equalBytes, isCount, isEd25519PublicKey, verifyEd25519 } from './ed25519.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 export const CERTIFICATE_BYTES_MAX = 1024
 export const JOIN_TOKEN_CHARS_MAX = 1024
 export const JOIN_TOKEN_PREFIX = 'accord-join-1.'
-const PUBLIC_KEY_BYTES = 32
 const SIGNATURE_BYTES = 64
 const NONCE_BYTES = 16
 const CLUSTER_NAME_CHARS_MAX = 63
@@ -78,11 +77,11 @@ export async function verifyCertificate (bytes: Uint8Array, expect: CertificateE
   if (typeof signed === 'string') { return signed }
   const body = signed.body
   if (body.v !== 1) { return 'unsupported certificate version' }
-  if (typeof body.cluster !== 'string' || typeof body.peer !== 'string' || !isKey(body.ck) || !isTime(body.iat)) { return 'malformed certificate' }
+  if (typeof body.cluster !== 'string' || typeof body.peer !== 'string' || !isEd25519PublicKey(body.ck) || !isCount(body.iat)) { return 'malformed certificate' }
   if (body.cluster !== expect.cluster) { return 'certificate of another cluster' }
   if (!equalBytes(body.ck, expect.clusterKey)) { return 'certificate signed by another cluster key' }
   if (body.peer !== expect.peer) { return 'certificate of another peer' }
-  if (!await verifySignature(expect.clusterKey, concat(CERT_DOMAIN, signed.bodyBytes), signed.sig)) { return 'bad certificate signature' }
+  if (!await verifyEd25519(expect.clusterKey, concat(CERT_DOMAIN, signed.bodyBytes), signed.sig)) { return 'bad certificate signature' }
   return { cluster: body.cluster, clusterKey: body.ck, peer: body.peer, issuedAtMs: body.iat }
 }
 
@@ -106,7 +105,7 @@ export function parseJoinToken (text: string): (JoinToken & { signature: Uint8Ar
   if (typeof signed === 'string') { return `join token: ${signed}` }
   const body = signed.body
   if (body.v !== 1) { return 'unsupported join token version' }
-  if (typeof body.cluster !== 'string' || body.cluster.length > CLUSTER_NAME_CHARS_MAX || !isKey(body.ck) || !isTime(body.exp) ||
+  if (typeof body.cluster !== 'string' || body.cluster.length > CLUSTER_NAME_CHARS_MAX || !isEd25519PublicKey(body.ck) || !isCount(body.exp) ||
     !(body.n instanceof Uint8Array) || body.n.byteLength !== NONCE_BYTES) {
     return 'malformed join token'
   }
@@ -119,7 +118,7 @@ export async function verifyJoinToken (text: string, expect: { cluster: string, 
   if (typeof token === 'string') { return token }
   if (token.cluster !== expect.cluster) { return 'join token of another cluster' }
   if (!equalBytes(token.clusterKey, expect.clusterKey)) { return 'join token signed by another cluster key' }
-  if (!await verifySignature(expect.clusterKey, concat(TOKEN_DOMAIN, token.bodyBytes), token.signature)) { return 'bad join token signature' }
+  if (!await verifyEd25519(expect.clusterKey, concat(TOKEN_DOMAIN, token.bodyBytes), token.signature)) { return 'bad join token signature' }
   if (token.expiresAtMs <= expect.nowMs) { return 'join token expired' }
   return { cluster: token.cluster, clusterKey: token.clusterKey, expiresAtMs: token.expiresAtMs, nonce: token.nonce }
 }
@@ -143,31 +142,4 @@ function decodeSigned (bytes: Uint8Array, bytesMax: number): Signed | string {
   const record = body as Record<string, unknown>
   if (typeof record.peer === 'string' && record.peer.length > PEER_ID_CHARS_MAX) { return 'malformed' }
   return { body: record, bodyBytes, sig }
-}
-
-async function verifySignature (publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
-  try {
-    return await publicKeyFromRaw(publicKey).verify(data, signature)
-  } catch {
-    return false
-  }
-}
-
-function isKey (value: unknown): value is Uint8Array {
-  return value instanceof Uint8Array && value.byteLength === PUBLIC_KEY_BYTES
-}
-
-function isTime (value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 0
-}
-
-function concat (a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength)
-  out.set(a)
-  out.set(b, a.byteLength)
-  return out
-}
-
-function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && a.every((v, i) => v === b[i])
 }

@@ -25,17 +25,20 @@ export class KeyFileError extends Error {
 }
 
 interface KdfParams { name: 'scrypt', N: number, r: number, p: number, salt: string }
-interface KeyFileJson {
-  version: number
-  type: string
-  key?: string
+/** The encrypted part of a key file or keystore. */
+export interface SealedJson {
   kdf?: KdfParams
   cipher?: { name: 'xchacha20-poly1305', nonce: string }
   ciphertext?: string
 }
+interface KeyFileJson extends SealedJson {
+  version: number
+  type: string
+  key?: string
+}
 
-const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
-const unb64 = (text: unknown, field: string): Uint8Array => {
+export const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
+export const unb64 = (text: unknown, field: string): Uint8Array => {
   if (typeof text !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
     throw new KeyFileError(`key file field "${field}" is not base64`)
   }
@@ -52,23 +55,9 @@ export function encodeKeyFile (key: PrivateKey, options: { passphrase?: string, 
   if (options.passphrase == null || options.passphrase === '') {
     json = { version: KEY_FILE_VERSION, type: key.type, key: b64(protobuf) }
   } else {
-    const salt = options.randomBytes(SALT_BYTES)
-    const nonce = options.randomBytes(NONCE_BYTES)
-    const derived = scrypt(options.passphrase, salt, SCRYPT)
-    const ciphertext = xchacha20poly1305(derived, nonce).encrypt(protobuf)
-    json = {
-      version: KEY_FILE_VERSION,
-      type: key.type,
-      kdf: { name: 'scrypt', N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p, salt: b64(salt) },
-      cipher: { name: 'xchacha20-poly1305', nonce: b64(nonce) },
-      ciphertext: b64(ciphertext)
-    }
+    json = { version: KEY_FILE_VERSION, type: key.type, ...sealWithPassphrase(protobuf, options.passphrase, options.randomBytes) }
   }
   return new TextEncoder().encode(JSON.stringify(json, null, 2) + '\n')
-}
-
-export function isEncryptedKeyFile (bytes: Uint8Array): boolean {
-  return parse(bytes).ciphertext != null
 }
 
 /** Decode key-file bytes; throws KeyFileError with a one-line reason. */
@@ -78,25 +67,46 @@ export function decodeKeyFile (bytes: Uint8Array, passphrase?: string): PrivateK
   if (json.ciphertext == null) {
     protobuf = unb64(json.key, 'key')
   } else {
-    if (passphrase == null || passphrase === '') {
-      throw new KeyFileError('the identity key is encrypted: a passphrase is required (set ACCORD_PASSPHRASE)')
-    }
-    const kdf = json.kdf
-    if (kdf?.name !== 'scrypt' || !validScryptParams(kdf)) { throw new KeyFileError('key file has unsupported kdf parameters') }
-    if (json.cipher?.name !== 'xchacha20-poly1305') { throw new KeyFileError('key file has an unsupported cipher') }
-    const derived = scrypt(passphrase, unb64(kdf.salt, 'kdf.salt'), { N: kdf.N, r: kdf.r, p: kdf.p, dkLen: 32 })
-    const nonce = unb64(json.cipher.nonce, 'cipher.nonce')
-    if (nonce.length !== NONCE_BYTES) { throw new KeyFileError('key file nonce has the wrong length') }
-    try {
-      protobuf = xchacha20poly1305(derived, nonce).decrypt(unb64(json.ciphertext, 'ciphertext'))
-    } catch {
-      throw new KeyFileError('wrong passphrase for the identity key (or the key file is corrupt)')
-    }
+    protobuf = openWithPassphrase(json, passphrase)
   }
   try {
     return privateKeyFromProtobuf(protobuf)
   } catch (err) {
     throw new KeyFileError(`key file does not hold a valid private key: ${(err as Error).message}`)
+  }
+}
+
+/**
+ * Encrypt `plaintext` under a key derived from `passphrase` (scrypt), with
+ * XChaCha20-Poly1305. `aad` is authenticated but not stored: it binds the
+ * ciphertext to the format that holds it.
+ */
+export function sealWithPassphrase (plaintext: Uint8Array, passphrase: string, randomBytes: (n: number) => Uint8Array, aad?: Uint8Array): Required<SealedJson> {
+  const salt = randomBytes(SALT_BYTES)
+  const nonce = randomBytes(NONCE_BYTES)
+  const derived = scrypt(passphrase, salt, SCRYPT)
+  return {
+    kdf: { name: 'scrypt', N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p, salt: b64(salt) },
+    cipher: { name: 'xchacha20-poly1305', nonce: b64(nonce) },
+    ciphertext: b64(xchacha20poly1305(derived, nonce, aad).encrypt(plaintext))
+  }
+}
+
+/** Decrypt what sealWithPassphrase made; throws KeyFileError with a one-line reason. */
+export function openWithPassphrase (json: SealedJson, passphrase: string | undefined, aad?: Uint8Array): Uint8Array {
+  if (passphrase == null || passphrase === '') {
+    throw new KeyFileError('the identity key is encrypted: a passphrase is required (set ACCORD_PASSPHRASE)')
+  }
+  const kdf = json.kdf
+  if (kdf?.name !== 'scrypt' || !validScryptParams(kdf)) { throw new KeyFileError('key file has unsupported kdf parameters') }
+  if (json.cipher?.name !== 'xchacha20-poly1305') { throw new KeyFileError('key file has an unsupported cipher') }
+  const derived = scrypt(passphrase, unb64(kdf.salt, 'kdf.salt'), { N: kdf.N, r: kdf.r, p: kdf.p, dkLen: 32 })
+  const nonce = unb64(json.cipher.nonce, 'cipher.nonce')
+  if (nonce.length !== NONCE_BYTES) { throw new KeyFileError('key file nonce has the wrong length') }
+  try {
+    return xchacha20poly1305(derived, nonce, aad).decrypt(unb64(json.ciphertext, 'ciphertext'))
+  } catch {
+    throw new KeyFileError('wrong passphrase for the identity key (or the key file is corrupt)')
   }
 }
 

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { expect } from 'aegir/chai'
-import { decodeKeyFile, encodeKeyFile, isEncryptedKeyFile, KeyFileError } from '../../identity/key-file.ts'
+import { decodeKeyFile, encodeKeyFile, KeyFileError } from '../../identity/key-file.ts'
+import { isEncryptedKeystore } from '../../identity/keystore.ts'
 import { UserError } from '../../node/errors.ts'
 import { IDENTITY_FILE, loadOrCreateIdentity } from '../../node/identity.ts'
 
@@ -43,7 +44,7 @@ describe('identity', () => {
   it('encrypts at rest with a passphrase and refuses a wrong or missing one', async () => {
     const created = await loadOrCreateIdentity(dir, { passphrase: 'correct horse' })
     const bytes = await readFile(join(dir, IDENTITY_FILE))
-    expect(isEncryptedKeyFile(bytes)).to.equal(true)
+    expect(isEncryptedKeystore(bytes)).to.equal(true)
     expect(bytes.toString()).to.not.include(Buffer.from(created.privateKey.raw).toString('base64'))
 
     const reloaded = await loadOrCreateIdentity(dir, { passphrase: 'correct horse' })

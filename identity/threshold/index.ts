@@ -1,0 +1,6 @@
+export { split, recover, randomPolynomial, evaluatePolynomial, sharesOf, lagrangeAtZero, SHARE_INDEX_MAX } from './shamir.ts'
+export type { Share } from './shamir.ts'
+export { commit, publicShare, verifyShare, encodeCommitments, decodeCommitments } from './feldman.ts'
+export { ThresholdPublicKey, partialSign, verifyPartial, combine, verifyGroupSignature } from './tbls.ts'
+export type { PartialSignature, CombineResult } from './tbls.ts'
+export { sealShare, openShare, boxKey, SEALED_SHARE_BYTES } from './share-box.ts'

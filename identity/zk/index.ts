@@ -1,0 +1,6 @@
+export { proveKnowledge, verifyKnowledge, encodeScalarPair, decodeScalarPair } from './schnorr.ts'
+export type { SchnorrProof } from './schnorr.ts'
+export { proveEquality, verifyEquality } from './dleq.ts'
+export type { DleqProof } from './dleq.ts'
+export { hashToScalar, CONTEXT_BYTES_MAX, BLS12_381_G1 } from './transcript.ts'
+export type { Group } from './transcript.ts'

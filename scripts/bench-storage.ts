@@ -2,7 +2,7 @@
 /**
  * node scripts/bench-storage.ts [--seconds 3] [--entry-bytes 256] [--window 64] [--batch 100] [--dir /path]
  *
- * Throughput of the Raft storage (LevelDB, every batch synced) in entries/s,
+ * Throughput of the Raft storage (write-ahead log, every frame synced) in entries/s,
  * in three modes. One-by-one: 1-entry Readies, each persisted before the next
  * is issued, so every entry pays a whole fsync. Coalesced: 1-entry Readies
  * from `window` concurrent callers; persists that arrive while a sync is in

@@ -42,7 +42,7 @@ export async function forceNewClusterCommand (args: string[]): Promise<void> {
     try { peerIdFromString(voter) } catch { throw new UserError(`raft force-new-cluster: --voter ${voter} is not a peer id`) }
   }
   if (!existsSync(raftStorageDir(dataDir))) { throw new UserError(`raft force-new-cluster: ${dataDir} holds no Raft state`) }
-  // the LevelDB lock makes this fail while the node runs
+  // the storage's lock makes this fail while the node runs
   const storage = await RaftStorage.open(raftStorageDir(dataDir))
   try {
     const restored = await storage.load()

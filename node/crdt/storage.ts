@@ -8,7 +8,7 @@
  * causal context, see service.ts).
  *
  * - `journal.log`: local ops not yet in a state file, appended as
- * checksummed frames (node/pbft/storage-frames.ts) of CBOR `{n: name, c:
+ * checksummed frames (node/storage-frames.ts) of CBOR `{n: name, c:
  * counter, d: delta}` and fdatasynced before the op is answered; emptied
  * once the states holding them are written.
  *
@@ -25,8 +25,8 @@ import { join } from 'node:path'
 import { encode } from 'cborg'
 import { isCrdtTypeName } from '../../protocols/crdt/index.ts'
 import { writeFileAtomic } from '../config.ts'
-import { encodeFrame, readFrames } from '../pbft/storage-frames.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
+import { encodeFrame, readFrames } from '../storage-frames.ts'
 import type { CrdtTypeName } from '../../protocols/crdt/index.ts'
 import type { FileHandle } from 'node:fs/promises'
 

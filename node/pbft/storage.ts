@@ -3,7 +3,7 @@
  *
  * | file            | content                                                               |
  * |-----------------|-----------------------------------------------------------------------|
- * | `log`           | append-only frames (storage-frames.ts) of encodeRecord(PersistRecord) |
+ * | `log`           | append-only frames (../storage-frames.ts) of encodeRecord(PersistRecord) |
  * | `snapshot`      | SNAPSHOT_MAGIC, a frame of encodeRecord({kind:'stable'}), a frame of the state |
  * | `isolated.json` | the blocklist: `{"version":1,"isolated":[{"peer","reason"}]}`        |
  *
@@ -34,7 +34,7 @@ import { dirname, join } from 'node:path'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { writeFileAtomic } from '../config.ts'
 import { UserError } from '../errors.ts'
-import { encodeFrame, readFrames } from './storage-frames.ts'
+import { encodeFrame, readFrames } from '../storage-frames.ts'
 import type { PbftStore } from './driver.ts'
 import type { Isolation, IsolationReason, PersistRecord, StableCheckpoint } from '../../protocols/pbft/types.ts'
 import type { FileHandle } from 'node:fs/promises'

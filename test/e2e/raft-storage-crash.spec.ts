@@ -7,7 +7,7 @@ import { expect } from 'aegir/chai'
 import { RaftStorage } from '../../node/raft/storage/index.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { CaptureLogger } from '../unit/raft-storage-helpers.ts'
-import { applyWrite, mismatch, modelOf, sameBytes, workloadEntry } from './fixtures/raft-storage-workload.ts'
+import { CRASH_STORAGE_OPTIONS, applyWrite, mismatch, modelOf, sameBytes, workloadEntry } from './fixtures/raft-storage-workload.ts'
 import type { LogModel, WriteRecord, WriterLine } from './fixtures/raft-storage-workload.ts'
 
 const WRITER = fileURLToPath(new URL('./fixtures/raft-storage-writer.ts', import.meta.url))
@@ -83,7 +83,7 @@ describe('raft storage under kill -9 (separate OS process)', function () {
       expect(result.acked, context).to.be.greaterThan(0)
 
       const logger = new CaptureLogger()
-      const storage = await RaftStorage.open(dir, { logger, snapshotChunkBytes: 1024 })
+      const storage = await RaftStorage.open(dir, { logger, ...CRASH_STORAGE_OPTIONS })
       const restored = await storage.load()
       await storage.close()
 

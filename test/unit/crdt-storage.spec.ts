@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { CRDT_JOURNAL_FILE, CrdtStorage } from '../../node/crdt/storage.ts'
-import { encodeFrame } from '../../node/pbft/storage-frames.ts'
+import { encodeFrame } from '../../node/storage-frames.ts'
 
 describe('crdt storage: the journal', () => {
   let dir: string

@@ -2,8 +2,8 @@ import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
-import { encodeFrame, readFrames } from '../../node/pbft/storage-frames.ts'
 import { compactRecords, PbftFileStore, PbftStorageCorruptionError } from '../../node/pbft/storage.ts'
+import { encodeFrame, readFrames } from '../../node/storage-frames.ts'
 import { decodeRecord, encodeRecord } from '../../protocols/pbft/encoding.ts'
 import type { PersistRecord, PrePrepare, StableCheckpoint } from '../../protocols/pbft/types.ts'
 

@@ -1,12 +1,12 @@
 /**
  * Shared pieces of the raft storage tests: deterministic entries and
  * snapshots, a logger that records warnings, temporary directories, and raw
- * access to the database for planting damaged records.
+ * access to the files for planting damage.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ClassicLevel } from 'classic-level'
+import { FRAME_HEADER_BYTES, readFrames } from '../../node/storage-frames.ts'
 import type { StorageLogger } from '../../node/raft/storage/index.ts'
 import type { ConfState, Entry, HardState, Snapshot } from '../../protocols/raft/index.ts'
 
@@ -59,33 +59,43 @@ export class TempDirs {
   }
 }
 
-/** Opens the store's LevelDB directly (the storage must be closed). */
-export async function withRawDb (dir: string, fn: (db: ClassicLevel<Uint8Array, Uint8Array>) => Promise<void>): Promise<void> {
-  const db = new ClassicLevel<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' })
-  await db.open()
-  try {
-    await fn(db)
-  } finally {
-    await db.close()
+/**
+ * The store's files (the storage must be closed), shortened: `wal/<seq>`
+ * for a segment, `snap/<index>` for a snapshot, other names as they are.
+ */
+export async function listFiles (dir: string): Promise<string[]> {
+  const files: string[] = []
+  for (const sub of ['wal', 'snap']) {
+    for (const name of await readdir(join(dir, sub)).catch(() => [])) {
+      const match = /^([0-9a-f]{16})\.(wal|snap)$/.exec(name)
+      files.push(`${sub}/${match === null ? name : Number.parseInt(match[1], 16)}`)
+    }
   }
+  for (const name of await readdir(dir)) {
+    if (name !== 'wal' && name !== 'snap') { files.push(name) }
+  }
+  return files.sort()
 }
 
-/** Every key in the store, as readable strings (`E:12`, `S:5:0`, `H`, ...). */
-export async function listKeys (dir: string): Promise<string[]> {
-  const keys: string[] = []
-  await withRawDb(dir, async db => {
-    for await (const key of db.keys()) {
-      const kind = String.fromCharCode(key[0])
-      const view = new DataView(key.buffer, key.byteOffset, key.byteLength)
-      const u64 = (offset: number): number => view.getUint32(offset) * 0x1_0000_0000 + view.getUint32(offset + 4)
-      if (kind === 'E') {
-        keys.push(`E:${u64(1)}`)
-      } else if (kind === 'S') {
-        keys.push(`S:${u64(1)}:${view.getUint32(9)}`)
-      } else {
-        keys.push(kind)
-      }
-    }
-  })
-  return keys
+export function segmentFile (dir: string, seq: number): string {
+  return join(dir, 'wal', `${seq.toString(16).padStart(16, '0')}.wal`)
+}
+
+export function snapshotFile (dir: string, index: number): string {
+  return join(dir, 'snap', `${index.toString(16).padStart(16, '0')}.snap`)
+}
+
+/** The frames of segment `seq`: the file, where each frame starts, and where the last whole one ends. */
+export async function segmentFrames (dir: string, seq: number): Promise<{ bytes: Uint8Array, frames: number[], end: number }> {
+  const bytes = await readFile(segmentFile(dir, seq))
+  const read = readFrames(bytes, 1 << 30)
+  if (!read.ok) { throw new Error(`segment ${seq}: ${read.error}`) }
+  return { bytes, frames: read.offsets.map(o => o - FRAME_HEADER_BYTES), end: read.wholeBytes }
+}
+
+/** Flips a bit of byte `offset` of `file`. */
+export async function flipByte (file: string, offset: number): Promise<void> {
+  const bytes = await readFile(file)
+  bytes[offset] ^= 0x40
+  await writeFile(file, bytes)
 }

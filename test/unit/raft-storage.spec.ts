@@ -2,7 +2,7 @@ import { expect } from 'aegir/chai'
 import { UserError } from '../../node/errors.ts'
 import { RaftStorage, StorageLimitError, raftStorageDir } from '../../node/raft/storage/index.ts'
 import { createRng } from '../../protocols/common/rng.ts'
-import { CONF, CaptureLogger, TempDirs, entries, entry, hard, listKeys, snapshot } from './raft-storage-helpers.ts'
+import { CONF, CaptureLogger, TempDirs, entries, entry, hard, listFiles, snapshot } from './raft-storage-helpers.ts'
 import type { RaftStorageOptions } from '../../node/raft/storage/index.ts'
 import type { Entry, HardState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
 
@@ -61,12 +61,15 @@ describe('raft storage: round trips and group commit', () => {
     expect(restored.entries).to.deep.equal([...entries(1, 2, 1), ...entries(3, 4, 3), ...entries(5, 12, 4)])
   })
 
-  it('leaves no records of truncated entries behind', async () => {
-    const storage = await openStore(await temp.make())
+  it('reads no truncated entry back, and keeps one segment and no snapshot file for a short log', async () => {
+    let storage = await openStore(await temp.make())
     await storage.persist({ hardState: hard(1, 1), entries: entries(1, 10, 1) })
     await storage.persist({ hardState: hard(2, 1), entries: entries(3, 4, 2) })
+    let restored: RestoredState
+    ;({ storage, restored } = await reopen(storage))
+    expect(restored.entries).to.deep.equal([...entries(1, 2, 1), ...entries(3, 4, 2)])
     await storage.close()
-    expect(await listKeys(storage.dir)).to.deep.equal(['E:1', 'E:2', 'E:3', 'E:4', 'H', 'V'])
+    expect(await listFiles(storage.dir)).to.deep.equal(['wal/1'])
   })
 
   it('installs a snapshot from a Ready, replacing the whole log', async () => {
@@ -80,7 +83,7 @@ describe('raft storage: round trips and group commit', () => {
     ;({ storage, restored } = await reopen(storage))
     expect(restored).to.deep.equal({ hardState: hard(3, 21), snapshot: snapshot(20, 3), entries: entries(21, 22, 3) })
     await storage.close()
-    expect(await listKeys(storage.dir)).to.deep.equal(['E:21', 'E:22', 'H', 'M', 'S:20:0', 'V'])
+    expect(await listFiles(storage.dir)).to.deep.equal(['snap/20', 'wal/1'])
   })
 
   it('installs a snapshot behind uncommitted entries (they are discarded)', async () => {
@@ -103,7 +106,7 @@ describe('raft storage: round trips and group commit', () => {
     ;({ storage, restored } = await reopen(storage))
     expect(restored).to.deep.equal({ hardState: hard(2, 8), snapshot: snapshot(8, 2, 3000), entries: entries(9, 10, 2) })
     await storage.close()
-    expect(await listKeys(storage.dir)).to.deep.equal(['E:9', 'E:10', 'H', 'M', 'S:8:0', 'V'])
+    expect(await listFiles(storage.dir)).to.deep.equal(['snap/8', 'wal/1'])
   })
 
   it('compacts the whole log when the snapshot is at the last index', async () => {
@@ -129,23 +132,23 @@ describe('raft storage: round trips and group commit', () => {
     await expect(storage.saveSnapshot({ meta: { index: 5, term: 2, conf: CONF }, data: 'x' } as unknown as Snapshot)).to.be.rejectedWith(TypeError)
   })
 
-  it('stores a large snapshot in chunks, staged before the commit batch', async () => {
-    const fsyncs: number[] = []
+  it('stores a snapshot larger than a frame in its own file, named by one small frame', async () => {
+    const fsyncs: Array<[number, number]> = []
     let storage = await openStore(await temp.make(), {
-      snapshotChunkBytes: 1024, batchBytesMax: 4096, entryBytesMax: 512, onFsync: (_ms, n) => { fsyncs.push(n) }
+      snapshotChunkBytes: 1024, batchBytesMax: 4096, entryBytesMax: 512, onFsync: (_ms, n, bytes) => { fsyncs.push([n, bytes]) }
     })
     const big = snapshot(30, 4, 10 * 1024 + 7)
     await storage.persist({ hardState: hard(4, 30), snapshot: big, entries: [] })
-    // 11 chunks of ~1 KiB staged 3 per 4 KiB batch (4 batches), then the commit batch.
-    expect(fsyncs).to.deep.equal([0, 0, 0, 0, 0])
+    // one frame: the snapshot record (18 bytes) and the hard state (21), after an 8-byte header
+    expect(fsyncs).to.deep.equal([[0, 8 + 18 + 21]])
     let restored: RestoredState
     ;({ storage, restored } = await reopen(storage, { snapshotChunkBytes: 1024, batchBytesMax: 4096, entryBytesMax: 512 }))
     expect(restored.snapshot).to.deep.equal(big)
     await storage.close()
-    expect((await listKeys(storage.dir)).filter(k => k.startsWith('S:'))).to.have.length(11)
+    expect(await listFiles(storage.dir)).to.deep.equal(['snap/30', 'wal/1'])
   })
 
-  it('keeps only the chunks of the current snapshot', async () => {
+  it('keeps only the file of the current snapshot', async () => {
     let storage = await openStore(await temp.make(), { snapshotChunkBytes: 100 })
     await storage.persist({ hardState: hard(1, 10), entries: entries(1, 12, 1) })
     await storage.saveSnapshot(snapshot(5, 1, 450))
@@ -154,7 +157,7 @@ describe('raft storage: round trips and group commit', () => {
     ;({ storage, restored } = await reopen(storage, { snapshotChunkBytes: 100 }))
     expect(restored.snapshot).to.deep.equal(snapshot(10, 1, 250))
     await storage.close()
-    expect((await listKeys(storage.dir)).filter(k => k.startsWith('S:'))).to.deep.equal(['S:10:0', 'S:10:1', 'S:10:2'])
+    expect(await listFiles(storage.dir)).to.deep.equal(['snap/10', 'wal/1'])
   })
 
   it('stores an empty snapshot payload', async () => {
@@ -186,8 +189,7 @@ describe('raft storage: round trips and group commit', () => {
     const fsyncs: number[] = []
     const storage = await openStore(await temp.make(), { onFsync: (_ms, n) => { fsyncs.push(n) } })
     const first = storage.persist({ hardState: hard(1, 0), entries: [entry(1, 1)] })
-    // Let the writer take the first write and start its batch (a LevelDB
-    // write completes through the event loop, never within microtasks).
+    // Let the writer take the first write and write its frame.
     for (let i = 0; i < 5; i++) { await Promise.resolve() }
     const rest = Array.from({ length: 10 }, async (_, i) => { await storage.persist({ entries: [entry(i + 2, 1)] }) })
     await Promise.all([first, ...rest])
@@ -270,6 +272,13 @@ describe('raft storage: round trips and group commit', () => {
       await expect(storage.persist({ snapshot: snapshot(5, 1, 1001), entries: [] })).to.be.rejectedWith(StorageLimitError, /snapshotBytesMax/)
     })
 
+    it('rejects a vote longer than VOTE_BYTES_MAX (a peer id is far shorter)', async () => {
+      const storage = await openStore(await temp.make())
+      await expect(storage.persist({ hardState: hard(1, 0, 'x'.repeat(1025)) })).to.be.rejectedWith(StorageLimitError, /a vote of 1025 bytes is longer than VOTE_BYTES_MAX \(1024\)/)
+      await storage.persist({ hardState: hard(1, 0, 'x'.repeat(1024)) })
+      expect((await reopen(storage)).restored.hardState).to.deep.equal(hard(1, 0, 'x'.repeat(1024)))
+    })
+
     it('rejects writes beyond pendingWritesMax', async () => {
       const storage = await openStore(await temp.make(), { pendingWritesMax: 3 })
       const accepted = [1, 2, 3].map(async i => { await storage.persist({ entries: [entry(i, 1)] }) })
@@ -328,7 +337,7 @@ describe('raft storage: round trips and group commit', () => {
     it('fails every later write after a write error', async () => {
       const storage = await openStore(await temp.make())
       await storage.persist({ entries: [entry(1, 1)] })
-      await storage['db'].close() // the disk goes away under the storage
+      await storage['wal']['file'].close() // the disk goes away under the storage
       const failed = storage.persist({ entries: [entry(2, 1)] })
       const queued = storage.persist({ entries: [entry(3, 1)] })
       await expect(failed).to.be.rejectedWith(Error)
@@ -346,9 +355,9 @@ describe('raft storage: round trips and group commit', () => {
     ;[1, 2, 3, 4, 5].forEach(seed => {
       it(`seed ${seed}: every operation sequence restores what the model holds`, async () => {
         const rng = createRng(seed)
-        // Two chunk records (13-byte key, 4-byte checksum, 64 data bytes) fill
-        // a batch: snapshots of more than two chunks are staged next to the queue.
-        const options = { snapshotChunkBytes: 64, snapshotBatchBytes: 2 * (13 + 4 + 64) }
+        // Snapshots of more than 162 bytes are staged next to the queue, and
+        // 2 KiB segments rotate and are released every few steps.
+        const options = { snapshotChunkBytes: 64, snapshotBatchBytes: 2 * (13 + 4 + 64), segmentBytes: 2048 }
         let storage = await openStore(await temp.make(), options)
         const model: Model = { hardState: hard(0, 0, null), log: [] }
         const seen = { append: 0, overwrite: 0, compact: 0, staged: 0, install: 0, hardState: 0, reopen: 0 }

@@ -1,13 +1,17 @@
 /**
- * Durable storage for the Raft core (protocols/raft): hard state, log
- * entries and snapshots in LevelDB, one fsync per group of Readies, every
- * record checksummed, and a start-up check that refuses to run on a log
- * that lost data which may have been acknowledged.
+ * Durable storage for the Raft core (protocols/raft): hard state and log
+ * entries in a write-ahead log of preallocated segment files, snapshots in
+ * files beside it, one fdatasync per group of Readies, every frame
+ * checksummed, and a start-up check that cuts off a torn write but refuses
+ * to run on a log that lost data which may have been acknowledged.
  *
- * - layout.ts: keys and the format version;
- * - records.ts: value encodings and checksums;
- * - recovery.ts: loading, verification and the durability rule;
- * - write-plan.ts: turning queued writes into one batch;
+ * - layout.ts: files and the format version;
+ * - records.ts: record encodings inside the log's frames;
+ * - recovery.ts: replay, the log index and the durability rule;
+ * - wal.ts: segments (open and replay, append, rotation, release, reads);
+ * - snapshot-file.ts: snapshot files;
+ * - lock.ts: one process per store;
+ * - write-plan.ts: turning queued writes into one frame;
  * - raft-storage.ts: RaftStorage (open, load, persist, saveSnapshot, close).
  */
 export { RaftStorage, RAFT_STORAGE_DEFAULTS, raftStorageDir } from './raft-storage.ts'

@@ -1,47 +1,49 @@
 /**
- * Durable storage for the Raft core: hard state, log and snapshot in LevelDB
- * (classic-level), in a database directory of its own (`<dataDir>/raft`).
- * Key layout and record encodings: layout.ts, records.ts. What a damaged
- * store may and may not lose (the durability rule): recovery.ts.
+ * Durable storage for the Raft core: hard state and log in a write-ahead
+ * log of its own (wal.ts), snapshots in files beside it, in the directory
+ * `<dataDir>/raft`. Files: layout.ts; record encodings: records.ts; what a
+ * damaged log may and may not lose (the durability rule): recovery.ts.
  *
  * Group commit: each persist()/saveSnapshot() is validated and encoded when
- * it is called, then queued. A single writer turns everything queued into ONE
- * LevelDB batch written with `sync: true` (one fsync), so writes that arrive
- * while a sync is in flight share the next fsync. Writes become durable, and
+ * it is called, then queued. A single writer turns everything queued into
+ * ONE frame appended to the log and fdatasync'd once, so writes that arrive
+ * while a sync is in flight share the next one. Writes become durable, and
  * their promises resolve, in call order, with one exception:
  *
- * Snapshot staging. A snapshot from saveSnapshot() that does not fit in one
- * `snapshotBatchBytes` batch (a large KV state) would hold every later Ready
- * for as long as it takes to write it. Its chunks are therefore written
- * ("staged") next to the queue, in synced batches of their own, under the
- * snapshot's own index, where nothing reads them yet; each batch is sealed
- * just before it is written. Only when every chunk is durable does a small
- * commit write (`M` + `H` records) join the queue, so saveSnapshot() resolves
- * after writes issued later. Meanwhile the chunks are spared by the cleanups,
- * and a snapshot persisted from a Ready supersedes the staging (it stops, its
- * chunks are deleted, saveSnapshot() resolves false). A crash before the
- * commit leaves only unreferenced chunks, which open() deletes. A Ready's own
- * snapshot (the follower waits for it anyway) is staged inside the queue.
+ * Snapshot staging. A snapshot from saveSnapshot() larger than
+ * `snapshotBatchBytes` (a large KV state) would hold every later Ready for
+ * as long as it takes to write it. Its file is therefore written ("staged")
+ * next to the queue, under a temporary name nothing reads; only when it is
+ * synced does its commit (renaming the file into place, and an `S` record in
+ * a frame) join the queue, so saveSnapshot() resolves after writes issued
+ * later. A snapshot persisted from a Ready meanwhile supersedes the staging
+ * (it stops, its file is deleted, saveSnapshot() resolves false). A crash
+ * before the commit leaves only a temporary file, which open() deletes. A
+ * Ready's own snapshot (the follower waits for it anyway) is written inside
+ * the queue, as is a smaller saveSnapshot().
+ *
+ * After a frame that moved the snapshot is durable, the segments that hold
+ * no live entry any more and the older snapshot files are deleted.
  *
  * A write error is fatal: the storage rejects that write, everything queued
  * behind it, a staging in progress, and every later call (the in-memory view
  * of the log may no longer match the disk; restart the node).
  */
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readdir, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ClassicLevel } from 'classic-level'
 import { KV_DEFAULTS, kvSnapshotBytesMax } from '../../../protocols/kv/index.ts'
 import { RAFT_DEFAULTS } from '../../../protocols/raft/index.ts'
-import { UserError } from '../../errors.ts'
 import { createLogger } from '../../logger.ts'
-import { StorageLimitError } from './errors.ts'
-import { SNAPSHOT_META_KEY, chunkKeyRange, entryKey } from './layout.ts'
-import { ENTRY_OVERHEAD_BYTES, encodeEntryValue, encodeSnapshotMetaValue } from './records.ts'
-import { checkFormat, clearStrays, readStore } from './recovery.ts'
-import { applyOp, chunkRunBytes, planBatch, recordBytes, sealChunks, snapshotChunks, splitChunkRun } from './write-plan.ts'
+import { StorageCorruptionError, StorageLimitError } from './errors.ts'
+import { SNAPSHOT_DIR, TMP_SUFFIX, parseSnapshotName, snapshotPath } from './layout.ts'
+import { lockStore } from './lock.ts'
+import { ENTRY_RECORD_OVERHEAD_BYTES, VOTE_BYTES_MAX, encodeEntryRecord, encodeHardStateRecord } from './records.ts'
+import { readSnapshotFile, writeSnapshotFile } from './snapshot-file.ts'
+import { Wal, syncDir } from './wal.ts'
+import { SNAPSHOT_RECORD_BYTES, applyOp, planBatch } from './write-plan.ts'
 import type { LogState } from './records.ts'
-import type { RaftDb, StoreContents } from './recovery.ts'
-import type { ChunkRun, EncodedEntry, EncodedSnapshot, KeyValue, WriteOp } from './write-plan.ts'
+import type { Replay } from './recovery.ts'
+import type { EncodedEntry, WriteOp } from './write-plan.ts'
 import type { ConfState, Entry, EntryType, HardState, RestoredState, Snapshot } from '../../../protocols/raft/index.ts'
 
 const MIB = 1024 * 1024
@@ -49,20 +51,18 @@ const MIB = 1024 * 1024
 export const RAFT_STORAGE_DEFAULTS = {
   /** Largest entry payload; keep it >= RaftConfig.proposalBytesMax. */
   entryBytesMax: RAFT_DEFAULTS.proposalBytesMax,
-  /** Largest single write (entries + hard state + a snapshot small enough to ride along); also caps a coalesced batch. */
+  /** Largest single write (entries + hard state); also caps a coalesced frame. */
   batchBytesMax: 64 * MIB,
   /** Largest snapshot payload: the largest snapshot of a KV store with KV_DEFAULTS (kvSnapshotBytesMax, 389 MiB). */
   snapshotBytesMax: kvSnapshotBytesMax(KV_DEFAULTS),
-  /** Snapshot data is stored in chunks of this size. */
+  /** Snapshot files are written and checksummed in chunks of this size. */
   snapshotChunkBytes: MIB,
-  /**
-   * saveSnapshot() stages a snapshot whose chunk records take more than this
-   * next to the write queue, in synced batches of at most this size (at
-   * least one chunk each); a smaller one rides in its commit batch.
-   */
+  /** saveSnapshot() stages a snapshot larger than this next to the write queue; a smaller one is written in the queue. */
   snapshotBatchBytes: 4 * MIB,
   /** persist()/saveSnapshot() calls waiting for the writer; more are rejected. */
-  pendingWritesMax: 1024
+  pendingWritesMax: 1024,
+  /** Write-ahead log segments are preallocated to this size; a frame that does not fit starts a new one. */
+  segmentBytes: 64 * MIB
 } as const
 
 export type RaftStorageLimits = { -readonly [K in keyof typeof RAFT_STORAGE_DEFAULTS]: number }
@@ -73,12 +73,12 @@ export interface StorageLogger {
 }
 
 export interface RaftStorageOptions extends Partial<RaftStorageLimits> {
-  /** Receives the warnings about records dropped at open. Default: JSON lines on stderr. */
+  /** Receives the warnings about what open() cut off or deleted. Default: JSON lines on stderr. */
   logger?: StorageLogger
   /**
-   * Called after every synced batch (for a Prometheus histogram): how long
-   * the write + fsync took, how many log entries and how many bytes it held.
-   * Must not throw (an exception is logged and ignored).
+   * Called after every synced frame (for a Prometheus histogram): how long
+   * the write + fdatasync took, how many log entries and how many bytes it
+   * held. Must not throw (an exception is logged and ignored).
    */
   onFsync?(durationMs: number, entries: number, bytes: number): void
 }
@@ -91,7 +91,8 @@ export interface PersistUpdate {
   snapshot?: Snapshot
   /**
    * Ready.mustSync. false is honoured only when nothing but the commit index
-   * changes (losing that in a crash is harmless); default true.
+   * changes (its frame is written but not synced: losing it in a power loss
+   * is harmless); default true.
    */
   mustSync?: boolean
 }
@@ -100,6 +101,9 @@ export interface PersistUpdate {
 export function raftStorageDir (dataDir: string): string {
   return join(dataDir, 'raft')
 }
+
+/** Frames up to this much larger than batchBytesMax are read back (the hard state and snapshot records of a group). */
+const FRAME_SLACK_BYTES = MIB
 
 type CompactOp = Extract<WriteOp, { kind: 'compact' }>
 
@@ -112,99 +116,117 @@ interface Pending {
 /** A large snapshot saveSnapshot() is writing next to the queue (see "Snapshot staging" above). */
 interface Staging {
   readonly index: number
-  /** Why the staging must stop before its next batch; null while it goes on. */
+  /** Why the staging must stop before its next chunk; null while it goes on. */
   stop: 'superseded' | 'closed' | Error | null
-  /** The commit write, set once every chunk is durable and it was queued. */
+  /** The commit write, set once the file is durable and it was queued. */
   commit: WriteOp | null
-  /** Resolves once no chunk write of this staging is in flight or will start (all written, or stopped and its chunks deleted). */
+  /** Resolves once no write of this staging is in flight or will start (all written, or stopped and its file deleted). */
   readonly written: Promise<void>
 }
 
 interface StorageInit {
   dir: string
-  db: RaftDb
+  wal: Wal
+  replay: Replay
+  snapshot: Snapshot | null
+  unlock(): Promise<void>
   limits: RaftStorageLimits
   logger: StorageLogger
   onFsync: RaftStorageOptions['onFsync']
-  contents: StoreContents
 }
 
 export class RaftStorage {
   readonly dir: string
-  private readonly db: RaftDb
+  private readonly wal: Wal
+  /** What the disk holds: the state after the last frame written, and where its live entries lie. */
+  private readonly replay: Replay
+  private readonly unlock: () => Promise<void>
   private readonly limits: RaftStorageLimits
   private readonly logger: StorageLogger
   private readonly onFsync: RaftStorageOptions['onFsync']
-  /** What the disk holds: the state after the last completed batch. */
-  private durable: LogState
   /** What the disk will hold once every queued write is done; new writes are validated against it. */
   private projected: LogState
-  /** What open() read, handed out by the first load() unless a write came first. */
-  private opened: RestoredState | null
   private readonly queue: Pending[] = []
   private draining: Promise<void> | null = null
   private lastWrite: Promise<void> = Promise.resolve()
   /** The saveSnapshot() staging in progress, from its start until its call settles. */
   private staging: Staging | null = null
-  /** The cleanup of stray records in progress (it never rejects; the writer handles its failure). */
-  private cleaning: Promise<void> | null = null
+  /** Numbers the temporary snapshot files of this process. */
+  private tmpFiles = 0
+  /** The snapshot open() read to check it, handed out by the first load() (the node's start reads it next). */
+  private openedSnapshot: Snapshot | null
   private failure: Error | null = null
   private closed = false
 
   /**
-   * Opens (or creates) the store in `dir`, verifies all of it and removes
-   * records outside the live log (see recovery.ts). Throws
+   * Opens (or creates) the store in `dir`: takes its lock, replays the
+   * write-ahead log into an index of where each live entry lies (reading
+   * one segment at a time), checks the snapshot file, cuts off a torn tail
+   * and deletes what no live state refers to (see recovery.ts). Throws
    * StorageCorruptionError, StorageFormatError or UserError (locked by
-   * another process) without changing anything.
+   * another process) without changing anything else.
    */
   static async open (dir: string, options: RaftStorageOptions = {}): Promise<RaftStorage> {
     const limits = resolveLimits(options)
     const logger = options.logger ?? createLogger('warn', { component: 'raft-storage' })
-    await mkdir(dir, { recursive: true })
-    const db: RaftDb = new ClassicLevel<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' })
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    const unlock = await lockStore(dir)
+    let wal: Wal | null = null
     try {
-      await db.open()
+      const opened = await Wal.open(dir, {
+        segmentBytes: limits.segmentBytes,
+        frameBytesMax: Math.max(limits.batchBytesMax, RAFT_STORAGE_DEFAULTS.batchBytesMax) + FRAME_SLACK_BYTES,
+        logger
+      })
+      wal = opened.wal
+      const { state } = opened.replay
+      // read now, so that a missing or damaged snapshot refuses the start
+      const snapshot = state.snapshotIndex > 0 ? await readSnapshot(dir, state, limits) : null
+      await removeStraySnapshots(dir, state.snapshotIndex, logger)
+      await wal.release(opened.replay.index.oldestSegment() ?? wal.currentSegment)
+      return new RaftStorage({ dir, wal, replay: opened.replay, snapshot, unlock, limits, logger, onFsync: options.onFsync })
     } catch (err) {
-      const reason = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message
-      throw new UserError(`cannot open raft storage ${dir} (is another node using this data dir?): ${reason}`, { cause: err })
-    }
-    try {
-      await checkFormat(db, dir)
-      const contents = await readStore(db, dir)
-      await removeStrays(db, dir, contents, logger)
-      return new RaftStorage({ dir, db, limits, logger, onFsync: options.onFsync, contents })
-    } catch (err) {
-      await db.close()
+      await wal?.close()
+      await unlock()
       throw err
     }
   }
 
   private constructor (init: StorageInit) {
     this.dir = init.dir
-    this.db = init.db
+    this.wal = init.wal
+    this.replay = init.replay
+    this.unlock = init.unlock
     this.limits = init.limits
     this.logger = init.logger
     this.onFsync = init.onFsync
-    this.durable = this.projected = init.contents.state
-    this.opened = init.contents.restored
+    this.projected = copyState(init.replay.state)
+    this.openedSnapshot = init.snapshot
   }
 
-  /** What the node restarts from: hard state, snapshot, entries after the snapshot. */
+  /**
+   * What the node restarts from: hard state, snapshot, entries after the
+   * snapshot, read from the files (after every queued write is done).
+   */
   async load (): Promise<RestoredState> {
     this.checkUsable()
-    const opened = this.opened
-    if (opened !== null) {
-      this.opened = null
-      return opened
-    }
     await this.idle()
-    return (await readStore(this.db, this.dir)).restored
+    const state = this.replay.state
+    const { hardState, snapshotIndex, lastIndex } = state
+    const entries = await this.wal.readEntries(this.replay.index, snapshotIndex + 1, lastIndex)
+    const restored: RestoredState = { hardState: { ...hardState }, entries }
+    const opened = this.openedSnapshot
+    this.openedSnapshot = null
+    if (snapshotIndex > 0) {
+      restored.snapshot = opened?.meta.index === snapshotIndex ? opened : await readSnapshot(this.dir, state, this.limits)
+    }
+    return restored
   }
 
   /**
    * Makes one Ready durable: its snapshot (replacing the whole log), then its
    * entries (replacing the log from entries[0].index on), then its hard
-   * state, all in one synced batch (shared with other writes queued at the
+   * state, all in one synced frame (shared with other writes queued at the
    * same time). Resolves once durable; only then may the Ready's messages be
    * sent. Rejects, having queued nothing, when the update is malformed, does
    * not fit the log, or exceeds a limit (StorageLimitError).
@@ -255,20 +277,17 @@ export class RaftStorage {
       throw new RangeError(`saveSnapshot: term ${term} does not match the term of log entry ${index} (${lastTerm})`)
     }
     this.checkQueueRoom()
-    const { snapshotBatchBytes } = this.limits
-    const encoded = this.encodeSnapshot(snapshot, snapshotBatchBytes, snapshotBatchBytes)
-    const commit: CompactOp = { kind: 'compact', snapshot: { ...encoded, staged: [] }, sync: true, bytes: snapshotInlineBytes(encoded) }
-    if (encoded.staged.length === 0) {
-      await this.enqueue(commit)
+    if (snapshot.data.length <= this.limits.snapshotBatchBytes) {
+      await this.enqueue({ kind: 'compact', snapshot: { snapshot, staged: null }, sync: true, bytes: SNAPSHOT_RECORD_BYTES })
       return true
     }
-    return this.stage(commit, encoded.staged)
+    return this.stage(snapshot)
   }
 
   /**
-   * Waits for queued writes, then closes the database. A snapshot being
-   * staged stops after its current batch (its saveSnapshot() resolves false).
-   * Later calls reject.
+   * Waits for queued writes, then closes the log and releases the lock. A
+   * snapshot being staged stops after its current chunk (its saveSnapshot()
+   * resolves false). Later calls reject.
    */
   async close (): Promise<void> {
     if (this.closed) { return }
@@ -279,7 +298,8 @@ export class RaftStorage {
       await staging.written
     }
     await this.idle()
-    await this.db.close()
+    await this.wal.close()
+    await this.unlock()
   }
 
   // ------------------------------------------------------------ validation
@@ -301,18 +321,17 @@ export class RaftStorage {
     if (hardState !== undefined) { checkHardState(hardState) }
     const encodedEntries = this.encodeEntries(entries, this.logAfterSnapshot(snapshot))
     let bytes = 0
-    for (const { record: [key, value] } of encodedEntries) { bytes += key.length + value.length }
+    for (const { record } of encodedEntries) { bytes += record.length }
     if (bytes > this.limits.batchBytesMax) {
       throw new StorageLimitError(`persist: ${entries.length} entries take ${bytes} bytes, more than batchBytesMax ` +
         `(${this.limits.batchBytesMax}); nothing was written`)
     }
-    const { batchBytesMax } = this.limits
-    const encodedSnapshot = snapshot === undefined ? undefined : this.encodeSnapshot(snapshot, batchBytesMax - bytes, batchBytesMax)
-    if (encodedSnapshot !== undefined) { bytes += snapshotInlineBytes(encodedSnapshot) }
+    if (snapshot !== undefined) { bytes += SNAPSHOT_RECORD_BYTES }
+    if (hardState !== undefined) { bytes += encodeHardStateRecord(hardState).length }
     const sync = mustSync || entries.length > 0 || snapshot !== undefined || changesTermOrVote(this.projected.hardState, hardState)
     const op: WriteOp = { kind: 'ready', entries: encodedEntries, sync, bytes }
     if (hardState !== undefined) { op.hardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit } }
-    if (encodedSnapshot !== undefined) { op.snapshot = encodedSnapshot }
+    if (snapshot !== undefined) { op.snapshot = { snapshot, staged: null } }
     return op
   }
 
@@ -345,47 +364,26 @@ export class RaftStorage {
     return entries.map((entry, i) => {
       checkEntry(entry, this.limits)
       if (entry.index !== first + i) { throw new RangeError(`persist: entries are not contiguous at index ${entry.index}`) }
-      const key = entryKey(entry.index)
-      return { index: entry.index, term: entry.term, record: [key, encodeEntryValue(key, entry)] }
+      return { entry, record: encodeEntryRecord(entry) }
     })
-  }
-
-  /**
-   * Describes a snapshot's records: its chunks ride in the commit batch if
-   * they fit in `inlineBytesMax`, else they are staged in runs of at most
-   * `stagedBatchBytes`. Nothing is sealed here (see sealChunks()).
-   */
-  private encodeSnapshot (snapshot: Snapshot, inlineBytesMax: number, stagedBatchBytes: number): EncodedSnapshot {
-    const { meta: { index, term, conf }, data } = snapshot
-    const chunks = snapshotChunks(index, data, this.limits.snapshotChunkBytes)
-    const metaValue = encodeSnapshotMetaValue(SNAPSHOT_META_KEY, { index, term, conf, dataBytes: data.length, chunks: chunks.count })
-    const inline = chunkRunBytes(chunks) <= inlineBytesMax
-    return {
-      index,
-      term,
-      meta: [SNAPSHOT_META_KEY, metaValue],
-      inline: inline ? chunks : null,
-      staged: inline ? [] : splitChunkRun(chunks, stagedBatchBytes)
-    }
   }
 
   // ------------------------------------------------------ snapshot staging
 
-  /** Writes `runs` next to the queue, then queues `commit`; false when stopped first (see saveSnapshot). */
-  private async stage (commit: CompactOp, runs: ChunkRun[]): Promise<boolean> {
+  private nextTmpPath (index: number): string {
+    return `${snapshotPath(this.dir, index)}.${process.pid}-${++this.tmpFiles}${TMP_SUFFIX}`
+  }
+
+  /** Writes the snapshot's file next to the queue, then queues its commit; false when stopped first (see saveSnapshot). */
+  private async stage (snapshot: Snapshot): Promise<boolean> {
     const { promise: written, resolve: writingDone } = Promise.withResolvers<void>()
-    const staging: Staging = { index: commit.snapshot.index, stop: null, commit: null, written }
+    const staging: Staging = { index: snapshot.meta.index, stop: null, commit: null, written }
     this.staging = staging
+    const tmp = this.nextTmpPath(snapshot.meta.index)
     try {
+      let complete: boolean
       try {
-        // A cleanup fixes its key ranges when it starts: let one that
-        // started before this staging existed finish before writing.
-        await this.cleaning
-        for (const run of runs) {
-          if (staging.stop !== null) { break }
-          await this.writeBatch(sealChunks(run), true, 0)
-        }
-        if (staging.stop === 'superseded' || staging.stop === 'closed') { await this.db.clear(chunkKeyRange(staging.index)) }
+        complete = await writeSnapshotFile(tmp, snapshot, this.limits.snapshotChunkBytes, () => staging.stop !== null)
       } catch (err) {
         this.fail(err instanceof Error ? err : new Error(String(err)), [])
         throw err
@@ -393,7 +391,11 @@ export class RaftStorage {
         writingDone()
       }
       if (staging.stop instanceof Error) { throw staging.stop }
-      if (staging.stop !== null) { return false }
+      if (!complete || staging.stop !== null) {
+        await unlink(tmp).catch(() => {})
+        return false
+      }
+      const commit: CompactOp = { kind: 'compact', snapshot: { snapshot, staged: tmp }, sync: true, bytes: SNAPSHOT_RECORD_BYTES }
       staging.commit = commit
       // The call was counted against pendingWritesMax when it was made.
       await this.enqueue(commit, false)
@@ -406,24 +408,6 @@ export class RaftStorage {
   /** A Ready's snapshot supersedes a staging that has not queued its commit yet. */
   private supersedeStaging (op: WriteOp): void {
     if (op.kind === 'ready' && op.snapshot !== undefined && this.staging?.commit === null) { this.staging.stop ??= 'superseded' }
-  }
-
-  /**
-   * Before a group writes a Ready's snapshot at the index of a (superseded)
-   * staging: both use the same chunk keys, so wait until the staging stopped
-   * and deleted its chunks.
-   */
-  private async untilStagingStopped (group: Pending[]): Promise<void> {
-    const staging = this.staging
-    if (staging !== null && group.some(p => p.op.kind === 'ready' && p.op.snapshot?.index === staging.index)) {
-      await staging.written
-    }
-  }
-
-  /** The staging whose chunks a cleanup after `group` must spare (0: none); its own commit in `group` makes them live. */
-  private stagingToSpare (group: Pending[]): number {
-    const staging = this.staging
-    return staging === null || group.some(p => p.op === staging.commit) ? 0 : staging.index
   }
 
   // ---------------------------------------------------------- group commit
@@ -443,7 +427,6 @@ export class RaftStorage {
     }
     this.supersedeStaging(op)
     this.projected = after
-    this.opened = null
     const { promise, resolve, reject } = Promise.withResolvers<void>()
     this.queue.push({ op, resolve, reject })
     this.lastWrite = promise
@@ -452,22 +435,14 @@ export class RaftStorage {
   }
 
   private async drain (): Promise<void> {
-    // Let writes issued in the same tick as the first one join its batch.
+    // Let writes issued in the same tick as the first one join its frame.
     await Promise.resolve()
     try {
       while (this.queue.length > 0) {
         const group = this.takeGroup()
         try {
-          await this.untilStagingStopped(group)
-          const plan = planBatch(this.durable, group.map(p => p.op))
-          for (const run of plan.staged) { await this.writeBatch(sealChunks(run), true, 0) }
-          await this.writeBatch(plan.records, plan.sync, plan.entries)
-          this.durable = plan.state
-          const spared = this.stagingToSpare(group)
+          await this.writeGroup(group)
           for (const p of group) { p.resolve() }
-          // The resolved writes are durable already; the cleanup only
-          // reclaims space, and open() redoes it after a crash.
-          if (plan.needsCleanup) { await this.cleanup(plan.state, spared) }
         } catch (err) {
           this.fail(err instanceof Error ? err : new Error(String(err)), group)
           return
@@ -478,17 +453,39 @@ export class RaftStorage {
     }
   }
 
-  private async cleanup (state: LogState, stagingIndex: number): Promise<void> {
-    const cleaning = clearStrays(this.db, state, stagingIndex)
-    this.cleaning = cleaning.catch(() => {})
-    try {
-      await cleaning
-    } finally {
-      this.cleaning = null
+  private async writeGroup (group: Pending[]): Promise<void> {
+    const before = copyState(this.replay.state)
+    const plan = planBatch(before, group.map(p => p.op))
+    if (plan.snapshots.length > 0) {
+      for (const { snapshot, staged } of plan.snapshots) {
+        let tmp = staged
+        if (tmp === null) {
+          tmp = this.nextTmpPath(snapshot.meta.index)
+          await writeSnapshotFile(tmp, snapshot, this.limits.snapshotChunkBytes)
+        }
+        await rename(tmp, snapshotPath(this.dir, snapshot.meta.index))
+      }
+      // the files are in place before a frame names them
+      await syncDir(join(this.dir, SNAPSHOT_DIR))
+    }
+    const started = performance.now()
+    const { seq, offset } = await this.wal.append(plan.frame, plan.sync, before)
+    if (plan.sync && this.onFsync !== undefined) {
+      try {
+        this.onFsync(performance.now() - started, plan.entries, plan.frame.length)
+      } catch (err) {
+        this.logger.warn({ dir: this.dir, err }, 'raft storage: the onFsync hook threw')
+      }
+    }
+    for (const { record, offset: at, bytes } of plan.records) { this.replay.apply(record, { seq, offset: offset + at, bytes }) }
+    if (plan.state.snapshotIndex !== before.snapshotIndex) {
+      // The frame is durable; this only reclaims space, and open() redoes it after a crash.
+      await this.wal.release(this.replay.index.oldestSegment() ?? this.wal.currentSegment)
+      await removeStraySnapshots(this.dir, plan.state.snapshotIndex)
     }
   }
 
-  /** The oldest queued writes that fit in one batch (at least one). */
+  /** The oldest queued writes that fit in one frame (at least one). */
   private takeGroup (): Pending[] {
     let bytes = this.queue[0].op.bytes
     let count = 1
@@ -497,20 +494,6 @@ export class RaftStorage {
       count++
     }
     return this.queue.splice(0, count)
-  }
-
-  private async writeBatch (records: KeyValue[], sync: boolean, entries: number): Promise<void> {
-    const batch = this.db.batch()
-    for (const [key, value] of records) { batch.put(key, value) }
-    const started = performance.now()
-    await batch.write({ sync })
-    if (sync && this.onFsync !== undefined) {
-      try {
-        this.onFsync(performance.now() - started, entries, recordBytes(records))
-      } catch (err) {
-        this.logger.warn({ dir: this.dir, err }, 'raft storage: the onFsync hook threw')
-      }
-    }
   }
 
   private fail (err: Error, group: Pending[]): void {
@@ -526,18 +509,35 @@ export class RaftStorage {
   }
 }
 
-async function removeStrays (db: RaftDb, dir: string, contents: StoreContents, logger: StorageLogger): Promise<void> {
-  const { state, strays } = contents
-  if (strays.entriesAbove > 0) {
-    logger.warn({ dir, lastIndex: state.lastIndex, records: strays.entriesAbove, corrupt: strays.entriesAboveCorrupt },
-      'raft storage: truncating log records after the last durable index; no completed write had them in its log, ' +
-      'so they were never acknowledged')
-  }
-  if (strays.entriesBelow > 0 || strays.chunks > 0) {
-    logger.warn({ dir, snapshotIndex: state.snapshotIndex, entries: strays.entriesBelow, snapshotChunks: strays.chunks },
-      'raft storage: deleting records left behind by an interrupted compaction or snapshot install')
-  }
-  if (strays.entriesAbove + strays.entriesBelow + strays.chunks > 0) { await clearStrays(db, state) }
+/** The live snapshot's file, checked against the log state. */
+async function readSnapshot (dir: string, state: LogState, limits: RaftStorageLimits): Promise<Snapshot> {
+  const { snapshotIndex, snapshotTerm } = state
+  const read = await readSnapshotFile(snapshotPath(dir, snapshotIndex), snapshotIndex, snapshotTerm, limits.snapshotBytesMax)
+  if (typeof read === 'string') { throw new StorageCorruptionError(dir, `the snapshot at index ${snapshotIndex} is unreadable: ${read}`, snapshotIndex) }
+  return read
+}
+
+function copyState (state: LogState): LogState {
+  return { ...state, hardState: { ...state.hardState } }
+}
+
+/**
+ * Deletes snapshot files other than the live one (older snapshots, a
+ * snapshot renamed into place whose frame never came) and, at open (with a
+ * logger), temporary files of snapshots being written when the node stopped.
+ * Temporary files at run time belong to a staging in progress.
+ */
+async function removeStraySnapshots (dir: string, snapshotIndex: number, logger?: StorageLogger): Promise<void> {
+  const snapDir = join(dir, SNAPSHOT_DIR)
+  const stray = (await readdir(snapDir)).filter(name => {
+    const index = parseSnapshotName(name)
+    return index === null ? logger !== undefined && name.endsWith(TMP_SUFFIX) : index !== snapshotIndex
+  })
+  if (stray.length === 0) { return }
+  logger?.warn({ dir, snapshotIndex, files: stray },
+    'raft storage: deleting snapshot files left behind by an interrupted compaction or snapshot install')
+  for (const name of stray) { await unlink(join(snapDir, name)) }
+  await syncDir(snapDir)
 }
 
 function resolveLimits (options: RaftStorageOptions): RaftStorageLimits {
@@ -548,14 +548,10 @@ function resolveLimits (options: RaftStorageOptions): RaftStorageLimits {
     if (!Number.isSafeInteger(value) || value < 1) { throw new RangeError(`raft storage: ${key} must be a positive integer, got ${String(value)}`) }
     limits[key] = value
   }
-  if (limits.entryBytesMax + ENTRY_OVERHEAD_BYTES + 9 > limits.batchBytesMax || limits.snapshotChunkBytes > limits.batchBytesMax) {
+  if (limits.entryBytesMax + ENTRY_RECORD_OVERHEAD_BYTES > limits.batchBytesMax || limits.snapshotChunkBytes > limits.batchBytesMax) {
     throw new RangeError('raft storage: batchBytesMax must hold at least one largest entry and one snapshot chunk')
   }
   return limits
-}
-
-function snapshotInlineBytes (snapshot: EncodedSnapshot): number {
-  return (snapshot.inline === null ? 0 : chunkRunBytes(snapshot.inline)) + recordBytes([snapshot.meta])
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
@@ -570,6 +566,9 @@ function checkHardState (hardState: HardState): void {
   const { term, vote, commit } = hardState ?? {}
   if (!isCount(term) || !isCount(commit) || (vote !== null && (typeof vote !== 'string' || vote.length === 0))) {
     throw new TypeError('persist: hardState must be { term, vote: string | null, commit } with non-negative integers')
+  }
+  if (vote !== null && Buffer.byteLength(vote) > VOTE_BYTES_MAX) {
+    throw new StorageLimitError(`persist: a vote of ${Buffer.byteLength(vote)} bytes is longer than VOTE_BYTES_MAX (${VOTE_BYTES_MAX}); nothing was written`)
   }
 }
 

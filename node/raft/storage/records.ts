@@ -1,37 +1,25 @@
 /**
- * Value encodings of the Raft storage records (keys: layout.ts).
+ * The records inside the Raft write-ahead log's frames (framing and
+ * checksum: node/storage-frames.ts; files: layout.ts). A frame is one group
+ * commit: the concatenation of the records below, applied in order on
+ * replay. Every record starts with a one-byte type; numbers are big-endian,
+ * u64 as two u32 (indexes and terms stay below 2^53).
  *
- * Every value is `crc32(key ‖ body) u32be ‖ body`. CRC32 (zlib's, native in
- * Node) because it is an error-detecting code made for exactly this job:
- * ~4M checks/s of 256-byte entries and ~2.5 GB/s on 1 MiB chunks here, 10-25x
- * faster than SHA-256 from `@noble/hashes`, and 4 bytes per record. The disk is
- * not an adversary (whoever can rewrite the files can rewrite checksums too),
- * so a cryptographic hash would buy nothing.
+ * | type       | body                                                                    |
+ * |------------|-------------------------------------------------------------------------|
+ * | `G` head   | magic, version u8, segment seq u64, the log state (below) at the start of the segment |
+ * | `E` entry  | index u64, term u64, entry type u8, data length u32, data               |
+ * | `H` hard   | term u64, commit u64, vote length u16 (0xffff: no vote), vote UTF-8     |
+ * | `S` snap   | mode u8 (0: install, replaces the log; 1: compact, drops entries up to it), index u64, term u64 |
  *
- * Entries, the hot path, use a fixed binary header; the small, rarely written
- * records (format, state, snapshot metadata) are CBOR maps.
+ * The log state (in a head): snapshotIndex, snapshotTerm, lastIndex,
+ * lastTerm (u64 each), then a hard state's body.
  */
-import { crc32 } from 'node:zlib'
-import { decode, encode } from 'cborg'
-import { FORMAT_MAGIC, readU64, writeU64 } from './layout.ts'
-import type { ConfState, Entry, EntryType, HardState } from '../../../protocols/raft/index.ts'
-
-const CRC_BYTES = 4
-/** index u64, term u64, type u8. */
-const ENTRY_HEADER_BYTES = 17
-/** Bytes an entry record takes beyond its data. */
-export const ENTRY_OVERHEAD_BYTES = CRC_BYTES + ENTRY_HEADER_BYTES
-/** Bytes a snapshot chunk's value takes beyond its data (sealRecord). */
-export const CHUNK_OVERHEAD_BYTES = CRC_BYTES
-
-const ENTRY_TYPE_CODES: Record<EntryType, number> = { normal: 0, 'conf-change': 1 }
-const ENTRY_TYPES: readonly EntryType[] = ['normal', 'conf-change']
+import type { Entry, EntryType, HardState } from '../../../protocols/raft/index.ts'
 
 /**
- * The state record, rewritten by every synced batch: the Raft hard state and
- * the bounds of the live log (entries snapshotIndex+1 ..= lastIndex). Because
- * it is in the same atomic batch as the entries it describes, lastIndex is
- * the last index of the last batch that reached the disk.
+ * The hard state and the bounds of the live log (entries snapshotIndex+1
+ * ..= lastIndex), as replay leaves them after each frame.
  */
 export interface LogState {
   hardState: HardState
@@ -41,117 +29,184 @@ export interface LogState {
   lastTerm: number
 }
 
-export interface SnapshotRecordMeta {
-  index: number
-  term: number
-  conf: ConfState
-  dataBytes: number
-  chunks: number
+export type SnapshotMode = 'install' | 'compact'
+
+export type WalRecord =
+  | { kind: 'head', version: number, seq: number, state: LogState }
+  | { kind: 'entry', entry: Entry }
+  | { kind: 'hard-state', hardState: HardState }
+  | { kind: 'snapshot', mode: SnapshotMode, index: number, term: number }
+
+const TYPE_HEAD = 0x47 // 'G'
+const TYPE_ENTRY = 0x45 // 'E'
+const TYPE_HARD_STATE = 0x48 // 'H'
+const TYPE_SNAPSHOT = 0x53 // 'S'
+
+const HEAD_MAGIC = new TextEncoder().encode('accord-raft-wal')
+const NO_VOTE = 0xffff
+const U32 = 0x1_0000_0000
+
+/** type u8, index u64, term u64, entry type u8, data length u32. */
+export const ENTRY_RECORD_OVERHEAD_BYTES = 22
+
+const ENTRY_TYPE_CODES: Record<EntryType, number> = { normal: 0, 'conf-change': 1 }
+const ENTRY_TYPES: readonly EntryType[] = ['normal', 'conf-change']
+const SNAPSHOT_MODES: readonly SnapshotMode[] = ['install', 'compact']
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+export function writeU64 (view: DataView, offset: number, value: number): void {
+  view.setUint32(offset, Math.floor(value / U32))
+  view.setUint32(offset + 4, value >>> 0)
 }
 
-function checksum (key: Uint8Array, body: Uint8Array): number {
-  return crc32(body, crc32(key))
+export function readU64 (view: DataView, offset: number): number {
+  return view.getUint32(offset) * U32 + view.getUint32(offset + 4)
 }
 
 function viewOf (bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
-/** `body` with its checksum in front. */
-export function sealRecord (key: Uint8Array, body: Uint8Array): Uint8Array {
-  const value = new Uint8Array(CRC_BYTES + body.length)
-  value.set(body, CRC_BYTES)
-  viewOf(value).setUint32(0, checksum(key, body))
-  return value
+export function encodeEntryRecord (entry: Entry): Uint8Array {
+  const record = new Uint8Array(ENTRY_RECORD_OVERHEAD_BYTES + entry.data.length)
+  const view = viewOf(record)
+  record[0] = TYPE_ENTRY
+  writeU64(view, 1, entry.index)
+  writeU64(view, 9, entry.term)
+  record[17] = ENTRY_TYPE_CODES[entry.type]
+  view.setUint32(18, entry.data.length)
+  record.set(entry.data, ENTRY_RECORD_OVERHEAD_BYTES)
+  return record
 }
 
-/** The body of a record, or null when its checksum does not match. */
-export function openRecord (key: Uint8Array, value: Uint8Array): Uint8Array | null {
-  if (value.length < CRC_BYTES) { return null }
-  const body = new Uint8Array(value.buffer, value.byteOffset + CRC_BYTES, value.length - CRC_BYTES)
-  return viewOf(value).getUint32(0) === checksum(key, body) ? body : null
+function hardStateBytes (hardState: HardState): number {
+  return 18 + (hardState.vote === null ? 0 : encoder.encode(hardState.vote).length)
 }
 
-export function encodeEntryValue (key: Uint8Array, entry: Entry): Uint8Array {
-  const value = new Uint8Array(ENTRY_OVERHEAD_BYTES + entry.data.length)
-  const view = viewOf(value)
-  writeU64(view, CRC_BYTES, entry.index)
-  writeU64(view, CRC_BYTES + 8, entry.term)
-  value[CRC_BYTES + 16] = ENTRY_TYPE_CODES[entry.type]
-  value.set(entry.data, ENTRY_OVERHEAD_BYTES)
-  view.setUint32(0, checksum(key, value.subarray(CRC_BYTES)))
-  return value
+function writeHardState (record: Uint8Array, offset: number, hardState: HardState): void {
+  const view = viewOf(record)
+  writeU64(view, offset, hardState.term)
+  writeU64(view, offset + 8, hardState.commit)
+  if (hardState.vote === null) {
+    view.setUint16(offset + 16, NO_VOTE)
+  } else {
+    const vote = encoder.encode(hardState.vote)
+    view.setUint16(offset + 16, vote.length)
+    record.set(vote, offset + 18)
+  }
 }
 
-/** The entry, or null when the record is corrupt or belongs to another index. */
-export function decodeEntryValue (key: Uint8Array, value: Uint8Array, index: number): Entry | null {
-  const body = openRecord(key, value)
-  if (body === null || body.length < ENTRY_HEADER_BYTES) { return null }
-  const view = viewOf(body)
-  const type = ENTRY_TYPES[body[16]]
-  const term = readU64(view, 8)
-  if (readU64(view, 0) !== index || type === undefined || term === 0) { return null }
-  const data = new Uint8Array(body.buffer, body.byteOffset + ENTRY_HEADER_BYTES, body.length - ENTRY_HEADER_BYTES)
-  return { index, term, type, data }
+/** Vote strings are peer ids; this bounds them well above any real one. */
+export const VOTE_BYTES_MAX = 1024
+
+export function encodeHardStateRecord (hardState: HardState): Uint8Array {
+  const record = new Uint8Array(1 + hardStateBytes(hardState))
+  record[0] = TYPE_HARD_STATE
+  writeHardState(record, 1, hardState)
+  return record
 }
 
-function decodeMap (key: Uint8Array, value: Uint8Array): Record<string, unknown> | null {
-  const body = openRecord(key, value)
-  if (body === null) { return null }
+export function encodeSnapshotRecord (mode: SnapshotMode, index: number, term: number): Uint8Array {
+  const record = new Uint8Array(18)
+  record[0] = TYPE_SNAPSHOT
+  record[1] = SNAPSHOT_MODES.indexOf(mode)
+  writeU64(viewOf(record), 2, index)
+  writeU64(viewOf(record), 10, term)
+  return record
+}
+
+const HEAD_FIXED_BYTES = 1 + HEAD_MAGIC.length + 1 + 8 + 32
+
+export function encodeHeadRecord (version: number, seq: number, state: LogState): Uint8Array {
+  const record = new Uint8Array(HEAD_FIXED_BYTES + hardStateBytes(state.hardState))
+  const view = viewOf(record)
+  record[0] = TYPE_HEAD
+  record.set(HEAD_MAGIC, 1)
+  let offset = 1 + HEAD_MAGIC.length
+  record[offset++] = version
+  writeU64(view, offset, seq)
+  writeU64(view, offset + 8, state.snapshotIndex)
+  writeU64(view, offset + 16, state.snapshotTerm)
+  writeU64(view, offset + 24, state.lastIndex)
+  writeU64(view, offset + 32, state.lastTerm)
+  writeHardState(record, offset + 40, state.hardState)
+  return record
+}
+
+/** Thrown by the decoders on a record a correct writer cannot have produced (its frame's checksum held). */
+export class MalformedRecordError extends Error {}
+
+function need (bytes: Uint8Array, offset: number, count: number): void {
+  if (offset + count > bytes.length) { throw new MalformedRecordError(`record cut short at byte ${offset}`) }
+}
+
+function readHardState (bytes: Uint8Array, offset: number): { hardState: HardState, end: number } {
+  need(bytes, offset, 18)
+  const view = viewOf(bytes)
+  const term = readU64(view, offset)
+  const commit = readU64(view, offset + 8)
+  const voteBytes = view.getUint16(offset + 16)
+  if (voteBytes === NO_VOTE) { return { hardState: { term, vote: null, commit }, end: offset + 18 } }
+  if (voteBytes === 0 || voteBytes > VOTE_BYTES_MAX) { throw new MalformedRecordError(`a vote of ${voteBytes} bytes`) }
+  need(bytes, offset + 18, voteBytes)
+  let vote: string
   try {
-    const decoded: unknown = decode(body)
-    return typeof decoded === 'object' && decoded !== null && !Array.isArray(decoded) ? decoded as Record<string, unknown> : null
+    vote = decoder.decode(bytes.subarray(offset + 18, offset + 18 + voteBytes))
   } catch {
-    return null
+    throw new MalformedRecordError('a vote that is not UTF-8')
   }
+  return { hardState: { term, vote, commit }, end: offset + 18 + voteBytes }
 }
 
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(s => typeof s === 'string')
-
-export function encodeFormatValue (key: Uint8Array, version: number): Uint8Array {
-  return sealRecord(key, encode({ magic: FORMAT_MAGIC, version }))
-}
-
-/** The format version, or null when the record is corrupt or not ours. */
-export function decodeFormatValue (key: Uint8Array, value: Uint8Array): number | null {
-  const map = decodeMap(key, value)
-  return map !== null && map.magic === FORMAT_MAGIC && isCount(map.version) ? map.version : null
-}
-
-export function encodeStateValue (key: Uint8Array, state: LogState): Uint8Array {
-  const { hardState: { term, vote, commit }, snapshotIndex, snapshotTerm, lastIndex, lastTerm } = state
-  return sealRecord(key, encode({ term, vote, commit, snapshotIndex, snapshotTerm, lastIndex, lastTerm }))
-}
-
-export function decodeStateValue (key: Uint8Array, value: Uint8Array): LogState | null {
-  const m = decodeMap(key, value)
-  if (m === null) { return null }
-  const { term, vote, commit, snapshotIndex, snapshotTerm, lastIndex, lastTerm } = m
-  if (!isCount(term) || !isCount(commit) || !isCount(snapshotIndex) || !isCount(snapshotTerm) ||
-    !isCount(lastIndex) || !isCount(lastTerm) || (vote !== null && typeof vote !== 'string')) {
-    return null
+/**
+ * The record at `offset` of `bytes` and where it ends; entry data is a view
+ * into `bytes`. Throws MalformedRecordError.
+ */
+export function decodeRecord (bytes: Uint8Array, offset: number): { record: WalRecord, end: number } {
+  need(bytes, offset, 1)
+  const view = viewOf(bytes)
+  switch (bytes[offset]) {
+    case TYPE_ENTRY: {
+      need(bytes, offset, ENTRY_RECORD_OVERHEAD_BYTES)
+      const index = readU64(view, offset + 1)
+      const term = readU64(view, offset + 9)
+      const type = ENTRY_TYPES[bytes[offset + 17]]
+      const length = view.getUint32(offset + 18)
+      if (type === undefined || index === 0 || term === 0) { throw new MalformedRecordError(`a bad entry header at byte ${offset}`) }
+      const start = offset + ENTRY_RECORD_OVERHEAD_BYTES
+      need(bytes, start, length)
+      return { record: { kind: 'entry', entry: { index, term, type, data: bytes.subarray(start, start + length) } }, end: start + length }
+    }
+    case TYPE_HARD_STATE: {
+      const { hardState, end } = readHardState(bytes, offset + 1)
+      return { record: { kind: 'hard-state', hardState }, end }
+    }
+    case TYPE_SNAPSHOT: {
+      need(bytes, offset, 18)
+      const mode = SNAPSHOT_MODES[bytes[offset + 1]]
+      const index = readU64(view, offset + 2)
+      const term = readU64(view, offset + 10)
+      if (mode === undefined || index === 0 || term === 0) { throw new MalformedRecordError(`a bad snapshot record at byte ${offset}`) }
+      return { record: { kind: 'snapshot', mode, index, term }, end: offset + 18 }
+    }
+    case TYPE_HEAD: {
+      need(bytes, offset, HEAD_FIXED_BYTES)
+      if (HEAD_MAGIC.some((b, i) => bytes[offset + 1 + i] !== b)) { throw new MalformedRecordError('a segment head without the accord-raft-wal magic') }
+      let at = offset + 1 + HEAD_MAGIC.length
+      const version = bytes[at++]
+      const seq = readU64(view, at)
+      const state = {
+        snapshotIndex: readU64(view, at + 8),
+        snapshotTerm: readU64(view, at + 16),
+        lastIndex: readU64(view, at + 24),
+        lastTerm: readU64(view, at + 32)
+      }
+      const { hardState, end } = readHardState(bytes, at + 40)
+      return { record: { kind: 'head', version, seq, state: { hardState, ...state } }, end }
+    }
+    default:
+      throw new MalformedRecordError(`an unknown record type 0x${bytes[offset].toString(16)} at byte ${offset}`)
   }
-  return { hardState: { term, vote, commit }, snapshotIndex, snapshotTerm, lastIndex, lastTerm }
-}
-
-export function encodeSnapshotMetaValue (key: Uint8Array, meta: SnapshotRecordMeta): Uint8Array {
-  const { index, term, conf, dataBytes, chunks } = meta
-  const { voters, votersOutgoing, learners, learnersNext, autoLeave } = conf
-  return sealRecord(key, encode({ index, term, conf: { voters, votersOutgoing, learners, learnersNext, autoLeave }, dataBytes, chunks }))
-}
-
-export function decodeSnapshotMetaValue (key: Uint8Array, value: Uint8Array): SnapshotRecordMeta | null {
-  const m = decodeMap(key, value)
-  if (m === null) { return null }
-  const { index, term, conf, dataBytes, chunks } = m
-  if (!isCount(index) || !isCount(term) || !isCount(dataBytes) || !isCount(chunks) || typeof conf !== 'object' || conf === null) {
-    return null
-  }
-  const { voters, votersOutgoing, learners, learnersNext, autoLeave } = conf as Record<string, unknown>
-  if (!isStringArray(voters) || !isStringArray(votersOutgoing) || !isStringArray(learners) || !isStringArray(learnersNext) ||
-    typeof autoLeave !== 'boolean') {
-    return null
-  }
-  return { index, term, conf: { voters, votersOutgoing, learners, learnersNext, autoLeave }, dataBytes, chunks }
 }

@@ -86,11 +86,10 @@ function unexpectedError (err: unknown, debug: boolean): string {
 main(process.argv.slice(2)).then(code => {
   process.exitCode = code
 }, (err: unknown) => {
-  if (err instanceof UserError) {
-    process.stderr.write(`accord: ${err.message}\n`)
-    process.exitCode = 2
-  } else {
-    process.stderr.write(unexpectedError(err, process.env.ACCORD_DEBUG === '1'))
-    process.exitCode = 1
-  }
+  const [message, code] = err instanceof UserError
+    ? [`accord: ${err.message}\n`, 2]
+    : [unexpectedError(err, process.env.ACCORD_DEBUG === '1'), 1]
+  // exit once stderr has it: a start that failed half way may leave timers
+  // behind (libp2p's services start some that its stop does not clear)
+  process.stderr.write(message, () => process.exit(code))
 })

@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm, stat } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -100,6 +100,16 @@ describe('accord CLI (separate OS processes)', function () {
       const bootstrap = `/ip4/127.0.0.1/tcp/${port}/p2p/${peer}`
       const validLookingToken = await createJoinToken(await generateKeyPair('Ed25519'), { cluster: 'accord', expiresAtMs: Date.now() + 60_000, nonce: new Uint8Array(16) })
       expectOneLineError(await runCli(['start', '--data-dir', root, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', 'off', '--bootstrap', bootstrap, '--join-token', validLookingToken]), /cannot reach any bootstrap peer/)
+    })
+
+    it('Raft storage that cannot be opened, and exits though the node had started its services', async () => {
+      // raft/ is a file: the storage fails to open after libp2p and its services have started
+      await mkdir(root, { recursive: true })
+      await writeFile(join(root, 'raft'), 'not a directory')
+      const result = await runCli(['start', '--data-dir', root, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', 'off'], { timeoutMs: 30_000 })
+      expect(result.signal, 'exited by itself, not killed at the timeout').to.equal(null)
+      expect(result.code, result.stderr).to.not.equal(0)
+      expect(result.stderr).to.match(/raft/)
     })
 
     it('a bootstrap address without a join token', async () => {

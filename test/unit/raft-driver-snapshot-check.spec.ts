@@ -212,7 +212,8 @@ describe('raft driver: a snapshot from the network is checked in full before it 
     const dir = await temp.make()
     const storage = await RaftStorage.open(dir, { logger: new CaptureLogger() })
     const driver = follower(storage, { bootstrapConf: conf, electionTimeoutTicks: 4, snapshotEveryEntries: 10 })
-    await waitFor(() => driver.status().role === 'leader', 'the voter to lead', 10_000, 5)
+    // a leader takes membership changes once the entry of its term is applied
+    await waitFor(() => { const st = driver.status(); return st.role === 'leader' && st.applied === st.lastIndex }, 'the voter to lead, its first entry applied', 10_000, 5)
     const refusal = await driver.changeMembership({ changes: [{ type: 'add-learner', node: 'one-more' }] }).catch((err: Error) => err)
     expect(refusal).to.be.instanceOf(RaftError)
     expect(refusal).to.deep.include({ code: 'invalid', message: `too-many-members: the configuration would have ${CONF_MEMBERS_MAX + 1} members, more than CONF_MEMBERS_MAX (${CONF_MEMBERS_MAX})` })

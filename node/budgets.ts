@@ -28,8 +28,12 @@
  * - `/accord/join/1.0.0`: 1 stream per connection, 8 joins in flight across
  * all peers, one token (1 KiB) per stream, 10 s.
  *
- * libp2p defaults kept: inboundUpgradeTimeout 10 s, maxParallelDials 100,
- * maxDialQueueLength 500, yamux maxInboundStreams 1000 per connection.
+ * - `STREAM_LIMITS`: streams per connection of libp2p's own services
+ * (gossipsub, kad-dht, ping).
+ *
+ * libp2p defaults kept: inboundUpgradeTimeout 10 s, stream protocol
+ * negotiation 10 s, maxParallelDials 100, maxDialQueueLength 500,
+ * maxPeerAddrsToDial 25, yamux maxInboundStreams 1000 per connection.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { getNetConfig, isNetworkAddress } from '@libp2p/utils'
@@ -188,6 +192,24 @@ export class StreamLease {
     this.#budget.giveBack(this.#peer, this.#bytes)
   }
 }
+
+// ---- streams per connection ----
+
+/**
+ * How many streams of libp2p's own services a peer may have open on one
+ * connection: libp2p resets a stream beyond its protocol's
+ * maxInboundStreams once the protocol is chosen. accord's own protocols
+ * set theirs where they are handled.
+ */
+export const STREAM_LIMITS = {
+  /** gossipsub streams per protocol id and connection, each way: it keeps one per peer (libp2p's default is 32 in, 64 out). */
+  gossipsubMax: 4,
+  /** kad-dht streams per connection, each way (its defaults, kept: 32 in, 64 out). */
+  dhtInboundMax: 32,
+  dhtOutboundMax: 64,
+  /** ping streams per connection, each way: the connection monitor and kad-dht may ping at once. */
+  pingMax: 4
+} as const
 
 // ---- connections ----
 

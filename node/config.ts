@@ -12,6 +12,12 @@ import { UserError } from './errors.ts'
 export const CONFIG_FILE = 'accord.json'
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = typeof LOG_LEVELS[number]
+/**
+ * The connection encrypters a node can offer. There is deliberately no
+ * plaintext one: every libp2p connection is encrypted and authenticated.
+ */
+export const ENCRYPTERS = ['noise', 'tls'] as const
+export type Encrypter = typeof ENCRYPTERS[number]
 
 export interface AccordConfig {
   /** Where identity, settings, datastore and logs live. */
@@ -37,6 +43,11 @@ export interface AccordConfig {
   logLevel: LogLevel
   /** Path of a libp2p private-network pre-shared key (swarm.key). */
   pnetKeyFile: string | null
+  /**
+   * The connection encrypters offered and accepted, in order of preference
+   * (the first one both sides know is used): Noise, TLS 1.3, or both.
+   */
+  encrypters: Encrypter[]
   /** Connection limits. */
   maxConnections: number
   /** When non-empty, only these PeerIds may connect. */
@@ -94,7 +105,7 @@ export interface AccordConfig {
 /** The settings that are saved in the data dir and reused on restart. */
 export const SAVED_KEYS = [
   'cluster', 'listen', 'bootstrap', 'public', 'dhtKeepPrivateAddresses', 'mdns', 'api', 'logLevel',
-  'pnetKeyFile', 'maxConnections', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
+  'pnetKeyFile', 'encrypters', 'maxConnections', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
   'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries', 'bftReplicas',
   'crdtWriters', 'crdtSyncIntervalMs'
 ] as const satisfies ReadonlyArray<keyof AccordConfig>
@@ -113,6 +124,7 @@ export function defaultConfig (dataDir: string): AccordConfig {
     api: '127.0.0.1:7070',
     logLevel: 'info',
     pnetKeyFile: null,
+    encrypters: ['noise', 'tls'],
     maxConnections: 300,
     allowPeers: [],
     denyPeers: [],
@@ -167,6 +179,7 @@ export function validateConfig (config: AccordConfig): void {
   if (config.api !== null) { parseHostPort(config.api, '--api') }
   if (!(LOG_LEVELS as readonly string[]).includes(config.logLevel)) { fail(`--log-level must be one of ${LOG_LEVELS.join(', ')}`) }
   if (config.pnetKeyFile !== null && (typeof config.pnetKeyFile !== 'string' || config.pnetKeyFile === '')) { fail('--pnet-key must be a file path') }
+  checkEncrypters(config.encrypters, fail)
   if (!Number.isInteger(config.maxConnections) || config.maxConnections < 1 || config.maxConnections > 100_000) { fail('--max-connections must be an integer in 1..100000') }
   for (const key of ['allowPeers', 'denyPeers', 'bftReplicas', 'crdtWriters'] as const) {
     if (!isStringArray(config[key])) { fail(`${key} must be a list of peer ids`) }
@@ -191,6 +204,22 @@ export function validateConfig (config: AccordConfig): void {
   }
   if (config.bftLearner && config.bftReplicas.length === 0) { fail('--bft-learner needs the PBFT replica set to follow (--bft-replicas or --bft-genesis)') }
   if (config.byzantine && config.bftReplicas.length === 0) { fail('--byzantine needs a PBFT replica set (--bft-replicas or --bft-genesis)') }
+}
+
+const ENCRYPTERS_HINT = `${ENCRYPTERS.join(', ')} or both (there is no plaintext option)`
+
+function checkEncrypters (value: unknown, fail: (message: string) => never): void {
+  if (!isStringArray(value) || value.length === 0) { fail(`--encrypters must list ${ENCRYPTERS_HINT}`) }
+  for (const name of value) {
+    if (!(ENCRYPTERS as readonly string[]).includes(name)) { fail(`--encrypters: "${name}" is not one of ${ENCRYPTERS_HINT}`) }
+  }
+  if (new Set(value).size !== value.length) { fail('--encrypters lists an encrypter twice') }
+}
+
+/** `--encrypters noise,tls` (checked by validateConfig). */
+export function parseEncrypters (flag: string | undefined): Encrypter[] | undefined {
+  if (flag === undefined) { return undefined }
+  return flag.split(',').map(name => name.trim()).filter(name => name !== '') as Encrypter[]
 }
 
 /** The largest --initial-cluster: every voter in one configuration (protocols/raft CONF_MEMBERS_MAX). */

@@ -21,5 +21,12 @@ export function rendezvousKey (cluster: string): string {
   return `accord/${cluster}/rendezvous/1`
 }
 
+/**
+ * Cluster-hello streams per connection, each way. accord itself opens none
+ * (identify's protocol list does its job); the handler is there for other
+ * tools, so a peer gets a couple and no more.
+ */
+export const CLUSTER_HELLO_STREAMS_MAX = 2
+
 /** Largest cluster-hello answer we read. */
 export const CLUSTER_HELLO_BYTES_MAX = 4096

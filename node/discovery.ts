@@ -24,7 +24,7 @@ import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { CLUSTER_HELLO_BYTES_MAX, clusterProtocol, rendezvousKey } from './constants.ts'
+import { CLUSTER_HELLO_BYTES_MAX, CLUSTER_HELLO_STREAMS_MAX, clusterProtocol, rendezvousKey } from './constants.ts'
 import { hostFromComponents } from './host.ts'
 import { silentLogger } from './logger.ts'
 import { VERSION } from './version.ts'
@@ -193,7 +193,7 @@ export class ClusterDiscovery implements Startable {
       const hello = new TextEncoder().encode(JSON.stringify({ cluster: this.#admission.cluster, version: VERSION }))
       if (hello.byteLength <= CLUSTER_HELLO_BYTES_MAX) { stream.send(hello) }
       await stream.close()
-    }))
+    }), { maxInboundStreams: CLUSTER_HELLO_STREAMS_MAX, maxOutboundStreams: CLUSTER_HELLO_STREAMS_MAX })
     node.addEventListener('peer:update', this.#onPeerUpdate)
     this.#stopAdmissionListener = this.#admission.onAdmitted(peer => {
       const peerId = peerIdFromString(peer)

@@ -11,8 +11,8 @@
  */
 export { createAccordNode } from './accord-node.ts'
 export type { AccordNode, CreateAccordNodeOptions, MetadataSummary, NodeStatus, PeerStatus } from './accord-node.ts'
-export { defaultConfig, LOG_LEVELS } from './config.ts'
-export type { AccordConfig, LogLevel } from './config.ts'
+export { defaultConfig, ENCRYPTERS, LOG_LEVELS } from './config.ts'
+export type { AccordConfig, Encrypter, LogLevel } from './config.ts'
 export { UserError } from './errors.ts'
 export type { AccordLibp2p, AccordOwnServices, AccordServices, BaseServices } from './libp2p.ts'
 export { Refusals } from './refusals.ts'

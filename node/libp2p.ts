@@ -1,5 +1,5 @@
 /**
- * Assembles the libp2p 3 node: TCP, Noise, yamux, identify, ping, kad-dht,
+ * Assembles the libp2p 3 node: TCP, Noise and TLS 1.3 (no plaintext), yamux, identify, ping, kad-dht,
  * gossipsub (StrictSign), optional mDNS and pnet, a connection
  * gater with allow/deny lists and per-host limits, a persistent datastore
  * (in which the DHT keeps no record for others) and Prometheus metrics.
@@ -17,15 +17,16 @@ import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { tcp } from '@libp2p/tcp'
+import { tls } from '@libp2p/tls'
 import { createLibp2p } from 'libp2p'
-import { guardDhtStore, InboundHostLimiter, recordBudgets } from './budgets.ts'
+import { guardDhtStore, InboundHostLimiter, recordBudgets, STREAM_LIMITS } from './budgets.ts'
 import { PRIVATE_DHT_PROTOCOL, PUBLIC_DHT_PROTOCOL } from './constants.ts'
 import { UserError } from './errors.ts'
 import { accordGossipsubOptions } from './membership/topic.ts'
 import { accordNoiseCrypto } from './noise-crypto.ts'
 import type { Admission } from './admission/admission.ts'
 import type { ConnectionBudgets } from './budgets.ts'
-import type { AccordConfig } from './config.ts'
+import type { AccordConfig, Encrypter } from './config.ts'
 import type { CrdtService } from './crdt/service.ts'
 import type { ClusterDiscovery } from './discovery.ts'
 import type { MembershipService } from './membership/service.ts'
@@ -95,6 +96,19 @@ export async function readSwarmKey (path: string): Promise<Uint8Array> {
   return bytes
 }
 
+/**
+ * The connection encrypters, in the order given. The dialler proposes them
+ * in its order and the listener takes the first it knows, so two nodes with
+ * the default `noise,tls` use Noise, and a peer that speaks only TLS 1.3
+ * gets TLS. `@libp2p/tls` allows TLS 1.3 only, whose key exchanges are all
+ * ephemeral (forward secrecy). Nothing here can yield a plaintext
+ * connection: the list is never empty and holds only these two.
+ */
+export function connectionEncrypters (names: readonly Encrypter[]): NonNullable<Libp2pOptions['connectionEncrypters']> {
+  if (names.length === 0) { throw new UserError('at least one connection encrypter is required') }
+  return names.map(name => name === 'noise' ? noise({ crypto: accordNoiseCrypto() }) : tls())
+}
+
 function peerSet (ids: string[]): Set<string> {
   return new Set(ids)
 }
@@ -129,7 +143,7 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
     nodeInfo: { name: 'accord', version: options.version },
     addresses: { listen: config.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise({ crypto: accordNoiseCrypto() })],
+    connectionEncrypters: connectionEncrypters(config.encrypters),
     streamMuxers: [yamux()],
     ...(psk != null ? { connectionProtector: preSharedKey({ psk }) } : {}),
     connectionManager: {
@@ -163,7 +177,7 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
       // the connection monitor and kad-dht both ping over one connection at
       // times; with ping's default of one outbound stream the second fails
       // and the monitor then aborts a healthy connection
-      ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
+      ping: ping({ maxOutboundStreams: STREAM_LIMITS.pingMax, maxInboundStreams: STREAM_LIMITS.pingMax }),
       dht: kadDHT({
         // private mode: our own DHT, every node a server, LAN/loopback kept
         // (the default mapper drops them and then nothing is ever found).
@@ -171,6 +185,8 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
         // would hold records for the whole world, or, refusing them, be a
         // black hole in it); the rendezvous records live on its servers
         protocol: dhtProtocol,
+        maxInboundStreams: STREAM_LIMITS.dhtInboundMax,
+        maxOutboundStreams: STREAM_LIMITS.dhtOutboundMax,
         clientMode: config.public,
         peerInfoMapper: config.dhtKeepPrivateAddresses ? passthroughMapper : removePrivateAddressesMapper
       }),
@@ -178,6 +194,8 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
         // StrictSign and the scoring of accord's topics (membership/topic.ts)
         ...accordGossipsubOptions(config.cluster),
         allowPublishToZeroTopicPeers: true,
+        maxInboundStreams: STREAM_LIMITS.gossipsubMax,
+        maxOutboundStreams: STREAM_LIMITS.gossipsubMax,
         emitSelf: false
       }),
       ...options.services

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { createAccordNode } from '../accord-node.ts'
-import { LOG_LEVELS, parseInitialCluster } from '../config.ts'
+import { LOG_LEVELS, parseEncrypters, parseInitialCluster } from '../config.ts'
 import { UserError } from '../errors.ts'
 import { removeRuntimeInfo, writeRuntimeInfo } from '../runtime-file.ts'
 import { parseFlags, parseIntegerFlag } from './args.ts'
@@ -24,6 +24,9 @@ node with the same identity, addresses and peers.
   --public                use the public Amino DHT and rendezvous by cluster name
   --mdns                  also discover peers on the LAN by multicast DNS
   --pnet-key FILE         private-network pre-shared key (swarm.key format)
+  --encrypters LIST       connection encryption offered and accepted, in order of
+                          preference: noise,tls (default), noise or tls (TLS 1.3).
+                          There is no plaintext option
   --max-connections N     connection limit (default 300)
   --allow-peer ID         only accept these peers, repeatable
   --deny-peer ID          never accept these peers, repeatable
@@ -96,6 +99,7 @@ export async function startCommand (args: string[]): Promise<void> {
     public: { type: 'boolean' },
     mdns: { type: 'boolean' },
     'pnet-key': { type: 'string' },
+    encrypters: { type: 'string' },
     'max-connections': { type: 'string' },
     'allow-peer': { type: 'string', multiple: true },
     'deny-peer': { type: 'string', multiple: true },
@@ -124,6 +128,7 @@ export async function startCommand (args: string[]): Promise<void> {
     public: flags.public,
     mdns: flags.mdns,
     pnetKeyFile: flags['pnet-key'],
+    encrypters: parseEncrypters(flags.encrypters),
     maxConnections: parseIntegerFlag(flags['max-connections'], '--max-connections', 1, 100_000),
     allowPeers: flags['allow-peer'],
     denyPeers: flags['deny-peer'],

@@ -73,7 +73,7 @@ export interface AccordConfig {
    * the others join as learners. Used on a first start only; not saved.
    */
   raftInitialCluster: number | string[] | null
-  /** Raft timing: one tick every raftTickMs; elections after 10-20 ticks. */
+  /** Raft timing: one tick (and heartbeat) every raftTickMs; elections after 6-11 ticks of silence. */
   raftTickMs: number
   /** Serve `consistency=lease` reads from the leader's lease (trusts clocks). */
   raftLeaseReads: boolean
@@ -132,7 +132,7 @@ export function defaultConfig (dataDir: string): AccordConfig {
     raft: true,
     raftInit: false,
     raftInitialCluster: null,
-    raftTickMs: 100,
+    raftTickMs: 50,
     raftLeaseReads: false,
     raftSnapshotEntries: 100_000,
     bftReplicas: [],

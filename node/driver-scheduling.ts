@@ -74,3 +74,42 @@ export async function inSlices (runtime: DriverRuntime, step: (workBytes: number
     if (abandoned()) { return false }
   }
 }
+
+/**
+ * Lifeguard-style local health from the lateness of a periodic timer: a
+ * tick that comes a whole interval or more late (the event loop lagged:
+ * CPU starved, a long GC pause, the process was stopped) raises the score
+ * by one, up to `scoreMax`; a tick on time lowers it by one. 0 is healthy.
+ * Fed to the Raft core (RaftNode.setLocalHealth), so that a node that is
+ * slow itself does not start elections its healthy peers need not have.
+ */
+export class TimerLateness {
+  readonly #intervalMs: number
+  readonly #scoreMax: number
+  #lastMs: number
+  #score = 0
+  #lateMs = 0
+
+  constructor (intervalMs: number, scoreMax: number, nowMs: number) {
+    this.#intervalMs = intervalMs
+    this.#scoreMax = scoreMax
+    this.#lastMs = nowMs
+  }
+
+  get score (): number {
+    return this.#score
+  }
+
+  /** How late the last firing came, in ms (0 or less: on time). */
+  get lateMs (): number {
+    return this.#lateMs
+  }
+
+  /** The timer fired at `nowMs`; returns the new score. */
+  fired (nowMs: number): number {
+    const lateMs = this.#lateMs = nowMs - this.#lastMs - this.#intervalMs
+    this.#lastMs = nowMs
+    this.#score = lateMs >= this.#intervalMs ? Math.min(this.#scoreMax, this.#score + 1) : Math.max(0, this.#score - 1)
+    return this.#score
+  }
+}

@@ -217,14 +217,20 @@ export interface RaftCluster {
   stop(): Promise<void>
 }
 
-/** 3 `accord start` processes forming a Raft group (node 0 founds it, the others join with a token), every node connected to the others. */
-export async function startRaftCluster (root: string, options: { tickMs: string, value: string }): Promise<RaftCluster> {
+/**
+ * 3 `accord start` processes forming a Raft group (node 0 founds it, the
+ * others join with a token), every node connected to the others. `tickMs`
+ * (default: the node's own default) and `args` go to every node; with
+ * `logDir`, node i logs to `<logDir>/node-<i>.log`.
+ */
+export async function startRaftCluster (root: string, options: { tickMs?: string, value: string, args?: string[], logDir?: string }): Promise<RaftCluster> {
   const base = randomPortBase(23_000)
   const procs: RaftProc[] = []
   const launch = (i: number, extra: string[]): RaftProc => {
     const dataDir = join(root, `accord-${i}`)
-    const args = ['--listen', `/ip4/127.0.0.1/tcp/${base + 100 + i}`, '--api', `127.0.0.1:${base + i}`, '--log-level', 'warn', '--raft-tick-ms', options.tickMs, ...extra]
-    return { child: spawnAccord(dataDir, args), dataDir, api: `http://127.0.0.1:${base + i}`, args }
+    const args = ['--listen', `/ip4/127.0.0.1/tcp/${base + 100 + i}`, '--api', `127.0.0.1:${base + i}`, '--log-level', 'warn', ...(options.tickMs != null ? ['--raft-tick-ms', options.tickMs] : []), ...(options.args ?? []), ...extra]
+    const logFile = options.logDir != null ? join(options.logDir, `node-${i}.log`) : undefined
+    return { child: spawnAccord(dataDir, args, { logFile }), dataDir, api: `http://127.0.0.1:${base + i}`, args }
   }
   procs.push(launch(0, []))
   const agent = new Agent({ keepAlive: true })

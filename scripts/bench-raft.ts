@@ -1,6 +1,6 @@
 /* eslint-disable no-console */
 /**
- * npm run bench:raft [-- --seconds 10 --clients 1,64 --failover-trials 10 --rounds 1]
+ * npm run bench:raft [-- --seconds 10 --clients 1,64 --failover-trials 10 --failover kill,stop --rounds 1]
  *
  * Write throughput and latency of a 3-node accord cluster (3 OS processes,
  * libp2p over TCP on loopback, fsync on), 256-byte values, N concurrent
@@ -15,7 +15,7 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { Agent } from 'node:http'
-import { cpus, tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
@@ -31,7 +31,10 @@ const { values } = parseArgs({
     'failover-trials': { type: 'string', default: '10' },
     'value-bytes': { type: 'string', default: '256' },
     systems: { type: 'string', default: 'accord,etcd' },
-    'raft-tick-ms': { type: 'string', default: '100' },
+    /** Default: the node's own (--raft-tick-ms of accord start). */
+    'raft-tick-ms': { type: 'string' },
+    /** Which failovers to time: kill (kill -9 the leader), stop (SIGSTOP it: a hang). */
+    failover: { type: 'string', default: 'kill,stop' },
     rounds: { type: 'string', default: '1' }
   }
 })
@@ -40,6 +43,7 @@ const SYSTEMS = values.systems.split(',')
 const SECONDS = Number(values.seconds)
 const CLIENTS = values.clients.split(',').map(Number)
 const FAILOVER_TRIALS = Number(values['failover-trials'])
+const FAILOVERS = values.failover.split(',')
 /** accord and etcd take turns this many times: the machine's speed drifts, so ratios come from neighbouring runs. */
 const ROUNDS = Number(values.rounds)
 const VALUE = 'v'.repeat(Number(values['value-bytes']))
@@ -176,10 +180,10 @@ try {
       for (const result of await measureRound(async attempt => startEtcd(join(root, `etcd-${round}-${attempt}`)))) { rows.push({ round, system: 'etcd', result }) }
     }
   }
-  const failovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS, 'kill') : []
-  const silentFailovers = FAILOVER_TRIALS > 0 ? await failover(root, FAILOVER_TRIALS, 'stop') : []
+  const failovers = FAILOVER_TRIALS > 0 && FAILOVERS.includes('kill') ? await failover(root, FAILOVER_TRIALS, 'kill') : []
+  const silentFailovers = FAILOVER_TRIALS > 0 && FAILOVERS.includes('stop') ? await failover(root, FAILOVER_TRIALS, 'stop') : []
 
-  console.log(`raft writes: 3 nodes on loopback, fsync on, ${VALUE.length}-byte values, ${SECONDS} s per run, raft tick ${TICK_MS} ms, ${cpus().length} cores`)
+  console.log(`raft writes: 3 nodes on loopback, fsync on, ${VALUE.length}-byte values, ${SECONDS} s per run, raft tick ${TICK_MS != null ? `${TICK_MS} ms` : 'the node default'}, ${cpus().length} cores, load average ${loadavg()[0].toFixed(1)}`)
   console.log('| round | system | clients | writes/s | p50 ms | p99 ms | server CPU ms/write | errors |')
   console.log('|---:|---|---:|---:|---:|---:|---:|---:|')
   for (const { round, system, result: r } of rows) {
@@ -211,6 +215,8 @@ try {
   await saveResults('raft', {
     seconds: SECONDS,
     rounds: ROUNDS,
+    raftTickMs: TICK_MS ?? 'default',
+    loadAverage: loadavg()[0],
     valueBytes: VALUE.length,
     etcd: etcdVersion,
     load: rows,

@@ -39,8 +39,8 @@ node with the same identity, addresses and peers.
                           (the node without --bootstrap founds it once N members are
                           connected; writes get 503 until then), or with these peer ids
                           (every listed node bootstraps the same group). Not saved.
-  --raft-tick-ms N        Raft tick (default 100; elections after 10-20 ticks of silence,
-                          1-3 ticks after the leader's connections close)
+  --raft-tick-ms N        Raft tick and heartbeat (default 50; elections after 6-11 ticks
+                          of silence, 1-3 ticks after the leader's connections close)
   --raft-lease-reads      allow consistency=lease reads (trusts bounded clock drift)
   --raft-snapshot-entries N  snapshot and compact after N applied entries, once they also
                              hold as many bytes as the last snapshot, or 256 MiB (default 100000)

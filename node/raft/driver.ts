@@ -14,8 +14,8 @@
 import { assert } from '../../protocols/common/assert.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { kvSnapshotBytesMax, resolveKvLimits } from '../../protocols/kv/index.ts'
-import { RaftNode, RestoredStateError } from '../../protocols/raft/index.ts'
-import { CoalescedPass, inSlices, SLICE_MS } from '../driver-scheduling.ts'
+import { RAFT_DEFAULTS, RaftNode, RestoredStateError } from '../../protocols/raft/index.ts'
+import { CoalescedPass, inSlices, SLICE_MS, TimerLateness } from '../driver-scheduling.ts'
 import { systemRuntime } from '../runtime.ts'
 import { StoredStateError } from './storage/errors.ts'
 import type { KvCommand, KvLimits, KvStateMachine } from '../../protocols/kv/index.ts'
@@ -235,6 +235,8 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
    */
   readonly #readNonce = new Uint8Array(8)
   #stopTicking: (() => void) | undefined
+  /** How late our own ticks come: the local health the core's elections heed (see RaftNode.setLocalHealth). */
+  #tickLateness: TimerLateness | undefined
   /** The Ready loop: one pass at a time, triggers coalesced. */
   readonly #readyLoop: CoalescedPass
   #stopped = false
@@ -331,12 +333,23 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
   }
 
   start (): void {
+    const lateness = this.#tickLateness = new TimerLateness(this.#options.tickIntervalMs, RAFT_DEFAULTS.localHealthScoreMax, this.#runtime.now())
     this.#stopTicking = this.#runtime.setInterval(() => {
+      this.#core.setLocalHealth(lateness.fired(this.#runtime.now()))
+      // a lag of half an election timeout can cost the leadership (of this node, or the one it follows)
+      if (lateness.lateMs >= this.#options.tickIntervalMs * this.#options.electionTimeoutTicks / 2) {
+        this.#options.log.warn({ lateMs: Math.round(lateness.lateMs), localHealth: lateness.score }, 'raft tick came late: the event loop lagged')
+      }
       this.#core.tick()
       this.#promoteCaughtUpLearners()
       this.#readyLoop.request()
     }, this.#options.tickIntervalMs)
     this.#readyLoop.request()
+  }
+
+  /** 0 while this node's ticks come on time; up to 8 while its event loop lags (see TimerLateness). */
+  get localHealthScore (): number {
+    return this.#tickLateness?.score ?? 0
   }
 
   async stop (): Promise<void> {
@@ -693,7 +706,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
 
   #observeLeader (leader: string | null, role: string): void {
     if (leader === this.#leader) { return }
-    this.#options.log.info({ leader, role, term: this.#core.status().term }, 'raft leader changed')
+    this.#options.log.info({ leader, role, term: this.#core.status().term, localHealth: this.localHealthScore }, 'raft leader changed')
     this.#leader = leader
     this.#options.metrics?.onLeaderChange?.(leader)
     const ended = this.#leaderTenure

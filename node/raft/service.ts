@@ -62,9 +62,19 @@ export interface RaftSettings {
   requestTimeoutMs: number
 }
 
+/**
+ * A heartbeat every 50 ms tick; a follower that hears none campaigns after
+ * a random 6-11 ticks (300-550 ms), so a leader that hangs (SIGSTOP, a cut
+ * cable) is replaced in well under a second. Shorter timeouts are made safe
+ * by pre-vote and check-quorum (a node that merely lagged cannot depose a
+ * live leader) and by local health (a node whose own ticks come late waits
+ * longer before it campaigns: TimerLateness in node/driver-scheduling.ts).
+ * Lease reads: lease 6 - 1 - 2 = 3 ticks, tolerating followers' clocks up
+ * to 40% fast (protocols/raft/lease.ts).
+ */
 export const RAFT_SETTINGS_DEFAULTS: RaftSettings = {
-  tickIntervalMs: 100,
-  electionTimeoutTicks: 10,
+  tickIntervalMs: 50,
+  electionTimeoutTicks: 6,
   heartbeatIntervalTicks: 1,
   readOnlyMode: 'safe',
   snapshotEveryEntries: 100_000,

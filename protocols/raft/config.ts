@@ -5,7 +5,7 @@ import type { Rng } from '../common/rng.ts'
 export interface RaftConfig {
   id: NodeId
   rng: Rng
-  /** Followers campaign after a random timeout in [e, 2e) ticks. */
+  /** Followers campaign after a random timeout in [e, 2e) ticks (times 1 + the local health score, see RaftNode.setLocalHealth). */
   electionTimeoutTicks: number
   heartbeatIntervalTicks: number
   /** Pre-vote (thesis §9.6): a rejoining partitioned node cannot raise the term. */
@@ -35,6 +35,12 @@ export interface RaftConfig {
    * followers told at the same moment rarely split the vote).
    */
   forgottenLeaderCampaignTicksMax: number
+  /**
+   * The largest local health score setLocalHealth() takes (Lifeguard's
+   * local health multiplier, whose paper caps it at 8): a node with score s
+   * waits (1 + s) times its randomized election timeout before it campaigns.
+   */
+  localHealthScoreMax: number
   /** Pipelined MsgApps per follower in replicate state. */
   inflightMessagesMax: number
   /** Bytes of entries in flight per follower. */
@@ -77,6 +83,7 @@ export const RAFT_DEFAULTS = {
   readOnlyMode: 'safe',
   leaseSafetyMarginTicks: 2,
   forgottenLeaderCampaignTicksMax: 3,
+  localHealthScoreMax: 8,
   inflightMessagesMax: 256,
   inflightBytesMax: 32 * MIB,
   messageEntriesBytesMax: MIB,
@@ -92,7 +99,7 @@ export const RAFT_DEFAULTS = {
 export const NODE_ID_LENGTH_MAX = 256
 
 const POSITIVE_INTEGERS = [
-  'electionTimeoutTicks', 'heartbeatIntervalTicks', 'forgottenLeaderCampaignTicksMax', 'inflightMessagesMax', 'inflightBytesMax',
+  'electionTimeoutTicks', 'heartbeatIntervalTicks', 'forgottenLeaderCampaignTicksMax', 'localHealthScoreMax', 'inflightMessagesMax', 'inflightBytesMax',
   'messageEntriesBytesMax', 'messageEntriesMax', 'proposalBytesMax', 'uncommittedEntriesBytesMax',
   'readIndexQueueMax', 'readyCommittedBytesMax', 'outboxMessagesMax'
 ] as const

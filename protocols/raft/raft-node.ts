@@ -67,6 +67,8 @@ export class RaftNode {
   private quickCampaignsLeft = 0
   private heartbeatElapsed = 0
   private randomizedElectionTimeout = 0
+  /** 0 = healthy; see setLocalHealth. */
+  private localHealthScore = 0
   private leadTransferee: NodeId | null = null
   /** Leader only: no new conf change is proposed until this index is applied. */
   private pendingConfIndex = 0
@@ -320,6 +322,25 @@ export class RaftNode {
     this.campaignSoon()
     this.checkInvariants()
     return true
+  }
+
+  /**
+   * Lifeguard's local health (Dadgar et al., "Lifeguard: Local Health
+   * Awareness for More Accurate Failure Detection", 2018), for elections.
+   * The caller measures how late this node's own ticks come (its event loop
+   * lags: CPU starved, a long GC pause) and reports a score from 0
+   * (healthy) to config.localHealthScoreMax. A node that is slow itself
+   * likely missed heartbeats its leader sent on time, so it waits (1 +
+   * score) times its randomized election timeout before it campaigns
+   * (after forgetLeader() too), and leaves the election to healthy
+   * followers. It still grants votes and pre-votes as before. Safety never
+   * rests on the score, and neither does liveness: the wait is bounded.
+   */
+  setLocalHealth (score: number): void {
+    if (!Number.isSafeInteger(score) || score < 0 || score > this.config.localHealthScoreMax) {
+      throw new RangeError(`raft: local health score must be an integer in 0..${this.config.localHealthScoreMax}, got ${String(score)}`)
+    }
+    this.localHealthScore = score
   }
 
   /**
@@ -730,7 +751,7 @@ export class RaftNode {
 
   private tickElection (): void {
     this.electionElapsed++
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout * (1 + this.localHealthScore)) {
       this.electionElapsed = 0
       this.hup(false)
     }

@@ -122,6 +122,8 @@ export interface RaftDriverOptions<SM extends RaftStateMachine = KvStateMachine,
   storageDir?: string
   tickIntervalMs: number
   electionTimeoutTicks: number
+  /** A leader steps down after this long without hearing from a quorum (default: electionTimeoutTicks; see RaftConfig). */
+  checkQuorumTicks?: number
   heartbeatIntervalTicks: number
   /** 'lease' trusts the leader's lease (clock assumptions); 'safe' is ReadIndex. */
   readOnlyMode: 'safe' | 'lease'
@@ -283,6 +285,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
       id: options.id,
       rng: createRng(runtime.seed()),
       electionTimeoutTicks: options.electionTimeoutTicks,
+      checkQuorumTicks: options.checkQuorumTicks,
       heartbeatIntervalTicks: options.heartbeatIntervalTicks,
       readOnlyMode: options.readOnlyMode,
       // only snapshots checked in full beforehand are installed (see step())

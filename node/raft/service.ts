@@ -81,6 +81,14 @@ export const RAFT_SETTINGS_DEFAULTS: RaftSettings = {
   requestTimeoutMs: 10_000
 }
 
+/**
+ * A leader steps down after this many election timeouts (600 ms by
+ * default) without hearing from a quorum: with 300 ms, followers that a
+ * busy machine left unscheduled for half a second deposed a live leader
+ * (the soak's leader changes). A leader cut off from the others holds on
+ * that much longer; lease reads stay safe (the followers' side makes them).
+ */
+const CHECK_QUORUM_ELECTION_TIMEOUTS = 2
 /** A joining node asks at most this often, and gives up after JOIN_ATTEMPTS_MAX tries. */
 const JOIN_RETRY_MS = 1000
 const JOIN_ATTEMPTS_MAX = 600
@@ -285,6 +293,7 @@ export class RaftService implements Startable {
         storageDir: storage.dir,
         tickIntervalMs: settings.tickIntervalMs,
         electionTimeoutTicks: settings.electionTimeoutTicks,
+        checkQuorumTicks: CHECK_QUORUM_ELECTION_TIMEOUTS * settings.electionTimeoutTicks,
         heartbeatIntervalTicks: settings.heartbeatIntervalTicks,
         readOnlyMode: settings.readOnlyMode,
         snapshotEveryEntries: settings.snapshotEveryEntries,

@@ -10,8 +10,17 @@ export interface RaftConfig {
   heartbeatIntervalTicks: number
   /** Pre-vote (thesis §9.6): a rejoining partitioned node cannot raise the term. */
   preVote: boolean
-  /** A leader steps down when it has not heard from a quorum for an election timeout. */
+  /** A leader steps down when it has not heard from a quorum for checkQuorumTicks. */
   checkQuorum: boolean
+  /**
+   * How long a leader waits without hearing from a quorum before it steps
+   * down (check-quorum); at least electionTimeoutTicks (the default). Longer
+   * keeps a leader whose followers were only briefly unscheduled (a busy
+   * machine) from stepping down, at the cost of a cut-off leader holding on
+   * that much longer. Lease reads do not rest on it (see lease.ts: the
+   * followers' side keeps them safe).
+   */
+  checkQuorumTicks: number
   /**
    * 'safe': ReadIndex with a heartbeat round. 'lease': the leader answers
    * alone while a quorum acknowledged one of its heartbeats recently enough
@@ -75,6 +84,7 @@ export type RaftConfigInit = Pick<RaftConfig, 'id' | 'rng'> & Partial<Omit<RaftC
 
 const MIB = 1024 * 1024
 
+/** Defaults of everything but checkQuorumTicks, which defaults to electionTimeoutTicks. */
 export const RAFT_DEFAULTS = {
   electionTimeoutTicks: 10,
   heartbeatIntervalTicks: 1,
@@ -93,7 +103,7 @@ export const RAFT_DEFAULTS = {
   readIndexQueueMax: 4096,
   readyCommittedBytesMax: 16 * MIB,
   outboxMessagesMax: 16384
-} as const satisfies Omit<RaftConfig, 'id' | 'rng'>
+} as const satisfies Omit<RaftConfig, 'id' | 'rng' | 'checkQuorumTicks'>
 
 /** Longest NodeId accepted anywhere (PeerId strings are ~52 characters). */
 export const NODE_ID_LENGTH_MAX = 256
@@ -106,7 +116,8 @@ const POSITIVE_INTEGERS = [
 
 /** Fills defaults and rejects a configuration that cannot work (a programming error: throws). */
 export function resolveConfig (init: RaftConfigInit): RaftConfig {
-  const config: RaftConfig = { ...RAFT_DEFAULTS, ...stripUndefined(init) }
+  const merged = { ...RAFT_DEFAULTS, ...stripUndefined(init) }
+  const config: RaftConfig = { ...merged, checkQuorumTicks: merged.checkQuorumTicks ?? merged.electionTimeoutTicks }
   if (typeof config.id !== 'string' || config.id.length === 0 || config.id.length > NODE_ID_LENGTH_MAX) {
     throw new RangeError('raft config: id must be a non-empty string')
   }
@@ -115,6 +126,9 @@ export function resolveConfig (init: RaftConfigInit): RaftConfig {
     if (!Number.isSafeInteger(value) || value < 1) {
       throw new RangeError(`raft config: ${key} must be a positive integer, got ${String(value)}`)
     }
+  }
+  if (!Number.isSafeInteger(config.checkQuorumTicks) || config.checkQuorumTicks < config.electionTimeoutTicks) {
+    throw new RangeError(`raft config: checkQuorumTicks must be an integer of at least electionTimeoutTicks (${config.electionTimeoutTicks}), got ${String(config.checkQuorumTicks)}`)
   }
   if (config.heartbeatIntervalTicks >= config.electionTimeoutTicks) {
     throw new RangeError('raft config: heartbeatIntervalTicks must be smaller than electionTimeoutTicks')

@@ -63,6 +63,8 @@ export class RaftNode {
   private readonly progress = new Map<NodeId, Progress>()
   private readonly votes = new Map<NodeId, boolean>()
   private electionElapsed = 0
+  /** Leader: ticks since check-quorum last looked (checkQuorumTicks). */
+  private quorumElapsed = 0
   /** Quick campaigns left after forgetLeader() (see campaignSoon). */
   private quickCampaignsLeft = 0
   private heartbeatElapsed = 0
@@ -698,6 +700,7 @@ export class RaftNode {
     this.lead = null
     this.electionElapsed = 0
     this.heartbeatElapsed = 0
+    this.quorumElapsed = 0
     this.randomizedElectionTimeout = this.config.rng.intBetween(this.config.electionTimeoutTicks, 2 * this.config.electionTimeoutTicks - 1)
     this.leadTransferee = null
     this.votes.clear()
@@ -760,12 +763,16 @@ export class RaftNode {
   private tickHeartbeat (): void {
     this.heartbeatElapsed++
     this.electionElapsed++
-    if (this.electionElapsed >= this.config.electionTimeoutTicks) {
-      this.electionElapsed = 0
-      if (this.config.checkQuorum && !this.quorumActive()) {
+    this.quorumElapsed++
+    if (this.config.checkQuorum && this.quorumElapsed >= this.config.checkQuorumTicks) {
+      this.quorumElapsed = 0
+      if (!this.quorumActive()) {
         this.becomeFollower(this.term, null)
         return
       }
+    }
+    if (this.electionElapsed >= this.config.electionTimeoutTicks) {
+      this.electionElapsed = 0
       // A transfer that did not finish within an election timeout is abandoned
       // (a leader that was removed tries again).
       this.leadTransferee = null
@@ -777,7 +784,7 @@ export class RaftNode {
     }
   }
 
-  /** Check-quorum: did a quorum talk to us during the last election timeout? Resets the marks. */
+  /** Check-quorum: did a quorum talk to us since the last check? Resets the marks. */
   private quorumActive (): boolean {
     const active = new Map<NodeId, boolean>()
     for (const [id, pr] of this.progress) {

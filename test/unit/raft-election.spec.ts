@@ -107,6 +107,21 @@ describe('raft: leader election', () => {
     expect(c.node('a').status().leader).to.equal(null)
   })
 
+  it('check-quorum: with checkQuorumTicks of two election timeouts, a leader steps down only after that long', () => {
+    const c = new Cluster(ABC, { config: { checkQuorumTicks: 20 } })
+    c.elect('a')
+    c.isolate('a')
+    // The check at 20 ticks still sees the answers from before the partition; the one at 40 finds no one.
+    c.tick(39, ['a'])
+    expect(c.node('a').status().role).to.equal('leader')
+    c.tick(1, ['a'])
+    expect(c.node('a').status().role).to.equal('follower')
+  })
+
+  it('check-quorum: checkQuorumTicks shorter than the election timeout is refused', () => {
+    expect(() => new Cluster(ABC, { config: { checkQuorumTicks: 9 } })).to.throw(RangeError, /checkQuorumTicks/)
+  })
+
   it('check-quorum: votes are ignored while in lease (a follower heard from the leader recently)', () => {
     const c = new Cluster(ABC, { config: { preVote: false } })
     c.elect('a')

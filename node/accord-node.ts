@@ -17,6 +17,8 @@ import { readSavedConfig, resolveConfig, writeSavedConfig, parseHostPort } from 
 import { crdtRoutes } from './crdt/routes.ts'
 import { crdtService } from './crdt/service.ts'
 import { clusterDiscovery } from './discovery.ts'
+import { dkgRoutes } from './dkg/routes.ts'
+import { dkg } from './dkg/service.ts'
 import { UserError } from './errors.ts'
 import { isLoopbackHost, loadOrCreateApiToken, startHttpApi } from './http-api.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -40,6 +42,7 @@ import type { AdmissionSummary } from './admission/routes.ts'
 import type { AccordConfig } from './config.ts'
 import type { CrdtService, CrdtSettings, CrdtSummary } from './crdt/service.ts'
 import type { Member } from './discovery.ts'
+import type { DkgKeysSummary, DkgService, DkgSettings } from './dkg/service.ts'
 import type { HttpApi } from './http-api.ts'
 import type { AccordLibp2p, AccordOwnServices } from './libp2p.ts'
 import type { MemberView } from './membership/routes.ts'
@@ -67,6 +70,8 @@ export interface CreateAccordNodeOptions {
   admissionLimits?: Partial<AdmissionLimits>
   /** The CRDT service's bounds and timings (tests shorten them); the sync interval comes from config.crdtSyncIntervalMs. */
   crdtSettings?: Partial<CrdtSettings>
+  /** The DKG service's timings (tests and benchmarks shorten them). */
+  dkgSettings?: Partial<DkgSettings>
 }
 
 export interface PeerStatus {
@@ -103,6 +108,8 @@ export interface NodeStatus {
   raft: RaftSummary | null
   /** The PBFT replica (or client) of this node; null when no PBFT replica set is configured. */
   bft: BftSummary | null
+  /** The threshold key this node holds a share of (made by a DKG); null when none. */
+  keys: DkgKeysSummary | null
 }
 
 export interface AccordNode {
@@ -122,6 +129,8 @@ export interface AccordNode {
   readonly metadata: ClusterMetadataService
   /** Named CRDTs every member replicates (deltas on gossipsub, anti-entropy over /accord/sync/1.0.0). */
   readonly crdt: CrdtService
+  /** Distributed key generation and threshold signing (/accord/dkg/1.0.0). */
+  readonly dkg: DkgService
   /** Cluster members known to this node (cheap: no peer store reads). */
   members(): Member[]
   status(): Promise<NodeStatus>
@@ -160,9 +169,9 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   const bootstrapPeers = resolved.bootstrap.map(addr => multiaddr(addr).getComponents().find(c => c.name === 'p2p')?.value ?? '')
   // peers PBFT isolated (provable misbehaviour, or an operator): the connection gater denies them
   const isolatedPeers = new Set<string>()
-  let libp2p: AccordLibp2p
+  let libp2p: AccordLibp2p & { services: { dkg: DkgService } }
   try {
-    libp2p = await buildLibp2p<AccordOwnServices>({
+    libp2p = await buildLibp2p<AccordOwnServices & { dkg: DkgService }>({
       config: resolved,
       privateKey: identity.privateKey,
       datastore,
@@ -197,6 +206,13 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
           settings: { syncIntervalMs: resolved.crdtSyncIntervalMs, ...options.crdtSettings },
           registry: metrics,
           log: log.child({ component: 'crdt' })
+        }),
+        dkg: dkg({
+          dataDir: resolved.dataDir,
+          passphrase: options.passphrase,
+          settings: options.dkgSettings,
+          registry: metrics,
+          log: log.child({ component: 'dkg' })
         }),
         topology: clusterTopology({
           registry: metrics,
@@ -302,7 +318,8 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
       metadata: metadataSummary(libp2p.services.metadata),
       crdt: libp2p.services.crdt.summary(),
       raft: raftService?.summary() ?? null,
-      bft: bftService?.summary() ?? null
+      bft: bftService?.summary() ?? null,
+      keys: libp2p.services.dkg.summary()
     }
   }
 
@@ -330,7 +347,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     if (resolved.api !== null) {
       const { host, port } = parseHostPort(resolved.api, '--api')
       const token = isLoopbackHost(host) ? null : await loadOrCreateApiToken(resolved.dataDir)
-      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...metadataRoutes(libp2p.services.metadata), ...crdtRoutes(libp2p.services.crdt), ...topologyRoutes(libp2p.services.topology), ...(raftService != null ? raftRoutes(raftService) : []), ...(bftService != null ? pbftRoutes(bftService) : [])]
+      const routes = [...statusRoutes({ status, metrics }), ...admissionRoutes(admission), ...membershipRoutes(membership), ...metadataRoutes(libp2p.services.metadata), ...crdtRoutes(libp2p.services.crdt), ...topologyRoutes(libp2p.services.topology), ...dkgRoutes(libp2p.services.dkg, () => bftService?.summary().replicas ?? null), ...(raftService != null ? raftRoutes(raftService) : []), ...(bftService != null ? pbftRoutes(bftService) : [])]
       api = await startHttpApi({ host, port, token, routes, log: log.child({ component: 'http' }), refusals })
       effective.api = `${host.includes(':') ? `[${host}]` : host}:${new URL(api.url).port}`
       membership.setMeta(memberMeta(api.url))
@@ -355,6 +372,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
     membership,
     metadata: libp2p.services.metadata,
     crdt: libp2p.services.crdt,
+    dkg: libp2p.services.dkg,
     members: () => discovery.members(),
     status,
     stop: async () => {

@@ -10,6 +10,7 @@ import { bftCommand, BFT_HELP } from './cli/bft.ts'
 import { crdtCommand, CRDT_HELP } from './cli/crdt.ts'
 import { demoCommand, DEMO_HELP } from './cli/demo.ts'
 import { idCommand, ID_HELP } from './cli/id.ts'
+import { keysCommand, KEYS_HELP } from './cli/keys.ts'
 import { kvCommand, KV_HELP } from './cli/kv.ts'
 import { membersCommand, MEMBERS_HELP } from './cli/members.ts'
 import { raftCommand, RAFT_HELP } from './cli/raft.ts'
@@ -35,6 +36,7 @@ Commands:
   raft      show and change the Raft group's members, transfer leadership
   bft       put, get, delete and compare-and-swap keys of the Byzantine-fault-tolerant store (PBFT)
   crdt      create, change and read the cluster's CRDTs (counters, sets, registers, maps)
+  keys      make a threshold key by DKG, show it, sign with it
   token     make a join token for a new node
 
 "accord <command> --help" describes a command's flags.
@@ -51,6 +53,7 @@ const COMMANDS: Record<string, { run(args: string[]): Promise<void>, help: strin
   raft: { run: raftCommand, help: RAFT_HELP },
   bft: { run: bftCommand, help: BFT_HELP },
   crdt: { run: crdtCommand, help: CRDT_HELP },
+  keys: { run: keysCommand, help: KEYS_HELP },
   token: { run: tokenCommand, help: TOKEN_HELP }
 }
 

@@ -107,15 +107,7 @@ export class DatagramChannel<M extends Datagram> {
         return
       }
       counters.sent(message.type, bytes.byteLength)
-      const signal = AbortSignal.timeout(timeoutMs)
-      const stream = await host.dialProtocol(target, protocol, { signal })
-      try {
-        await lpStream(stream).write(bytes, { signal })
-        await stream.close({ signal })
-      } catch (err) {
-        stream.abort(err as Error)
-        throw err
-      }
+      await sendOneMessage(host, target, protocol, bytes, timeoutMs)
     })().catch(err => {
       counters.dropped('unreachable')
       log.trace({ to: message.to, type: message.type, err: (err as Error).message }, `${protocol}: send failed`)
@@ -160,6 +152,19 @@ export class DatagramChannel<M extends Datagram> {
  * every node then contacts, would set the whole cluster on DHT lookups
  * (seen fuzzing /accord/swim).
  */
+/** Opens a stream of `protocol` to `target`, writes `bytes` as one length-prefixed message and closes it, all within `timeoutMs`. */
+export async function sendOneMessage (host: AccordHost, target: PeerId | Multiaddr[], protocol: string, bytes: Uint8Array, timeoutMs: number): Promise<void> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  const stream = await host.dialProtocol(target, protocol, { signal })
+  try {
+    await lpStream(stream).write(bytes, { signal })
+    await stream.close({ signal })
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
+  }
+}
+
 export async function dialTargetOf (host: AccordHost, peerId: PeerId, announced: () => string[]): Promise<PeerId | Multiaddr[] | null> {
   if (host.getConnections(peerId).length > 0) { return peerId }
   // read only when needed: most sends go over a connection, and reading decodes the member's envelope

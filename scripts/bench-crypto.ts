@@ -1,6 +1,6 @@
 /* eslint-disable no-console */
 /*
- * npm run bench:crypto [-- --runs 30 --millis 1000 --dkg 4,7,16]
+ * npm run bench:crypto [-- --runs 30 --millis 1000 --dkg 4,7,16 --dkg-libp2p 4,7,16]
  *
  * Threshold BLS and signature verification, in one process:
  *
@@ -17,7 +17,16 @@
  * - The DKG (protocols/dkg) in process for each n of --dkg, t = ⌊2n/3⌋ + 1:
  *   all n nodes in this one process over the test harness's instant
  *   network, so the wall time is the sum of every node's CPU; per node is
- *   that divided by n. No network: the libp2p DKG comes later.
+ *   that divided by n.
+ * - The DKG over libp2p (node/dkg) for each n of --dkg-libp2p: n accord
+ *   nodes (createAccordNode: TCP + Noise on loopback, admission, the dkg
+ *   service with its default 100 ms tick) in this one process, so again
+ *   every node's CPU adds up on this process's one core. The tick only
+ *   sets the phase deadlines (a phase ends as soon as it has every
+ *   message), so it does not lengthen a run where all are online. Timed: from
+ *   run() on one node until its session is done (start, keys, begin,
+ *   deal/response phases, the keystore write), which the service reports
+ *   as durationMs; then until every node has stored the key.
  *
  * Writes bench/results/crypto.json.
  */
@@ -32,6 +41,8 @@ import { BLS_DST, G2, decodeG2, encodeG2, randomScalar, sign, verify, verifyBatc
 import { commit } from '../identity/threshold/feldman.ts'
 import { lagrangeAtZero, randomPolynomial, sharesOf } from '../identity/threshold/shamir.ts'
 import { ThresholdPublicKey, combine, partialSign } from '../identity/threshold/tbls.ts'
+import { addressOf, TestCluster } from '../test/lib/nodes.ts'
+import { waitFor } from '../test/lib/wait.ts'
 import { freshConfigs, participants, run } from '../test/unit/dkg-harness.ts'
 import { seededRandomBytes } from '../test/unit/threshold-helpers.ts'
 import { saveResults } from './bench-lib.ts'
@@ -42,12 +53,14 @@ const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '30' },
     millis: { type: 'string', default: '1000' },
-    dkg: { type: 'string', default: '4,7,16' }
+    dkg: { type: 'string', default: '4,7,16' },
+    'dkg-libp2p': { type: 'string', default: '4,7,16' }
   }
 })
 const RUNS = Number(values.runs)
 const MILLIS = Number(values.millis)
 const DKG_SIZES = values.dkg.split(',').map(Number)
+const DKG_LIBP2P_SIZES = values['dkg-libp2p'] === '' ? [] : values['dkg-libp2p'].split(',').map(Number)
 const T = 7
 const N = 10
 const TARGET_MS = 20
@@ -55,6 +68,12 @@ const message = new TextEncoder().encode('accord bench round 1')
 
 const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 0.5)
 const round = (x: number, digits = 2): number => Number(x.toFixed(digits))
+
+async function timedAsync<R> (fn: () => Promise<R>): Promise<[R, number]> {
+  const start = performance.now()
+  const result = await fn()
+  return [result, performance.now() - start]
+}
 
 function timed<R> (fn: () => R): [R, number] {
   const start = performance.now()
@@ -158,6 +177,28 @@ for (const n of DKG_SIZES) {
 }
 console.table(dkg)
 
+console.log('DKG over libp2p (n accord nodes in this one process, TCP + Noise on loopback)')
+const dkgLibp2p: Array<Record<string, number>> = []
+for (const n of DKG_LIBP2P_SIZES) {
+  const t = Math.floor(2 * n / 3) + 1
+  const cluster = new TestCluster()
+  try {
+    const first = await cluster.add({ raft: false })
+    const nodes = [first]
+    for (let i = 1; i < n; i++) { nodes.push(await cluster.add({ raft: false, bootstrap: [addressOf(first)] })) }
+    await waitFor(() => nodes.every(node => node.admission.admittedPeers().length >= n - 1), 'every node to admit the others', 120_000)
+    const members = nodes.map(node => node.libp2p.peerId.toString())
+    const loadAtStart = round(loadavg()[0])
+    const [view, initiatorMs] = await timedAsync(async () => first.dkg.run({ members, threshold: t }))
+    if (view.state !== 'done') { throw new Error(`DKG n = ${n} aborted: ${view.reason ?? ''}`) }
+    const [, allStoredMs] = await timedAsync(async () => { await waitFor(() => nodes.every(node => node.dkg.summary()?.groupKey === view.groupKey), 'every node to store the key', 60_000) })
+    dkgLibp2p.push({ n, t, doneMs: view.durationMs ?? round(initiatorMs, 0), everyNodeStoredMs: round(initiatorMs + allStoredMs, 0), loadAverage1m: loadAtStart })
+  } finally {
+    await cluster.stop()
+  }
+}
+console.table(dkgLibp2p)
+
 const loadAverage = loadavg().map(x => round(x))
 console.log(`load average at the end: ${loadAverage.join(', ')}`)
-await saveResults('crypto', { threshold, rates, dkg, loadAverage })
+await saveResults('crypto', { threshold, rates, dkg, dkgLibp2p, loadAverage })

@@ -1,0 +1,83 @@
+import { UserError } from '../errors.ts'
+import { apiRequest, resolveApiTarget } from './api-client.ts'
+import { parseFlagsAndPositionals } from './args.ts'
+
+export const KEYS_HELP = `Usage: accord keys dkg --threshold T [--members ID,ID,...] [flags]
+       accord keys show [flags]
+       accord keys sign MESSAGE [flags]
+
+Threshold BLS keys made by distributed key generation (DKG) among the
+cluster's nodes, through a node's HTTP API. No node ever holds the whole
+secret: each member keeps a share in its keystore (identity.key), and any T
+members' partial signatures make a signature under the group key.
+
+  accord keys dkg --threshold T [--members ID,...]
+      run a DKG from this node among the members (default: the PBFT
+      replicas in force; this node must be one of them) and wait for it to
+      end. Members that do not answer within a few seconds are left out;
+      the run aborts, keeping the old key, when fewer than T take part.
+  accord keys show
+      the group key this node holds a share of: threshold, size, its index
+  accord keys sign MESSAGE
+      a threshold signature of MESSAGE (UTF-8) by the group
+
+  --api URL        the node's HTTP API (default http://127.0.0.1:7070)
+  --data-dir DIR   find the API (and its token) of the node running from DIR
+  --token T        bearer token (also ACCORD_API_TOKEN)
+`
+
+export async function keysCommand (args: string[]): Promise<void> {
+  const [action, ...rest] = args
+  if (action !== 'dkg' && action !== 'show' && action !== 'sign') { throw new UserError('keys: expected dkg, show or sign (see accord keys --help)') }
+  const { values: flags, positionals } = parseFlagsAndPositionals(`keys ${action}`, rest, {
+    api: { type: 'string' },
+    'data-dir': { type: 'string' },
+    token: { type: 'string' },
+    ...(action === 'dkg' ? { threshold: { type: 'string' }, members: { type: 'string' } } : {})
+  }, action === 'sign' ? 1 : 0)
+  const target = await resolveApiTarget(flags)
+  if (action === 'show') {
+    await show(target)
+  } else if (action === 'sign') {
+    await sign(target, positionals[0])
+  } else {
+    await runDkg(target, flags as { threshold?: string, members?: string })
+  }
+}
+
+type Target = Awaited<ReturnType<typeof resolveApiTarget>>
+
+async function show (target: Target): Promise<void> {
+  const response = await apiRequest(target, 'GET', '/v1/keys')
+  if (response.status !== 200) { throw new UserError(`keys show: ${response.status} ${String(response.json.error ?? '')}`) }
+  const key = response.json.key
+  if (key == null) {
+    process.stdout.write('no DKG key on this node (accord keys dkg makes one)\n')
+    return
+  }
+  process.stdout.write(`group key  ${String(key.groupKey)}\nthreshold  ${String(key.threshold)} of ${String(key.n)}\nthis node  index ${String(key.index)}\nsession    ${String(key.session)}\n`)
+}
+
+async function sign (target: Target, message: string | undefined): Promise<void> {
+  if (message === undefined) { throw new UserError('keys sign: a MESSAGE is required') }
+  const response = await apiRequest(target, 'POST', '/v1/keys/sign', { body: JSON.stringify({ message }), timeoutMs: 30_000 })
+  if (response.status !== 200) { throw new UserError(`keys sign: ${response.status} ${String(response.json.error ?? '')}`) }
+  const bad = response.json.bad as number[]
+  process.stdout.write(`${String(response.json.signature)}\n`)
+  process.stderr.write(`signed by indices ${(response.json.signers as number[]).join(', ')}${bad.length > 0 ? `; bad partials from ${bad.join(', ')}` : ''}\n`)
+}
+
+async function runDkg (target: Target, flags: { threshold?: string, members?: string }): Promise<void> {
+  const { threshold, members } = flags
+  if (threshold === undefined || !/^[1-9][0-9]*$/.test(threshold)) { throw new UserError('keys dkg: --threshold T (a positive integer) is required') }
+  const body = {
+    threshold: Number(threshold),
+    ...(members !== undefined ? { members: members.split(',').map(id => id.trim()).filter(id => id !== '') } : {})
+  }
+  // the members' keys are awaited up to 5 s, then the DKG's phases (at most 3·(20 + 2n) ticks of 100 ms)
+  const response = await apiRequest(target, 'POST', '/v1/keys/dkg', { body: JSON.stringify(body), timeoutMs: 120_000 })
+  if (response.status === 409 && response.json.state === 'aborted') { throw new UserError(`keys dkg: aborted: ${String(response.json.reason)}`) }
+  if (response.status !== 200) { throw new UserError(`keys dkg: ${response.status} ${String(response.json.error ?? '')}`) }
+  const s = response.json
+  process.stdout.write(`done in ${String(s.durationMs)} ms: group key ${String(s.groupKey)}\n${String(s.threshold)} of ${String(s.members.length)}, ${String(s.participants.length)} took part; this node has index ${String(s.index)}\n`)
+}

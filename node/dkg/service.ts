@@ -1,0 +1,802 @@
+/*
+ * Distributed key generation over libp2p: `services: { dkg: dkg({ dataDir }) }`,
+ * beside clusterAdmission as `admission` and swimMembership as `membership`.
+ * It drives protocols/dkg's core among a group of peers, stores the result
+ * in the keystore, and runs threshold signing rounds with it.
+ *
+ * A session, on `/accord/dkg/1.0.0` (admitted peers only; datagrams of one
+ * signed envelope each, see envelope.ts):
+ *
+ *   1. start: the initiator (a member) sends every member the session id,
+ *      the members and the threshold.
+ *   2. key: each member draws a DKG encryption key for this session and
+ *      sends it, with its proof of possession, signed, to the initiator.
+ *   3. begin: once every member answered, or after `keyWaitMs`, the
+ *      initiator sends the answering members the signed keys it holds
+ *      (it cannot substitute one: each is signed by its member). Fewer
+ *      than the threshold: the session aborts, saying who did not answer.
+ *      Indices are fixed by the requested members sorted by peer id, so
+ *      they do not depend on who answered.
+ *   4. the core runs among the answering members, ticked every `tickMs`;
+ *      each core message goes signed to every participant. When its deal
+ *      phase ends, each member sends the others `seen`: the digest and
+ *      dealer's signature of every deal it holds (envelope.ts). A dealer
+ *      that sent two different deals is caught by every member that holds
+ *      one and hears of the other: the two signed digests are proof, the
+ *      session aborts there and names the dealer.
+ *   5. done: the share, group key and public shares go into the keystore
+ *      (store.ts); aborted: the keystore is left as it was and the reason
+ *      is reported.
+ *
+ * A signing round sends the message to the group's members, each answers
+ * with its partial signature, and tbls.combine makes the group signature
+ * from the first t valid ones, naming the bad ones.
+ */
+import { randomBytes } from 'node:crypto'
+import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
+import { encode } from 'cborg'
+import { Registry } from 'prom-client'
+import { G1, randomScalar, scalarFromBytes, scalarToBytes } from '../../identity/bls.ts'
+import { equalBytes } from '../../identity/ed25519.ts'
+import { decodeCommitments, encodeCommitments } from '../../identity/threshold/feldman.ts'
+import { combine, partialSign, ThresholdPublicKey, verifyPartial } from '../../identity/threshold/tbls.ts'
+import { unreachable } from '../../protocols/common/assert.ts'
+import { decodeDkgMessage, DkgNode, encodeDkgMessage, encryptionKeyProof, verifyEncryptionKey } from '../../protocols/dkg/index.ts'
+import { DatagramChannel } from '../datagram.ts'
+import { hostFromComponents } from '../host.ts'
+import { silentLogger } from '../logger.ts'
+import { decodeBoundedCbor } from '../raft/codec.ts'
+import { DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_SESSION_BYTES, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
+import { checkEnvelope, checkSignature, digestOf, envelopeSigner } from './envelope.ts'
+import { dkgMetrics } from './metrics.ts'
+import { loadGroup, saveGroup, shareRecord } from './store.ts'
+import { DkgSender } from './transport.ts'
+import type { Envelope, EnvelopeKind } from './envelope.ts'
+import type { DkgMetrics } from './metrics.ts'
+import type { DkgGroup, StoredGroup } from './store.ts'
+import type { G1Point } from '../../identity/bls.ts'
+import type { PartialSignature } from '../../identity/threshold/tbls.ts'
+import type { DkgMember, DkgOutcome, Exclusion } from '../../protocols/dkg/index.ts'
+import type { Admission } from '../admission/admission.ts'
+import type { AccordHost, HostComponents } from '../host.ts'
+import type { MembershipService } from '../membership/service.ts'
+import type { AbortOptions, PrivateKey, Startable } from '@libp2p/interface'
+import type { Logger } from 'pino'
+
+export interface DkgSettings {
+  /**
+   * The core's clock: one tick this often. Phase k ends at the latest
+   * k·(20 + 2n) ticks after the start (5.2 s a phase at n = 16), and as
+   * soon as it has every message it waits for, so the tick bounds only
+   * the wait for a silent member.
+   */
+  tickMs: number
+  /** How long the initiator waits for the members' keys before it begins with those that answered. */
+  keyWaitMs: number
+  /** How long a signing round waits for partials. */
+  signTimeoutMs: number
+  /** A send (dial, open, write) or receive that takes longer is abandoned. */
+  sendTimeoutMs: number
+  /** Sends in flight at once; beyond, a message is dropped and counted. */
+  sendsInFlightMax: number
+  /** Tries of one send, the first included (a DKG sends each message once). */
+  sendAttempts: number
+  /** The pause before a send's second try, doubled before each further one. */
+  sendRetryPauseMs: number
+}
+
+export const DKG_SETTINGS_DEFAULTS: Readonly<DkgSettings> = {
+  tickMs: 100,
+  keyWaitMs: 5_000,
+  signTimeoutMs: 5_000,
+  sendTimeoutMs: 5_000,
+  sendsInFlightMax: 1024,
+  sendAttempts: 4,
+  sendRetryPauseMs: 250
+}
+
+export interface DkgInit {
+  /** The node's data dir: its keystore (identity.key) and dkg-group.json. */
+  dataDir: string
+  /** The keystore's passphrase, if it is sealed. */
+  passphrase?: string
+  settings?: Partial<DkgSettings>
+  registry?: Registry
+  log?: Logger
+}
+
+export interface DkgComponents extends HostComponents {
+  privateKey: PrivateKey
+  admission: Admission
+  membership: MembershipService
+}
+
+export type DkgSessionState = 'keys' | 'running' | 'done' | 'aborted'
+
+export interface DkgSessionView {
+  session: string
+  initiator: string
+  /** The requested members, sorted: member i has index i + 1. */
+  members: string[]
+  threshold: number
+  state: DkgSessionState
+  /** The members that took part (answered with a key). */
+  participants: string[]
+  reason?: string
+  groupKey?: string
+  index?: number
+  excluded: Exclusion[]
+  /** Dealers caught sending two different signed deals. */
+  equivocations: string[]
+  durationMs?: number
+}
+
+export interface DkgRunOptions extends AbortOptions {
+  members: string[]
+  threshold: number
+  /** Hex, 1..64 bytes; default 16 random bytes. */
+  sessionId?: string
+}
+
+export interface DkgKeysSummary {
+  groupKey: string
+  threshold: number
+  n: number
+  index: number
+  session: string
+  members: string[]
+}
+
+export interface DkgSignResult {
+  signature: string
+  /** Indices of the partials combined. */
+  signers: number[]
+  /** Indices whose partials did not verify. */
+  bad: number[]
+}
+
+/** Refused input, by a fixed reason (the refusals counter's label). */
+export class DkgError extends Error {
+  readonly reason: string
+
+  constructor (reason: string, message: string) {
+    super(message)
+    this.reason = reason
+    this.name = 'DkgError'
+  }
+}
+
+interface Datagram { type: EnvelopeKind, from: string, to: string, env: Envelope }
+
+interface Session {
+  id: Uint8Array
+  hex: string
+  initiator: string
+  members: string[]
+  threshold: number
+  state: DkgSessionState
+  encryptionSecret: bigint
+  /** The initiator's: the members' key statements. */
+  keys: Map<string, Envelope>
+  participants: string[]
+  core?: DkgNode
+  pending: Map<string, Envelope[]>
+  /** Each dealer's signed deal, as first received. */
+  deals: Map<string, Envelope>
+  /** Proof of each equivocation: the dealer's signatures of two different deal digests. */
+  equivocations: Array<{ dealer: string, first: SignedDigest, second: SignedDigest }>
+  deadlineMs: number
+  startedAtMs: number
+  endedAtMs?: number
+  reason?: string
+  excluded: Exclusion[]
+  groupKey?: string
+  index?: number
+  done: Array<(view: DkgSessionView) => void>
+}
+
+interface SignedDigest { digest: Uint8Array, sig: Uint8Array }
+
+interface SignRound {
+  key: ThresholdPublicKey
+  message: Uint8Array
+  partials: Map<number, PartialSignature>
+  answered: Set<string>
+  finish(): void
+}
+
+export class DkgService implements Startable {
+  readonly settings: DkgSettings
+  readonly #components: DkgComponents
+  readonly #host: AccordHost
+  readonly #init: DkgInit
+  readonly #log: Logger
+  readonly #self: string
+  readonly #sign: (kind: EnvelopeKind, body: Uint8Array) => Envelope
+  readonly #sessions = new Map<string, Session>()
+  readonly #rounds = new Map<string, SignRound>()
+  readonly #metrics: DkgMetrics
+  #channel: DatagramChannel<Datagram> | undefined
+  #sender: DkgSender | undefined
+  #timer: ReturnType<typeof setInterval> | undefined
+  #group: StoredGroup | null = null
+  #saving: Promise<void> = Promise.resolve()
+
+  readonly [Symbol.toStringTag] = DKG_CAPABILITY
+  readonly [serviceCapabilities]: string[] = [DKG_CAPABILITY]
+  readonly [serviceDependencies]: string[] = ['@accord/admission', '@accord/membership']
+
+  constructor (components: DkgComponents, init: DkgInit) {
+    this.#components = components
+    this.#host = hostFromComponents(components)
+    this.#init = init
+    this.#log = init.log ?? silentLogger()
+    this.settings = { ...DKG_SETTINGS_DEFAULTS, ...init.settings }
+    this.#self = components.peerId.toString()
+    this.#sign = envelopeSigner(components.privateKey, this.#self)
+    this.#metrics = dkgMetrics(init.registry ?? new Registry(), () => [...this.#sessions.values()].filter(s => !finished(s)).length)
+  }
+
+  async start (): Promise<void> {
+    this.#group = await loadGroup(this.#init.dataDir, this.#init.passphrase)
+    this.#channel = new DatagramChannel<Datagram>({
+      host: this.#host,
+      admission: this.#components.admission,
+      protocol: DKG_PROTOCOL,
+      frameBytesMax: DKG_FRAME_BYTES_MAX,
+      sendsInFlightMax: this.settings.sendsInFlightMax,
+      timeoutMs: this.settings.sendTimeoutMs,
+      streamsMax: 256,
+      counters: this.#metrics,
+      deliver: (message, peer) => this.deliver(message, peer),
+      addressesOf: (id) => this.#components.membership.addressesOf(id),
+      log: this.#log
+    })
+    await this.#channel.start()
+    this.#sender = new DkgSender({
+      host: this.#host,
+      protocol: DKG_PROTOCOL,
+      counters: this.#metrics,
+      sendsInFlightMax: this.settings.sendsInFlightMax,
+      timeoutMs: this.settings.sendTimeoutMs,
+      attempts: this.settings.sendAttempts,
+      retryPauseMs: this.settings.sendRetryPauseMs,
+      addressesOf: (id) => this.#components.membership.addressesOf(id),
+      log: this.#log
+    })
+    this.#timer = setInterval(() => { this.#tick() }, this.settings.tickMs)
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.#timer)
+    for (const session of this.#sessions.values()) {
+      if (!finished(session)) { this.#abort(session, 'the node stopped') }
+    }
+    for (const round of this.#rounds.values()) { round.finish() }
+    this.#sender?.stop()
+    await this.#channel?.stop()
+    await this.#saving
+  }
+
+  /** The stored group this node holds a share of, or null. */
+  summary (): DkgKeysSummary | null {
+    const stored = this.#group
+    if (stored == null) { return null }
+    return {
+      groupKey: stored.group.commitments[0],
+      threshold: stored.group.threshold,
+      n: stored.group.members.length,
+      index: stored.record.index,
+      session: stored.group.session,
+      members: stored.group.members
+    }
+  }
+
+  /** Sessions running, then the last finished ones. */
+  sessions (): DkgSessionView[] {
+    return [...this.#sessions.values()].map(s => view(s))
+  }
+
+  /** This node's share as a tbls share, or null (for apps that sign themselves). */
+  share (): { index: number, value: bigint } | null {
+    const record = this.#group?.record
+    if (record == null) { return null }
+    return { index: record.index, value: scalarFromBytes(record.share) as bigint }
+  }
+
+  /**
+   * Run a DKG among `members` (peer ids, this node among them) with
+   * threshold `threshold`; resolves when it is done or aborted (an abort is
+   * a result, not an error). Throws DkgError on a request that cannot run.
+   */
+  async run (options: DkgRunOptions): Promise<DkgSessionView> {
+    const members = checkMembers(options.members, options.threshold)
+    if (!members.includes(this.#self)) { throw new DkgError('not-a-member', 'this node must be one of the members (it deals too)') }
+    let id: Uint8Array
+    if (options.sessionId === undefined) {
+      id = new Uint8Array(randomBytes(DKG_SESSION_BYTES))
+    } else {
+      if (typeof options.sessionId !== 'string' || !/^([0-9a-f]{2}){1,64}$/.test(options.sessionId)) { throw new DkgError('bad-session', 'sessionId is 1..64 bytes in lower-case hex') }
+      id = Uint8Array.from(Buffer.from(options.sessionId, 'hex'))
+    }
+    const session = this.#open(id, this.#self, members, options.threshold)
+    const result = new Promise<DkgSessionView>(resolve => { session.done.push(resolve) })
+    const start = this.#sign('start', encode({ session: id, members, threshold: options.threshold }))
+    for (const member of members) {
+      if (member !== this.#self) { this.#send(member, start) }
+    }
+    this.#sendKey(session)
+    const onAbort = (): void => { this.#abort(session, 'cancelled by the caller') }
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      return await result
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /**
+   * A threshold signature of `message` by the stored group: asks every
+   * member for its partial and combines the first t valid ones.
+   */
+  async thresholdSign (message: Uint8Array, options: AbortOptions = {}): Promise<DkgSignResult> {
+    if (!(message instanceof Uint8Array) || message.byteLength > DKG_SIGN_MESSAGE_BYTES_MAX) { throw new DkgError('bad-message', `the message is at most ${DKG_SIGN_MESSAGE_BYTES_MAX} bytes`) }
+    const stored = this.#group
+    if (stored == null) { throw new DkgError('no-key', 'this node holds no DKG key: run a DKG first') }
+    if (this.#rounds.size >= DKG_SIGN_ROUNDS_MAX) { throw new DkgError('rounds-full', `${DKG_SIGN_ROUNDS_MAX} signing rounds are running already`) }
+    const key = thresholdKeyOf(stored.group)
+    const roundId = new Uint8Array(randomBytes(16))
+    const hex = Buffer.from(roundId).toString('hex')
+    const share = this.share() as { index: number, value: bigint }
+    const partials = new Map([[share.index, partialSign(share, message)]])
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(() => { round.finish() }, this.settings.signTimeoutMs)
+      const round: SignRound = {
+        key,
+        message,
+        partials,
+        answered: new Set([this.#self]),
+        finish: () => {
+          clearTimeout(timer)
+          options.signal?.removeEventListener('abort', round.finish)
+          this.#rounds.delete(hex)
+          resolve()
+        }
+      }
+      options.signal?.addEventListener('abort', round.finish, { once: true })
+      this.#rounds.set(hex, round)
+      const request = this.#sign('sign', encode({ round: roundId, groupKey: key.groupKey, message }))
+      for (const member of stored.group.members) {
+        if (member !== this.#self) { this.#send(member, request) }
+      }
+      if (key.threshold === 1) { round.finish() }
+    })
+    const result = combine(key, message, [...partials.values()])
+    if (!result.ok) { throw new DkgError('sign-failed', `${result.reason}${result.bad.length > 0 ? `; bad partials from indices ${result.bad.join(', ')}` : ''}`) }
+    const valid = [...partials.values()].filter(p => !result.bad.includes(p.index)).map(p => p.index).sort((a, b) => a - b)
+    return { signature: Buffer.from(result.signature).toString('hex'), signers: valid.slice(0, key.threshold), bad: result.bad }
+  }
+
+  /**
+   * One datagram from `peer` (Noise-authenticated, admitted, its `from`
+   * checked by the channel): refused with a reason, never thrown.
+   */
+  deliver (input: unknown, peer: string): { ok: true } | { ok: false, reason: string, detail: string } {
+    try {
+      this.#receive(input, peer)
+      return { ok: true }
+    } catch (err) {
+      if (err instanceof DkgError) { return { ok: false, reason: err.reason, detail: err.message } }
+      throw err
+    }
+  }
+
+  #send (to: string, env: Envelope): void {
+    this.#sender?.send({ type: env.kind, from: this.#self, to, env })
+  }
+
+  #open (id: Uint8Array, initiator: string, members: string[], threshold: number): Session {
+    const hex = Buffer.from(id).toString('hex')
+    if (this.#sessions.get(hex) !== undefined) { throw new DkgError('duplicate-session', `session ${hex} exists already`) }
+    const active = [...this.#sessions.values()].filter(s => !finished(s))
+    if (active.length >= DKG_SESSIONS_MAX) { throw new DkgError('sessions-full', `${DKG_SESSIONS_MAX} DKG sessions are running already`) }
+    this.#forgetOldSessions()
+    const now = Date.now()
+    const session: Session = {
+      id,
+      hex,
+      initiator,
+      members,
+      threshold,
+      state: 'keys',
+      encryptionSecret: randomScalar((n) => new Uint8Array(randomBytes(n))),
+      keys: new Map(),
+      participants: [],
+      pending: new Map(),
+      deals: new Map(),
+      equivocations: [],
+      // a member also waits for the initiator's begin, which comes at most keyWaitMs after the start
+      deadlineMs: now + this.settings.keyWaitMs + (initiator === this.#self ? 0 : 2 * this.settings.sendTimeoutMs),
+      startedAtMs: now,
+      excluded: [],
+      done: []
+    }
+    this.#sessions.set(hex, session)
+    this.#metrics.sessions.inc({ outcome: 'started' })
+    return session
+  }
+
+  #forgetOldSessions (): void {
+    const ended = [...this.#sessions.values()].filter(finished)
+    for (const old of ended.slice(0, Math.max(0, ended.length - DKG_HISTORY_MAX + 1))) { this.#sessions.delete(old.hex) }
+  }
+
+  #sendKey (session: Session): void {
+    const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n))
+    const key = G1.BASE.multiply(session.encryptionSecret).toBytes()
+    const proof = encryptionKeyProof(this.#self, session.encryptionSecret, random)
+    const env = this.#sign('key', encode({ session: session.id, key, proof }))
+    if (session.initiator === this.#self) {
+      this.#onKey(session, env)
+    } else {
+      this.#send(session.initiator, env)
+    }
+  }
+
+  #receive (input: unknown, peer: string): void {
+    if (typeof input !== 'object' || input === null) { throw new DkgError('malformed', 'a datagram is a map') }
+    const checked = checkEnvelope((input as { env?: unknown }).env)
+    if (!checked.ok) { throw new DkgError(checked.reason, 'the envelope is malformed or its signature does not verify') }
+    const env = checked.envelope
+    if ((input as { type?: unknown }).type !== env.kind) { throw new DkgError('malformed', 'the datagram type is not its envelope kind') }
+    // statements come from their authors (those relayed inside a begin are checked there)
+    if (env.signer !== peer) { throw new DkgError('relayed', `a ${env.kind} must come from its signer`) }
+    switch (env.kind) {
+      case 'start': this.#onStart(env); break
+      case 'key': this.#onKey(this.#sessionOf(body(env).session), env); break
+      case 'begin': this.#onBegin(this.#sessionOf(body(env).session), env); break
+      case 'msg': this.#onMessage(env); break
+      case 'seen': this.#onSeen(this.#sessionOf(body(env).session), env); break
+      case 'sign': this.#onSignRequest(env); break
+      case 'partial': this.#onPartial(env); break
+      default: unreachable(env.kind)
+    }
+  }
+
+  #sessionOf (id: unknown): Session {
+    if (!(id instanceof Uint8Array)) { throw new DkgError('malformed', 'no session id') }
+    const session = this.#sessions.get(Buffer.from(id).toString('hex'))
+    if (session === undefined) { throw new DkgError('unknown-session', 'no such session here') }
+    return session
+  }
+
+  #onStart (env: Envelope): void {
+    const { session: id, members, threshold } = body(env)
+    if (!(id instanceof Uint8Array) || id.byteLength < 1 || id.byteLength > 64) { throw new DkgError('malformed', 'a session id is 1..64 bytes') }
+    let sorted: string[]
+    try { sorted = checkMembers(members, threshold) } catch (err) { throw new DkgError('malformed', (err as Error).message) }
+    if (!sorted.includes(this.#self)) { throw new DkgError('not-a-member', 'this node is not among the members') }
+    if (!sorted.includes(env.signer)) { throw new DkgError('not-a-member', 'the initiator is not among the members') }
+    const session = this.#open(id, env.signer, sorted, threshold as number)
+    this.#sendKey(session)
+  }
+
+  #onKey (session: Session, env: Envelope): void {
+    if (session.initiator !== this.#self) { throw new DkgError('not-initiator', 'keys go to the session\'s initiator') }
+    if (session.state !== 'keys') { return }
+    if (!session.members.includes(env.signer)) { throw new DkgError('not-a-member', 'the signer is not a member of the session') }
+    if (session.keys.has(env.signer)) { return }
+    if (memberOf(session, env) === null) { throw new DkgError('bad-key', 'the encryption key or its proof does not verify') }
+    session.keys.set(env.signer, env)
+    if (session.keys.size === session.members.length) { this.#begin(session) }
+  }
+
+  #begin (session: Session): void {
+    if (session.keys.size < session.threshold) {
+      const silent = session.members.filter(m => !session.keys.has(m))
+      this.#abort(session, `${session.keys.size} of ${session.members.length} members answered, threshold ${session.threshold}; silent: ${silent.join(', ')}`)
+      return
+    }
+    const env = this.#sign('begin', encode({ session: session.id, keys: [...session.keys.values()] }))
+    for (const member of session.keys.keys()) {
+      if (member !== this.#self) { this.#send(member, env) }
+    }
+    this.#onBegin(session, env)
+  }
+
+  #onBegin (session: Session, env: Envelope): void {
+    if (env.signer !== session.initiator) { throw new DkgError('not-initiator', 'only the initiator begins a session') }
+    if (session.core !== undefined || finished(session)) { return }
+    const { keys } = body(env)
+    if (!Array.isArray(keys) || keys.length > session.members.length) { throw new DkgError('malformed', 'begin lists the members\' keys') }
+    const members: DkgMember[] = []
+    for (const key of keys) {
+      const checked = checkEnvelope(key)
+      const member = checked.ok && checked.envelope.kind === 'key' ? memberOf(session, checked.envelope) : null
+      if (member === null || members.some(m => m.id === member.id)) { throw new DkgError('bad-key', 'begin holds a key that does not verify') }
+      members.push(member)
+    }
+    members.sort((a, b) => a.index - b.index)
+    if (members.length < session.threshold || !members.some(m => m.id === this.#self)) {
+      this.#abort(session, `begin lists ${members.length} members (threshold ${session.threshold})${members.some(m => m.id === this.#self) ? '' : ', not this node'}`)
+      return
+    }
+    session.participants = members.map(m => m.id)
+    try {
+      session.core = new DkgNode({
+        self: this.#self,
+        session: session.id,
+        members,
+        threshold: session.threshold,
+        encryptionSecret: session.encryptionSecret,
+        randomBytes: (n) => new Uint8Array(randomBytes(n))
+      })
+    } catch (err) {
+      this.#abort(session, `bad configuration: ${(err as Error).message}`)
+      return
+    }
+    session.state = 'running'
+    this.#flush(session)
+    const pending = [...session.pending.values()].flat()
+    session.pending.clear()
+    for (const queued of pending) {
+      try {
+        if (queued.kind === 'seen') { this.#onSeen(session, queued) } else { this.#onMessage(queued) }
+      } catch (err) { this.#refused(queued.signer, err) }
+    }
+  }
+
+  #onMessage (env: Envelope): void {
+    const decoded = decodeDkgMessage(env.body)
+    if (!decoded.ok) { throw new DkgError('malformed', decoded.error) }
+    const message = decoded.message
+    if (message.from !== env.signer) { throw new DkgError('spoofed-sender', 'a DKG message names its signer as sender') }
+    const session = this.#sessionOf(message.session)
+    if (this.#held(session, env) || session.core === undefined) { return }
+    if (!session.participants.includes(env.signer)) { throw new DkgError('not-a-member', 'the sender is not a participant of the session') }
+    if (message.type === 'deal') {
+      const first = session.deals.get(env.signer)
+      if (first !== undefined) {
+        if (!equalBytes(first.body, env.body)) { this.#equivocated(session, env.signer, signedDigestOf(first), signedDigestOf(env)) }
+        return
+      }
+      session.deals.set(env.signer, env)
+    }
+    const result = session.core.step(message)
+    if (!result.ok) { throw new DkgError('dkg-refused', result.reason) }
+    this.#flush(session)
+  }
+
+  /**
+   * Whether `env` waits (the session's begin has not come yet) or is
+   * dropped (the session is over); false when it can be handled now.
+   */
+  #held (session: Session, env: Envelope): boolean {
+    if (finished(session)) { return true }
+    if (session.state !== 'keys') { return false }
+    if (!session.members.includes(env.signer)) { throw new DkgError('not-a-member', 'the sender is not a member of the session') }
+    const queue = session.pending.get(env.signer) ?? []
+    if (queue.length >= DKG_PENDING_PER_PEER_MAX) { throw new DkgError('queue-full', `${DKG_PENDING_PER_PEER_MAX} messages from this peer wait for the session to begin`) }
+    queue.push(env)
+    session.pending.set(env.signer, queue)
+    return true
+  }
+
+  /** Another member's digests of the deals it holds: one that differs from ours, signed by its dealer, is proof. */
+  #onSeen (session: Session, env: Envelope): void {
+    if (this.#held(session, env)) { return }
+    if (!session.participants.includes(env.signer)) { throw new DkgError('not-a-member', 'the sender is not a participant of the session') }
+    const { deals } = body(env)
+    if (!Array.isArray(deals) || deals.length > session.participants.length) { throw new DkgError('malformed', 'seen lists at most one deal per participant') }
+    for (const entry of deals as Array<Record<string, unknown>>) {
+      const { dealer, digest, sig } = entry ?? {}
+      if (typeof dealer !== 'string' || !(digest instanceof Uint8Array) || !(sig instanceof Uint8Array)) { throw new DkgError('malformed', 'a seen deal is {dealer, digest, sig}') }
+      const held = session.deals.get(dealer)
+      if (held === undefined || finished(session)) { continue }
+      const ours = signedDigestOf(held)
+      if (equalBytes(ours.digest, digest)) { continue }
+      if (checkSignature(dealer, 'msg', digest, sig) !== 'ok') { throw new DkgError('bad-signature', `a seen deal of ${dealer} is not signed by it`) }
+      this.#equivocated(session, dealer, ours, { digest, sig })
+    }
+  }
+
+  #equivocated (session: Session, dealer: string, first: SignedDigest, second: SignedDigest): void {
+    session.equivocations.push({ dealer, first, second })
+    this.#metrics.equivocations.inc()
+    this.#log.warn({ session: session.hex, dealer }, 'dkg: a dealer signed two different deals')
+    this.#abort(session, `dealer ${dealer} signed two different deals`)
+  }
+
+  #flush (session: Session): void {
+    const core = session.core
+    if (core === undefined) { return }
+    while (!finished(session) && core.hasReady()) {
+      const { messages, outcome } = core.ready()
+      for (const message of messages) {
+        const env = this.#sign('msg', encodeDkgMessage(message))
+        if (message.type === 'deal') { session.deals.set(this.#self, env) }
+        this.#broadcast(session, env)
+        // our response ends our deal phase: tell the others which deals we hold
+        if (message.type === 'response') { this.#broadcast(session, this.#seen(session)) }
+      }
+      if (outcome !== undefined) { this.#finish(session, outcome) }
+    }
+  }
+
+  #broadcast (session: Session, env: Envelope): void {
+    for (const p of session.participants) {
+      if (p !== this.#self) { this.#send(p, env) }
+    }
+  }
+
+  #seen (session: Session): Envelope {
+    const deals = [...session.deals].map(([dealer, env]) => ({ dealer, ...signedDigestOf(env) }))
+    return this.#sign('seen', encode({ session: session.id, deals }))
+  }
+
+  #finish (session: Session, outcome: DkgOutcome): void {
+    session.excluded = outcome.excluded
+    if (outcome.status === 'aborted') {
+      this.#abort(session, `${outcome.reason} (in the ${outcome.phase} phase)`)
+      return
+    }
+    if (outcome.share === null) {
+      this.#abort(session, `done, but this node lacks the shares of ${outcome.shareMissing.join(', ')}`)
+      return
+    }
+    const commitments = decodeCommitments(outcome.commitments, session.threshold) as G1Point[]
+    const group: DkgGroup = {
+      session: session.hex,
+      members: session.members,
+      threshold: session.threshold,
+      commitments: encodeCommitments(commitments).map(c => Buffer.from(c).toString('hex'))
+    }
+    const stored: StoredGroup = { group, record: shareRecord(group, commitments, outcome.share.index, scalarToBytes(outcome.share.value)) }
+    session.core = undefined
+    this.#saving = this.#saving.then(async () => {
+      await saveGroup(this.#init.dataDir, this.#init.passphrase, stored)
+      this.#group = stored
+      session.groupKey = group.commitments[0]
+      session.index = stored.record.index
+      this.#end(session, 'done')
+    }).catch(err => {
+      this.#log.error({ err }, 'dkg: cannot store the new share')
+      this.#abort(session, `cannot store the new share: ${(err as Error).message}`)
+    })
+  }
+
+  #abort (session: Session, reason: string): void {
+    if (finished(session)) { return }
+    session.reason = reason
+    session.core = undefined
+    session.pending.clear()
+    this.#log.warn({ session: session.hex, reason }, 'dkg: session aborted')
+    this.#end(session, 'aborted')
+  }
+
+  #end (session: Session, state: 'done' | 'aborted'): void {
+    session.state = state
+    session.endedAtMs = Date.now()
+    this.#metrics.sessions.inc({ outcome: state })
+    const v = view(session)
+    for (const resolve of session.done.splice(0)) { resolve(v) }
+  }
+
+  #tick (): void {
+    const now = Date.now()
+    for (const session of this.#sessions.values()) {
+      if (finished(session)) { continue }
+      if (session.core !== undefined) {
+        session.core.tick()
+        this.#flush(session)
+      } else if (session.state === 'keys' && now >= session.deadlineMs) {
+        if (session.initiator === this.#self) {
+          this.#begin(session)
+        } else {
+          this.#abort(session, `no begin from the initiator ${session.initiator}`)
+        }
+      }
+    }
+  }
+
+  #onSignRequest (env: Envelope): void {
+    const stored = this.#group
+    const { round, groupKey, message } = body(env)
+    if (!(round instanceof Uint8Array) || round.byteLength !== 16 || !(groupKey instanceof Uint8Array) || !(message instanceof Uint8Array) || message.byteLength > DKG_SIGN_MESSAGE_BYTES_MAX) { throw new DkgError('malformed', 'a signing request has a round id, a group key and a message') }
+    if (stored == null || !equalBytes(stored.record.groupPublicKey, groupKey)) { throw new DkgError('no-key', 'this node holds no share of that key') }
+    if (!stored.group.members.includes(env.signer)) { throw new DkgError('not-a-member', 'only the group\'s members ask for partials') }
+    const partial = partialSign(this.share() as { index: number, value: bigint }, message)
+    this.#send(env.signer, this.#sign('partial', encode({ round, index: partial.index, signature: partial.signature })))
+  }
+
+  #onPartial (env: Envelope): void {
+    const { round: id, index, signature } = body(env)
+    if (!(id instanceof Uint8Array) || !Number.isInteger(index) || !(signature instanceof Uint8Array)) { throw new DkgError('malformed', 'a partial has a round id, an index and a signature') }
+    const round = this.#rounds.get(Buffer.from(id).toString('hex'))
+    if (round === undefined) { return }
+    const members = this.#group?.group.members ?? []
+    if (members[(index as number) - 1] !== env.signer || round.answered.has(env.signer)) { throw new DkgError('not-a-member', 'a partial comes from the member of its index, once') }
+    round.answered.add(env.signer)
+    const partial = { index: index as number, signature }
+    round.partials.set(partial.index, partial)
+    if (!verifyPartial(round.key, round.message, partial)) { this.#metrics.badPartials.inc() }
+    const valid = [...round.partials.values()].filter(p => verifyPartial(round.key, round.message, p)).length
+    if (valid >= round.key.threshold || round.answered.size === members.length) { round.finish() }
+  }
+
+  #refused (peer: string, err: unknown): void {
+    if (!(err instanceof DkgError)) { throw err }
+    this.#components.admission.refusals.refuse(peer, DKG_PROTOCOL, err.reason, { detail: err.message })
+  }
+}
+
+/** The body of an envelope whose body is a CBOR map. */
+function body (env: Envelope): Record<string, unknown> {
+  let value: unknown
+  try { value = decodeBoundedCbor(env.body) } catch { throw new DkgError('malformed', `the ${env.kind} body is not CBOR`) }
+  if (typeof value !== 'object' || value === null) { throw new DkgError('malformed', `the ${env.kind} body is not a map`) }
+  return value as Record<string, unknown>
+}
+
+/** Members sorted by peer id (member i has index i + 1); throws DkgError on a bad list or threshold. */
+export function checkMembers (members: unknown, threshold: unknown): string[] {
+  if (!Array.isArray(members) || members.length < 1 || members.length > DKG_MEMBERS_MAX || !members.every(m => typeof m === 'string' && m.length > 0 && m.length <= 128)) {
+    throw new DkgError('bad-members', `members is a list of 1..${DKG_MEMBERS_MAX} peer ids`)
+  }
+  const sorted = [...new Set(members as string[])].sort()
+  if (sorted.length !== members.length) { throw new DkgError('bad-members', 'members lists a peer twice') }
+  if (!Number.isInteger(threshold) || (threshold as number) < 1 || (threshold as number) > sorted.length) {
+    throw new DkgError('bad-threshold', `threshold must be an integer in 1..${sorted.length}`)
+  }
+  return sorted
+}
+
+/** The DKG member a key statement makes, or null when it is not for this session or does not verify. */
+function memberOf (session: Session, env: Envelope): DkgMember | null {
+  let fields: Record<string, unknown>
+  try { fields = body(env) } catch { return null }
+  const { session: id, key, proof } = fields
+  const index = session.members.indexOf(env.signer) + 1
+  if (index === 0 || !(id instanceof Uint8Array) || !equalBytes(id, session.id) || !(key instanceof Uint8Array) || !(proof instanceof Uint8Array)) { return null }
+  const member: DkgMember = { id: env.signer, index, encryptionKey: key, encryptionKeyProof: proof }
+  try {
+    return verifyEncryptionKey(member, G1.fromBytes(key)) ? member : null
+  } catch {
+    return null
+  }
+}
+
+function signedDigestOf (env: Envelope): SignedDigest {
+  return { digest: digestOf(env.body), sig: env.sig }
+}
+
+function thresholdKeyOf (group: DkgGroup): ThresholdPublicKey {
+  const commitments = decodeCommitments(group.commitments.map(c => Uint8Array.from(Buffer.from(c, 'hex'))), group.threshold)
+  if (typeof commitments === 'string') { throw new DkgError('no-key', `the stored group is damaged: ${commitments}`) }
+  return new ThresholdPublicKey(commitments, group.members.length)
+}
+
+function finished (session: Session): boolean {
+  return session.state === 'done' || session.state === 'aborted'
+}
+
+function view (s: Session): DkgSessionView {
+  return {
+    session: s.hex,
+    initiator: s.initiator,
+    members: s.members,
+    threshold: s.threshold,
+    state: s.state,
+    participants: s.participants,
+    ...(s.reason !== undefined ? { reason: s.reason } : {}),
+    ...(s.groupKey !== undefined ? { groupKey: s.groupKey, index: s.index } : {}),
+    excluded: s.excluded,
+    equivocations: s.equivocations.map(e => e.dealer),
+    ...(s.endedAtMs !== undefined ? { durationMs: s.endedAtMs - s.startedAtMs } : {})
+  }
+}
+
+/** The DKG service: `services: { dkg: dkg({ dataDir }) }`, beside admission and membership. */
+export function dkg (init: DkgInit): (components: DkgComponents) => DkgService {
+  return (components) => new DkgService(components, init)
+}

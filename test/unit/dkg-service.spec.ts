@@ -1,0 +1,222 @@
+/**
+ * The DKG service's pieces without a network: signed envelopes (a changed
+ * body, kind or signer fails), the member list, and the service fed
+ * datagrams directly (deliver) with fake libp2p components: its limits
+ * (sessions at once, messages queued per sender, signing rounds, message
+ * size), statements that must come from their author, and a dealer caught
+ * signing two different deals (one received, one in another member's seen),
+ * while a seen whose differing digest its dealer did not sign is refused.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { expect } from 'aegir/chai'
+import { encode } from 'cborg'
+import { G1, G1_BYTES, randomScalar } from '../../identity/bls.ts'
+import { commit } from '../../identity/threshold/feldman.ts'
+import { randomPolynomial } from '../../identity/threshold/shamir.ts'
+import { SEALED_SHARE_BYTES } from '../../identity/threshold/share-box.ts'
+import { DKG_PENDING_PER_PEER_MAX, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from '../../node/dkg/constants.ts'
+import { checkEnvelope, digestOf, envelopeSigner } from '../../node/dkg/envelope.ts'
+import { checkMembers, DkgError, DkgService } from '../../node/dkg/service.ts'
+import { saveGroup, shareRecord } from '../../node/dkg/store.ts'
+import { loadOrCreateIdentity } from '../../node/identity.ts'
+import { silentLogger } from '../../node/logger.ts'
+import { Refusals } from '../../node/refusals.ts'
+import { encodeDkgMessage, encryptionKeyProof } from '../../protocols/dkg/index.ts'
+import { seededRandomBytes } from './threshold-helpers.ts'
+import type { Envelope, EnvelopeKind } from '../../node/dkg/envelope.ts'
+import type { DkgComponents, DkgSessionView } from '../../node/dkg/service.ts'
+import type { PrivateKey } from '@libp2p/interface'
+
+interface Peer { id: string, sign(kind: EnvelopeKind, body: Uint8Array): Envelope }
+
+async function peer (): Promise<Peer> {
+  const key = await generateKeyPair('Ed25519')
+  const id = peerIdFromPrivateKey(key).toString()
+  return { id, sign: envelopeSigner(key, id) }
+}
+
+/** What the service uses of libp2p, with no network: every send fails (no address) and is counted. */
+function fakeComponents (privateKey: PrivateKey): DkgComponents {
+  return {
+    peerId: peerIdFromPrivateKey(privateKey),
+    privateKey,
+    peerStore: { get: async () => { throw new Error('not found') } },
+    registrar: { handle: async () => {}, unhandle: async () => {} },
+    connectionManager: { getConnections: () => [], openStream: async () => { throw new Error('no network') } },
+    addressManager: { getAddresses: () => [] },
+    events: { addEventListener: () => {}, removeEventListener: () => {} },
+    admission: { gate: (_: string, handler: unknown) => handler, refusals: new Refusals({ log: silentLogger() }) },
+    membership: { addressesOf: () => [] }
+  } as unknown as DkgComponents
+}
+
+const datagram = (env: Envelope, from: string, to: string): unknown => ({ type: env.kind, from, to, env })
+
+describe('dkg service: envelopes', () => {
+  it('a signed envelope verifies; a changed body, kind or signer, or a bad signature, does not', async () => {
+    const a = await peer()
+    const b = await peer()
+    const env = a.sign('start', new Uint8Array([1, 2, 3]))
+    expect(checkEnvelope(env)).to.deep.equal({ ok: true, envelope: env })
+    expect(checkEnvelope({ ...env, body: new Uint8Array([1, 2, 4]) })).to.deep.equal({ ok: false, reason: 'bad-signature' })
+    expect(checkEnvelope({ ...env, kind: 'key' })).to.deep.equal({ ok: false, reason: 'bad-signature' })
+    expect(checkEnvelope({ ...env, signer: b.id })).to.deep.equal({ ok: false, reason: 'bad-signature' })
+    expect(checkEnvelope({ ...env, sig: new Uint8Array(64) })).to.deep.equal({ ok: false, reason: 'bad-signature' })
+  })
+
+  it('malformed envelopes are refused, never thrown', async () => {
+    const a = await peer()
+    const env = a.sign('start', new Uint8Array([1]))
+    for (const bad of [null, 7, 'x', {}, { ...env, kind: 'other' }, { ...env, sig: new Uint8Array(63) }, { ...env, body: 'text' }, { ...env, signer: 'not a peer id' }]) {
+      expect(checkEnvelope(bad)).to.deep.equal({ ok: false, reason: 'malformed' })
+    }
+  })
+
+  it('members are sorted by peer id (index = position + 1); duplicates and bad thresholds are refused', () => {
+    expect(checkMembers(['c', 'a', 'b'], 2)).to.deep.equal(['a', 'b', 'c'])
+    expect(() => checkMembers(['a', 'a'], 1)).to.throw(DkgError, 'twice')
+    expect(() => checkMembers(['a', 'b'], 3)).to.throw(DkgError, 'threshold')
+    expect(() => checkMembers(['a', 'b'], 0)).to.throw(DkgError, 'threshold')
+    expect(() => checkMembers([], 1)).to.throw(DkgError, 'members')
+    expect(() => checkMembers('a', 1)).to.throw(DkgError, 'members')
+  })
+})
+
+describe('dkg service: limits and refusals (datagrams fed directly)', function () {
+  this.timeout(60_000)
+  let dir: string
+  let service: DkgService
+  let self: string
+  let nodeKey: PrivateKey
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'accord-dkg-'))
+    const identity = await loadOrCreateIdentity(dir)
+    nodeKey = identity.privateKey
+    self = identity.peerId.toString()
+  })
+
+  const startService = async (): Promise<void> => {
+    service = new DkgService(fakeComponents(nodeKey), { dataDir: dir, settings: { keyWaitMs: 60_000, signTimeoutMs: 60_000 } })
+    await service.start()
+  }
+
+  afterEach(async () => {
+    await service?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const startFrom = (initiator: Peer, members: string[], session: Uint8Array, threshold = 2): unknown =>
+    datagram(initiator.sign('start', encode({ session, members, threshold })), initiator.id, self)
+
+  it(`at most DKG_SESSIONS_MAX (${DKG_SESSIONS_MAX}) sessions run at once; one more is refused`, async () => {
+    await startService()
+    const a = await peer()
+    for (let i = 0; i < DKG_SESSIONS_MAX; i++) {
+      expect(service.deliver(startFrom(a, [a.id, self], new Uint8Array(16).fill(i)), a.id)).to.deep.equal({ ok: true })
+    }
+    expect(service.deliver(startFrom(a, [a.id, self], new Uint8Array(16).fill(99)), a.id)).to.include({ ok: false, reason: 'sessions-full' })
+    expect(service.sessions().map(s => s.state)).to.deep.equal(new Array(DKG_SESSIONS_MAX).fill('keys'))
+  })
+
+  it('a start that does not list this node, or comes from someone other than its signer, is refused', async () => {
+    await startService()
+    const a = await peer()
+    const b = await peer()
+    expect(service.deliver(startFrom(a, [a.id, b.id], new Uint8Array(16)), a.id)).to.include({ ok: false, reason: 'not-a-member' })
+    expect(service.deliver(startFrom(a, [a.id, self], new Uint8Array(16)), b.id)).to.include({ ok: false, reason: 'relayed' })
+    expect(service.sessions()).to.deep.equal([])
+  })
+
+  it(`messages that arrive before the session begins are queued, at most DKG_PENDING_PER_PEER_MAX (${DKG_PENDING_PER_PEER_MAX}) per sender`, async () => {
+    await startService()
+    const a = await peer()
+    const b = await peer()
+    const session = new Uint8Array(16).fill(7)
+    expect(service.deliver(startFrom(a, [a.id, b.id, self], session), a.id)).to.deep.equal({ ok: true })
+    const response = b.sign('msg', encodeDkgMessage({ type: 'response', session, from: b.id, complaints: [] }))
+    for (let i = 0; i < DKG_PENDING_PER_PEER_MAX; i++) {
+      expect(service.deliver(datagram(response, b.id, self), b.id)).to.deep.equal({ ok: true })
+    }
+    expect(service.deliver(datagram(response, b.id, self), b.id)).to.include({ ok: false, reason: 'queue-full' })
+  })
+
+  it('a DKG message must name its signer as sender and come from it', async () => {
+    await startService()
+    const a = await peer()
+    const b = await peer()
+    const session = new Uint8Array(16).fill(8)
+    service.deliver(startFrom(a, [a.id, b.id, self], session), a.id)
+    const spoofed = b.sign('msg', encodeDkgMessage({ type: 'response', session, from: a.id, complaints: [] }))
+    expect(service.deliver(datagram(spoofed, b.id, self), b.id)).to.include({ ok: false, reason: 'spoofed-sender' })
+    const relayed = b.sign('msg', encodeDkgMessage({ type: 'response', session, from: b.id, complaints: [] }))
+    expect(service.deliver(datagram(relayed, a.id, self), a.id)).to.include({ ok: false, reason: 'relayed' })
+    expect(service.deliver(datagram(b.sign('msg', new Uint8Array([1, 2])), b.id, self), b.id)).to.include({ ok: false, reason: 'malformed' })
+  })
+
+  it('a dealer that signs two different deals is caught: the session aborts naming it', async () => {
+    await startService()
+    const b = await peer()
+    const c = await peer()
+    const members = [self, b.id, c.id]
+    const outcome = service.run({ members, threshold: 2, sessionId: '0a'.repeat(16) })
+    const session = Uint8Array.from(Buffer.from('0a'.repeat(16), 'hex'))
+    for (const p of [b, c]) {
+      const secret = randomScalar(seededRandomBytes(p.id))
+      const key = p.sign('key', encode({ session, key: G1.BASE.multiply(secret).toBytes(), proof: encryptionKeyProof(p.id, secret, seededRandomBytes(`${p.id}:proof`)) }))
+      expect(service.deliver(datagram(key, p.id, self), p.id)).to.deep.equal({ ok: true })
+    }
+    expect(service.sessions()[0].state).to.equal('running')
+    const deal = (fill: number): Envelope => b.sign('msg', encodeDkgMessage({
+      type: 'deal',
+      session,
+      from: b.id,
+      commitments: [new Uint8Array(G1_BYTES), new Uint8Array(G1_BYTES)],
+      ephemeral: new Uint8Array(G1_BYTES),
+      boxes: members.map(() => new Uint8Array(SEALED_SHARE_BYTES).fill(fill))
+    }))
+    // b deals to us (a bad deal: the core refuses its points, but it is b's signed deal) ...
+    service.deliver(datagram(deal(1), b.id, self), b.id)
+    expect(service.sessions()[0].state).to.equal('running')
+    // ... and c has a different one from b: c's seen carries its digest and b's signature of it
+    const other = deal(2)
+    const forged = c.sign('seen', encode({ session, deals: [{ dealer: b.id, digest: digestOf(other.body), sig: c.sign('msg', other.body).sig }] }))
+    expect(service.deliver(datagram(forged, c.id, self), c.id)).to.include({ ok: false, reason: 'bad-signature' })
+    expect(service.sessions()[0].state).to.equal('running')
+    const seen = c.sign('seen', encode({ session, deals: [{ dealer: b.id, digest: digestOf(other.body), sig: other.sig }] }))
+    expect(service.deliver(datagram(seen, c.id, self), c.id)).to.deep.equal({ ok: true })
+    const view: DkgSessionView = await outcome
+    expect(view.state).to.equal('aborted')
+    expect(view.equivocations).to.deep.equal([b.id])
+    expect(view.reason).to.include(`dealer ${b.id} signed two different deals`)
+  })
+
+  it(`signing: a message over DKG_SIGN_MESSAGE_BYTES_MAX (${DKG_SIGN_MESSAGE_BYTES_MAX}) bytes, no key, and more than DKG_SIGN_ROUNDS_MAX (${DKG_SIGN_ROUNDS_MAX}) rounds at once are refused`, async () => {
+    await startService()
+    await expectReason(service.thresholdSign(new Uint8Array(DKG_SIGN_MESSAGE_BYTES_MAX + 1)), 'bad-message')
+    await expectReason(service.thresholdSign(new Uint8Array(1)), 'no-key')
+    await service.stop()
+    // a 2-of-2 group whose other member never answers: rounds stay open
+    const other = await peer()
+    const random = seededRandomBytes('group')
+    const commitments = commit(randomPolynomial(randomScalar(random), 2, random))
+    const group = { session: '00', members: [self, other.id].sort(), threshold: 2, commitments: commitments.map(c => Buffer.from(c.toBytes()).toString('hex')) }
+    await saveGroup(dir, undefined, { group, record: shareRecord(group, commitments, group.members.indexOf(self) + 1, new Uint8Array(32).fill(1)) })
+    await startService()
+    const rounds = Array.from({ length: DKG_SIGN_ROUNDS_MAX }, async (_, i) => service.thresholdSign(new Uint8Array([i])).catch((err: DkgError) => err.reason))
+    await expectReason(service.thresholdSign(new Uint8Array([99])), 'rounds-full')
+    await service.stop()
+    // stopped: each round ends with the one partial it has, too few
+    expect(await Promise.all(rounds)).to.deep.equal(new Array(DKG_SIGN_ROUNDS_MAX).fill('sign-failed'))
+  })
+})
+
+async function expectReason (promise: Promise<unknown>, reason: string): Promise<void> {
+  const error = await promise.then(() => null, (err: unknown) => err)
+  expect(error).to.be.instanceOf(DkgError)
+  expect((error as DkgError).reason).to.equal(reason)
+}

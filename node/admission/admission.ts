@@ -157,8 +157,12 @@ export class Admission implements Startable {
     this.#host.addEventListener('connection:open', this.#onConnectionOpen)
     this.#host.addEventListener('connection:close', this.#onConnectionClose)
     this.#host.addEventListener('peer:disconnect', this.#onPeerDisconnect)
-    // other services start alongside this one and may have dialled already: those connections get their exchange (and grace) too
-    for (const connection of this.#host.getConnections()) { this.#onConnectionOpen(new CustomEvent('connection:open', { detail: connection })) }
+    // other services start alongside this one and may have dialled already: those connections get their exchange (and grace) too.
+    // Inbound ones as well: their dialler presented while this node did not serve the exchange yet, failed, and will not try again
+    for (const connection of this.#host.getConnections()) {
+      this.#onConnectionOpen(new CustomEvent('connection:open', { detail: connection }))
+      if (connection.direction === 'inbound') { this.#present(connection) }
+    }
     this.#sweepTimer = setInterval(() => { this.#sweepRevoked() }, this.limits.revocationSweepMs)
   }
 

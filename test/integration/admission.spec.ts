@@ -103,6 +103,22 @@ describe('admission (real libp2p over TCP on loopback)', function () {
     await waitFor(() => a.admission.isAdmitted(idOf(b)) && b.admission.isAdmitted(idOf(a)), 'a and b to admit each other on that connection')
   })
 
+  it('presents its certificate at start on connections the other side opened meanwhile (whose exchange found no one serving it)', async () => {
+    const options = { admissionLimits: { graceMs: 600_000 } }
+    const a = await cluster.add({ raft: false }, options)
+    const b = await cluster.add({ raft: false, bootstrap: [addressOf(a)] }, options)
+    await waitFor(() => a.admission.isAdmitted(idOf(b)) && b.admission.isAdmitted(idOf(a)), 'a and b to admit each other')
+    await b.admission.stop()
+    await b.libp2p.hangUp(a.libp2p.peerId)
+    await waitFor(() => !a.admission.isAdmitted(idOf(b)), 'a to forget b once disconnected')
+    // a dials b, which does not serve the exchange yet: a's attempt fails, and a does not try again on that connection
+    await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+    // (its attempt takes a round trip: let it fail before b starts serving)
+    await new Promise(resolve => setTimeout(resolve, 500))
+    await b.admission.start()
+    await waitFor(() => a.admission.isAdmitted(idOf(b)) && b.admission.isAdmitted(idOf(a)), 'a and b to admit each other on the connection a opened')
+  })
+
   it('a node with a valid token joins and becomes a voter; an expired or forged token is refused with a reason', async () => {
     const founder = await cluster.add({ raftTickMs: 50, api: '127.0.0.1:0' })
     const expired = await founder.admission.createJoinToken(1000, Date.now() - 5000)

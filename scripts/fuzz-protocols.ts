@@ -6,7 +6,7 @@
  * test/integration/fuzz-protocols.spec.ts and fuzz-pbft.spec.ts do but for
  * as long as asked: for each protocol (/accord/raft, /accord/raft-client,
  * /accord/admission, /accord/join, the cluster hello, /accord/swim,
- * /accord/anti-entropy; --protocol picks one), a fresh 3-voter
+ * /accord/anti-entropy, /accord/dkg; --protocol picks one), a fresh 3-voter
  * group in this process, a stranger and an admitted peer (joined with a
  * token) that send --frames frames in all (the stranger its share, the
  * admitted peer the rest; half to a follower, half to the leader), random,
@@ -28,7 +28,8 @@
  * After each protocol: every node answers, the group has a leader, elects
  * another, and takes a write and a linearizable read through both targets;
  * the Raft transport's queues, reassemblies and streams are within their
- * limits; nothing threw out of a handler; the heap, after garbage
+ * limits; on /accord/dkg, at most DKG_SESSIONS_MAX sessions are open on a
+ * target and none stored a key; nothing threw out of a handler; the heap, after garbage
  * collection, grew by less than HEAP_GROWTH_BYTES_MAX. Prints progress and
  * a table per protocol, and exits non-zero on any failure. A run's frames
  * replay from its seed (printed first).
@@ -40,6 +41,7 @@
  */
 import { randomInt } from 'node:crypto'
 import { parseArgs } from 'node:util'
+import { DKG_SESSIONS_MAX } from '../node/dkg/constants.ts'
 import { evidenceTopic } from '../node/pbft/evidence-topic.ts'
 import { RAFT_TRANSPORT_DEFAULTS } from '../node/raft/transport-constants.ts'
 import {
@@ -209,6 +211,9 @@ async function runOne (bed: FuzzBed, protocol: FuzzProtocol, attacker: 'stranger
       if (attacker === 'stranger' && (protocol === 'admission' || protocol === 'join') && runs.some(r => (r.outcomes['answer:ok'] ?? 0) > 0)) { problems.push(`a stranger's ${protocol} request succeeded`) }
       for (const target of [bed.follower, bed.leader]) {
         if (target.admission.isAdmitted(bed.stranger.peerId.toString())) { problems.push('the stranger was admitted') }
+        const open = target.dkg.sessions().filter(s => s.state === 'keys' || s.state === 'running').length
+        if (open > DKG_SESSIONS_MAX) { problems.push(`${open} DKG sessions open, over DKG_SESSIONS_MAX`) }
+        if (target.dkg.summary() != null) { problems.push('a target stored a DKG key from the attacker\'s frames') }
       }
       return problems
     }

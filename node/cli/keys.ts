@@ -3,6 +3,7 @@ import { apiRequest, resolveApiTarget } from './api-client.ts'
 import { parseFlagsAndPositionals } from './args.ts'
 
 export const KEYS_HELP = `Usage: accord keys dkg --threshold T [--members ID,ID,...] [flags]
+       accord keys reshare --threshold T --members ID,ID,... [flags]
        accord keys show [flags]
        accord keys sign MESSAGE [flags]
 
@@ -16,6 +17,12 @@ members' partial signatures make a signature under the group key.
       replicas in force; this node must be one of them) and wait for it to
       end. Members that do not answer within a few seconds are left out;
       the run aborts, keeping the old key, when fewer than T take part.
+  accord keys reshare --threshold T --members ID,...
+      hand the group key this node holds a share of to a new group (the
+      members, T of them to sign), keeping the group key: the old members
+      deal their shares, the new members store new ones, old members left
+      out delete theirs. Aborts, keeping the old group as it was, when fewer
+      than the old threshold of old members or T new members take part.
   accord keys show
       the group key this node holds a share of: threshold, size, its index
   accord keys sign MESSAGE
@@ -28,12 +35,12 @@ members' partial signatures make a signature under the group key.
 
 export async function keysCommand (args: string[]): Promise<void> {
   const [action, ...rest] = args
-  if (action !== 'dkg' && action !== 'show' && action !== 'sign') { throw new UserError('keys: expected dkg, show or sign (see accord keys --help)') }
+  if (action !== 'dkg' && action !== 'reshare' && action !== 'show' && action !== 'sign') { throw new UserError('keys: expected dkg, reshare, show or sign (see accord keys --help)') }
   const { values: flags, positionals } = parseFlagsAndPositionals(`keys ${action}`, rest, {
     api: { type: 'string' },
     'data-dir': { type: 'string' },
     token: { type: 'string' },
-    ...(action === 'dkg' ? { threshold: { type: 'string' }, members: { type: 'string' } } : {})
+    ...(action === 'dkg' || action === 'reshare' ? { threshold: { type: 'string' }, members: { type: 'string' } } : {})
   }, action === 'sign' ? 1 : 0)
   const target = await resolveApiTarget(flags)
   if (action === 'show') {
@@ -41,7 +48,7 @@ export async function keysCommand (args: string[]): Promise<void> {
   } else if (action === 'sign') {
     await sign(target, positionals[0])
   } else {
-    await runDkg(target, flags as { threshold?: string, members?: string })
+    await runDkg(target, action, flags as { threshold?: string, members?: string })
   }
 }
 
@@ -67,17 +74,19 @@ async function sign (target: Target, message: string | undefined): Promise<void>
   process.stderr.write(`signed by indices ${(response.json.signers as number[]).join(', ')}${bad.length > 0 ? `; bad partials from ${bad.join(', ')}` : ''}\n`)
 }
 
-async function runDkg (target: Target, flags: { threshold?: string, members?: string }): Promise<void> {
+async function runDkg (target: Target, action: 'dkg' | 'reshare', flags: { threshold?: string, members?: string }): Promise<void> {
   const { threshold, members } = flags
-  if (threshold === undefined || !/^[1-9][0-9]*$/.test(threshold)) { throw new UserError('keys dkg: --threshold T (a positive integer) is required') }
+  if (threshold === undefined || !/^[1-9][0-9]*$/.test(threshold)) { throw new UserError(`keys ${action}: --threshold T (a positive integer) is required`) }
+  if (action === 'reshare' && members === undefined) { throw new UserError('keys reshare: --members ID,... (the new group) is required') }
   const body = {
     threshold: Number(threshold),
     ...(members !== undefined ? { members: members.split(',').map(id => id.trim()).filter(id => id !== '') } : {})
   }
   // the members' keys are awaited up to 5 s, then the DKG's phases (at most 3·(20 + 2n) ticks of 100 ms)
-  const response = await apiRequest(target, 'POST', '/v1/keys/dkg', { body: JSON.stringify(body), timeoutMs: 120_000 })
-  if (response.status === 409 && response.json.state === 'aborted') { throw new UserError(`keys dkg: aborted: ${String(response.json.reason)}`) }
-  if (response.status !== 200) { throw new UserError(`keys dkg: ${response.status} ${String(response.json.error ?? '')}`) }
+  const response = await apiRequest(target, 'POST', `/v1/keys/${action}`, { body: JSON.stringify(body), timeoutMs: 120_000 })
+  if (response.status === 409 && response.json.state === 'aborted') { throw new UserError(`keys ${action}: aborted: ${String(response.json.reason)}`) }
+  if (response.status !== 200) { throw new UserError(`keys ${action}: ${response.status} ${String(response.json.error ?? '')}`) }
   const s = response.json
-  process.stdout.write(`done in ${String(s.durationMs)} ms: group key ${String(s.groupKey)}\n${String(s.threshold)} of ${String(s.members.length)}, ${String(s.participants.length)} took part; this node has index ${String(s.index)}\n`)
+  const self = s.retired === true ? 'this node left the group and deleted its share' : `this node has index ${String(s.index)}`
+  process.stdout.write(`done in ${String(s.durationMs)} ms: group key ${String(s.groupKey)}\n${String(s.threshold)} of ${String(s.members.length)}, ${String(s.participants.length)} took part; ${self}\n`)
 }

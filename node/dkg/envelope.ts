@@ -46,6 +46,11 @@ function signedBytes (kind: string, digest: Uint8Array): Uint8Array {
   return concat(concat(DOMAIN, new TextEncoder().encode(`${kind}\n`)), digest)
 }
 
+/** The bytes an envelope's signature covers (for signers outside this module: the fuzzer signs its own envelopes). */
+export function envelopePayload (kind: string, body: Uint8Array): Uint8Array {
+  return signedBytes(kind, digestOf(body))
+}
+
 /** Signs with a libp2p Ed25519 key (its raw form is the 32-byte seed, then the public key). */
 export function envelopeSigner (privateKey: PrivateKey, signer: string): (kind: EnvelopeKind, body: Uint8Array) => Envelope {
   if (privateKey.type !== 'Ed25519') { throw new Error(`the DKG service signs with Ed25519 peer keys, not ${privateKey.type}`) }

@@ -5,6 +5,10 @@
  *   POST /v1/keys/dkg    body {"members"?: [peer id, ...], "threshold": T, "session"?: hex}
  *                        → the session when it ended: 200 done, 409 aborted (with "reason")
  *                        (members default to the PBFT replicas in force)
+ *   POST /v1/keys/reshare body {"members": [peer id, ...], "threshold": T, "session"?: hex}
+ *                        → the same as /v1/keys/dkg: the stored group reshared to
+ *                        the members with threshold T, same group key (409 "no-key"
+ *                        when this node holds no share to reshare)
  *   POST /v1/keys/sign   body {"message": "<text>"} or {"messageHex": "<hex>"}
  *                        → {"signature","groupKey","signers","bad"}
  *
@@ -43,6 +47,16 @@ export function dkgRoutes (dkg: DkgService, replicas: () => string[] | null): Ro
         if (members == null) { throw new HttpError(400, 'this node has no PBFT replica set: give "members", a list of peer ids') }
         if (body.session !== undefined && typeof body.session !== 'string') { throw new HttpError(400, '"session" is a hex string') }
         const session = await guard(async () => dkg.run({ members: members as string[], threshold: body.threshold as number, ...(body.session !== undefined ? { sessionId: body.session as string } : {}) }))
+        return { status: session.state === 'done' ? 200 : 409, json: session }
+      }
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/keys\/reshare$/,
+      handle: async (request) => {
+        const body = await readJsonBody(request, 64 * 1024, ['members', 'threshold', 'session'])
+        if (body.session !== undefined && typeof body.session !== 'string') { throw new HttpError(400, '"session" is a hex string') }
+        const session = await guard(async () => dkg.reshare({ members: body.members as string[], threshold: body.threshold as number, ...(body.session !== undefined ? { sessionId: body.session as string } : {}) }))
         return { status: session.state === 'done' ? 200 : 409, json: session }
       }
     },

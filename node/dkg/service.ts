@@ -28,6 +28,19 @@
  *      (store.ts); aborted: the keystore is left as it was and the reason
  *      is reported.
  *
+ * A reshare (`reshare()`) is the same session with the current group as
+ * dealers: its start also carries the old group (members, threshold,
+ * commitments), which each old member checks against the group it stores;
+ * every old and new member sends a key statement (only new members'
+ * carry an encryption key), the initiator begins once enough of both
+ * answered (the old threshold of old members, the new threshold of new
+ * ones), and the core runs with the answering old members dealing their
+ * shares. On done, each new member checks that the new group key is the
+ * old one and stores its new share; an old member that is not a new
+ * member deletes its share and group file (a retired share is only a
+ * liability: t of them still make the old secret). On abort nothing is
+ * stored or deleted: the old group keeps signing.
+ *
  * A signing round sends the message to the group's members, each answers
  * with its partial signature, and tbls.combine makes the group signature
  * from the first t valid ones, naming the bad ones.
@@ -49,14 +62,14 @@ import { decodeBoundedCbor } from '../raft/codec.ts'
 import { DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_SESSION_BYTES, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
 import { checkEnvelope, checkSignature, digestOf, envelopeSigner } from './envelope.ts'
 import { dkgMetrics } from './metrics.ts'
-import { loadGroup, saveGroup, shareRecord } from './store.ts'
+import { dropGroup, loadGroup, saveGroup, shareRecord } from './store.ts'
 import { DkgSender } from './transport.ts'
 import type { Envelope, EnvelopeKind } from './envelope.ts'
 import type { DkgMetrics } from './metrics.ts'
 import type { DkgGroup, StoredGroup } from './store.ts'
 import type { G1Point } from '../../identity/bls.ts'
 import type { PartialSignature } from '../../identity/threshold/tbls.ts'
-import type { DkgMember, DkgOutcome, Exclusion } from '../../protocols/dkg/index.ts'
+import type { DkgDealer, DkgMember, DkgOutcome, Exclusion } from '../../protocols/dkg/index.ts'
 import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
 import type { MembershipService } from '../membership/service.ts'
@@ -115,13 +128,19 @@ export type DkgSessionState = 'keys' | 'running' | 'done' | 'aborted'
 
 export interface DkgSessionView {
   session: string
+  /** A fresh DKG, or a reshare of the current group (same group key). */
+  kind: 'dkg' | 'reshare'
   initiator: string
   /** The requested members, sorted: member i has index i + 1. */
   members: string[]
   threshold: number
   state: DkgSessionState
-  /** The members that took part (answered with a key). */
+  /** The members that took part (answered with a key); in a reshare, old members included. */
   participants: string[]
+  /** A reshare: the old group's members and threshold. */
+  old?: { members: string[], threshold: number }
+  /** A reshare, at an old member that is not a new member: its old share was deleted. */
+  retired?: boolean
   reason?: string
   groupKey?: string
   index?: number
@@ -172,8 +191,14 @@ interface Session {
   id: Uint8Array
   hex: string
   initiator: string
+  /** The new group's members, sorted. */
   members: string[]
   threshold: number
+  /** A reshare: the group being reshared (its members deal). */
+  old?: DkgGroup
+  /** Every peer the session involves: members, and old members of a reshare. */
+  everyone: string[]
+  retired?: boolean
   state: DkgSessionState
   encryptionSecret: bigint
   /** The initiator's: the members' key statements. */
@@ -312,6 +337,22 @@ export class DkgService implements Startable {
   async run (options: DkgRunOptions): Promise<DkgSessionView> {
     const members = checkMembers(options.members, options.threshold)
     if (!members.includes(this.#self)) { throw new DkgError('not-a-member', 'this node must be one of the members (it deals too)') }
+    return this.#launch(members, options)
+  }
+
+  /**
+   * Reshare the stored group to `members` with threshold `threshold`,
+   * keeping the group key: this node must hold a share of it. Resolves
+   * when it is done or aborted, like run().
+   */
+  async reshare (options: DkgRunOptions): Promise<DkgSessionView> {
+    const members = checkMembers(options.members, options.threshold)
+    const old = this.#group?.group
+    if (old == null) { throw new DkgError('no-key', 'this node holds no DKG key to reshare: run a DKG first') }
+    return this.#launch(members, options, old)
+  }
+
+  async #launch (members: string[], options: DkgRunOptions, old?: DkgGroup): Promise<DkgSessionView> {
     let id: Uint8Array
     if (options.sessionId === undefined) {
       id = new Uint8Array(randomBytes(DKG_SESSION_BYTES))
@@ -319,11 +360,11 @@ export class DkgService implements Startable {
       if (typeof options.sessionId !== 'string' || !/^([0-9a-f]{2}){1,64}$/.test(options.sessionId)) { throw new DkgError('bad-session', 'sessionId is 1..64 bytes in lower-case hex') }
       id = Uint8Array.from(Buffer.from(options.sessionId, 'hex'))
     }
-    const session = this.#open(id, this.#self, members, options.threshold)
+    const session = this.#open(id, this.#self, members, options.threshold, old)
     const result = new Promise<DkgSessionView>(resolve => { session.done.push(resolve) })
-    const start = this.#sign('start', encode({ session: id, members, threshold: options.threshold }))
-    for (const member of members) {
-      if (member !== this.#self) { this.#send(member, start) }
+    const start = this.#sign('start', encode({ session: id, members, threshold: options.threshold, ...(old !== undefined ? { old: encodeOld(old) } : {}) }))
+    for (const peer of session.everyone) {
+      if (peer !== this.#self) { this.#send(peer, start) }
     }
     this.#sendKey(session)
     const onAbort = (): void => { this.#abort(session, 'cancelled by the caller') }
@@ -395,7 +436,7 @@ export class DkgService implements Startable {
     this.#sender?.send({ type: env.kind, from: this.#self, to, env })
   }
 
-  #open (id: Uint8Array, initiator: string, members: string[], threshold: number): Session {
+  #open (id: Uint8Array, initiator: string, members: string[], threshold: number, old?: DkgGroup): Session {
     const hex = Buffer.from(id).toString('hex')
     if (this.#sessions.get(hex) !== undefined) { throw new DkgError('duplicate-session', `session ${hex} exists already`) }
     const active = [...this.#sessions.values()].filter(s => !finished(s))
@@ -408,6 +449,8 @@ export class DkgService implements Startable {
       initiator,
       members,
       threshold,
+      ...(old !== undefined ? { old } : {}),
+      everyone: [...new Set([...members, ...(old?.members ?? [])])].sort(),
       state: 'keys',
       encryptionSecret: randomScalar((n) => new Uint8Array(randomBytes(n))),
       keys: new Map(),
@@ -431,11 +474,17 @@ export class DkgService implements Startable {
     for (const old of ended.slice(0, Math.max(0, ended.length - DKG_HISTORY_MAX + 1))) { this.#sessions.delete(old.hex) }
   }
 
+  /** Our key statement: an encryption key if we are a member of the new group, else (an old member of a reshare) just our presence. */
   #sendKey (session: Session): void {
     const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n))
-    const key = G1.BASE.multiply(session.encryptionSecret).toBytes()
-    const proof = encryptionKeyProof(this.#self, session.encryptionSecret, random)
-    const env = this.#sign('key', encode({ session: session.id, key, proof }))
+    let env: Envelope
+    if (session.members.includes(this.#self)) {
+      const key = G1.BASE.multiply(session.encryptionSecret).toBytes()
+      const proof = encryptionKeyProof(this.#self, session.encryptionSecret, random)
+      env = this.#sign('key', encode({ session: session.id, key, proof }))
+    } else {
+      env = this.#sign('key', encode({ session: session.id }))
+    }
     if (session.initiator === this.#self) {
       this.#onKey(session, env)
     } else {
@@ -471,30 +520,45 @@ export class DkgService implements Startable {
   }
 
   #onStart (env: Envelope): void {
-    const { session: id, members, threshold } = body(env)
+    const { session: id, members, threshold, old: oldField } = body(env)
     if (!(id instanceof Uint8Array) || id.byteLength < 1 || id.byteLength > 64) { throw new DkgError('malformed', 'a session id is 1..64 bytes') }
     let sorted: string[]
     try { sorted = checkMembers(members, threshold) } catch (err) { throw new DkgError('malformed', (err as Error).message) }
-    if (!sorted.includes(this.#self)) { throw new DkgError('not-a-member', 'this node is not among the members') }
-    if (!sorted.includes(env.signer)) { throw new DkgError('not-a-member', 'the initiator is not among the members') }
-    const session = this.#open(id, env.signer, sorted, threshold as number)
-    this.#sendKey(session)
+    if (oldField === undefined) {
+      if (!sorted.includes(this.#self)) { throw new DkgError('not-a-member', 'this node is not among the members') }
+      if (!sorted.includes(env.signer)) { throw new DkgError('not-a-member', 'the initiator is not among the members') }
+      this.#sendKey(this.#open(id, env.signer, sorted, threshold as number))
+      return
+    }
+    const old = decodeOld(oldField)
+    if (!old.members.includes(env.signer)) { throw new DkgError('not-a-member', 'a reshare is started by a member of the old group') }
+    if (!sorted.includes(this.#self) && !old.members.includes(this.#self)) { throw new DkgError('not-a-member', 'this node is neither an old nor a new member') }
+    // an old member deals its share of the group it stores: the old group must be that one
+    if (old.members.includes(this.#self) && !sameGroup(this.#group?.group, old)) { throw new DkgError('group-mismatch', 'the reshared group is not the group this node holds a share of') }
+    this.#sendKey(this.#open(id, env.signer, sorted, threshold as number, old))
   }
 
   #onKey (session: Session, env: Envelope): void {
     if (session.initiator !== this.#self) { throw new DkgError('not-initiator', 'keys go to the session\'s initiator') }
     if (session.state !== 'keys') { return }
-    if (!session.members.includes(env.signer)) { throw new DkgError('not-a-member', 'the signer is not a member of the session') }
+    if (!session.everyone.includes(env.signer)) { throw new DkgError('not-a-member', 'the signer is not a member of the session') }
     if (session.keys.has(env.signer)) { return }
-    if (memberOf(session, env) === null) { throw new DkgError('bad-key', 'the encryption key or its proof does not verify') }
+    if (!keyStatementValid(session, env)) { throw new DkgError('bad-key', 'the encryption key or its proof does not verify') }
     session.keys.set(env.signer, env)
-    if (session.keys.size === session.members.length) { this.#begin(session) }
+    if (session.keys.size === session.everyone.length) { this.#begin(session) }
   }
 
   #begin (session: Session): void {
-    if (session.keys.size < session.threshold) {
-      const silent = session.members.filter(m => !session.keys.has(m))
-      this.#abort(session, `${session.keys.size} of ${session.members.length} members answered, threshold ${session.threshold}; silent: ${silent.join(', ')}`)
+    const silent = session.everyone.filter(m => !session.keys.has(m))
+    const answered = session.members.filter(m => session.keys.has(m)).length
+    if (answered < session.threshold) {
+      this.#abort(session, `${answered} of ${session.members.length} members answered, threshold ${session.threshold}; silent: ${silent.join(', ')}`)
+      return
+    }
+    const old = session.old
+    const oldAnswered = old?.members.filter(m => session.keys.has(m)).length ?? 0
+    if (old !== undefined && oldAnswered < old.threshold) {
+      this.#abort(session, `${oldAnswered} of ${old.members.length} old members answered, old threshold ${old.threshold} (fewer old shares cannot reshare the key); silent: ${silent.join(', ')}`)
       return
     }
     const env = this.#sign('begin', encode({ session: session.id, keys: [...session.keys.values()] }))
@@ -507,30 +571,16 @@ export class DkgService implements Startable {
   #onBegin (session: Session, env: Envelope): void {
     if (env.signer !== session.initiator) { throw new DkgError('not-initiator', 'only the initiator begins a session') }
     if (session.core !== undefined || finished(session)) { return }
-    const { keys } = body(env)
-    if (!Array.isArray(keys) || keys.length > session.members.length) { throw new DkgError('malformed', 'begin lists the members\' keys') }
-    const members: DkgMember[] = []
-    for (const key of keys) {
-      const checked = checkEnvelope(key)
-      const member = checked.ok && checked.envelope.kind === 'key' ? memberOf(session, checked.envelope) : null
-      if (member === null || members.some(m => m.id === member.id)) { throw new DkgError('bad-key', 'begin holds a key that does not verify') }
-      members.push(member)
-    }
-    members.sort((a, b) => a.index - b.index)
-    if (members.length < session.threshold || !members.some(m => m.id === this.#self)) {
-      this.#abort(session, `begin lists ${members.length} members (threshold ${session.threshold})${members.some(m => m.id === this.#self) ? '' : ', not this node'}`)
+    const { members, answered } = beginList(session, body(env).keys)
+    const old = session.old
+    const dealers: DkgDealer[] = old?.members.flatMap((id, i) => answered.includes(id) ? [{ id, index: i + 1 }] : []) ?? []
+    if (members.length < session.threshold || dealers.length < (old?.threshold ?? 0) || !answered.includes(this.#self)) {
+      this.#abort(session, `begin lists ${members.length} members (threshold ${session.threshold})${old !== undefined ? ` and ${dealers.length} old members (old threshold ${old.threshold})` : ''}${answered.includes(this.#self) ? '' : ', not this node'}`)
       return
     }
-    session.participants = members.map(m => m.id)
+    session.participants = [...answered].sort()
     try {
-      session.core = new DkgNode({
-        self: this.#self,
-        session: session.id,
-        members,
-        threshold: session.threshold,
-        encryptionSecret: session.encryptionSecret,
-        randomBytes: (n) => new Uint8Array(randomBytes(n))
-      })
+      session.core = this.#newCore(session, members, dealers)
     } catch (err) {
       this.#abort(session, `bad configuration: ${(err as Error).message}`)
       return
@@ -544,6 +594,22 @@ export class DkgService implements Startable {
         if (queued.kind === 'seen') { this.#onSeen(session, queued) } else { this.#onMessage(queued) }
       } catch (err) { this.#refused(queued.signer, err) }
     }
+  }
+
+  /** The core of a session about to run: a dealer of a reshare deals its stored share, a member gets the session's encryption secret. */
+  #newCore (session: Session, members: DkgMember[], dealers: DkgDealer[]): DkgNode {
+    const old = session.old
+    const oldShare = old !== undefined && dealers.some(d => d.id === this.#self) ? this.share()?.value : undefined
+    return new DkgNode({
+      self: this.#self,
+      session: session.id,
+      members,
+      threshold: session.threshold,
+      ...(members.some(m => m.id === this.#self) ? { encryptionSecret: session.encryptionSecret } : {}),
+      ...(old !== undefined ? { reshare: { dealers, threshold: old.threshold, commitments: old.commitments.map(c => Uint8Array.from(Buffer.from(c, 'hex'))) } } : {}),
+      ...(oldShare !== undefined ? { oldShare } : {}),
+      randomBytes: (n) => new Uint8Array(randomBytes(n))
+    })
   }
 
   #onMessage (env: Envelope): void {
@@ -574,7 +640,7 @@ export class DkgService implements Startable {
   #held (session: Session, env: Envelope): boolean {
     if (finished(session)) { return true }
     if (session.state !== 'keys') { return false }
-    if (!session.members.includes(env.signer)) { throw new DkgError('not-a-member', 'the sender is not a member of the session') }
+    if (!session.everyone.includes(env.signer)) { throw new DkgError('not-a-member', 'the sender is not a member of the session') }
     const queue = session.pending.get(env.signer) ?? []
     if (queue.length >= DKG_PENDING_PER_PEER_MAX) { throw new DkgError('queue-full', `${DKG_PENDING_PER_PEER_MAX} messages from this peer wait for the session to begin`) }
     queue.push(env)
@@ -640,6 +706,16 @@ export class DkgService implements Startable {
       this.#abort(session, `${outcome.reason} (in the ${outcome.phase} phase)`)
       return
     }
+    // the core asserts this too; the keystore is checked here, at the point of writing, whatever the core becomes
+    const oldKey = session.old?.commitments[0]
+    if (oldKey !== undefined && Buffer.from(outcome.groupKey).toString('hex') !== oldKey) {
+      this.#abort(session, 'the reshare made a different group key; the old share is kept')
+      return
+    }
+    if (session.old !== undefined && !session.members.includes(this.#self)) {
+      this.#retire(session)
+      return
+    }
     if (outcome.share === null) {
       this.#abort(session, `done, but this node lacks the shares of ${outcome.shareMissing.join(', ')}`)
       return
@@ -662,6 +738,23 @@ export class DkgService implements Startable {
     }).catch(err => {
       this.#log.error({ err }, 'dkg: cannot store the new share')
       this.#abort(session, `cannot store the new share: ${(err as Error).message}`)
+    })
+  }
+
+  /** A reshare done without us in the new group: our old share goes (and only if it is still the reshared group's). */
+  #retire (session: Session): void {
+    session.core = undefined
+    this.#saving = this.#saving.then(async () => {
+      if (sameGroup(this.#group?.group, session.old as DkgGroup)) {
+        await dropGroup(this.#init.dataDir, this.#init.passphrase)
+        this.#group = null
+      }
+      session.retired = true
+      session.groupKey = session.old?.commitments[0]
+      this.#end(session, 'done')
+    }).catch(err => {
+      this.#log.error({ err }, 'dkg: cannot delete the retired share')
+      this.#abort(session, `cannot delete the retired share: ${(err as Error).message}`)
     })
   }
 
@@ -766,6 +859,52 @@ function memberOf (session: Session, env: Envelope): DkgMember | null {
   }
 }
 
+/** The key statements a begin relays: the new members they make (by index) and everyone who answered; throws DkgError on a bad one. */
+function beginList (session: Session, keys: unknown): { members: DkgMember[], answered: string[] } {
+  if (!Array.isArray(keys) || keys.length > session.everyone.length) { throw new DkgError('malformed', 'begin lists the members\' keys') }
+  const members: DkgMember[] = []
+  const answered: string[] = []
+  for (const key of keys) {
+    const checked = checkEnvelope(key)
+    const valid = checked.ok && checked.envelope.kind === 'key' && session.everyone.includes(checked.envelope.signer) && keyStatementValid(session, checked.envelope)
+    if (!valid || answered.includes(checked.envelope.signer)) { throw new DkgError('bad-key', 'begin holds a key that does not verify') }
+    answered.push(checked.envelope.signer)
+    const member = memberOf(session, checked.envelope)
+    if (member !== null) { members.push(member) }
+  }
+  return { members: members.sort((a, b) => a.index - b.index), answered }
+}
+
+/** A key statement for the session: a member's must carry a valid encryption key; an old-only member's carries none. */
+function keyStatementValid (session: Session, env: Envelope): boolean {
+  if (session.members.includes(env.signer)) { return memberOf(session, env) !== null }
+  let fields: Record<string, unknown>
+  try { fields = body(env) } catch { return false }
+  return fields.session instanceof Uint8Array && equalBytes(fields.session, session.id) && fields.key === undefined
+}
+
+/** The old group as a start carries it (commitments as bytes). */
+function encodeOld (group: DkgGroup): Record<string, unknown> {
+  return { session: group.session, members: group.members, threshold: group.threshold, commitments: group.commitments.map(c => Uint8Array.from(Buffer.from(c, 'hex'))) }
+}
+
+/** The old group of a reshare's start; throws DkgError('malformed') on anything else. */
+function decodeOld (value: unknown): DkgGroup {
+  if (typeof value !== 'object' || value === null) { throw new DkgError('malformed', 'a reshare\'s old group is a map') }
+  const { session, members, threshold, commitments } = value as Record<string, unknown>
+  if (typeof session !== 'string' || !/^([0-9a-f]{2}){1,64}$/.test(session)) { throw new DkgError('malformed', 'the old group\'s session is 1..64 bytes of hex') }
+  let listed: string[]
+  try { listed = checkMembers(members, threshold) } catch (err) { throw new DkgError('malformed', `old group: ${(err as Error).message}`) }
+  // the old members keep their indices: their order is the old group's, which checkMembers' sorting must not change
+  if (!(members as string[]).every((m, i) => m === listed[i])) { throw new DkgError('malformed', 'the old group\'s members are sorted by peer id') }
+  if (!Array.isArray(commitments) || commitments.length !== threshold || !commitments.every(c => c instanceof Uint8Array && c.byteLength === 48)) { throw new DkgError('malformed', 'the old group has threshold commitments of 48 bytes') }
+  return { session, members: listed, threshold: threshold as number, commitments: commitments.map(c => Buffer.from(c).toString('hex')) }
+}
+
+function sameGroup (a: DkgGroup | undefined, b: DkgGroup): boolean {
+  return a !== undefined && a.threshold === b.threshold && a.members.join(',') === b.members.join(',') && a.commitments.join(',') === b.commitments.join(',')
+}
+
 function signedDigestOf (env: Envelope): SignedDigest {
   return { digest: digestOf(env.body), sig: env.sig }
 }
@@ -783,11 +922,14 @@ function finished (session: Session): boolean {
 function view (s: Session): DkgSessionView {
   return {
     session: s.hex,
+    kind: s.old !== undefined ? 'reshare' : 'dkg',
     initiator: s.initiator,
     members: s.members,
     threshold: s.threshold,
     state: s.state,
     participants: s.participants,
+    ...(s.old !== undefined ? { old: { members: s.old.members, threshold: s.old.threshold } } : {}),
+    ...(s.retired === true ? { retired: true } : {}),
     ...(s.reason !== undefined ? { reason: s.reason } : {}),
     ...(s.groupKey !== undefined ? { groupKey: s.groupKey, index: s.index } : {}),
     excluded: s.excluded,

@@ -9,7 +9,7 @@
  * leaves a share without its group file (not loaded), never a wrong one.
  */
 import { randomBytes } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { encodeG1 } from '../../identity/bls.ts'
 import { decodeKeystore, encodeKeystore } from '../../identity/keystore.ts'
@@ -59,6 +59,20 @@ export async function saveGroup (dataDir: string, passphrase: string | undefined
   const bytes = encodeKeystore(keystore, { passphrase, randomBytes: (n) => new Uint8Array(randomBytes(n)) })
   await writeFileAtomic(path, bytes)
   await writeFileAtomic(join(dataDir, DKG_GROUP_FILE), JSON.stringify(stored.group, null, 2) + '\n')
+}
+
+/**
+ * Delete the DKG entry of the keystore, then the group file: a member that
+ * a reshare left out keeps no share (t retired shares would still make
+ * the old secret). A crash between the two leaves a group file without its
+ * share, which loadGroup ignores.
+ */
+export async function dropGroup (dataDir: string, passphrase: string | undefined): Promise<void> {
+  const path = join(dataDir, IDENTITY_FILE)
+  const keystore = decodeKeystore(await readFile(path), passphrase)
+  keystore.bls = keystore.bls.filter(r => r.groupId !== DKG_GROUP_ID)
+  await writeFileAtomic(path, encodeKeystore(keystore, { passphrase, randomBytes: (n) => new Uint8Array(randomBytes(n)) }))
+  await rm(join(dataDir, DKG_GROUP_FILE), { force: true })
 }
 
 /** The stored group, or null when there is none (or its group file is missing or does not match the share). */

@@ -3,8 +3,8 @@
  * Noise + yamux on loopback): a stranger (no certificate) and an admitted
  * peer (joined with a token, Raft off) send random, mutated and hostile
  * frames (test/lib/protocol-fuzz.ts) on /accord/raft, /accord/raft-client,
- * /accord/admission, /accord/join, the cluster hello, /accord/swim and /accord/anti-entropy, to a
- * follower and to the leader of a 3-voter group. CI's bounded run; longer runs:
+ * /accord/admission, /accord/join, the cluster hello, /accord/swim, /accord/anti-entropy
+ * and /accord/dkg, to a follower and to the leader of a 3-voter group. CI's bounded run; longer runs:
  * `npm run fuzz:protocols -- --frames N [--seed S] [--protocol P]`.
  *
  * Every failure names the seed and the command that replays it: the
@@ -13,13 +13,14 @@
  */
 import { lpStream } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
+import { DKG_PROTOCOL, DKG_SESSIONS_MAX } from '../../node/dkg/constants.ts'
 import { SWIM_PROTOCOL } from '../../node/membership/service.ts'
 import { ANTI_ENTROPY_PROTOCOL } from '../../node/metadata/service.ts'
 import { decodeFrame, encodeFrame } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL, RAFT_TRANSPORT_DEFAULTS } from '../../node/raft/transport-constants.ts'
 import { COUNT_MAX } from '../../protocols/raft/index.ts'
 import {
-  attack, checkHealthy, delta, FUZZ_PROTOCOLS, HEAP_GROWTH_BYTES_MAX, FUZZ_SNAPSHOT_BYTES_MAX, frameGenerator, GATED_PROTOCOLS, groupState, protocolId,
+  attack, checkHealthy, delta, FUZZ_PROTOCOLS, HEAP_GROWTH_BYTES_MAX, FUZZ_SNAPSHOT_BYTES_MAX, frameGenerator, fuzzIdentity, GATED_PROTOCOLS, groupState, protocolId,
   raftTransportStats, refusalsByReason, settledMemory, startFuzzBed, stopFuzzBed, sumCounts, transportBoundProblems,
   waitForAttackStreamsGone, watchProcessErrors
 } from '../lib/protocol-fuzz.ts'
@@ -76,10 +77,10 @@ describe('fuzzing every accord protocol from outside (real libp2p over TCP on lo
   })
 
   it('the frame generator replays from its seed and makes every kind of frame', () => {
-    const peer = '12D3KooWCf4peQnVy3hXCbF717ebXjJpdnrP1nMMPSGGzbVHWdkn'
+    const { id: peer, sign } = fuzzIdentity(new Uint8Array(32).fill(3))
     // a Node Buffer, as a node's own certificate is: the generator must not edit it in place
     const certificate = Buffer.alloc(120, 7)
-    const context: FuzzContext = { cluster: 'accord', self: peer, target: `${peer.slice(0, -1)}x`, members: ['a', 'b', 'c'], term: 7, lastIndex: 20, commit: 18, certificate, joinToken: 'accord-join-1.AAAA' }
+    const context: FuzzContext = { cluster: 'accord', self: peer, target: `${peer.slice(0, -1)}x`, members: ['a', 'b', 'c'], term: 7, lastIndex: 20, commit: 18, certificate, joinToken: 'accord-join-1.AAAA', sign }
     for (const protocol of FUZZ_PROTOCOLS) {
       const [a, b, other] = [frameGenerator(protocol, 42, context), frameGenerator(protocol, 42, context), frameGenerator(protocol, 43, context)]
       const kinds = new Set<string>()
@@ -208,6 +209,20 @@ describe('fuzzing every accord protocol from outside (real libp2p over TCP on lo
         await waitFor(() => (target.metadata.status()?.rounds ?? 0) > rounds, 'the target to keep gossiping after the anti-entropy frames', 30_000)
       }
 
+      // DKG: bad datagrams refused and counted, at most DKG_SESSIONS_MAX sessions opened (the rest refused),
+      // no key taken; once the attacker's sessions time out, the group makes a key
+      const dkgRefused = await refusalTotals(targets, DKG_PROTOCOL)
+      for (const [i, target] of targets.entries()) {
+        const refused = delta(refusedBefore.get('dkg')![i], dkgRefused[i])
+        expect(sumCounts(refused), `dkg: bad datagrams refused and counted (${replay('admitted', 'dkg')})`).to.be.greaterThan(0)
+        expect(refused['sessions-full'] ?? 0, `dkg: starts past DKG_SESSIONS_MAX refused (${replay('admitted', 'dkg')})`).to.be.greaterThan(0)
+        expect(openDkgSessions(target), 'dkg: sessions open').to.be.at.most(DKG_SESSIONS_MAX)
+        expect(target.dkg.summary(), 'dkg: a key stored from the attacker\'s frames').to.equal(null)
+      }
+      await waitFor(() => targets.every(t => openDkgSessions(t) === 0), 'the attacker\'s DKG sessions to time out', 60_000)
+      const made = await b.leader.dkg.run({ members: b.group.map(n => n.libp2p.peerId.toString()), threshold: 2 })
+      expect(made.state, `dkg: the group's own DKG after the attack: ${made.reason ?? ''} (${replay('admitted', 'dkg')})`).to.equal('done')
+
       // buffers within their limits; reassemblies hold what was sent, not what was declared (1 GiB)
       for (const [i, stats] of transportAfter.entries()) {
         expect(transportBoundProblems(stats, targets[i].libp2p.getConnections().length), `Raft transport bounds (${replay('admitted', 'raft')})`).to.deep.equal([])
@@ -245,6 +260,10 @@ describe('fuzzing every accord protocol from outside (real libp2p over TCP on lo
     }
   })
 })
+
+function openDkgSessions (node: AccordNode): number {
+  return node.dkg.sessions().filter(s => s.state === 'keys' || s.state === 'running').length
+}
 
 /** Bytes of the varint length prefix at the start of `wire`. */
 function varintLength (wire: Uint8Array): number {

@@ -4,8 +4,8 @@
  * real libp2p (TCP + Noise + yamux on loopback), and the checks a target
  * must pass afterwards. Used by test/integration/fuzz-protocols.spec.ts and
  * fuzz-pbft.spec.ts (CI's bounded runs) and scripts/fuzz-protocols.ts (long
- * runs). Raft, SWIM, anti-entropy, admission, join and the cluster hello
- * run on a 3-voter Raft group (startFuzzBed); /accord/pbft/1.0.0,
+ * runs). Raft, SWIM, anti-entropy, DKG, admission, join and the cluster
+ * hello run on a 3-voter Raft group (startFuzzBed); /accord/pbft/1.0.0,
  * /accord/pbft-state/1.0.0 and the PBFT evidence topic on a set of four
  * replicas (startPbftFuzzBed, which says what each attacker may cause).
  *
@@ -27,7 +27,11 @@
  * members, and client requests for every op with bad fields; SWIM
  * messages with incarnations near 2^52, spoofed senders, ping-reqs for
  * members and strangers, join pages past the size limits, accusations of
- * the target; PBFT messages (encodeMessage) with views and seqs near 2^52
+ * the target; DKG datagrams whose envelopes the attacker signs with its own
+ * key (so they pass the signature check and reach the handlers), with
+ * starts that open sessions up to the service's limit, reshares of groups
+ * the target does not hold, and broken, borrowed and relayed signatures;
+ * PBFT messages (encodeMessage) with views and seqs near 2^52
  * or far outside the watermarks, future-view and view-change floods,
  * batches past batchRequestsMax and batchBytesMax, spoofed replicas,
  * primaries and clients, requests of unknown clients (validly signed by
@@ -64,10 +68,14 @@ import { tcp } from '@libp2p/tcp'
 import { decode, encode } from 'cborg'
 import { createLibp2p } from 'libp2p'
 import { base58btc } from 'multiformats/bases/base58'
+import { G1_BYTES } from '../../identity/bls.ts'
 import { createJoinToken, CERTIFICATE_BYTES_MAX, JOIN_TOKEN_CHARS_MAX, JOIN_TOKEN_PREFIX } from '../../identity/cluster-credentials.ts'
+import { SEALED_SHARE_BYTES } from '../../identity/threshold/share-box.ts'
 import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
 import { JOIN_PROTOCOL } from '../../node/admission/join.ts'
-import { clusterProtocol } from '../../node/constants.ts'
+import { CLUSTER_HELLO_STREAMS_MAX, clusterProtocol } from '../../node/constants.ts'
+import { DKG_FRAME_BYTES_MAX, DKG_MEMBERS_MAX, DKG_PROTOCOL, DKG_SIGN_MESSAGE_BYTES_MAX } from '../../node/dkg/constants.ts'
+import { ENVELOPE_KINDS, envelopePayload } from '../../node/dkg/envelope.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { SWIM_PROTOCOL, swimFrameBytesMax } from '../../node/membership/service.ts'
 import { ANTI_ENTROPY_PROTOCOL, antiEntropyFrameBytesMax } from '../../node/metadata/service.ts'
@@ -79,6 +87,7 @@ import { RAFT_CLIENT_PROTOCOL, requestBytesMax } from '../../node/raft/client-pr
 import { encodeFrame, FRAME_BYTES_MAX } from '../../node/raft/codec.ts'
 import { RAFT_PROTOCOL, RAFT_TRANSPORT_DEFAULTS } from '../../node/raft/transport-constants.ts'
 import { createRng } from '../../protocols/common/rng.ts'
+import { DKG_MESSAGE_BYTES_MAX, encodeDkgMessage } from '../../protocols/dkg/index.ts'
 import { ANTI_ENTROPY_DEFAULTS, VERSION_MAX } from '../../protocols/gossip/index.ts'
 import { encodeCommand, KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/kv/index.ts'
 import { INCARNATION_JUMP_MAX, INCARNATION_MAX, LIST_LENGTH_MAX, MEMBERSHIP_DEFAULTS } from '../../protocols/membership/index.ts'
@@ -86,10 +95,12 @@ import { bytesToDigest } from '../../protocols/pbft/encoding.ts'
 import { batchDigest, decodeMessage, encodeEvidence, encodeMessage, GENESIS_CHECKPOINT, PBFT_DEFAULTS, primaryOf, SIGNATURE_BYTES_MAX, signingPayload } from '../../protocols/pbft/index.ts'
 import { COUNT_MAX, encodeConfChange, MESSAGE_ENTRIES_MAX, READ_CONTEXT_BYTES_MAX } from '../../protocols/raft/index.ts'
 import { addressOf, formRaftGroup, TestCluster, waitFor } from './nodes.ts'
+import type { Envelope, EnvelopeKind } from '../../node/dkg/envelope.ts'
 import type { AccordNode } from '../../node/index.ts'
 import type { PbftTransportStats } from '../../node/pbft/transport.ts'
 import type { RaftTransportStats } from '../../node/raft/transport.ts'
 import type { Rng } from '../../protocols/common/rng.ts'
+import type { DkgMessage } from '../../protocols/dkg/index.ts'
 import type { DigestPage, GossipMessage, NodeDelta, WireEntry } from '../../protocols/gossip/index.ts'
 import type { AliveUpdate, Message as SwimMessage, Update } from '../../protocols/membership/index.ts'
 import type {
@@ -101,18 +112,18 @@ import type { Libp2p, PeerId, PrivateKey, Stream, StreamCloseEvent } from '@libp
 
 // ---------------------------------------------------------------- protocols
 
-export type FuzzProtocol = 'raft' | 'raft-client' | 'admission' | 'join' | 'cluster' | 'swim' | 'anti-entropy' | PbftFuzzProtocol
+export type FuzzProtocol = 'raft' | 'raft-client' | 'admission' | 'join' | 'cluster' | 'swim' | 'anti-entropy' | 'dkg' | PbftFuzzProtocol
 
 export type PbftFuzzProtocol = 'pbft' | 'pbft-state'
 
 /** The protocols fuzzed on the Raft bed (startFuzzBed). */
-export const FUZZ_PROTOCOLS: readonly FuzzProtocol[] = ['raft', 'raft-client', 'admission', 'join', 'cluster', 'swim', 'anti-entropy']
+export const FUZZ_PROTOCOLS: readonly FuzzProtocol[] = ['raft', 'raft-client', 'admission', 'join', 'cluster', 'swim', 'anti-entropy', 'dkg']
 
 /** The protocols fuzzed on the PBFT bed (startPbftFuzzBed). */
 export const PBFT_FUZZ_PROTOCOLS: readonly PbftFuzzProtocol[] = ['pbft', 'pbft-state']
 
 /** Protocols a stranger's stream waits (up to 5 s) in admission's gate for and is then refused on. */
-export const GATED_PROTOCOLS: ReadonlySet<FuzzProtocol> = new Set(['raft', 'raft-client', 'cluster', 'swim', 'anti-entropy', 'pbft', 'pbft-state'])
+export const GATED_PROTOCOLS: ReadonlySet<FuzzProtocol> = new Set(['raft', 'raft-client', 'cluster', 'swim', 'anti-entropy', 'dkg', 'pbft', 'pbft-state'])
 
 export function protocolId (protocol: FuzzProtocol, cluster: string): string {
   switch (protocol) {
@@ -122,6 +133,7 @@ export function protocolId (protocol: FuzzProtocol, cluster: string): string {
     case 'join': return JOIN_PROTOCOL
     case 'swim': return SWIM_PROTOCOL
     case 'anti-entropy': return ANTI_ENTROPY_PROTOCOL
+    case 'dkg': return DKG_PROTOCOL
     case 'pbft': return PBFT_PROTOCOL
     case 'pbft-state': return PBFT_STATE_PROTOCOL
     default: return clusterProtocol(cluster)
@@ -137,6 +149,7 @@ export function frameBytesMax (protocol: FuzzProtocol): number {
     case 'join': return JOIN_TOKEN_CHARS_MAX + 64
     case 'swim': return swimFrameBytesMax()
     case 'anti-entropy': return antiEntropyFrameBytesMax()
+    case 'dkg': return DKG_FRAME_BYTES_MAX
     case 'pbft': return PBFT_TRANSPORT_DEFAULTS.messageBytesMax
     case 'pbft-state': return PBFT_STATE_REQUEST_BYTES_MAX
     default: return 4096
@@ -168,6 +181,8 @@ export interface FuzzContext {
   certificate?: Uint8Array
   /** A join token to send on the join protocol (valid for an admitted attacker; expired or foreign for a stranger). */
   joinToken?: string
+  /** Signs with the attacker's own key (the key `self` embeds): DKG envelopes need it. */
+  sign?(payload: Uint8Array): Uint8Array
 }
 
 export interface FuzzFrame {
@@ -553,6 +568,7 @@ function protocolFrames (protocol: FuzzProtocol, context: FuzzContext): Protocol
     case 'join': return joinFrames(context)
     case 'swim': return swimFrames(context)
     case 'anti-entropy': return antiEntropyFrames(context)
+    case 'dkg': return dkgFrames(context)
     case 'pbft': case 'pbft-state': throw new Error('PBFT frames come from pbftFrameGenerator')
     default: return clusterHelloFrames()
   }
@@ -1102,6 +1118,94 @@ function antiEntropyFrames (ctx: FuzzContext): ProtocolFrames {
     valid: (rng) => {
       const m = message(rng)
       return { label: m.type, object: m, body: encode(m) }
+    },
+    hostile: (rng) => pick(rng, HOSTILE)(rng)
+  }
+}
+
+// ---- /accord/dkg/1.0.0 ----
+
+/**
+ * DKG datagrams (node/dkg): `{type, from, to, env}`, each `env` a statement
+ * signed with the attacker's own key (ctx.sign), so that the frames pass
+ * the envelope check and reach the service's handlers: starts with the
+ * target among the members (sessions up to DKG_SESSIONS_MAX open, then
+ * 'sessions-full'), starts of reshares of groups the target does not hold,
+ * key statements, begins and core messages (encodeDkgMessage, with points
+ * that are not points) of sessions the target may or may not run, seen
+ * digests, signing requests (the target holds no key) and partials of
+ * rounds it does not run. Hostile: signatures broken or made for another
+ * kind, envelopes signed by someone other than the sender, a datagram type
+ * that is not its envelope's kind, member lists past DKG_MEMBERS_MAX,
+ * signing messages past DKG_SIGN_MESSAGE_BYTES_MAX, core messages past
+ * DKG_MESSAGE_BYTES_MAX.
+ */
+function dkgFrames (ctx: FuzzContext): ProtocolFrames {
+  const sign = ctx.sign
+  if (sign == null) { throw new Error('the DKG generator signs with the attacker\'s key: FuzzContext.sign') }
+  const envelope = (kind: EnvelopeKind, body: Uint8Array): Envelope => ({ kind, signer: ctx.self, body, sig: sign(envelopePayload(kind, body)) })
+  // a few session ids, so that later frames meet the sessions earlier starts opened
+  const session = (rng: Rng): Uint8Array => rng.chance(0.8) ? new Uint8Array(16).fill(rng.intBetween(0, 7)) : randomBytes(rng, rng.intBetween(0, 80))
+  const members = (rng: Rng): string[] => {
+    const list = [ctx.self, ctx.target, ...ctx.members.filter(() => rng.chance(0.5)), ...Array.from({ length: rng.intBetween(0, 2) }, () => syntheticPeerId(rng))]
+    return [...new Set(list)].sort()
+  }
+  const point = (rng: Rng): Uint8Array => rng.chance(0.9) ? randomBytes(rng, G1_BYTES) : randomBytes(rng, rng.intBetween(0, 100))
+  const coreMessage = (rng: Rng, id: Uint8Array): DkgMessage => {
+    const from = rng.chance(0.9) ? ctx.self : pick(rng, ctx.members)
+    const deal = { commitments: Array.from({ length: rng.intBetween(1, 3) }, () => point(rng)), ephemeral: point(rng), boxes: Array.from({ length: rng.intBetween(1, 4) }, () => randomBytes(rng, SEALED_SHARE_BYTES)) }
+    switch (rng.intBetween(0, 2)) {
+      case 0: return { type: 'deal', session: id, from, ...deal }
+      case 1: return { type: 'response', session: id, from, complaints: rng.chance(0.5) ? [] : [{ kind: 'missing', dealer: pick(rng, ctx.members) }, { kind: 'bad-share', dealer: ctx.target, boxKey: point(rng), proof: randomBytes(rng, 64) }] }
+      default: return { type: 'justification', session: id, from, deal, shares: [{ member: ctx.target, share: randomBytes(rng, 32) }] }
+    }
+  }
+  const statement = (rng: Rng, kind: EnvelopeKind): Uint8Array => {
+    const id = session(rng)
+    switch (kind) {
+      case 'start': {
+        const list = members(rng)
+        const old = { session: '00', members: list, threshold: 1, commitments: [point(rng)] }
+        return encode({ session: id, members: list, threshold: rng.intBetween(0, list.length + 1), ...(rng.chance(0.3) ? { old } : {}) })
+      }
+      case 'key': return encode({ session: id, key: point(rng), proof: randomBytes(rng, rng.chance(0.9) ? 64 : rng.intBetween(0, 100)) })
+      case 'begin': return encode({ session: id, keys: [envelope('key', encode({ session: id, key: point(rng), proof: randomBytes(rng, 64) }))] })
+      case 'msg': return encodeDkgMessage(coreMessage(rng, id))
+      case 'seen': return encode({ session: id, deals: [{ dealer: pick(rng, ctx.members), digest: randomBytes(rng, 32), sig: randomBytes(rng, 64) }] })
+      case 'sign': return encode({ round: randomBytes(rng, 16), groupKey: point(rng), message: randomBytes(rng, rng.intBetween(0, 64)) })
+      default: return encode({ round: randomBytes(rng, 16), index: rng.intBetween(0, 8), signature: randomBytes(rng, 96) })
+    }
+  }
+  const datagram = (rng: Rng): { kind: EnvelopeKind, object: Record<string, unknown> } => {
+    const kind = pick(rng, ENVELOPE_KINDS)
+    return { kind, object: { type: kind, from: ctx.self, to: pickTo(rng, ctx), env: envelope(kind, statement(rng, kind)) } }
+  }
+  const honest = { from: ctx.self, to: ctx.target }
+  const one = (label: string, m: unknown): FuzzFrame => ({ label: `hostile:${label}`, wire: lp(encode(m)), frames: 1 })
+  const HOSTILE: Array<(rng: Rng) => FuzzFrame> = [
+    (rng) => {
+      const { object } = datagram(rng)
+      const env = object.env as Envelope
+      return one('broken-signature', { ...object, env: { ...env, sig: Uint8Array.from(env.sig, (b: number, i) => i === 0 ? b ^ 1 : b) } })
+    },
+    (rng) => one('signed-as-another-kind', { type: 'start', ...honest, env: { ...envelope('key', statement(rng, 'start')), kind: 'start' } }),
+    (rng) => one('signer-not-sender', { type: 'key', ...honest, env: { ...envelope('key', statement(rng, 'key')), signer: pick(rng, ctx.members.filter(m => m !== ctx.self)) } }),
+    (rng) => one('type-not-kind', { type: 'start', ...honest, env: envelope('sign', statement(rng, 'sign')) }),
+    (rng) => one('start-flood', { type: 'start', ...honest, env: envelope('start', encode({ session: randomBytes(rng, 16), members: [ctx.self, ctx.target].sort(), threshold: 2 })) }),
+    (rng) => {
+      const list = [...new Set([ctx.self, ctx.target, ...Array.from({ length: DKG_MEMBERS_MAX + 1 }, () => syntheticPeerId(rng))])].sort()
+      return one('members-over-limit', { type: 'start', ...honest, env: envelope('start', encode({ session: session(rng), members: list, threshold: 2 })) })
+    },
+    (rng) => one('sign-message-over-limit', { type: 'sign', ...honest, env: envelope('sign', encode({ round: randomBytes(rng, 16), groupKey: point(rng), message: new Uint8Array(DKG_SIGN_MESSAGE_BYTES_MAX + 1) })) }),
+    (rng) => {
+      const big = encodeDkgMessage({ type: 'response', session: session(rng), from: ctx.self, complaints: [] })
+      return one('core-message-over-limit', { type: 'msg', ...honest, env: envelope('msg', concat(big, new Uint8Array(DKG_MESSAGE_BYTES_MAX))) })
+    }
+  ]
+  return {
+    valid: (rng) => {
+      const { kind, object } = datagram(rng)
+      return { label: kind, object, body: encode(object) }
     },
     hostile: (rng) => pick(rng, HOSTILE)(rng)
   }
@@ -1711,6 +1815,8 @@ export function driveShape (protocol: FuzzProtocol, attacker: 'stranger' | 'admi
     case 'raft-client': return attacker === 'stranger' ? { inFlight: 64, framesPerStreamMax: 64 } : { inFlight: 48, framesPerStreamMax: 1 }
     case 'admission': return { inFlight: 1, framesPerStreamMax: 1 }
     case 'join': return { inFlight: 1, framesPerStreamMax: 1 }
+    // CLUSTER_HELLO_STREAMS_MAX (2) inbound streams per connection: an admitted peer's further streams are reset before a frame is written
+    case 'cluster': return attacker === 'stranger' ? { inFlight: 24, framesPerStreamMax: 64 } : { inFlight: CLUSTER_HELLO_STREAMS_MAX, framesPerStreamMax: 1 }
     // 4 inbound streams per connection (the replicas' own use one each way); frames are read one after another on each
     case 'pbft': return attacker === 'stranger' ? { inFlight: 3, framesPerStreamMax: 64 } : { inFlight: 3, framesPerStreamMax: 8 }
     // stateServesMax (4) streams at once, one request each
@@ -1732,6 +1838,9 @@ export interface FuzzBed {
   admitted: AccordNode
   /** A plain libp2p node that holds no certificate. */
   stranger: Libp2p
+  /** The attackers' keys (DKG envelopes are signed with them). */
+  admittedKey: PrivateKey
+  strangerKey: PrivateKey
   clusterName: string
   /** A token signed by another cluster key, and an expired one of this cluster (what a stranger might hold). */
   strangerTokens: string[]
@@ -1764,14 +1873,16 @@ export async function startFuzzBed (): Promise<FuzzBed> {
     const follower = group.find(n => n !== leader)!
     const admitted = await cluster.add({ raft: false, bootstrap: [addressOf(leader)] })
     await waitFor(() => leader.admission.isAdmitted(admitted.libp2p.peerId.toString()), 'the attacker to be admitted')
-    const stranger = await strangerNode()
+    const strangerKey = await generateKeyPair('Ed25519')
+    const stranger = await strangerNode(strangerKey)
+    const { privateKey: admittedKey } = await loadOrCreateIdentity(admitted.config.dataDir, { create: false })
     for (const target of [leader, follower]) {
       await stranger.peerStore.merge(target.libp2p.peerId, { multiaddrs: target.libp2p.getMultiaddrs() })
       await admitted.libp2p.peerStore.merge(target.libp2p.peerId, { multiaddrs: target.libp2p.getMultiaddrs() })
     }
     const foreign = await createJoinToken(await generateKeyPair('Ed25519'), { cluster: leader.config.cluster, expiresAtMs: Date.now() + 3600_000, nonce: new Uint8Array(16) })
     const expired = (await leader.admission.createJoinToken(1000, Date.now() - 5000)).token
-    return { cluster, group, leader, follower, admitted, stranger, clusterName: leader.config.cluster, strangerTokens: [foreign, expired] }
+    return { cluster, group, leader, follower, admitted, stranger, admittedKey, strangerKey, clusterName: leader.config.cluster, strangerTokens: [foreign, expired] }
   } catch (err) {
     await cluster.stop()
     throw err
@@ -1801,7 +1912,8 @@ export function fuzzContext (bed: FuzzBed, attacker: 'stranger' | 'admitted', ta
     lastIndex: summary.lastIndex,
     commit: summary.commit,
     // a stranger presents the admitted member's certificate (stolen: it names another peer)
-    certificate: bed.admitted.admission.credentials?.certificate
+    certificate: bed.admitted.admission.credentials?.certificate,
+    sign: fuzzIdentity((attacker === 'stranger' ? bed.strangerKey : bed.admittedKey).raw.subarray(0, 32)).sign
   }
 }
 

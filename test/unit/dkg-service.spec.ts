@@ -10,8 +10,6 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { expect } from 'aegir/chai'
 import { encode } from 'cborg'
 import { G1, G1_BYTES, randomScalar } from '../../identity/bls.ts'
@@ -19,42 +17,17 @@ import { commit } from '../../identity/threshold/feldman.ts'
 import { randomPolynomial } from '../../identity/threshold/shamir.ts'
 import { SEALED_SHARE_BYTES } from '../../identity/threshold/share-box.ts'
 import { DKG_PENDING_PER_PEER_MAX, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from '../../node/dkg/constants.ts'
-import { checkEnvelope, digestOf, envelopeSigner } from '../../node/dkg/envelope.ts'
+import { checkEnvelope, digestOf } from '../../node/dkg/envelope.ts'
 import { checkMembers, DkgError, DkgService } from '../../node/dkg/service.ts'
 import { saveGroup, shareRecord } from '../../node/dkg/store.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
-import { silentLogger } from '../../node/logger.ts'
-import { Refusals } from '../../node/refusals.ts'
 import { encodeDkgMessage, encryptionKeyProof } from '../../protocols/dkg/index.ts'
+import { datagram, fakeComponents, peer } from './dkg-service-helpers.ts'
 import { seededRandomBytes } from './threshold-helpers.ts'
-import type { Envelope, EnvelopeKind } from '../../node/dkg/envelope.ts'
-import type { DkgComponents, DkgSessionView } from '../../node/dkg/service.ts'
+import type { Peer } from './dkg-service-helpers.ts'
+import type { Envelope } from '../../node/dkg/envelope.ts'
+import type { DkgSessionView } from '../../node/dkg/service.ts'
 import type { PrivateKey } from '@libp2p/interface'
-
-interface Peer { id: string, sign(kind: EnvelopeKind, body: Uint8Array): Envelope }
-
-async function peer (): Promise<Peer> {
-  const key = await generateKeyPair('Ed25519')
-  const id = peerIdFromPrivateKey(key).toString()
-  return { id, sign: envelopeSigner(key, id) }
-}
-
-/** What the service uses of libp2p, with no network: every send fails (no address) and is counted. */
-function fakeComponents (privateKey: PrivateKey): DkgComponents {
-  return {
-    peerId: peerIdFromPrivateKey(privateKey),
-    privateKey,
-    peerStore: { get: async () => { throw new Error('not found') } },
-    registrar: { handle: async () => {}, unhandle: async () => {} },
-    connectionManager: { getConnections: () => [], openStream: async () => { throw new Error('no network') } },
-    addressManager: { getAddresses: () => [] },
-    events: { addEventListener: () => {}, removeEventListener: () => {} },
-    admission: { gate: (_: string, handler: unknown) => handler, refusals: new Refusals({ log: silentLogger() }) },
-    membership: { addressesOf: () => [] }
-  } as unknown as DkgComponents
-}
-
-const datagram = (env: Envelope, from: string, to: string): unknown => ({ type: env.kind, from, to, env })
 
 describe('dkg service: envelopes', () => {
   it('a signed envelope verifies; a changed body, kind or signer, or a bad signature, does not', async () => {

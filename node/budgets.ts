@@ -12,6 +12,9 @@
  * - `InboundHostLimiter`: inbound connections per remote host (IPv4
  * address, IPv6 /64), upgraded or still upgrading; libp2p 3 has only a
  * per-host rate (`inboundConnectionThreshold`) and global caps.
+ * - `SubnetLimiter`: strangers (peers not known as members) connected
+ * inbound from one IP subnet (IPv4 /24, IPv6 /48), so one network cannot
+ * take every connection slot (Sybil) or surround the node (eclipse).
  * - `guardDhtStore`: the DHT stores no record for others, only this node's
  * own provider records (see libp2p.ts).
  * - `protectMembers`: admitted peers get a peer-store tag, so the
@@ -37,6 +40,7 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { getNetConfig, isNetworkAddress } from '@libp2p/utils'
+import type { OutboundQuota } from './outbound-quota.ts'
 import type { Libp2p, MultiaddrConnection, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2pOptions } from 'libp2p'
@@ -228,6 +232,16 @@ export interface ConnectionBudgets {
    * 127.0.0.1, and a process on this machine can do worse than connect.
    */
   limitLoopback: boolean
+  /**
+   * Strangers (peers with no member tag) connected inbound at once from one
+   * subnet (subnetIpv4PrefixBits / subnetIpv6PrefixBits). Members are not
+   * counted, so strangers cannot lock members out.
+   */
+  subnetPeersMax: number
+  /** The IPv4 prefix length that makes one subnet (1..32). */
+  subnetIpv4PrefixBits: number
+  /** The IPv6 prefix length that makes one subnet (1..128). */
+  subnetIpv6PrefixBits: number
 }
 
 export const CONNECTION_BUDGETS: Readonly<ConnectionBudgets> = {
@@ -235,7 +249,10 @@ export const CONNECTION_BUDGETS: Readonly<ConnectionBudgets> = {
   inboundPerHostPerSecond: 50,
   inboundPerHostMax: 32,
   inboundPendingPerHostMax: 8,
-  limitLoopback: false
+  limitLoopback: false,
+  subnetPeersMax: 16,
+  subnetIpv4PrefixBits: 24,
+  subnetIpv6PrefixBits: 48
 }
 
 /** Which host a remote address counts against: the IPv4 address, or the /64 of an IPv6 one; null when it has none. */
@@ -253,6 +270,42 @@ export function hostOf (address: Multiaddr): { host: string, loopback: boolean }
   }
   const loopback = groups.slice(0, 7).every(g => g === 0) && groups[7] === 1
   return { host: `${groups.slice(0, 4).map(g => g.toString(16)).join(':')}::/64`, loopback }
+}
+
+/**
+ * The subnet a remote address counts against: its first `ipv4Bits` or
+ * `ipv6Bits` bits, written as `address/bits` (IPv4-mapped IPv6 addresses
+ * count as IPv4); null when it has no IP address.
+ */
+export function subnetOf (address: Multiaddr, ipv4Bits: number, ipv6Bits: number): { subnet: string, loopback: boolean } | null {
+  if (!isNetworkAddress(address)) { return null }
+  const config = getNetConfig(address)
+  let bytes: number[]
+  let loopback: boolean
+  if (config.type === 'ip4') {
+    bytes = config.host.split('.').map(Number)
+    loopback = bytes[0] === 127
+  } else if (config.type === 'ip6') {
+    const groups = expandIpv6(config.host)
+    if (groups == null) { return null }
+    bytes = groups.flatMap(g => [g >> 8, g & 0xff])
+    loopback = groups.slice(0, 7).every(g => g === 0) && groups[7] === 1
+    if (bytes.slice(0, 10).every(b => b === 0) && groups[5] === 0xffff) {
+      bytes = bytes.slice(12)
+      loopback = bytes[0] === 127
+    }
+  } else {
+    return null
+  }
+  const bits = bytes.length === 4 ? ipv4Bits : ipv6Bits
+  const masked = bytes.map((b, i) => {
+    const keep = Math.max(0, Math.min(8, bits - i * 8))
+    return b & (0xff << (8 - keep)) & 0xff
+  })
+  const text = bytes.length === 4
+    ? masked.join('.')
+    : Array.from({ length: 8 }, (_, i) => ((masked[2 * i] << 8) | masked[2 * i + 1]).toString(16)).join(':')
+  return { subnet: `${text}/${bits}`, loopback }
 }
 
 /** The eight 16-bit groups of an IPv6 address, or null when it is not one. */
@@ -341,6 +394,77 @@ export class InboundHostLimiter {
 
   /** Hosts with a counted connection. */
   get hosts (): number { return this.#hosts.size }
+}
+
+export type SubnetRefusal = 'subnet-peers'
+
+/**
+ * Strangers connected inbound per subnet, for the connection gater's
+ * denyInboundUpgradedConnection: only after the handshake is the remote
+ * peer id known, and with it whether the peer is a member (isMember; the
+ * node asks its peer store for the member tag, which survives restarts).
+ * Members are never counted nor refused, so a subnet full of strangers
+ * cannot lock members out; a stranger's connections stop counting once it
+ * is admitted (`release`). A stranger with a connection counted already
+ * may open more (the per-host limits bound those). The table holds at most
+ * subnetPeersMax peers per subnet, and a subnet only while one of its
+ * connections is open.
+ */
+export class SubnetLimiter {
+  readonly limits: Readonly<ConnectionBudgets>
+  /** Set by wireBudgets: where refusals are counted. */
+  onRefused: ((subnet: string, reason: SubnetRefusal) => void) | undefined
+  /** subnet → stranger → its open inbound connections */
+  readonly #subnets = new Map<string, Map<string, number>>()
+
+  constructor (limits: Partial<ConnectionBudgets> = {}) {
+    this.limits = { ...CONNECTION_BUDGETS, ...limits }
+    const { subnetPeersMax, subnetIpv4PrefixBits, subnetIpv6PrefixBits } = this.limits
+    if (!Number.isSafeInteger(subnetPeersMax) || subnetPeersMax < 1) { throw new RangeError(`subnetPeersMax must be a positive integer, got ${subnetPeersMax}`) }
+    if (!Number.isInteger(subnetIpv4PrefixBits) || subnetIpv4PrefixBits < 1 || subnetIpv4PrefixBits > 32) { throw new RangeError(`subnetIpv4PrefixBits must be an integer in 1..32, got ${subnetIpv4PrefixBits}`) }
+    if (!Number.isInteger(subnetIpv6PrefixBits) || subnetIpv6PrefixBits < 1 || subnetIpv6PrefixBits > 128) { throw new RangeError(`subnetIpv6PrefixBits must be an integer in 1..128, got ${subnetIpv6PrefixBits}`) }
+  }
+
+  /** Whether to refuse `peer`'s upgraded inbound connection (counting it when not). */
+  async deny (peer: PeerId, maConn: MultiaddrConnection, isMember: (peer: PeerId) => Promise<boolean>): Promise<boolean> {
+    const remote = subnetOf(maConn.remoteAddr, this.limits.subnetIpv4PrefixBits, this.limits.subnetIpv6PrefixBits)
+    if (remote == null || (remote.loopback && !this.limits.limitLoopback)) { return false }
+    const { subnet } = remote
+    const id = peer.toString()
+    const counted = this.#subnets.get(subnet)?.has(id) === true
+    if (!counted && await isMember(peer)) { return false }
+    // the socket may have closed while the peer store was asked: nothing to count
+    if (maConn.status === 'closed' || maConn.status === 'aborted' || maConn.status === 'reset') { return true }
+    // looked up again: isMember may have let other connections in meanwhile
+    const peers = this.#subnets.get(subnet) ?? new Map<string, number>()
+    if (!peers.has(id) && peers.size >= this.limits.subnetPeersMax) {
+      this.onRefused?.(subnet, 'subnet-peers')
+      return true
+    }
+    peers.set(id, (peers.get(id) ?? 0) + 1)
+    this.#subnets.set(subnet, peers)
+    maConn.addEventListener('close', () => {
+      const current = this.#subnets.get(subnet)
+      const open = current?.get(id)
+      if (current == null || open == null) { return }
+      if (open > 1) { current.set(id, open - 1) } else { current.delete(id) }
+      if (current.size === 0) { this.#subnets.delete(subnet) }
+    }, { once: true })
+    return false
+  }
+
+  /** `peer` became a member: its connections stop counting. */
+  release (peer: string): void {
+    for (const [subnet, peers] of this.#subnets) {
+      peers.delete(peer)
+      if (peers.size === 0) { this.#subnets.delete(subnet) }
+    }
+  }
+
+  /** Strangers counted in `subnet` (as subnetOf names it). */
+  strangers (subnet: string): string[] {
+    return [...this.#subnets.get(subnet)?.keys() ?? []]
+  }
 }
 
 // ---- DHT records ----
@@ -446,6 +570,15 @@ export const MEMBER_TAG = 'accord-member'
  */
 export const MEMBER_TAG_VALUE = 100
 
+/** Whether the peer store holds the member tag for `peer` (set on admission, and kept across restarts). */
+export async function hasMemberTag (peerStore: Libp2p['peerStore'], peer: PeerId): Promise<boolean> {
+  try {
+    return (await peerStore.get(peer)).tags.has(MEMBER_TAG)
+  } catch {
+    return false
+  }
+}
+
 /** What protectMembers needs of admission. */
 export interface AdmissionEvents {
   onAdmitted(listener: (peer: string) => void): () => void
@@ -458,19 +591,22 @@ export interface RefusalSink {
 }
 
 /** The libp2p-level budgets buildLibp2p installed, by node. */
-const installed = new WeakMap<object, { hosts: InboundHostLimiter, dht: DhtStoreGuard, dhtProtocol: string }>()
+const installed = new WeakMap<object, InstalledBudgets>()
+
+/** The libp2p-level budgets buildLibp2p installs. */
+export interface InstalledBudgets { hosts: InboundHostLimiter, subnets: SubnetLimiter, outbound?: OutboundQuota, dht: DhtStoreGuard, dhtProtocol: string }
 
 /**
  * Remember the budgets buildLibp2p installed in `libp2p` (for wireBudgets).
  *
  * @internal
  */
-export function recordBudgets (libp2p: object, budgets: { hosts: InboundHostLimiter, dht: DhtStoreGuard, dhtProtocol: string }): void {
+export function recordBudgets (libp2p: object, budgets: InstalledBudgets): void {
   installed.set(libp2p, budgets)
 }
 
 /** The per-host limiter and DHT store guard of a node built by buildLibp2p (undefined for other nodes). */
-export function budgetsOf (libp2p: object): { hosts: InboundHostLimiter, dht: DhtStoreGuard, dhtProtocol: string } | undefined {
+export function budgetsOf (libp2p: object): InstalledBudgets | undefined {
   return installed.get(libp2p)
 }
 
@@ -513,7 +649,13 @@ export function wireBudgets (options: { libp2p: Libp2p, admission: AdmissionEven
   const budgets = budgetsOf(libp2p)
   if (budgets != null) {
     budgets.hosts.onRefused = (host, reason) => { refusals.refuse(host, CONNECTION_REFUSAL_PROTOCOL, reason) }
+    budgets.subnets.onRefused = (subnet, reason) => { refusals.refuse(subnet, CONNECTION_REFUSAL_PROTOCOL, reason) }
     budgets.dht.onRefused = (reason, peer) => { refusals.refuse(peer ?? 'unknown', budgets.dhtProtocol, reason) }
   }
-  return protectMembers(libp2p, admission)
+  const stopRelease = budgets == null ? () => {} : admission.onAdmitted(peer => { budgets.subnets.release(peer) })
+  const stopProtect = protectMembers(libp2p, admission)
+  return () => {
+    stopRelease()
+    stopProtect()
+  }
 }

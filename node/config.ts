@@ -50,6 +50,14 @@ export interface AccordConfig {
   encrypters: Encrypter[]
   /** Connection limits. */
   maxConnections: number
+  /** Strangers (not members) connected inbound at once from one subnet (see node/budgets.ts SubnetLimiter). */
+  subnetPeersMax: number
+  /** The IPv4 prefix length of a subnet for subnetPeersMax. */
+  subnetIpv4PrefixBits: number
+  /** The IPv6 prefix length of a subnet for subnetPeersMax. */
+  subnetIpv6PrefixBits: number
+  /** Connections kept to peers this node chose (members, then DHT routing-table peers), pruned last (node/outbound-quota.ts); 0 turns it off. */
+  outboundPeersMin: number
   /** When non-empty, only these PeerIds may connect. */
   allowPeers: string[]
   /** These PeerIds may never connect. */
@@ -105,7 +113,7 @@ export interface AccordConfig {
 /** The settings that are saved in the data dir and reused on restart. */
 export const SAVED_KEYS = [
   'cluster', 'listen', 'bootstrap', 'public', 'dhtKeepPrivateAddresses', 'mdns', 'api', 'logLevel',
-  'pnetKeyFile', 'encrypters', 'maxConnections', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
+  'pnetKeyFile', 'encrypters', 'maxConnections', 'subnetPeersMax', 'subnetIpv4PrefixBits', 'subnetIpv6PrefixBits', 'outboundPeersMin', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
   'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries', 'bftReplicas',
   'crdtWriters', 'crdtSyncIntervalMs'
 ] as const satisfies ReadonlyArray<keyof AccordConfig>
@@ -126,6 +134,10 @@ export function defaultConfig (dataDir: string): AccordConfig {
     pnetKeyFile: null,
     encrypters: ['noise', 'tls'],
     maxConnections: 300,
+    subnetPeersMax: 16,
+    subnetIpv4PrefixBits: 24,
+    subnetIpv6PrefixBits: 48,
+    outboundPeersMin: 4,
     allowPeers: [],
     denyPeers: [],
     discoveryIntervalMs: 10_000,
@@ -141,6 +153,10 @@ export function defaultConfig (dataDir: string): AccordConfig {
     crdtWriters: [],
     crdtSyncIntervalMs: 5_000
   }
+}
+
+function checkIntegerIn (value: unknown, min: number, max: number, flag: string, fail: (message: string) => never): void {
+  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) { fail(`${flag} must be an integer in ${min}..${max}`) }
 }
 
 const CLUSTER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/
@@ -181,6 +197,10 @@ export function validateConfig (config: AccordConfig): void {
   if (config.pnetKeyFile !== null && (typeof config.pnetKeyFile !== 'string' || config.pnetKeyFile === '')) { fail('--pnet-key must be a file path') }
   checkEncrypters(config.encrypters, fail)
   if (!Number.isInteger(config.maxConnections) || config.maxConnections < 1 || config.maxConnections > 100_000) { fail('--max-connections must be an integer in 1..100000') }
+  checkIntegerIn(config.subnetPeersMax, 1, 100_000, '--subnet-peers-max', fail)
+  checkIntegerIn(config.subnetIpv4PrefixBits, 1, 32, '--subnet-ipv4-prefix', fail)
+  checkIntegerIn(config.subnetIpv6PrefixBits, 1, 128, '--subnet-ipv6-prefix', fail)
+  checkIntegerIn(config.outboundPeersMin, 0, 1000, '--outbound-peers-min', fail)
   for (const key of ['allowPeers', 'denyPeers', 'bftReplicas', 'crdtWriters'] as const) {
     if (!isStringArray(config[key])) { fail(`${key} must be a list of peer ids`) }
     for (const id of config[key]) {

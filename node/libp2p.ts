@@ -1,7 +1,7 @@
 /**
  * Assembles the libp2p 3 node: TCP, Noise and TLS 1.3 (no plaintext), yamux, identify, ping, kad-dht,
  * gossipsub (StrictSign), optional mDNS and pnet, a connection
- * gater with allow/deny lists and per-host limits, a persistent datastore
+ * gater with allow/deny lists, per-host and per-subnet limits, a persistent datastore
  * (in which the DHT keeps no record for others) and Prometheus metrics.
  * The connection and DHT budgets are in budgets.ts.
  */
@@ -19,11 +19,12 @@ import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { tcp } from '@libp2p/tcp'
 import { tls } from '@libp2p/tls'
 import { createLibp2p } from 'libp2p'
-import { guardDhtStore, InboundHostLimiter, recordBudgets, STREAM_LIMITS } from './budgets.ts'
+import { guardDhtStore, hasMemberTag, InboundHostLimiter, MEMBER_TAG, recordBudgets, STREAM_LIMITS, SubnetLimiter } from './budgets.ts'
 import { PRIVATE_DHT_PROTOCOL, PUBLIC_DHT_PROTOCOL } from './constants.ts'
 import { UserError } from './errors.ts'
 import { accordGossipsubOptions } from './membership/topic.ts'
 import { accordNoiseCrypto } from './noise-crypto.ts'
+import { OutboundQuota } from './outbound-quota.ts'
 import type { Admission } from './admission/admission.ts'
 import type { ConnectionBudgets } from './budgets.ts'
 import type { AccordConfig, Encrypter } from './config.ts'
@@ -31,6 +32,7 @@ import type { CrdtService } from './crdt/service.ts'
 import type { ClusterDiscovery } from './discovery.ts'
 import type { MembershipService } from './membership/service.ts'
 import type { ClusterMetadataService } from './metadata/service.ts'
+import type { OutboundQuotaOptions } from './outbound-quota.ts'
 import type { PbftService } from './pbft/service.ts'
 import type { RaftService } from './raft/service.ts'
 import type { TopologyService } from './topology/service.ts'
@@ -77,6 +79,8 @@ export interface BuildOptions<S extends ServiceMap> {
   version: string
   /** The connection budgets (default CONNECTION_BUDGETS; tests lower them, or apply them to loopback). */
   connectionBudgets?: Partial<ConnectionBudgets>
+  /** The outbound quota's timings (tests shorten them); its size is config.outboundPeersMin. */
+  outboundQuota?: Partial<Pick<OutboundQuotaOptions, 'intervalMs' | 'dialTimeoutMs' | 'dialsPerRefillMax'>>
   /** Peers denied at run time on top of config.denyPeers (PBFT's isolated peers); asked on every dial and connection. */
   isDenied?(peer: string): boolean
 }
@@ -127,7 +131,16 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
   if (config.mdns) { peerDiscovery.push(mdns({ serviceTag: `accord-${config.cluster}` })) }
 
   const psk = config.pnetKeyFile != null ? await readSwarmKey(config.pnetKeyFile) : undefined
-  const hosts = new InboundHostLimiter(options.connectionBudgets)
+  const budgets: Partial<ConnectionBudgets> = {
+    subnetPeersMax: config.subnetPeersMax,
+    subnetIpv4PrefixBits: config.subnetIpv4PrefixBits,
+    subnetIpv6PrefixBits: config.subnetIpv6PrefixBits,
+    ...options.connectionBudgets
+  }
+  const hosts = new InboundHostLimiter(budgets)
+  const subnets = new SubnetLimiter(budgets)
+  // the gater runs only once the node is started, after `node` is assigned
+  const isMember = async (peer: PeerId): Promise<boolean> => hasMemberTag(node.peerStore, peer)
   // kad-dht stores PUT_VALUE and ADD_PROVIDER records from anyone, with no
   // cap and no option to turn that off: its datastore keeps only our own
   // provider records (public mode's rendezvous)
@@ -162,7 +175,10 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
     connectionMonitor: { pingTimeout: { minTimeout: 15_000, maxTimeout: 60_000 } },
     connectionGater: {
       denyInboundConnection: (maConn) => hosts.deny(maConn),
-      denyInboundUpgradedConnection: (_peer, maConn) => { hosts.upgraded(maConn); return false },
+      denyInboundUpgradedConnection: async (peer, maConn) => {
+        hosts.upgraded(maConn)
+        return subnets.deny(peer, maConn, isMember)
+      },
       denyDialPeer: refused,
       denyInboundEncryptedConnection: refused,
       denyOutboundEncryptedConnection: refused
@@ -201,6 +217,14 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
       ...options.services
     } as ServiceFactoryMap<BaseServices & S>
   })
-  recordBudgets(node, { hosts, dht, dhtProtocol })
+  const outbound = new OutboundQuota(node, {
+    ...options.outboundQuota,
+    outboundPeersMin: config.outboundPeersMin,
+    memberTag: MEMBER_TAG,
+    isDenied: refused
+  })
+  node.addEventListener('start', () => { outbound.start() })
+  node.addEventListener('stop', () => { outbound.stop() })
+  recordBudgets(node, { hosts, subnets, outbound, dht, dhtProtocol })
   return node
 }

@@ -28,6 +28,13 @@ node with the same identity, addresses and peers.
                           preference: noise,tls (default), noise or tls (TLS 1.3).
                           There is no plaintext option
   --max-connections N     connection limit (default 300)
+  --subnet-peers-max N    strangers (peers not yet members) connected inbound at once
+                          from one subnet; members are not counted (default 16)
+  --subnet-ipv4-prefix BITS  the IPv4 subnet for --subnet-peers-max (default 24)
+  --subnet-ipv6-prefix BITS  the IPv6 subnet for --subnet-peers-max (default 48)
+  --outbound-peers-min N  keep connections to N peers of this node's choosing (members,
+                          then DHT routing-table peers), closed last when over
+                          --max-connections; 0 turns it off (default 4)
   --allow-peer ID         only accept these peers, repeatable
   --deny-peer ID          never accept these peers, repeatable
   --log-level LEVEL       ${LOG_LEVELS.join('|')} (default info)
@@ -101,6 +108,10 @@ export async function startCommand (args: string[]): Promise<void> {
     'pnet-key': { type: 'string' },
     encrypters: { type: 'string' },
     'max-connections': { type: 'string' },
+    'subnet-peers-max': { type: 'string' },
+    'subnet-ipv4-prefix': { type: 'string' },
+    'subnet-ipv6-prefix': { type: 'string' },
+    'outbound-peers-min': { type: 'string' },
     'allow-peer': { type: 'string', multiple: true },
     'deny-peer': { type: 'string', multiple: true },
     'log-level': { type: 'string' },
@@ -130,6 +141,10 @@ export async function startCommand (args: string[]): Promise<void> {
     pnetKeyFile: flags['pnet-key'],
     encrypters: parseEncrypters(flags.encrypters),
     maxConnections: parseIntegerFlag(flags['max-connections'], '--max-connections', 1, 100_000),
+    subnetPeersMax: parseIntegerFlag(flags['subnet-peers-max'], '--subnet-peers-max', 1, 100_000),
+    subnetIpv4PrefixBits: parseIntegerFlag(flags['subnet-ipv4-prefix'], '--subnet-ipv4-prefix', 1, 32),
+    subnetIpv6PrefixBits: parseIntegerFlag(flags['subnet-ipv6-prefix'], '--subnet-ipv6-prefix', 1, 128),
+    outboundPeersMin: parseIntegerFlag(flags['outbound-peers-min'], '--outbound-peers-min', 0, 1000),
     allowPeers: flags['allow-peer'],
     denyPeers: flags['deny-peer'],
     logLevel: flags['log-level'] as LogLevel | undefined,

@@ -7,7 +7,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
-import { CONNECTION_BUDGETS, DhtStoreRefusedError, guardDhtStore, hostOf, InboundHostLimiter, MEMBER_TAG, MEMBER_TAG_VALUE, protectMembers, RAFT_CLIENT_BUDGET, recordBudgets, StreamBudget, StreamLease, wireBudgets } from '../../node/budgets.ts'
+import { CONNECTION_BUDGETS, DhtStoreRefusedError, guardDhtStore, hostOf, InboundHostLimiter, MEMBER_TAG, MEMBER_TAG_VALUE, protectMembers, RAFT_CLIENT_BUDGET, recordBudgets, StreamBudget, StreamLease, SubnetLimiter, subnetOf, wireBudgets } from '../../node/budgets.ts'
 import type { MultiaddrConnection, PeerId } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 
@@ -123,7 +123,101 @@ describe('budgets', () => {
       const limited = new InboundHostLimiter({ inboundPerHostMax: 1, limitLoopback: true })
       expect(limited.deny(fakeConnection('/ip4/127.0.0.1/tcp/1'))).to.equal(false)
       expect(limited.deny(fakeConnection('/ip4/127.0.0.1/tcp/2'))).to.equal(true)
-      expect(CONNECTION_BUDGETS).to.deep.equal({ incomingPendingMax: 64, inboundPerHostPerSecond: 50, inboundPerHostMax: 32, inboundPendingPerHostMax: 8, limitLoopback: false })
+      expect(CONNECTION_BUDGETS).to.deep.include({ incomingPendingMax: 64, inboundPerHostPerSecond: 50, inboundPerHostMax: 32, inboundPendingPerHostMax: 8, limitLoopback: false })
+    })
+  })
+
+  describe('strangers per subnet', () => {
+    function fakeConnection (address: string): MultiaddrConnection & { close(): void } {
+      const target = new EventTarget()
+      return Object.assign(target, {
+        remoteAddr: multiaddr(address),
+        close: () => { target.dispatchEvent(new Event('close')) }
+      }) as unknown as MultiaddrConnection & { close(): void }
+    }
+    async function peers (n: number): Promise<PeerId[]> {
+      return Promise.all(Array.from({ length: n }, async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))))
+    }
+    const nobody = async (): Promise<boolean> => false
+
+    it('names a subnet by the IPv4 /24 or IPv6 /48 by default, or by the prefix given', () => {
+      const at = (address: string, v4 = 24, v6 = 48): string | undefined => subnetOf(multiaddr(address), v4, v6)?.subnet
+      expect(at('/ip4/192.0.2.7/tcp/1')).to.equal('192.0.2.0/24')
+      expect(at('/ip4/192.0.2.200/tcp/1')).to.equal(at('/ip4/192.0.2.7/tcp/1'))
+      expect(at('/ip4/192.0.3.7/tcp/1')).to.not.equal(at('/ip4/192.0.2.7/tcp/1'))
+      expect(at('/ip4/192.0.2.7/tcp/1', 32)).to.equal('192.0.2.7/32')
+      expect(at('/ip4/10.1.130.7/tcp/1', 17)).to.equal('10.1.128.0/17')
+      expect(at('/ip6/2001:db8:1:2::5/tcp/1')).to.equal('2001:db8:1:0:0:0:0:0/48')
+      expect(at('/ip6/2001:db8:1:ffff::5/tcp/1')).to.equal(at('/ip6/2001:db8:1:2::5/tcp/1'))
+      expect(at('/ip6/2001:db8:2::5/tcp/1')).to.not.equal(at('/ip6/2001:db8:1::5/tcp/1'))
+      expect(at('/ip6/::ffff:192.0.2.7/tcp/1')).to.equal('192.0.2.0/24')
+      expect(subnetOf(multiaddr('/ip4/127.0.1.9/tcp/1'), 24, 48)).to.deep.equal({ subnet: '127.0.1.0/24', loopback: true })
+      expect(subnetOf(multiaddr('/ip6/::1/tcp/1'), 24, 48)?.loopback).to.equal(true)
+      expect(subnetOf(multiaddr('/dns4/example.com/tcp/1'), 24, 48)).to.equal(null)
+    })
+
+    it('refuses a stranger beyond subnetPeersMax in one subnet until one leaves; other subnets and a counted stranger\'s next connection are not affected', async () => {
+      const refused: string[] = []
+      const limiter = new SubnetLimiter({ subnetPeersMax: 2 })
+      limiter.onRefused = (subnet, reason) => refused.push(`${subnet} ${reason}`)
+      const [a, b, c] = await peers(3)
+      const first = fakeConnection('/ip4/192.0.2.7/tcp/1')
+      expect(await limiter.deny(a, first, nobody)).to.equal(false)
+      expect(await limiter.deny(b, fakeConnection('/ip4/192.0.2.8/tcp/1'), nobody)).to.equal(false)
+      expect(await limiter.deny(c, fakeConnection('/ip4/192.0.2.9/tcp/1'), nobody)).to.equal(true)
+      const second = fakeConnection('/ip4/192.0.2.7/tcp/2')
+      expect(await limiter.deny(a, second, nobody)).to.equal(false)
+      expect(await limiter.deny(c, fakeConnection('/ip4/192.0.3.9/tcp/1'), nobody)).to.equal(false)
+      expect(refused).to.deep.equal(['192.0.2.0/24 subnet-peers'])
+      first.close()
+      // a still has its second connection
+      expect(await limiter.deny(c, fakeConnection('/ip4/192.0.2.9/tcp/2'), nobody)).to.equal(true)
+      expect(limiter.strangers('192.0.2.0/24')).to.have.members([a.toString(), b.toString()])
+      second.close()
+      expect(await limiter.deny(c, fakeConnection('/ip4/192.0.2.9/tcp/3'), nobody)).to.equal(false)
+      expect(limiter.strangers('192.0.2.0/24')).to.have.members([b.toString(), c.toString()])
+    })
+
+    it('never counts nor refuses a member, and stops counting a stranger once admitted', async () => {
+      const limiter = new SubnetLimiter({ subnetPeersMax: 1 })
+      const [stranger, member, joiner, other] = await peers(4)
+      const isMember = async (peer: PeerId): Promise<boolean> => peer.equals(member)
+      expect(await limiter.deny(stranger, fakeConnection('/ip4/192.0.2.7/tcp/1'), isMember)).to.equal(false)
+      for (let i = 0; i < 3; i++) { expect(await limiter.deny(member, fakeConnection(`/ip4/192.0.2.8/tcp/${i + 1}`), isMember)).to.equal(false) }
+      expect(limiter.strangers('192.0.2.0/24')).to.deep.equal([stranger.toString()])
+      expect(await limiter.deny(joiner, fakeConnection('/ip4/192.0.2.9/tcp/1'), isMember)).to.equal(true)
+      limiter.release(stranger.toString())
+      expect(limiter.strangers('192.0.2.0/24')).to.deep.equal([])
+      expect(await limiter.deny(other, fakeConnection('/ip4/192.0.2.10/tcp/1'), isMember)).to.equal(false)
+    })
+
+    it('counts nothing for a connection that closed while the peer store was asked', async () => {
+      const limiter = new SubnetLimiter({ subnetPeersMax: 1 })
+      const [gone, next] = await peers(2)
+      const connection = fakeConnection('/ip4/192.0.2.7/tcp/1')
+      const closing = async (): Promise<boolean> => {
+        Object.assign(connection, { status: 'closed' })
+        connection.close()
+        return false
+      }
+      expect(await limiter.deny(gone, connection, closing)).to.equal(true)
+      expect(limiter.strangers('192.0.2.0/24')).to.deep.equal([])
+      expect(await limiter.deny(next, fakeConnection('/ip4/192.0.2.8/tcp/1'), nobody)).to.equal(false)
+    })
+
+    it('leaves loopback alone unless limitLoopback is set, and checks its settings', async () => {
+      const [a, b] = await peers(2)
+      const exempt = new SubnetLimiter({ subnetPeersMax: 1 })
+      expect(await exempt.deny(a, fakeConnection('/ip4/127.0.0.1/tcp/1'), nobody)).to.equal(false)
+      expect(await exempt.deny(b, fakeConnection('/ip4/127.0.0.1/tcp/2'), nobody)).to.equal(false)
+      const limited = new SubnetLimiter({ subnetPeersMax: 1, limitLoopback: true })
+      expect(await limited.deny(a, fakeConnection('/ip4/127.0.1.1/tcp/1'), nobody)).to.equal(false)
+      expect(await limited.deny(b, fakeConnection('/ip4/127.0.1.2/tcp/1'), nobody)).to.equal(true)
+      expect(await limited.deny(b, fakeConnection('/ip4/127.0.2.1/tcp/1'), nobody)).to.equal(false)
+      expect(() => new SubnetLimiter({ subnetPeersMax: 0 })).to.throw(RangeError, /subnetPeersMax/)
+      expect(() => new SubnetLimiter({ subnetIpv4PrefixBits: 33 })).to.throw(RangeError, /subnetIpv4PrefixBits/)
+      expect(() => new SubnetLimiter({ subnetIpv6PrefixBits: 0 })).to.throw(RangeError, /subnetIpv6PrefixBits/)
+      expect(CONNECTION_BUDGETS).to.deep.include({ subnetPeersMax: 16, subnetIpv4PrefixBits: 24, subnetIpv6PrefixBits: 48 })
     })
   })
 
@@ -215,12 +309,29 @@ describe('budgets', () => {
       const { node } = fakeNode()
       const hosts = new InboundHostLimiter({ inboundPerHostMax: 1 })
       const dht = guardDhtStore({} as unknown as Parameters<typeof guardDhtStore>[0], peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
-      recordBudgets(node, { hosts, dht, dhtProtocol: '/accord/kad/1.0.0' })
+      const subnets = new SubnetLimiter()
+      recordBudgets(node, { hosts, subnets, dht, dhtProtocol: '/accord/kad/1.0.0' })
       const refusals: string[] = []
       wireBudgets({ libp2p: node, admission: fakeAdmission().admission, refusals: { refuse: (peer, protocol, reason) => refusals.push(`${peer} ${protocol} ${reason}`) } })
       hosts.onRefused?.('192.0.2.7', 'host-pending')
+      subnets.onRefused?.('192.0.2.0/24', 'subnet-peers')
       dht.onRefused?.('dht-record', null)
-      expect(refusals).to.deep.equal(['192.0.2.7 connection host-pending', 'unknown /accord/kad/1.0.0 dht-record'])
+      expect(refusals).to.deep.equal(['192.0.2.7 connection host-pending', '192.0.2.0/24 connection subnet-peers', 'unknown /accord/kad/1.0.0 dht-record'])
+    })
+
+    it('wireBudgets stops counting a stranger in its subnet once it is admitted', async () => {
+      const { node } = fakeNode()
+      const subnets = new SubnetLimiter({ subnetPeersMax: 1 })
+      const dht = guardDhtStore({} as unknown as Parameters<typeof guardDhtStore>[0], peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
+      recordBudgets(node, { hosts: new InboundHostLimiter(), subnets, dht, dhtProtocol: '/accord/kad/1.0.0' })
+      const { admission, admit } = fakeAdmission()
+      const stop = wireBudgets({ libp2p: node, admission, refusals: { refuse: () => {} } })
+      const joiner = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+      const connection = Object.assign(new EventTarget(), { remoteAddr: multiaddr('/ip4/192.0.2.7/tcp/1') }) as unknown as MultiaddrConnection
+      expect(await subnets.deny(joiner, connection, async () => false)).to.equal(false)
+      admit(joiner.toString())
+      expect(subnets.strangers('192.0.2.0/24')).to.deep.equal([])
+      stop()
     })
   })
 })

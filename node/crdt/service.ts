@@ -593,7 +593,8 @@ export class CrdtService implements Startable {
     const from = source.toString()
     if (msg.type !== 'signed') { return this.#refuse(TopicValidatorResult.Reject, from, null, 'unsigned') }
     const author = msg.from.toString()
-    if (!admission.isAdmitted(from)) { return this.#refuse(TopicValidatorResult.Reject, from, author, 'not-admitted') }
+    // not admitted yet, maybe: a member that just connected forwards before its certificate exchange ends (see membership/gossip.ts)
+    if (!admission.isAdmitted(from)) { return this.#refuse(TopicValidatorResult.Ignore, from, author, 'not-admitted') }
     if (author === this.#self) { return TopicValidatorResult.Ignore }
     if (admission.isRevoked(author)) { return this.#refuse(TopicValidatorResult.Reject, from, author, 'author-revoked') }
     if (!admission.isAdmitted(author) && !this.#isLiveMember(author)) { return this.#refuse(TopicValidatorResult.Ignore, from, author, 'author-unknown') }

@@ -9,12 +9,16 @@
  * The validator, for each message (StrictSign: `msg.from` is the author,
  * who signed it; the propagation source is the peer that handed it to us):
  * - Reject (gossipsub then penalises the source, see topic.ts): unsigned;
- * a source that admission has not admitted; a revoked author; more than
+ * a revoked author; more than
  * messageBytesMax bytes; not CBOR of a map; refused by the core
  * (malformed or oversize updates; news implausibly far ahead is only
  * dropped, by the core, as from a piggyback).
  * - Ignore (not applied, not forwarded, no penalty): our own message come
- * back; a core that has stopped or left; an author this node cannot
+ * back; a core that has stopped or left; a source that admission has not
+ * admitted (yet: a member that just connected forwards messages before
+ * the certificate exchange ends, and a penalty would sink an honest
+ * member below the graylist for minutes; a stranger is closed by
+ * admission's grace period instead); an author this node cannot
  * vouch for. Admission knows only the peers connected to this node, so
  * an author counts as a member when admission admitted it or our
  * membership view holds it alive or suspect; an author that is neither
@@ -107,7 +111,7 @@ export class MembershipGossip {
     const from = source.toString()
     if (msg.type !== 'signed') { return this.#refuse(TopicValidatorResult.Reject, from, null, 'unsigned') }
     const author = msg.from.toString()
-    if (!admission.isAdmitted(from)) { return this.#refuse(TopicValidatorResult.Reject, from, author, 'not-admitted') }
+    if (!admission.isAdmitted(from)) { return this.#refuse(TopicValidatorResult.Ignore, from, author, 'not-admitted') }
     if (author === this.#init.self) {
       metrics.gossip('ignored')
       return TopicValidatorResult.Ignore

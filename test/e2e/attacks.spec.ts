@@ -19,6 +19,7 @@ import { RAFT_PROTOCOL } from '../../node/raft/transport-constants.ts'
 import { encodeCommand } from '../../protocols/kv/index.ts'
 import { waitFor } from '../lib/nodes.ts'
 import { plainPeer } from '../lib/peers.ts'
+import { testPortBase } from '../lib/ports.ts'
 import { runCli } from '../lib/processes.ts'
 import { RaftScenario } from '../lib/scenario.ts'
 import type { Message } from '../../protocols/raft/index.ts'
@@ -47,7 +48,7 @@ describe('attacks on a formed group (3 OS processes)', function () {
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'accord-attacks-'))
     scenario = new RaftScenario()
-    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     await scenario.startCluster([0, 1, 2].map(i => ({
       dataDir: join(root, `node-${i}`),
       apiUrl: `http://127.0.0.1:${base + i}`,

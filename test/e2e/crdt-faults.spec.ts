@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { expect } from 'aegir/chai'
 import { CRDT_SETTINGS_DEFAULTS } from '../../node/crdt/service.ts'
 import { createCrdt, crdtOp, crdtValues, waitForConnected, waitForCrdtValues } from '../lib/crdt-cluster.ts'
+import { testPortBase } from '../lib/ports.ts'
 import { RaftScenario } from '../lib/scenario.ts'
 import { waitFor } from '../lib/wait.ts'
 import type { ScenarioNode } from '../lib/scenario.ts'
@@ -43,7 +44,7 @@ describe(`CRDTs under process faults (${NODES} OS processes)`, function () {
     scenario = new RaftScenario()
     total = 0
     elements = new Set()
-    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     await scenario.startCluster(Array.from({ length: NODES }, (_, i) => ({
       dataDir: join(root, `node-${i}`),
       apiUrl: `http://127.0.0.1:${base + i}`,

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { isAlive } from '../../node/cli/demo.ts'
 import { waitFor } from '../lib/nodes.ts'
+import { testPortBase } from '../lib/ports.ts'
 import { collect, DaemonProcess, spawnCli } from '../lib/processes.ts'
 
 interface ClusterFile {
@@ -18,7 +19,7 @@ describe('accord demo', function () {
   afterEach(async () => { await rm(root, { recursive: true, force: true }) })
 
   it('runs a cluster whose CRDTs converge, shows a dead node as down, notices it come back, and stops everything on Ctrl-C', async () => {
-    const base = 20_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     const demo = spawnCli(['demo', '--nodes', '3', '--data-dir', root, '--api-port-base', String(base), '--p2p-port-base', String(base + 100)])
     const done = collect(demo)
     let output = ''

@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { MEMBERSHIP_SETTINGS_DEFAULTS } from '../../node/membership/service.ts'
 import { MEMBERSHIP_DEFAULTS, suspicionTimeoutMinTicks } from '../../protocols/membership/index.ts'
+import { testPortBase } from '../lib/ports.ts'
 import { describeStarvation, heldDeadBy, MembershipWatch, RaftScenario } from '../lib/scenario.ts'
 import { waitFor } from '../lib/wait.ts'
 
@@ -62,7 +63,7 @@ describe(`membership (${NODES} OS processes)`, function () {
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'accord-membership-10-'))
-    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     await scenario.startCluster(Array.from({ length: NODES }, (_, i) => ({
       dataDir: join(root, `node-${i}`),
       apiUrl: `http://127.0.0.1:${base + i}`,

@@ -10,6 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
+import { testPortBase } from '../lib/ports.ts'
 import { runCli } from '../lib/processes.ts'
 import { RaftScenario } from '../lib/scenario.ts'
 import { waitFor } from '../lib/wait.ts'
@@ -28,7 +29,7 @@ describe('membership (4 OS processes)', function () {
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'accord-membership-'))
     scenario = new RaftScenario()
-    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     await scenario.startCluster(Array.from({ length: NODES }, (_, i) => ({
       dataDir: join(root, `node-${i}`),
       apiUrl: `http://127.0.0.1:${base + i}`,

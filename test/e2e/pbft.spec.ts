@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { identityFor } from '../lib/identities.ts'
+import { testPortBase } from '../lib/ports.ts'
 import { DaemonProcess, joinTokenFrom, runCli } from '../lib/processes.ts'
 import { waitFor } from '../lib/wait.ts'
 import type { BftSummary } from '../../node/pbft/service.ts'
@@ -75,7 +76,7 @@ describe('pbft end to end (4 OS processes)', function () {
    * run with --byzantine; then `learners` more nodes with --bft-learner.
    */
   async function start (byzantine: number[] = [], from: 'flag' | 'genesis' = 'flag', learners = 0): Promise<void> {
-    const base = 22_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     replicas = []
     for (let index = 0; index < 4 + learners; index++) {
       const { dataDir, peerId } = await identityFor(join(root, `node-${index}`))

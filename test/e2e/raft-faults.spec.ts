@@ -17,6 +17,7 @@ import { expect } from 'aegir/chai'
 import { API_TOKEN_FILE } from '../../node/http-api.ts'
 import { scrapeMetrics } from '../lib/metrics.ts'
 import { NetnsLab } from '../lib/netns.ts'
+import { testPortBase } from '../lib/ports.ts'
 import { describeFailure, RaftScenario } from '../lib/scenario.ts'
 
 const CLIENTS = { clients: 5, keys: 4, requestTimeoutMs: 3000, thinkMs: 20 }
@@ -45,7 +46,7 @@ describe('raft under faults (5 OS processes)', function () {
   })
 
   async function loopbackCluster (extraArgs: string[] = []): Promise<void> {
-    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     await scenario.startCluster([0, 1, 2, 3, 4].map(i => ({
       dataDir: join(root, `node-${i}`),
       apiUrl: `http://127.0.0.1:${base + i}`,

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { expect } from 'aegir/chai'
 import { waitFor } from '../lib/nodes.ts'
+import { testPortBase } from '../lib/ports.ts'
 import { collect, DaemonProcess, joinTokenFrom, spawnCli } from '../lib/processes.ts'
 
 interface Node { dataDir: string, apiUrl: string, listen: string, daemon: DaemonProcess | null }
@@ -33,7 +34,7 @@ describe('raft formation with --initial-cluster (OS processes)', function () {
 
   beforeEach(async () => {
     root = await mkdtemp(join(tmpdir(), 'accord-formation-'))
-    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     nodes = [0, 1, 2].map(i => ({ dataDir: join(root, `node-${i}`), apiUrl: `http://127.0.0.1:${base + i}`, listen: `/ip4/127.0.0.1/tcp/${base + 100 + i}`, daemon: null }))
   })
 
@@ -107,7 +108,7 @@ describe('raft formation with --initial-cluster (OS processes)', function () {
   })
 
   it('the demo forms its group with every node a voter, prints when, and cluster.json says so', async () => {
-    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     const demo = spawnCli(['demo', '--nodes', '3', '--data-dir', root, '--api-port-base', String(base), '--p2p-port-base', String(base + 100)])
     const done = collect(demo)
     let output = ''

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { scrapeMetrics } from '../lib/metrics.ts'
+import { testPortBase } from '../lib/ports.ts'
 import { RaftScenario } from '../lib/scenario.ts'
 import { waitFor } from '../lib/wait.ts'
 
@@ -23,7 +24,7 @@ describe('raft: the leader hangs (SIGSTOP, 3 OS processes)', function () {
   beforeEach(async () => {
     root = await mkdtemp(join(tmpdir(), 'accord-hang-'))
     scenario = new RaftScenario()
-    const base = 21_000 + Math.floor(Math.random() * 20_000)
+    const base = testPortBase()
     await scenario.startCluster([0, 1, 2].map(i => ({
       dataDir: join(root, `node-${i}`),
       apiUrl: `http://127.0.0.1:${base + i}`,

@@ -144,7 +144,7 @@ export function defaultConfig (dataDir: string): AccordConfig {
     raft: true,
     raftInit: false,
     raftInitialCluster: null,
-    raftTickMs: 50,
+    raftTickMs: 100,
     raftLeaseReads: false,
     raftSnapshotEntries: 100_000,
     bftReplicas: [],

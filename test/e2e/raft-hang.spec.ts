@@ -42,10 +42,6 @@ describe('raft: the leader hangs (SIGSTOP, 3 OS processes)', function () {
     return (await scenario.request(scenario.nodes[node], 'PUT', `/v1/kv/${key}`, value, 10_000)).status
   }
 
-  async function followsAgain (node: number): Promise<void> {
-    await waitFor(async () => (await scenario.raftStatus(scenario.nodes[node]))?.role === 'follower', `node ${node} to follow again`, 30_000)
-  }
-
   /** accord_raft_leader_connection_losses_total of every node but `except`. */
   async function connectionLossesOfOthers (except: number): Promise<number[]> {
     const others = scenario.nodes.filter(node => node.index !== except)

@@ -144,7 +144,7 @@ export function defaultConfig (dataDir: string): AccordConfig {
     raft: true,
     raftInit: false,
     raftInitialCluster: null,
-    raftTickMs: 100,
+    raftTickMs: 50,
     raftLeaseReads: false,
     raftSnapshotEntries: 100_000,
     bftReplicas: [],

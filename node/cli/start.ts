@@ -46,7 +46,7 @@ node with the same identity, addresses and peers.
                           (the node without --bootstrap founds it once N members are
                           connected; writes get 503 until then), or with these peer ids
                           (every listed node bootstraps the same group). Not saved.
-  --raft-tick-ms N        Raft tick and heartbeat (default 100; elections after 6-11 ticks
+  --raft-tick-ms N        Raft tick and heartbeat (default 50; elections after 6-11 ticks
                           of silence, 1-3 ticks after the leader's connections close)
   --raft-lease-reads      allow consistency=lease reads (trusts bounded clock drift)
   --raft-snapshot-entries N  snapshot and compact after N applied entries, once they also

@@ -42,6 +42,10 @@ describe('raft: the leader hangs (SIGSTOP, 3 OS processes)', function () {
     return (await scenario.request(scenario.nodes[node], 'PUT', `/v1/kv/${key}`, value, 10_000)).status
   }
 
+  async function followsAgain (node: number): Promise<void> {
+    await waitFor(async () => (await scenario.raftStatus(scenario.nodes[node]))?.role === 'follower', `node ${node} to follow again`, 30_000)
+  }
+
   /** accord_raft_leader_connection_losses_total of every node but `except`. */
   async function connectionLossesOfOthers (except: number): Promise<number[]> {
     const others = scenario.nodes.filter(node => node.index !== except)
@@ -69,5 +73,25 @@ describe('raft: the leader hangs (SIGSTOP, 3 OS processes)', function () {
     const read = await scenario.request(scenario.nodes[leader], 'GET', '/v1/kv/during?consistency=linearizable')
     expect(read).to.deep.include({ status: 200 })
     expect(read.json.value).to.equal('two')
+  })
+
+  it('three hangs in a row, each of the leader of the moment: every time a new leader takes writes, and no write is lost', async () => {
+    const written: string[] = []
+    for (let round = 0; round < 3; round++) {
+      const leader = await scenario.waitForLeader(`the leader before hang ${round + 1}`)
+      scenario.pause(leader)
+      const successor = await scenario.waitForLeader(`a leader elected during hang ${round + 1}`, leader)
+      expect(await put(successor, `round-${round}`, `v${round}`), `round ${round + 1}`).to.equal(200)
+      written.push(`round-${round}`)
+      scenario.resume(leader)
+      // the resumed node catches up before the next round (else the next hang could stop a majority's worth of log)
+      await followsAgain(leader)
+    }
+    for (const node of scenario.nodes) {
+      for (const [round, key] of written.entries()) {
+        const read = await scenario.request(node, 'GET', `/v1/kv/${key}?consistency=linearizable`)
+        expect(read.json.value, `${key} on node ${node.index}`).to.equal(`v${round}`)
+      }
+    }
   })
 })

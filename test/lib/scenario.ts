@@ -52,6 +52,8 @@ export interface RaftMembers {
   role: string
   leader: string | null
   voters: string[]
+  /** In a joint configuration (a membership change under way). */
+  joint: boolean
   term: number
   commit: number
   applied: number
@@ -95,9 +97,11 @@ export class RaftScenario {
       this.note(`${this.nodes.length} nodes started`)
       return
     }
+    // every node must know the final configuration: while the change that made it is joint (or not
+    // yet known to a node), the group still needs the old voters, and stopping one stalls it
     await waitFor(async () => {
-      const status = await this.raftStatus(this.nodes[0])
-      return status?.voters.length === this.nodes.length && status.leader != null
+      const statuses = await Promise.all(this.nodes.map(async node => this.raftStatus(node)))
+      return statuses.every(status => status?.voters.length === this.nodes.length && !status.joint && status.leader != null)
     }, `all ${this.nodes.length} nodes to become voters`, 90_000)
     this.note(`cluster of ${this.nodes.length} formed`)
   }

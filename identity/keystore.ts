@@ -29,6 +29,7 @@
  * with a one-line reason.
  */
 import { privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { equalBytes } from './ed25519.ts'
 import { checkGroup, checkShare, FROST_PARTICIPANTS_MAX, FrostError } from './frost/index.ts'
 import { b64, decodeKeyFile, KEY_FILE_VERSION, KeyFileError, openWithPassphrase, sealWithPassphrase, unb64 } from './key-file.ts'
 import { decodeHandover, HANDOVER_BYTES_MAX } from './keystore-rotation.ts'
@@ -211,9 +212,8 @@ function fromEntries (entries: unknown): Keystore {
 function checkOwnHandover (handover: Uint8Array, nodeKey: PrivateKey, rotation: number, where: string): void {
   const decoded = decodeHandover(handover)
   if (typeof decoded === 'string') { throw new KeyFileError(`${where}: ${decoded}`) }
-  const raw = nodeKey.publicKey.raw
   const { newPublicKey, sequence } = decoded.statement
-  if (sequence !== rotation || newPublicKey.byteLength !== raw.byteLength || newPublicKey.some((b, i) => b !== raw[i])) {
+  if (sequence !== rotation || !equalBytes(newPublicKey, nodeKey.publicKey.raw)) {
     throw new KeyFileError(`${where}: its hand-over statement is not the one that made this key current (rotation ${rotation})`)
   }
 }

@@ -143,15 +143,6 @@ export class DatagramChannel<M extends Datagram> {
   }
 }
 
-/**
- * Where to reach a peer: its connection, else the addresses it announced,
- * else those the peer store holds; null when there are none. A dial by
- * peer id alone to a member learnt through gossip, whose addresses nobody
- * knows, would look the peer up in the DHT (and any other dial to it would
- * wait on that): a member that lies about members that do not exist, which
- * every node then contacts, would set the whole cluster on DHT lookups
- * (seen fuzzing /accord/swim).
- */
 /** Opens a stream of `protocol` to `target`, writes `bytes` as one length-prefixed message and closes it, all within `timeoutMs`. */
 export async function sendOneMessage (host: AccordHost, target: PeerId | Multiaddr[], protocol: string, bytes: Uint8Array, timeoutMs: number): Promise<void> {
   const signal = AbortSignal.timeout(timeoutMs)
@@ -165,6 +156,15 @@ export async function sendOneMessage (host: AccordHost, target: PeerId | Multiad
   }
 }
 
+/**
+ * Where to reach a peer: its connection, else the addresses it announced,
+ * else those the peer store holds; null when there are none. A dial by
+ * peer id alone to a member learnt through gossip, whose addresses nobody
+ * knows, would look the peer up in the DHT (and any other dial to it would
+ * wait on that): a member that lies about members that do not exist, which
+ * every node then contacts, would set the whole cluster on DHT lookups
+ * (seen fuzzing /accord/swim).
+ */
 export async function dialTargetOf (host: AccordHost, peerId: PeerId, announced: () => string[]): Promise<PeerId | Multiaddr[] | null> {
   if (host.getConnections(peerId).length > 0) { return peerId }
   // read only when needed: most sends go over a connection, and reading decodes the member's envelope

@@ -40,9 +40,10 @@ export type ReadFramesResult =
   /**
    * `payloads` in order, and the file offset where each starts; `wholeBytes`
    * is where the last whole frame ends (less than the input's length when
-   * zeros or a torn tail follow).
+   * zeros or a torn tail follow); `torn`: something other than zeros
+   * follows the last whole frame.
    */
-  | { ok: true, payloads: Uint8Array[], offsets: number[], wholeBytes: number }
+  | { ok: true, payloads: Uint8Array[], offsets: number[], wholeBytes: number, torn: boolean }
   /** A frame that is not the last one fails its checksum or its length: not a torn tail. */
   | { ok: false, offset: number, error: string }
 
@@ -63,29 +64,32 @@ export function readFrames (bytes: Uint8Array, payloadBytesMax: number): ReadFra
   const payloads: Uint8Array[] = []
   const offsets: number[] = []
   let offset = 0
+  /** The frames up to `offset`; `torn`: what follows is not all zeros. */
+  const whole = (torn: boolean): ReadFramesResult => ({ ok: true, payloads, offsets, wholeBytes: offset, torn })
   while (offset < bytes.byteLength) {
-    if (bytes.byteLength - offset < FRAME_HEADER_BYTES) { break }
+    if (bytes.byteLength - offset < FRAME_HEADER_BYTES) { return whole(!allZero(bytes.subarray(offset))) }
     const length = view.getUint32(offset)
     // no frame is empty: zeros are the unwritten tail of a crashed append
     if (length === 0) {
-      if (allZero(bytes.subarray(offset))) { break }
+      if (allZero(bytes.subarray(offset))) { return whole(false) }
       return { ok: false, offset, error: 'empty frame' }
     }
+    // from here on a tail is torn: its length field is not zero
     const end = offset + FRAME_HEADER_BYTES + length
     if (length > payloadBytesMax) {
       // a crash tears the tail, it does not write a wild length before more data
-      if (allZero(bytes.subarray(offset + FRAME_HEADER_BYTES))) { break }
+      if (allZero(bytes.subarray(offset + FRAME_HEADER_BYTES))) { return whole(true) }
       return { ok: false, offset, error: `frame of ${length} bytes exceeds the limit of ${payloadBytesMax}` }
     }
-    if (end > bytes.byteLength) { break }
+    if (end > bytes.byteLength) { return whole(true) }
     const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, end)
     if (crc32(payload) !== view.getUint32(offset + 4)) {
-      if (allZero(bytes.subarray(end))) { break }
+      if (allZero(bytes.subarray(end))) { return whole(true) }
       return { ok: false, offset, error: 'checksum mismatch' }
     }
     payloads.push(payload)
     offsets.push(offset + FRAME_HEADER_BYTES)
     offset = end
   }
-  return { ok: true, payloads, offsets, wholeBytes: offset }
+  return whole(false)
 }

@@ -52,7 +52,7 @@ import { lpStream } from '@libp2p/utils'
 import { encode } from 'cborg'
 import { Registry } from 'prom-client'
 import { readContext, writeContext } from '../../protocols/crdt/causal.ts'
-import { contextContains, contextFromDots, createReplica, crdtType, decodeState, EMPTY_CONTEXT, encodeState, isCrdtTypeName, joinContexts, meetClocks, nextDot, versionVector } from '../../protocols/crdt/index.ts'
+import { compareClocks, contextContains, contextFromDots, createReplica, EMPTY_CONTEXT, encodeState, isCrdtTypeName, joinContexts, meetClocks, nextDot, versionVector } from '../../protocols/crdt/index.ts'
 import { compactRgaDoc } from '../../protocols/crdt/rga-type.ts'
 import { ByteReader, ByteWriter, compareUtf8, DecodeError } from '../../protocols/kv/codec.ts'
 import { hostFromComponents, optionalService } from '../host.ts'
@@ -136,6 +136,8 @@ export const CRDT_TOPIC_SCORE_PARAMS = MEMBERSHIP_TOPIC_SCORE_PARAMS
 const JOURNAL_BYTES_MAX = 8 * 1024 * 1024
 /** or this long after an op went into it. */
 const CHECKPOINT_INTERVAL_MS = 5_000
+/** The replica id of the holder deltaGroup joins deltas in (it never makes an op). */
+const DELTA_GROUP_REPLICA = 'delta-group'
 /** Most ops one gossip message (a batch) carries the deltas of. */
 export const DELTA_BATCH_OPS_MAX = 256
 const HASH_BYTES = 16
@@ -716,7 +718,7 @@ export class CrdtService implements Startable {
     }
     const doc = entry.replica.state as Rga
     const stable = doc.stableFrontier(documents)
-    if (stable === null || (entry.compactedAt !== null && sameClock(stable, entry.compactedAt))) { return }
+    if (stable === null || (entry.compactedAt !== null && compareClocks(stable, entry.compactedAt) === 'equal')) { return }
     const units = compactRgaDoc(doc, stable)
     entry.compactedAt = stable
     this.#metrics.collected(units)
@@ -1013,18 +1015,12 @@ function parseDelta (data: Uint8Array): { type: unknown, c: number, n: number, d
 
 /** The join of encoded deltas of one type, encoded; null when one does not decode (the state goes instead). */
 function deltaGroup (typeName: CrdtTypeName, deltas: Uint8Array[]): Uint8Array | null {
-  const type = crdtType(typeName)
-  let group: unknown
+  // the group is decoded here and owned: a type that joins in place (rga) need not copy it per delta
+  const group = createReplica(typeName, DELTA_GROUP_REPLICA)
   for (const bytes of deltas) {
-    const delta = decodeState(typeName, bytes)
-    if (!delta.ok) { return null }
-    group = group === undefined ? delta.value : type.join(group, delta.value)
+    if (!group.joinEncoded(bytes).ok) { return null }
   }
-  return group === undefined ? null : encodeState(typeName, group)
-}
-
-function sameClock (a: VersionVector, b: VersionVector): boolean {
-  return a.size === b.size && [...a].every(([replica, n]) => b.get(replica) === n)
+  return deltas.length === 0 ? null : group.encode()
 }
 
 function isBytes (value: unknown): value is Uint8Array {

@@ -9,9 +9,10 @@
  * one dealer with different digests are proof that it equivocated, and
  * members exchange these pairs instead of echoing whole deals.
  */
-import { createHash, createPrivateKey, createPublicKey, sign, verify } from 'node:crypto'
+import { createHash, sign, verify } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { concat } from '../../identity/ed25519.ts'
+import { privateKeyObject, publicKeyObject } from '../pbft/crypto.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import type { KeyObject } from 'node:crypto'
 
@@ -28,9 +29,7 @@ export interface Envelope {
 }
 
 const SIGNATURE_BYTES = 64
-// DER wrappings of raw Ed25519 keys: node:crypto (OpenSSL) verifies about 10 times faster than @noble/curves here
-const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+// node:crypto (OpenSSL) keys, made as PBFT makes them (pbft/crypto.ts): it verifies about 10 times faster than @noble/curves
 /** Public keys of signers seen, at most (a DKG group is at most 255 members). */
 const PUBLIC_KEYS_CACHED_MAX = 1024
 const publicKeys = new Map<string, KeyObject | null>()
@@ -54,7 +53,7 @@ export function envelopePayload (kind: string, body: Uint8Array): Uint8Array {
 /** Signs with a libp2p Ed25519 key (its raw form is the 32-byte seed, then the public key). */
 export function envelopeSigner (privateKey: PrivateKey, signer: string): (kind: EnvelopeKind, body: Uint8Array) => Envelope {
   if (privateKey.type !== 'Ed25519') { throw new Error(`the DKG service signs with Ed25519 peer keys, not ${privateKey.type}`) }
-  const secret = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, privateKey.raw.subarray(0, 32)]), format: 'der', type: 'pkcs8' })
+  const secret = privateKeyObject(privateKey.raw.subarray(0, 32))
   return (kind, body) => ({ kind, signer, body, sig: new Uint8Array(sign(null, signedBytes(kind, digestOf(body)), secret)) })
 }
 
@@ -85,15 +84,8 @@ export function checkSignature (signer: string, kind: string, digest: Uint8Array
 function publicKeyOf (signer: string): KeyObject | null | undefined {
   const cached = publicKeys.get(signer)
   if (cached !== undefined) { return cached }
-  let key: KeyObject | null
-  try {
-    const peerId = peerIdFromString(signer)
-    key = peerId.type === 'Ed25519' && peerId.publicKey != null
-      ? createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, peerId.publicKey.raw]), format: 'der', type: 'spki' })
-      : null
-  } catch {
-    return undefined
-  }
+  try { peerIdFromString(signer) } catch { return undefined }
+  const key = publicKeyObject(signer)
   if (publicKeys.size >= PUBLIC_KEYS_CACHED_MAX) { publicKeys.clear() }
   publicKeys.set(signer, key)
   return key

@@ -19,7 +19,7 @@
 import { HttpError, readJsonBody } from '../http-api.ts'
 import { DKG_SIGN_MESSAGE_BYTES_MAX } from './constants.ts'
 import { DkgError } from './service.ts'
-import type { DkgService } from './service.ts'
+import type { DkgRunOptions, DkgService, DkgSessionView } from './service.ts'
 import type { Route } from '../http-api.ts'
 
 const STATUS_OF: Record<string, number> = {
@@ -38,28 +38,8 @@ export function dkgRoutes (dkg: DkgService, replicas: () => string[] | null): Ro
       path: /^\/v1\/keys$/,
       handle: async () => ({ status: 200, json: { key: dkg.summary(), sessions: dkg.sessions() } })
     },
-    {
-      method: 'POST',
-      path: /^\/v1\/keys\/dkg$/,
-      handle: async (request) => {
-        const body = await readJsonBody(request, 64 * 1024, ['members', 'threshold', 'session'])
-        const members = body.members ?? replicas()
-        if (members == null) { throw new HttpError(400, 'this node has no PBFT replica set: give "members", a list of peer ids') }
-        if (body.session !== undefined && typeof body.session !== 'string') { throw new HttpError(400, '"session" is a hex string') }
-        const session = await guard(async () => dkg.run({ members: members as string[], threshold: body.threshold as number, ...(body.session !== undefined ? { sessionId: body.session as string } : {}) }))
-        return { status: session.state === 'done' ? 200 : 409, json: session }
-      }
-    },
-    {
-      method: 'POST',
-      path: /^\/v1\/keys\/reshare$/,
-      handle: async (request) => {
-        const body = await readJsonBody(request, 64 * 1024, ['members', 'threshold', 'session'])
-        if (body.session !== undefined && typeof body.session !== 'string') { throw new HttpError(400, '"session" is a hex string') }
-        const session = await guard(async () => dkg.reshare({ members: body.members as string[], threshold: body.threshold as number, ...(body.session !== undefined ? { sessionId: body.session as string } : {}) }))
-        return { status: session.state === 'done' ? 200 : 409, json: session }
-      }
-    },
+    sessionRoute('dkg', async (options) => dkg.run(options), replicas),
+    sessionRoute('reshare', async (options) => dkg.reshare(options)),
     {
       method: 'POST',
       path: /^\/v1\/keys\/sign$/,
@@ -78,6 +58,22 @@ export function dkgRoutes (dkg: DkgService, replicas: () => string[] | null): Ro
       }
     }
   ]
+}
+
+/** POST /v1/keys/<action>: runs a session and answers with it when it ended; `members`, if absent, from `defaultMembers`. */
+function sessionRoute (action: 'dkg' | 'reshare', launch: (options: DkgRunOptions) => Promise<DkgSessionView>, defaultMembers?: () => string[] | null): Route {
+  return {
+    method: 'POST',
+    path: new RegExp(`^/v1/keys/${action}$`),
+    handle: async (request) => {
+      const body = await readJsonBody(request, 64 * 1024, ['members', 'threshold', 'session'])
+      const members = body.members ?? defaultMembers?.()
+      if (members === null) { throw new HttpError(400, 'this node has no PBFT replica set: give "members", a list of peer ids') }
+      if (body.session !== undefined && typeof body.session !== 'string') { throw new HttpError(400, '"session" is a hex string') }
+      const session = await guard(async () => launch({ members: members as string[], threshold: body.threshold as number, ...(body.session !== undefined ? { sessionId: body.session as string } : {}) }))
+      return { status: session.state === 'done' ? 200 : 409, json: session }
+    }
+  }
 }
 
 async function guard<T> (action: () => Promise<T>): Promise<T> {

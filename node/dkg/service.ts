@@ -226,6 +226,8 @@ interface SignRound {
   key: ThresholdPublicKey
   message: Uint8Array
   partials: Map<number, PartialSignature>
+  /** How many of `partials` verify (each is checked once, on arrival). */
+  valid: number
   answered: Set<string>
   finish(): void
 }
@@ -355,7 +357,7 @@ export class DkgService implements Startable {
   async #launch (members: string[], options: DkgRunOptions, old?: DkgGroup): Promise<DkgSessionView> {
     let id: Uint8Array
     if (options.sessionId === undefined) {
-      id = new Uint8Array(randomBytes(DKG_SESSION_BYTES))
+      id = random(DKG_SESSION_BYTES)
     } else {
       if (typeof options.sessionId !== 'string' || !/^([0-9a-f]{2}){1,64}$/.test(options.sessionId)) { throw new DkgError('bad-session', 'sessionId is 1..64 bytes in lower-case hex') }
       id = Uint8Array.from(Buffer.from(options.sessionId, 'hex'))
@@ -386,7 +388,7 @@ export class DkgService implements Startable {
     if (stored == null) { throw new DkgError('no-key', 'this node holds no DKG key: run a DKG first') }
     if (this.#rounds.size >= DKG_SIGN_ROUNDS_MAX) { throw new DkgError('rounds-full', `${DKG_SIGN_ROUNDS_MAX} signing rounds are running already`) }
     const key = thresholdKeyOf(stored.group)
-    const roundId = new Uint8Array(randomBytes(16))
+    const roundId = random(16)
     const hex = Buffer.from(roundId).toString('hex')
     const share = this.share() as { index: number, value: bigint }
     const partials = new Map([[share.index, partialSign(share, message)]])
@@ -396,6 +398,7 @@ export class DkgService implements Startable {
         key,
         message,
         partials,
+        valid: verifyPartial(key, message, partials.get(share.index) as PartialSignature) ? 1 : 0,
         answered: new Set([this.#self]),
         finish: () => {
           clearTimeout(timer)
@@ -452,7 +455,7 @@ export class DkgService implements Startable {
       ...(old !== undefined ? { old } : {}),
       everyone: [...new Set([...members, ...(old?.members ?? [])])].sort(),
       state: 'keys',
-      encryptionSecret: randomScalar((n) => new Uint8Array(randomBytes(n))),
+      encryptionSecret: randomScalar(random),
       keys: new Map(),
       participants: [],
       pending: new Map(),
@@ -476,7 +479,6 @@ export class DkgService implements Startable {
 
   /** Our key statement: an encryption key if we are a member of the new group, else (an old member of a reshare) just our presence. */
   #sendKey (session: Session): void {
-    const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n))
     let env: Envelope
     if (session.members.includes(this.#self)) {
       const key = G1.BASE.multiply(session.encryptionSecret).toBytes()
@@ -608,7 +610,7 @@ export class DkgService implements Startable {
       ...(members.some(m => m.id === this.#self) ? { encryptionSecret: session.encryptionSecret } : {}),
       ...(old !== undefined ? { reshare: { dealers, threshold: old.threshold, commitments: old.commitments.map(c => Uint8Array.from(Buffer.from(c, 'hex'))) } } : {}),
       ...(oldShare !== undefined ? { oldShare } : {}),
-      randomBytes: (n) => new Uint8Array(randomBytes(n))
+      randomBytes: random
     })
   }
 
@@ -812,15 +814,19 @@ export class DkgService implements Startable {
     round.answered.add(env.signer)
     const partial = { index: index as number, signature }
     round.partials.set(partial.index, partial)
-    if (!verifyPartial(round.key, round.message, partial)) { this.#metrics.badPartials.inc() }
-    const valid = [...round.partials.values()].filter(p => verifyPartial(round.key, round.message, p)).length
-    if (valid >= round.key.threshold || round.answered.size === members.length) { round.finish() }
+    if (verifyPartial(round.key, round.message, partial)) { round.valid++ } else { this.#metrics.badPartials.inc() }
+    if (round.valid >= round.key.threshold || round.answered.size === members.length) { round.finish() }
   }
 
   #refused (peer: string, err: unknown): void {
     if (!(err instanceof DkgError)) { throw err }
     this.#components.admission.refusals.refuse(peer, DKG_PROTOCOL, err.reason, { detail: err.message })
   }
+}
+
+/** The service's randomness (the cores get it injected). */
+function random (n: number): Uint8Array {
+  return new Uint8Array(randomBytes(n))
 }
 
 /** The body of an envelope whose body is a CBOR map. */

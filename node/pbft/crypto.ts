@@ -34,12 +34,12 @@ const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'he
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 
 /** An Ed25519 private key from its 32-byte seed. */
-function privateKeyObject (seed: Uint8Array): KeyObject {
+export function privateKeyObject (seed: Uint8Array): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' })
 }
 
 /** The Ed25519 public key that `peer` embeds, or null when it is not an Ed25519 peer id. */
-function publicKeyObject (peer: string): KeyObject | null {
+export function publicKeyObject (peer: string): KeyObject | null {
   try {
     const peerId = peerIdFromString(peer)
     if (peerId.type !== 'Ed25519' || peerId.publicKey == null) { return null }

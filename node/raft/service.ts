@@ -522,7 +522,7 @@ export class RaftService implements Startable {
       this.#membersConnected = 1 + peers.length
       if (!this.#awaitingInitialCluster || peers.length + 1 < this.#formationVoters || this.#stopped) { return }
       this.#awaitingInitialCluster = false
-      const voters = [self, ...peers.sort().slice(0, this.#formationVoters - 1)]
+      const voters = [self, ...peers.slice(0, this.#formationVoters - 1)]
       if (await this.#driver.bootstrap(votersConf(voters))) {
         this.#log.info({ voters }, 'founded a new raft group with its initial cluster')
       } else {

@@ -46,6 +46,7 @@
  * are refused.
  */
 import { bytesEqual, DecodeError } from '../kv/codec.ts'
+import { compareClocks } from './causal.ts'
 import { CRDT_ENCODING_BYTES_MAX } from './codec.ts'
 import { readGCounter, writeGCounter } from './g-counter.ts'
 import { opOf } from './ops.ts'
@@ -125,10 +126,8 @@ function restartFrom (b: Rga, a: Rga): Rga {
 
 /** Whether version `v` holds every op within `base`. */
 function covers (v: VersionVector, base: ReadonlyMap<string, number>): boolean {
-  for (const [id, next] of base) {
-    if ((v.get(id) ?? 0) < next) { return false }
-  }
-  return true
+  const order = compareClocks(v, base)
+  return order === 'after' || order === 'equal'
 }
 
 /**

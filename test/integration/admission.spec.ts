@@ -88,7 +88,8 @@ describe('admission (real libp2p over TCP on loopback)', function () {
     expect(await refusalCount(node, '/accord/admission/1.0.0', 'grace-expired')).to.be.at.least(1)
   })
 
-  it('presents its certificate on connections that opened before it started (services start together)', async () => {
+  /** Two members that admitted each other, then parted: b's admission service is stopped and their connection closed. */
+  async function admittedThenParted (): Promise<{ a: AccordNode, b: AccordNode }> {
     // no grace expiry to close a connection that missed its exchange and so make a new one
     const options = { admissionLimits: { graceMs: 600_000 } }
     const a = await cluster.add({ raft: false }, options)
@@ -97,6 +98,11 @@ describe('admission (real libp2p over TCP on loopback)', function () {
     await b.admission.stop()
     await b.libp2p.hangUp(a.libp2p.peerId)
     await waitFor(() => !a.admission.isAdmitted(idOf(b)), 'a to forget b once disconnected')
+    return { a, b }
+  }
+
+  it('presents its certificate on connections that opened before it started (services start together)', async () => {
+    const { a, b } = await admittedThenParted()
     // b dials while its admission service is not started, as another service may while they all start
     await b.libp2p.dial(a.libp2p.getMultiaddrs()[0])
     await b.admission.start()
@@ -104,13 +110,7 @@ describe('admission (real libp2p over TCP on loopback)', function () {
   })
 
   it('presents its certificate at start on connections the other side opened meanwhile (whose exchange found no one serving it)', async () => {
-    const options = { admissionLimits: { graceMs: 600_000 } }
-    const a = await cluster.add({ raft: false }, options)
-    const b = await cluster.add({ raft: false, bootstrap: [addressOf(a)] }, options)
-    await waitFor(() => a.admission.isAdmitted(idOf(b)) && b.admission.isAdmitted(idOf(a)), 'a and b to admit each other')
-    await b.admission.stop()
-    await b.libp2p.hangUp(a.libp2p.peerId)
-    await waitFor(() => !a.admission.isAdmitted(idOf(b)), 'a to forget b once disconnected')
+    const { a, b } = await admittedThenParted()
     // a dials b, which does not serve the exchange yet: a's attempt fails, and a does not try again on that connection
     await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
     // (its attempt takes a round trip: let it fail before b starts serving)

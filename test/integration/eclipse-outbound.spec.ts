@@ -3,19 +3,12 @@
  * dials peers of its own choosing from its routing table and keeps them
  * when strangers that dialled it push it over maxConnections.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
+import { rm } from 'node:fs/promises'
 import { expect } from 'aegir/chai'
-import { LevelDatastore } from 'datastore-level'
-import { Registry } from 'prom-client'
 import { budgetsOf } from '../../node/budgets.ts'
-import { resolveConfig } from '../../node/config.ts'
-import { buildLibp2p } from '../../node/libp2p.ts'
 import { KAD_PEER_TAG, OUTBOUND_TAG, OUTBOUND_TAG_VALUE } from '../../node/outbound-quota.ts'
 import { waitFor } from '../lib/nodes.ts'
-import { plainPeer } from '../lib/peers.ts'
+import { builtPeer, plainPeer } from '../lib/peers.ts'
 import type { BaseServices } from '../../node/libp2p.ts'
 import type { Libp2p } from '@libp2p/interface'
 
@@ -41,19 +34,7 @@ describe('outbound quota (real libp2p over TCP on loopback)', function () {
   })
 
   async function build (maxConnections: number, outboundPeersMin: number): Promise<Libp2p<BaseServices>> {
-    const dir = await mkdtemp(join(tmpdir(), 'accord-eclipse-'))
-    dirs.push(dir)
-    const datastore = new LevelDatastore(join(dir, 'datastore'))
-    await datastore.open()
-    const node = await buildLibp2p({
-      config: resolveConfig(dir, {}, { listen: ['/ip4/127.0.0.1/tcp/0'], maxConnections, outboundPeersMin }),
-      privateKey: await generateKeyPair('Ed25519'),
-      datastore,
-      registry: new Registry(),
-      version: 'test',
-      outboundQuota: { intervalMs: 100 }
-    })
-    await node.start()
+    const node = await builtPeer(dirs, { maxConnections, outboundPeersMin }, { outboundQuota: { intervalMs: 100 } })
     nodes.push(node as unknown as Libp2p)
     return node
   }

@@ -5,18 +5,11 @@
  * Loopback is exempt by default; here limitLoopback applies the limit to
  * 127.0.0.0/24, where every dialler of this test is.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
+import { rm } from 'node:fs/promises'
 import { expect } from 'aegir/chai'
-import { LevelDatastore } from 'datastore-level'
-import { Registry } from 'prom-client'
 import { budgetsOf, MEMBER_TAG, MEMBER_TAG_VALUE } from '../../node/budgets.ts'
-import { resolveConfig } from '../../node/config.ts'
-import { buildLibp2p } from '../../node/libp2p.ts'
 import { waitFor } from '../lib/nodes.ts'
-import { plainPeer } from '../lib/peers.ts'
+import { builtPeer, plainPeer } from '../lib/peers.ts'
 import type { BaseServices } from '../../node/libp2p.ts'
 import type { Libp2p } from '@libp2p/interface'
 
@@ -35,20 +28,8 @@ describe('strangers per subnet (real libp2p over TCP on loopback)', function () 
   })
 
   async function build (subnetPeersMax: number): Promise<Libp2p<BaseServices>> {
-    const dir = await mkdtemp(join(tmpdir(), 'accord-eclipse-'))
-    dirs.push(dir)
-    const datastore = new LevelDatastore(join(dir, 'datastore'))
-    await datastore.open()
-    const node = await buildLibp2p({
-      // the setting as `accord start --subnet-peers-max` gives it
-      config: resolveConfig(dir, {}, { listen: ['/ip4/127.0.0.1/tcp/0'], subnetPeersMax }),
-      privateKey: await generateKeyPair('Ed25519'),
-      datastore,
-      registry: new Registry(),
-      version: 'test',
-      connectionBudgets: { limitLoopback: true }
-    })
-    await node.start()
+    // the setting as `accord start --subnet-peers-max` gives it
+    const node = await builtPeer(dirs, { subnetPeersMax }, { connectionBudgets: { limitLoopback: true } })
     nodes.push(node as unknown as Libp2p)
     return node
   }

@@ -3,20 +3,30 @@
  * Noise, yamux, identify, nothing of accord's), and a way to admit one as a
  * member would be.
  */
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
 import { decode, encode } from 'cborg'
+import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
+import { Registry } from 'prom-client'
 import { issueCertificate } from '../../identity/cluster-credentials.ts'
 import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
+import { resolveConfig } from '../../node/config.ts'
+import { buildLibp2p } from '../../node/libp2p.ts'
 import { addressOf } from './nodes.ts'
+import type { AccordConfig } from '../../node/config.ts'
 import type { HostComponents } from '../../node/host.ts'
 import type { AccordNode } from '../../node/index.ts'
+import type { BaseServices, BuildOptions } from '../../node/libp2p.ts'
 import type { ComponentLogger, Libp2p } from '@libp2p/interface'
 
 /**
@@ -36,6 +46,28 @@ export async function plainPeer (listen = true): Promise<Libp2p> {
     streamMuxers: [yamux()],
     services: { identify: identify() }
   })
+}
+
+/**
+ * A started node as buildLibp2p assembles it (no accord services), listening
+ * on loopback, with its datastore in a fresh directory pushed on `dirs` for
+ * the caller to remove.
+ */
+export async function builtPeer (dirs: string[], settings: Partial<AccordConfig>, options: Pick<BuildOptions<Record<string, never>>, 'connectionBudgets' | 'outboundQuota'> = {}): Promise<Libp2p<BaseServices>> {
+  const dir = await mkdtemp(join(tmpdir(), 'accord-built-'))
+  dirs.push(dir)
+  const datastore = new LevelDatastore(join(dir, 'datastore'))
+  await datastore.open()
+  const node = await buildLibp2p({
+    config: resolveConfig(dir, {}, { listen: ['/ip4/127.0.0.1/tcp/0'], ...settings }),
+    privateKey: await generateKeyPair('Ed25519'),
+    datastore,
+    registry: new Registry(),
+    version: 'test',
+    ...options
+  })
+  await node.start()
+  return node
 }
 
 /** Show `node` a membership certificate for `peer` signed with the node's cluster key, as a member does on each connection it opens. */

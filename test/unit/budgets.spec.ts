@@ -18,6 +18,15 @@ function lease (value: StreamLease | string): StreamLease {
   return value
 }
 
+/** A socket-level connection as libp2p hands it to the gater: an address and a close event. */
+function fakeConnection (address: string): MultiaddrConnection & { close(): void } {
+  const target = new EventTarget()
+  return Object.assign(target, {
+    remoteAddr: multiaddr(address),
+    close: () => { target.dispatchEvent(new Event('close')) }
+  }) as unknown as MultiaddrConnection & { close(): void }
+}
+
 describe('budgets', () => {
   describe('StreamBudget', () => {
     it('refuses a peer\'s stream beyond streamsPerPeerMax, and serves other peers', () => {
@@ -69,15 +78,6 @@ describe('budgets', () => {
   })
 
   describe('inbound connections per host', () => {
-    /** A socket-level connection as libp2p hands it to the gater: an address and a close event. */
-    function fakeConnection (address: string): MultiaddrConnection & { close(): void } {
-      const target = new EventTarget()
-      return Object.assign(target, {
-        remoteAddr: multiaddr(address),
-        close: () => { target.dispatchEvent(new Event('close')) }
-      }) as unknown as MultiaddrConnection & { close(): void }
-    }
-
     it('names a host by its IPv4 address, or the /64 of an IPv6 address', () => {
       expect(hostOf(multiaddr('/ip4/192.0.2.7/tcp/4001'))).to.deep.equal({ host: '192.0.2.7', loopback: false })
       expect(hostOf(multiaddr('/ip4/127.0.0.2/tcp/4001'))).to.deep.equal({ host: '127.0.0.2', loopback: true })
@@ -128,13 +128,6 @@ describe('budgets', () => {
   })
 
   describe('strangers per subnet', () => {
-    function fakeConnection (address: string): MultiaddrConnection & { close(): void } {
-      const target = new EventTarget()
-      return Object.assign(target, {
-        remoteAddr: multiaddr(address),
-        close: () => { target.dispatchEvent(new Event('close')) }
-      }) as unknown as MultiaddrConnection & { close(): void }
-    }
     async function peers (n: number): Promise<PeerId[]> {
       return Promise.all(Array.from({ length: n }, async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))))
     }

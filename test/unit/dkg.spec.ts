@@ -149,6 +149,7 @@ describe('DKG (Pedersen, Feldman-VSS, publicly verifiable complaints)', () => {
     const configs = freshConfigs(list, 3)
     const liar = list[3]
     let p1Ephemeral: Uint8Array | undefined
+    let lies = 0
     const result = run(configs, {
       tamper: (m) => {
         if (m.type === 'deal' && m.from === 'p1') { p1Ephemeral = m.ephemeral }
@@ -157,9 +158,11 @@ describe('DKG (Pedersen, Feldman-VSS, publicly verifiable complaints)', () => {
         const proof = proveEquality(BLS12_381_G1, liar.encryptionSecret, R, complaintContext(m.session, 'p1', liar.id), liar.random)
         const lie = { kind: 'bad-share' as const, dealer: 'p1', boxKey: R.multiply(liar.encryptionSecret).toBytes(), proof: encodeScalarPair(proof.challenge, proof.response, 32) }
         const garbage = { kind: 'bad-share' as const, dealer: 'p2', boxKey: G1.BASE.toBytes(), proof: new Uint8Array(64).fill(1) }
+        lies++
         return { ...m, complaints: [lie, garbage] }
       }
     })
+    expect(lies, 'the liar\'s complaints reached the others').to.be.greaterThan(0)
     const outcome = expectWorkingGroup(result, ids(4), 3)
     expect(outcome.qualified).to.deep.equal(ids(4))
     expect(outcome.excluded).to.deep.equal([])

@@ -8,6 +8,7 @@ import {
   verify, verifySignatureShare
 } from '../../identity/frost/index.ts'
 import { sessionValues } from '../../identity/frost/session.ts'
+import { seededRandomBytes } from './threshold-helpers.ts'
 import type { FrostCommitment, FrostGroup, FrostShare, FrostSignatureShare } from '../../identity/frost/index.ts'
 
 interface Vectors {
@@ -41,21 +42,6 @@ const vectors: Vectors = JSON.parse(readFileSync(new URL('../fixtures/frost/fros
 const L = ed25519.Point.Fn.ORDER
 const scalar = (hex: string): bigint => bytesToNumberLE(hexToBytes(hex))
 const hex = (bytes: Uint8Array): string => bytesToHex(bytes)
-
-/** A deterministic byte source (xorshift32), so every property run replays from its seed. */
-function seededBytes (seed: number): (n: number) => Uint8Array {
-  let x = (seed | 1) >>> 0
-  return (n) => {
-    const out = new Uint8Array(n)
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13; x >>>= 0
-      x ^= x >>> 17
-      x ^= x << 5; x >>>= 0
-      out[i] = x & 0xff
-    }
-    return out
-  }
-}
 
 interface Session { group: FrostGroup, shares: FrostShare[], commitments: FrostCommitment[], sigShares: FrostSignatureShare[], message: Uint8Array }
 
@@ -139,9 +125,19 @@ describe('FROST(Ed25519, SHA-512)', () => {
       message: fc.uint8Array({ maxLength: 64 })
     }))
 
+    /** A t-signer session over `groupArb`'s draw with one signature share (picked by `pick`) shifted by `delta`. */
+    function tamperedSession ({ total, threshold, seed, order, message }: { total: number, threshold: number, seed: number, order: number[], message: Uint8Array }, pick: number, delta: bigint): { group: FrostGroup, s: Session, share: FrostSignatureShare } {
+      const randomBytes = seededRandomBytes(seed)
+      const { group, shares } = keygen({ threshold, total, randomBytes })
+      const s = runSession(group, shares, order.slice(0, threshold), message, randomBytes)
+      const share = s.sigShares[pick % s.sigShares.length]
+      share.share = numberToBytesLE((bytesToNumberLE(share.share) + delta) % L, 32)
+      return { group, s, share }
+    }
+
     it('any t of n signers produce a valid Ed25519 signature under the group key', () => {
       fc.assert(fc.property(groupArb, fc.integer({ min: 0, max: 6 }), ({ total, threshold, seed, order, message }, extra) => {
-        const randomBytes = seededBytes(seed)
+        const randomBytes = seededRandomBytes(seed)
         const { group, shares } = keygen({ threshold, total, randomBytes })
         const signers = order.slice(0, Math.min(total, threshold + extra))
         const s = runSession(group, shares, signers, message, randomBytes)
@@ -154,7 +150,7 @@ describe('FROST(Ed25519, SHA-512)', () => {
 
     it('t - 1 shares neither recover the secret nor sign: each share checks out, the sum never does', () => {
       fc.assert(fc.property(groupArb.filter((g) => g.threshold >= 3), ({ total, threshold, seed, order, message }) => {
-        const randomBytes = seededBytes(seed)
+        const randomBytes = seededRandomBytes(seed)
         const { group, shares } = keygen({ threshold, total, randomBytes })
         const few = order.slice(0, threshold - 1)
         const fewShares = few.map((i) => shares[i - 1])
@@ -171,12 +167,9 @@ describe('FROST(Ed25519, SHA-512)', () => {
     })
 
     it('verifySignatureShare agrees with noble\'s verifyShare on honest and altered shares', () => {
-      fc.assert(fc.property(groupArb, fc.nat(), fc.bigInt({ min: 0n, max: L - 1n }), ({ total, threshold, seed, order, message }, pick, delta) => {
-        const randomBytes = seededBytes(seed)
-        const { group, shares } = keygen({ threshold, total, randomBytes })
-        const s = runSession(group, shares, order.slice(0, threshold), message, randomBytes)
-        const share = s.sigShares[pick % s.sigShares.length]
-        share.share = numberToBytesLE((bytesToNumberLE(share.share) + delta) % L, 32)
+      fc.assert(fc.property(groupArb, fc.nat(), fc.bigInt({ min: 0n, max: L - 1n }), (arb, pick, delta) => {
+        const { group, s, share } = tamperedSession(arb, pick, delta)
+        const { threshold, total, message } = arb
         const pub = {
           signers: { min: threshold, max: total },
           commitments: group.commitments,
@@ -190,12 +183,9 @@ describe('FROST(Ed25519, SHA-512)', () => {
     })
 
     it('a tampered signature share is refused and its signer named', () => {
-      fc.assert(fc.property(groupArb, fc.nat(), fc.bigInt({ min: 1n, max: L - 1n }), ({ total, threshold, seed, order, message }, pick, delta) => {
-        const randomBytes = seededBytes(seed)
-        const { group, shares } = keygen({ threshold, total, randomBytes })
-        const s = runSession(group, shares, order.slice(0, threshold), message, randomBytes)
-        const bad = s.sigShares[pick % s.sigShares.length]
-        bad.share = numberToBytesLE((bytesToNumberLE(bad.share) + delta) % L, 32)
+      fc.assert(fc.property(groupArb, fc.nat(), fc.bigInt({ min: 1n, max: L - 1n }), (arb, pick, delta) => {
+        const { group, s, share: bad } = tamperedSession(arb, pick, delta)
+        const { message } = arb
         expect(verifySignatureShare(group, s.commitments, message, bad)).to.equal(false)
         let error: FrostError | undefined
         try { aggregate(group, s.commitments, message, s.sigShares) } catch (err) { error = err as FrostError }
@@ -207,7 +197,7 @@ describe('FROST(Ed25519, SHA-512)', () => {
   })
 
   describe('bad input', () => {
-    const randomBytes = seededBytes(42)
+    const randomBytes = seededRandomBytes(42)
     const { group, shares } = keygen({ threshold: 2, total: 3, randomBytes })
     const message = new TextEncoder().encode('hello')
     const fresh = (): Session => runSession(group, shares, [1, 2], message, randomBytes)

@@ -1,12 +1,11 @@
 import { expect } from 'aegir/chai'
-import { pino } from 'pino'
 import { PENDING_PROPOSALS_MAX, PENDING_READS_MAX, RaftDriver, RaftError } from '../../node/raft/driver.ts'
-import { kvApplication } from '../../node/raft/kv-application.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { KvStateMachine, encodeCommand } from '../../protocols/kv/index.ts'
 import { waitFor } from '../lib/wait.ts'
 import { runUntilAsync, simRuntime } from '../sim/runtime.ts'
 import { Scheduler } from '../sim/scheduler.ts'
+import { testDriver } from './raft-driver-helpers.ts'
 import type { RaftDriverOptions, RaftLogStore } from '../../node/raft/driver.ts'
 import type { KvCommand } from '../../protocols/kv/index.ts'
 import type { Message, Snapshot } from '../../protocols/raft/index.ts'
@@ -40,22 +39,7 @@ class GatedStore implements RaftLogStore {
 }
 
 function driverWith (store: RaftLogStore, overrides: Partial<RaftDriverOptions> = {}): RaftDriver {
-  return RaftDriver.create({
-    ...kvApplication(),
-    id: ID,
-    store,
-    outbox: { send: () => {} },
-    restored: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] },
-    bootstrapConf: conf,
-    tickIntervalMs: 5,
-    electionTimeoutTicks: 4,
-    heartbeatIntervalTicks: 1,
-    readOnlyMode: 'safe',
-    snapshotEveryEntries: 1000,
-    autoPromoteLearners: false,
-    log: pino({ level: 'silent' }),
-    ...overrides
-  })
+  return testDriver({ id: ID, store, bootstrapConf: conf, ...overrides })
 }
 
 const put = (sequence: number, key = 'k'): KvCommand => ({ type: 'put', session: { clientId: 'c', sequence }, key, value: new Uint8Array([sequence % 256]) })

@@ -5,14 +5,14 @@
  * 2), and the --initial-cluster setting.
  */
 import { expect } from 'aegir/chai'
-import { pino } from 'pino'
 import { parseInitialCluster, resolveConfig } from '../../node/config.ts'
-import { learnersToPromote, PROMOTIONS_MAX, RaftDriver } from '../../node/raft/driver.ts'
-import { kvApplication } from '../../node/raft/kv-application.ts'
+import { learnersToPromote, PROMOTIONS_MAX } from '../../node/raft/driver.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { RaftNode } from '../../protocols/raft/index.ts'
 import { waitFor } from '../lib/wait.ts'
+import { testDriver } from './raft-driver-helpers.ts'
 import { Cluster } from './raft-harness.ts'
+import type { RaftDriver } from '../../node/raft/driver.ts'
 import type { ConfState, Message } from '../../protocols/raft/index.ts'
 
 const EMPTY = { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }
@@ -76,20 +76,11 @@ describe('raft formation: a late bootstrap in the core', () => {
 describe('raft formation: a late bootstrap in the driver', () => {
   it('founds the group between two Readies and campaigns at once, once only', async () => {
     const sent: Message[] = []
-    const driver = RaftDriver.create({
-      ...kvApplication(),
+    const driver = testDriver({
       id: 'a',
-      store: { persist: async () => {}, saveSnapshot: async () => true },
       outbox: { send: (_to, message) => { sent.push(message) } },
-      restored: EMPTY,
-      tickIntervalMs: 5,
       // no election timeout runs out during the test: only bootstrap() campaigns
-      electionTimeoutTicks: 1_000_000,
-      heartbeatIntervalTicks: 1,
-      readOnlyMode: 'safe',
-      snapshotEveryEntries: 1000,
-      autoPromoteLearners: false,
-      log: pino({ level: 'silent' })
+      electionTimeoutTicks: 1_000_000
     })
     driver.start()
     try {
@@ -125,20 +116,11 @@ describe('raft formation: promoting learners', () => {
   it('grows a one-voter group to three voters in one joint change, never through two', async () => {
     const drivers = new Map<string, RaftDriver>()
     const voterCounts: number[] = []
-    const create = (id: string, bootstrapConf?: ConfState): RaftDriver => RaftDriver.create({
-      ...kvApplication(),
+    const create = (id: string, bootstrapConf?: ConfState): RaftDriver => testDriver({
       id,
-      store: { persist: async () => {}, saveSnapshot: async () => true },
       outbox: { send: (to, message) => { setImmediate(() => { drivers.get(to)?.step(message) }) } },
-      restored: EMPTY,
       bootstrapConf,
-      tickIntervalMs: 5,
-      electionTimeoutTicks: 4,
-      heartbeatIntervalTicks: 1,
-      readOnlyMode: 'safe',
-      snapshotEveryEntries: 1000,
       autoPromoteLearners: id === 'a',
-      log: pino({ level: 'silent' }),
       observer: id === 'a' ? { ready: () => { voterCounts.push(drivers.get('a')?.status().conf.voters.length ?? 0) } } : undefined
     })
     drivers.set('a', create('a', votersConf(['a'], ['b', 'c'])))

@@ -1,12 +1,10 @@
 import { expect } from 'aegir/chai'
-import { pino } from 'pino'
 import { TimerLateness } from '../../node/driver-scheduling.ts'
-import { RaftDriver } from '../../node/raft/driver.ts'
-import { kvApplication } from '../../node/raft/kv-application.ts'
 import { createRng } from '../../protocols/common/rng.ts'
 import { RAFT_DEFAULTS } from '../../protocols/raft/index.ts'
 import { runUntilAsync, simRuntime } from '../sim/runtime.ts'
 import { Scheduler } from '../sim/scheduler.ts'
+import { testDriver } from './raft-driver-helpers.ts'
 import { Cluster } from './raft-harness.ts'
 import type { DriverRuntime } from '../../node/runtime.ts'
 
@@ -105,21 +103,12 @@ describe('raft driver: local health from its own ticks', function () {
     const base = simRuntime(scheduler, createRng(7))
     // each tick appears lagPerTickMs later than the one before it should
     const runtime: DriverRuntime = { ...base, now: () => scheduler.now * (1 + lagPerTickMs / TICK_MS) }
-    const driver = RaftDriver.create({
-      ...kvApplication(),
+    const driver = testDriver({
       id: ID,
-      store: { persist: async () => {}, saveSnapshot: async () => true },
-      outbox: { send: () => {} },
-      restored: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] },
       bootstrapConf: { voters: [ID], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
       runtime,
       tickIntervalMs: TICK_MS,
-      electionTimeoutTicks: 4,
-      heartbeatIntervalTicks: 1,
-      readOnlyMode: 'safe',
-      snapshotEveryEntries: 1000,
-      autoPromoteLearners: false,
-      log: pino({ level: 'silent' })
+      electionTimeoutTicks: 4
     })
     driver.start()
     // 2 x the longest randomized timeout (4-7 ticks) of a healthy node

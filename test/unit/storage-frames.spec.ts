@@ -17,12 +17,19 @@ describe('storage frames (shared by the PBFT log and the Raft write-ahead log)',
 
   it('reports where each payload starts', () => {
     const read = readFrames(concat(a, b), 1024)
-    expect(read).to.deep.include({ ok: true, offsets: [FRAME_HEADER_BYTES, a.length + FRAME_HEADER_BYTES], wholeBytes: a.length + b.length })
+    expect(read).to.deep.include({ ok: true, offsets: [FRAME_HEADER_BYTES, a.length + FRAME_HEADER_BYTES], wholeBytes: a.length + b.length, torn: false })
   })
 
   it('takes a bad frame followed by nothing but zeros for a torn tail (a preallocated file)', () => {
     const read = readFrames(concat(a, damaged(b), new Uint8Array(5000)), 1024)
-    expect(read).to.deep.include({ ok: true, wholeBytes: a.length })
+    expect(read).to.deep.include({ ok: true, wholeBytes: a.length, torn: true })
+  })
+
+  it('tells zeros after the last whole frame (not torn) from a short torn header', () => {
+    expect(readFrames(concat(a, new Uint8Array(5000)), 1024)).to.deep.include({ ok: true, wholeBytes: a.length, torn: false })
+    expect(readFrames(concat(a, new Uint8Array(5)), 1024)).to.deep.include({ ok: true, wholeBytes: a.length, torn: false })
+    expect(readFrames(concat(a, Uint8Array.of(0, 0, 1)), 1024)).to.deep.include({ ok: true, wholeBytes: a.length, torn: true })
+    expect(readFrames(concat(a, b.subarray(0, b.length - 1)), 1024)).to.deep.include({ ok: true, wholeBytes: a.length, torn: true })
   })
 
   it('refuses a bad frame followed by zeros and then data', () => {
@@ -31,7 +38,7 @@ describe('storage frames (shared by the PBFT log and the Raft write-ahead log)',
   })
 
   it('takes a wild length followed by zeros for a torn tail, and refuses one followed by data even past the end', () => {
-    expect(readFrames(concat(a, wild(0x7fffffff), new Uint8Array(64)), 1024)).to.deep.include({ ok: true, wholeBytes: a.length })
+    expect(readFrames(concat(a, wild(0x7fffffff), new Uint8Array(64)), 1024)).to.deep.include({ ok: true, wholeBytes: a.length, torn: true })
     expect(readFrames(concat(a, wild(0x7fffffff), b), 1024)).to.deep.include({ ok: false, offset: a.length })
   })
 

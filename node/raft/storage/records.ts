@@ -56,12 +56,12 @@ const SNAPSHOT_MODES: readonly SnapshotMode[] = ['install', 'compact']
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
-export function writeU64 (view: DataView, offset: number, value: number): void {
+function writeU64 (view: DataView, offset: number, value: number): void {
   view.setUint32(offset, Math.floor(value / U32))
   view.setUint32(offset + 4, value >>> 0)
 }
 
-export function readU64 (view: DataView, offset: number): number {
+function readU64 (view: DataView, offset: number): number {
   return view.getUint32(offset) * U32 + view.getUint32(offset + 4)
 }
 
@@ -108,8 +108,11 @@ export function encodeHardStateRecord (hardState: HardState): Uint8Array {
   return record
 }
 
+/** Bytes of a snapshot record. */
+export const SNAPSHOT_RECORD_BYTES = 18
+
 export function encodeSnapshotRecord (mode: SnapshotMode, index: number, term: number): Uint8Array {
-  const record = new Uint8Array(18)
+  const record = new Uint8Array(SNAPSHOT_RECORD_BYTES)
   record[0] = TYPE_SNAPSHOT
   record[1] = SNAPSHOT_MODES.indexOf(mode)
   writeU64(viewOf(record), 2, index)

@@ -26,7 +26,7 @@
 import { writeSync } from 'node:fs'
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { FRAME_HEADER_BYTES, allZero, readFrames, sealFrame } from '../../storage-frames.ts'
+import { FRAME_HEADER_BYTES, readFrames, sealFrame } from '../../storage-frames.ts'
 import { StorageCorruptionError, StorageFormatError } from './errors.ts'
 import { FORMAT_VERSION, LEVELDB_MARKER_FILE, LOCK_FILE, SNAPSHOT_DIR, TMP_SUFFIX, WAL_DIR, parseSegmentName, segmentPath } from './layout.ts'
 import { MalformedRecordError, decodeRecord, encodeHeadRecord } from './records.ts'
@@ -307,11 +307,11 @@ async function scanSegment (dir: string, seq: number, last: boolean, previous: R
       throw err
     }
   }
-  const rest = bytes.subarray(read.wholeBytes)
-  const torn = !allZero(rest)
+  // readFrames() already looked at what follows the last whole frame (a segment's preallocated zeros are tens of MiB)
+  const { torn } = read
   if (torn) {
     if (!last) { throw problem(`it has damaged data after its last whole frame (byte ${read.wholeBytes})`) }
-    options.logger.warn({ dir, segment: seq, offset: read.wholeBytes, bytes: rest.length },
+    options.logger.warn({ dir, segment: seq, offset: read.wholeBytes, bytes: bytes.length - read.wholeBytes },
       'raft storage: cutting off a torn write at the end of the write-ahead log; it was never acknowledged')
   }
   const headEnd = read.offsets[1] === undefined ? read.wholeBytes : read.offsets[1] - FRAME_HEADER_BYTES

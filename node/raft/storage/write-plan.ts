@@ -35,9 +35,6 @@ export type WriteOp =
   | { kind: 'ready', hardState?: HardState, entries: EncodedEntry[], snapshot?: SnapshotWrite, sync: boolean, bytes: number }
   | { kind: 'compact', snapshot: SnapshotWrite, sync: true, bytes: number }
 
-/** Bytes of a snapshot record. */
-export const SNAPSHOT_RECORD_BYTES = 18
-
 /** A record of the frame and where it lies in the frame's payload. */
 export interface PlannedRecord {
   record: WalRecord

@@ -82,6 +82,8 @@ export interface PeerOutboxStats {
   dialFailures: number
   /** Streams that failed while writing. */
   streamErrors: number
+  /** Streams let go by resetStream() (the peer stopped answering). */
+  streamsReset: number
   outboundStreams: number
   queuedMessages: number
   queuedBytes: number
@@ -148,6 +150,7 @@ export class PeerOutbox<S = never> {
   #reconnects = 0
   #dialFailures = 0
   #streamErrors = 0
+  #streamsReset = 0
 
   constructor (init: PeerOutboxInit<S>) {
     this.#init = init
@@ -198,6 +201,17 @@ export class PeerOutbox<S = never> {
     out.channel = undefined
   }
 
+  /**
+   * Lets go of the stream to `to` (aborted, so its remote sees a reset), if
+   * one is open; the next message opens a new one. What was queued stays.
+   */
+  resetStream (to: string, reason: Error): void {
+    const channel = this.#peers.get(to)?.channel
+    if (channel === undefined) { return }
+    this.#streamsReset++
+    channel.stream.abort(reason)
+  }
+
   stats (): PeerOutboxStats {
     const peers: Record<string, PeerOutboundStats> = {}
     let queuedMessages = 0
@@ -224,6 +238,7 @@ export class PeerOutbox<S = never> {
       reconnects: this.#reconnects,
       dialFailures: this.#dialFailures,
       streamErrors: this.#streamErrors,
+      streamsReset: this.#streamsReset,
       outboundStreams,
       queuedMessages,
       queuedBytes,

@@ -17,6 +17,7 @@ import { kvSnapshotBytesMax, resolveKvLimits } from '../../protocols/kv/index.ts
 import { RAFT_DEFAULTS, RaftNode, RestoredStateError } from '../../protocols/raft/index.ts'
 import { CoalescedPass, inSlices, SLICE_MS, TimerLateness } from '../driver-scheduling.ts'
 import { systemRuntime } from '../runtime.ts'
+import { FollowerSilence } from './follower-silence.ts'
 import { StoredStateError } from './storage/errors.ts'
 import type { KvCommand, KvLimits, KvStateMachine } from '../../protocols/kv/index.ts'
 import type { ConfChange, ConfState, Entry, HardState, Message, RaftStatus, Ready, ReadState, RestoredState, Snapshot, SnapshotMessage } from '../../protocols/raft/index.ts'
@@ -34,6 +35,12 @@ export interface RaftLogStore {
 /** Where the driver sends messages; sending never blocks and may drop. */
 export interface RaftOutbox {
   send(to: string, message: Message): void
+  /**
+   * `to` has not answered this leader for a check-quorum period: drop the
+   * streams to and from it, so the next message opens a new one (see
+   * FollowerSilence). Optional: an outbox without streams has none to drop.
+   */
+  resetPeer?(to: string): void
 }
 
 export interface RaftDriverMetrics {
@@ -44,6 +51,8 @@ export interface RaftDriverMetrics {
   onLeaderChange?(leader: string | null): void
   /** Every connection to the leader closed and this follower stopped waiting for it. */
   onLeaderConnectionLost?(): void
+  /** This leader dropped its streams to and from a follower that stopped answering (see FollowerSilence). */
+  onSilentFollower?(): void
   /** A snapshot from the network failed its check and was dropped (see RaftDriver.step). */
   onSnapshotRejected?(): void
 }
@@ -267,6 +276,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
   /** The checked snapshot the core took to install: the next Ready carries it, and it is installed from its check. */
   #approved: SnapshotInCheck | null = null
   readonly #snapshotChecks: SnapshotCheckStats = { passed: 0, rejected: 0, dropped: 0 }
+  readonly #followerSilence: FollowerSilence
 
   private constructor (options: RaftDriverOptions<SM, C>, runtime: DriverRuntime) {
     this.id = options.id
@@ -281,6 +291,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     this.#lastSnapshotBytes = options.restored.snapshot?.data.byteLength ?? 0
     this.#term = options.restored.hardState.term
     this.#durableVote = { term: options.restored.hardState.term, vote: options.restored.hardState.vote }
+    this.#followerSilence = new FollowerSilence(options.checkQuorumTicks ?? options.electionTimeoutTicks)
     this.#core = new RaftNode({
       id: options.id,
       rng: createRng(runtime.seed()),
@@ -344,6 +355,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
         this.#options.log.warn({ lateMs: Math.round(lateness.lateMs), localHealth: lateness.score }, 'raft tick came late: the event loop lagged')
       }
       this.#core.tick()
+      this.#resetSilentFollowers()
       this.#promoteCaughtUpLearners()
       this.#readyLoop.request()
     }, this.#options.tickIntervalMs)
@@ -384,6 +396,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
   }
 
   #stepCore (message: Message): void {
+    if (message.type === 'append-response' || message.type === 'heartbeat-response') { this.#followerSilence.heard(message.from) }
     const result = this.#core.step(message)
     if (!result.ok && result.reason === 'invalid-message') {
       this.#options.log.debug({ from: message.from, type: message.type, detail: result.detail }, 'raft message rejected')
@@ -832,6 +845,21 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
    * 3 voters, never through 2); a lone caught-up learner waits while another
    * active learner catches up, and is promoted alone when none does.
    */
+  /** As leader, drops the streams to and from followers that stopped answering (see FollowerSilence). */
+  #resetSilentFollowers (): void {
+    const status = this.#core.status()
+    if (status.role !== 'leader') {
+      this.#followerSilence.clear()
+      return
+    }
+    const followers = [...new Set([...status.conf.voters, ...status.conf.votersOutgoing, ...status.conf.learners])].filter(id => id !== this.id)
+    for (const follower of this.#followerSilence.tick(followers)) {
+      this.#options.log.info({ follower, silentMs: (this.#options.checkQuorumTicks ?? this.#options.electionTimeoutTicks) * this.#options.tickIntervalMs }, 'a raft follower stopped answering: reopening the streams to it')
+      this.#options.metrics?.onSilentFollower?.()
+      this.#options.outbox.resetPeer?.(follower)
+    }
+  }
+
   #promoteCaughtUpLearners (): void {
     if (!this.#options.autoPromoteLearners || this.#promoting != null || this.#stopped) { return }
     const status = this.#core.status()

@@ -22,6 +22,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   const commits = new Counter({ name: 'accord_raft_committed_entries_total', help: 'Log entries committed and applied on this node', registers })
   const elections = new Counter({ name: 'accord_raft_elections_total', help: 'Term changes seen by this node (each is an election)', registers })
   const leaderChanges = new Counter({ name: 'accord_raft_leader_changes_total', help: 'Changes of the leader this node follows', registers })
+  const silentFollowers = new Counter({ name: 'accord_raft_silent_follower_resets_total', help: 'Times this leader reopened its streams to a follower that sent no answer for a check-quorum period (down, cut off, or its streams stopped carrying data)', registers })
   const leaderConnectionLosses = new Counter({ name: 'accord_raft_leader_connection_losses_total', help: 'Times every connection to the leader closed and this follower campaigned without waiting for the election timeout', registers })
   const snapshotsRejected = new Counter({ name: 'accord_raft_snapshots_rejected_total', help: 'Snapshots received that failed their check (malformed, other KV limits) and were dropped before being stored', registers })
   const fsync = new Histogram({
@@ -67,6 +68,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
     onElection: () => { elections.inc() },
     onLeaderChange: () => { leaderChanges.inc() },
     onLeaderConnectionLost: () => { leaderConnectionLosses.inc() },
+    onSilentFollower: () => { silentFollowers.inc() },
     onSnapshotRejected: () => { snapshotsRejected.inc() },
     fsync: (durationMs, entries) => {
       fsync.observe(durationMs / 1000)

@@ -128,6 +128,8 @@ export interface RaftSummary {
   /** The KV store: keys, key + value bytes (what dataBytesMax bounds), client sessions remembered. */
   kv: { keys: number, dataBytes: number, sessions: number }
   progress?: RaftStatus['progress']
+  /** What the transport holds for each peer it sends to: queue, whether a stream is open, failures in a row. */
+  outbound: RaftTransportStats['peers']
 }
 
 export interface RaftInit {
@@ -402,7 +404,8 @@ export class RaftService implements Startable {
       formation: this.formed ? null : this.#notFormedReason(),
       lastSnapshotIndex: this.#driver.lastSnapshotIndex,
       kv: { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions },
-      progress: status.progress
+      progress: status.progress,
+      outbound: this.#transport.stats().peers
     }
   }
 

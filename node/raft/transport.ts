@@ -113,6 +113,8 @@ export interface RaftTransportStats {
   dialFailures: number
   /** Outbound streams that failed while writing. */
   streamErrors: number
+  /** Times resetPeer() dropped the streams of a peer that stopped answering. */
+  peersReset: number
   /** Inbound streams closed by the idle timeout. */
   idleStreamsClosed: number
   /** Inbound snapshots whose stream ended before the last chunk. */
@@ -198,7 +200,9 @@ export class RaftTransport implements Startable {
   readonly #self: string
   readonly #log: Logger
   readonly #outbox: PeerOutbox<SnapshotMessage>
-  readonly #inbound = new Set<Stream>()
+  /** Inbound streams being read, with the peer each comes from. */
+  readonly #inbound = new Map<Stream, string>()
+  #peersReset = 0
   readonly #reassembler: SnapshotReassembler
   #running = false
   #abort = new AbortController()
@@ -278,7 +282,7 @@ export class RaftTransport implements Startable {
     } catch (err) {
       this.#log.error('unhandle %s failed - %e', this.#protocol, err)
     }
-    const inbound = [...this.#inbound]
+    const inbound = [...this.#inbound.keys()]
     this.#inbound.clear()
     this.#reassembler.clear()
     await Promise.all([outboundClosed, ...inbound.map(async s => { await this.#closeStream(s) })])
@@ -302,6 +306,21 @@ export class RaftTransport implements Startable {
     this.#outbox.push(to, item)
   }
 
+  /**
+   * `to` stopped answering (see RaftOutbox.resetPeer): aborts the stream to
+   * it and every stream from it, so both sides open new ones. Streams can
+   * stop carrying data while both ends think them open; this is the way out.
+   */
+  resetPeer (to: string): void {
+    if (!this.#running) { return }
+    this.#peersReset++
+    const reason = new Error('raft peer stopped answering: streams reset')
+    this.#outbox.resetStream(to, reason)
+    for (const [stream, remote] of this.#inbound) {
+      if (remote === to) { stream.abort(reason) }
+    }
+  }
+
   /** Forgets a peer (it left the cluster): drops its queue and closes its stream. */
   removePeer (to: string): void {
     this.#outbox.remove(to)
@@ -322,6 +341,7 @@ export class RaftTransport implements Startable {
       reconnects: outbox.reconnects,
       dialFailures: outbox.dialFailures,
       streamErrors: outbox.streamErrors,
+      peersReset: this.#peersReset,
       idleStreamsClosed: this.#idleStreamsClosed,
       snapshotsIncomplete: this.#snapshotsIncomplete,
       snapshotsEvicted: this.#snapshotsEvicted,
@@ -402,7 +422,7 @@ export class RaftTransport implements Startable {
   }
 
   async #read (stream: Stream, remote: string): Promise<void> {
-    this.#inbound.add(stream)
+    this.#inbound.set(stream, remote)
     const idle = new AbortController()
     const timer = setTimeout(() => { idle.abort(new IdleTimeoutError()) }, this.#limits.readIdleTimeoutMs)
     const signal = AbortSignal.any([this.#abort.signal, idle.signal])

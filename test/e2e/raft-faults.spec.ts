@@ -40,8 +40,14 @@ describe('raft under faults (5 OS processes)', function () {
   })
 
   afterEach(async function () {
+    const failed = this.currentTest?.state === 'failed'
+    if (failed) { await scenario.keepEvidence() }
     await scenario.stopAll()
-    if (this.currentTest?.state === 'failed') { console.log(scenario.log.join('\n')) } // eslint-disable-line no-console
+    if (failed) {
+      // the nodes' data dirs (with stderr.log) stay for a post-mortem
+      console.log(`${scenario.log.join('\n')}\ndata dirs kept in ${root}`) // eslint-disable-line no-console
+      return
+    }
     await rm(root, { recursive: true, force: true })
   })
 

@@ -316,6 +316,30 @@ describe('raft transport (real libp2p over TCP on loopback)', function () {
     expect(totalDropped(a.transport)).to.equal(0)
   })
 
+  it('resetPeer() aborts the streams to and from a peer; both sides open new ones and messages flow again', async () => {
+    const a = await member()
+    const b = await member()
+    await introduce(a.node, b.node)
+    await introduce(b.node, a.node)
+    a.transport.send(b.id, heartbeat(a.id, b.id, 0))
+    b.transport.send(a.id, heartbeat(b.id, a.id, 0))
+    await waitFor(() => b.inbox.length === 1 && a.inbox.length === 1, 'a message each way')
+    expect(a.transport.stats().inboundStreams).to.equal(1)
+
+    a.transport.resetPeer(b.id)
+    // a's outbound stream is gone at once; b's stream to a is reset by a's abort of its inbound end
+    expect(a.transport.stats().outboundStreams).to.equal(0)
+    await waitFor(() => b.transport.stats().outboundStreams === 0, 'b to see its stream to a reset')
+
+    a.transport.send(b.id, heartbeat(a.id, b.id, 1))
+    b.transport.send(a.id, heartbeat(b.id, a.id, 1))
+    await waitFor(() => b.inbox.length === 2 && a.inbox.length === 2, 'a message each way on new streams')
+    expect(a.transport.stats().peersReset).to.equal(1)
+    expect(a.transport.stats().reconnects).to.equal(1)
+    expect(b.transport.stats().reconnects).to.equal(1)
+    expect(totalDropped(a.transport) + totalDropped(b.transport)).to.equal(0)
+  })
+
   it('reconnects after the remote restarts', async () => {
     const privateKey = await generateKeyPair('Ed25519')
     const a = await member({ reconnectBackoffMinMs: 50, reconnectBackoffMaxMs: 200, dialTimeoutMs: 2000 })

@@ -5,12 +5,41 @@
  * that exists only inside these namespaces. Needs root and iproute2.
  */
 import { execFile } from 'node:child_process'
+import { readdir } from 'node:fs/promises'
 import { promisify } from 'node:util'
 
 const exec = promisify(execFile)
 
 async function ip (...args: string[]): Promise<void> {
   await exec('ip', args)
+}
+
+/** The name prefix of the labs a process with this pid makes (network device names are short). */
+function prefixOf (pid: number): string {
+  return `acc${(pid % 10000).toString(36)}`
+}
+
+/**
+ * Remove the namespaces and root-namespace veths of labs whose process is
+ * gone (killed before its after() hook ran). A leftover root veth keeps its
+ * route to the lab's subnet, so a new lab on the same subnet would send the
+ * test's packets into the dead one.
+ */
+async function removeStaleLabs (): Promise<void> {
+  const pids = (await readdir('/proc')).filter(name => /^\d+$/.test(name)).map(Number)
+  const livePrefixes = new Set(pids.map(prefixOf))
+  const stale = (name: string): boolean => {
+    const match = /^(acc[0-9a-z]+?)(sw|h\d+|r)$/.exec(name)
+    return match != null && !livePrefixes.has(match[1])
+  }
+  const { stdout: namespaces } = await exec('ip', ['netns', 'list'])
+  for (const name of namespaces.split('\n').map(line => line.split(' ')[0]).filter(stale)) {
+    await ip('netns', 'del', name).catch(() => {})
+  }
+  const { stdout: links } = await exec('ip', ['-o', 'link', 'show'])
+  for (const name of links.split('\n').map(line => line.split(': ')[1]?.split('@')[0] ?? '').filter(stale)) {
+    await ip('link', 'del', name).catch(() => {})
+  }
 }
 
 export interface NetnsHost {
@@ -35,8 +64,7 @@ export class NetnsLab {
   readonly #cuts: Array<{ host: NetnsHost, address: string }> = []
 
   constructor (hostCount: number, options: { net?: number, hostAccess?: boolean } = {}) {
-    const tag = (process.pid % 10000).toString(36)
-    this.#prefix = `acc${tag}`
+    this.#prefix = prefixOf(process.pid)
     this.#switch = `${this.#prefix}sw`
     this.#subnet = `10.213.${options.net ?? 7}`
     this.#rootPort = `${this.#prefix}r`
@@ -54,6 +82,7 @@ export class NetnsLab {
 
   async create (): Promise<void> {
     await NetnsLab.check()
+    await removeStaleLabs()
     await this.destroy()
     await ip('netns', 'add', this.#switch)
     await ip('-n', this.#switch, 'link', 'add', 'br0', 'type', 'bridge')
@@ -70,6 +99,8 @@ export class NetnsLab {
     }
     if (this.hostAccessAddress != null) {
       const peer = `${this.#prefix}rp`
+      const { stdout: route } = await exec('ip', ['-4', 'route', 'show', `${this.#subnet}.0/24`])
+      if (route.trim() !== '') { throw new Error(`the lab's subnet ${this.#subnet}.0/24 is already routed here: ${route.trim()}`) }
       await ip('link', 'add', this.#rootPort, 'type', 'veth', 'peer', 'name', peer, 'netns', this.#switch)
       await ip('addr', 'add', `${this.hostAccessAddress}/24`, 'dev', this.#rootPort)
       await ip('link', 'set', this.#rootPort, 'up')

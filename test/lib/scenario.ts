@@ -9,7 +9,7 @@
  * not have taken effect: it is recorded as pending. A failed read had no
  * effect and is left out.
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { API_TOKEN_FILE } from '../../node/http-api.ts'
@@ -387,6 +387,24 @@ export class RaftScenario {
         for (const [i, { pid }] of running.entries()) { await pinToCpus(pid, before[i]).catch(() => { /* exited meanwhile */ }) }
         this.note(`starvation of nodes ${indices.join(',')} ended`)
       }
+    }
+  }
+
+  /**
+   * For a post-mortem: each running node's Raft status goes into the
+   * scenario log, its log so far (stderr) into `<dataDir>/stderr.log` and
+   * its metrics into `<dataDir>/metrics.txt`.
+   */
+  async keepEvidence (): Promise<void> {
+    for (const node of this.nodes) {
+      if (node.daemon == null) { continue }
+      this.note(`node ${node.index} status ${JSON.stringify(await this.raftStatus(node))}`)
+      await writeFile(join(node.dataDir, 'stderr.log'), node.daemon.logSoFar)
+      const token = await this.#token(node)
+      const metrics = await fetch(`${node.apiUrl}/metrics`, { headers: token != null ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(2000) })
+        .then(async response => response.text(), err => String(err))
+      await writeFile(join(node.dataDir, 'metrics.txt'), metrics)
+      await writeFile(join(node.dataDir, 'status.json'), JSON.stringify((await this.request(node, 'GET', '/v1/status').catch(err => ({ json: String(err) }))).json, null, 1))
     }
   }
 

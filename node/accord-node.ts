@@ -187,6 +187,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
           ...starting,
           // the public DHT needs strangers; accord's own protocols stay gated
           closeUnadmitted: !resolved.public,
+          joinPowBits: resolved.joinPowBits,
           limits: options.admissionLimits,
           refusals,
           log: log.child({ component: 'admission' })

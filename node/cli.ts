@@ -6,6 +6,7 @@
  * without a stack trace. An unexpected error (a bug) is one line too; its
  * stack trace follows only with ACCORD_DEBUG=1.
  */
+import { admissionCommand, ADMISSION_HELP } from './cli/admission.ts'
 import { bftCommand, BFT_HELP } from './cli/bft.ts'
 import { crdtCommand, CRDT_HELP } from './cli/crdt.ts'
 import { demoCommand, DEMO_HELP } from './cli/demo.ts'
@@ -38,6 +39,7 @@ Commands:
   crdt      create, change and read the cluster's CRDTs (counters, sets, registers, maps)
   keys      make a threshold key by DKG, show it, sign with it
   token     make a join token for a new node
+  admission approve peers for group-signed certificates, switch to the DKG group key
 
 "accord <command> --help" describes a command's flags.
 `
@@ -54,7 +56,8 @@ const COMMANDS: Record<string, { run(args: string[]): Promise<void>, help: strin
   bft: { run: bftCommand, help: BFT_HELP },
   crdt: { run: crdtCommand, help: CRDT_HELP },
   keys: { run: keysCommand, help: KEYS_HELP },
-  token: { run: tokenCommand, help: TOKEN_HELP }
+  token: { run: tokenCommand, help: TOKEN_HELP },
+  admission: { run: admissionCommand, help: ADMISSION_HELP }
 }
 
 async function main (argv: string[]): Promise<number> {

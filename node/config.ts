@@ -7,6 +7,7 @@ import { open, readFile, rename, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { POW_BITS_MAX } from '../identity/proof-of-work.ts'
 import { UserError } from './errors.ts'
 
 export const CONFIG_FILE = 'accord.json'
@@ -58,6 +59,12 @@ export interface AccordConfig {
   subnetIpv6PrefixBits: number
   /** Connections kept to peers this node chose (members, then DHT routing-table peers), pruned last (node/outbound-quota.ts); 0 turns it off. */
   outboundPeersMin: number
+  /**
+   * Joins must carry a proof of work of this many leading zero bits, bound
+   * to the joiner's peer id and the cluster (identity/proof-of-work.ts):
+   * 0 (the default) turns it off, else 1..28; `--join-pow` sets 20.
+   */
+  joinPowBits: number
   /** When non-empty, only these PeerIds may connect. */
   allowPeers: string[]
   /** These PeerIds may never connect. */
@@ -113,7 +120,7 @@ export interface AccordConfig {
 /** The settings that are saved in the data dir and reused on restart. */
 export const SAVED_KEYS = [
   'cluster', 'listen', 'bootstrap', 'public', 'dhtKeepPrivateAddresses', 'mdns', 'api', 'logLevel',
-  'pnetKeyFile', 'encrypters', 'maxConnections', 'subnetPeersMax', 'subnetIpv4PrefixBits', 'subnetIpv6PrefixBits', 'outboundPeersMin', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
+  'pnetKeyFile', 'encrypters', 'maxConnections', 'subnetPeersMax', 'subnetIpv4PrefixBits', 'subnetIpv6PrefixBits', 'outboundPeersMin', 'joinPowBits', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
   'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries', 'bftReplicas',
   'crdtWriters', 'crdtSyncIntervalMs'
 ] as const satisfies ReadonlyArray<keyof AccordConfig>
@@ -138,6 +145,7 @@ export function defaultConfig (dataDir: string): AccordConfig {
     subnetIpv4PrefixBits: 24,
     subnetIpv6PrefixBits: 48,
     outboundPeersMin: 4,
+    joinPowBits: 0,
     allowPeers: [],
     denyPeers: [],
     discoveryIntervalMs: 10_000,
@@ -201,6 +209,7 @@ export function validateConfig (config: AccordConfig): void {
   checkIntegerIn(config.subnetIpv4PrefixBits, 1, 32, '--subnet-ipv4-prefix', fail)
   checkIntegerIn(config.subnetIpv6PrefixBits, 1, 128, '--subnet-ipv6-prefix', fail)
   checkIntegerIn(config.outboundPeersMin, 0, 1000, '--outbound-peers-min', fail)
+  checkIntegerIn(config.joinPowBits, 0, POW_BITS_MAX, '--join-pow-bits', fail)
   for (const key of ['allowPeers', 'denyPeers', 'bftReplicas', 'crdtWriters'] as const) {
     if (!isStringArray(config[key])) { fail(`${key} must be a list of peer ids`) }
     for (const id of config[key]) {

@@ -20,7 +20,7 @@ export type { RefusalsOptions } from './refusals.ts'
 
 // services
 export { Admission, clusterAdmission, ADMISSION_DEFAULTS, ADMISSION_PROTOCOL } from './admission/admission.ts'
-export type { AdmissionComponents, AdmissionInit, AdmissionLimits } from './admission/admission.ts'
+export type { AdmissionComponents, AdmissionInit, AdmissionLimits, GroupSigner } from './admission/admission.ts'
 export type { ClusterCredentials } from './admission/credentials.ts'
 export { ClusterDiscovery, clusterDiscovery } from './discovery.ts'
 export type { AdmissionView, DiscoveryComponents, DiscoveryInit, Member } from './discovery.ts'

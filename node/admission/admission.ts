@@ -18,12 +18,29 @@
  * In private mode a connection whose peer is not admitted within
  * `graceMs` is closed: a stranger gets a handshake and the join protocol,
  * nothing else, and no long-lived connection slot.
+ *
+ * Group-signed certificates: once an operator switches a node with
+ * `useGroupKey()` (`accord admission use-group-key`), the node presents a
+ * certificate signed by the cluster's DKG group key (threshold BLS,
+ * identity/group-certificate.ts) and accepts only such certificates; the
+ * cluster key's are refused. A new member's certificate then needs t
+ * members' partial signatures: each member gives its partial (mayCertify)
+ * only for a peer its own operator approved (`approve()`, `accord
+ * admission approve`) or for a member of the DKG group, never for a
+ * revoked peer, so fewer than t members cannot admit anyone. A node that
+ * has not switched but holds the group key accepts group certificates too,
+ * so members can switch one after the other.
  */
 import { randomBytes } from 'node:crypto'
 import { serviceCapabilities } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { encode } from 'cborg'
 import { CERTIFICATE_BYTES_MAX, createJoinToken, verifyCertificate } from '../../identity/cluster-credentials.ts'
+import { equalBytes } from '../../identity/ed25519.ts'
+import { encodeGroupCertificate, GROUP_CERT_TTL_MS_DEFAULT, GROUP_CERT_TTL_MS_MAX, groupCertificateMessage, parseGroupCertificateMessage, verifyGroupCertificate } from '../../identity/group-certificate.ts'
+import { isPowBits } from '../../identity/proof-of-work.ts'
+import { UserError } from '../errors.ts'
 import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
@@ -33,7 +50,7 @@ import { foundCluster, loadCredentials, saveCredentials } from './credentials.ts
 import { joinCluster, serveJoins } from './join.ts'
 import type { ClusterCredentials } from './credentials.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
-import type { Connection, PeerId, Startable, Stream, StreamHandler } from '@libp2p/interface'
+import type { AbortOptions, Connection, PeerId, Startable, Stream, StreamHandler } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 
@@ -53,6 +70,12 @@ export interface AdmissionLimits {
   /** Longest and default lifetime of a join token. */
   tokenTtlMsMax: number
   tokenTtlMsDefault: number
+  /** Operator approvals held at once (each for one peer id, until it expires). */
+  approvalsMax: number
+  /** The lifetime of a group certificate this node asks the group to sign. */
+  groupCertTtlMs: number
+  /** A member gives its partial only for a certificate issued within this much of its own clock. */
+  groupCertClockSkewMs: number
 }
 
 export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
@@ -62,7 +85,25 @@ export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
   graceMs: 10_000,
   revocationSweepMs: 1_000,
   tokenTtlMsMax: 7 * 24 * 3600_000,
-  tokenTtlMsDefault: 3600_000
+  tokenTtlMsDefault: 3600_000,
+  approvalsMax: 1024,
+  groupCertTtlMs: GROUP_CERT_TTL_MS_DEFAULT,
+  groupCertClockSkewMs: 5 * 60_000
+}
+
+/**
+ * The cluster's DKG group as admission needs it (node/dkg's service is
+ * one): the group key this node holds a share of, and a signing round.
+ */
+export interface GroupSigner {
+  /** The group this node holds a share of, or null. */
+  groupInfo(): { groupKey: Uint8Array, threshold: number, members: string[] } | null
+  /**
+   * The group's signature of a group-certificate message: a signing round
+   * in which each member checks the certificate against its own policy
+   * (mayCertify). Throws when fewer than t members give valid partials.
+   */
+  signGroupCertificate(message: Uint8Array, options?: AbortOptions): Promise<Uint8Array>
 }
 
 const ANSWER_BYTES_MAX = CERTIFICATE_BYTES_MAX + 256
@@ -84,6 +125,13 @@ export interface AdmissionInit {
   join?: boolean
   /** Close connections of peers not admitted within graceMs (default true; public mode turns it off). */
   closeUnadmitted?: boolean
+  /**
+   * Joins must carry a proof of work of this many bits, bound to the
+   * joiner's peer id and the cluster (identity/proof-of-work.ts): 1..28,
+   * or 0 / unset for none (the default). POW_BITS_DEFAULT (20) is about a
+   * million hashes, a second or two of one core.
+   */
+  joinPowBits?: number
   limits?: Partial<AdmissionLimits>
   /** Where refusals are counted and logged (default: a counter in `registry`). */
   refusals?: Refusals
@@ -111,6 +159,11 @@ export class Admission implements Startable {
   /** Grace timers of unadmitted connections, by connection id (bounded by the connection limit). */
   readonly #graceTimers = new Map<string, ReturnType<typeof setTimeout>>()
   readonly #onAdmittedListeners = new Set<(peer: string) => void>()
+  /** How each admitted peer's certificate was signed: a switch to the group key drops the 'cluster' ones. */
+  readonly #admittedBy = new Map<string, 'cluster' | 'group'>()
+  /** Operator approvals: peer id → expiry (ms); at most limits.approvalsMax. */
+  readonly #approvals = new Map<string, number>()
+  #groupSigner: GroupSigner | null = null
   #sweepTimer: ReturnType<typeof setInterval> | undefined
   #stopServingJoins: (() => Promise<void>) | undefined
   #starting: Promise<void> | undefined
@@ -126,6 +179,121 @@ export class Admission implements Startable {
     this.refusals = init.refusals ?? new Refusals({ log: this.#log.child({ component: 'refusals' }), registry: init.registry })
     this.#credentials = init.credentials ?? null
     this.limits = { ...ADMISSION_DEFAULTS, ...init.limits }
+    if (init.joinPowBits !== undefined && init.joinPowBits !== 0 && !isPowBits(init.joinPowBits)) {
+      throw new RangeError('joinPowBits is 0 (off) or an integer in 1..28')
+    }
+    if (!Number.isSafeInteger(this.limits.groupCertTtlMs) || this.limits.groupCertTtlMs < 1000 || this.limits.groupCertTtlMs > GROUP_CERT_TTL_MS_MAX) {
+      throw new RangeError('groupCertTtlMs is 1 s to 366 days')
+    }
+  }
+
+  /** The proof of work a join must carry (bits), 0 for none. */
+  get joinPowBits (): number { return this.#init.joinPowBits ?? 0 }
+
+  /** The group key this node admits with, or null while it admits with the cluster key. */
+  get groupKey (): Uint8Array | null { return this.#credentials?.groupKey ?? null }
+
+  /** Where the DKG group's key and signing rounds come from (node/dkg's service sets itself here as it starts). */
+  setGroupSigner (signer: GroupSigner | null): void {
+    this.#groupSigner = signer
+  }
+
+  /**
+   * The operator's approval of `peer`: until it expires, this node gives
+   * its partial signature to a group certificate for that peer. Returns
+   * the expiry. Throws RangeError on a bad peer id or lifetime, or when
+   * approvalsMax approvals are held.
+   */
+  approve (peer: string, ttlMs: number = this.limits.tokenTtlMsDefault, nowMs = Date.now()): number {
+    if (typeof peer !== 'string' || peer.length > 128) { throw new RangeError('not a peer id') }
+    try { peerIdFromString(peer) } catch { throw new RangeError(`not a peer id: ${peer.slice(0, 64)}`) }
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1000 || ttlMs > this.limits.tokenTtlMsMax) {
+      throw new RangeError(`an approval's lifetime must be 1 s to ${this.limits.tokenTtlMsMax / 3600_000} h`)
+    }
+    for (const [p, expiresAtMs] of this.#approvals) {
+      if (expiresAtMs <= nowMs) { this.#approvals.delete(p) }
+    }
+    if (!this.#approvals.has(peer) && this.#approvals.size >= this.limits.approvalsMax) { throw new RangeError(`${this.limits.approvalsMax} approvals are held already`) }
+    const expiresAtMs = nowMs + ttlMs
+    this.#approvals.set(peer, expiresAtMs)
+    this.#log.info({ peer, expiresAt: new Date(expiresAtMs).toISOString() }, 'operator approved a peer for a group certificate')
+    return expiresAtMs
+  }
+
+  /** The approvals in force: peer id and expiry. */
+  approvals (nowMs = Date.now()): Array<{ peer: string, expiresAtMs: number }> {
+    return [...this.#approvals].filter(([, e]) => e > nowMs).map(([peer, expiresAtMs]) => ({ peer, expiresAtMs })).sort((a, b) => a.peer.localeCompare(b.peer))
+  }
+
+  /**
+   * This node's policy for a group-certificate signing request from
+   * `requester` (a member of the DKG group): null when it gives its
+   * partial, else why not. The certificate must be for this cluster and
+   * the group key this node holds, issued within groupCertClockSkewMs of
+   * now, for a peer that is not revoked and that this node's operator
+   * approved, or that is a member of the DKG group.
+   */
+  mayCertify (message: Uint8Array, requester: string, nowMs = Date.now()): string | null {
+    const cert = parseGroupCertificateMessage(message)
+    if (typeof cert === 'string') { return `not a certificate: ${cert}` }
+    const group = this.#groupSigner?.groupInfo() ?? null
+    if (group == null) { return 'this node holds no group key' }
+    if (cert.cluster !== this.#init.cluster) { return 'a certificate of another cluster' }
+    if (!equalBytes(cert.groupKey, group.groupKey)) { return 'a certificate of another group key' }
+    if (Math.abs(cert.issuedAtMs - nowMs) > this.limits.groupCertClockSkewMs) { return 'a certificate not issued now' }
+    if (cert.expiresAtMs - cert.issuedAtMs > this.limits.groupCertTtlMs) { return 'a certificate that lives longer than this node allows' }
+    if (this.#isRevoked(cert.peer) || this.#isRevoked(requester)) { return 'revoked' }
+    const approvedUntil = this.#approvals.get(cert.peer)
+    if (approvedUntil !== undefined && approvedUntil > nowMs) { return null }
+    if (group.members.includes(cert.peer)) { return null }
+    return `this node's operator has not approved ${cert.peer}`
+  }
+
+  /**
+   * A group certificate for `peer`, made by a signing round of the DKG
+   * group (each member applies mayCertify). Throws when this node holds
+   * no group key or the group does not sign.
+   */
+  async groupCertificateFor (peer: string, options: AbortOptions = {}, nowMs = Date.now()): Promise<Uint8Array> {
+    const signer = this.#groupSigner
+    const group = signer?.groupInfo() ?? null
+    if (signer == null || group == null) { throw new UserError('this node holds no DKG group key: run "accord keys dkg" first') }
+    const cert = { cluster: this.#init.cluster, groupKey: group.groupKey, peer, issuedAtMs: nowMs, expiresAtMs: nowMs + this.limits.groupCertTtlMs }
+    const signature = await signer.signGroupCertificate(groupCertificateMessage(cert), options)
+    return encodeGroupCertificate(cert, signature)
+  }
+
+  /**
+   * Switch this node to admitting with the cluster's DKG group key: the
+   * group signs this node's own certificate (a signing round; the members
+   * give partials for a member of the group, or for a peer their operators
+   * approved), the credentials are saved with the group key, and from then
+   * on this node presents that certificate and refuses certificates signed
+   * by the cluster key (peers admitted with one are dropped and must show
+   * a group certificate). Run it on every member. Throws UserError.
+   */
+  async useGroupKey (options: AbortOptions = {}): Promise<{ groupKey: Uint8Array, threshold: number, expiresAtMs: number }> {
+    const credentials = this.#credentials
+    if (credentials == null) { throw new UserError('this node has not joined its cluster yet') }
+    const group = this.#groupSigner?.groupInfo() ?? null
+    if (group == null) { throw new UserError('this node holds no DKG group key: run "accord keys dkg" first') }
+    if (group.threshold < 2) { throw new UserError(`the group key has threshold ${group.threshold}: one member could admit alone; make a key with threshold 2 or more`) }
+    let certificate: Uint8Array
+    try {
+      certificate = await this.groupCertificateFor(this.#host.peerId.toString(), options)
+    } catch (err) {
+      throw new UserError(`the group did not sign this node's certificate: ${(err as Error).message}`)
+    }
+    const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: group.groupKey, peer: this.#host.peerId.toString(), nowMs: Date.now() })
+    if (typeof checked === 'string') { throw new UserError(`the group's certificate does not verify: ${checked}`) }
+    const switched: ClusterCredentials = { ...credentials, certificate, groupKey: group.groupKey }
+    if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, switched, this.#init.passphrase) }
+    for (const [peer, by] of this.#admittedBy) {
+      if (by === 'cluster' && !group.members.includes(peer)) { this.#admitted.delete(peer); this.#admittedBy.delete(peer) }
+    }
+    this.setCredentials(switched)
+    this.#log.info({ groupKey: Buffer.from(group.groupKey).toString('hex'), threshold: group.threshold }, 'admission switched to the DKG group key: only group-signed certificates are accepted now')
+    return { groupKey: group.groupKey, threshold: group.threshold, expiresAtMs: checked.expiresAtMs }
   }
 
   get credentials (): ClusterCredentials | null { return this.#credentials }
@@ -281,7 +449,8 @@ export class Admission implements Startable {
     return this.#isRevoked(peer) ? 'revoked' : 'not-admitted'
   }
 
-  #admit (peer: string): void {
+  #admit (peer: string, by: 'cluster' | 'group'): void {
+    this.#admittedBy.set(peer, by)
     if (this.#admitted.has(peer)) { return }
     this.#admitted.add(peer)
     for (const connection of this.#host.getConnections()) {
@@ -294,14 +463,34 @@ export class Admission implements Startable {
     for (const listener of this.#onAdmittedListeners) { listener(peer) }
   }
 
-  /** Check a certificate presented by `peer`; null when it admits the peer, else the reason. */
-  async #check (peer: string, certificate: Uint8Array): Promise<string | null> {
+  /**
+   * Check a certificate presented by `peer`: how it admits the peer, or
+   * the reason it does not. Switched to the group key, group certificates
+   * count, and the cluster key's only for a member of the DKG group (that
+   * admits no new peer id: the group's members are fixed by the DKG, so a
+   * member that has not switched yet can still ask the group to sign its
+   * certificate). Before the switch: cluster-key certificates, and group
+   * certificates of the DKG group this node holds a share of.
+   */
+  async #check (peer: string, certificate: Uint8Array): Promise<{ by: 'cluster' | 'group' } | string> {
     const credentials = this.#credentials
     if (credentials == null) { return 'not-ready' }
+    const group = this.#groupSigner?.groupInfo() ?? null
+    const groupKey = credentials.groupKey ?? group?.groupKey
+    // a group certificate: why it is not one (null: no group key to check it with)
+    let groupReason: string | null = null
+    if (groupKey != null) {
+      const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey, peer, nowMs: Date.now() })
+      if (typeof checked !== 'string') { return this.#isRevoked(peer) ? 'revoked' : { by: 'group' } }
+      groupReason = checked
+    }
+    const notGroupSigned = groupReason === null || groupReason === 'not a group signature'
+    if (credentials.groupKey != null && group?.members.includes(peer) !== true) {
+      return notGroupSigned ? 'a certificate signed by the cluster key: this node admits with the group key only' : groupReason as string
+    }
     const checked = await verifyCertificate(certificate, { cluster: this.#init.cluster, clusterKey: credentials.clusterPublicKey, peer })
-    if (typeof checked === 'string') { return checked }
-    if (this.#isRevoked(peer)) { return 'revoked' }
-    return null
+    if (typeof checked === 'string') { return notGroupSigned ? checked : groupReason as string }
+    return this.#isRevoked(peer) ? 'revoked' : { by: 'cluster' }
   }
 
   readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
@@ -325,6 +514,7 @@ export class Admission implements Startable {
 
   readonly #onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
     this.#admitted.delete(event.detail.toString())
+    this.#admittedBy.delete(event.detail.toString())
   }
 
   #clearGrace (connectionId: string): void {
@@ -337,6 +527,7 @@ export class Admission implements Startable {
     for (const peer of this.#admitted) {
       if (!this.#isRevoked(peer)) { continue }
       this.#admitted.delete(peer)
+      this.#admittedBy.delete(peer)
       this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'revoked')
       this.#disconnect(peer)
     }
@@ -365,8 +556,8 @@ export class Admission implements Startable {
           this.#log.warn({ peer, reason: typeof answer?.reason === 'string' ? answer.reason.slice(0, 200) : 'malformed answer' }, 'peer did not accept our membership certificate')
         }
         if (answer?.cert instanceof Uint8Array) {
-          const reason = await this.#check(peer, answer.cert)
-          if (reason === null) { this.#admit(peer) } else { this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'bad-certificate', { detail: reason }) }
+          const checked = await this.#check(peer, answer.cert)
+          if (typeof checked !== 'string') { this.#admit(peer, checked.by) } else { this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'bad-certificate', { detail: checked }) }
         }
       } catch (err) {
         stream.abort(err as Error)
@@ -384,9 +575,10 @@ export class Admission implements Startable {
     const lp = lpStream(stream, { maxDataLength, lengthDecoder: boundedLengthDecoder(maxDataLength) })
     try {
       const request = decodeBoundedCbor((await lp.read({ signal })).subarray()) as { v?: unknown, cert?: unknown }
-      const reason = request?.v !== 1 || !(request.cert instanceof Uint8Array) ? 'malformed' : await this.#check(peer, request.cert)
-      if (reason === null) {
-        this.#admit(peer)
+      const checked = request?.v !== 1 || !(request.cert instanceof Uint8Array) ? 'malformed' : await this.#check(peer, request.cert)
+      const reason = typeof checked === 'string' ? checked : null
+      if (typeof checked !== 'string') {
+        this.#admit(peer, checked.by)
       } else if (reason === 'revoked') {
         this.refusals.refuse(peer, ADMISSION_PROTOCOL, reason)
         await lp.write(encode({ ok: false, reason }), { signal })

@@ -4,15 +4,19 @@
  *   cluster.key   the cluster's private key, in the identity key-file format
  *                 (encrypted with ACCORD_PASSPHRASE when one is set), mode 0600
  *   member.cert   this node's membership certificate, mode 0600
+ *   group.json    once the cluster admits with its DKG group key
+ *                 (`accord admission use-group-key`): {"v":1,"groupKey":hex};
+ *                 member.cert then holds the group-signed certificate
  *
  * The founder makes both on its first start; a joining node receives both
  * from the member that admits it (see ./join.ts).
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { clusterPublicKey, issueCertificate, verifyCertificate } from '../../identity/cluster-credentials.ts'
+import { verifyGroupCertificate } from '../../identity/group-certificate.ts'
 import { decodeKeyFile, encodeKeyFile, KeyFileError } from '../../identity/key-file.ts'
 import { writeFileAtomic } from '../config.ts'
 import { UserError } from '../errors.ts'
@@ -21,14 +25,22 @@ import type { PeerId, PrivateKey } from '@libp2p/interface'
 export const ADMISSION_DIR = 'admission'
 const CLUSTER_KEY_FILE = 'cluster.key'
 const CERTIFICATE_FILE = 'member.cert'
+const GROUP_FILE = 'group.json'
+const GROUP_KEY_BYTES = 48
 
 export interface ClusterCredentials {
   cluster: string
   clusterKey: PrivateKey
   /** The cluster's public key (raw), what every certificate names. */
   clusterPublicKey: Uint8Array
-  /** This node's membership certificate. */
+  /** This node's membership certificate: signed by the group key when `groupKey` is set, else by the cluster key. */
   certificate: Uint8Array
+  /**
+   * Set once this node admits with the cluster's DKG group key: peers must
+   * show certificates signed by it (the cluster key's are refused), and
+   * new members get one only when t members' partials make it.
+   */
+  groupKey?: Uint8Array
 }
 
 export function admissionDir (dataDir: string): string {
@@ -54,6 +66,13 @@ export async function loadCredentials (dataDir: string, cluster: string, self: P
     throw err
   }
   const publicKey = clusterPublicKey(clusterKey)
+  const groupKey = await readGroupKey(join(dir, GROUP_FILE))
+  if (groupKey != null) {
+    // expiry is not checked here: an expired certificate is renewed with `accord admission use-group-key`
+    const checkedGroup = verifyGroupCertificate(certificate, { cluster, groupKey, peer: self.toString(), nowMs: 0 })
+    if (typeof checkedGroup !== 'string') { return { cluster, clusterKey, clusterPublicKey: publicKey, certificate, groupKey } }
+    // a switch that stopped between its two writes leaves the cluster-key certificate: not switched yet
+  }
   const checked = await verifyCertificate(certificate, { cluster, clusterKey: publicKey, peer: self.toString() })
   if (typeof checked === 'string') {
     throw new UserError(`${certPath} does not admit this node to cluster "${cluster}" (${checked}); was --cluster changed? Start with the cluster name the node joined, or move ${dir} away and join again with a new --join-token`)
@@ -68,7 +87,25 @@ export async function saveCredentials (dataDir: string, credentials: ClusterCred
   await chmod(dir, 0o700)
   const keyFile = encodeKeyFile(credentials.clusterKey, { passphrase, randomBytes: (n) => new Uint8Array(randomBytes(n)) })
   await writeFileAtomic(join(dir, CLUSTER_KEY_FILE), keyFile, 0o600)
+  if (credentials.groupKey != null) {
+    await writeFileAtomic(join(dir, GROUP_FILE), new TextEncoder().encode(JSON.stringify({ v: 1, groupKey: Buffer.from(credentials.groupKey).toString('hex') }) + '\n'), 0o600)
+  } else {
+    await rm(join(dir, GROUP_FILE), { force: true })
+  }
   await writeFileAtomic(join(dir, CERTIFICATE_FILE), credentials.certificate, 0o600)
+}
+
+/** The group key of group.json, or null when there is none. Throws UserError on a damaged file. */
+async function readGroupKey (path: string): Promise<Uint8Array | null> {
+  const bytes = await readPrivateFile(path)
+  if (bytes == null) { return null }
+  let parsed: unknown
+  try { parsed = JSON.parse(new TextDecoder().decode(bytes)) } catch { parsed = null }
+  const { v, groupKey } = (parsed ?? {}) as { v?: unknown, groupKey?: unknown }
+  if (bytes.byteLength > 1024 || v !== 1 || typeof groupKey !== 'string' || !new RegExp(`^[0-9a-f]{${2 * GROUP_KEY_BYTES}}$`).test(groupKey)) {
+    throw new UserError(`${path} is not a group key file ({"v":1,"groupKey":"<96 hex digits>"}); restore it from a backup`)
+  }
+  return Uint8Array.from(Buffer.from(groupKey, 'hex'))
 }
 
 /** A founder's credentials: a new cluster key, and a certificate for itself. */

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { POW_BITS_DEFAULT, POW_BITS_MAX } from '../../identity/proof-of-work.ts'
 import { createAccordNode } from '../accord-node.ts'
 import { LOG_LEVELS, parseEncrypters, parseInitialCluster } from '../config.ts'
 import { UserError } from '../errors.ts'
@@ -35,6 +36,11 @@ node with the same identity, addresses and peers.
   --outbound-peers-min N  keep connections to N peers of this node's choosing (members,
                           then DHT routing-table peers), closed last when over
                           --max-connections; 0 turns it off (default 4)
+  --join-pow              joins must carry a proof of work bound to the joiner's peer id
+                          and the cluster: ${POW_BITS_DEFAULT} bits, about a million SHA-256
+                          hashes (a second or two of one core) per new peer id (default off)
+  --join-pow-bits N       the same with N bits (1..${POW_BITS_MAX}; each bit doubles the work);
+                          0 turns it off
   --allow-peer ID         only accept these peers, repeatable
   --deny-peer ID          never accept these peers, repeatable
   --log-level LEVEL       ${LOG_LEVELS.join('|')} (default info)
@@ -112,6 +118,8 @@ export async function startCommand (args: string[]): Promise<void> {
     'subnet-ipv4-prefix': { type: 'string' },
     'subnet-ipv6-prefix': { type: 'string' },
     'outbound-peers-min': { type: 'string' },
+    'join-pow': { type: 'boolean' },
+    'join-pow-bits': { type: 'string' },
     'allow-peer': { type: 'string', multiple: true },
     'deny-peer': { type: 'string', multiple: true },
     'log-level': { type: 'string' },
@@ -145,6 +153,7 @@ export async function startCommand (args: string[]): Promise<void> {
     subnetIpv4PrefixBits: parseIntegerFlag(flags['subnet-ipv4-prefix'], '--subnet-ipv4-prefix', 1, 32),
     subnetIpv6PrefixBits: parseIntegerFlag(flags['subnet-ipv6-prefix'], '--subnet-ipv6-prefix', 1, 128),
     outboundPeersMin: parseIntegerFlag(flags['outbound-peers-min'], '--outbound-peers-min', 0, 1000),
+    joinPowBits: parseIntegerFlag(flags['join-pow-bits'], '--join-pow-bits', 0, POW_BITS_MAX) ?? (flags['join-pow'] === true ? POW_BITS_DEFAULT : undefined),
     allowPeers: flags['allow-peer'],
     denyPeers: flags['deny-peer'],
     logLevel: flags['log-level'] as LogLevel | undefined,

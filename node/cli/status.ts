@@ -34,7 +34,7 @@ export function formatStatus (s: NodeStatus): string {
     `peer id    ${s.peerId}`,
     `version    ${s.version}`,
     `cluster    ${s.cluster} (${s.mode} discovery)`,
-    `admission  cluster key ${s.admission.clusterKeyId ?? 'none yet (joining)'}, ${s.admission.admittedPeers.length} peer(s) admitted`,
+    `admission  cluster key ${s.admission.clusterKeyId ?? 'none yet (joining)'}${s.admission.groupKey != null ? `, group key ${s.admission.groupKey.slice(0, 16)}` : ''}, ${s.admission.admittedPeers.length} peer(s) admitted`,
     `uptime     ${Math.round(s.uptimeMs / 1000)} s`,
     `api        ${s.api ?? 'off'}`,
     `dht table  ${s.dhtRoutingTableSize} peers`,

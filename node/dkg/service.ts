@@ -44,6 +44,14 @@
  * A signing round sends the message to the group's members, each answers
  * with its partial signature, and tbls.combine makes the group signature
  * from the first t valid ones, naming the bad ones.
+ *
+ * Membership certificates (identity/group-certificate.ts) have a domain of
+ * their own: thresholdSign() refuses to sign under it, and a member asked
+ * for a partial of one gives it only when admission's policy allows
+ * (Admission.mayCertify: its operator approved the peer, or the peer is a
+ * member of the group), so no member can mint a certificate through a
+ * generic signing round. Requests from, and partials of, revoked peers
+ * are refused.
  */
 import { randomBytes } from 'node:crypto'
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
@@ -51,6 +59,7 @@ import { encode } from 'cborg'
 import { Registry } from 'prom-client'
 import { G1, randomScalar, scalarFromBytes, scalarToBytes } from '../../identity/bls.ts'
 import { equalBytes } from '../../identity/ed25519.ts'
+import { isGroupCertificateMessage } from '../../identity/group-certificate.ts'
 import { decodeCommitments, encodeCommitments } from '../../identity/threshold/feldman.ts'
 import { combine, partialSign, ThresholdPublicKey, verifyPartial } from '../../identity/threshold/tbls.ts'
 import { unreachable } from '../../protocols/common/assert.ts'
@@ -70,7 +79,7 @@ import type { DkgGroup, StoredGroup } from './store.ts'
 import type { G1Point } from '../../identity/bls.ts'
 import type { PartialSignature } from '../../identity/threshold/tbls.ts'
 import type { DkgDealer, DkgMember, DkgOutcome, Exclusion } from '../../protocols/dkg/index.ts'
-import type { Admission } from '../admission/admission.ts'
+import type { Admission, GroupSigner } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
 import type { MembershipService } from '../membership/service.ts'
 import type { AbortOptions, PrivateKey, Startable } from '@libp2p/interface'
@@ -232,7 +241,7 @@ interface SignRound {
   finish(): void
 }
 
-export class DkgService implements Startable {
+export class DkgService implements Startable, GroupSigner {
   readonly settings: DkgSettings
   readonly #components: DkgComponents
   readonly #host: AccordHost
@@ -292,10 +301,12 @@ export class DkgService implements Startable {
       log: this.#log
     })
     this.#timer = setInterval(() => { this.#tick() }, this.settings.tickMs)
+    this.#components.admission.setGroupSigner(this)
   }
 
   async stop (): Promise<void> {
     clearInterval(this.#timer)
+    this.#components.admission.setGroupSigner(null)
     for (const session of this.#sessions.values()) {
       if (!finished(session)) { this.#abort(session, 'the node stopped') }
     }
@@ -322,6 +333,25 @@ export class DkgService implements Startable {
   /** Sessions running, then the last finished ones. */
   sessions (): DkgSessionView[] {
     return [...this.#sessions.values()].map(s => view(s))
+  }
+
+  /** The group as admission needs it: its key, threshold and members (GroupSigner). */
+  groupInfo (): { groupKey: Uint8Array, threshold: number, members: string[] } | null {
+    const stored = this.#group
+    if (stored == null) { return null }
+    return { groupKey: stored.record.groupPublicKey, threshold: stored.group.threshold, members: stored.group.members }
+  }
+
+  /**
+   * The group's signature of a membership certificate (GroupSigner): a
+   * signing round in which every member, this one included, gives its
+   * partial only when admission's policy allows it. Throws DkgError.
+   */
+  async signGroupCertificate (message: Uint8Array, options: AbortOptions = {}): Promise<Uint8Array> {
+    if (!(message instanceof Uint8Array) || !isGroupCertificateMessage(message)) { throw new DkgError('bad-message', 'not a membership certificate') }
+    const ownPartial = this.#components.admission.mayCertify(message, this.#self) === null
+    const result = await this.#signRound(message, ownPartial, options)
+    return Uint8Array.from(Buffer.from(result.signature, 'hex'))
   }
 
   /** This node's share as a tbls share, or null (for apps that sign themselves). */
@@ -383,6 +413,12 @@ export class DkgService implements Startable {
    * member for its partial and combines the first t valid ones.
    */
   async thresholdSign (message: Uint8Array, options: AbortOptions = {}): Promise<DkgSignResult> {
+    if (message instanceof Uint8Array && isGroupCertificateMessage(message)) { throw new DkgError('reserved', 'messages under the membership certificate domain are signed by admission only') }
+    return this.#signRound(message, true, options)
+  }
+
+  /** A signing round; `ownPartial`: whether this node adds its own partial. */
+  async #signRound (message: Uint8Array, ownPartial: boolean, options: AbortOptions): Promise<DkgSignResult> {
     if (!(message instanceof Uint8Array) || message.byteLength > DKG_SIGN_MESSAGE_BYTES_MAX) { throw new DkgError('bad-message', `the message is at most ${DKG_SIGN_MESSAGE_BYTES_MAX} bytes`) }
     const stored = this.#group
     if (stored == null) { throw new DkgError('no-key', 'this node holds no DKG key: run a DKG first') }
@@ -391,14 +427,14 @@ export class DkgService implements Startable {
     const roundId = random(16)
     const hex = Buffer.from(roundId).toString('hex')
     const share = this.share() as { index: number, value: bigint }
-    const partials = new Map([[share.index, partialSign(share, message)]])
+    const partials = new Map(ownPartial ? [[share.index, partialSign(share, message)]] : [])
     await new Promise<void>(resolve => {
       const timer = setTimeout(() => { round.finish() }, this.settings.signTimeoutMs)
       const round: SignRound = {
         key,
         message,
         partials,
-        valid: verifyPartial(key, message, partials.get(share.index) as PartialSignature) ? 1 : 0,
+        valid: ownPartial && verifyPartial(key, message, partials.get(share.index) as PartialSignature) ? 1 : 0,
         answered: new Set([this.#self]),
         finish: () => {
           clearTimeout(timer)
@@ -413,7 +449,7 @@ export class DkgService implements Startable {
       for (const member of stored.group.members) {
         if (member !== this.#self) { this.#send(member, request) }
       }
-      if (key.threshold === 1) { round.finish() }
+      if (round.valid >= key.threshold) { round.finish() }
     })
     const result = combine(key, message, [...partials.values()])
     if (!result.ok) { throw new DkgError('sign-failed', `${result.reason}${result.bad.length > 0 ? `; bad partials from indices ${result.bad.join(', ')}` : ''}`) }
@@ -800,6 +836,11 @@ export class DkgService implements Startable {
     if (!(round instanceof Uint8Array) || round.byteLength !== 16 || !(groupKey instanceof Uint8Array) || !(message instanceof Uint8Array) || message.byteLength > DKG_SIGN_MESSAGE_BYTES_MAX) { throw new DkgError('malformed', 'a signing request has a round id, a group key and a message') }
     if (stored == null || !equalBytes(stored.record.groupPublicKey, groupKey)) { throw new DkgError('no-key', 'this node holds no share of that key') }
     if (!stored.group.members.includes(env.signer)) { throw new DkgError('not-a-member', 'only the group\'s members ask for partials') }
+    if (this.#components.admission.isRevoked(env.signer)) { throw new DkgError('revoked', 'a revoked member asks for a partial') }
+    if (isGroupCertificateMessage(message)) {
+      const refusal = this.#components.admission.mayCertify(message, env.signer)
+      if (refusal !== null) { throw new DkgError('not-approved', `no partial for this certificate: ${refusal}`) }
+    }
     const partial = partialSign(this.share() as { index: number, value: bigint }, message)
     this.#send(env.signer, this.#sign('partial', encode({ round, index: partial.index, signature: partial.signature })))
   }
@@ -811,6 +852,8 @@ export class DkgService implements Startable {
     if (round === undefined) { return }
     const members = this.#group?.group.members ?? []
     if (members[(index as number) - 1] !== env.signer || round.answered.has(env.signer)) { throw new DkgError('not-a-member', 'a partial comes from the member of its index, once') }
+    // a removed member's share still exists until the group is reshared: its partials do not count
+    if (this.#components.admission.isRevoked(env.signer)) { throw new DkgError('revoked', 'a partial from a revoked member') }
     round.answered.add(env.signer)
     const partial = { index: index as number, signature }
     round.partials.set(partial.index, partial)

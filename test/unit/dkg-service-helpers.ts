@@ -19,8 +19,15 @@ export async function peer (): Promise<Peer> {
   return { id, sign: envelopeSigner(key, id) }
 }
 
+export interface FakeAdmission {
+  /** Peers admission treats as revoked. */
+  revoked?: Set<string>
+  /** Admission's certificate policy (default: refuses every certificate). */
+  mayCertify?(message: Uint8Array, requester: string): string | null
+}
+
 /** What the service uses of libp2p, with no network: every send fails (no address) and is counted. */
-export function fakeComponents (privateKey: PrivateKey): DkgComponents {
+export function fakeComponents (privateKey: PrivateKey, admission: FakeAdmission = {}): DkgComponents {
   return {
     peerId: peerIdFromPrivateKey(privateKey),
     privateKey,
@@ -29,7 +36,13 @@ export function fakeComponents (privateKey: PrivateKey): DkgComponents {
     connectionManager: { getConnections: () => [], openStream: async () => { throw new Error('no network') } },
     addressManager: { getAddresses: () => [] },
     events: { addEventListener: () => {}, removeEventListener: () => {} },
-    admission: { gate: (_: string, handler: unknown) => handler, refusals: new Refusals({ log: silentLogger() }) },
+    admission: {
+      gate: (_: string, handler: unknown) => handler,
+      refusals: new Refusals({ log: silentLogger() }),
+      setGroupSigner: () => {},
+      isRevoked: (p: string) => admission.revoked?.has(p) ?? false,
+      mayCertify: admission.mayCertify ?? (() => 'no approvals in this test')
+    },
     membership: { addressesOf: () => [] }
   } as unknown as DkgComponents
 }

@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { encode } from 'cborg'
 import { G1, G1_BYTES, randomScalar } from '../../identity/bls.ts'
+import { groupCertificateMessage } from '../../identity/group-certificate.ts'
 import { commit } from '../../identity/threshold/feldman.ts'
 import { randomPolynomial } from '../../identity/threshold/shamir.ts'
 import { SEALED_SHARE_BYTES } from '../../identity/threshold/share-box.ts'
@@ -24,7 +25,7 @@ import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { encodeDkgMessage, encryptionKeyProof } from '../../protocols/dkg/index.ts'
 import { datagram, fakeComponents, peer } from './dkg-service-helpers.ts'
 import { seededRandomBytes } from './threshold-helpers.ts'
-import type { Peer } from './dkg-service-helpers.ts'
+import type { FakeAdmission, Peer } from './dkg-service-helpers.ts'
 import type { Envelope } from '../../node/dkg/envelope.ts'
 import type { DkgSessionView } from '../../node/dkg/service.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -73,8 +74,8 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
     self = identity.peerId.toString()
   })
 
-  const startService = async (): Promise<void> => {
-    service = new DkgService(fakeComponents(nodeKey), { dataDir: dir, settings: { keyWaitMs: 60_000, signTimeoutMs: 60_000 } })
+  const startService = async (admission: FakeAdmission = {}): Promise<void> => {
+    service = new DkgService(fakeComponents(nodeKey, admission), { dataDir: dir, settings: { keyWaitMs: 60_000, signTimeoutMs: 60_000 } })
     await service.start()
   }
 
@@ -185,6 +186,27 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
     await service.stop()
     // stopped: each round ends with the one partial it has, too few
     expect(await Promise.all(rounds)).to.deep.equal(new Array(DKG_SIGN_ROUNDS_MAX).fill('sign-failed'))
+  })
+
+  it('membership certificates: a generic round refuses their domain; a request for one gets a partial only when admission\'s policy allows; a revoked member gets none', async () => {
+    const other = await peer()
+    const random = seededRandomBytes('certificates')
+    const commitments = commit(randomPolynomial(randomScalar(random), 2, random))
+    const group = { session: '00', members: [self, other.id].sort(), threshold: 2, commitments: commitments.map(c => Buffer.from(c.toBytes()).toString('hex')) }
+    await saveGroup(dir, undefined, { group, record: shareRecord(group, commitments, group.members.indexOf(self) + 1, new Uint8Array(32).fill(1)) })
+    const revoked = new Set<string>()
+    let policy: string | null = 'not approved here'
+    await startService({ revoked, mayCertify: () => policy })
+    const groupKey = service.groupInfo()!.groupKey
+    const cert = groupCertificateMessage({ cluster: 'accord', groupKey, peer: other.id, issuedAtMs: Date.now(), expiresAtMs: Date.now() + 60_000 })
+    await expectReason(service.thresholdSign(cert), 'reserved')
+    const ask = (message: Uint8Array): unknown => datagram(other.sign('sign', encode({ round: new Uint8Array(16), groupKey, message })), other.id, self)
+    expect(service.deliver(ask(cert), other.id)).to.include({ ok: false, reason: 'not-approved' })
+    policy = null
+    expect(service.deliver(ask(cert), other.id)).to.deep.equal({ ok: true })
+    revoked.add(other.id)
+    expect(service.deliver(ask(cert), other.id)).to.include({ ok: false, reason: 'revoked' })
+    expect(service.deliver(ask(new TextEncoder().encode('hello')), other.id)).to.include({ ok: false, reason: 'revoked' })
   })
 })
 

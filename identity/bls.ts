@@ -11,8 +11,12 @@
  * decoding and encoding) run natively; rogue keys are no concern for a
  * threshold group key, which no one chooses alone.
  *
- * Point arithmetic (Lagrange combination, Feldman commitments) is noble's:
- * blst's JavaScript binding has no scalar multiplication on points.
+ * Point arithmetic (Lagrange combination, Feldman checks, Diffie–Hellman) is
+ * noble's: blst's JavaScript binding has no scalar multiplication of an
+ * arbitrary point. It does multiply the G1 generator (a secret key's public
+ * key), natively, in constant time and ~8 times faster than noble's
+ * G1.BASE.multiply: mulBaseG1 uses that for commitments, share checks and
+ * the proofs' base-point multiplications.
  */
 import * as blst from '@chainsafe/blst'
 import { bls12_381 as bls12381 } from '@noble/curves/bls12-381.js'
@@ -122,8 +126,21 @@ export function encodeG2 (point: G2Point): Uint8Array {
   return blst.Signature.fromBytes(affine, false).toBytes(true)
 }
 
+/**
+ * s·G1 for a scalar 0 ≤ s < r (0 gives the identity), computed natively by
+ * blst (sk_to_pk: constant time, ~0.1 ms against noble's ~0.9 ms), as a
+ * noble point. Throws a RangeError for anything else, as noble does.
+ */
+export function mulBaseG1 (s: bigint): G1Point {
+  if (typeof s !== 'bigint' || s < 0n || s >= Fr.ORDER) { throw new RangeError('invalid scalar: out of range') }
+  if (s === 0n) { return G1.ZERO }
+  const affine = blst.SecretKey.fromBytes(scalarToBytes(s)).toPublicKey().toBytes(false)
+  return G1.fromAffine({ x: be(affine, 0), y: be(affine, 48) })
+}
+
 export function publicKeyOf (secret: bigint): Uint8Array {
-  return encodeG1(G1.BASE.multiply(secret))
+  if (typeof secret !== 'bigint' || secret <= 0n || secret >= Fr.ORDER) { throw new RangeError('invalid scalar: out of range') }
+  return blst.SecretKey.fromBytes(scalarToBytes(secret)).toPublicKey().toBytes(true)
 }
 
 /** Sign with a scalar secret key (natively, blst). */

@@ -26,7 +26,11 @@
  *   message), so it does not lengthen a run where all are online. Timed: from
  *   run() on one node until its session is done (start, keys, begin,
  *   deal/response phases, the keystore write), which the service reports
- *   as durationMs; then until every node has stored the key.
+ *   as durationMs; then until every node has stored the key. Beside it:
+ *   the process's CPU time over the run (user + system, all threads), and
+ *   the share of a core the n idle nodes took in the 2 s before it (their
+ *   membership, DHT, metadata and gossip work, which the DKG competes with
+ *   on the one JavaScript thread).
  *
  * Writes bench/results/crypto.json.
  */
@@ -64,6 +68,8 @@ const DKG_LIBP2P_SIZES = values['dkg-libp2p'] === '' ? [] : values['dkg-libp2p']
 const T = 7
 const N = 10
 const TARGET_MS = 20
+/** How long the idle cluster's CPU use is sampled before each DKG over libp2p. */
+const IDLE_SAMPLE_MS = 2000
 const message = new TextEncoder().encode('accord bench round 1')
 
 const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 0.5)
@@ -188,11 +194,27 @@ for (const n of DKG_LIBP2P_SIZES) {
     for (let i = 1; i < n; i++) { nodes.push(await cluster.add({ raft: false, bootstrap: [addressOf(first)] })) }
     await waitFor(() => nodes.every(node => node.admission.admittedPeers().length >= n - 1), 'every node to admit the others', 120_000)
     const members = nodes.map(node => node.libp2p.peerId.toString())
+    // What the n nodes' other services (membership, DHT, metadata, gossip)
+    // take of this process's CPU while idle, just before the run: a DKG
+    // shares the one JavaScript thread with that work.
+    const idleStart = process.cpuUsage()
+    await new Promise(resolve => setTimeout(resolve, IDLE_SAMPLE_MS))
+    const idle = process.cpuUsage(idleStart)
     const loadAtStart = round(loadavg()[0])
+    const cpuStart = process.cpuUsage()
     const [view, initiatorMs] = await timedAsync(async () => first.dkg.run({ members, threshold: t }))
     if (view.state !== 'done') { throw new Error(`DKG n = ${n} aborted: ${view.reason ?? ''}`) }
     const [, allStoredMs] = await timedAsync(async () => { await waitFor(() => nodes.every(node => node.dkg.summary()?.groupKey === view.groupKey), 'every node to store the key', 60_000) })
-    dkgLibp2p.push({ n, t, doneMs: view.durationMs ?? round(initiatorMs, 0), everyNodeStoredMs: round(initiatorMs + allStoredMs, 0), loadAverage1m: loadAtStart })
+    const cpu = process.cpuUsage(cpuStart)
+    dkgLibp2p.push({
+      n,
+      t,
+      doneMs: view.durationMs ?? round(initiatorMs, 0),
+      everyNodeStoredMs: round(initiatorMs + allStoredMs, 0),
+      processCpuMs: round((cpu.user + cpu.system) / 1000, 0),
+      idleClusterCpuPercent: round((idle.user + idle.system) / 10 / IDLE_SAMPLE_MS, 0),
+      loadAverage1m: loadAtStart
+    })
   } finally {
     await cluster.stop()
   }

@@ -3,12 +3,16 @@
  * them can compute every participant's public share f(i)·G1 and check a
  * share against it; C_0 is the group public key.
  */
-import { G1, decodeG1, encodeG1 } from '../bls.ts'
+import { G1, decodeG1, encodeG1, mulBaseG1 } from '../bls.ts'
 import { checkIndex } from './shamir.ts'
 import type { G1Point } from '../bls.ts'
 
+/** a_k·G1 for every coefficient (each non-zero and below r), by blst's native, constant-time base multiplication. */
 export function commit (coefficients: readonly bigint[]): G1Point[] {
-  return coefficients.map(a => G1.BASE.multiply(a))
+  return coefficients.map(a => {
+    if (a === 0n) { throw new RangeError('invalid scalar: out of range') }
+    return mulBaseG1(a)
+  })
 }
 
 /**
@@ -23,9 +27,13 @@ export function publicShare (commitments: readonly G1Point[], index: number): G1
   return acc
 }
 
+/**
+ * Whether `value` (a scalar below r) is the share of participant `index`:
+ * value·G1 = f(index)·G1. value·G1 is blst's (native, constant time: the
+ * share is secret); f(index)·G1 is publicShare's.
+ */
 export function verifyShare (commitments: readonly G1Point[], index: number, value: bigint): boolean {
-  if (value === 0n) { return publicShare(commitments, index).is0() }
-  return G1.BASE.multiply(value).equals(publicShare(commitments, index))
+  return mulBaseG1(value).equals(publicShare(commitments, index))
 }
 
 export function encodeCommitments (commitments: readonly G1Point[]): Uint8Array[] {

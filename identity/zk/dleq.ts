@@ -7,7 +7,7 @@
  * can decrypt the disputed share and judge the dealer.
  */
 import { isScalar } from './schnorr.ts'
-import { checkContext, encoderOf, hashToScalar, hedgedNonce } from './transcript.ts'
+import { baseTimes, baseTimesPublic, checkContext, encoderOf, hashToScalar, hedgedNonce } from './transcript.ts'
 import type { Group } from './transcript.ts'
 import type { RandomBytes } from '../bls.ts'
 import type { CurvePoint } from '@noble/curves/abstract/curve.js'
@@ -24,11 +24,11 @@ export function proveEquality<P extends CurvePoint<any, P>> (group: Group<P>, se
   const { Fn, BASE } = group.Point
   const enc = encoderOf(group)
   if (secret <= 0n || secret >= Fn.ORDER) { throw new RangeError('the secret must be a non-zero scalar') }
-  const X = BASE.multiply(secret)
+  const X = baseTimes(group, secret)
   const Y = H.multiply(secret)
   const dst = dstOf(group.name)
   const w = hedgedNonce(dst, Fn.ORDER, randomBytes(32), Fn.toBytes(secret), enc(H), context)
-  const A = BASE.multiply(w)
+  const A = baseTimes(group, w)
   const B = H.multiply(w)
   const challenge = hashToScalar(dst, Fn.ORDER, enc(BASE), enc(H), enc(X), enc(Y), enc(A), enc(B), context)
   return { challenge, response: Fn.add(w, Fn.mul(challenge, secret)) }
@@ -41,7 +41,7 @@ export function verifyEquality<P extends CurvePoint<any, P>> (group: Group<P>, X
   const enc = encoderOf(group)
   if (!isScalar(proof?.challenge, Fn.ORDER) || !isScalar(proof?.response, Fn.ORDER)) { return false }
   if (X.is0() || H.is0() || Y.is0()) { return false }
-  const A = BASE.multiplyUnsafe(proof.response).subtract(X.multiplyUnsafe(proof.challenge))
+  const A = baseTimesPublic(group, proof.response).subtract(X.multiplyUnsafe(proof.challenge))
   const B = H.multiplyUnsafe(proof.response).subtract(Y.multiplyUnsafe(proof.challenge))
   const challenge = hashToScalar(dstOf(group.name), Fn.ORDER, enc(BASE), enc(H), enc(X), enc(Y), enc(A), enc(B), context)
   return challenge === proof.challenge

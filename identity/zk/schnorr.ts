@@ -6,7 +6,7 @@
  * DKG encryption key) bound to a context, e.g. a DKG session and member id.
  */
 import { numberToBytesBE, bytesToNumberBE } from '@noble/curves/utils.js'
-import { checkContext, encoderOf, hashToScalar, hedgedNonce } from './transcript.ts'
+import { baseTimes, baseTimesPublic, checkContext, encoderOf, hashToScalar, hedgedNonce } from './transcript.ts'
 import type { Group } from './transcript.ts'
 import type { RandomBytes } from '../bls.ts'
 import type { CurvePoint } from '@noble/curves/abstract/curve.js'
@@ -23,10 +23,10 @@ export function proveKnowledge<P extends CurvePoint<any, P>> (group: Group<P>, s
   const { Fn, BASE } = group.Point
   const enc = encoderOf(group)
   if (secret <= 0n || secret >= Fn.ORDER) { throw new RangeError('the secret must be a non-zero scalar') }
-  const X = BASE.multiply(secret)
+  const X = baseTimes(group, secret)
   const dst = dstOf(group.name)
   const w = hedgedNonce(dst, Fn.ORDER, randomBytes(32), Fn.toBytes(secret), enc(X), context)
-  const A = BASE.multiply(w)
+  const A = baseTimes(group, w)
   const challenge = hashToScalar(dst, Fn.ORDER, enc(BASE), enc(X), enc(A), context)
   return { challenge, response: Fn.add(w, Fn.mul(challenge, secret)) }
 }
@@ -37,7 +37,7 @@ export function verifyKnowledge<P extends CurvePoint<any, P>> (group: Group<P>, 
   const { Fn, BASE } = group.Point
   const enc = encoderOf(group)
   if (!isScalar(proof?.challenge, Fn.ORDER) || !isScalar(proof?.response, Fn.ORDER) || publicPoint.is0()) { return false }
-  const A = BASE.multiplyUnsafe(proof.response).subtract(publicPoint.multiplyUnsafe(proof.challenge))
+  const A = baseTimesPublic(group, proof.response).subtract(publicPoint.multiplyUnsafe(proof.challenge))
   if (A.is0()) { return false }
   const challenge = hashToScalar(dstOf(group.name), Fn.ORDER, enc(BASE), enc(publicPoint), enc(A), context)
   return challenge === proof.challenge

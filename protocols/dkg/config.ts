@@ -17,7 +17,7 @@
  */
 import { decodeG1 } from '../../identity/bls.ts'
 import { SHARE_INDEX_MAX } from '../../identity/threshold/shamir.ts'
-import { verifyEncryptionKey } from './keys.ts'
+import { EncryptionKeyChecks } from './keys.ts'
 import type { DkgConfig, DkgMember, DkgReshare } from './types.ts'
 import type { G1Point } from '../../identity/bls.ts'
 
@@ -41,7 +41,8 @@ export function checkConfig (config: DkgConfig): Map<string, G1Point> {
   checkSession(config.session)
   if (!Array.isArray(members) || members.length < 1 || members.length > PARTICIPANTS_MAX) { throw new RangeError(`a DKG has 1..${PARTICIPANTS_MAX} members`) }
   if (!Number.isInteger(threshold) || threshold < 1 || threshold > members.length) { throw new RangeError(`threshold must be in 1..${members.length}, got ${threshold}`) }
-  const keys = checkMembers(members)
+  if (config.keyChecks !== undefined && !(config.keyChecks instanceof EncryptionKeyChecks)) { throw new TypeError('keyChecks must be an EncryptionKeyChecks') }
+  const keys = checkMembers(members, config.keyChecks ?? new EncryptionKeyChecks())
   if (reshare !== undefined) { checkReshare(reshare) }
   checkSelf(config)
   if (typeof config.randomBytes !== 'function') { throw new TypeError('randomBytes must be a function') }
@@ -59,13 +60,13 @@ function checkSelf (config: DkgConfig): void {
   if (config.reshare !== undefined && isDealer && typeof config.oldShare !== 'bigint') { throw new TypeError('a reshare dealer needs its oldShare') }
 }
 
-function checkMembers (members: DkgMember[]): Map<string, G1Point> {
+function checkMembers (members: DkgMember[], checks: EncryptionKeyChecks): Map<string, G1Point> {
   checkIds('member', members)
   const keys = new Map<string, G1Point>()
   for (const m of members) {
     const key = decodeG1(m.encryptionKey)
     if (typeof key === 'string') { throw new TypeError(`member ${m.id}: bad encryption key`) }
-    if (!verifyEncryptionKey(m, key)) { throw new TypeError(`member ${m.id}: the encryption key's proof of possession does not verify`) }
+    if (!checks.verify(m, key)) { throw new TypeError(`member ${m.id}: the encryption key's proof of possession does not verify`) }
     keys.set(m.id, key)
   }
   return keys

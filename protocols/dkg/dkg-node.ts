@@ -21,7 +21,7 @@
  */
 import { mulAddUnsafe } from '@noble/curves/abstract/curve.js'
 import { equalBytes } from '@noble/curves/utils.js'
-import { Fr, G1, decodeG1, encodeG1, randomScalar, scalarFromBytes, scalarToBytes } from '../../identity/bls.ts'
+import { Fr, G1, decodeG1, encodeG1, mulBaseG1, randomScalar, scalarFromBytes, scalarToBytes } from '../../identity/bls.ts'
 import { commit, decodeCommitments, encodeCommitments, publicShare, verifyShare } from '../../identity/threshold/feldman.ts'
 import { evaluatePolynomial, lagrangeAtZero, randomPolynomial } from '../../identity/threshold/shamir.ts'
 import { openShare, sealShare } from '../../identity/threshold/share-box.ts'
@@ -147,7 +147,7 @@ export class DkgNode {
     const coefficients = randomPolynomial(secret, this.#config.threshold, randomBytes)
     this.#coefficients = coefficients
     const r = randomScalar(randomBytes)
-    const ephemeral = G1.BASE.multiply(r)
+    const ephemeral = mulBaseG1(r)
     const boxes = this.#members.map(m => sealShare(r, ephemeral, this.#memberKeys.get(m.id) as G1Point, evaluatePolynomial(coefficients, BigInt(m.index)), boxContext(session, self, m.id)))
     return { type: 'deal', session, from: self, commitments: encodeCommitments(commit(coefficients)), ephemeral: encodeG1(ephemeral), boxes }
   }
@@ -292,7 +292,10 @@ export class DkgNode {
     // Lagrange combination at the old indices, whose constant term is the
     // old secret (each dealer's constant term is its old share).
     const weights = this.#oldCommitments !== undefined ? lagrangeAtZero(qualified.map(q => q.dealer.index)) : qualified.map(() => 1n)
-    const commitments = Array.from({ length: this.#config.threshold }, (_, k) => mulAddUnsafe(G1, qualified.map(q => q.deal.commitments[k]), weights))
+    // (a fresh DKG's weights are all 1: a plain sum, no multi-scalar multiplication)
+    const commitments = Array.from({ length: this.#config.threshold }, (_, k) => this.#oldCommitments !== undefined
+      ? mulAddUnsafe(G1, qualified.map(q => q.deal.commitments[k]), weights)
+      : qualified.reduce((sum, q) => sum.add(q.deal.commitments[k]), G1.ZERO))
     if (this.#oldCommitments !== undefined) {
       assert(commitments[0].equals(this.#oldCommitments[0]), 'a reshare changed the group key')
     }

@@ -7,7 +7,7 @@
 export { DkgNode } from './dkg-node.ts'
 export type { StepResult } from './dkg-node.ts'
 export { checkConfig, phaseTimeoutTicks, PARTICIPANTS_MAX, SESSION_BYTES_MAX, ID_CHARS_MAX, PHASE_BASE_TICKS, PHASE_TICKS_PER_PARTICIPANT } from './config.ts'
-export { encryptionKeyProof, verifyEncryptionKey, boxContext, complaintContext } from './keys.ts'
+export { encryptionKeyProof, verifyEncryptionKey, boxContext, complaintContext, EncryptionKeyChecks, KEY_CHECKS_MAX } from './keys.ts'
 export { checkMessage } from './validate.ts'
 export type * from './types.ts'
 export { encodeDkgMessage, decodeDkgMessage, DKG_ENCODING_VERSION, DKG_MESSAGE_BYTES_MAX } from './codec.ts'

@@ -4,6 +4,7 @@
  * possession bound to its id, so nobody can register someone else's key
  * (and then "reveal" box keys it cannot compute).
  */
+import { bytesToHex } from '@noble/curves/utils.js'
 import { decodeG1 } from '../../identity/bls.ts'
 import { decodeScalarPair, encodeScalarPair, proveKnowledge, verifyKnowledge } from '../../identity/zk/schnorr.ts'
 import { lengthPrefixed, BLS12_381_G1 } from '../../identity/zk/transcript.ts'
@@ -38,4 +39,33 @@ export function verifyEncryptionKey (member: { id: string, encryptionKey: Uint8A
   const proof = decodeScalarPair(member.encryptionKeyProof, SCALAR_BYTES, BLS12_381_G1.Point.Fn.ORDER)
   if (typeof key === 'string' || typeof proof === 'string') { return false }
   return verifyKnowledge(BLS12_381_G1, key, keyContext(member.id), { challenge: proof[0], response: proof[1] })
+}
+
+/** Results an EncryptionKeyChecks holds at most; beyond, proofs are verified but not remembered. */
+export const KEY_CHECKS_MAX = 512
+
+/**
+ * Proofs of possession already verified, by (id, key, proof): one
+ * verification costs a scalar multiplication of the member's key (~2 ms),
+ * and a caller that looks at the same key statements more than once (the
+ * libp2p service checks each as it arrives or is relayed, then gives the
+ * members to the core) passes one of these so each is verified once per
+ * node. It only remembers what verifyEncryptionKey itself answered, so a
+ * check through it is the same check.
+ */
+export class EncryptionKeyChecks {
+  readonly #results = new Map<string, boolean>()
+
+  /** verifyEncryptionKey(member, decoded), remembered. */
+  verify (member: { id: string, encryptionKey: Uint8Array, encryptionKeyProof: Uint8Array }, decoded?: G1Point): boolean {
+    if (typeof member?.id !== 'string' || !(member.encryptionKey instanceof Uint8Array) || !(member.encryptionKeyProof instanceof Uint8Array)) { return false }
+    const key = `${member.id}\n${bytesToHex(member.encryptionKey)}\n${bytesToHex(member.encryptionKeyProof)}`
+    const known = this.#results.get(key)
+    if (known !== undefined) { return known }
+    const result = verifyEncryptionKey(member, decoded)
+    if (this.#results.size < KEY_CHECKS_MAX) { this.#results.set(key, result) }
+    return result
+  }
+
+  get size (): number { return this.#results.size }
 }

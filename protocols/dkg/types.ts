@@ -3,6 +3,7 @@
  * broadcast to all participants (dealers and members); `from` is the
  * sender's id as the transport authenticated it.
  */
+import type { EncryptionKeyChecks } from './keys.ts'
 import type { RandomBytes } from '../../identity/bls.ts'
 
 export type ParticipantId = string
@@ -48,6 +49,12 @@ export interface DkgConfig {
   /** The secret of our encryption key (when we are a member). */
   encryptionSecret?: bigint
   randomBytes: RandomBytes
+  /**
+   * Proofs of possession the caller has verified already (the same check,
+   * remembered: see EncryptionKeyChecks); the members' proofs are verified
+   * through it, so none is verified twice on this node.
+   */
+  keyChecks?: EncryptionKeyChecks
   /** Phase timeout = phaseBaseTicks + phaseTicksPerParticipant · (number of distinct participants). */
   phaseBaseTicks?: number
   phaseTicksPerParticipant?: number

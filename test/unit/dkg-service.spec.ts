@@ -169,6 +169,47 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
     expect(view.reason).to.include(`dealer ${b.id} signed two different deals`)
   })
 
+  it('key statements: a stolen proof, an identity, uncompressed or malformed key is refused (bad-key), at the initiator and in a begin', async () => {
+    await startService()
+    const b = await peer()
+    const c = await peer()
+    const members = [self, b.id, c.id]
+    const outcome = service.run({ members, threshold: 2, sessionId: '0d'.repeat(16) })
+    const session = Uint8Array.from(Buffer.from('0d'.repeat(16), 'hex'))
+    const secretOf = (p: Peer): bigint => randomScalar(seededRandomBytes(`key-${p.id}`))
+    const statement = (p: Peer, fields: Record<string, unknown>): Envelope => p.sign('key', encode({ session, ...fields }))
+    const honest = (p: Peer): Envelope => statement(p, { key: G1.BASE.multiply(secretOf(p)).toBytes(), proof: encryptionKeyProof(p.id, secretOf(p), seededRandomBytes(`proof-${p.id}`)) })
+    const cKey = G1.BASE.multiply(secretOf(c))
+    const bad = [
+      // c's key and proof, sent by b: the proof is bound to c's id
+      statement(b, { key: cKey.toBytes(), proof: encryptionKeyProof(c.id, secretOf(c), seededRandomBytes('stolen')) }),
+      statement(b, { key: G1.ZERO.toBytes(), proof: new Uint8Array(64) }),
+      statement(b, { key: G1.BASE.multiply(secretOf(b)).toBytes(false), proof: encryptionKeyProof(b.id, secretOf(b), seededRandomBytes('raw')) }),
+      statement(b, { key: new Uint8Array(48).fill(7), proof: new Uint8Array(64) }),
+      statement(b, { key: G1.BASE.multiply(secretOf(b)).toBytes(), proof: new Uint8Array(63) })
+    ]
+    for (const env of bad) {
+      expect(service.deliver(datagram(env, b.id, self), b.id)).to.include({ ok: false, reason: 'bad-key' })
+    }
+    expect(service.sessions()[0].state).to.equal('keys')
+    for (const p of [b, c]) { expect(service.deliver(datagram(honest(p), p.id, self), p.id)).to.deep.equal({ ok: true }) }
+    expect(service.sessions()[0].state).to.equal('running')
+    await service.stop()
+    expect((await outcome).state).to.equal('aborted')
+
+    // as a member: a begin that relays a statement with a stolen proof is refused, the session waits for a good one
+    await startService()
+    const a = await peer()
+    const session2 = new Uint8Array(16).fill(13)
+    expect(service.deliver(startFrom(a, [a.id, b.id, self], session2), a.id)).to.deep.equal({ ok: true })
+    const own = (p: Peer): Envelope => p.sign('key', encode({ session: session2, key: G1.BASE.multiply(secretOf(p)).toBytes(), proof: encryptionKeyProof(p.id, secretOf(p), seededRandomBytes(`p2-${p.id}`)) }))
+    const stolen = b.sign('key', encode({ session: session2, key: G1.BASE.multiply(secretOf(a)).toBytes(), proof: encryptionKeyProof(a.id, secretOf(a), seededRandomBytes('s2')) }))
+    expect(service.sessions()[0].state).to.equal('keys')
+    const begin = (keys: Envelope[]): unknown => datagram(a.sign('begin', encode({ session: session2, keys })), a.id, self)
+    expect(service.deliver(begin([own(a), stolen]), a.id)).to.include({ ok: false, reason: 'bad-key' })
+    expect(service.sessions()[0].state).to.equal('keys')
+  })
+
   it(`signing: a message over DKG_SIGN_MESSAGE_BYTES_MAX (${DKG_SIGN_MESSAGE_BYTES_MAX}) bytes, no key, and more than DKG_SIGN_ROUNDS_MAX (${DKG_SIGN_ROUNDS_MAX}) rounds at once are refused`, async () => {
     await startService()
     await expectReason(service.thresholdSign(new Uint8Array(DKG_SIGN_MESSAGE_BYTES_MAX + 1)), 'bad-message')

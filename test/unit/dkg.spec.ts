@@ -8,7 +8,7 @@ import { encodeScalarPair } from '../../identity/zk/schnorr.ts'
 import { BLS12_381_G1 } from '../../identity/zk/transcript.ts'
 import { PARTICIPANTS_MAX, phaseTimeoutTicks } from '../../protocols/dkg/config.ts'
 import { DkgNode } from '../../protocols/dkg/dkg-node.ts'
-import { complaintContext } from '../../protocols/dkg/keys.ts'
+import { complaintContext, EncryptionKeyChecks, KEY_CHECKS_MAX, verifyEncryptionKey } from '../../protocols/dkg/keys.ts'
 import { cheatingDeal, freshConfigs, membersOf, participants, reshareConfigs, run } from './dkg-harness.ts'
 import { seededRandomBytes, toHex } from './threshold-helpers.ts'
 import type { RunResult } from './dkg-harness.ts'
@@ -292,5 +292,53 @@ describe('DKG input checks and limits', () => {
     expect(phaseTimeoutTicks(16)).to.equal(52)
     expect(phaseTimeoutTicks(64, 10, 1)).to.equal(74)
     expect(new DkgNode(config).status().phaseTimeoutTicks).to.equal(phaseTimeoutTicks(4))
+  })
+})
+
+describe('DKG key proof checks remembered (EncryptionKeyChecks)', () => {
+  const list = participants(ids(4), 'key-checks')
+  const configs = freshConfigs(list, 3)
+  const config = configs.get('p1')!
+
+  it('verifies each (id, key, proof) once, remembers a refusal as a refusal, and is what the core checks through', () => {
+    const checks = new EncryptionKeyChecks()
+    new DkgNode({ ...config, keyChecks: checks }) // eslint-disable-line no-new
+    expect(checks.size).to.equal(4)
+    new DkgNode({ ...configs.get('p2')!, keyChecks: checks }) // eslint-disable-line no-new
+    expect(checks.size).to.equal(4)
+    // p2 presenting p1's key with p1's proof: the proof is bound to p1's id, so it is a new entry, and false
+    const stolen = config.members.map(m => m.id === 'p2' ? { ...m, encryptionKey: config.members[0].encryptionKey, encryptionKeyProof: config.members[0].encryptionKeyProof } : m)
+    for (let i = 0; i < 2; i++) {
+      expect(() => new DkgNode({ ...config, members: stolen, keyChecks: checks })).to.throw(TypeError, /p2: the encryption key's proof of possession does not verify/)
+    }
+    expect(checks.size).to.equal(5)
+    expect(checks.verify(stolen[1])).to.equal(false)
+    expect(checks.verify(config.members[1])).to.equal(true)
+    expect(checks.verify(null as any)).to.equal(false)
+    expect(() => new DkgNode({ ...config, keyChecks: { verify: () => true } as any })).to.throw(TypeError, /keyChecks/)
+  })
+
+  it('answers exactly as verifyEncryptionKey does, for honest and tampered proofs (property)', () => {
+    const checks = new EncryptionKeyChecks()
+    const members = config.members
+    fc.assert(fc.property(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: -1, max: 63 }), (who, keyOf, flip) => {
+      const proof = Uint8Array.from(members[who].encryptionKeyProof)
+      if (flip >= 0) { proof[flip] ^= 1 }
+      const member = { id: members[who].id, encryptionKey: members[keyOf].encryptionKey, encryptionKeyProof: proof }
+      expect(checks.verify(member)).to.equal(verifyEncryptionKey(member))
+      expect(checks.verify(member)).to.equal(verifyEncryptionKey(member))
+    }), { numRuns: 30 })
+  })
+
+  it(`remembers at most KEY_CHECKS_MAX (${KEY_CHECKS_MAX}) answers, and still answers beyond`, () => {
+    const checks = new EncryptionKeyChecks()
+    const member = config.members[0]
+    for (let i = 0; i < KEY_CHECKS_MAX + 10; i++) {
+      // malformed proofs: refused before any multiplication, so this is quick
+      expect(checks.verify({ ...member, id: `m${i}`, encryptionKeyProof: new Uint8Array(3) })).to.equal(false)
+    }
+    expect(checks.size).to.equal(KEY_CHECKS_MAX)
+    expect(checks.verify(member)).to.equal(true)
+    expect(checks.size).to.equal(KEY_CHECKS_MAX)
   })
 })

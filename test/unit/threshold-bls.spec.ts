@@ -4,7 +4,7 @@ import { bls12_381 as bls12381 } from '@noble/curves/bls12-381.js'
 import { numberToBytesBE } from '@noble/curves/utils.js'
 import { expect } from 'aegir/chai'
 import fc from 'fast-check'
-import { G1, G2, decodeG1, decodeG2, encodeG1, encodeG2, publicKeyOf, randomScalar, sign, verify, verifyBatchSameMessage } from '../../identity/bls.ts'
+import { Fr, G1, G2, decodeG1, decodeG2, encodeG1, encodeG2, mulBaseG1, publicKeyOf, randomScalar, sign, verify, verifyBatchSameMessage } from '../../identity/bls.ts'
 import { commit, publicShare, verifyShare } from '../../identity/threshold/feldman.ts'
 import { lagrangeAtZero, randomPolynomial, sharesOf } from '../../identity/threshold/shamir.ts'
 import { ThresholdPublicKey, combine, partialSign, verifyGroupSignature, verifyPartial } from '../../identity/threshold/tbls.ts'
@@ -78,6 +78,27 @@ describe('batch verification of one message', () => {
   })
 })
 
+describe('native base multiplication (mulBaseG1, blst)', () => {
+  it('agrees with noble\'s G1.BASE.multiply for any scalar, and publicKeyOf with its encoding', () => {
+    fc.assert(fc.property(fc.bigInt({ min: 1n, max: Fr.ORDER - 1n }), s => {
+      const noble = G1.BASE.multiply(s)
+      expect(mulBaseG1(s).equals(noble)).to.equal(true)
+      expect(toHex(publicKeyOf(s))).to.equal(toHex(noble.toBytes()))
+    }), { numRuns: 50 })
+    for (const s of [1n, 2n, Fr.ORDER - 1n]) { expect(mulBaseG1(s).equals(G1.BASE.multiply(s))).to.equal(true) }
+  })
+
+  it('gives the identity for 0 and refuses what is not a scalar below r, as noble does', () => {
+    expect(mulBaseG1(0n).is0()).to.equal(true)
+    for (const bad of [-1n, Fr.ORDER, Fr.ORDER + 1n, 1n << 256n]) {
+      expect(() => mulBaseG1(bad)).to.throw(RangeError)
+      expect(() => G1.BASE.multiply(bad)).to.throw()
+    }
+    expect(() => mulBaseG1(1 as any)).to.throw(RangeError)
+    expect(() => publicKeyOf(0n)).to.throw(RangeError)
+  })
+})
+
 describe('Feldman commitments', () => {
   it('public shares are the shares times G1, and shares check against the commitments', () => {
     const group = makeGroup(4, 6, 'feldman')
@@ -87,6 +108,22 @@ describe('Feldman commitments', () => {
       expect(verifyShare(group.key.commitments, s.index, s.value + 1n)).to.equal(false)
       expect(verifyShare(group.key.commitments, s.index === 6 ? 1 : s.index + 1, s.value)).to.equal(false)
     }
+  })
+
+  it('commit and verifyShare (blst for value·G1) agree with noble alone, for honest and altered shares', () => {
+    const group = makeGroup(5, 8, 'feldman-noble')
+    const nobleCheck = (index: number, value: bigint): boolean => value === 0n
+      ? publicShare(group.key.commitments, index).is0()
+      : G1.BASE.multiply(value).equals(publicShare(group.key.commitments, index))
+    fc.assert(fc.property(fc.integer({ min: 0, max: 7 }), fc.bigInt({ min: 0n, max: Fr.ORDER - 1n }), fc.boolean(), (k, delta, honest) => {
+      const { index, value } = group.shares[k]
+      const claimed = honest ? value : Fr.add(value, delta)
+      expect(verifyShare(group.key.commitments, index, claimed)).to.equal(nobleCheck(index, claimed))
+      expect(verifyShare(group.key.commitments, index, claimed)).to.equal(honest || delta === 0n)
+    }), { numRuns: 40 })
+    const coefficients = randomPolynomial(randomScalar(seededRandomBytes('c')), 4, seededRandomBytes('c2'))
+    expect(commit(coefficients).every((c, k) => c.equals(G1.BASE.multiply(coefficients[k])))).to.equal(true)
+    expect(() => commit([1n, 0n])).to.throw(RangeError)
   })
 })
 

@@ -1,7 +1,8 @@
 import { bls12_381 as bls12381 } from '@noble/curves/bls12-381.js'
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { expect } from 'aegir/chai'
-import { G1, randomScalar } from '../../identity/bls.ts'
+import fc from 'fast-check'
+import { Fr, G1, randomScalar } from '../../identity/bls.ts'
 import { proveEquality, verifyEquality } from '../../identity/zk/dleq.ts'
 import { decodeScalarPair, encodeScalarPair, proveKnowledge, verifyKnowledge } from '../../identity/zk/schnorr.ts'
 import { BLS12_381_G1, CONTEXT_BYTES_MAX } from '../../identity/zk/transcript.ts'
@@ -89,5 +90,36 @@ describe('Chaum–Pedersen DLEQ proof', () => {
   it('refuses identity points and malformed proofs', () => {
     expect(verifyEquality(BLS12_381_G1, X, G1.ZERO, G1.ZERO, context, proof)).to.equal(false)
     expect(verifyEquality(BLS12_381_G1, X, H, Y, context, { challenge: 1n } as any)).to.equal(false)
+  })
+})
+
+describe('proofs with the native base multiplication (BLS12_381_G1.mulBase)', () => {
+  // The same group without the native route: noble's BASE.multiply / multiplyUnsafe.
+  const NOBLE_G1: Group<typeof G1.BASE> = { name: BLS12_381_G1.name, Point: G1, encode: BLS12_381_G1.encode }
+  const context = ctx('accord-test native base')
+
+  it('Schnorr and DLEQ proofs made either way verify either way; tampered ones fail either way', () => {
+    fc.assert(fc.property(fc.bigInt({ min: 1n, max: Fr.ORDER - 1n }), fc.bigInt({ min: 1n, max: Fr.ORDER - 1n }), fc.integer({ min: 0, max: 1 }), (x, h, tamper) => {
+      const random = seededRandomBytes(`native-${x}`)
+      const X = G1.BASE.multiply(x)
+      const H = G1.BASE.multiply(h)
+      const Y = H.multiply(x)
+      for (const [prover, verifier] of [[BLS12_381_G1, NOBLE_G1], [NOBLE_G1, BLS12_381_G1], [BLS12_381_G1, BLS12_381_G1]]) {
+        const pk = proveKnowledge(prover, x, context, random)
+        const eq = proveEquality(prover, x, H, context, random)
+        const bump = BigInt(tamper)
+        expect(verifyKnowledge(verifier, X, context, { ...pk, response: Fr.add(pk.response, bump) })).to.equal(tamper === 0)
+        expect(verifyEquality(verifier, X, H, Y, context, { ...eq, response: Fr.add(eq.response, bump) })).to.equal(tamper === 0)
+      }
+      // deterministic: the same randomness makes the same proof by either route
+      expect(proveKnowledge(BLS12_381_G1, x, context, seededRandomBytes('same'))).to.deep.equal(proveKnowledge(NOBLE_G1, x, context, seededRandomBytes('same')))
+    }), { numRuns: 10 })
+  })
+
+  it('a response of 0 still verifies or fails as it should (the native route maps 0 to the identity)', () => {
+    // z = 0 means A = −c·X: no honest proof has it, and verification must simply fail, not throw
+    const X = G1.BASE.multiply(5n)
+    expect(verifyKnowledge(BLS12_381_G1, X, context, { challenge: 7n, response: 0n })).to.equal(false)
+    expect(verifyKnowledge(NOBLE_G1, X, context, { challenge: 7n, response: 0n })).to.equal(false)
   })
 })

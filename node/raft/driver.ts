@@ -277,6 +277,8 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
   #approved: SnapshotInCheck | null = null
   readonly #snapshotChecks: SnapshotCheckStats = { passed: 0, rejected: 0, dropped: 0 }
   readonly #followerSilence: FollowerSilence
+  /** Counts changes of the leader or the configuration (see configurationVersion). */
+  #configurationVersion = 0
 
   private constructor (options: RaftDriverOptions<SM, C>, runtime: DriverRuntime) {
     this.id = options.id
@@ -360,6 +362,14 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
       this.#readyLoop.request()
     }, this.#options.tickIntervalMs)
     this.#readyLoop.request()
+  }
+
+  /**
+   * Changes whenever the leader or the configuration may have changed: who
+   * caches either (the Raft peer filter) reads them again when it differs.
+   */
+  get configurationVersion (): number {
+    return this.#configurationVersion
   }
 
   /** 0 while this node's ticks come on time; up to 8 while its event loop lags (see TimerLateness). */
@@ -663,6 +673,8 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
       if (ready.snapshot != null) { this.#applySnapshot(ready.snapshot, approved) }
       this.#applyEntries(ready.committedEntries.slice(split))
       this.#core.advance()
+      // conf changes take effect in advance(); a leader change comes as soft state
+      if (ready.softState != null || ready.snapshot != null || ready.committedEntries.some(entry => entry.type === 'conf-change')) { this.#configurationVersion++ }
       this.#runBetweenReadies()
       this.#maybeSnapshot()
     }

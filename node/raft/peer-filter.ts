@@ -16,9 +16,13 @@
  * - Everything else is refused: a removed member that keeps campaigning,
  *   or an admitted node outside the group, cannot move our term.
  *
- * The configuration is read from the driver at most every refreshMs (a
- * removed member is refused from then on): between reads, a message costs
- * a clock read and a Set lookup.
+ * The configuration is read from the driver again when the driver says
+ * the leader or the configuration changed (its configurationVersion), and
+ * at least every refreshMs (for the last log index): between reads, a
+ * message costs a clock read, a version check and a Set lookup. Without the
+ * version, a node that joined read its empty configuration as it started
+ * and, for up to refreshMs after it became a voter, refused the leader's
+ * answer to its own ReadIndex request, so its read waited for its timeout.
  */
 import type { ConfState, Message } from '../../protocols/raft/index.ts'
 
@@ -28,6 +32,8 @@ const DEFAULT_REFRESH_MS = 100
 export interface RaftPeerFilterSource {
   /** The configuration, the leader followed and the last log index, now. */
   state(): { conf: ConfState, leader: string | null, lastIndex: number }
+  /** Changes when the leader or the configuration changed (RaftDriver.configurationVersion); without it, only refreshMs applies. */
+  version?(): number
 }
 
 export interface RaftPeerFilterOptions {
@@ -44,6 +50,7 @@ export class RaftPeerFilter {
   #leader: string | null = null
   #lastIndex = 0
   #readAtMs = -Infinity
+  #version: number | undefined
 
   constructor (source: RaftPeerFilterSource, options: RaftPeerFilterOptions = {}) {
     this.#source = source
@@ -53,7 +60,7 @@ export class RaftPeerFilter {
 
   /** Whether to step `message`; false means refuse (the caller counts and logs it). */
   accepts (message: Message): boolean {
-    if (this.#now() - this.#readAtMs >= this.#refreshMs) { this.#read() }
+    if (this.#now() - this.#readAtMs >= this.#refreshMs || this.#source.version?.() !== this.#version) { this.#read() }
     if (this.#knows(message.from)) { return true }
     if (LEADER_MESSAGES.has(message.type)) { return true }
     return (message.type === 'vote' || message.type === 'pre-vote') && message.lastIndex > this.#lastIndex
@@ -64,6 +71,7 @@ export class RaftPeerFilter {
   }
 
   #read (): void {
+    this.#version = this.#source.version?.()
     const { conf, leader, lastIndex } = this.#source.state()
     this.#known = new Set([...conf.voters, ...conf.votersOutgoing, ...conf.learners, ...conf.learnersNext])
     this.#leader = leader

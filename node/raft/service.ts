@@ -64,12 +64,9 @@ export interface RaftSettings {
 
 /**
  * A heartbeat every tick; a follower that hears none campaigns after a
- * random 6-11 ticks. The daemon ticks every 50 ms (config raftTickMs:
- * 300-550 ms), so a leader that hangs (SIGSTOP, a cut cable) is replaced in
- * well under a second. A library user gets 100 ms ticks (600-1100 ms): with
- * 50 ms, the README's embedded three-node group (one process, no
- * membership service) often left a joined node without a leader for 10 s;
- * the cause is not found yet. Shorter timeouts are made safe
+ * random 6-11 ticks. Ticks come every 50 ms (300-550 ms elections; the
+ * daemon's raftTickMs), so a leader that hangs (SIGSTOP, a cut cable) is
+ * replaced in well under a second. Shorter timeouts are made safe
  * by pre-vote and check-quorum (a node that merely lagged cannot depose a
  * live leader) and by local health (a node whose own ticks come late waits
  * longer before it campaigns: TimerLateness in node/driver-scheduling.ts).
@@ -77,7 +74,7 @@ export interface RaftSettings {
  * to 40% fast (protocols/raft/lease.ts).
  */
 export const RAFT_SETTINGS_DEFAULTS: RaftSettings = {
-  tickIntervalMs: 100,
+  tickIntervalMs: 50,
   electionTimeoutTicks: 6,
   heartbeatIntervalTicks: 1,
   readOnlyMode: 'safe',
@@ -265,7 +262,10 @@ export class RaftService implements Startable {
       // the driver and the transport refer to each other: the transport
       // delivers to the driver, the driver sends through the transport
       const ref: { driver?: RaftDriver } = {}
-      const filter = new RaftPeerFilter({ state: () => { const s = ref.driver!.status(); return { conf: s.conf, leader: s.leader, lastIndex: s.lastIndex } } })
+      const filter = new RaftPeerFilter({
+        state: () => { const s = ref.driver!.status(); return { conf: s.conf, leader: s.leader, lastIndex: s.lastIndex } },
+        version: () => ref.driver!.configurationVersion
+      })
       const gate = admission.gate.bind(admission)
       const { registrar } = this.#components
       const gatedRegistrar = { handle: async (protocol: string, handler: StreamHandler, opts?: StreamHandlerOptions) => { await registrar.handle(protocol, gate(protocol, handler), opts) }, unhandle: async (protocol: string) => { await registrar.unhandle(protocol) } }

@@ -55,6 +55,24 @@ describe('RaftPeerFilter', () => {
     expect(reads).to.equal(2)
   })
 
+  it('reads the configuration again at once when the source\'s version changes: a new member is taken in before refreshMs', () => {
+    let version = 0
+    filter = new RaftPeerFilter({ state: () => { reads++; return state }, version: () => version }, { refreshMs: 100, now: () => nowMs })
+    // as a joining node starts: no configuration, no leader
+    state = { conf: conf([]), leader: null, lastIndex: 0 }
+    expect(filter.accepts(voteResponse('a'))).to.equal(false)
+    // 10 ms later it follows leader a in a configuration with it
+    state = { conf: conf(['a', 'b', 'c']), leader: 'a', lastIndex: 7 }
+    nowMs = 10
+    const readIndexResponse: Message = { type: 'read-index-response', from: 'a', to: 'b', term: 9, index: 7, context: new Uint8Array(16) }
+    expect(filter.accepts(readIndexResponse)).to.equal(false) // the version did not change: the cache stands
+    version++
+    expect(filter.accepts(readIndexResponse)).to.equal(true)
+    const before = reads
+    for (let i = 0; i < 1000; i++) { filter.accepts(readIndexResponse) }
+    expect(reads).to.equal(before)
+  })
+
   it('follows a new leader that is in no configuration it knows', () => {
     state = { ...state, leader: 'n' }
     nowMs = 100

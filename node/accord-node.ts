@@ -161,7 +161,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   const refusals = new Refusals({ log: log.child({ component: 'refusals' }), registry: metrics })
   let starting: Awaited<ReturnType<typeof startingCredentials>>
   try {
-    starting = await startingCredentials(resolved, identity.peerId, options)
+    starting = await startingCredentials(resolved, identity.peerId, { ...options, handover: identity.keystore.handover })
   } catch (err) {
     await datastore.close()
     throw err

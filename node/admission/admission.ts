@@ -30,15 +30,30 @@
  * revoked peer, so fewer than t members cannot admit anyone. A node that
  * has not switched but holds the group key accepts group certificates too,
  * so members can switch one after the other.
+ *
+ * Node key rotation (`accord keys rotate`, identity/keystore-rotation.ts):
+ * a node whose key took over from another presents, on every connection
+ * it opens or accepts, its hand-over statement and the certificate of the
+ * key it replaced, on `/accord/admission/handover/1.0.0` (a request
+ * `{v: 1, handover, cert}`, an answer `{ok: true, cert}` or `{ok: false,
+ * reason}`; an older node does not speak the protocol and stays as it
+ * was). A member that accepts it (./handovers.ts has the rules) admits the
+ * new peer id as that member, retires the old peer id (refused from then
+ * on, as a revoked one is, and its connections closed), saves the
+ * hand-over, and passes it on to its other admitted peers, which judge it
+ * by the same rules (a relayed statement retires the old key but admits
+ * no one: the new peer id still shows its own certificate or statement).
  */
 import { randomBytes } from 'node:crypto'
+import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { serviceCapabilities } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { encode } from 'cborg'
 import { CERTIFICATE_BYTES_MAX, createJoinToken, verifyCertificate } from '../../identity/cluster-credentials.ts'
 import { equalBytes } from '../../identity/ed25519.ts'
 import { encodeGroupCertificate, GROUP_CERT_TTL_MS_DEFAULT, GROUP_CERT_TTL_MS_MAX, groupCertificateMessage, parseGroupCertificateMessage, verifyGroupCertificate } from '../../identity/group-certificate.ts'
+import { decodeHandover, HANDOVER_BYTES_MAX } from '../../identity/keystore-rotation.ts'
 import { isPowBits } from '../../identity/proof-of-work.ts'
 import { UserError } from '../errors.ts'
 import { hostFromComponents } from '../host.ts'
@@ -47,14 +62,20 @@ import { decodeBoundedCbor } from '../raft/codec.ts'
 import { boundedLengthDecoder } from '../raft/transport.ts'
 import { Refusals } from '../refusals.ts'
 import { foundCluster, loadCredentials, saveCredentials } from './credentials.ts'
+import { HandoverBook, HANDOVERS_MAX_DEFAULT, loadHandovers, saveHandovers } from './handovers.ts'
 import { joinCluster, serveJoins } from './join.ts'
 import type { ClusterCredentials } from './credentials.ts'
+import type { HandoverVerdict } from './handovers.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
 import type { AbortOptions, Connection, PeerId, Startable, Stream, StreamHandler } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 
 export const ADMISSION_PROTOCOL = '/accord/admission/1.0.0'
+/** A rotated node shows its hand-over statement here (see the top of this file). */
+export const HANDOVER_PROTOCOL = '/accord/admission/handover/1.0.0'
+/** The largest hand-over request: the statement, the old key's certificate, CBOR framing. */
+export const HANDOVER_REQUEST_BYTES_MAX = HANDOVER_BYTES_MAX + CERTIFICATE_BYTES_MAX + 64
 
 export interface AdmissionLimits {
   /** One certificate exchange (open, send, answer). */
@@ -76,6 +97,8 @@ export interface AdmissionLimits {
   groupCertTtlMs: number
   /** A member gives its partial only for a certificate issued within this much of its own clock. */
   groupCertClockSkewMs: number
+  /** Other members' hand-overs (retired keys) held; beyond it new ones are refused ('full'). */
+  handoversMax: number
 }
 
 export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
@@ -88,7 +111,8 @@ export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
   tokenTtlMsDefault: 3600_000,
   approvalsMax: 1024,
   groupCertTtlMs: GROUP_CERT_TTL_MS_DEFAULT,
-  groupCertClockSkewMs: 5 * 60_000
+  groupCertClockSkewMs: 5 * 60_000,
+  handoversMax: HANDOVERS_MAX_DEFAULT
 }
 
 /**
@@ -121,6 +145,13 @@ export interface AdmissionInit {
   credentials?: ClusterCredentials
   /** Passphrase that encrypts the saved cluster key. */
   passphrase?: string
+  /**
+   * This node's own key hand-over (its keystore's statement) and the
+   * certificate of the key it replaced (predecessor.cert): shown to every
+   * peer it connects with, so that members admit its new peer id and
+   * retire the old one.
+   */
+  handover?: { statement: Uint8Array, certificate: Uint8Array }
   /** With no credentials: do not found a cluster, wait for join() with a token. */
   join?: boolean
   /** Close connections of peers not admitted within graceMs (default true; public mode turns it off). */
@@ -163,6 +194,8 @@ export class Admission implements Startable {
   readonly #admittedBy = new Map<string, 'cluster' | 'group'>()
   /** Operator approvals: peer id → expiry (ms); at most limits.approvalsMax. */
   readonly #approvals = new Map<string, number>()
+  /** Hand-overs of other members this node accepted (bounded by limits.handoversMax). */
+  readonly #handovers: HandoverBook
   #groupSigner: GroupSigner | null = null
   #sweepTimer: ReturnType<typeof setInterval> | undefined
   #stopServingJoins: (() => Promise<void>) | undefined
@@ -179,6 +212,7 @@ export class Admission implements Startable {
     this.refusals = init.refusals ?? new Refusals({ log: this.#log.child({ component: 'refusals' }), registry: init.registry })
     this.#credentials = init.credentials ?? null
     this.limits = { ...ADMISSION_DEFAULTS, ...init.limits }
+    this.#handovers = new HandoverBook(this.limits.handoversMax)
     if (init.joinPowBits !== undefined && init.joinPowBits !== 0 && !isPowBits(init.joinPowBits)) {
       throw new RangeError('joinPowBits is 0 (off) or an integer in 1..28')
     }
@@ -242,7 +276,7 @@ export class Admission implements Startable {
     if (!equalBytes(cert.groupKey, group.groupKey)) { return 'a certificate of another group key' }
     if (Math.abs(cert.issuedAtMs - nowMs) > this.limits.groupCertClockSkewMs) { return 'a certificate not issued now' }
     if (cert.expiresAtMs - cert.issuedAtMs > this.limits.groupCertTtlMs) { return 'a certificate that lives longer than this node allows' }
-    if (this.#isRevoked(cert.peer) || this.#isRevoked(requester)) { return 'revoked' }
+    if (this.isRevoked(cert.peer) || this.isRevoked(requester)) { return 'revoked' }
     const approvedUntil = this.#approvals.get(cert.peer)
     if (approvedUntil !== undefined && approvedUntil > nowMs) { return null }
     if (group.members.includes(cert.peer)) { return null }
@@ -319,8 +353,10 @@ export class Admission implements Startable {
     if (this.#credentials == null && this.#init.join !== true) {
       throw new Error('clusterAdmission() needs a dataDir or credentials (or join: true, then join() with a token)')
     }
+    if (dataDir != null) { await loadHandovers(dataDir, this.#handovers) }
     this.#running = true
     await this.#host.handle(ADMISSION_PROTOCOL, this.#serveExchange, { maxInboundStreams: 2, maxOutboundStreams: 2 })
+    await this.#host.handle(HANDOVER_PROTOCOL, this.#serveHandover, { maxInboundStreams: 2, maxOutboundStreams: 2 })
     this.#stopServingJoins = await serveJoins({ host: this.#host, cluster, admission: this, refusals: this.refusals, log: this.#log })
     this.#host.addEventListener('connection:open', this.#onConnectionOpen)
     this.#host.addEventListener('connection:close', this.#onConnectionClose)
@@ -330,6 +366,7 @@ export class Admission implements Startable {
     for (const connection of this.#host.getConnections()) {
       this.#onConnectionOpen(new CustomEvent('connection:open', { detail: connection }))
       if (connection.direction === 'inbound') { this.#present(connection) }
+      if (connection.direction === 'inbound') { this.#presentHandover(connection) }
     }
     this.#sweepTimer = setInterval(() => { this.#sweepRevoked() }, this.limits.revocationSweepMs)
   }
@@ -348,6 +385,7 @@ export class Admission implements Startable {
     this.#host.removeEventListener('peer:disconnect', this.#onPeerDisconnect)
     await this.#stopServingJoins?.()
     await this.#host.unhandle(ADMISSION_PROTOCOL).catch(() => {})
+    await this.#host.unhandle(HANDOVER_PROTOCOL).catch(() => {})
   }
 
   /**
@@ -376,16 +414,37 @@ export class Admission implements Startable {
     this.#isRevoked = isRevoked
   }
 
+  /** Revoked (the replicated list) or retired (a hand-over this node accepted moved the member to a new key). */
   isRevoked (peer: string): boolean {
-    return this.#isRevoked(peer)
+    return this.#isRevoked(peer) || this.#handovers.isRetired(peer)
+  }
+
+  /** The peer id that took over from `peer` by a hand-over this node accepted, if any. */
+  successorOf (peer: string): string | undefined {
+    return this.#handovers.successorOf(peer)
+  }
+
+  /** Hand-overs of other members this node accepted. */
+  get handoversAccepted (): number { return this.#handovers.size }
+
+  /** The accepted hand-overs, oldest first: each retired peer id, its successor and the sequence. */
+  handovers (): Array<{ oldPeer: string, newPeer: string, sequence: number }> {
+    return this.#handovers.entries()
+  }
+
+  /** This node's own hand-over, when its key took over from another: the peer id it replaced and the sequence. */
+  get ownHandover (): { predecessor: string, sequence: number } | null {
+    const decoded = this.#init.handover == null ? 'none' : decodeHandover(this.#init.handover.statement)
+    if (typeof decoded === 'string') { return null }
+    return { predecessor: peerIdFromPublicKey(publicKeyFromRaw(decoded.statement.oldPublicKey)).toString(), sequence: decoded.statement.sequence }
   }
 
   isAdmitted (peer: string): boolean {
-    return this.#admitted.has(peer) && !this.#isRevoked(peer)
+    return this.#admitted.has(peer) && !this.isRevoked(peer)
   }
 
   admittedPeers (): string[] {
-    return [...this.#admitted].filter(p => !this.#isRevoked(p))
+    return [...this.#admitted].filter(p => !this.isRevoked(p))
   }
 
   /** Called with each newly admitted peer. */
@@ -419,7 +478,7 @@ export class Admission implements Startable {
         // more than the stream's first window (256 KiB), where an unread
         // stream would buffer up to 4 MiB (1024 waiting streams: 4 GiB).
         if (!setPaused(stream, true)) { return }
-        const reason = this.#isRevoked(peer) ? 'revoked' : await this.#waitAdmitted(peer)
+        const reason = this.isRevoked(peer) ? 'revoked' : await this.#waitAdmitted(peer)
         if (reason !== null) {
           this.refusals.refuse(peer, protocol, reason)
           stream.abort(new Error(`not admitted: ${reason}`))
@@ -446,7 +505,7 @@ export class Admission implements Startable {
     clearTimeout(timer)
     if (waiter !== undefined) { this.#waiters.delete(waiter) }
     if (this.isAdmitted(peer)) { return null }
-    return this.#isRevoked(peer) ? 'revoked' : 'not-admitted'
+    return this.isRevoked(peer) ? 'revoked' : 'not-admitted'
   }
 
   #admit (peer: string, by: 'cluster' | 'group'): void {
@@ -481,7 +540,7 @@ export class Admission implements Startable {
     let groupReason: string | null = null
     if (groupKey != null) {
       const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey, peer, nowMs: Date.now() })
-      if (typeof checked !== 'string') { return this.#isRevoked(peer) ? 'revoked' : { by: 'group' } }
+      if (typeof checked !== 'string') { return this.isRevoked(peer) ? 'revoked' : { by: 'group' } }
       groupReason = checked
     }
     const notGroupSigned = groupReason === null || groupReason === 'not a group signature'
@@ -490,7 +549,7 @@ export class Admission implements Startable {
     }
     const checked = await verifyCertificate(certificate, { cluster: this.#init.cluster, clusterKey: credentials.clusterPublicKey, peer })
     if (typeof checked === 'string') { return notGroupSigned ? checked : groupReason as string }
-    return this.#isRevoked(peer) ? 'revoked' : { by: 'cluster' }
+    return this.isRevoked(peer) ? 'revoked' : { by: 'cluster' }
   }
 
   readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
@@ -506,6 +565,8 @@ export class Admission implements Startable {
       }, this.limits.graceMs))
     }
     if (connection.direction === 'outbound') { this.#present(connection) }
+    // both ways: a member that dials this node after its rotation learns the new key as well
+    this.#presentHandover(connection)
   }
 
   readonly #onConnectionClose = (event: CustomEvent<Connection>): void => {
@@ -525,7 +586,7 @@ export class Admission implements Startable {
   /** Close every connection of a peer that was revoked since it was admitted. */
   #sweepRevoked (): void {
     for (const peer of this.#admitted) {
-      if (!this.#isRevoked(peer)) { continue }
+      if (!this.isRevoked(peer)) { continue }
       this.#admitted.delete(peer)
       this.#admittedBy.delete(peer)
       this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'revoked')
@@ -566,6 +627,132 @@ export class Admission implements Startable {
     })().catch(err => {
       this.#log.debug({ peer, err: (err as Error).message }, 'certificate exchange failed')
     })
+  }
+
+  /** Show this node's hand-over statement on `connection`, if it has one, and admit the member that accepts it. Never throws. */
+  #presentHandover (connection: Connection, handover = this.#init.handover, relay = false): void {
+    if (handover == null || this.#credentials == null || !this.#running || connection.status !== 'open') { return }
+    const peer = connection.remotePeer.toString()
+    void (async () => {
+      const signal = AbortSignal.timeout(this.limits.exchangeTimeoutMs)
+      const stream = await connection.newStream(HANDOVER_PROTOCOL, { signal })
+      try {
+        const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })
+        await lp.write(encode({ v: 1, handover: handover.statement, cert: handover.certificate }), { signal })
+        const answer = decodeBoundedCbor((await lp.read({ signal })).subarray()) as { ok?: unknown, reason?: unknown, cert?: unknown }
+        await stream.close({ signal })
+        if (answer?.ok !== true) {
+          this.#log.warn({ peer, relay, reason: typeof answer?.reason === 'string' ? answer.reason.slice(0, 200) : 'malformed answer' }, 'peer did not accept the key hand-over')
+          return
+        }
+        if (!relay) { this.#log.debug({ peer }, 'peer accepted this node\'s key hand-over') }
+        if (answer.cert instanceof Uint8Array && !this.isAdmitted(peer)) {
+          const checked = await this.#check(peer, answer.cert)
+          if (typeof checked !== 'string') { this.#admit(peer, checked.by) } else { this.refusals.refuse(peer, HANDOVER_PROTOCOL, 'bad-certificate', { detail: checked }) }
+        }
+      } catch (err) {
+        stream.abort(err as Error)
+        throw err
+      }
+    })().catch(err => {
+      this.#log.debug({ peer, err: (err as Error).message }, 'hand-over presentation failed')
+    })
+  }
+
+  /**
+   * Judge a hand-over statement `from` a peer: the rotated node itself
+   * (then its new peer id must be the sender), or an admitted member
+   * passing it on. Accepted: the new peer id is admitted (when it is the
+   * sender), the old one retired and disconnected, the table saved, and
+   * the statement passed on. Exposed for tests; the protocol calls it.
+   */
+  async acceptHandover (from: string, statement: Uint8Array, oldCertificate: Uint8Array | undefined): Promise<HandoverVerdict> {
+    let oldBy: 'cluster' | 'group' | undefined
+    const verdict = await this.#handovers.judge(statement, {
+      clusterId: this.#init.cluster,
+      isRevoked: (p) => this.#isRevoked(p),
+      isMember: async (oldPeer) => {
+        if (oldCertificate === undefined) { return false }
+        const checked = await this.#check(oldPeer, oldCertificate)
+        if (typeof checked === 'string') { return false }
+        oldBy = checked.by
+        return true
+      }
+    })
+    if (!verdict.ok) {
+      if (verdict.reason === 'conflict') {
+        this.#log.error({ from, detail: verdict.detail }, 'evidence: a member key signed two different hand-overs; its old key has leaked')
+      }
+      this.refusals.refuse(from, HANDOVER_PROTOCOL, verdict.reason, { detail: verdict.detail })
+      return verdict
+    }
+    const { oldPeerId, newPeerId, sequence } = verdict.handover
+    if (newPeerId === from && !this.isRevoked(from) && this.#host.getConnections().some(c => c.remotePeer.toString() === from)) { this.#admit(from, oldBy ?? this.#admittedBy.get(from) ?? 'cluster') }
+    if (!verdict.fresh) { return verdict }
+    this.#log.info({ oldPeer: oldPeerId, newPeer: newPeerId, sequence, from }, 'accepted a key hand-over: the member\'s new peer id is admitted, its old one retired')
+    this.#admitted.delete(oldPeerId)
+    this.#admittedBy.delete(oldPeerId)
+    this.#disconnect(oldPeerId)
+    if (this.#init.dataDir != null) {
+      await saveHandovers(this.#init.dataDir, this.#handovers).catch(err => {
+        this.#log.error({ err: (err as Error).message }, 'could not save the accepted hand-overs; a restart forgets this one until the member shows it again')
+      })
+    }
+    // pass it on, so members the rotated node is not connected to retire the old key too
+    if (oldCertificate !== undefined) {
+      const sentTo = new Set([from, oldPeerId, newPeerId])
+      for (const connection of this.#host.getConnections()) {
+        const peer = connection.remotePeer.toString()
+        if (sentTo.has(peer) || !this.isAdmitted(peer)) { continue }
+        sentTo.add(peer)
+        this.#presentHandover(connection, { statement, certificate: oldCertificate }, true)
+      }
+    }
+    return verdict
+  }
+
+  readonly #serveHandover = async (stream: Stream, connection: Connection): Promise<void> => {
+    const from = connection.remotePeer.toString()
+    const signal = AbortSignal.timeout(this.limits.exchangeTimeoutMs)
+    const maxDataLength = HANDOVER_REQUEST_BYTES_MAX
+    const lp = lpStream(stream, { maxDataLength, lengthDecoder: boundedLengthDecoder(maxDataLength) })
+    try {
+      let request: { v?: unknown, handover?: unknown, cert?: unknown }
+      try {
+        request = decodeBoundedCbor((await lp.read({ signal })).subarray()) as typeof request
+      } catch (err) {
+        const oversize = /length|too long/i.test(`${(err as Error).name} ${(err as Error).message}`)
+        this.refusals.refuse(from, HANDOVER_PROTOCOL, oversize ? 'oversize' : 'malformed', { detail: (err as Error).message })
+        stream.abort(err as Error)
+        return
+      }
+      if (this.#credentials == null) {
+        this.refusals.refuse(from, HANDOVER_PROTOCOL, 'not-ready')
+        await lp.write(encode({ ok: false, reason: 'not-ready' }), { signal })
+        await stream.close({ signal })
+        return
+      }
+      if (request?.v !== 1 || !(request.handover instanceof Uint8Array) || !(request.cert === undefined || request.cert instanceof Uint8Array)) {
+        this.refusals.refuse(from, HANDOVER_PROTOCOL, 'malformed')
+        await lp.write(encode({ ok: false, reason: 'malformed' }), { signal })
+        await stream.close({ signal })
+        return
+      }
+      const decoded = decodeHandover(request.handover)
+      // a statement comes from its new key's holder, or is passed on by an admitted member
+      if (typeof decoded !== 'string' && !this.isAdmitted(from) && !equalBytes(connection.remotePeer.publicKey?.raw ?? new Uint8Array(), decoded.statement.newPublicKey)) {
+        this.refusals.refuse(from, HANDOVER_PROTOCOL, 'not-admitted')
+        await lp.write(encode({ ok: false, reason: 'not-admitted' }), { signal })
+        await stream.close({ signal })
+        return
+      }
+      const verdict = await this.acceptHandover(from, request.handover, request.cert as Uint8Array | undefined)
+      await lp.write(encode(verdict.ok ? { ok: true, cert: this.#credentials?.certificate } : { ok: false, reason: `${verdict.reason}: ${verdict.detail}`.slice(0, 200) }), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      this.refusals.refuse(from, HANDOVER_PROTOCOL, 'malformed', { detail: (err as Error).message })
+      stream.abort(err as Error)
+    }
   }
 
   readonly #serveExchange = async (stream: Stream, connection: Connection): Promise<void> => {

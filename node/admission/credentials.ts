@@ -7,6 +7,10 @@
  *   group.json    once the cluster admits with its DKG group key
  *                 (`accord admission use-group-key`): {"v":1,"groupKey":hex};
  *                 member.cert then holds the group-signed certificate
+ *   predecessor.cert  after a node key rotation (`accord keys rotate`): the
+ *                 certificate of the previous node key, shown to members
+ *                 with the hand-over statement (./handovers.ts), mode 0600
+ *   handovers.json    the hand-overs of other members this node accepted
  *
  * The founder makes both on its first start; a joining node receives both
  * from the member that admits it (see ./join.ts).
@@ -26,6 +30,7 @@ export const ADMISSION_DIR = 'admission'
 const CLUSTER_KEY_FILE = 'cluster.key'
 const CERTIFICATE_FILE = 'member.cert'
 const GROUP_FILE = 'group.json'
+const PREDECESSOR_FILE = 'predecessor.cert'
 const GROUP_KEY_BYTES = 48
 
 export interface ClusterCredentials {
@@ -47,8 +52,17 @@ export function admissionDir (dataDir: string): string {
   return join(dataDir, ADMISSION_DIR)
 }
 
-/** Load the credentials, or null when this node was never admitted. */
-export async function loadCredentials (dataDir: string, cluster: string, self: PeerId, passphrase?: string): Promise<ClusterCredentials | null> {
+/**
+ * Load the credentials, or null when this node was never admitted.
+ * `predecessor`: the peer id this node's key took over from (its keystore's
+ * hand-over statement). On the first start after `accord keys rotate`,
+ * member.cert still names that peer id: it is kept as predecessor.cert
+ * and a certificate for the new peer id is issued with the cluster key
+ * this node holds (any member can admit any peer with it, so this gives
+ * the node no power it lacked). A node admitting with the group key
+ * cannot certify itself, and `accord keys rotate` refuses to rotate it.
+ */
+export async function loadCredentials (dataDir: string, cluster: string, self: PeerId, passphrase?: string, predecessor?: string): Promise<ClusterCredentials | null> {
   const dir = admissionDir(dataDir)
   const keyPath = join(dir, CLUSTER_KEY_FILE)
   const certPath = join(dir, CERTIFICATE_FILE)
@@ -74,10 +88,23 @@ export async function loadCredentials (dataDir: string, cluster: string, self: P
     // a switch that stopped between its two writes leaves the cluster-key certificate: not switched yet
   }
   const checked = await verifyCertificate(certificate, { cluster, clusterKey: publicKey, peer: self.toString() })
+  if (typeof checked === 'string' && predecessor !== undefined && groupKey == null &&
+    typeof await verifyCertificate(certificate, { cluster, clusterKey: publicKey, peer: predecessor }) !== 'string') {
+    // predecessor.cert first: a crash between the two writes leaves member.cert naming the predecessor, and this runs again
+    await writeFileAtomic(join(dir, PREDECESSOR_FILE), certificate, 0o600)
+    const renewed = await issueCertificate(clusterKey, { cluster, peer: self.toString(), issuedAtMs: Date.now() })
+    await writeFileAtomic(certPath, renewed, 0o600)
+    return { cluster, clusterKey, clusterPublicKey: publicKey, certificate: renewed }
+  }
   if (typeof checked === 'string') {
     throw new UserError(`${certPath} does not admit this node to cluster "${cluster}" (${checked}); was --cluster changed? Start with the cluster name the node joined, or move ${dir} away and join again with a new --join-token`)
   }
   return { cluster, clusterKey, clusterPublicKey: publicKey, certificate }
+}
+
+/** The certificate of the node key this node's key took over from (predecessor.cert), or null. */
+export async function loadPredecessorCertificate (dataDir: string): Promise<Uint8Array | null> {
+  return readPrivateFile(join(admissionDir(dataDir), PREDECESSOR_FILE))
 }
 
 /** Save credentials received on joining (or made when founding). */

@@ -3,7 +3,8 @@
  *
  *   POST /v1/admission/tokens  {"ttlSeconds":N}  → {"token":"accord-join-1....","expiresAt":ISO}
  *   GET  /v1/admission                          → the cluster key id, the group key (once switched),
- *                                                 approvals and the peers admitted now
+ *                                                 approvals, the peers admitted now, the key
+ *                                                 hand-overs accepted and this node's own rotation
  *   POST /v1/admission/approvals {"peer":ID,"ttlSeconds":N} → {"peer","expiresAt"}: this node gives its
  *                                                 partial to a group certificate for that peer until then
  *   POST /v1/admission/group-key {}             → switch to group-signed certificates:
@@ -86,6 +87,10 @@ export interface AdmissionSummary {
   /** Peers this node's operator approved for a group certificate, until when. */
   approvals: Array<{ peer: string, expiresAt: string }>
   admittedPeers: string[]
+  /** Other members' key hand-overs this node accepted: the retired peer id, the one that took over, the sequence. */
+  handovers: Array<{ oldPeer: string, newPeer: string, sequence: number }>
+  /** This node's own key rotation (`accord keys rotate`): the peer id it took over from and the sequence, else null. */
+  keyRotation: { predecessor: string, sequence: number } | null
 }
 
 export function admissionSummary (admission: Admission): AdmissionSummary {
@@ -95,6 +100,8 @@ export function admissionSummary (admission: Admission): AdmissionSummary {
     groupKey: credentials?.groupKey == null ? null : Buffer.from(credentials.groupKey).toString('hex'),
     joinPowBits: admission.joinPowBits,
     approvals: admission.approvals().map(a => ({ peer: a.peer, expiresAt: new Date(a.expiresAtMs).toISOString() })),
-    admittedPeers: admission.admittedPeers().sort()
+    admittedPeers: admission.admittedPeers().sort(),
+    handovers: admission.handovers(),
+    keyRotation: admission.ownHandover
   }
 }

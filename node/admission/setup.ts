@@ -11,11 +11,13 @@
  * - it has none, no token, and bootstrap peers: it cannot start, and says
  *   what to do.
  */
-import { peerIdFromString } from '@libp2p/peer-id'
+import { publicKeyFromRaw } from '@libp2p/crypto/keys'
+import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
 import { parseJoinToken } from '../../identity/cluster-credentials.ts'
+import { decodeHandover } from '../../identity/keystore-rotation.ts'
 import { clusterProtocol } from '../constants.ts'
 import { UserError } from '../errors.ts'
-import { loadCredentials } from './credentials.ts'
+import { loadCredentials, loadPredecessorCertificate } from './credentials.ts'
 import type { Admission, AdmissionInit } from './admission.ts'
 import type { AccordConfig } from '../config.ts'
 import type { AccordHost } from '../host.ts'
@@ -32,9 +34,14 @@ export interface CredentialOptions {
  * and `join` (the node joins with its token once libp2p runs); or neither,
  * and the service founds the cluster. Throws UserError.
  */
-export async function startingCredentials (config: AccordConfig, self: PeerId, options: CredentialOptions): Promise<Pick<AdmissionInit, 'credentials' | 'join'>> {
-  const loaded = await loadCredentials(config.dataDir, config.cluster, self, options.passphrase)
-  if (loaded != null) { return { credentials: loaded } }
+export async function startingCredentials (config: AccordConfig, self: PeerId, options: CredentialOptions & { handover?: Uint8Array }): Promise<Pick<AdmissionInit, 'credentials' | 'join' | 'handover'>> {
+  const predecessor = options.handover === undefined ? undefined : predecessorOf(options.handover)
+  const loaded = await loadCredentials(config.dataDir, config.cluster, self, options.passphrase, predecessor)
+  if (loaded != null) {
+    // a rotated key shows its hand-over with the certificate of the key it replaced
+    const certificate = options.handover === undefined ? null : await loadPredecessorCertificate(config.dataDir)
+    return { credentials: loaded, ...(certificate != null && options.handover !== undefined ? { handover: { statement: options.handover, certificate } } : {}) }
+  }
   if (options.joinToken != null) {
     const problem = joinTokenProblem(options.joinToken, config)
     if (problem != null) { throw new UserError(problem) }
@@ -54,6 +61,12 @@ export async function joinWithToken (host: AccordHost, config: AccordConfig, adm
   const bootstrap = config.public ? [] : config.bootstrap
   const protocol = clusterProtocol(config.cluster)
   await admission.join(options.joinToken, async () => [...bootstrap, ...await clusterPeersConnected(host, protocol)], options.joinDeadlineMs)
+}
+
+/** The peer id a keystore's hand-over statement took over from (the keystore checked the statement when it loaded). */
+function predecessorOf (handover: Uint8Array): string | undefined {
+  const decoded = decodeHandover(handover)
+  return typeof decoded === 'string' ? undefined : peerIdFromPublicKey(publicKeyFromRaw(decoded.statement.oldPublicKey)).toString()
 }
 
 /** Why a join token cannot be used with this configuration, or null when it can. */

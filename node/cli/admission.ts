@@ -23,7 +23,8 @@ members' operators must approve the peer; one member cannot admit alone.
       member of the DKG group
   accord admission show
       the cluster key id, the group key (once switched), approvals, the
-      proof of work joins must carry, and the peers admitted now
+      proof of work joins must carry, the peers admitted now, this node's
+      key rotation and the other members' key hand-overs it accepted
 
   --ttl DURATION   an approval's lifetime: 30s, 15m, 1h, 2d (default 1h, at most 7d)
   --api URL | --data-dir DIR | --token T   which node to ask, as for accord status
@@ -60,4 +61,6 @@ export async function admissionCommand (args: string[]): Promise<void> {
   process.stdout.write(`join pow     ${s.joinPowBits === 0 ? 'off' : `${String(s.joinPowBits)} bits`}\n`)
   for (const a of s.approvals as Array<{ peer: string, expiresAt: string }>) { process.stdout.write(`approved     ${a.peer} until ${a.expiresAt}\n`) }
   process.stdout.write(`admitted     ${(s.admittedPeers as string[]).length} peer(s)\n`)
+  if (s.keyRotation != null) { process.stdout.write(`this key     rotation ${String(s.keyRotation.sequence)}, took over from ${String(s.keyRotation.predecessor)}\n`) }
+  for (const h of (s.handovers ?? []) as Array<{ oldPeer: string, newPeer: string, sequence: number }>) { process.stdout.write(`hand-over    ${h.oldPeer} -> ${h.newPeer} (rotation ${h.sequence})\n`) }
 }

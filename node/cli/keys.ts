@@ -1,11 +1,13 @@
 import { UserError } from '../errors.ts'
+import { rotateDataDirNodeKey } from '../key-rotation.ts'
 import { apiRequest, resolveApiTarget } from './api-client.ts'
-import { parseFlagsAndPositionals } from './args.ts'
+import { parseFlags, parseFlagsAndPositionals } from './args.ts'
 
 export const KEYS_HELP = `Usage: accord keys dkg --threshold T [--members ID,ID,...] [flags]
        accord keys reshare --threshold T --members ID,ID,... [flags]
        accord keys show [flags]
        accord keys sign MESSAGE [flags]
+       accord keys rotate --data-dir DIR
 
 Threshold BLS keys made by distributed key generation (DKG) among the
 cluster's nodes, through a node's HTTP API. No node ever holds the whole
@@ -27,6 +29,14 @@ members' partial signatures make a signature under the group key.
       the group key this node holds a share of: threshold, size, its index
   accord keys sign MESSAGE
       a threshold signature of MESSAGE (UTF-8) by the group
+  accord keys rotate --data-dir DIR
+      a new node key (a new peer id) for the stopped node of DIR; refused
+      while a node runs from DIR. identity.key keeps the new key and a
+      hand-over statement signed by the old and the new key; at its next
+      start the node shows it to the members, which admit the new peer id
+      as this member and refuse the old one from then on. Not for a node
+      that admits with the DKG group key. Environment: ACCORD_PASSPHRASE
+      for an encrypted key.
 
   --api URL        the node's HTTP API (default http://127.0.0.1:7070)
   --data-dir DIR   find the API (and its token) of the node running from DIR
@@ -35,7 +45,11 @@ members' partial signatures make a signature under the group key.
 
 export async function keysCommand (args: string[]): Promise<void> {
   const [action, ...rest] = args
-  if (action !== 'dkg' && action !== 'reshare' && action !== 'show' && action !== 'sign') { throw new UserError('keys: expected dkg, reshare, show or sign (see accord keys --help)') }
+  if (action === 'rotate') {
+    await rotate(rest)
+    return
+  }
+  if (action !== 'dkg' && action !== 'reshare' && action !== 'show' && action !== 'sign') { throw new UserError('keys: expected dkg, reshare, show, sign or rotate (see accord keys --help)') }
   const { values: flags, positionals } = parseFlagsAndPositionals(`keys ${action}`, rest, {
     api: { type: 'string' },
     'data-dir': { type: 'string' },
@@ -50,6 +64,15 @@ export async function keysCommand (args: string[]): Promise<void> {
   } else {
     await runDkg(target, action, flags as { threshold?: string, members?: string })
   }
+}
+
+async function rotate (args: string[]): Promise<void> {
+  const flags = parseFlags('keys rotate', args, { 'data-dir': { type: 'string' } })
+  const dataDir = flags['data-dir']
+  if (dataDir === undefined || dataDir === '') { throw new UserError('keys rotate: --data-dir is required') }
+  const rotated = await rotateDataDirNodeKey(dataDir, { passphrase: process.env.ACCORD_PASSPHRASE })
+  process.stdout.write(`rotated the node key in ${rotated.path} (rotation ${rotated.sequence})\nold peer id  ${rotated.oldPeerId}\nnew peer id  ${rotated.newPeerId}\n` +
+    'start the node: it shows the hand-over to the members, which admit the new peer id and refuse the old one\n')
 }
 
 type Target = Awaited<ReturnType<typeof resolveApiTarget>>

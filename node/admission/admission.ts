@@ -132,6 +132,13 @@ export interface GroupSigner {
 
 const ANSWER_BYTES_MAX = CERTIFICATE_BYTES_MAX + 256
 
+/** What a member answers to a certificate exchange or a hand-over (decoded, not yet checked). */
+interface ExchangeAnswer { ok?: unknown, reason?: unknown, cert?: unknown }
+
+function reasonOf (answer: ExchangeAnswer | null): string {
+  return typeof answer?.reason === 'string' ? answer.reason.slice(0, 200) : 'malformed answer'
+}
+
 export interface AdmissionInit {
   /** The cluster's name: certificates and tokens of any other cluster are refused. */
   cluster: string
@@ -605,58 +612,53 @@ export class Admission implements Startable {
     const credentials = this.#credentials
     if (credentials == null || !this.#running || connection.status !== 'open') { return }
     const peer = connection.remotePeer.toString()
-    void (async () => {
-      const signal = AbortSignal.timeout(this.limits.exchangeTimeoutMs)
-      const stream = await connection.newStream(ADMISSION_PROTOCOL, { signal })
-      try {
-        const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })
-        await lp.write(encode({ v: 1, cert: credentials.certificate }), { signal })
-        const answer = decodeBoundedCbor((await lp.read({ signal })).subarray()) as { ok?: unknown, reason?: unknown, cert?: unknown }
-        await stream.close({ signal })
+    this.#ask(connection, ADMISSION_PROTOCOL, { v: 1, cert: credentials.certificate })
+      .then(async answer => {
         if (answer?.ok !== true) {
-          this.#log.warn({ peer, reason: typeof answer?.reason === 'string' ? answer.reason.slice(0, 200) : 'malformed answer' }, 'peer did not accept our membership certificate')
+          this.#log.warn({ peer, reason: reasonOf(answer) }, 'peer did not accept our membership certificate')
         }
-        if (answer?.cert instanceof Uint8Array) {
-          const checked = await this.#check(peer, answer.cert)
-          if (typeof checked !== 'string') { this.#admit(peer, checked.by) } else { this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'bad-certificate', { detail: checked }) }
-        }
-      } catch (err) {
-        stream.abort(err as Error)
-        throw err
-      }
-    })().catch(err => {
-      this.#log.debug({ peer, err: (err as Error).message }, 'certificate exchange failed')
-    })
+        await this.#admitByAnswer(peer, ADMISSION_PROTOCOL, answer)
+      })
+      .catch(err => { this.#log.debug({ peer, err: (err as Error).message }, 'certificate exchange failed') })
   }
 
   /** Show this node's hand-over statement on `connection`, if it has one, and admit the member that accepts it. Never throws. */
   #presentHandover (connection: Connection, handover = this.#init.handover, relay = false): void {
     if (handover == null || this.#credentials == null || !this.#running || connection.status !== 'open') { return }
     const peer = connection.remotePeer.toString()
-    void (async () => {
-      const signal = AbortSignal.timeout(this.limits.exchangeTimeoutMs)
-      const stream = await connection.newStream(HANDOVER_PROTOCOL, { signal })
-      try {
-        const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })
-        await lp.write(encode({ v: 1, handover: handover.statement, cert: handover.certificate }), { signal })
-        const answer = decodeBoundedCbor((await lp.read({ signal })).subarray()) as { ok?: unknown, reason?: unknown, cert?: unknown }
-        await stream.close({ signal })
+    this.#ask(connection, HANDOVER_PROTOCOL, { v: 1, handover: handover.statement, cert: handover.certificate })
+      .then(async answer => {
         if (answer?.ok !== true) {
-          this.#log.warn({ peer, relay, reason: typeof answer?.reason === 'string' ? answer.reason.slice(0, 200) : 'malformed answer' }, 'peer did not accept the key hand-over')
+          this.#log.warn({ peer, relay, reason: reasonOf(answer) }, 'peer did not accept the key hand-over')
           return
         }
         if (!relay) { this.#log.debug({ peer }, 'peer accepted this node\'s key hand-over') }
-        if (answer.cert instanceof Uint8Array && !this.isAdmitted(peer)) {
-          const checked = await this.#check(peer, answer.cert)
-          if (typeof checked !== 'string') { this.#admit(peer, checked.by) } else { this.refusals.refuse(peer, HANDOVER_PROTOCOL, 'bad-certificate', { detail: checked }) }
-        }
-      } catch (err) {
-        stream.abort(err as Error)
-        throw err
-      }
-    })().catch(err => {
-      this.#log.debug({ peer, err: (err as Error).message }, 'hand-over presentation failed')
-    })
+        if (!this.isAdmitted(peer)) { await this.#admitByAnswer(peer, HANDOVER_PROTOCOL, answer) }
+      })
+      .catch(err => { this.#log.debug({ peer, err: (err as Error).message }, 'hand-over presentation failed') })
+  }
+
+  /** One request and its answer on a new `protocol` stream of `connection` (bounded, within exchangeTimeoutMs). */
+  async #ask (connection: Connection, protocol: string, request: Record<string, unknown>): Promise<ExchangeAnswer | null> {
+    const signal = AbortSignal.timeout(this.limits.exchangeTimeoutMs)
+    const stream = await connection.newStream(protocol, { signal })
+    try {
+      const lp = lpStream(stream, { maxDataLength: ANSWER_BYTES_MAX, lengthDecoder: boundedLengthDecoder(ANSWER_BYTES_MAX) })
+      await lp.write(encode(request), { signal })
+      const answer = decodeBoundedCbor((await lp.read({ signal })).subarray()) as ExchangeAnswer | null
+      await stream.close({ signal })
+      return answer
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  /** Admits `peer` by the certificate its answer carries, if any; a bad one is refused and counted under `protocol`. */
+  async #admitByAnswer (peer: string, protocol: string, answer: ExchangeAnswer | null): Promise<void> {
+    if (!(answer?.cert instanceof Uint8Array)) { return }
+    const checked = await this.#check(peer, answer.cert)
+    if (typeof checked !== 'string') { this.#admit(peer, checked.by) } else { this.refusals.refuse(peer, protocol, 'bad-certificate', { detail: checked }) }
   }
 
   /**
@@ -769,6 +771,8 @@ export class Admission implements Startable {
       } else if (reason === 'revoked') {
         this.refusals.refuse(peer, ADMISSION_PROTOCOL, reason)
         await lp.write(encode({ ok: false, reason }), { signal })
+        // the answer goes out before the connection closes
+        await stream.close({ signal }).catch(() => {})
         this.#disconnect(peer)
         return
       } else {

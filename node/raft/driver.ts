@@ -357,8 +357,9 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
         this.#options.log.warn({ lateMs: Math.round(lateness.lateMs), localHealth: lateness.score }, 'raft tick came late: the event loop lagged')
       }
       this.#core.tick()
-      this.#resetSilentFollowers()
-      this.#promoteCaughtUpLearners()
+      const status = this.#core.status()
+      this.#resetSilentFollowers(status)
+      this.#promoteCaughtUpLearners(status)
       this.#readyLoop.request()
     }, this.#options.tickIntervalMs)
     this.#readyLoop.request()
@@ -858,8 +859,7 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
    * active learner catches up, and is promoted alone when none does.
    */
   /** As leader, drops the streams to and from followers that stopped answering (see FollowerSilence). */
-  #resetSilentFollowers (): void {
-    const status = this.#core.status()
+  #resetSilentFollowers (status: RaftStatus): void {
     if (status.role !== 'leader') {
       this.#followerSilence.clear()
       return
@@ -872,9 +872,8 @@ export class RaftDriver<SM extends RaftStateMachine = KvStateMachine, C = KvComm
     }
   }
 
-  #promoteCaughtUpLearners (): void {
+  #promoteCaughtUpLearners (status: RaftStatus): void {
     if (!this.#options.autoPromoteLearners || this.#promoting != null || this.#stopped) { return }
-    const status = this.#core.status()
     const progress = status.progress
     if (status.role !== 'leader' || progress == null || status.conf.votersOutgoing.length > 0) { return }
     const active = status.conf.learners.filter(learner => progress[learner]?.recentActive === true && this.#options.isAlive?.(learner) !== false)

@@ -35,8 +35,9 @@ export class FollowerSilence {
    */
   tick (followers: readonly string[]): string[] {
     const silent: string[] = []
+    const listed = new Set(followers)
     for (const follower of this.#silentTicks.keys()) {
-      if (!followers.includes(follower)) { this.#silentTicks.delete(follower) }
+      if (!listed.has(follower)) { this.#silentTicks.delete(follower) }
     }
     for (const follower of followers) {
       const ticks = (this.#silentTicks.get(follower) ?? 0) + 1

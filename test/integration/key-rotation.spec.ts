@@ -5,16 +5,11 @@
  * and refuse the old one, also after a restart, and a second hand-over
  * from the old key is refused as evidence that it leaked.
  */
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { identify } from '@libp2p/identify'
-import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
 import { decode, encode } from 'cborg'
-import { createLibp2p } from 'libp2p'
 import { createHandover } from '../../identity/keystore-rotation.ts'
 import { ADMISSION_PROTOCOL, HANDOVER_PROTOCOL, HANDOVER_REQUEST_BYTES_MAX } from '../../node/admission/admission.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
@@ -22,21 +17,11 @@ import { createAccordNode } from '../../node/index.ts'
 import { rotateDataDirNodeKey } from '../../node/key-rotation.ts'
 import { refusalCount } from '../lib/metrics.ts'
 import { addressOf, silentLogger, TestCluster, waitFor } from '../lib/nodes.ts'
+import { plainPeer } from '../lib/peers.ts'
 import type { AccordNode } from '../../node/index.ts'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { Libp2p } from '@libp2p/interface'
 
 const idOf = (node: AccordNode): string => node.libp2p.peerId.toString()
-
-async function peerWithKey (privateKey: PrivateKey): Promise<Libp2p> {
-  return createLibp2p({
-    privateKey,
-    addresses: { listen: [] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    services: { identify: identify() }
-  })
-}
 
 /** One request on `protocol` from `peer` to `node`: the decoded answer, or null when the stream failed. */
 async function ask (peer: Libp2p, node: AccordNode, protocol: string, frame: Uint8Array): Promise<Record<string, unknown> | null> {
@@ -88,7 +73,7 @@ describe('node key rotation (real libp2p over TCP on loopback)', function () {
     expect(c2.admission.ownHandover).to.deep.equal({ predecessor: oldId, sequence: 1 })
 
     // the old key with its valid certificate is refused as revoked
-    const thief = await peerWithKey(oldKey)
+    const thief = await plainPeer(false, oldKey)
     peers.push(thief)
     const answer = await ask(thief, a, ADMISSION_PROTOCOL, encode({ v: 1, cert: oldCert }))
     // A answers, then closes the connection: the answer can be lost with it, the count cannot
@@ -99,7 +84,7 @@ describe('node key rotation (real libp2p over TCP on loopback)', function () {
     // the thief signs a second hand-over from the old key to a key of its own: refused as a conflict, counted
     const thiefNewKey = await generateKeyPair('Ed25519')
     const forged = await createHandover(oldKey, thiefNewKey, { clusterId: a.config.cluster, sequence: 1, timestampMs: Date.now() })
-    const impostor = await peerWithKey(thiefNewKey)
+    const impostor = await plainPeer(false, thiefNewKey)
     peers.push(impostor)
     const refused = await ask(impostor, b, HANDOVER_PROTOCOL, encode({ v: 1, handover: forged, cert: oldCert }))
     expect(refused?.ok).to.equal(false)

@@ -27,7 +27,7 @@ import type { AccordConfig } from '../../node/config.ts'
 import type { HostComponents } from '../../node/host.ts'
 import type { AccordNode } from '../../node/index.ts'
 import type { BaseServices, BuildOptions } from '../../node/libp2p.ts'
-import type { ComponentLogger, Libp2p } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, PrivateKey } from '@libp2p/interface'
 
 /**
  * The components of a node made by createLibp2p (libp2p keeps them on the
@@ -37,9 +37,10 @@ export function componentsOf (node: Libp2p): HostComponents & { logger: Componen
   return (node as unknown as { components: HostComponents & { logger: ComponentLogger } }).components
 }
 
-/** A started libp2p node on loopback (listening unless `listen` is false). */
-export async function plainPeer (listen = true): Promise<Libp2p> {
+/** A started libp2p node on loopback (listening unless `listen` is false), with `privateKey` as its identity if given. */
+export async function plainPeer (listen = true, privateKey?: PrivateKey): Promise<Libp2p> {
   return createLibp2p({
+    ...(privateKey != null ? { privateKey } : {}),
     addresses: { listen: listen ? ['/ip4/127.0.0.1/tcp/0'] : [] },
     transports: [tcp()],
     connectionEncrypters: [noise()],

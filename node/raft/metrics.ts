@@ -8,7 +8,7 @@ import type { KvStats } from '../../protocols/kv/index.ts'
 import type { RaftStatus } from '../../protocols/raft/index.ts'
 import type { Registry } from 'prom-client'
 
-interface Observed { status: RaftStatus, transport: RaftTransportStats, lastSnapshotIndex: number, kv: KvStats }
+interface Observed { status: RaftStatus, transport: RaftTransportStats, lastSnapshotIndex: number, kv: KvStats, localHealth: number }
 
 export interface RaftMetrics extends RaftDriverMetrics {
   fsync(durationMs: number, entries: number): void
@@ -50,6 +50,7 @@ export function raftMetrics (registry: Registry): RaftMetrics {
   gauge('accord_raft_commit_index', 'Commit index', s => s.status.commit)
   gauge('accord_raft_apply_lag_entries', 'Committed entries not yet applied', s => s.status.commit - s.kv.appliedIndex)
   gauge('accord_raft_is_leader', '1 when this node is the leader', s => s.status.role === 'leader' ? 1 : 0)
+  gauge('accord_raft_local_health', 'Lifeguard-style local health of this node: 0 while its ticks come on time, up to 8 while its event loop lags (its election timeout is multiplied by 1 + this)', s => s.localHealth)
   gauge('accord_raft_voters', 'Voters in the configuration', s => s.status.conf.voters.length)
   gauge('accord_raft_transport_messages_sent', 'Raft messages written to streams', s => s.transport.messagesSent)
   gauge('accord_raft_transport_messages_received', 'Raft messages received', s => s.transport.messagesReceived)

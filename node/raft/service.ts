@@ -124,6 +124,8 @@ export interface RaftSummary {
   lastSnapshotIndex: number
   /** The KV store: keys, key + value bytes (what dataBytesMax bounds), client sessions remembered. */
   kv: { keys: number, dataBytes: number, sessions: number }
+  /** Lifeguard-style local health: 0 while this node's ticks come on time, up to 8 while its event loop lags (it then waits longer before it campaigns). */
+  localHealth: number
   progress?: RaftStatus['progress']
   /** What the transport holds for each peer it sends to: queue, whether a stream is open, failures in a row. */
   outbound: RaftTransportStats['peers']
@@ -308,7 +310,7 @@ export class RaftService implements Startable {
         log: log.child({ component: 'raft' }),
         metrics
       })
-      metrics.observe(() => ({ status: driver.status(), transport: transport.stats(), lastSnapshotIndex: driver.lastSnapshotIndex, kv: driver.kv.stats() }))
+      metrics.observe(() => ({ status: driver.status(), transport: transport.stats(), lastSnapshotIndex: driver.lastSnapshotIndex, kv: driver.kv.stats(), localHealth: driver.localHealthScore }))
 
       this.#stopped = false
       this.#sessions = new SessionPool(randomBytes(6).toString('hex'))
@@ -404,6 +406,7 @@ export class RaftService implements Startable {
       formation: this.formed ? null : this.#notFormedReason(),
       lastSnapshotIndex: this.#driver.lastSnapshotIndex,
       kv: { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions },
+      localHealth: this.#driver.localHealthScore,
       progress: status.progress,
       outbound: this.#transport.stats().peers
     }

@@ -53,6 +53,7 @@ describe('raft KV over libp2p (one process)', function () {
       // a follower learns the leader's commit index with its next message
       expect(g.get('accord_raft_commit_index')).to.be.within(1, commit)
       expect(g.get('accord_raft_apply_lag_entries')).to.be.at.least(0)
+      expect(g.get('accord_raft_local_health')).to.equal(node.raft!.summary().localHealth)
     }
     const onLeader = await gauges(leader)
     expect(onLeader.get('accord_raft_commit_index')).to.equal(leader.raft!.summary().commit)

@@ -651,6 +651,9 @@ export function wireBudgets (options: { libp2p: Libp2p, admission: AdmissionEven
     budgets.hosts.onRefused = (host, reason) => { refusals.refuse(host, CONNECTION_REFUSAL_PROTOCOL, reason) }
     budgets.subnets.onRefused = (subnet, reason) => { refusals.refuse(subnet, CONNECTION_REFUSAL_PROTOCOL, reason) }
     budgets.dht.onRefused = (reason, peer) => { refusals.refuse(peer ?? 'unknown', budgets.dhtProtocol, reason) }
+    if (budgets.outbound != null) {
+      budgets.outbound.onMisplaced = (peer, ranked, reached) => { refusals.refuse(peer, CONNECTION_REFUSAL_PROTOCOL, 'outbound-misplaced', { ranked, reached }) }
+    }
   }
   const stopRelease = budgets == null ? () => {} : admission.onAdmitted(peer => { budgets.subnets.release(peer) })
   const stopProtect = protectMembers(libp2p, admission)

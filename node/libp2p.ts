@@ -220,6 +220,9 @@ export async function buildLibp2p<S extends ServiceMap = Record<string, never>> 
   const outbound = new OutboundQuota(node, {
     ...options.outboundQuota,
     outboundPeersMin: config.outboundPeersMin,
+    // the spread over subnets uses the subnets of the inbound limit
+    subnetIpv4PrefixBits: subnets.limits.subnetIpv4PrefixBits,
+    subnetIpv6PrefixBits: subnets.limits.subnetIpv6PrefixBits,
     memberTag: MEMBER_TAG,
     isDenied: refused
   })

@@ -6,9 +6,22 @@
  * inbound connections once maxConnections are open, so strangers that got
  * there first could otherwise hold every slot: the quota's dials still go
  * out, and the pruner then closes strangers' connections to make room.
+ *
+ * Among the peers that are not members, the quota takes one per subnet
+ * before a second from any subnet (subnet-spread.ts), so an attacker that
+ * holds one network cannot fill every choice with its peer ids. A peer
+ * counts in the subnet of its open connection, or else of the first
+ * address libp2p would dial; after the dial, the subnet of the address the
+ * connection reached is checked, and a peer that turns out to sit in
+ * another subnet, holding more chosen peers than the one it was ranked by,
+ * is not chosen (logged, counted in `misplaced`; its connection is left to
+ * the pruner, and on the next refill it counts where its connection is).
  */
 import { randomInt } from 'node:crypto'
-import type { Libp2p, Peer, PeerId } from '@libp2p/interface'
+import { CONNECTION_BUDGETS } from './budgets.ts'
+import { peerSubnet, spreadOverSubnets } from './subnet-spread.ts'
+import type { RankedCandidate } from './subnet-spread.ts'
+import type { Libp2p, Logger, Peer, PeerId } from '@libp2p/interface'
 
 /** The peer-store tag of the peers the quota chose (the pruner closes the lowest tag sum first). */
 export const OUTBOUND_TAG = 'accord-outbound'
@@ -27,6 +40,10 @@ export interface OutboundQuotaOptions {
   memberTag: string
   /** Dials one refill may try: peers a stale peer store still lists would otherwise each cost a dial timeout. */
   dialsPerRefillMax: number
+  /** The IPv4 prefix length of one subnet for the spread (budgets.ts subnetIpv4PrefixBits). */
+  subnetIpv4PrefixBits: number
+  /** The IPv6 prefix length of one subnet for the spread (budgets.ts subnetIpv6PrefixBits). */
+  subnetIpv6PrefixBits: number
   /** Peers never chosen (denied ones). */
   isDenied?(peer: PeerId): boolean
 }
@@ -35,10 +52,15 @@ export const OUTBOUND_QUOTA: Readonly<Omit<OutboundQuotaOptions, 'memberTag' | '
   outboundPeersMin: 4,
   intervalMs: 10_000,
   dialTimeoutMs: 10_000,
-  dialsPerRefillMax: 8
+  dialsPerRefillMax: 8,
+  subnetIpv4PrefixBits: CONNECTION_BUDGETS.subnetIpv4PrefixBits,
+  subnetIpv6PrefixBits: CONNECTION_BUDGETS.subnetIpv6PrefixBits
 }
 
-type QuotaNode = Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections' | 'dial' | 'status'>
+type QuotaNode = Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections' | 'dial' | 'status' | 'logger'>
+
+/** A candidate of a refill; members have no subnet to be checked against (they are chosen wherever they are). */
+type Candidate = RankedCandidate<Peer> | { candidate: Peer, subnet: null, rank: null }
 
 /**
  * Chooses and keeps the peers of the quota. `refill()` runs every
@@ -47,8 +69,13 @@ type QuotaNode = Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections' | 'dial'
  */
 export class OutboundQuota {
   readonly options: Readonly<OutboundQuotaOptions>
+  /** Set by wireBudgets: where a misplaced peer is counted (`ranked`: the subnet it was ranked by, `reached`: the one its connection reached). */
+  onMisplaced: ((peer: string, ranked: string, reached: string) => void) | undefined
   readonly #node: QuotaNode
-  readonly #chosen = new Map<string, PeerId>()
+  readonly #log: Logger
+  /** peer id → the peer and the subnet its connection reached */
+  readonly #chosen = new Map<string, { id: PeerId, subnet: string }>()
+  #misplaced = 0
   #timer: ReturnType<typeof setInterval> | undefined
   #running: Promise<void> | undefined
 
@@ -58,6 +85,7 @@ export class OutboundQuota {
       throw new RangeError(`outboundPeersMin must be a non-negative integer, got ${this.options.outboundPeersMin}`)
     }
     this.#node = node
+    this.#log = node.logger.forComponent('accord:outbound-quota')
   }
 
   start (): void {
@@ -75,6 +103,16 @@ export class OutboundQuota {
     return [...this.#chosen.keys()]
   }
 
+  /** The subnet of each chosen peer's connection, by peer id. */
+  get chosenSubnets (): Map<string, string> {
+    return new Map([...this.#chosen].map(([id, { subnet }]) => [id, subnet]))
+  }
+
+  /** Peers dialled but not chosen because their connection reached another subnet, with more chosen peers than the one they were ranked by. */
+  get misplaced (): number {
+    return this.#misplaced
+  }
+
   /** Forget chosen peers no longer connected, and choose new ones until the quota is met, no candidate is left or dialsPerRefillMax dials were tried. */
   async refill (): Promise<void> {
     this.#running ??= this.#refill().finally(() => { this.#running = undefined })
@@ -83,30 +121,52 @@ export class OutboundQuota {
 
   async #refill (): Promise<void> {
     if (this.#node.status !== 'started') { return }
-    for (const [id, peer] of this.#chosen) {
+    for (const [id, { id: peer }] of this.#chosen) {
       if (this.#node.getConnections(peer).some(c => c.status === 'open')) { continue }
       this.#chosen.delete(id)
       await this.#tag(peer, false)
     }
     if (this.#chosen.size >= this.options.outboundPeersMin) { return }
     const candidates = (await this.#candidates()).slice(0, this.options.dialsPerRefillMax)
-    for (const peer of candidates) {
+    for (const { candidate: peer, subnet: ranked } of candidates) {
       if (this.#chosen.size >= this.options.outboundPeersMin || this.#node.status !== 'started') { return }
       // tagged before the dial: over maxConnections, libp2p prunes as soon
       // as the new connection opens, and would close this one first
       await this.#tag(peer.id, true)
+      let subnet: string
       try {
-        await this.#node.dial(peer.id, { signal: AbortSignal.timeout(this.options.dialTimeoutMs) })
+        const connection = await this.#node.dial(peer.id, { signal: AbortSignal.timeout(this.options.dialTimeoutMs) })
+        subnet = peerSubnet(connection.remoteAddr, [], this.#prefixes)
       } catch {
         await this.#tag(peer.id, false)
         continue
       }
-      this.#chosen.set(peer.id.toString(), peer.id)
+      // a peer found where it was ranked is chosen (the order did the
+      // spreading); one found elsewhere only if that subnet holds no more
+      // chosen peers than the one it was ranked by
+      if (ranked != null && subnet !== ranked && this.#chosenIn(subnet) > this.#chosenIn(ranked)) {
+        this.#misplaced++
+        this.#log('not choosing %p: ranked in %s, its connection reached %s', peer.id, ranked, subnet)
+        this.onMisplaced?.(peer.id.toString(), ranked, subnet)
+        await this.#tag(peer.id, false)
+        continue
+      }
+      this.#chosen.set(peer.id.toString(), { id: peer.id, subnet })
     }
   }
 
-  /** Members first, then routing-table peers, each group in random order. */
-  async #candidates (): Promise<Peer[]> {
+  get #prefixes (): { ipv4Bits: number, ipv6Bits: number } {
+    return { ipv4Bits: this.options.subnetIpv4PrefixBits, ipv6Bits: this.options.subnetIpv6PrefixBits }
+  }
+
+  #chosenIn (subnet: string): number {
+    let count = 0
+    for (const chosen of this.#chosen.values()) { if (chosen.subnet === subnet) { count++ } }
+    return count
+  }
+
+  /** Members first, in random order; then routing-table peers in random order, spread over their subnets. */
+  async #candidates (): Promise<Candidate[]> {
     const self = this.#node.peerId.toString()
     const { memberTag, isDenied } = this.options
     const peers = await this.#node.peerStore.all({
@@ -116,9 +176,14 @@ export class OutboundQuota {
           (peer.tags.has(memberTag) || peer.tags.has(KAD_PEER_TAG))
       }]
     })
-    const members = shuffle(peers.filter(p => p.tags.has(memberTag)))
+    const members = shuffle(peers.filter(p => p.tags.has(memberTag))).map(candidate => ({ candidate, subnet: null, rank: null }))
     const others = shuffle(peers.filter(p => !p.tags.has(memberTag)))
-    return [...members, ...others]
+    const subnetOfPeer = (peer: Peer): string => {
+      const connected = this.#node.getConnections(peer.id).find(c => c.status === 'open')?.remoteAddr
+      return peerSubnet(connected, peer.addresses.map(a => a.multiaddr), this.#prefixes)
+    }
+    const taken = [...this.#chosen.values()].map(c => c.subnet)
+    return [...members, ...spreadOverSubnets(others, subnetOfPeer, taken)]
   }
 
   async #tag (peer: PeerId, on: boolean): Promise<void> {

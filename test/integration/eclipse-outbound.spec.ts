@@ -1,11 +1,13 @@
 /**
  * The outbound quota over real libp2p (TCP, Noise) on loopback: the node
  * dials peers of its own choosing from its routing table and keeps them
- * when strangers that dialled it push it over maxConnections.
+ * when strangers that dialled it push it over maxConnections, and spreads
+ * its choices over subnets (peers listening on 127.a.b.c addresses of
+ * different /24s: Linux routes all of 127.0.0.0/8 to lo).
  */
 import { rm } from 'node:fs/promises'
 import { expect } from 'aegir/chai'
-import { budgetsOf } from '../../node/budgets.ts'
+import { budgetsOf, hostOf } from '../../node/budgets.ts'
 import { KAD_PEER_TAG, OUTBOUND_TAG, OUTBOUND_TAG_VALUE } from '../../node/outbound-quota.ts'
 import { waitFor } from '../lib/nodes.ts'
 import { builtPeer, plainPeer } from '../lib/peers.ts'
@@ -33,13 +35,13 @@ describe('outbound quota (real libp2p over TCP on loopback)', function () {
     await Promise.all(dirs.splice(0).map(async d => { await rm(d, { recursive: true, force: true }) }))
   })
 
-  async function build (maxConnections: number, outboundPeersMin: number): Promise<Libp2p<BaseServices>> {
-    const node = await builtPeer(dirs, { maxConnections, outboundPeersMin }, { outboundQuota: { intervalMs: 100 } })
+  async function build (maxConnections: number, outboundPeersMin: number, intervalMs = 100): Promise<Libp2p<BaseServices>> {
+    const node = await builtPeer(dirs, { maxConnections, outboundPeersMin }, { outboundQuota: { intervalMs } })
     nodes.push(node as unknown as Libp2p)
     return node
   }
 
-  async function peers (n: number, listen: boolean): Promise<Libp2p[]> {
+  async function peers (n: number, listen: boolean | string): Promise<Libp2p[]> {
     const made = await Promise.all(Array.from({ length: n }, async () => plainPeer(listen)))
     nodes.push(...made)
     return made
@@ -83,5 +85,26 @@ describe('outbound quota (real libp2p over TCP on loopback)', function () {
     await first.stop()
     await waitFor(() => budgetsOf(node)?.outbound?.chosen[0] === second.peerId.toString(), 'the node to choose the other peer', SETTLE_DEADLINE_MS)
     expect(node.getConnections(second.peerId).map(c => c.direction)).to.deep.equal(['outbound'])
+  })
+
+  it('spreads its choices over subnets: of 12 routing-table peers in 127.0.0.0/24 and one in each of 127.1.0.0/24, 127.2.0.0/24 and 127.3.0.0/24, it chooses the three and one of the twelve', async () => {
+    // refilled by the test alone, once every peer is in the routing table
+    const node = await build(50, 4, 3_600_000)
+    const crowd = await peers(12, '127.0.0.1')
+    const few = (await Promise.all([1, 2, 3].map(async i => peers(1, `127.${i}.0.1`)))).flat()
+    for (const peer of [...crowd, ...few]) {
+      await node.peerStore.merge(peer.peerId, { multiaddrs: peer.getMultiaddrs(), tags: { [KAD_PEER_TAG]: { value: 1 } } })
+    }
+    const quota = budgetsOf(node)?.outbound
+    if (quota == null) { throw new Error('buildLibp2p installed no outbound quota') }
+    await quota.refill()
+
+    expect(quota.chosen).to.have.length(4)
+    expect(quota.chosen).to.include.members(few.map(p => p.peerId.toString()))
+    expect([...quota.chosenSubnets.values()]).to.have.members(['127.0.0.0/24', '127.1.0.0/24', '127.2.0.0/24', '127.3.0.0/24'])
+    for (const peer of few) {
+      expect(node.getConnections(peer.peerId).map(c => `${c.direction} ${c.status} ${hostOf(c.remoteAddr)?.host}`)).to.deep.equal([`outbound open ${hostOf(peer.getMultiaddrs()[0])?.host}`])
+    }
+    expect(quota.misplaced).to.equal(0)
   })
 })

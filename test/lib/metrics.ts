@@ -14,3 +14,11 @@ export async function refusalCount (node: { metrics: import('prom-client').Regis
   const { values } = await metric.get()
   return values.find(v => v.labels.protocol === protocol && v.labels.reason === reason)?.value ?? 0
 }
+
+/** All of a node's `accord_refusals_total`, as `protocol/reason`: count. */
+export async function refusalCounts (node: { metrics: import('prom-client').Registry }): Promise<Record<string, number>> {
+  const metric = node.metrics.getSingleMetric('accord_refusals_total')
+  if (metric == null) { return {} }
+  const { values } = await metric.get()
+  return Object.fromEntries(values.map(v => [`${v.labels.protocol}/${v.labels.reason}`, v.value]))
+}

@@ -37,11 +37,16 @@ export function componentsOf (node: Libp2p): HostComponents & { logger: Componen
   return (node as unknown as { components: HostComponents & { logger: ComponentLogger } }).components
 }
 
-/** A started libp2p node on loopback (listening unless `listen` is false), with `privateKey` as its identity if given. */
-export async function plainPeer (listen = true, privateKey?: PrivateKey): Promise<Libp2p> {
+/**
+ * A started libp2p node on loopback (listening on 127.0.0.1 unless `listen`
+ * is false, or on the loopback address `listen` names: Linux routes all of
+ * 127.0.0.0/8 to lo), with `privateKey` as its identity if given.
+ */
+export async function plainPeer (listen: boolean | string = true, privateKey?: PrivateKey): Promise<Libp2p> {
+  const host = typeof listen === 'string' ? listen : '127.0.0.1'
   return createLibp2p({
     ...(privateKey != null ? { privateKey } : {}),
-    addresses: { listen: listen ? ['/ip4/127.0.0.1/tcp/0'] : [] },
+    addresses: { listen: listen !== false ? [`/ip4/${host}/tcp/0`] : [] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

@@ -8,8 +8,12 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
 import { CONNECTION_BUDGETS, DhtStoreRefusedError, guardDhtStore, hostOf, InboundHostLimiter, MEMBER_TAG, MEMBER_TAG_VALUE, protectMembers, RAFT_CLIENT_BUDGET, recordBudgets, StreamBudget, StreamLease, SubnetLimiter, subnetOf, wireBudgets } from '../../node/budgets.ts'
+import { OutboundQuota } from '../../node/outbound-quota.ts'
 import type { MultiaddrConnection, PeerId } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
+
+/** libp2p's ComponentLogger, silent (what the outbound quota logs is not asserted on). */
+const silentComponentLogger = { forComponent: () => Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) }
 
 const MIB = 1024 * 1024
 
@@ -298,18 +302,20 @@ describe('budgets', () => {
       stop()
     })
 
-    it('wireBudgets counts connection and DHT refusals as refusals', async () => {
+    it('wireBudgets counts connection, DHT and outbound-quota refusals as refusals', async () => {
       const { node } = fakeNode()
       const hosts = new InboundHostLimiter({ inboundPerHostMax: 1 })
       const dht = guardDhtStore({} as unknown as Parameters<typeof guardDhtStore>[0], peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
       const subnets = new SubnetLimiter()
-      recordBudgets(node, { hosts, subnets, dht, dhtProtocol: '/accord/kad/1.0.0' })
+      const outbound = new OutboundQuota({ logger: silentComponentLogger } as unknown as ConstructorParameters<typeof OutboundQuota>[0], { memberTag: MEMBER_TAG })
+      recordBudgets(node, { hosts, subnets, outbound, dht, dhtProtocol: '/accord/kad/1.0.0' })
       const refusals: string[] = []
       wireBudgets({ libp2p: node, admission: fakeAdmission().admission, refusals: { refuse: (peer, protocol, reason) => refusals.push(`${peer} ${protocol} ${reason}`) } })
       hosts.onRefused?.('192.0.2.7', 'host-pending')
       subnets.onRefused?.('192.0.2.0/24', 'subnet-peers')
       dht.onRefused?.('dht-record', null)
-      expect(refusals).to.deep.equal(['192.0.2.7 connection host-pending', '192.0.2.0/24 connection subnet-peers', 'unknown /accord/kad/1.0.0 dht-record'])
+      outbound.onMisplaced?.('12D3KooWpeer', '198.51.100.0/24', '192.0.2.0/24')
+      expect(refusals).to.deep.equal(['192.0.2.7 connection host-pending', '192.0.2.0/24 connection subnet-peers', 'unknown /accord/kad/1.0.0 dht-record', '12D3KooWpeer connection outbound-misplaced'])
     })
 
     it('wireBudgets stops counting a stranger in its subnet once it is admitted', async () => {

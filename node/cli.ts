@@ -72,8 +72,8 @@ async function main (argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name]
   if (command === undefined) { throw new UserError(`unknown command "${name}" (try accord --help)`) }
-  // `accord raft force-new-cluster --help` has a help text of its own
-  if ((args.includes('--help') || args.includes('-h')) && !(name === 'raft' && args[0] === 'force-new-cluster')) {
+  // `accord raft force-new-cluster --help` and `accord raft migrate --help` have help texts of their own
+  if ((args.includes('--help') || args.includes('-h')) && !(name === 'raft' && (args[0] === 'force-new-cluster' || args[0] === 'migrate'))) {
     process.stdout.write(command.help)
     return 0
   }

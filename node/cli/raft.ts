@@ -1,6 +1,7 @@
 import { UserError } from '../errors.ts'
 import { apiRequest, resolveApiTarget } from './api-client.ts'
 import { parseFlagsAndPositionals } from './args.ts'
+import { MIGRATE_HELP, migrateCommand } from './raft-migrate.ts'
 import { FORCE_NEW_CLUSTER_HELP, forceNewClusterCommand } from './raft-recover.ts'
 import type { RaftSummary } from '../raft/service.ts'
 
@@ -16,6 +17,9 @@ carried out by the leader, one at a time.
   accord raft transfer-leader PEER-ID  hand leadership to a voter
   accord raft force-new-cluster ...    DANGER: recover from a lost quorum, offline
                                        (accord raft force-new-cluster --help)
+  accord raft migrate --data-dir DIR   carry a Raft store of storage format 1
+                                       (LevelDB) over to format 2, offline
+                                       (accord raft migrate --help)
 
   --api URL | --data-dir DIR | --token T   as for accord status
 `
@@ -28,6 +32,14 @@ export async function raftCommand (args: string[]): Promise<void> {
       return
     }
     await forceNewClusterCommand(rest)
+    return
+  }
+  if (action === 'migrate') {
+    if (rest.includes('--help')) {
+      process.stdout.write(MIGRATE_HELP)
+      return
+    }
+    await migrateCommand(rest)
     return
   }
   const changes = ['add-learner', 'promote', 'remove', 'transfer-leader']

@@ -3,12 +3,15 @@
  * snapshots, a logger that records warnings, temporary directories, and raw
  * access to the files for planting damage.
  */
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Format1Reader } from '../../node/raft/storage/format1.ts'
+import { RaftStorage } from '../../node/raft/storage/index.ts'
 import { FRAME_HEADER_BYTES, readFrames } from '../../node/storage-frames.ts'
 import type { StorageLogger } from '../../node/raft/storage/index.ts'
-import type { ConfState, Entry, HardState, Snapshot } from '../../protocols/raft/index.ts'
+import type { ConfState, Entry, HardState, RestoredState, Snapshot } from '../../protocols/raft/index.ts'
 
 export const CONF: ConfState = { voters: ['n1', 'n2', 'n3'], votersOutgoing: [], learners: ['n4'], learnersNext: [], autoLeave: false }
 
@@ -98,4 +101,43 @@ export async function flipByte (file: string, offset: number): Promise<void> {
   const bytes = await readFile(file)
   bytes[offset] ^= 0x40
   await writeFile(file, bytes)
+}
+
+/** Stores written by the format-1 storage itself (test/fixtures/raft-format1/README.md). */
+export const FORMAT1_FIXTURES = fileURLToPath(new URL('../fixtures/raft-format1/', import.meta.url))
+export type Format1Fixture = 'empty' | 'entries-only' | 'snapshot-and-entries' | 'snapshot-only'
+
+/** Copies fixture `name` to `dir` (the fixtures stay untouched). */
+export async function copyFormat1Fixture (name: Format1Fixture, dir: string): Promise<void> {
+  await cp(join(FORMAT1_FIXTURES, name), dir, { recursive: true })
+}
+
+/** What the format-1 storage's load() returned for fixture `name`, in the shape of plain(). */
+export async function expectedOf (name: Format1Fixture): Promise<unknown> {
+  return JSON.parse(await readFile(join(FORMAT1_FIXTURES, `${name}.expected.json`), 'utf8'))
+}
+
+/** A restored state as the fixtures' JSON has it (data in base64). */
+export function plain (r: RestoredState): unknown {
+  return {
+    hardState: r.hardState,
+    snapshot: r.snapshot == null ? null : { meta: r.snapshot.meta, data: Buffer.from(r.snapshot.data).toString('base64') },
+    entries: r.entries.map(e => ({ index: e.index, term: e.term, type: e.type, data: Buffer.from(e.data).toString('base64') }))
+  }
+}
+
+/** Opens `dir` with the current storage (which migrates) and returns what it restores. */
+export async function openAndLoad (dir: string, logger: StorageLogger): Promise<unknown> {
+  const storage = await RaftStorage.open(dir, { logger })
+  try {
+    return plain(await storage.load())
+  } finally {
+    await storage.close()
+  }
+}
+
+/** The hard state of the format-1 store in `dir`, read as migration reads it. */
+export async function format1State (dir: string): Promise<unknown> {
+  const reader = await Format1Reader.open(dir)
+  try { return (await reader.readState()).hardState } finally { await reader.close() }
 }

@@ -12,6 +12,7 @@
  * - snapshot-file.ts: snapshot files;
  * - lock.ts: one process per store;
  * - write-plan.ts: turning queued writes into one frame;
+ * - migrate.ts, format1.ts: carrying a store of format 1 (LevelDB) over;
  * - raft-storage.ts: RaftStorage (open, load, persist, saveSnapshot, close).
  */
 export { RaftStorage, RAFT_STORAGE_DEFAULTS, raftStorageDir } from './raft-storage.ts'

@@ -9,6 +9,9 @@
  * |                                | to segmentBytes, the unwritten rest zeros                       |
  * | `snap/<index, 16 hex>.snap`    | a snapshot: a frame of its metadata, a frame of its data        |
  * | `snap/*.tmp`                   | a snapshot being written (deleted at open: never referenced)    |
+ * | `leveldb-format1.bak/`         | the LevelDB files of the format-1 store this one was migrated   |
+ * |                                | from (migrate.ts), kept for the operator to delete              |
+ * | `format2-migration.tmp/`       | a migration from format 1 in progress (migrate.ts)              |
  *
  * Segments are numbered from 1 without gaps; the log is their frames in
  * order. A segment is created by writing its head into a `.tmp` file,
@@ -17,9 +20,9 @@
  * way, and are live only once a synced `S` record names them.
  *
  * Format 1 was a LevelDB database in the same directory (accord before the
- * write-ahead log); it is recognised by its `CURRENT` file and refused with
- * a StorageFormatError. Changing anything here is a format change: bump
- * FORMAT_VERSION.
+ * write-ahead log); it is recognised by its `CURRENT` file (and no segment)
+ * and migrated by migrate.ts when the store is opened. Changing anything
+ * here is a format change: bump FORMAT_VERSION.
  */
 import { join } from 'node:path'
 
@@ -32,6 +35,9 @@ export const SNAPSHOT_DIR = 'snap'
 /** A file only a LevelDB database (format 1) has. */
 export const LEVELDB_MARKER_FILE = 'CURRENT'
 export const TMP_SUFFIX = '.tmp'
+/** Where a migration from format 1 builds the new store, and where it keeps the old one (migrate.ts). */
+export const MIGRATION_DIR = 'format2-migration.tmp'
+export const LEVELDB_BACKUP_DIR = 'leveldb-format1.bak'
 
 const SEGMENT_PATTERN = /^([0-9a-f]{16})\.wal$/
 const SNAPSHOT_PATTERN = /^([0-9a-f]{16})\.snap$/

@@ -37,6 +37,7 @@ import { createLogger } from '../../logger.ts'
 import { StorageCorruptionError, StorageLimitError } from './errors.ts'
 import { SNAPSHOT_DIR, TMP_SUFFIX, parseSnapshotName, snapshotPath } from './layout.ts'
 import { lockStore } from './lock.ts'
+import { migrateFormat1 } from './migrate.ts'
 import { ENTRY_RECORD_OVERHEAD_BYTES, SNAPSHOT_RECORD_BYTES, VOTE_BYTES_MAX, encodeEntryRecord, encodeHardStateRecord } from './records.ts'
 import { readSnapshotFile, writeSnapshotFile } from './snapshot-file.ts'
 import { Wal, syncDir } from './wal.ts'
@@ -70,10 +71,12 @@ export type RaftStorageLimits = { -readonly [K in keyof typeof RAFT_STORAGE_DEFA
 /** The part of a pino Logger the storage uses. */
 export interface StorageLogger {
   warn(fields: Record<string, unknown>, message: string): void
+  /** Receives the report of a migration from format 1 (migrate.ts). */
+  info?(fields: Record<string, unknown>, message: string): void
 }
 
 export interface RaftStorageOptions extends Partial<RaftStorageLimits> {
-  /** Receives the warnings about what open() cut off or deleted. Default: JSON lines on stderr. */
+  /** Receives the warnings about what open() cut off or deleted, and the report of a migration. Default: JSON lines on stderr. */
   logger?: StorageLogger
   /**
    * Called after every synced frame (for a Prometheus histogram): how long
@@ -159,12 +162,14 @@ export class RaftStorage {
   private closed = false
 
   /**
-   * Opens (or creates) the store in `dir`: takes its lock, replays the
+   * Opens (or creates) the store in `dir`: takes its lock, migrates a store
+   * of format 1 (LevelDB) to this format (migrate.ts), replays the
    * write-ahead log into an index of where each live entry lies (reading
    * one segment at a time), checks the snapshot file, cuts off a torn tail
    * and deletes what no live state refers to (see recovery.ts). Throws
    * StorageCorruptionError, StorageFormatError or UserError (locked by
-   * another process) without changing anything else.
+   * another process) without changing anything else (a format-1 store
+   * refused stays as it was).
    */
   static async open (dir: string, options: RaftStorageOptions = {}): Promise<RaftStorage> {
     const limits = resolveLimits(options)
@@ -173,6 +178,7 @@ export class RaftStorage {
     const unlock = await lockStore(dir)
     let wal: Wal | null = null
     try {
+      await migrateFormat1(dir, { limits, logger })
       const opened = await Wal.open(dir, {
         segmentBytes: limits.segmentBytes,
         frameBytesMax: Math.max(limits.batchBytesMax, RAFT_STORAGE_DEFAULTS.batchBytesMax) + FRAME_SLACK_BYTES,

@@ -28,7 +28,7 @@ import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises
 import { join } from 'node:path'
 import { FRAME_HEADER_BYTES, readFrames, sealFrame } from '../../storage-frames.ts'
 import { StorageCorruptionError, StorageFormatError } from './errors.ts'
-import { FORMAT_VERSION, LEVELDB_MARKER_FILE, LOCK_FILE, SNAPSHOT_DIR, TMP_SUFFIX, WAL_DIR, parseSegmentName, segmentPath } from './layout.ts'
+import { FORMAT_VERSION, LEVELDB_BACKUP_DIR, LEVELDB_MARKER_FILE, LOCK_FILE, SNAPSHOT_DIR, TMP_SUFFIX, WAL_DIR, parseSegmentName, segmentPath } from './layout.ts'
 import { MalformedRecordError, decodeRecord, encodeHeadRecord } from './records.ts'
 import { EMPTY_STATE, ReplayError, Replay } from './recovery.ts'
 import type { StorageLogger } from './raft-storage.ts'
@@ -126,12 +126,13 @@ export class Wal {
 
   /** A new store: checks the directory holds nothing else, then writes segment 1. */
   private static async create (dir: string, options: WalOptions): Promise<WalOpened> {
-    const known = new Set([LOCK_FILE, WAL_DIR, SNAPSHOT_DIR])
+    // the backup of a migrated format-1 store stays (the operator deletes it); an empty log is created next to it
+    const known = new Set([LOCK_FILE, WAL_DIR, SNAPSHOT_DIR, LEVELDB_BACKUP_DIR])
     const names = await readdir(dir)
     if (names.includes(LEVELDB_MARKER_FILE)) {
-      throw new StorageFormatError(dir, `it holds the LevelDB raft store of an earlier accord (storage format 1), but this accord reads version ${FORMAT_VERSION} ` +
-        `(a write-ahead log); run the earlier release, or remove this node from the cluster, delete ${dir} and add it back as a new member ` +
-        '(it then catches up from the leader)')
+      // RaftStorage.open() migrates such a store first (migrate.ts): only a direct Wal.open() gets here
+      throw new StorageFormatError(dir, `it holds the LevelDB raft store of an earlier accord (storage format 1), but the write-ahead log reads version ${FORMAT_VERSION}; ` +
+        'migrate it first (accord raft migrate)')
     }
     const snapshots = await readdir(join(dir, SNAPSHOT_DIR)).catch(() => [])
     if (snapshots.some(name => !name.endsWith(TMP_SUFFIX))) {

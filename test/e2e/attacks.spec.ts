@@ -92,7 +92,9 @@ describe('attacks on a formed group (3 OS processes)', function () {
     const heartbeat: Message = { type: 'heartbeat', from: outsider.peerId.toString(), to, term: before!.term + 100, commit: 0, readRound: 0 }
     await sendRaftFrames(target, [encodeFrame({ kind: 'message', message: heartbeat })])
     const after = await scenario.raftStatus(scenario.nodes[target])
-    expect(after?.term).to.equal(before?.term)
+    // not equal to before: on a loaded machine the group may hold a real
+    // election in the 6 s the test waits (one term up), but never 100 terms
+    expect(after!.term).to.be.below(before!.term + 100)
     expect(after?.voters).to.deep.equal(before?.voters)
   })
 
@@ -111,11 +113,12 @@ describe('attacks on a formed group (3 OS processes)', function () {
       entries: [{ index: before!.lastIndex + 1, term: before!.term + 1, type: 'normal', data: put }]
     }
     await sendRaftFrames(target, [encodeFrame({ kind: 'message', message: append })])
+    // the reads tell whether the append was taken; its term (one up) is
+    // what a real election on a loaded machine would give the node too
     for (const node of scenario.nodes) {
       const read = await scenario.request(node, 'GET', '/v1/kv/owned?consistency=linearizable')
       expect(read.status).to.equal(404)
     }
-    expect((await scenario.raftStatus(scenario.nodes[target]))?.term).to.equal(before?.term)
   })
 
   it('an outsider\'s garbage snapshot neither stops the node nor keeps it from restarting', async () => {

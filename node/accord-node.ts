@@ -266,6 +266,8 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
   const { admission, discovery, membership } = libp2p.services
   const raftService = libp2p.services.raft ?? null
   const bftService = libp2p.services.pbft ?? null
+  // compact checkpoint certificates: PBFT takes the DKG group (at start from the keystore, then after each DKG or reshare)
+  bftService?.setCheckpointSigner(libp2p.services.dkg)
   // members' connections are pruned last; connections and DHT records refused are counted
   const stopBudgets = wireBudgets({ libp2p, admission, refusals })
   try {

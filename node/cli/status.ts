@@ -67,6 +67,7 @@ function bftLines (s: NodeStatus): string[] {
   return [
     `${head}, view ${String(b.view)}${b.viewChanging ? ' (changing)' : ''}, primary ${b.primary ?? 'none'}`,
     `           epoch ${String(b.epoch)}, stable checkpoint ${String(b.stableCheckpoint)}, watermarks ${String(b.lowWatermark)}..${String(b.highWatermark)}, executed ${String(b.executed)}`,
+    ...(b.compactCheckpoints ? [`           compact checkpoint certificates: one signature of group key ${b.checkpointGroupKey ?? ''}`] : []),
     ...(b.pending === null ? [] : [`           epoch ${b.pending.epoch} decided: ${b.pending.replicas.length} replicas, in force past seq ${b.pending.afterSeq}`]),
     ...(b.isolated.length === 0 ? [] : [`           isolated: ${b.isolated.map(i => `${i.peerId} (${i.reason})`).join(', ')}`])
   ]

@@ -52,6 +52,15 @@
  * member of the group), so no member can mint a certificate through a
  * generic signing round. Requests from, and partials of, revoked peers
  * are refused.
+ *
+ * PBFT checkpoints (protocols/pbft/group.ts) have a domain of their own
+ * too: no signing round signs under it, here or on any member asked for a
+ * partial. Each replica signs its own checkpoint's partial locally
+ * (signCheckpointPartial, that domain only) and the partials travel in the
+ * CHECKPOINT messages, so a group signature of a checkpoint exists only
+ * where a quorum of replicas reached that state; a generic round would let
+ * one member have the honest members sign a stable checkpoint nobody
+ * reached.
  */
 import { randomBytes } from 'node:crypto'
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
@@ -64,6 +73,7 @@ import { decodeCommitments, encodeCommitments } from '../../identity/threshold/f
 import { combine, partialSign, ThresholdPublicKey, verifyPartial } from '../../identity/threshold/tbls.ts'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { decodeDkgMessage, DkgNode, EncryptionKeyChecks, encodeDkgMessage, encryptionKeyProof } from '../../protocols/dkg/index.ts'
+import { isCheckpointGroupMessage } from '../../protocols/pbft/group.ts'
 import { DatagramChannel } from '../datagram.ts'
 import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
@@ -263,6 +273,9 @@ export class DkgService implements Startable, GroupSigner {
   #sender: DkgSender | undefined
   #timer: ReturnType<typeof setInterval> | undefined
   #group: StoredGroup | null = null
+  /** The public key of #group, built once per group (its public shares are cached in it). */
+  #groupKey: { stored: StoredGroup, key: ThresholdPublicKey } | null = null
+  readonly #groupListeners = new Set<() => void>()
   #saving: Promise<void> = Promise.resolve()
 
   readonly [Symbol.toStringTag] = DKG_CAPABILITY
@@ -282,6 +295,7 @@ export class DkgService implements Startable, GroupSigner {
 
   async start (): Promise<void> {
     this.#group = await loadGroup(this.#init.dataDir, this.#init.passphrase)
+    if (this.#group !== null) { this.#groupChanged() }
     this.#channel = new DatagramChannel<Datagram>({
       host: this.#host,
       admission: this.#components.admission,
@@ -361,6 +375,47 @@ export class DkgService implements Startable, GroupSigner {
     return Uint8Array.from(Buffer.from(result.signature, 'hex'))
   }
 
+  /**
+   * The group as PBFT's compact checkpoint certificates need it
+   * (CheckpointSigner, node/pbft/threshold-group.ts): its public key
+   * (public shares included) and members in share order (member i holds
+   * share i + 1); null when this node holds no share.
+   */
+  checkpointGroup (): { key: ThresholdPublicKey, members: readonly string[] } | null {
+    const stored = this.#group
+    if (stored == null) { return null }
+    if (this.#groupKey?.stored !== stored) { this.#groupKey = { stored, key: thresholdKeyOf(stored.group) } }
+    return { key: this.#groupKey.key, members: stored.group.members }
+  }
+
+  /**
+   * This node's partial signature of a PBFT checkpoint payload
+   * (checkpointGroupPayload), signed locally with its share; null when it
+   * holds none. Signs under the checkpoint domain only: nothing else can be
+   * had from it. Throws DkgError('bad-message') on anything else.
+   */
+  signCheckpointPartial (payload: Uint8Array): Uint8Array | null {
+    if (!(payload instanceof Uint8Array) || !isCheckpointGroupMessage(payload)) { throw new DkgError('bad-message', 'not a PBFT checkpoint payload') }
+    const share = this.share()
+    return share === null ? null : partialSign(share, payload).signature
+  }
+
+  /** Calls `listener` whenever the stored group changes (a DKG or reshare done, a share retired); returns the unsubscribe. */
+  onGroupChange (listener: () => void): () => void {
+    this.#groupListeners.add(listener)
+    return () => { this.#groupListeners.delete(listener) }
+  }
+
+  #groupChanged (): void {
+    for (const listener of this.#groupListeners) {
+      try {
+        listener()
+      } catch (err) {
+        this.#log.warn({ err }, 'dkg: a group change listener failed')
+      }
+    }
+  }
+
   /** This node's share as a tbls share, or null (for apps that sign themselves). */
   share (): { index: number, value: bigint } | null {
     const record = this.#group?.record
@@ -421,6 +476,7 @@ export class DkgService implements Startable, GroupSigner {
    */
   async thresholdSign (message: Uint8Array, options: AbortOptions = {}): Promise<DkgSignResult> {
     if (message instanceof Uint8Array && isGroupCertificateMessage(message)) { throw new DkgError('reserved', 'messages under the membership certificate domain are signed by admission only') }
+    if (message instanceof Uint8Array && isCheckpointGroupMessage(message)) { throw new DkgError('reserved', 'messages under the PBFT checkpoint domain are signed by each replica in its own checkpoints only') }
     return this.#signRound(message, true, options)
   }
 
@@ -782,6 +838,7 @@ export class DkgService implements Startable, GroupSigner {
       session.groupKey = group.commitments[0]
       session.index = stored.record.index
       this.#end(session, 'done')
+      this.#groupChanged()
     }).catch(err => {
       this.#log.error({ err }, 'dkg: cannot store the new share')
       this.#abort(session, `cannot store the new share: ${(err as Error).message}`)
@@ -795,6 +852,7 @@ export class DkgService implements Startable, GroupSigner {
       if (sameGroup(this.#group?.group, session.old as DkgGroup)) {
         await dropGroup(this.#init.dataDir, this.#init.passphrase)
         this.#group = null
+        this.#groupChanged()
       }
       session.retired = true
       session.groupKey = session.old?.commitments[0]
@@ -846,6 +904,8 @@ export class DkgService implements Startable, GroupSigner {
     if (stored == null || !equalBytes(stored.record.groupPublicKey, groupKey)) { throw new DkgError('no-key', 'this node holds no share of that key') }
     if (!stored.group.members.includes(env.signer)) { throw new DkgError('not-a-member', 'only the group\'s members ask for partials') }
     if (this.#components.admission.isRevoked(env.signer)) { throw new DkgError('revoked', 'a revoked member asks for a partial') }
+    // a checkpoint's partial is given only in this node's own CHECKPOINT, for the state it reached
+    if (isCheckpointGroupMessage(message)) { throw new DkgError('reserved', 'no partial of a PBFT checkpoint through a signing round') }
     if (isGroupCertificateMessage(message)) {
       const refusal = this.#components.admission.mayCertify(message, env.signer)
       if (refusal !== null) { throw new DkgError('not-approved', `no partial for this certificate: ${refusal}`) }

@@ -33,7 +33,7 @@ import type { CreateSha256, KvLimits, KvSnapshotEncoder } from '../../protocols/
 import type { ConfigurationState, PbftConfiguration, PbftLimits, ReconfigurationOutcome } from '../../protocols/pbft/index.ts'
 import type {
   ClientRequest, Evidence, ExecutableBatch, Isolation, NodeId, Outbound, PbftCrypto, PbftMessage,
-  PbftReady, PbftStatus, PersistRecord, Reply, StableCheckpoint, StateWanted, StepRejectReason, StepResult
+  PbftReady, PbftStatus, PbftThresholdGroup, PersistRecord, Reply, StableCheckpoint, StateWanted, StepRejectReason, StepResult
 } from '../../protocols/pbft/types.ts'
 import type { DriverRuntime } from '../runtime.ts'
 import type { Logger } from 'pino'
@@ -291,6 +291,11 @@ export class PbftReplicaDriver {
 
   status (): PbftStatus {
     return this.#core.status()
+  }
+
+  /** The DKG group for compact checkpoint certificates, or null (PbftReplica.setThresholdGroup). */
+  setThresholdGroup (group: PbftThresholdGroup | null): void {
+    this.#core.setThresholdGroup(group)
   }
 
   /** The core's replica sets, cheaply (PbftReplica.replicaSets): for callers that look often, such as connection events. */

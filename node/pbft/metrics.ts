@@ -13,6 +13,8 @@ export interface PbftMetrics extends PbftDriverMetrics {
   onRejected(reason: StepRejectReason | PbftFrameRejectReason): void
   /** Where the gauges read the replica's status when scraped. */
   observe(status: () => PbftStatus | null): void
+  /** A checkpoint's partial threshold signature did not verify under its sender's public share. */
+  onBadCheckpointPartial(): void
 }
 
 export function pbftMetrics (registry: Registry): PbftMetrics {
@@ -21,6 +23,7 @@ export function pbftMetrics (registry: Registry): PbftMetrics {
   const rejected = new Counter({ name: 'accord_pbft_rejected_total', help: 'PBFT messages rejected, by reason (core and transport)', labelNames: ['reason'], registers })
   const evidence = new Counter({ name: 'accord_pbft_evidence_total', help: 'Evidence of misbehaviour produced here or received (and verified) from the evidence topic', labelNames: ['direction'], registers })
   const executed = new Counter({ name: 'accord_pbft_executed_requests_total', help: 'Client requests executed by this replica', registers })
+  const badPartials = new Counter({ name: 'accord_pbft_bad_checkpoint_partials_total', help: 'Checkpoint partial signatures (compact certificates) that did not verify under their sender\'s public share', registers })
   const statesInstalled = new Counter({ name: 'accord_pbft_state_transfers_total', help: 'States of stable checkpoints fetched from other replicas and installed here', registers })
   let lag = 0
   let status: (() => PbftStatus | null) | undefined
@@ -56,6 +59,7 @@ export function pbftMetrics (registry: Registry): PbftMetrics {
     onCheckpoint: (stableSeq, executedSeq) => { lag = Math.max(0, executedSeq - stableSeq) },
     onExecuted: (requests) => { executed.inc(requests) },
     onStateInstalled: () => { statesInstalled.inc() },
-    observe: (read) => { status = read }
+    observe: (read) => { status = read },
+    onBadCheckpointPartial: () => { badPartials.inc() }
   }
 }

@@ -36,14 +36,16 @@ import { EvidenceTopic } from './evidence-topic.ts'
 import { pbftMetrics } from './metrics.ts'
 import { decodeResult, encodeOperation } from './operations.ts'
 import { PbftFileStore, pbftStorageDir } from './storage.ts'
+import { checkpointThresholdGroup } from './threshold-group.ts'
 import { PBFT_PROTOCOL, PbftStreamTransport } from './transport.ts'
 import type { PbftKvResult, PbftOperation, PbftResult } from './operations.ts'
 import type { RateLimit, PbftMessageType } from './rate-limit.ts'
+import type { CheckpointSigner } from './threshold-group.ts'
 import type { PbftTransportLimits, PbftTransportStats } from './transport.ts'
 import type { KvLimits } from '../../protocols/kv/index.ts'
 import type { PbftLimits } from '../../protocols/pbft/index.ts'
 import type { Approval, PbftConfiguration } from '../../protocols/pbft/index.ts'
-import type { Evidence, Isolation, IsolationReason, NodeId, PbftMessage, PbftStatus } from '../../protocols/pbft/types.ts'
+import type { Evidence, Isolation, IsolationReason, NodeId, PbftMessage, PbftStatus, PbftThresholdGroup } from '../../protocols/pbft/types.ts'
 import type { Admission } from '../admission/admission.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -136,6 +138,15 @@ export interface BftSummary {
   scores: Array<{ peerId: string, score: number }>
   /** The KV store of this replica. */
   kv: { keys: number, dataBytes: number, sessions: number } | null
+  /**
+   * Stable checkpoints are proven by the DKG group's threshold signature
+   * (one 96-byte signature instead of a quorum of signed checkpoints): this
+   * replica holds a share of a group whose members are the replica set and
+   * whose threshold is at least the quorum.
+   */
+  compactCheckpoints: boolean
+  /** The DKG group key (hex) this replica signs checkpoint partials with, or null. */
+  checkpointGroupKey: string | null
 }
 
 /** 'refused': the replicas judged the operation and refused it (a reconfiguration). */
@@ -173,7 +184,7 @@ export interface BftApproval {
 }
 
 /** The summary's fields that only a replica or a learner has (null, or empty, on a client-only node). */
-function replicaFields (status: PbftStatus | null): Omit<BftSummary, 'n' | 'f' | 'replicas' | 'isolated' | 'kv'> {
+function replicaFields (status: PbftStatus | null): Omit<BftSummary, 'n' | 'f' | 'replicas' | 'isolated' | 'kv' | 'compactCheckpoints' | 'checkpointGroupKey'> {
   if (status === null) {
     return { role: 'client', epoch: null, pending: null, view: null, primary: null, viewChanging: false, stableCheckpoint: null, lowWatermark: null, highWatermark: null, executed: null, scores: [] }
   }
@@ -218,6 +229,10 @@ export class PbftService implements Startable {
   #evidence: EvidenceTopic | null = null
   #replicaTimer: ReturnType<typeof setInterval> | undefined
   #stopping = new AbortController()
+  /** Where the DKG group comes from (setCheckpointSigner), and the group built from it. */
+  #signer: CheckpointSigner | null = null
+  #unsubscribeSigner: (() => void) | null = null
+  #group: PbftThresholdGroup | null = null
   #running = false
   #starting: Promise<void> | undefined
 
@@ -301,6 +316,7 @@ export class PbftService implements Startable {
           ...(this.#init.faulty !== undefined ? { faulty: this.#init.faulty } : {})
         })
         const driver = this.#driver
+        driver.setThresholdGroup(this.#group)
         this.#metrics.observe(() => driver.status())
         for (const isolation of driver.status().isolated) { this.#isolate(isolation) }
       } else {
@@ -372,8 +388,40 @@ export class PbftService implements Startable {
       f: faultsTolerated(n),
       replicas: [...replicas],
       isolated: [...this.#isolated].map(([peerId, reason]) => ({ peerId, reason })),
-      kv: kv === undefined ? null : { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions }
+      kv: kv === undefined ? null : { keys: kv.keys, dataBytes: kv.dataBytes, sessions: kv.sessions },
+      compactCheckpoints: status?.compactCheckpoints ?? false,
+      checkpointGroupKey: this.#group === null ? null : Buffer.from(this.#group.groupKey).toString('hex')
     }
+  }
+
+  /**
+   * Where the DKG group comes from (the DKG service; null: none): from
+   * then on, and again whenever its group changes, this replica's
+   * checkpoints carry its partial and stable checkpoints are proven by the
+   * group's threshold signature, when the group's members are the replica
+   * set and its threshold at least the quorum (compact certificates,
+   * protocols/pbft/group.ts). createAccordNode sets it; an app that
+   * assembles its own node calls it with its `dkg` service.
+   */
+  setCheckpointSigner (signer: CheckpointSigner | null): void {
+    this.#unsubscribeSigner?.()
+    this.#unsubscribeSigner = null
+    this.#signer = signer
+    if (signer !== null) { this.#unsubscribeSigner = signer.onGroupChange(() => { this.#applyGroup() }) }
+    this.#applyGroup()
+  }
+
+  #applyGroup (): void {
+    const signer = this.#signer
+    this.#group = signer === null
+      ? null
+      : checkpointThresholdGroup(signer, {
+        onBadPartial: (member) => {
+          this.#metrics.onBadCheckpointPartial()
+          this.#log.warn({ member }, 'pbft: a checkpoint carried a partial signature that does not verify under its sender\'s public share')
+        }
+      })
+    this.#driver?.setThresholdGroup(this.#group)
   }
 
   /** The transport's counters (tests and metrics). */

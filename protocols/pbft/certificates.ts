@@ -8,9 +8,10 @@ import { assert } from '../common/assert.ts'
 import { ByteWriter } from '../kv/codec.ts'
 import { REQUEST_BUNDLE_MAX, quorumSize } from './config.ts'
 import { bundleSigningPayload, digestToBytes, signingPayload } from './encoding.ts'
+import { checkCompactCheckpoint, groupProblem } from './group.ts'
 import type { PbftLimits } from './config.ts'
 import type {
-  ClientRequest, CommittedCertificate, Digest, NodeId, PbftCrypto, PrePrepare, PreparedCertificate, SignedMessage,
+  ClientRequest, CommittedCertificate, Digest, NodeId, PbftCrypto, PbftThresholdGroup, PrePrepare, PreparedCertificate, SignedMessage,
   StableCheckpoint, ViewChange
 } from './types.ts'
 
@@ -183,11 +184,18 @@ export function checkCommittedCertificate (certificate: CommittedCertificate, re
     checkVotes(prePrepare, commits, quorumSize(replicas.length), null, replicas, crypto)
 }
 
-/** A quorum of matching CHECKPOINT messages from distinct replicas (the genesis needs none). */
-export function checkStableCheckpoint (stable: StableCheckpoint, replicas: readonly NodeId[], crypto: PbftCrypto): string | null {
+/**
+ * A quorum of matching CHECKPOINT messages from distinct replicas (the
+ * genesis needs none), or, compact, the group's threshold signature of the
+ * checkpoint, when `group` is known here and applies to `replicas`
+ * (group.ts). A compact one is refused otherwise: this replica cannot tell
+ * what it proves.
+ */
+export function checkStableCheckpoint (stable: StableCheckpoint, replicas: readonly NodeId[], crypto: PbftCrypto, group?: PbftThresholdGroup | null): string | null {
   if (stable.seq === 0) {
-    return stable.proof.length === 0 && stable.stateDigest === GENESIS_STATE_DIGEST ? null : 'malformed genesis checkpoint'
+    return stable.proof.length === 0 && stable.stateDigest === GENESIS_STATE_DIGEST && stable.groupSignature === undefined ? null : 'malformed genesis checkpoint'
   }
+  if (stable.groupSignature !== undefined) { return checkCompactCheckpoint(stable, replicas, group) }
   const seen = new Set<NodeId>()
   for (const checkpoint of stable.proof) {
     if (!replicas.includes(checkpoint.replica)) { return `checkpoint from ${checkpoint.replica}, not a replica` }
@@ -208,16 +216,49 @@ export function checkStableCheckpoint (stable: StableCheckpoint, replicas: reado
 export type ProversOf = (seq: number) => readonly NodeId[]
 
 /**
+ * What the checker knows besides the replica sets: the threshold group
+ * (compact certificates), and the stable checkpoint it holds as proven
+ * (checkCarriedStable).
+ */
+export interface StableChecks {
+  group?: PbftThresholdGroup | null
+  proven?: StableCheckpoint
+}
+
+/**
+ * The stable checkpoint a view change carries: checkStableCheckpoint,
+ * except for two that this replica takes as they are. Its own proven
+ * stable checkpoint (same seq and digest). And a compact one it cannot
+ * check (it knows no group that applies: the group was reshared to other
+ * members, or this replica joined without a share) below its own: a
+ * stable checkpoint carried in a view change moves nothing here unless it
+ * is above the low watermark (those are checked, replica.ts #adoptStable),
+ * and below it, it only bounds the sender's prepared certificates, which
+ * are checked in full; a lagging honest replica's view change says as
+ * much. So a compact certificate stays acceptable at a reconfiguration's
+ * switch, where every replica holds the one the view changes carry.
+ */
+export function checkCarriedStable (stable: StableCheckpoint, provers: readonly NodeId[], crypto: PbftCrypto, checks: StableChecks = {}): string | null {
+  const { proven } = checks
+  if (proven !== undefined && proven.seq > 0) {
+    if (proven.seq === stable.seq && proven.stateDigest === stable.stateDigest) { return null }
+    if (stable.seq < proven.seq && stable.seq > 0 && stable.groupSignature !== undefined && groupProblem(checks.group, provers) !== null) { return null }
+  }
+  return checkStableCheckpoint(stable, provers, crypto, checks.group)
+}
+
+/**
  * A view change in full: signed by a replica, its stable checkpoint proven,
  * and at most one valid prepared certificate per seq, each within the
  * watermarks of that checkpoint and from a view before the one it asks for.
  */
 export function checkViewChange (
-  viewChange: ViewChange, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits, provers: ProversOf = () => replicas
+  viewChange: ViewChange, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits, provers: ProversOf = () => replicas,
+  checks: StableChecks = {}
 ): string | null {
   if (!replicas.includes(viewChange.replica)) { return `view change from ${viewChange.replica}, not a replica` }
   if (!verifySigned(viewChange, crypto)) { return `view change from ${viewChange.replica} has an invalid signature` }
-  const stableProblem = checkStableCheckpoint(viewChange.stable, provers(viewChange.stable.seq), crypto)
+  const stableProblem = checkCarriedStable(viewChange.stable, provers(viewChange.stable.seq), crypto, checks)
   if (stableProblem !== null) { return stableProblem }
   const low = viewChange.stable.seq
   const seqs = new Set<number>()

@@ -4,8 +4,9 @@
  * (watermarkWindow / checkpointInterval + 1): the memory is bounded by the
  * replica count whatever peers send.
  */
+import { checkpointGroupPayload, groupProblem } from './group.ts'
 import type { PbftLimits } from './config.ts'
-import type { Checkpoint, NodeId, StableCheckpoint } from './types.ts'
+import type { Checkpoint, NodeId, PbftThresholdGroup, StableCheckpoint } from './types.ts'
 
 export class CheckpointVotes {
   readonly #perReplicaMax: number
@@ -35,8 +36,15 @@ export class CheckpointVotes {
     return { kind: 'added' }
   }
 
-  /** A quorum of matching votes for `seq` from `provers` (the set that ordered it), if there is one. */
-  proven (seq: number, quorum: number, provers: readonly NodeId[]): StableCheckpoint | null {
+  /**
+   * A quorum of matching votes for `seq` from `provers` (the set that
+   * ordered it), if there is one, as a stable checkpoint: compact (the
+   * group signature combined from their partials) when `group` applies to
+   * the provers, else (no group, or too few valid partials) proven by a
+   * quorum of the votes, as without a group. `badPartials`: the replicas
+   * whose partials failed to verify.
+   */
+  proven (seq: number, quorum: number, provers: readonly NodeId[], group?: PbftThresholdGroup | null): { stable: StableCheckpoint, badPartials: NodeId[] } | null {
     const byDigest = new Map<string, Checkpoint[]>()
     for (const [replica, votes] of this.#byReplica) {
       if (!provers.includes(replica)) { continue }
@@ -45,7 +53,19 @@ export class CheckpointVotes {
       const matching = byDigest.get(vote.stateDigest) ?? []
       matching.push(vote)
       byDigest.set(vote.stateDigest, matching)
-      if (matching.length >= quorum) { return { seq, stateDigest: vote.stateDigest, proof: matching } }
+    }
+    for (const [stateDigest, matching] of byDigest) {
+      if (matching.length < quorum) { continue }
+      const full = { stable: { seq, stateDigest, proof: matching.slice(0, quorum) }, badPartials: [] }
+      if (group == null || groupProblem(group, provers) !== null) { return full }
+      const partials = new Map<NodeId, Uint8Array>()
+      for (const vote of matching) { if (vote.partial !== undefined) { partials.set(vote.replica, vote.partial) } }
+      // too few partials to try: some replicas hold no share (yet)
+      if (partials.size < group.threshold) { return full }
+      const combined = group.combine(partials, checkpointGroupPayload(seq, stateDigest))
+      // a lying replica's bad partial: never worse than without a group
+      if (!combined.ok) { return { ...full, badPartials: combined.bad } }
+      return { stable: { seq, stateDigest, proof: [], groupSignature: combined.signature }, badPartials: combined.bad }
     }
     return null
   }

@@ -81,6 +81,8 @@ export const RESULT_BYTES_MAX = 4 * MIB
 
 /** Longest signature accepted (Ed25519's are 64 bytes). */
 export const SIGNATURE_BYTES_MAX = 256
+/** A checkpoint's partial and a compact certificate's group signature: compressed BLS12-381 G2 points (group.ts). */
+export const GROUP_SIGNATURE_BYTES = 96
 
 /**
  * Most requests one client signature may cover (ClientRequest.bundle): a

@@ -12,7 +12,7 @@
  */
 import { unreachable } from '../common/assert.ts'
 import { ByteReader, ByteWriter, DecodeError } from '../kv/codec.ts'
-import { NODE_ID_LENGTH_MAX, REPLICAS_MAX, REQUEST_BUNDLE_MAX, RESULT_BYTES_MAX, SIGNATURE_BYTES_MAX, resolvePbftLimits } from './config.ts'
+import { GROUP_SIGNATURE_BYTES, NODE_ID_LENGTH_MAX, REPLICAS_MAX, REQUEST_BUNDLE_MAX, RESULT_BYTES_MAX, SIGNATURE_BYTES_MAX, resolvePbftLimits } from './config.ts'
 import { decodeConfiguration, encodeConfiguration } from './reconfiguration.ts'
 import type { PbftLimits } from './config.ts'
 import type {
@@ -20,7 +20,17 @@ import type {
   PrePrepare, Prepare, PreparedCertificate, Reply, SignedMessage, StableCheckpoint, ViewChange
 } from './types.ts'
 
-export const PBFT_ENCODING_VERSION = 1
+/**
+ * Version 2 adds the compact-certificate fields: a checkpoint's partial and
+ * a stable checkpoint's group signature (group.ts), each behind a presence
+ * byte. A message, record or evidence that carries none of them is written
+ * as version 1, byte for byte as before (so that nodes without a threshold
+ * group, and old records, stay as they were), and version 1 still decodes.
+ */
+export const PBFT_ENCODING_VERSION = 2
+const PBFT_ENCODING_VERSION_1 = 1
+/** Added to a signed message's tag in its signing payload when it is in the version 2 layout: the two layouts never sign the same bytes. */
+const SIGNING_TAG_V2 = 128
 
 const MESSAGE_TAGS = {
   request: 1,
@@ -90,6 +100,49 @@ export function bytesToDigest (bytes: Uint8Array): Digest {
 
 // ----------------------------------------------------------------- writing
 
+/** A writer that knows the layout: version 2 (`v2`) writes the presence bytes of the compact-certificate fields. */
+class PbftWriter extends ByteWriter {
+  readonly v2: boolean
+
+  constructor (v2: boolean, initialBytes?: number) {
+    super(initialBytes)
+    this.v2 = v2
+  }
+}
+
+/** Whether the version 2 layout is needed: a partial or a group signature somewhere in it. */
+function hasGroupFields (m: PbftMessage): boolean {
+  switch (m.type) {
+    case 'checkpoint': return m.partial !== undefined
+    case 'view-change': return stableHasGroupFields(m.stable)
+    case 'new-view': return m.viewChanges.some(viewChange => stableHasGroupFields(viewChange.stable))
+    default: return false
+  }
+}
+
+function stableHasGroupFields (stable: StableCheckpoint): boolean {
+  return stable.groupSignature !== undefined || stable.proof.some(checkpoint => checkpoint.partial !== undefined)
+}
+
+function recordHasGroupFields (record: PersistRecord): boolean {
+  if (record.kind === 'signed') { return hasGroupFields(record.message) }
+  return record.kind === 'stable' && stableHasGroupFields(record.checkpoint)
+}
+
+/** An optional fixed-size field in the version 2 layout: a presence byte, then the bytes. */
+function writeOptional (w: PbftWriter, bytes: Uint8Array | undefined, what: string): void {
+  if (!w.v2) {
+    if (bytes !== undefined) { throw new RangeError(`${what} needs encoding version 2`) }
+    return
+  }
+  if (bytes === undefined) {
+    w.u8(0)
+    return
+  }
+  if (bytes.length !== GROUP_SIGNATURE_BYTES) { throw new RangeError(`${what} is ${GROUP_SIGNATURE_BYTES} bytes, got ${bytes.length}`) }
+  w.u8(1).raw(bytes)
+}
+
 /** What a body leaves out: 'none' is the full wire form; 'signing' leaves out the signature (and a pre-prepare's batch, which its digest covers). */
 type Form = 'full' | 'signing'
 
@@ -99,7 +152,7 @@ type Form = 'full' | 'signing'
  * signs does not depend on how it signed it), then in the full form the
  * signature and, when bundled, the bundle.
  */
-function writeRequest (w: ByteWriter, request: ClientRequest, form: Form): void {
+function writeRequest (w: PbftWriter, request: ClientRequest, form: Form): void {
   w.utf8(request.client).varint(request.timestamp).bytes(request.operation)
   if (form === 'signing') {
     w.u8(request.readOnly ? 1 : 0)
@@ -110,12 +163,12 @@ function writeRequest (w: ByteWriter, request: ClientRequest, form: Form): void 
   if (bundle !== undefined) { w.bytes(bundle) }
 }
 
-function writeVote (w: ByteWriter, m: PrePrepare | Prepare | Commit, form: Form): void {
+function writeVote (w: PbftWriter, m: PrePrepare | Prepare | Commit, form: Form): void {
   w.utf8(m.replica).varint(m.view).varint(m.seq).raw(digestToBytes(m.digest))
   if (form === 'full') { w.bytes(m.signature) }
 }
 
-function writePrePrepare (w: ByteWriter, m: PrePrepare, form: Form): void {
+function writePrePrepare (w: PbftWriter, m: PrePrepare, form: Form): void {
   writeVote(w, m, form)
   if (form === 'full') {
     w.varint(m.batch.length)
@@ -123,29 +176,31 @@ function writePrePrepare (w: ByteWriter, m: PrePrepare, form: Form): void {
   }
 }
 
-function writeCheckpoint (w: ByteWriter, m: Checkpoint, form: Form): void {
+function writeCheckpoint (w: PbftWriter, m: Checkpoint, form: Form): void {
   w.utf8(m.replica).varint(m.seq).raw(digestToBytes(m.stateDigest))
   if (form === 'full') { w.bytes(m.signature) }
+  writeOptional(w, m.partial, 'a checkpoint partial')
 }
 
-function writeStable (w: ByteWriter, stable: StableCheckpoint): void {
+function writeStable (w: PbftWriter, stable: StableCheckpoint): void {
   w.varint(stable.seq).raw(digestToBytes(stable.stateDigest)).varint(stable.proof.length)
   for (const checkpoint of stable.proof) { writeCheckpoint(w, checkpoint, 'full') }
+  writeOptional(w, stable.groupSignature, 'a group signature')
 }
 
-function writePrepared (w: ByteWriter, certificate: PreparedCertificate): void {
+function writePrepared (w: PbftWriter, certificate: PreparedCertificate): void {
   writePrePrepare(w, certificate.prePrepare, 'full')
   w.varint(certificate.prepares.length)
   for (const prepare of certificate.prepares) { writeVote(w, prepare, 'full') }
 }
 
-function writeCommitted (w: ByteWriter, certificate: CommittedCertificate): void {
+function writeCommitted (w: PbftWriter, certificate: CommittedCertificate): void {
   writePrePrepare(w, certificate.prePrepare, 'full')
   w.varint(certificate.commits.length)
   for (const commit of certificate.commits) { writeVote(w, commit, 'full') }
 }
 
-function writeViewChange (w: ByteWriter, m: ViewChange, form: Form): void {
+function writeViewChange (w: PbftWriter, m: ViewChange, form: Form): void {
   w.utf8(m.replica).varint(m.view)
   writeStable(w, m.stable)
   w.varint(m.prepared.length)
@@ -153,7 +208,7 @@ function writeViewChange (w: ByteWriter, m: ViewChange, form: Form): void {
   if (form === 'full') { w.bytes(m.signature) }
 }
 
-function writeNewView (w: ByteWriter, m: NewView, form: Form): void {
+function writeNewView (w: PbftWriter, m: NewView, form: Form): void {
   w.utf8(m.replica).varint(m.view).varint(m.viewChanges.length)
   for (const viewChange of m.viewChanges) { writeViewChange(w, viewChange, 'full') }
   w.varint(m.prePrepares.length)
@@ -161,11 +216,11 @@ function writeNewView (w: ByteWriter, m: NewView, form: Form): void {
   if (form === 'full') { w.bytes(m.signature) }
 }
 
-function writeReply (w: ByteWriter, m: Reply): void {
+function writeReply (w: PbftWriter, m: Reply): void {
   w.utf8(m.replica).varint(m.view).utf8(m.client).varint(m.timestamp).u8(m.readOnly ? 1 : 0).bytes(m.result)
 }
 
-function writeBody (w: ByteWriter, m: PbftMessage, form: Form): void {
+function writeBody (w: PbftWriter, m: PbftMessage, form: Form): void {
   switch (m.type) {
     case 'request': writeRequest(w, m, form); break
     case 'pre-prepare': writePrePrepare(w, m, form); break
@@ -184,14 +239,18 @@ function writeBody (w: ByteWriter, m: PbftMessage, form: Form): void {
   }
 }
 
-function writeTagged (w: ByteWriter, m: PbftMessage): void {
+function writeTagged (w: PbftWriter, m: PbftMessage): void {
   w.u8(MESSAGE_TAGS[m.type])
   writeBody(w, m, 'full')
 }
 
+function versionOf (v2: boolean): number {
+  return v2 ? PBFT_ENCODING_VERSION : PBFT_ENCODING_VERSION_1
+}
+
 export function encodeMessage (message: PbftMessage): Uint8Array {
-  const w = new ByteWriter()
-  w.u8(PBFT_ENCODING_VERSION)
+  const w = new PbftWriter(hasGroupFields(message))
+  w.u8(versionOf(w.v2))
   writeTagged(w, message)
   return w.finish()
 }
@@ -203,8 +262,9 @@ export function encodeMessage (message: PbftMessage): Uint8Array {
  */
 export function signingPayload (message: SignedMessage | ClientRequest): Uint8Array {
   // most payloads are small: a request's is its operation and some 100 bytes
-  const w = new ByteWriter(message.type === 'request' ? message.operation.length + 128 : 128)
-  w.raw(SIGNING_DOMAIN).u8(MESSAGE_TAGS[message.type])
+  const v2 = hasGroupFields(message)
+  const w = new PbftWriter(v2, message.type === 'request' ? message.operation.length + 128 : 128)
+  w.raw(SIGNING_DOMAIN).u8(MESSAGE_TAGS[message.type] + (v2 ? SIGNING_TAG_V2 : 0))
   writeBody(w, message, 'signing')
   return w.finish()
 }
@@ -221,8 +281,8 @@ export function bundleSigningPayload (client: NodeId, bundle: Uint8Array): Uint8
 }
 
 export function encodeRecord (record: PersistRecord): Uint8Array {
-  const w = new ByteWriter()
-  w.u8(PBFT_ENCODING_VERSION).u8(RECORD_TAGS[record.kind])
+  const w = new PbftWriter(recordHasGroupFields(record))
+  w.u8(versionOf(w.v2)).u8(RECORD_TAGS[record.kind])
   switch (record.kind) {
     case 'view': w.varint(record.view).u8(record.changing ? 1 : 0); break
     case 'signed': writeTagged(w, record.message); break
@@ -236,8 +296,8 @@ export function encodeRecord (record: PersistRecord): Uint8Array {
 }
 
 export function encodeEvidence (evidence: Evidence): Uint8Array {
-  const w = new ByteWriter()
-  w.u8(PBFT_ENCODING_VERSION).u8(EVIDENCE_EQUIVOCATION).utf8(evidence.offender)
+  const w = new PbftWriter(hasGroupFields(evidence.first) || hasGroupFields(evidence.second))
+  w.u8(versionOf(w.v2)).u8(EVIDENCE_EQUIVOCATION).utf8(evidence.offender)
   writeTagged(w, evidence.first)
   writeTagged(w, evidence.second)
   return w.finish()
@@ -248,6 +308,8 @@ export function encodeEvidence (evidence: Evidence): Uint8Array {
 class Reader {
   readonly r: ByteReader
   readonly limits: PbftLimits
+  /** The layout read: version 2 has the presence bytes of the compact-certificate fields. */
+  v2 = false
 
   constructor (bytes: Uint8Array, limits: PbftLimits) {
     this.r = new ByteReader(bytes)
@@ -322,11 +384,21 @@ class Reader {
     return { ...vote, batch }
   }
 
+  /** A group signature or partial behind its presence byte (version 2 only): exactly GROUP_SIGNATURE_BYTES. */
+  optional (what: string): Uint8Array | undefined {
+    if (!this.v2 || !this.flag(`${what} present`)) { return undefined }
+    return this.r.raw(GROUP_SIGNATURE_BYTES, what).slice()
+  }
+
   checkpoint (): Checkpoint {
     const replica = this.nodeId('replica')
     const seq = this.seq('checkpoint seq')
     const stateDigest = this.digest('state digest')
-    return { type: 'checkpoint', replica, seq, stateDigest, signature: this.signature() }
+    const signature = this.signature()
+    const partial = this.optional('checkpoint partial')
+    return partial === undefined
+      ? { type: 'checkpoint', replica, seq, stateDigest, signature }
+      : { type: 'checkpoint', replica, seq, stateDigest, signature, partial }
   }
 
   stable (): StableCheckpoint {
@@ -335,7 +407,10 @@ class Reader {
     const length = this.count('checkpoint proofs', REPLICAS_MAX)
     const proof: Checkpoint[] = []
     for (let i = 0; i < length; i++) { proof.push(this.checkpoint()) }
-    return { seq, stateDigest, proof }
+    const groupSignature = this.optional('group signature')
+    if (groupSignature === undefined) { return { seq, stateDigest, proof } }
+    if (length !== 0 || seq === 0) { throw new DecodeError('a group signature proves a stable checkpoint above the genesis alone, without checkpoints') }
+    return { seq, stateDigest, proof, groupSignature }
   }
 
   prepared (): PreparedCertificate {
@@ -423,7 +498,8 @@ class Reader {
 
   version (): void {
     const version = this.r.u8('version')
-    if (version !== PBFT_ENCODING_VERSION) { throw new DecodeError(`unsupported encoding version ${version}`) }
+    if (version !== PBFT_ENCODING_VERSION && version !== PBFT_ENCODING_VERSION_1) { throw new DecodeError(`unsupported encoding version ${version}`) }
+    this.v2 = version === PBFT_ENCODING_VERSION
   }
 }
 

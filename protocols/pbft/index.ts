@@ -10,7 +10,7 @@ export { PbftReplica } from './replica.ts'
 export type { PbftConfigInit } from './replica.ts'
 export { PbftClient } from './client.ts'
 export type { PbftClientConfig, PbftClientReady } from './client.ts'
-export { PBFT_DEFAULTS, resolvePbftLimits, faultsTolerated, quorumSize, REPLICAS_MAX, NODE_ID_LENGTH_MAX, SIGNATURE_BYTES_MAX, RESULT_BYTES_MAX, REQUEST_BUNDLE_MAX } from './config.ts'
+export { PBFT_DEFAULTS, resolvePbftLimits, faultsTolerated, quorumSize, REPLICAS_MAX, NODE_ID_LENGTH_MAX, SIGNATURE_BYTES_MAX, RESULT_BYTES_MAX, REQUEST_BUNDLE_MAX, GROUP_SIGNATURE_BYTES } from './config.ts'
 export type { PbftLimits } from './config.ts'
 export { checkEvidence } from './evidence.ts'
 export {
@@ -25,6 +25,7 @@ export {
   checkCommittedCertificate, checkPreparedCertificate, checkStableCheckpoint, checkViewChange
 } from './certificates.ts'
 export { checkNewView, planNewView } from './view-change.ts'
+export { CHECKPOINT_GROUP_DOMAIN, checkCompactCheckpoint, checkpointGroupPayload, groupProblem, isCheckpointGroupMessage } from './group.ts'
 export type { NewViewPlan } from './view-change.ts'
 export {
   PBFT_ENCODING_VERSION, signingPayload, bundleSigningPayload, encodeMessage, decodeMessage, encodeRecord, decodeRecord, encodeEvidence, decodeEvidence

@@ -18,18 +18,20 @@ import { faultsTolerated, quorumSize, resolvePbftLimits } from './config.ts'
 import { signingPayload } from './encoding.ts'
 import { checkEvidence, conflicting, equivocation } from './evidence.ts'
 import { FutureBuffer } from './future-buffer.ts'
+import { checkpointGroupPayload, groupProblem } from './group.ts'
 import { SlotLog, signedKey, signedSeq } from './log.ts'
 import { checkReconfiguration, decodeReconfiguration, effectiveAfter, encodeConfiguration, genesisConfiguration, isReconfiguration } from './reconfiguration.ts'
 import { RequestQueue, requestKey } from './requests.ts'
 import { replayRecords } from './restore.ts'
 import { Suspicion } from './suspicion.ts'
 import { checkNewView, planNewView } from './view-change.ts'
+import type { StableChecks } from './certificates.ts'
 import type { PbftLimits } from './config.ts'
 import type { Slot } from './log.ts'
 import type { ConfigurationState, PbftConfiguration } from './reconfiguration.ts'
 import type {
   Checkpoint, ClientRequest, Commit, CommittedBatches, Configuration, Digest, Evidence, ExecutableBatch, FetchCommitted, Isolation, IsolationReason,
-  NewView, NodeId, PbftCrypto, PbftMessage, PbftReady, PbftRestored, PbftStatus, PersistRecord, PrePrepare, Prepare,
+  NewView, NodeId, PbftCrypto, PbftMessage, PbftThresholdGroup, PbftReady, PbftRestored, PbftStatus, PersistRecord, PrePrepare, Prepare,
   ReconfigurationOutcome, ReplicaMessage, SignedMessage, StableCheckpoint, StepRejectReason, StepResult, ViewChange
 } from './types.ts'
 import type { NewViewPlan } from './view-change.ts'
@@ -169,6 +171,8 @@ export class PbftReplica {
 
   #out: PbftReady = emptyReady()
   #readyOutstanding = false
+  /** The DKG group whose threshold signature proves checkpoints compactly (group.ts), when the driver gave one. */
+  #group: PbftThresholdGroup | null = null
 
   constructor (config: PbftConfigInit, restored?: PbftRestored) {
     const { id, replicas, crypto } = config
@@ -255,8 +259,26 @@ export class PbftReplica {
       epoch: this.#configuration.epoch,
       replicas: [...this.#replicas],
       member: this.#member,
-      pending: this.#pending
+      pending: this.#pending,
+      compactCheckpoints: groupProblem(this.#group, this.#replicas) === null
     }
+  }
+
+  /**
+   * The DKG group (this replica's share, the group key, its members and
+   * threshold), or null to withdraw it. From here on, this replica's
+   * checkpoints carry its partial when the group applies to the set that
+   * orders them, stable checkpoints it proves are compact when a quorum's
+   * partials combine, and compact ones from others are accepted when the
+   * group applies (group.ts). Without it, compact ones are refused.
+   */
+  setThresholdGroup (group: PbftThresholdGroup | null): void {
+    this.#group = group
+  }
+
+  /** What a stable checkpoint carried in a view change is checked with: the group, and the stable checkpoint held here as proven. */
+  get #stableChecks (): StableChecks {
+    return { group: this.#group, proven: this.#stable }
   }
 
   /** The set in force (primary order), whether this replica is in it, and a pending set: status() without building the rest. */
@@ -372,7 +394,8 @@ export class PbftReplica {
       // executed again after a state transfer, to another state: it cannot sign a second checkpoint there
       return
     }
-    const checkpoint = this.#sign<Checkpoint>({ type: 'checkpoint', replica: this.id, seq, stateDigest })
+    const partial = groupProblem(this.#group, this.#proversOf(seq)) === null ? this.#group?.signPartial(checkpointGroupPayload(seq, stateDigest)) : null
+    const checkpoint = this.#sign<Checkpoint>({ type: 'checkpoint', replica: this.id, seq, stateDigest, ...(partial != null ? { partial } : {}) })
     this.#broadcast(checkpoint)
     this.#checkpoints.add(checkpoint)
     if (seq === this.#low && this.#stateWanted === null) {
@@ -392,7 +415,7 @@ export class PbftReplica {
     if (checkpoint.seq <= this.#durableStable) { return }
     // asked for here (proven then: the sets this replica knows may have changed since), or proven now
     const wanted = this.#statesAsked.some(asked => asked.seq === checkpoint.seq && asked.stateDigest === checkpoint.stateDigest)
-    assert(wanted || checkStableCheckpoint(checkpoint, this.#proversOf(checkpoint.seq), this.#crypto) === null, 'stateInstalled: the checkpoint must be proven')
+    assert(wanted || checkStableCheckpoint(checkpoint, this.#proversOf(checkpoint.seq), this.#crypto, this.#group) === null, 'stateInstalled: the checkpoint must be proven')
     if (configuration !== undefined) { this.#learnConfiguration(configuration) }
     if (checkpoint.seq >= this.#stateNeededThrough) { this.#stateNeededThrough = 0 }
     if (checkpoint.seq > this.#low) { this.#moveLowWatermark(checkpoint) }
@@ -719,9 +742,13 @@ export class PbftReplica {
     }
     const provers = this.#proversOf(seq)
     if (provers.length === 0) { return }
-    const proven = this.#checkpoints.proven(seq, provers === this.#replicas ? this.#quorum : this.#quorumOf(provers), provers)
-    if (proven === null || proven.seq <= this.#low) { return }
-    this.#stableProven(proven)
+    if (seq <= this.#low) { return }
+    const proven = this.#checkpoints.proven(seq, provers === this.#replicas ? this.#quorum : this.#quorumOf(provers), provers, this.#group)
+    if (proven === null) { return }
+    this.#stableProven(proven.stable)
+    // a partial that fails under the replica's public share, in a checkpoint it signed: a lie (counted by the driver's combine);
+    // after the participation judged at the new watermark, which would give the points back
+    for (const replica of proven.badPartials) { if (this.#replicas.includes(replica) && replica !== this.id) { this.#suspicion.lower(replica, 'invalid-message') } }
   }
 
   /**
@@ -771,7 +798,9 @@ export class PbftReplica {
     this.#stateWanted = stable
     this.#statesAsked.push(stable)
     if (this.#statesAsked.length > STATES_ASKED_KEPT) { this.#statesAsked.shift() }
-    const holders = stable.proof.map(c => c.replica).filter(r => r !== this.id && !this.#isolated.has(r))
+    // a compact certificate names no signers: any of the provers (a quorum of them signed, at least f + 1 honest) may hold it
+    const signers = stable.groupSignature !== undefined ? this.#proversOf(stable.seq) : stable.proof.map(c => c.replica)
+    const holders = signers.filter(r => r !== this.id && !this.#isolated.has(r))
     this.#out.stateWanted = { checkpoint: stable, holders }
   }
 
@@ -890,7 +919,7 @@ export class PbftReplica {
     if (!verifySigned(viewChange, this.#crypto)) { return this.#forged(link, 'view change') }
     const adopted = this.#adoptStable([viewChange], viewChange, link)
     if (adopted !== null) { return adopted }
-    const problem = checkViewChange(viewChange, this.#replicas, this.#crypto, this.#limits, seq => this.#proversOf(seq))
+    const problem = checkViewChange(viewChange, this.#replicas, this.#crypto, this.#limits, seq => this.#proversOf(seq), this.#stableChecks)
     if (problem !== null) { return this.#unknownSet(viewChange.stable.seq + 1) ?? reject('malformed', problem) }
     this.#viewChanges.set(link, viewChange)
     this.#maybeJoin()
@@ -942,7 +971,7 @@ export class PbftReplica {
     if (!Array.isArray(newView.viewChanges)) { return reject('malformed', 'no view changes') }
     const adopted = this.#adoptStable(newView.viewChanges, newView, link)
     if (adopted !== null) { return adopted }
-    const checked = checkNewView(newView, this.#replicas, this.#crypto, this.#limits, seq => this.#proversOf(seq))
+    const checked = checkNewView(newView, this.#replicas, this.#crypto, this.#limits, seq => this.#proversOf(seq), this.#stableChecks)
     if (!checked.ok) {
       if (checked.badSignature === true && newView.replica === link) { return this.#forged(link, 'new view') }
       const top = Math.max(0, ...newView.viewChanges.map(vc => vc.stable.seq))
@@ -973,7 +1002,15 @@ export class PbftReplica {
     if (highest === null) { return null }
     if (highest.seq > this.#low) {
       if (this.#beyondKnowledge(highest.seq)) { return this.#unknownSet(highest.seq) }
-      if (checkStableCheckpoint(highest, this.#proversOf(highest.seq), this.#crypto) !== null) { return reject('malformed', 'the stable checkpoint of a view change is not proven') }
+      const provers = this.#proversOf(highest.seq)
+      // proven by a threshold group this replica does not know (it joined without a share, or its group changed):
+      // nothing against the sender; it proves that checkpoint from the CHECKPOINTs its fetches bring
+      if (highest.groupSignature !== undefined && groupProblem(this.#group, provers) !== null) {
+        this.#peerAhead = true
+        return reject('unknown-set', `stable checkpoint ${highest.seq} proven by a threshold group not known here`)
+      }
+      const problem = checkStableCheckpoint(highest, provers, this.#crypto, this.#group)
+      if (problem !== null) { return reject('malformed', `the stable checkpoint of a view change is not proven: ${problem}`) }
       this.#stableProven(highest)
     }
     // the view after that checkpoint may belong to a set this replica learns only with the state there

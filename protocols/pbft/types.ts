@@ -93,14 +93,58 @@ export interface Checkpoint extends SignedByReplica {
   type: 'checkpoint'
   seq: number
   stateDigest: Digest
+  /**
+   * This replica's partial threshold signature (96 bytes, BLS G2) of
+   * checkpointGroupPayload(seq, stateDigest) under the DKG group's key, when
+   * it holds a share of a group that applies (group.ts). The replica's own
+   * signature covers it.
+   */
+  partial?: Uint8Array
 }
 
-/** A checkpoint proven by a quorum of matching signed CHECKPOINT messages. */
+/**
+ * A checkpoint proven by a quorum of matching signed CHECKPOINT messages,
+ * or (compact) by one threshold signature of the replica group.
+ */
 export interface StableCheckpoint {
   seq: number
   stateDigest: Digest
-  /** A quorum of Checkpoint messages for (seq, stateDigest) from distinct replicas; empty only for the genesis (seq 0). */
+  /**
+   * A quorum of Checkpoint messages for (seq, stateDigest) from distinct
+   * replicas; empty for the genesis (seq 0) and for a compact certificate.
+   */
   proof: Checkpoint[]
+  /**
+   * Compact: the group's threshold signature (96 bytes) of
+   * checkpointGroupPayload(seq, stateDigest), combined from the partials of
+   * at least a quorum of the provers (group.ts says when a group may prove
+   * a checkpoint). Present only with an empty proof.
+   */
+  groupSignature?: Uint8Array
+}
+
+/**
+ * The DKG group's threshold key as the core uses it for compact
+ * checkpoint certificates. The functions are injected (BLS in the node, a
+ * digest in the simulator), so the core stays I/O-free and deterministic.
+ */
+export interface PbftThresholdGroup {
+  /** The group key (48 bytes in production): what status shows. */
+  groupKey: Uint8Array
+  /** The group's members (node ids); distinct. */
+  members: readonly NodeId[]
+  /** Partials needed for a group signature. */
+  threshold: number
+  /** This replica's partial over `payload`, or null when it holds no share. */
+  signPartial(payload: Uint8Array): Uint8Array | null
+  /** Whether `signature` is the group's signature of `payload`. */
+  verifyGroup(payload: Uint8Array, signature: Uint8Array): boolean
+  /**
+   * The group signature from members' partials over `payload`: every
+   * partial is checked, the members whose partials fail are named in `bad`;
+   * fails when fewer than `threshold` are valid.
+   */
+  combine(partials: ReadonlyMap<NodeId, Uint8Array>, payload: Uint8Array): { ok: true, signature: Uint8Array, bad: NodeId[] } | { ok: false, bad: NodeId[] }
 }
 
 /** A pre-prepare and 2f matching prepares from distinct backups: the batch was prepared in that view. */
@@ -316,7 +360,7 @@ export type StepRejectReason =
   | 'conflict'
   | 'client-limit'
   | 'duplicate'
-  /** Signed by a replica set this replica does not know yet (it missed a reconfiguration: it catches up). */
+  /** Signed by a replica set this replica does not know yet (it missed a reconfiguration: it catches up), or proven by a threshold group it does not know. */
   | 'unknown-set'
 
 export type StepResult = { ok: true } | { ok: false, reason: StepRejectReason, detail?: string }
@@ -344,4 +388,6 @@ export interface PbftStatus {
   member: boolean
   /** Decided, in force once its afterSeq is a stable checkpoint. */
   pending: PbftConfiguration | null
+  /** A threshold group that applies to the set in force is known: checkpoints carry partials and stable ones are proven compactly. */
+  compactCheckpoints: boolean
 }

@@ -7,7 +7,7 @@
  */
 import { batchDigest, checkBatch, checkViewChange, primaryOf, verifySigned } from './certificates.ts'
 import { quorumSize } from './config.ts'
-import type { ProversOf } from './certificates.ts'
+import type { ProversOf, StableChecks } from './certificates.ts'
 import type { PbftLimits } from './config.ts'
 import type { ClientRequest, Digest, NewView, NodeId, PbftCrypto, PrePrepare, StableCheckpoint, ViewChange } from './types.ts'
 
@@ -54,7 +54,8 @@ export function planNewView (viewChanges: ViewChange[], crypto: PbftCrypto): New
  * exactly the pre-prepares they determine, each signed by the primary.
  */
 export function checkNewView (
-  newView: NewView, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits, provers: ProversOf = () => replicas
+  newView: NewView, replicas: readonly NodeId[], crypto: PbftCrypto, limits: PbftLimits, provers: ProversOf = () => replicas,
+  checks: StableChecks = {}
 ): { ok: true, plan: NewViewPlan } | { ok: false, error: string, badSignature?: true } {
   const primary = primaryOf(newView.view, replicas)
   if (newView.replica !== primary) { return { ok: false, error: `new view ${newView.view} not from its primary` } }
@@ -64,7 +65,7 @@ export function checkNewView (
     if (viewChange.view !== newView.view) { return { ok: false, error: `a view change for view ${viewChange.view} in new view ${newView.view}` } }
     if (senders.has(viewChange.replica)) { return { ok: false, error: `two view changes from ${viewChange.replica}` } }
     senders.add(viewChange.replica)
-    const problem = checkViewChange(viewChange, replicas, crypto, limits, provers)
+    const problem = checkViewChange(viewChange, replicas, crypto, limits, provers, checks)
     if (problem !== null) { return { ok: false, error: problem } }
   }
   const needed = quorumSize(replicas.length)

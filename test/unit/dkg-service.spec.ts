@@ -12,17 +12,19 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { encode } from 'cborg'
-import { G1, G1_BYTES, randomScalar } from '../../identity/bls.ts'
+import { G1, G1_BYTES, randomScalar, scalarToBytes } from '../../identity/bls.ts'
 import { groupCertificateMessage } from '../../identity/group-certificate.ts'
 import { commit } from '../../identity/threshold/feldman.ts'
-import { randomPolynomial } from '../../identity/threshold/shamir.ts'
+import { evaluatePolynomial, randomPolynomial } from '../../identity/threshold/shamir.ts'
 import { SEALED_SHARE_BYTES } from '../../identity/threshold/share-box.ts'
+import { verifyPartial } from '../../identity/threshold/tbls.ts'
 import { DKG_PENDING_PER_PEER_MAX, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from '../../node/dkg/constants.ts'
 import { checkEnvelope, digestOf } from '../../node/dkg/envelope.ts'
 import { checkMembers, DkgError, DkgService } from '../../node/dkg/service.ts'
 import { saveGroup, shareRecord } from '../../node/dkg/store.ts'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { encodeDkgMessage, encryptionKeyProof } from '../../protocols/dkg/index.ts'
+import { checkpointGroupPayload } from '../../protocols/pbft/index.ts'
 import { datagram, fakeComponents, peer } from './dkg-service-helpers.ts'
 import { seededRandomBytes } from './threshold-helpers.ts'
 import type { FakeAdmission, Peer } from './dkg-service-helpers.ts'
@@ -248,6 +250,47 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
     revoked.add(other.id)
     expect(service.deliver(ask(cert), other.id)).to.include({ ok: false, reason: 'revoked' })
     expect(service.deliver(ask(new TextEncoder().encode('hello')), other.id)).to.include({ ok: false, reason: 'revoked' })
+  })
+})
+
+describe('dkg service: PBFT checkpoints', function () {
+  this.timeout(60_000)
+  let dir: string
+
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  it('no signing round signs under the checkpoint domain, here or on a member asked; each replica signs its own partial locally, that domain only', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'accord-dkg-'))
+    const identity = await loadOrCreateIdentity(dir)
+    const self = identity.peerId.toString()
+    const other = await peer()
+    const random = seededRandomBytes('checkpoints')
+    const secret = randomPolynomial(randomScalar(random), 2, random)
+    const commitments = commit(secret)
+    const group = { session: '00', members: [self, other.id].sort(), threshold: 2, commitments: commitments.map(c => Buffer.from(c.toBytes()).toString('hex')) }
+    const index = group.members.indexOf(self) + 1
+    const share = evaluatePolynomial(secret, BigInt(index))
+    await saveGroup(dir, undefined, { group, record: shareRecord(group, commitments, index, scalarToBytes(share)) })
+    // a round that went ahead would end after signTimeoutMs with one partial, too few
+    const service = new DkgService(fakeComponents(identity.privateKey, {}), { dataDir: dir, settings: { keyWaitMs: 60_000, signTimeoutMs: 200 } })
+    await service.start()
+    try {
+      const groupKey = service.groupInfo()!.groupKey
+      const payload = checkpointGroupPayload(64, 'ab'.repeat(32))
+      // a lying member cannot have the honest ones sign a stable checkpoint: the generic round refuses, and so does a member asked
+      await expectReason(service.thresholdSign(payload), 'reserved')
+      const ask = (message: Uint8Array): unknown => datagram(other.sign('sign', encode({ round: new Uint8Array(16), groupKey, message })), other.id, self)
+      expect(service.deliver(ask(payload), other.id)).to.include({ ok: false, reason: 'reserved' })
+      expect(service.deliver(ask(new TextEncoder().encode('hello')), other.id)).to.deep.equal({ ok: true })
+      // the local partial: under the checkpoint domain only, valid under this node's public share
+      const partial = service.signCheckpointPartial(payload)
+      const checkpointGroup = service.checkpointGroup()
+      expect(checkpointGroup?.members).to.deep.equal(group.members)
+      expect(verifyPartial(checkpointGroup!.key, payload, { index, signature: partial! })).to.equal(true)
+      expect(() => service.signCheckpointPartial(new TextEncoder().encode('hello'))).to.throw(DkgError, 'checkpoint')
+    } finally {
+      await service.stop()
+    }
   })
 })
 

@@ -9,7 +9,7 @@ import { expect } from 'aegir/chai'
 import { bytesToDigest } from '../../protocols/pbft/encoding.ts'
 import { PbftReplica, signRequest, signingPayload, batchDigest } from '../../protocols/pbft/index.ts'
 import type {
-  ClientRequest, ConfigurationState, Digest, Evidence, ExecutableBatch, Isolation, NodeId, PbftCrypto, PbftLimits, PbftMessage, PbftReady,
+  ClientRequest, ConfigurationState, Digest, Evidence, ExecutableBatch, Isolation, NodeId, PbftCrypto, PbftLimits, PbftMessage, PbftReady, PbftThresholdGroup,
   PersistRecord, ReconfigurationOutcome, ReplicaMessage, SignedMessage, StepResult
 } from '../../protocols/pbft/index.ts'
 
@@ -89,6 +89,8 @@ export class Cluster {
   readonly noCheckpoints = new Set<NodeId>()
 
   readonly cryptoFor: (id: NodeId) => PbftCrypto
+  /** The threshold group each replica was given (setGroup); a restarted replica gets it again. */
+  readonly groups = new Map<NodeId, PbftThresholdGroup>()
 
   /** `learners` more nodes (r<n>, ...) start outside the genesis set, as learners. */
   constructor (n: number, limits: Partial<PbftLimits> = {}, cryptoFor: (id: NodeId) => PbftCrypto = testCrypto, learners = 0) {
@@ -106,6 +108,15 @@ export class Cluster {
       this.readies.set(id, [])
       this.states.set(id, emptyState())
       this.replicas.set(id, new PbftReplica({ id, replicas: this.genesis, crypto: cryptoFor(id), limits }))
+    }
+  }
+
+  /** Gives `ids` (default: every node) the threshold group (compact checkpoint certificates); null withdraws it. */
+  setGroup (groupFor: ((id: NodeId) => PbftThresholdGroup) | null, ids: readonly NodeId[] = this.ids): void {
+    for (const id of ids) {
+      const group = groupFor?.(id) ?? null
+      if (group === null) { this.groups.delete(id) } else { this.groups.set(id, group) }
+      this.replica(id).setThresholdGroup(group)
     }
   }
 
@@ -264,6 +275,7 @@ export class Cluster {
     this.replicas.set(id, new PbftReplica({
       id, replicas: this.genesis, crypto: this.cryptoFor(id), limits: this.limits, isolated: this.isolated.get(id), ...(configuration !== null ? { configuration } : {})
     }, { records: [...records] }))
+    this.replica(id).setThresholdGroup(this.groups.get(id) ?? null)
   }
 
   /** Sends a hand-made message from `from` to `to` and returns the core's answer at once. */

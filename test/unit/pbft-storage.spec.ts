@@ -46,6 +46,20 @@ describe('pbft storage', () => {
     await again.close()
   })
 
+  it('keeps a compact stable checkpoint compact: the snapshot and the log give back its group signature', async () => {
+    const store = await open()
+    await store.load()
+    const compact: StableCheckpoint = { seq: 8, stateDigest: digest(1008), proof: [], groupSignature: new Uint8Array(96).fill(5) }
+    await store.append([{ kind: 'stable', checkpoint: compact }])
+    await store.saveSnapshot(compact, new Uint8Array([1, 2, 3]))
+    await store.close()
+    const again = await open()
+    const loaded = await again.load()
+    expect(loaded.snapshot?.checkpoint).to.deep.equal(compact)
+    expect(loaded.records).to.deep.equal([{ kind: 'stable', checkpoint: compact }])
+    await again.close()
+  })
+
   it('shares one synced write among appends made while one is under way', async () => {
     const fsyncs: number[] = []
     const store = await PbftFileStore.open(dir, { codec, snapshotBytesMax: 1024, onFsync: (_ms, n) => { fsyncs.push(n) } })

@@ -6,7 +6,8 @@
  */
 import { silentLogger } from '../../../node/logger.ts'
 import { createRng } from '../../../protocols/common/rng.ts'
-import { faultsTolerated } from '../../../protocols/pbft/index.ts'
+import { faultsTolerated, quorumSize } from '../../../protocols/pbft/index.ts'
+import { FakeThresholdGroup } from '../../lib/fake-threshold-group.ts'
 import { SimNetwork } from '../network.ts'
 import { simRuntime } from '../runtime.ts'
 import { Scheduler } from '../scheduler.ts'
@@ -22,7 +23,7 @@ import type { PbftClientDriver } from '../../../node/pbft/client-driver.ts'
 import type { PbftDriverMetrics, PbftTransport } from '../../../node/pbft/driver.ts'
 import type { DriverRuntime } from '../../../node/runtime.ts'
 import type { Rng } from '../../../protocols/common/rng.ts'
-import type { NodeId, PbftMessage, Reply, SignedMessage } from '../../../protocols/pbft/types.ts'
+import type { NodeId, PbftMessage, PbftThresholdGroup, Reply, SignedMessage } from '../../../protocols/pbft/types.ts'
 import type { KvOperation } from '../../lib/linearizability.ts'
 import type { DeliveryOutcome } from '../network.ts'
 
@@ -63,13 +64,31 @@ export class PbftSimCluster {
   /** Other client drivers on the network (the reconfiguring operator), by id. */
   readonly otherClients = new Map<NodeId, PbftClientDriver>()
   readonly history: KvOperation[] = []
-  readonly stats = { crashes: 0, restarts: 0, lostWrites: 0, partitions: 0, evidencePublished: 0, fetches: 0, rejected: 0, viewChanges: 0, checkpoints: 0, statesInstalled: 0 }
+  readonly stats = {
+    crashes: 0,
+    restarts: 0,
+    lostWrites: 0,
+    partitions: 0,
+    evidencePublished: 0,
+    fetches: 0,
+    rejected: 0,
+    viewChanges: 0,
+    checkpoints: 0,
+    statesInstalled: 0,
+    /** Compact certificates: partials combined into a group signature, tries that fell back to the full proof, bad partials named. */
+    groupCombined: 0,
+    groupFellBack: 0,
+    badPartials: 0
+  }
+
   readonly rejections = new Map<string, number>()
   failure: RunFailure | null = null
   /** Which honest replicas each twin talks to (Twins: the partition that decides who hears which twin). */
   readonly twinGroups = new Map<string, Set<NodeId>>()
   private readonly clientRng: Rng
   private readonly env: InstanceEnv
+  /** Replicas whose checkpoint partials are garbage ('bad-partial'). */
+  private readonly liars = new Set<NodeId>()
 
   constructor (options: PbftSimOptions) {
     this.options = options
@@ -182,7 +201,9 @@ export class PbftSimCluster {
     for (const adversary of options.byzantine) {
       // the first primary is the interesting place for an equivocator and a slow replica
       const wantsPrimary = (adversary === 'slow' || adversary === 'equivocate' || adversary === 'split') && free.includes('r0')
-      assigned.set(take(wantsPrimary ? 'r0' : undefined), adversary)
+      const id = take(wantsPrimary ? 'r0' : undefined)
+      assigned.set(id, adversary)
+      if (adversary === 'bad-partial') { this.liars.add(id) }
     }
     // a replica that signs twice while the checks hold it honest
     const doubleSigner = options.sabotage === 'double-sign' ? free[free.length - 1] : null
@@ -196,7 +217,7 @@ export class PbftSimCluster {
         }
         continue
       }
-      const module = adversary === undefined || adversary === 'equivocate' ? null : new AdversaryModule(adversary, id, this.replicaIds, crypto, this.rng.fork())
+      const module = adversary === undefined || adversary === 'equivocate' || adversary === 'bad-partial' ? null : new AdversaryModule(adversary, id, this.replicaIds, crypto, this.rng.fork())
       const faulty = adversary === 'equivocate' || id === doubleSigner ? 'equivocate' as const : undefined
       this.instances.push(new SimReplicaInstance(id, id, adversary === undefined, module, faulty, crypto, this.rng.fork(), this.env))
     }
@@ -227,6 +248,29 @@ export class PbftSimCluster {
     }
   }
 
+  /**
+   * The simulated DKG group of the genesis set (threshold = its quorum)
+   * as replica `id` holds it; a spare added later has none (as a node
+   * outside the DKG: it holds no share, so its node knows no group).
+   * Counts what combining gives.
+   */
+  private groupFor (id: NodeId): PbftThresholdGroup | null {
+    if (!this.replicaIds.includes(id)) { return null }
+    const group = new FakeThresholdGroup(this.replicaIds, quorumSize(this.replicaIds.length), {
+      seed: `sim ${this.options.seed}`, ...(this.liars.has(id) ? { liar: id } : {})
+    }).for(id)
+    return {
+      ...group,
+      combine: (partials, payload) => {
+        const result = group.combine(partials, payload)
+        if (result.ok) { this.stats.groupCombined++ } else { this.stats.groupFellBack++ }
+        this.stats.badPartials += result.bad.length
+        if (result.bad.length > 0) { this.trace.add(`${id} names bad checkpoint partials from ${result.bad.join(',')}`) }
+        return result
+      }
+    }
+  }
+
   private instanceEnv (): InstanceEnv {
     const { options } = this
     return {
@@ -245,6 +289,7 @@ export class PbftSimCluster {
       fsyncMsMax: options.fsyncMsMax,
       earlyAck: options.sabotage === 'early-ack',
       sabotageQuorum: options.sabotage === 'weak-quorum' ? faultsTolerated(options.replicas) + 1 : undefined,
+      group: options.compactCheckpoints ? id => this.groupFor(id) : null,
       log: silentLogger(),
       trace: line => { this.trace.add(line) },
       transport: (instance, alive) => this.transport(instance, alive),

@@ -18,9 +18,12 @@ import type { NetworkFaults } from '../options.ts'
  * - 'slow': delays its pre-prepares (a slow primary when it is one);
  * - 'flood': pre-prepares and prepares outside the watermarks and for future views;
  * - 'twins': two instances with one identity and key (the Twins paper),
- * each honest on its own, each talking to a part of the others.
+ * each honest on its own, each talking to a part of the others;
+ * - 'bad-partial': honest, except that its checkpoints carry partial
+ * threshold signatures that do not verify (with compactCheckpoints).
  */
-export type Adversary = 'equivocate' | 'split' | 'forge' | 'replay' | 'silent' | 'slow' | 'flood' | 'twins'
+export type Adversary = 'equivocate' | 'split' | 'forge' | 'replay' | 'silent' | 'slow' | 'flood' | 'twins' | 'bad-partial'
+/** What the 'random' profile draws from ('bad-partial' comes with compactCheckpoints, in its own profiles). */
 export const ADVERSARIES: readonly Adversary[] = ['equivocate', 'split', 'forge', 'replay', 'silent', 'slow', 'flood', 'twins']
 
 /**
@@ -69,6 +72,12 @@ export interface PbftSimOptions {
    * (epoch 2: the first Byzantine one if any, else an honest one).
    */
   reconfigure: boolean
+  /**
+   * Compact checkpoint certificates: the replicas hold a (simulated)
+   * threshold group, threshold = the quorum, and prove stable checkpoints
+   * by its signature (test/lib/fake-threshold-group.ts).
+   */
+  compactCheckpoints: boolean
   checkerStepsMax: number
   fullTrace: boolean
 }
@@ -94,6 +103,7 @@ const BASE: Omit<PbftSimOptions, 'seed' | 'profile'> = {
   partitions: false,
   sabotage: null,
   reconfigure: false,
+  compactCheckpoints: false,
   checkerStepsMax: 2_000_000,
   fullTrace: false
 }
@@ -122,6 +132,13 @@ export const PBFT_PROFILES: Record<string, PbftProfileSettings> = {
   'reconfigure-4': { replicas: 4, reconfigure: true, network: LOSSY, crashes: true, partitions: true },
   /** The same with an equivocating replica, which epoch 2 removes. */
   'reconfigure-7': { replicas: 7, reconfigure: true, byzantine: ['equivocate'], crashes: true },
+  /** Compact checkpoint certificates, honest replicas, lossy network, crashes and partitions (state transfers proven by the group signature). */
+  'compact-4': { replicas: 4, compactCheckpoints: true, network: LOSSY, crashes: true, partitions: true },
+  /** The same with a replica whose partials do not verify: stable checkpoints fall back to the full proof when its partial is in the quorum. */
+  'compact-bad-4': { replicas: 4, compactCheckpoints: true, byzantine: ['bad-partial'], crashes: true, partitions: true },
+  'compact-7': { replicas: 7, compactCheckpoints: true, byzantine: ['bad-partial', 'equivocate'], crashes: true, partitions: true },
+  /** Compact certificates across a reconfiguration: the group applies to the genesis set only, the next sets fall back to full proofs. */
+  'compact-reconfigure-4': { replicas: 4, compactCheckpoints: true, reconfigure: true, crashes: true },
   /** Adversaries and faults drawn from the seed. */
   random: {}
 }
@@ -145,7 +162,9 @@ function randomSettings (seed: number): PbftProfileSettings {
     byzantine: byzantine.filter((a, i) => a !== 'twins' || byzantine.indexOf('twins') === i),
     crashes: rng.chance(0.5),
     partitions: rng.chance(0.5),
-    network: { ...BASE.network, dropRate: 0.08 * rng.nextFloat(), duplicateRate: 0.05 * rng.nextFloat(), delayRate: 0.08 * rng.nextFloat() }
+    network: { ...BASE.network, dropRate: 0.08 * rng.nextFloat(), duplicateRate: 0.05 * rng.nextFloat(), delayRate: 0.08 * rng.nextFloat() },
+    // drawn last: the draws above, and so the runs of seeds without it, are as before
+    compactCheckpoints: rng.chance(0.5)
   }
 }
 

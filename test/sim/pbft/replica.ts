@@ -15,7 +15,7 @@ import type { PbftDriverMetrics, PbftTransport } from '../../../node/pbft/driver
 import type { DriverRuntime } from '../../../node/runtime.ts'
 import type { Rng } from '../../../protocols/common/rng.ts'
 import type { PbftLimits } from '../../../protocols/pbft/index.ts'
-import type { Evidence, NodeId, PbftCrypto } from '../../../protocols/pbft/types.ts'
+import type { Evidence, NodeId, PbftCrypto, PbftThresholdGroup } from '../../../protocols/pbft/types.ts'
 import type { Scheduler } from '../scheduler.ts'
 import type { Logger } from 'pino'
 
@@ -31,6 +31,8 @@ export interface InstanceEnv {
   earlyAck: boolean
   /** BROKEN ON PURPOSE when set (sabotage 'weak-quorum'): every replica's quorum size. */
   sabotageQuorum: number | undefined
+  /** Compact checkpoint certificates: the threshold group replica `id` holds, if any (null: off). */
+  group: ((id: NodeId) => PbftThresholdGroup | null) | null
   log: Logger
   trace(line: string): void
   /** The transport of one incarnation of `instance`. */
@@ -103,6 +105,7 @@ export class SimReplicaInstance {
     }).then(driver => {
       if (!alive()) { return }
       this.driver = driver
+      driver.setThresholdGroup(this.env.group?.(this.id) ?? null)
       driver.start()
     }, (err: Error) => {
       this.env.fail('replica-failed', `${this.name} could not start from its disk: ${err.message}`)

@@ -134,7 +134,14 @@ async function runPhases (cluster: PbftSimCluster): Promise<PbftSimResult> {
     pendingOperations: cluster.history.filter(op => op.return === Infinity).length,
     executedSeq,
     trace: cluster.trace.full,
-    stats: { ...cluster.stats, ...cluster.network.stats, ...cluster.invariants.stats, epochs: reconfigurer?.configured ?? 0 }
+    stats: {
+      ...cluster.stats,
+      ...cluster.network.stats,
+      ...cluster.invariants.stats,
+      epochs: reconfigurer?.configured ?? 0,
+      // replicas whose durable snapshot is proven by a compact certificate (from their own votes or a state transfer)
+      compactSnapshots: cluster.instances.filter(i => i.disk.durable.snapshot?.checkpoint.groupSignature !== undefined).length
+    }
   }
 }
 

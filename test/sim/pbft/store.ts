@@ -97,7 +97,7 @@ export class SimPbftStore implements PbftStore {
   }
 
   async saveSnapshot (checkpoint: StableCheckpoint, data: Uint8Array): Promise<void> {
-    await this.write({ kind: 'snapshot', checkpoint, data }, `snapshot at ${checkpoint.seq}`)
+    await this.write({ kind: 'snapshot', checkpoint, data }, `snapshot at ${checkpoint.seq}${checkpoint.groupSignature !== undefined ? ' (compact certificate)' : ''}`)
   }
 
   async saveIsolated (isolated: Isolation[]): Promise<void> {

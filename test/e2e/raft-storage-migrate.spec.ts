@@ -5,13 +5,19 @@
  * LevelDB Raft store): the node migrates its Raft store at start, says so
  * in its log, and serves the old keys.
  */
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises'
+import { chmod, cp, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { waitFor } from '../lib/nodes.ts'
 import { DaemonProcess, runCli } from '../lib/processes.ts'
 import { FORMAT1_FIXTURES } from '../unit/raft-storage-helpers.ts'
+
+/** The fixture's data dir, copied to `dataDir` with its secrets private again (git keeps no file mode but the executable bit, and the node refuses secrets others can read). */
+async function copyDataDir (dataDir: string): Promise<void> {
+  await cp(join(FORMAT1_FIXTURES, 'data-dir'), dataDir, { recursive: true })
+  for (const secret of ['identity.key', 'admission/cluster.key', 'admission/member.cert']) { await chmod(join(dataDir, secret), 0o600) }
+}
 
 describe('accord start on a data dir of Raft storage format 1 (LevelDB)', function () {
   this.timeout(120_000)
@@ -27,7 +33,7 @@ describe('accord start on a data dir of Raft storage format 1 (LevelDB)', functi
 
   it('migrates the Raft store at start and serves the keys the earlier accord stored', async () => {
     const dataDir = join(root, 'node')
-    await cp(join(FORMAT1_FIXTURES, 'data-dir'), dataDir, { recursive: true })
+    await copyDataDir(dataDir)
     daemon = new DaemonProcess(dataDir, ['--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'])
     await daemon.ready()
     const migrated = daemon.logSoFar.split('\n').filter(line => line.includes('migrated the LevelDB store')).map(line => JSON.parse(line))
@@ -49,7 +55,7 @@ describe('accord start on a data dir of Raft storage format 1 (LevelDB)', functi
 
   it('accord raft migrate does it offline, says what it carried over, and then finds nothing to do', async () => {
     const dataDir = join(root, 'node')
-    await cp(join(FORMAT1_FIXTURES, 'data-dir'), dataDir, { recursive: true })
+    await copyDataDir(dataDir)
     const first = await runCli(['raft', 'migrate', '--data-dir', dataDir])
     expect(first.code, first.stderr).to.equal(0)
     expect(first.stdout).to.match(/^migrated .*\/node\/raft to storage format 2: 6 entries after the snapshot at index 10, last index 16, \d+ bytes of data, in \d+ ms\n/)

@@ -50,6 +50,12 @@ export interface DatagramChannelInit {
   timeoutMs: number
   /** Streams of this protocol open at once per connection, each way. */
   streamsMax: number
+  /**
+   * A frame may hold a CBOR array of up to this many messages, delivered
+   * in order, each checked like a frame of its own (DkgSender batches what
+   * it sends to one peer); 0 or absent: a frame is one message.
+   */
+  batchMax?: number
   counters: DatagramCounters
   /**
    * A decoded message whose `from` is the authenticated peer: hand it to the
@@ -131,6 +137,23 @@ export class DatagramChannel<M extends Datagram> {
       return
     }
     if (!this.#open) { return }
+    const batchMax = this.#init.batchMax ?? 0
+    if (Array.isArray(input) && batchMax > 0) {
+      if (input.length > batchMax) {
+        admission.refusals.refuse(peer, protocol, 'malformed', { detail: `a batch of ${input.length} messages (at most ${batchMax})` })
+        return
+      }
+      for (const message of input) {
+        if (!this.#open) { return }
+        this.#deliverOne(message, peer)
+      }
+      return
+    }
+    this.#deliverOne(input, peer)
+  }
+
+  #deliverOne (input: unknown, peer: string): void {
+    const { admission, protocol } = this.#init
     // Noise authenticated the peer: it speaks only for itself
     if (typeof input !== 'object' || input == null || (input as { from?: unknown }).from !== peer) {
       admission.refusals.refuse(peer, protocol, 'spoofed-sender')

@@ -1,6 +1,9 @@
 /* eslint-disable no-console */
 /*
- * npm run bench:crypto [-- --runs 30 --millis 1000 --dkg 4,7,16 --dkg-libp2p 4,7,16]
+ * npm run bench:crypto [-- --runs 30 --millis 1000 --dkg 4,7,16 --dkg-libp2p 4,7,16
+ *                         --dkg-processes 4,7,16 --dkg-runs 5 --dkg-cpu-prof DIR]
+ *
+ * An empty list (`--dkg-libp2p ''`) skips that measurement.
  *
  * Threshold BLS and signature verification, in one process:
  *
@@ -32,9 +35,18 @@
  *   membership, DHT, metadata and gossip work, which the DKG competes with
  *   on the one JavaScript thread).
  *
+ * - The DKG as deployed, for each n of --dkg-processes (none by default):
+ *   n `accord start` processes on loopback (one per node, --raft off),
+ *   --dkg-runs DKGs through `POST /v1/keys/dkg` on node 0 with all n as
+ *   members, timed until it answers and until every node's `GET /v1/keys`
+ *   shows the new key, with the CPU time of all n processes over the run
+ *   (scripts/bench-dkg-processes.ts). --dkg-cpu-prof DIR profiles nodes 0
+ *   and 1 (`node --cpu-prof`).
+ *
  * Writes bench/results/crypto.json.
  */
 import { generateKeyPairSync, sign as edSign, verify as edVerify } from 'node:crypto'
+import { mkdir } from 'node:fs/promises'
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import * as blst from '@chainsafe/blst'
@@ -49,8 +61,10 @@ import { addressOf, TestCluster } from '../test/lib/nodes.ts'
 import { waitFor } from '../test/lib/wait.ts'
 import { freshConfigs, participants, run } from '../test/unit/dkg-harness.ts'
 import { seededRandomBytes } from '../test/unit/threshold-helpers.ts'
-import { saveResults } from './bench-lib.ts'
+import { dkgProcesses, killChildrenOnExit } from './bench-dkg-processes.ts'
+import { saveResults, ServerExitedError } from './bench-lib.ts'
 import { percentile } from './percentile.ts'
+import type { DkgProcessRun } from './bench-dkg-processes.ts'
 import type { G2Point } from '../identity/bls.ts'
 
 const { values } = parseArgs({
@@ -58,13 +72,20 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '30' },
     millis: { type: 'string', default: '1000' },
     dkg: { type: 'string', default: '4,7,16' },
-    'dkg-libp2p': { type: 'string', default: '4,7,16' }
+    'dkg-libp2p': { type: 'string', default: '4,7,16' },
+    'dkg-processes': { type: 'string', default: '' },
+    'dkg-runs': { type: 'string', default: '5' },
+    'dkg-cpu-prof': { type: 'string' }
   }
 })
+const sizes = (list: string): number[] => list === '' ? [] : list.split(',').map(Number)
 const RUNS = Number(values.runs)
 const MILLIS = Number(values.millis)
-const DKG_SIZES = values.dkg.split(',').map(Number)
-const DKG_LIBP2P_SIZES = values['dkg-libp2p'] === '' ? [] : values['dkg-libp2p'].split(',').map(Number)
+const DKG_SIZES = sizes(values.dkg)
+const DKG_LIBP2P_SIZES = sizes(values['dkg-libp2p'])
+const DKG_PROCESS_SIZES = sizes(values['dkg-processes'])
+const DKG_RUNS = Number(values['dkg-runs'])
+killChildrenOnExit()
 const T = 7
 const N = 10
 const TARGET_MS = 20
@@ -221,6 +242,44 @@ for (const n of DKG_LIBP2P_SIZES) {
 }
 console.table(dkgLibp2p)
 
+/** A node that could not start (a port taken by another process) voids the cluster: a fresh one, up to 3 in all. */
+async function dkgProcessesRetried (n: number): Promise<DkgProcessRun[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await dkgProcesses(n, { runs: DKG_RUNS, ...(values['dkg-cpu-prof'] !== undefined ? { cpuProfDir: values['dkg-cpu-prof'] } : {}) })
+    } catch (err) {
+      if (!(err instanceof ServerExitedError) || attempt === 3) { throw err }
+      console.error(`${err.message}; on a fresh cluster again`)
+    }
+  }
+}
+
+const dkgProcessRuns: DkgProcessRun[] = []
+const dkgProcessSummary: Array<Record<string, number | string>> = []
+if (DKG_PROCESS_SIZES.length > 0) {
+  console.log(`DKG as deployed (n accord processes, TCP + Noise on loopback), ${DKG_RUNS} runs each`)
+  if (values['dkg-cpu-prof'] !== undefined) { await mkdir(values['dkg-cpu-prof'], { recursive: true }) }
+  for (const n of DKG_PROCESS_SIZES) {
+    const rows = await dkgProcessesRetried(n)
+    dkgProcessRuns.push(...rows)
+    const range = (k: keyof DkgProcessRun): string => `${Math.min(...rows.map(r => r[k] as number))}..${Math.max(...rows.map(r => r[k] as number))}`
+    dkgProcessSummary.push({
+      n,
+      t: rows[0].t,
+      runs: rows.length,
+      everyNodeStoredMsP50: round(median(rows.map(r => r.everyNodeStoredMs)), 0),
+      everyNodeStoredMs: range('everyNodeStoredMs'),
+      requestMsP50: round(median(rows.map(r => r.requestMs)), 0),
+      cpuMsAllProcessesP50: round(median(rows.map(r => r.cpuMsAllProcesses)), 0),
+      cpuMsAllProcesses: range('cpuMsAllProcesses'),
+      idleCpuPercent: range('idleCpuPercent'),
+      loadAverage1m: range('loadAverage1m')
+    })
+  }
+  console.table(dkgProcessSummary)
+}
+
 const loadAverage = loadavg().map(x => round(x))
 console.log(`load average at the end: ${loadAverage.join(', ')}`)
-await saveResults('crypto', { threshold, rates, dkg, dkgLibp2p, loadAverage })
+await saveResults(DKG_PROCESS_SIZES.length > 0 && DKG_SIZES.length === 0 && DKG_LIBP2P_SIZES.length === 0 ? 'crypto-dkg-processes' : 'crypto', { threshold, rates, dkg, dkgLibp2p, dkgProcesses: { runs: dkgProcessRuns, summary: dkgProcessSummary }, loadAverage })
+process.exit(0)

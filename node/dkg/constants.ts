@@ -22,5 +22,10 @@ export const DKG_SIGN_ROUNDS_MAX = 16
 export const DKG_SIGN_MESSAGE_BYTES_MAX = 4096
 /** A frame: the largest DKG message, its signature and CBOR framing. */
 export const DKG_FRAME_BYTES_MAX = DKG_MESSAGE_BYTES_MAX + 4096
+/**
+ * Datagrams in one frame at most: what one task sends to one peer (a
+ * response and its `seen`) leaves in one frame (node/dkg/transport.ts).
+ */
+export const DKG_BATCH_MAX = 32
 /** A session id, in bytes (the core's bound is 64). */
 export const DKG_SESSION_BYTES = 16

@@ -78,7 +78,7 @@ import { DatagramChannel } from '../datagram.ts'
 import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
-import { DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_SESSION_BYTES, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
+import { DKG_BATCH_MAX, DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_SESSION_BYTES, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
 import { checkEnvelope, checkSignature, digestOf, envelopeSigner } from './envelope.ts'
 import { dkgMetrics } from './metrics.ts'
 import { dropGroup, loadGroup, saveGroup, shareRecord } from './store.ts'
@@ -167,6 +167,14 @@ export interface DkgSessionView {
   /** Dealers caught sending two different signed deals. */
   equivocations: string[]
   durationMs?: number
+  /**
+   * When each step began, in ms after the start on this node: `keys` (the
+   * start; waiting for the members' key statements), then the core's
+   * phases as this node entered them (`deal`, `response`,
+   * `justification`, `done` or `aborted`), then `stored` (the keystore
+   * written) or `ended` (aborted).
+   */
+  phaseMs: Record<string, number>
 }
 
 export interface DkgRunOptions extends AbortOptions {
@@ -238,6 +246,8 @@ interface Session {
   equivocations: Array<{ dealer: string, first: SignedDigest, second: SignedDigest }>
   deadlineMs: number
   startedAtMs: number
+  /** When each step began (see DkgSessionView.phaseMs), in order. */
+  phases: Array<[string, number]>
   endedAtMs?: number
   reason?: string
   excluded: Exclusion[]
@@ -304,6 +314,7 @@ export class DkgService implements Startable, GroupSigner {
       sendsInFlightMax: this.settings.sendsInFlightMax,
       timeoutMs: this.settings.sendTimeoutMs,
       streamsMax: 256,
+      batchMax: DKG_BATCH_MAX,
       counters: this.#metrics,
       deliver: (message, peer) => this.deliver(message, peer),
       addressesOf: (id) => this.#components.membership.addressesOf(id),
@@ -318,6 +329,8 @@ export class DkgService implements Startable, GroupSigner {
       timeoutMs: this.settings.sendTimeoutMs,
       attempts: this.settings.sendAttempts,
       retryPauseMs: this.settings.sendRetryPauseMs,
+      batchMax: DKG_BATCH_MAX,
+      frameBytesMax: DKG_FRAME_BYTES_MAX,
       addressesOf: (id) => this.#components.membership.addressesOf(id),
       log: this.#log
     })
@@ -564,6 +577,7 @@ export class DkgService implements Startable, GroupSigner {
       // a member also waits for the initiator's begin, which comes at most keyWaitMs after the start
       deadlineMs: now + this.settings.keyWaitMs + (initiator === this.#self ? 0 : 2 * this.settings.sendTimeoutMs),
       startedAtMs: now,
+      phases: [['keys', now]],
       excluded: [],
       done: []
     }
@@ -779,6 +793,7 @@ export class DkgService implements Startable, GroupSigner {
   #flush (session: Session): void {
     const core = session.core
     if (core === undefined) { return }
+    this.#markPhase(session, core.status().phase)
     while (!finished(session) && core.hasReady()) {
       const { messages, outcome } = core.ready()
       for (const message of messages) {
@@ -788,8 +803,15 @@ export class DkgService implements Startable, GroupSigner {
         // our response ends our deal phase: tell the others which deals we hold
         if (message.type === 'response') { this.#broadcast(session, this.#seen(session)) }
       }
-      if (outcome !== undefined) { this.#finish(session, outcome) }
+      if (outcome !== undefined) {
+        this.#markPhase(session, outcome.status)
+        this.#finish(session, outcome)
+      }
     }
+  }
+
+  #markPhase (session: Session, phase: string): void {
+    if (session.phases[session.phases.length - 1][0] !== phase) { session.phases.push([phase, Date.now()]) }
   }
 
   #broadcast (session: Session, env: Envelope): void {
@@ -875,6 +897,7 @@ export class DkgService implements Startable, GroupSigner {
   #end (session: Session, state: 'done' | 'aborted'): void {
     session.state = state
     session.endedAtMs = Date.now()
+    session.phases.push([state === 'done' ? 'stored' : 'ended', session.endedAtMs])
     this.#metrics.sessions.inc({ outcome: state })
     const v = view(session)
     for (const resolve of session.done.splice(0)) { resolve(v) }
@@ -1055,7 +1078,8 @@ function view (s: Session): DkgSessionView {
     ...(s.groupKey !== undefined ? { groupKey: s.groupKey, index: s.index } : {}),
     excluded: s.excluded,
     equivocations: s.equivocations.map(e => e.dealer),
-    ...(s.endedAtMs !== undefined ? { durationMs: s.endedAtMs - s.startedAtMs } : {})
+    ...(s.endedAtMs !== undefined ? { durationMs: s.endedAtMs - s.startedAtMs } : {}),
+    phaseMs: Object.fromEntries(s.phases.map(([phase, at]) => [phase, at - s.startedAtMs]))
   }
 }
 

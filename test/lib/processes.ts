@@ -132,12 +132,15 @@ export class BusyLoops {
   }
 
   async stop (): Promise<void> {
-    await Promise.all(this.#children.map(async child => {
-      if (child.exitCode !== null || child.signalCode !== null) { return }
-      const exited = new Promise(resolve => child.once('exit', resolve))
-      // timeout passes SIGTERM on to the loop, then exits
-      child.kill('SIGTERM')
-      await exited
-    }))
+    // timeout passes SIGTERM on to the loop, then exits
+    await Promise.all(this.#children.map(async child => signalAndWait(child, 'SIGTERM')))
   }
+}
+
+/** Sends `signal` to `child` unless it has exited, and resolves once it has. */
+export async function signalAndWait (child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) { return }
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  child.kill(signal)
+  await exited
 }

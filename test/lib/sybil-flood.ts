@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { collect } from './processes.ts'
+import { collect, signalAndWait } from './processes.ts'
 import type { SybilReport } from './sybil-process.ts'
 import type { ChildProcess } from 'node:child_process'
 
@@ -58,11 +58,6 @@ export class SybilFlood {
 
   /** Kill the processes still running (SIGKILL) and wait until they have exited. */
   async kill (): Promise<void> {
-    await Promise.all(this.#children.map(async child => {
-      if (child.exitCode !== null || child.signalCode !== null) { return }
-      const exited = new Promise(resolve => child.once('exit', resolve))
-      child.kill('SIGKILL')
-      await exited
-    }))
+    await Promise.all(this.#children.map(async child => signalAndWait(child, 'SIGKILL')))
   }
 }

@@ -141,12 +141,3 @@ export async function dkgProcesses (n: number, options: DkgProcessOptions): Prom
   }
   return runs
 }
-
-/** Every process started, killed when this process exits or is interrupted. */
-export function killChildrenOnExit (): void {
-  const killAll = (): void => { for (const child of children) { child.kill('SIGKILL') } }
-  process.on('exit', killAll)
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => { killAll(); process.exit(130) })
-  }
-}

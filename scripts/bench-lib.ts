@@ -54,6 +54,15 @@ export function tracked (child: ChildProcess): ChildProcess {
   return child
 }
 
+/** Every tracked process, killed when this process exits or is interrupted. */
+export function killChildrenOnExit (): void {
+  const killAll = (): void => { for (const child of children) { child.kill('SIGKILL') } }
+  process.on('exit', killAll)
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => { killAll(); process.exit(130) })
+  }
+}
+
 /**
  * Start `node node/cli.ts start --data-dir DIR ...args` (tracked).
  * `nodeOptions` go before the script (e.g. --cpu-prof); `logFile` gets its

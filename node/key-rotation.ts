@@ -15,11 +15,16 @@
  * for the new peer id with the cluster key, then shows members the
  * statement with the old certificate (node/admission/handovers.ts).
  *
- * Refused: a node that never joined a cluster (nothing to hand over), a
- * node that admits with the DKG group key (no single member may certify a
- * peer id there, itself included: a group-certified node keeps its key
- * until the group can re-certify a successor), and a second rotation
- * before the node has started with the first one.
+ * A node that admits with the DKG group key cannot certify itself (no
+ * single member may certify a peer id there): it keeps the old
+ * certificate, the members admit its new peer id by the hand-over, and the
+ * group signs a certificate for it (node/admission/admission.ts). So it
+ * must hold a share of that group key: a group-certified node outside the
+ * DKG group has no say in the signing and is refused.
+ *
+ * Refused as well: a node that never joined a cluster (nothing to hand
+ * over), and a second rotation before the node has started with the first
+ * one (and, under the group key, before the group certified it).
  */
 import { randomBytes } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
@@ -27,10 +32,12 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { LevelDatastore } from 'datastore-level'
+import { equalBytes } from '../identity/ed25519.ts'
 import { rotateNodeKey } from '../identity/keystore-rotation.ts'
 import { encodeKeystore, isEncryptedKeystore } from '../identity/keystore.ts'
 import { loadCredentials } from './admission/credentials.ts'
 import { readSavedConfig, resolveConfig, writeFileAtomic } from './config.ts'
+import { loadGroup } from './dkg/store.ts'
 import { UserError } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { readRuntimeInfo } from './runtime-file.ts'
@@ -69,13 +76,16 @@ export async function rotateDataDirNodeKey (dataDir: string, options: { passphra
       credentials = await loadCredentials(dataDir, cluster, identity.peerId, options.passphrase)
     } catch (err) {
       if (err instanceof UserError && identity.keystore.rotation > 0) {
-        throw new UserError(`the certificate does not name the current key yet: start the node once after its last rotation (rotation ${identity.keystore.rotation}), then rotate again`)
+        throw new UserError(`the certificate does not name the current key yet: start the node once after its last rotation (rotation ${identity.keystore.rotation}; under the group key, until the group certified it), then rotate again`)
       }
       throw err
     }
     if (credentials == null) { throw new UserError(`${dataDir} has not joined a cluster: its key has no membership to hand over (a new node needs no rotation)`) }
     if (credentials.groupKey != null) {
-      throw new UserError('this node admits with the DKG group key: no single member may certify a new peer id, itself included, so its key cannot be rotated yet (see README, "Node key rotation")')
+      const group = await loadGroup(dataDir, options.passphrase)
+      if (group == null || !equalBytes(group.record.groupPublicKey, credentials.groupKey)) {
+        throw new UserError('this node admits with the DKG group key but holds no share of it: the group could not re-certify a new peer id for it; rotate a member of the DKG group, or have T members approve a new node that joins in its place (see README, "Node key rotation")')
+      }
     }
     const newKey = await generateKeyPair('Ed25519')
     const { store } = await rotateNodeKey(identity.keystore, newKey, { clusterId: cluster, timestampMs: options.nowMs ?? Date.now() })

@@ -99,6 +99,10 @@ export interface AdmissionLimits {
   groupCertClockSkewMs: number
   /** Other members' hand-overs (retired keys) held; beyond it new ones are refused ('full'). */
   handoversMax: number
+  /** After a rotation under the group key: the first wait before asking the group for this peer id's certificate; doubled after each failure, up to 30 s. */
+  recertifyFirstDelayMs: number
+  /** Signing rounds tried for it before giving up (then `accord admission use-group-key` does it). */
+  recertifyAttemptsMax: number
 }
 
 export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
@@ -112,8 +116,12 @@ export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
   approvalsMax: 1024,
   groupCertTtlMs: GROUP_CERT_TTL_MS_DEFAULT,
   groupCertClockSkewMs: 5 * 60_000,
-  handoversMax: HANDOVERS_MAX_DEFAULT
+  handoversMax: HANDOVERS_MAX_DEFAULT,
+  recertifyFirstDelayMs: 1_000,
+  recertifyAttemptsMax: 100
 }
+
+const RECERTIFY_DELAY_MS_MAX = 30_000
 
 /**
  * The cluster's DKG group as admission needs it (node/dkg's service is
@@ -205,6 +213,7 @@ export class Admission implements Startable {
   readonly #handovers: HandoverBook
   #groupSigner: GroupSigner | null = null
   #sweepTimer: ReturnType<typeof setInterval> | undefined
+  #recertifyTimer: ReturnType<typeof setTimeout> | undefined
   #stopServingJoins: (() => Promise<void>) | undefined
   #starting: Promise<void> | undefined
   #running = false
@@ -327,7 +336,8 @@ export class Admission implements Startable {
     }
     const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: group.groupKey, peer: this.#host.peerId.toString(), nowMs: Date.now() })
     if (typeof checked === 'string') { throw new UserError(`the group's certificate does not verify: ${checked}`) }
-    const switched: ClusterCredentials = { ...credentials, certificate, groupKey: group.groupKey }
+    // made afresh: a rotated node that was awaiting its certificate has it now
+    const switched: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: group.groupKey }
     if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, switched, this.#init.passphrase) }
     for (const [peer, by] of this.#admittedBy) {
       if (by === 'cluster' && !group.members.includes(peer)) { this.#admitted.delete(peer); this.#admittedBy.delete(peer) }
@@ -338,6 +348,65 @@ export class Admission implements Startable {
   }
 
   get credentials (): ClusterCredentials | null { return this.#credentials }
+
+  /** Whether this node's key was rotated under the group key and the group has not certified its new peer id yet. */
+  get awaitingGroupCertificate (): boolean { return this.#credentials?.awaitingGroupCertificate === true }
+
+  /** This node's certificate as shown to peers: none while it awaits the group's (its hand-over admits it meanwhile). */
+  #ownCertificate (): Uint8Array | undefined {
+    return this.awaitingGroupCertificate ? undefined : this.#credentials?.certificate
+  }
+
+  /** An accepting answer: with this node's certificate, so that the asker admits it too (when it has one). */
+  #accepted (): { ok: true, cert?: Uint8Array } {
+    const cert = this.#ownCertificate()
+    return cert === undefined ? { ok: true } : { ok: true, cert }
+  }
+
+  /**
+   * After a rotation under the group key: ask the group, again and again
+   * with a growing wait, for a certificate of this node's new peer id. A
+   * member gives its partial once it accepted this node's hand-over (the
+   * DKG group's roster names the new peer id then: node/dkg/service.ts).
+   * Gives up after recertifyAttemptsMax rounds, saying what to run.
+   */
+  #scheduleRecertify (attempt = 0): void {
+    if (!this.#running || !this.awaitingGroupCertificate) { return }
+    if (attempt >= this.limits.recertifyAttemptsMax) {
+      this.#log.error({ attempts: attempt }, 'the group did not certify this node\'s new peer id: check that the members accepted its hand-over (accord admission show on them), then run "accord admission use-group-key" here')
+      return
+    }
+    const delayMs = Math.min(RECERTIFY_DELAY_MS_MAX, this.limits.recertifyFirstDelayMs * 2 ** Math.min(attempt, 16))
+    this.#recertifyTimer = setTimeout(() => {
+      this.#recertify().then(done => { if (!done) { this.#scheduleRecertify(attempt + 1) } }, () => { this.#scheduleRecertify(attempt + 1) })
+    }, delayMs)
+  }
+
+  /** One signing round for this node's own certificate under the group key it admits with; true once it is saved and used. */
+  async #recertify (): Promise<boolean> {
+    const credentials = this.#credentials
+    const group = this.#groupSigner?.groupInfo() ?? null
+    if (credentials?.groupKey == null || credentials.awaitingGroupCertificate !== true) { return true }
+    if (group == null || !equalBytes(group.groupKey, credentials.groupKey)) {
+      this.#log.warn('this node holds no share of the group key it admits with: it cannot ask the group to certify its new peer id')
+      return false
+    }
+    const self = this.#host.peerId.toString()
+    let certificate: Uint8Array
+    try {
+      certificate = await this.groupCertificateFor(self)
+    } catch (err) {
+      this.#log.info({ err: (err as Error).message }, 'the group has not certified this node\'s new peer id yet; asking again later')
+      return false
+    }
+    const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: credentials.groupKey, peer: self, nowMs: Date.now() })
+    if (typeof checked === 'string' || !this.#running) { return false }
+    const certified: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: credentials.groupKey }
+    if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, certified, this.#init.passphrase) }
+    this.setCredentials(certified)
+    this.#log.info({ expiresAt: new Date(checked.expiresAtMs).toISOString() }, 'the group certified this node\'s new peer id')
+    return true
+  }
 
   get cluster (): string { return this.#init.cluster }
 
@@ -376,6 +445,7 @@ export class Admission implements Startable {
       if (connection.direction === 'inbound') { this.#presentHandover(connection) }
     }
     this.#sweepTimer = setInterval(() => { this.#sweepRevoked() }, this.limits.revocationSweepMs)
+    this.#scheduleRecertify()
   }
 
   async stop (): Promise<void> {
@@ -383,6 +453,7 @@ export class Admission implements Startable {
     await this.#starting?.catch(() => {})
     this.#running = false
     clearInterval(this.#sweepTimer)
+    clearTimeout(this.#recertifyTimer)
     for (const timer of this.#graceTimers.values()) { clearTimeout(timer) }
     this.#graceTimers.clear()
     for (const waiter of this.#waiters) { waiter.wake() }
@@ -609,10 +680,11 @@ export class Admission implements Startable {
 
   /** Send our certificate on `connection` and check the one that comes back. Never throws. */
   #present (connection: Connection): void {
-    const credentials = this.#credentials
-    if (credentials == null || !this.#running || connection.status !== 'open') { return }
+    const certificate = this.#ownCertificate()
+    // awaiting the group's certificate, this node shows its hand-over only (#presentHandover)
+    if (certificate === undefined || !this.#running || connection.status !== 'open') { return }
     const peer = connection.remotePeer.toString()
-    this.#ask(connection, ADMISSION_PROTOCOL, { v: 1, cert: credentials.certificate })
+    this.#ask(connection, ADMISSION_PROTOCOL, { v: 1, cert: certificate })
       .then(async answer => {
         if (answer?.ok !== true) {
           this.#log.warn({ peer, reason: reasonOf(answer) }, 'peer did not accept our membership certificate')
@@ -749,7 +821,7 @@ export class Admission implements Startable {
         return
       }
       const verdict = await this.acceptHandover(from, request.handover, request.cert as Uint8Array | undefined)
-      await lp.write(encode(verdict.ok ? { ok: true, cert: this.#credentials?.certificate } : { ok: false, reason: `${verdict.reason}: ${verdict.detail}`.slice(0, 200) }), { signal })
+      await lp.write(encode(verdict.ok ? this.#accepted() : { ok: false, reason: `${verdict.reason}: ${verdict.detail}`.slice(0, 200) }), { signal })
       await stream.close({ signal })
     } catch (err) {
       this.refusals.refuse(from, HANDOVER_PROTOCOL, 'malformed', { detail: (err as Error).message })
@@ -778,7 +850,7 @@ export class Admission implements Startable {
       } else {
         this.refusals.refuse(peer, ADMISSION_PROTOCOL, reason === 'not-ready' ? reason : 'bad-certificate', { detail: reason })
       }
-      await lp.write(encode(reason === null ? { ok: true, cert: this.#credentials?.certificate } : { ok: false, reason }), { signal })
+      await lp.write(encode(reason === null ? this.#accepted() : { ok: false, reason }), { signal })
       await stream.close({ signal })
     } catch (err) {
       this.refusals.refuse(peer, ADMISSION_PROTOCOL, 'malformed', { detail: (err as Error).message })

@@ -46,6 +46,14 @@ export interface ClusterCredentials {
    * new members get one only when t members' partials make it.
    */
   groupKey?: Uint8Array
+  /**
+   * After a key rotation of a node that admits with the group key:
+   * `certificate` still names the peer id this node's key took over from,
+   * because no member may certify a peer id alone, this node included.
+   * The members admit the new peer id by its hand-over meanwhile, and the
+   * group signs a certificate for it (Admission's re-certification).
+   */
+  awaitingGroupCertificate?: boolean
 }
 
 export function admissionDir (dataDir: string): string {
@@ -60,7 +68,9 @@ export function admissionDir (dataDir: string): string {
  * and a certificate for the new peer id is issued with the cluster key
  * this node holds (any member can admit any peer with it, so this gives
  * the node no power it lacked). A node admitting with the group key
- * cannot certify itself, and `accord keys rotate` refuses to rotate it.
+ * cannot certify itself: its member.cert is kept as predecessor.cert as
+ * well, and the credentials say `awaitingGroupCertificate` until the
+ * group signs one for the new peer id (member.cert is then replaced).
  */
 export async function loadCredentials (dataDir: string, cluster: string, self: PeerId, passphrase?: string, predecessor?: string): Promise<ClusterCredentials | null> {
   const dir = admissionDir(dataDir)
@@ -85,6 +95,11 @@ export async function loadCredentials (dataDir: string, cluster: string, self: P
     // expiry is not checked here: an expired certificate is renewed with `accord admission use-group-key`
     const checkedGroup = verifyGroupCertificate(certificate, { cluster, groupKey, peer: self.toString(), nowMs: 0 })
     if (typeof checkedGroup !== 'string') { return { cluster, clusterKey, clusterPublicKey: publicKey, certificate, groupKey } }
+    if (predecessor !== undefined && typeof verifyGroupCertificate(certificate, { cluster, groupKey, peer: predecessor, nowMs: 0 }) !== 'string') {
+      // rotated: member.cert names the predecessor until the group certifies this peer id (kept as predecessor.cert for the hand-over)
+      await writeFileAtomic(join(dir, PREDECESSOR_FILE), certificate, 0o600)
+      return { cluster, clusterKey, clusterPublicKey: publicKey, certificate, groupKey, awaitingGroupCertificate: true }
+    }
     // a switch that stopped between its two writes leaves the cluster-key certificate: not switched yet
   }
   const checked = await verifyCertificate(certificate, { cluster, clusterKey: publicKey, peer: self.toString() })

@@ -91,6 +91,8 @@ export interface AdmissionSummary {
   handovers: Array<{ oldPeer: string, newPeer: string, sequence: number }>
   /** This node's own key rotation (`accord keys rotate`): the peer id it took over from and the sequence, else null. */
   keyRotation: { predecessor: string, sequence: number } | null
+  /** Rotated under the group key, and the group has not signed a certificate for this peer id yet (the members admit it by its hand-over meanwhile). */
+  awaitingGroupCertificate: boolean
 }
 
 export function admissionSummary (admission: Admission): AdmissionSummary {
@@ -102,6 +104,7 @@ export function admissionSummary (admission: Admission): AdmissionSummary {
     approvals: admission.approvals().map(a => ({ peer: a.peer, expiresAt: new Date(a.expiresAtMs).toISOString() })),
     admittedPeers: admission.admittedPeers().sort(),
     handovers: admission.handovers(),
-    keyRotation: admission.ownHandover
+    keyRotation: admission.ownHandover,
+    awaitingGroupCertificate: admission.awaitingGroupCertificate
   }
 }

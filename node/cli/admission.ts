@@ -55,12 +55,16 @@ export async function admissionCommand (args: string[]): Promise<void> {
   }
   const response = await apiRequest(target, 'GET', '/v1/admission')
   if (response.status !== 200) { throw new UserError(`admission show: ${response.status} ${String(response.json.error ?? '')}`) }
-  const s = response.json
+  printAdmission(response.json)
+}
+
+/** `accord admission show`'s lines, from GET /v1/admission's answer. */
+function printAdmission (s: Record<string, any>): void {
   process.stdout.write(`cluster key  ${String(s.clusterKeyId)}\n`)
   process.stdout.write(`group key    ${s.groupKey == null ? 'none (certificates are signed by the cluster key)' : String(s.groupKey)}\n`)
   process.stdout.write(`join pow     ${s.joinPowBits === 0 ? 'off' : `${String(s.joinPowBits)} bits`}\n`)
   for (const a of s.approvals as Array<{ peer: string, expiresAt: string }>) { process.stdout.write(`approved     ${a.peer} until ${a.expiresAt}\n`) }
   process.stdout.write(`admitted     ${(s.admittedPeers as string[]).length} peer(s)\n`)
-  if (s.keyRotation != null) { process.stdout.write(`this key     rotation ${String(s.keyRotation.sequence)}, took over from ${String(s.keyRotation.predecessor)}\n`) }
+  if (s.keyRotation != null) { process.stdout.write(`this key     rotation ${String(s.keyRotation.sequence)}, took over from ${String(s.keyRotation.predecessor)}${s.awaitingGroupCertificate === true ? ' (the group has not certified this peer id yet)' : ''}\n`) }
   for (const h of (s.handovers ?? []) as Array<{ oldPeer: string, newPeer: string, sequence: number }>) { process.stdout.write(`hand-over    ${h.oldPeer} -> ${h.newPeer} (rotation ${h.sequence})\n`) }
 }

@@ -34,8 +34,9 @@ members' partial signatures make a signature under the group key.
       while a node runs from DIR. identity.key keeps the new key and a
       hand-over statement signed by the old and the new key; at its next
       start the node shows it to the members, which admit the new peer id
-      as this member and refuse the old one from then on. Not for a node
-      that admits with the DKG group key. Environment: ACCORD_PASSPHRASE
+      as this member and refuse the old one from then on. Under the DKG
+      group key, the group then signs the new peer id's certificate (the
+      node must hold a share of that key). Environment: ACCORD_PASSPHRASE
       for an encrypted key.
 
   --api URL        the node's HTTP API (default http://127.0.0.1:7070)

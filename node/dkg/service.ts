@@ -223,6 +223,8 @@ interface Session {
   threshold: number
   /** A reshare: the group being reshared (its members deal). */
   old?: DkgGroup
+  /** A reshare: the peer id each old member holds now, by share index (the old group names them as the DKG found them: #rosterOf). */
+  oldRoster?: string[]
   /** Every peer the session involves: members, and old members of a reshare. */
   everyone: string[]
   retired?: boolean
@@ -360,7 +362,7 @@ export class DkgService implements Startable, GroupSigner {
       n: stored.group.members.length,
       index: stored.record.index,
       session: stored.group.session,
-      members: stored.group.members
+      members: this.#rosterOf(stored.group)
     }
   }
 
@@ -373,7 +375,33 @@ export class DkgService implements Startable, GroupSigner {
   groupInfo (): { groupKey: Uint8Array, threshold: number, members: string[] } | null {
     const stored = this.#group
     if (stored == null) { return null }
-    return { groupKey: stored.record.groupPublicKey, threshold: stored.group.threshold, members: stored.group.members }
+    return { groupKey: stored.record.groupPublicKey, threshold: stored.group.threshold, members: this.#rosterOf(stored.group) }
+  }
+
+  /**
+   * The peer id each member of `group` holds now, in share order. The
+   * group names its members by the peer ids they had when the DKG ran; a
+   * member whose node key was rotated since (`accord keys rotate`) is
+   * known by the peer id its hand-over names once admission accepted it,
+   * and this node by its own share's index. Signing rounds and reshares go
+   * by this roster, so a rotated member keeps its share and its say; the
+   * next reshare writes the new peer ids into the group.
+   */
+  #rosterOf (group: DkgGroup): string[] {
+    const stored = this.#group
+    const ownIndex = stored != null && (stored.group === group || sameGroup(stored.group, group)) ? stored.record.index : 0
+    const admission = this.#components.admission
+    return group.members.map((member, i) => {
+      if (i + 1 === ownIndex) { return this.#self }
+      // each hop is an accepted hand-over, and a retired id never becomes current again: at most that many hops
+      let current = member
+      for (let hops = 0; hops <= admission.handoversAccepted; hops++) {
+        const next = admission.successorOf(current)
+        if (next === undefined) { break }
+        current = next
+      }
+      return current
+    })
   }
 
   /**
@@ -398,6 +426,7 @@ export class DkgService implements Startable, GroupSigner {
     const stored = this.#group
     if (stored == null) { return null }
     if (this.#groupKey?.stored !== stored) { this.#groupKey = { stored, key: thresholdKeyOf(stored.group) } }
+    // the members as the DKG named them, not the roster: PBFT's replicas are named by those peer ids until it is reconfigured
     return { key: this.#groupKey.key, members: stored.group.members }
   }
 
@@ -522,7 +551,7 @@ export class DkgService implements Startable, GroupSigner {
       options.signal?.addEventListener('abort', round.finish, { once: true })
       this.#rounds.set(hex, round)
       const request = this.#sign('sign', encode({ round: roundId, groupKey: key.groupKey, message }))
-      for (const member of stored.group.members) {
+      for (const member of this.#rosterOf(stored.group)) {
         if (member !== this.#self) { this.#send(member, request) }
       }
       if (round.valid >= key.threshold) { round.finish() }
@@ -557,6 +586,7 @@ export class DkgService implements Startable, GroupSigner {
     const active = [...this.#sessions.values()].filter(s => !finished(s))
     if (active.length >= DKG_SESSIONS_MAX) { throw new DkgError('sessions-full', `${DKG_SESSIONS_MAX} DKG sessions are running already`) }
     this.#forgetOldSessions()
+    const oldRoster = old === undefined ? undefined : this.#rosterOf(old)
     const now = Date.now()
     const session: Session = {
       id,
@@ -565,7 +595,8 @@ export class DkgService implements Startable, GroupSigner {
       members,
       threshold,
       ...(old !== undefined ? { old } : {}),
-      everyone: [...new Set([...members, ...(old?.members ?? [])])].sort(),
+      ...(oldRoster !== undefined ? { oldRoster } : {}),
+      everyone: [...new Set([...members, ...(oldRoster ?? [])])].sort(),
       state: 'keys',
       encryptionSecret: randomScalar(random),
       keyChecks: new EncryptionKeyChecks(),
@@ -647,10 +678,11 @@ export class DkgService implements Startable, GroupSigner {
       return
     }
     const old = decodeOld(oldField)
-    if (!old.members.includes(env.signer)) { throw new DkgError('not-a-member', 'a reshare is started by a member of the old group') }
-    if (!sorted.includes(this.#self) && !old.members.includes(this.#self)) { throw new DkgError('not-a-member', 'this node is neither an old nor a new member') }
     // an old member deals its share of the group it stores: the old group must be that one
     if (old.members.includes(this.#self) && !sameGroup(this.#group?.group, old)) { throw new DkgError('group-mismatch', 'the reshared group is not the group this node holds a share of') }
+    const oldRoster = this.#rosterOf(old)
+    if (!oldRoster.includes(env.signer)) { throw new DkgError('not-a-member', 'a reshare is started by a member of the old group') }
+    if (!sorted.includes(this.#self) && !oldRoster.includes(this.#self)) { throw new DkgError('not-a-member', 'this node is neither an old nor a new member') }
     this.#sendKey(this.#open(id, env.signer, sorted, threshold as number, old))
   }
 
@@ -672,7 +704,7 @@ export class DkgService implements Startable, GroupSigner {
       return
     }
     const old = session.old
-    const oldAnswered = old?.members.filter(m => session.keys.has(m)).length ?? 0
+    const oldAnswered = session.oldRoster?.filter(m => session.keys.has(m)).length ?? 0
     if (old !== undefined && oldAnswered < old.threshold) {
       this.#abort(session, `${oldAnswered} of ${old.members.length} old members answered, old threshold ${old.threshold} (fewer old shares cannot reshare the key); silent: ${silent.join(', ')}`)
       return
@@ -689,7 +721,7 @@ export class DkgService implements Startable, GroupSigner {
     if (session.core !== undefined || finished(session)) { return }
     const { members, answered } = beginList(session, body(env).keys)
     const old = session.old
-    const dealers: DkgDealer[] = old?.members.flatMap((id, i) => answered.includes(id) ? [{ id, index: i + 1 }] : []) ?? []
+    const dealers: DkgDealer[] = session.oldRoster?.flatMap((id, i) => answered.includes(id) ? [{ id, index: i + 1 }] : []) ?? []
     if (members.length < session.threshold || dealers.length < (old?.threshold ?? 0) || !answered.includes(this.#self)) {
       this.#abort(session, `begin lists ${members.length} members (threshold ${session.threshold})${old !== undefined ? ` and ${dealers.length} old members (old threshold ${old.threshold})` : ''}${answered.includes(this.#self) ? '' : ', not this node'}`)
       return
@@ -925,7 +957,7 @@ export class DkgService implements Startable, GroupSigner {
     const { round, groupKey, message } = body(env)
     if (!(round instanceof Uint8Array) || round.byteLength !== 16 || !(groupKey instanceof Uint8Array) || !(message instanceof Uint8Array) || message.byteLength > DKG_SIGN_MESSAGE_BYTES_MAX) { throw new DkgError('malformed', 'a signing request has a round id, a group key and a message') }
     if (stored == null || !equalBytes(stored.record.groupPublicKey, groupKey)) { throw new DkgError('no-key', 'this node holds no share of that key') }
-    if (!stored.group.members.includes(env.signer)) { throw new DkgError('not-a-member', 'only the group\'s members ask for partials') }
+    if (!this.#rosterOf(stored.group).includes(env.signer)) { throw new DkgError('not-a-member', 'only the group\'s members ask for partials') }
     if (this.#components.admission.isRevoked(env.signer)) { throw new DkgError('revoked', 'a revoked member asks for a partial') }
     // a checkpoint's partial is given only in this node's own CHECKPOINT, for the state it reached
     if (isCheckpointGroupMessage(message)) { throw new DkgError('reserved', 'no partial of a PBFT checkpoint through a signing round') }
@@ -942,7 +974,7 @@ export class DkgService implements Startable, GroupSigner {
     if (!(id instanceof Uint8Array) || !Number.isInteger(index) || !(signature instanceof Uint8Array)) { throw new DkgError('malformed', 'a partial has a round id, an index and a signature') }
     const round = this.#rounds.get(Buffer.from(id).toString('hex'))
     if (round === undefined) { return }
-    const members = this.#group?.group.members ?? []
+    const members = this.#group == null ? [] : this.#rosterOf(this.#group.group)
     if (members[(index as number) - 1] !== env.signer || round.answered.has(env.signer)) { throw new DkgError('not-a-member', 'a partial comes from the member of its index, once') }
     // a removed member's share still exists until the group is reshared: its partials do not count
     if (this.#components.admission.isRevoked(env.signer)) { throw new DkgError('revoked', 'a partial from a revoked member') }
@@ -1072,7 +1104,7 @@ function view (s: Session): DkgSessionView {
     threshold: s.threshold,
     state: s.state,
     participants: s.participants,
-    ...(s.old !== undefined ? { old: { members: s.old.members, threshold: s.old.threshold } } : {}),
+    ...(s.old !== undefined ? { old: { members: s.oldRoster ?? s.old.members, threshold: s.old.threshold } } : {}),
     ...(s.retired === true ? { retired: true } : {}),
     ...(s.reason !== undefined ? { reason: s.reason } : {}),
     ...(s.groupKey !== undefined ? { groupKey: s.groupKey, index: s.index } : {}),

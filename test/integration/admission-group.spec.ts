@@ -177,6 +177,16 @@ describe('admission with the DKG group key (real libp2p over TCP on loopback)', 
     expect(restarted.admission.groupKey).to.deep.equal(groupKey)
     await waitFor(() => members.every(m => m === restarted || (restarted.admission.isAdmitted(idOf(m)) && m.admission.isAdmitted(idOf(restarted)))), 'the restarted node to be admitted again', DEADLINE_MS)
   })
+
+  it('a group-certified node outside the DKG group cannot rotate its key: the group could not re-certify it', async () => {
+    await newcomer.stop()
+    const { rotateDataDirNodeKey } = await import('../../node/key-rotation.ts')
+    await expect(rotateDataDirNodeKey(newcomer.config.dataDir)).to.eventually.be.rejectedWith(UserError, /holds no share of it/)
+    // nothing was written: the node starts again with its key and certificate
+    const again = await cluster.restart(newcomer)
+    expect(idOf(again)).to.equal(idOf(newcomer))
+    await waitFor(() => members.every(m => m.admission.isAdmitted(idOf(again))), 'the members to admit it again', DEADLINE_MS)
+  })
 })
 
 describe('joins with a proof of work (real libp2p over TCP on loopback)', function () {

@@ -23,11 +23,12 @@ import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
 import { resolveConfig } from '../../node/config.ts'
 import { buildLibp2p } from '../../node/libp2p.ts'
 import { addressOf } from './nodes.ts'
+import type { AdmissionComponents } from '../../node/admission/admission.ts'
 import type { AccordConfig } from '../../node/config.ts'
 import type { HostComponents } from '../../node/host.ts'
 import type { AccordNode } from '../../node/index.ts'
 import type { BaseServices, BuildOptions } from '../../node/libp2p.ts'
-import type { ComponentLogger, Libp2p, PrivateKey } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 
 /**
  * The components of a node made by createLibp2p (libp2p keeps them on the
@@ -35,6 +36,16 @@ import type { ComponentLogger, Libp2p, PrivateKey } from '@libp2p/interface'
  */
 export function componentsOf (node: Libp2p): HostComponents & { logger: ComponentLogger } {
   return (node as unknown as { components: HostComponents & { logger: ComponentLogger } }).components
+}
+
+/** Just what the Admission service uses of libp2p's components, with no network: for unit tests. */
+export function fakeAdmissionComponents (peerId: PeerId): AdmissionComponents {
+  return {
+    peerId,
+    registrar: { handle: async () => {}, unhandle: async () => {} },
+    events: { addEventListener: () => {}, removeEventListener: () => {} },
+    connectionManager: { getConnections: () => [] }
+  } as unknown as AdmissionComponents
 }
 
 /**

@@ -5,18 +5,8 @@ import { pino } from 'pino'
 import { Admission } from '../../node/admission/admission.ts'
 import { foundCluster } from '../../node/admission/credentials.ts'
 import { Refusals } from '../../node/refusals.ts'
-import type { AdmissionComponents } from '../../node/admission/admission.ts'
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
-
-/** Just what Admission uses of libp2p's components, with no network. */
-function fakeComponents (peerId: PeerId): AdmissionComponents {
-  return {
-    peerId,
-    registrar: { handle: async () => {}, unhandle: async () => {} },
-    events: { addEventListener: () => {}, removeEventListener: () => {} },
-    connectionManager: { getConnections: () => [] }
-  } as unknown as AdmissionComponents
-}
+import { fakeAdmissionComponents } from '../lib/peers.ts'
+import type { Connection, Stream } from '@libp2p/interface'
 
 describe('admission gate', () => {
   const quiet = pino({ level: 'silent' })
@@ -26,7 +16,7 @@ describe('admission gate', () => {
   beforeEach(async () => {
     const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     refusals = new Refusals({ log: quiet })
-    admission = new Admission(fakeComponents(self), {
+    admission = new Admission(fakeAdmissionComponents(self), {
       cluster: 'c',
       credentials: await foundCluster('c', self, 0),
       closeUnadmitted: false,

@@ -129,7 +129,7 @@ export interface AccordNode {
   readonly metadata: ClusterMetadataService
   /** Named CRDTs every member replicates (deltas on gossipsub, anti-entropy over /accord/sync/1.0.0). */
   readonly crdt: CrdtService
-  /** Distributed key generation and threshold signing (/accord/dkg/1.0.0). */
+  /** Distributed key generation and threshold signing (/accord/dkg/1.1.0, and 1.0.0 for older nodes). */
   readonly dkg: DkgService
   /** Cluster members known to this node (cheap: no peer store reads). */
   members(): Member[]

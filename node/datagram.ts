@@ -166,13 +166,19 @@ export class DatagramChannel<M extends Datagram> {
   }
 }
 
-/** Opens a stream of `protocol` to `target`, writes `bytes` as one length-prefixed message and closes it, all within `timeoutMs`. */
-export async function sendOneMessage (host: AccordHost, target: PeerId | Multiaddr[], protocol: string, bytes: Uint8Array, timeoutMs: number): Promise<void> {
+/**
+ * Opens a stream of `protocol` to `target` (the first of a list that the
+ * peer speaks), writes `bytes` (or what `bytes` makes for the protocol
+ * chosen) as one length-prefixed message and closes it, all within
+ * `timeoutMs`. Returns the protocol chosen.
+ */
+export async function sendOneMessage (host: AccordHost, target: PeerId | Multiaddr[], protocol: string | string[], bytes: Uint8Array | ((chosen: string) => Uint8Array), timeoutMs: number): Promise<string> {
   const signal = AbortSignal.timeout(timeoutMs)
   const stream = await host.dialProtocol(target, protocol, { signal })
   try {
-    await lpStream(stream).write(bytes, { signal })
+    await lpStream(stream).write(typeof bytes === 'function' ? bytes(stream.protocol) : bytes, { signal })
     await stream.close({ signal })
+    return stream.protocol
   } catch (err) {
     stream.abort(err as Error)
     throw err

@@ -17,7 +17,8 @@ export interface AccordHost {
   handle(protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void>
   unhandle(protocol: string): Promise<void>
   dial(peer: PeerId | Multiaddr | Multiaddr[], options?: AbortOptions): Promise<Connection>
-  dialProtocol(peer: PeerId | Multiaddr | Multiaddr[], protocol: string, options?: AbortOptions): Promise<Stream>
+  /** A stream of the first of `protocol` (in order) that the peer speaks: `stream.protocol` says which. */
+  dialProtocol(peer: PeerId | Multiaddr | Multiaddr[], protocol: string | string[], options?: AbortOptions): Promise<Stream>
   getConnections(peer?: PeerId): Connection[]
   getMultiaddrs(): Multiaddr[]
   addEventListener: TypedEventTarget<Libp2pEvents>['addEventListener']

@@ -1,7 +1,14 @@
 import { KEYSTORE_GROUP_MEMBERS_MAX } from '../../identity/keystore.ts'
 import { DKG_MESSAGE_BYTES_MAX } from '../../protocols/dkg/index.ts'
 
-export const DKG_PROTOCOL = '/accord/dkg/1.0.0'
+/** The DKG's datagrams, where a frame may also be a batch of them (a CBOR array: ./transport.ts). */
+export const DKG_PROTOCOL = '/accord/dkg/1.1.0'
+/**
+ * One datagram per frame: what nodes from before batching speak. Still
+ * served, and spoken to a peer that offers nothing newer, so that a
+ * cluster upgraded node by node keeps signing and running DKGs.
+ */
+export const DKG_PROTOCOL_UNBATCHED = '/accord/dkg/1.0.0'
 export const DKG_CAPABILITY = '@accord/dkg'
 
 /** Sessions not yet done or aborted, at once; a start beyond is refused ('sessions-full'). */

@@ -4,7 +4,7 @@
  * It drives protocols/dkg's core among a group of peers, stores the result
  * in the keystore, and runs threshold signing rounds with it.
  *
- * A session, on `/accord/dkg/1.0.0` (admitted peers only; datagrams of one
+ * A session, on `/accord/dkg/1.1.0` (admitted peers only; datagrams of one
  * signed envelope each, see envelope.ts):
  *
  *   1. start: the initiator (a member) sends every member the session id,
@@ -78,7 +78,7 @@ import { DatagramChannel } from '../datagram.ts'
 import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
-import { DKG_BATCH_MAX, DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_SESSION_BYTES, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
+import { DKG_BATCH_MAX, DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_PROTOCOL_UNBATCHED, DKG_SESSION_BYTES, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
 import { checkEnvelope, checkSignature, digestOf, envelopeSigner } from './envelope.ts'
 import { dkgMetrics } from './metrics.ts'
 import { dropGroup, loadGroup, saveGroup, shareRecord } from './store.ts'
@@ -281,7 +281,7 @@ export class DkgService implements Startable, GroupSigner {
   readonly #sessions = new Map<string, Session>()
   readonly #rounds = new Map<string, SignRound>()
   readonly #metrics: DkgMetrics
-  #channel: DatagramChannel<Datagram> | undefined
+  #channels: Array<DatagramChannel<Datagram>> = []
   #sender: DkgSender | undefined
   #timer: ReturnType<typeof setInterval> | undefined
   #group: StoredGroup | null = null
@@ -308,24 +308,26 @@ export class DkgService implements Startable, GroupSigner {
   async start (): Promise<void> {
     this.#group = await loadGroup(this.#init.dataDir, this.#init.passphrase)
     if (this.#group !== null) { this.#groupChanged() }
-    this.#channel = new DatagramChannel<Datagram>({
+    // what peers send: batches on DKG_PROTOCOL, single datagrams from nodes of before batching on DKG_PROTOCOL_UNBATCHED
+    this.#channels = [DKG_PROTOCOL, DKG_PROTOCOL_UNBATCHED].map(protocol => new DatagramChannel<Datagram>({
       host: this.#host,
       admission: this.#components.admission,
-      protocol: DKG_PROTOCOL,
+      protocol,
       frameBytesMax: DKG_FRAME_BYTES_MAX,
       sendsInFlightMax: this.settings.sendsInFlightMax,
       timeoutMs: this.settings.sendTimeoutMs,
       streamsMax: 256,
-      batchMax: DKG_BATCH_MAX,
+      ...(protocol === DKG_PROTOCOL ? { batchMax: DKG_BATCH_MAX } : {}),
       counters: this.#metrics,
       deliver: (message, peer) => this.deliver(message, peer),
       addressesOf: (id) => this.#components.membership.addressesOf(id),
       log: this.#log
-    })
-    await this.#channel.start()
+    }))
+    for (const channel of this.#channels) { await channel.start() }
     this.#sender = new DkgSender({
       host: this.#host,
       protocol: DKG_PROTOCOL,
+      unbatchedProtocol: DKG_PROTOCOL_UNBATCHED,
       counters: this.#metrics,
       sendsInFlightMax: this.settings.sendsInFlightMax,
       timeoutMs: this.settings.sendTimeoutMs,
@@ -348,7 +350,7 @@ export class DkgService implements Startable, GroupSigner {
     }
     for (const round of this.#rounds.values()) { round.finish() }
     this.#sender?.stop()
-    await this.#channel?.stop()
+    for (const channel of this.#channels) { await channel.stop() }
     await this.#saving
   }
 

@@ -17,6 +17,11 @@
  * peer one stream at a time was no faster at n = 16). A batch is acknowledged
  * as a whole (the receiver closes the stream once it has read the frame),
  * so a failed one is sent again whole.
+ *
+ * Batches are `protocol`'s (/accord/dkg/1.1.0). A stream is opened
+ * offering it and then `unbatchedProtocol` (1.0.0, nodes from before
+ * batching): a peer that picks the older one gets the batch one message
+ * per stream, the first on the stream just opened.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { encode } from 'cborg'
@@ -27,7 +32,10 @@ import type { Logger } from 'pino'
 
 export interface DkgSenderInit {
   host: AccordHost
+  /** The protocol of batched frames. */
   protocol: string
+  /** The protocol of one datagram per frame, spoken to a peer that does not offer `protocol`. */
+  unbatchedProtocol: string
   counters: DatagramCounters
   /** Messages queued or in flight at once, retries included; beyond, a message is dropped and counted. */
   sendsInFlightMax: number
@@ -95,8 +103,7 @@ export class DkgSender {
     const { counters, log } = this.#init
     try {
       if (!this.#open) { throw new Error('stopped') }
-      const bytes = batch.length === 1 ? batch[0].bytes : cborArray(batch.map(m => m.bytes))
-      await this.#deliver(to, bytes)
+      await this.#deliver(to, batch)
       for (const m of batch) { counters.sent(m.type, m.bytes.byteLength) }
     } catch (err) {
       for (const m of batch) {
@@ -119,20 +126,32 @@ export class DkgSender {
     return queue.splice(0, count)
   }
 
-  async #deliver (to: string, bytes: Uint8Array): Promise<void> {
-    const { host, protocol, timeoutMs, attempts, retryPauseMs } = this.#init
+  async #deliver (to: string, batch: Outgoing[]): Promise<void> {
+    const { attempts, retryPauseMs } = this.#init
     const peerId = peerIdFromString(to)
     for (let attempt = 1; ; attempt++) {
       try {
-        const target = await dialTargetOf(host, peerId, () => this.#init.addressesOf(to))
+        const target = await dialTargetOf(this.#init.host, peerId, () => this.#init.addressesOf(to))
         if (target == null) { throw new Error('no address') }
-        await sendOneMessage(host, target, protocol, bytes, timeoutMs)
+        await this.#write(target, batch)
         return
       } catch (err) {
         if (attempt >= attempts || !this.#open) { throw err }
         await new Promise(resolve => setTimeout(resolve, retryPauseMs * 2 ** (attempt - 1)))
       }
     }
+  }
+
+  /**
+   * The batch as one frame on a stream of the newest protocol the peer
+   * speaks; if that is the unbatched one, its first message on that stream
+   * and each further one on a stream of its own.
+   */
+  async #write (target: Parameters<typeof sendOneMessage>[1], batch: Outgoing[]): Promise<void> {
+    const { host, protocol, unbatchedProtocol, timeoutMs } = this.#init
+    const frame = (chosen: string): Uint8Array => chosen === unbatchedProtocol || batch.length === 1 ? batch[0].bytes : cborArray(batch.map(m => m.bytes))
+    if (await sendOneMessage(host, target, [protocol, unbatchedProtocol], frame, timeoutMs) !== unbatchedProtocol) { return }
+    for (const message of batch.slice(1)) { await sendOneMessage(host, target, unbatchedProtocol, message.bytes, timeoutMs) }
   }
 }
 

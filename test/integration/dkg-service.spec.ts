@@ -1,7 +1,7 @@
 /**
  * The DKG service in accord nodes (createAccordNode, TCP + Noise on
  * loopback, in one process): seven nodes, one stopped before the DKG; the
- * six live ones make a 5-of-7 key over /accord/dkg/1.0.0 (the same group
+ * six live ones make a 5-of-7 key over /accord/dkg/1.1.0 (the same group
  * key everywhere, each share in its node's keystore file), then five of
  * them sign: over HTTP (a signing round over the network) and by hand from
  * five nodes' shares. A stranger is refused; a malformed frame and a

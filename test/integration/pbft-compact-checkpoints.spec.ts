@@ -1,7 +1,7 @@
 /**
  * Compact PBFT checkpoint certificates in accord nodes (createAccordNode,
  * TCP + Noise on loopback, in one process): four PBFT replicas run a DKG
- * (threshold 3, the quorum of 4) over /accord/dkg/1.0.0; from then on their
+ * (threshold 3, the quorum of 4) over /accord/dkg/1.1.0; from then on their
  * stable checkpoints are proven by one BLS group signature. A replica
  * stopped meanwhile comes back two checkpoints behind (the others' logs
  * below their stable checkpoint are gone) and catches up by a state

@@ -16,7 +16,7 @@ import { privateKeyObject, publicKeyObject } from '../pbft/crypto.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import type { KeyObject } from 'node:crypto'
 
-export const ENVELOPE_KINDS = ['start', 'key', 'begin', 'msg', 'seen', 'sign', 'partial'] as const
+export const ENVELOPE_KINDS = ['start', 'key', 'begin', 'msg', 'seen', 'sign', 'partial', 'confirm'] as const
 export type EnvelopeKind = typeof ENVELOPE_KINDS[number]
 
 export interface Envelope {

@@ -24,7 +24,10 @@
  *      that sent two different deals is caught by every member that holds
  *      one and hears of the other: the two signed digests are proof, the
  *      session aborts there and names the dealer.
- *   5. done: the share, group key and public shares go into the keystore
+ *   5. confirm: each new member sends every participant its partial
+ *      signature of the key's confirmation, made with its new share; a
+ *      node goes on once T of them check out (confirmation.ts).
+ *   6. done: the share, group key and public shares go into the keystore
  *      (store.ts); aborted: the keystore is left as it was and the reason
  *      is reported.
  *
@@ -35,9 +38,9 @@
  * carry an encryption key), the initiator begins once enough of both
  * answered (the old threshold of old members, the new threshold of new
  * ones), and the core runs with the answering old members dealing their
- * shares. On done, each new member checks that the new group key is the
- * old one and stores its new share; an old member that is not a new
- * member deletes its share and group file (a retired share is only a
+ * shares. On done (and confirmed), each new member checks that the new
+ * group key is the old one and stores its new share; an old member that
+ * is not a new member deletes its share and group file (a retired share is only a
  * liability: t of them still make the old secret). On abort nothing is
  * stored or deleted: the old group keeps signing.
  *
@@ -72,12 +75,13 @@ import { isGroupCertificateMessage } from '../../identity/group-certificate.ts'
 import { decodeCommitments, encodeCommitments } from '../../identity/threshold/feldman.ts'
 import { combine, partialSign, ThresholdPublicKey, verifyPartial } from '../../identity/threshold/tbls.ts'
 import { unreachable } from '../../protocols/common/assert.ts'
-import { decodeDkgMessage, DkgNode, EncryptionKeyChecks, encodeDkgMessage, encryptionKeyProof } from '../../protocols/dkg/index.ts'
+import { decodeDkgMessage, DkgNode, EncryptionKeyChecks, encodeDkgMessage, encryptionKeyProof, phaseTimeoutTicks } from '../../protocols/dkg/index.ts'
 import { isCheckpointGroupMessage } from '../../protocols/pbft/group.ts'
 import { DatagramChannel } from '../datagram.ts'
 import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
+import { confirmationMessage, isConfirmationMessage, KeyConfirmation } from './confirmation.ts'
 import { DKG_BATCH_MAX, DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_PROTOCOL_UNBATCHED, DKG_SESSION_BYTES, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
 import { checkEnvelope, checkSignature, digestOf, envelopeSigner } from './envelope.ts'
 import { dkgMetrics } from './metrics.ts'
@@ -171,8 +175,9 @@ export interface DkgSessionView {
    * When each step began, in ms after the start on this node: `keys` (the
    * start; waiting for the members' key statements), then the core's
    * phases as this node entered them (`deal`, `response`,
-   * `justification`, `done` or `aborted`), then `stored` (the keystore
-   * written) or `ended` (aborted).
+   * `justification`, `done` or `aborted`), `confirm` (waiting for T
+   * members' confirmations of the new key: ./confirmation.ts), then
+   * `stored` (the keystore written) or `ended` (aborted).
    */
   phaseMs: Record<string, number>
 }
@@ -255,6 +260,10 @@ interface Session {
   excluded: Exclusion[]
   groupKey?: string
   index?: number
+  /** Once the core is done: the key's confirmation, and what follows it (store `stored`, or retire the old share when null). */
+  confirming?: { check: KeyConfirmation, stored: StoredGroup | null, settled: boolean }
+  /** Confirmation partials that came before this node's core was done, by index (one per new member at most). */
+  earlyConfirms: Map<number, PartialSignature>
   done: Array<(view: DkgSessionView) => void>
 }
 
@@ -521,6 +530,7 @@ export class DkgService implements Startable, GroupSigner {
   async thresholdSign (message: Uint8Array, options: AbortOptions = {}): Promise<DkgSignResult> {
     if (message instanceof Uint8Array && isGroupCertificateMessage(message)) { throw new DkgError('reserved', 'messages under the membership certificate domain are signed by admission only') }
     if (message instanceof Uint8Array && isCheckpointGroupMessage(message)) { throw new DkgError('reserved', 'messages under the PBFT checkpoint domain are signed by each replica in its own checkpoints only') }
+    if (message instanceof Uint8Array && isConfirmationMessage(message)) { throw new DkgError('reserved', 'messages under the key confirmation domain are signed at the end of a DKG only') }
     return this.#signRound(message, true, options)
   }
 
@@ -612,6 +622,7 @@ export class DkgService implements Startable, GroupSigner {
       startedAtMs: now,
       phases: [['keys', now]],
       excluded: [],
+      earlyConfirms: new Map(),
       done: []
     }
     this.#sessions.set(hex, session)
@@ -657,6 +668,7 @@ export class DkgService implements Startable, GroupSigner {
       case 'seen': this.#onSeen(this.#sessionOf(body(env).session), env); break
       case 'sign': this.#onSignRequest(env); break
       case 'partial': this.#onPartial(env); break
+      case 'confirm': this.#onConfirm(this.#sessionOf(body(env).session), env); break
       default: unreachable(env.kind)
     }
   }
@@ -871,11 +883,8 @@ export class DkgService implements Startable, GroupSigner {
       this.#abort(session, 'the reshare made a different group key; the old share is kept')
       return
     }
-    if (session.old !== undefined && !session.members.includes(this.#self)) {
-      this.#retire(session)
-      return
-    }
-    if (outcome.share === null) {
+    const oldOnly = session.old !== undefined && !session.members.includes(this.#self)
+    if (!oldOnly && outcome.share === null) {
       this.#abort(session, `done, but this node lacks the shares of ${outcome.shareMissing.join(', ')}`)
       return
     }
@@ -886,8 +895,69 @@ export class DkgService implements Startable, GroupSigner {
       threshold: session.threshold,
       commitments: encodeCommitments(commitments).map(c => Buffer.from(c).toString('hex'))
     }
-    const stored: StoredGroup = { group, record: shareRecord(group, commitments, outcome.share.index, scalarToBytes(outcome.share.value)) }
+    const stored = oldOnly || outcome.share === null ? null : { group, record: shareRecord(group, commitments, outcome.share.index, scalarToBytes(outcome.share.value)) }
     session.core = undefined
+    this.#confirm(session, new ThresholdPublicKey(commitments, session.members.length), stored, outcome.share)
+  }
+
+  /**
+   * The key's confirmation (./confirmation.ts): a new member sends every
+   * participant its partial of the confirmation message; this node goes
+   * on (#store, or #retire at an old-only member) once T partials check
+   * out, and aborts, keeping the old key, if they do not come within two
+   * of the core's phase timeouts.
+   */
+  #confirm (session: Session, key: ThresholdPublicKey, stored: StoredGroup | null, share: { index: number, value: bigint } | null): void {
+    const message = confirmationMessage(session.id, key.groupKey)
+    const waitMs = 2 * phaseTimeoutTicks(session.participants.length) * this.settings.tickMs
+    session.confirming = { check: new KeyConfirmation(key, message, Date.now() + waitMs), stored, settled: false }
+    this.#markPhase(session, 'confirm')
+    if (stored !== null && share !== null) {
+      const own = partialSign(share, message)
+      session.earlyConfirms.set(own.index, own)
+      this.#broadcast(session, this.#sign('confirm', encode({ session: session.id, index: own.index, signature: own.signature })))
+    }
+    for (const partial of session.earlyConfirms.values()) { this.#checkConfirm(session, partial) }
+    session.earlyConfirms.clear()
+    this.#confirmed(session)
+  }
+
+  /** A new member's confirmation partial (see #confirm): kept until this node's core is done, then checked. */
+  #onConfirm (session: Session, env: Envelope): void {
+    if (finished(session)) { return }
+    const { index, signature } = body(env)
+    if (!Number.isSafeInteger(index) || (index as number) < 1 || !(signature instanceof Uint8Array) || signature.byteLength !== 96) { throw new DkgError('malformed', 'a confirmation has a share index and a 96-byte partial') }
+    if (session.members[(index as number) - 1] !== env.signer || !session.participants.includes(env.signer)) { throw new DkgError('not-a-member', 'a confirmation comes from the new member of its index') }
+    const partial = { index: index as number, signature }
+    if (session.confirming === undefined) {
+      if (!session.earlyConfirms.has(partial.index)) { session.earlyConfirms.set(partial.index, partial) }
+      return
+    }
+    if (session.confirming.settled) { return }
+    this.#checkConfirm(session, partial)
+    this.#confirmed(session)
+  }
+
+  #checkConfirm (session: Session, partial: PartialSignature): void {
+    if (session.confirming?.check.add(partial) === false) {
+      this.#metrics.badPartials.inc()
+      this.#log.warn({ session: session.hex, member: session.members[partial.index - 1] }, 'dkg: a member\'s confirmation of the new key does not verify under its public share')
+    }
+  }
+
+  #confirmed (session: Session): void {
+    const confirming = session.confirming
+    if (confirming === undefined || confirming.settled || finished(session) || !confirming.check.confirmed()) { return }
+    confirming.settled = true
+    if (confirming.stored === null) {
+      this.#retire(session)
+    } else {
+      this.#store(session, confirming.stored)
+    }
+  }
+
+  #store (session: Session, stored: StoredGroup): void {
+    const group = stored.group
     this.#saving = this.#saving.then(async () => {
       await saveGroup(this.#init.dataDir, this.#init.passphrase, stored)
       this.#group = stored
@@ -941,9 +1011,13 @@ export class DkgService implements Startable, GroupSigner {
     const now = Date.now()
     for (const session of this.#sessions.values()) {
       if (finished(session)) { continue }
+      const confirming = session.confirming
       if (session.core !== undefined) {
         session.core.tick()
         this.#flush(session)
+      } else if (confirming !== undefined && !confirming.settled && now >= confirming.check.deadlineMs) {
+        const { check } = confirming
+        this.#abort(session, `${check.valid} of the ${check.threshold} confirmations of the new key came in time${check.bad.length > 0 ? ` (bad ones from indices ${check.bad.join(', ')})` : ''}: the old key is kept`)
       } else if (session.state === 'keys' && now >= session.deadlineMs) {
         if (session.initiator === this.#self) {
           this.#begin(session)
@@ -963,6 +1037,7 @@ export class DkgService implements Startable, GroupSigner {
     if (this.#components.admission.isRevoked(env.signer)) { throw new DkgError('revoked', 'a revoked member asks for a partial') }
     // a checkpoint's partial is given only in this node's own CHECKPOINT, for the state it reached
     if (isCheckpointGroupMessage(message)) { throw new DkgError('reserved', 'no partial of a PBFT checkpoint through a signing round') }
+    if (isConfirmationMessage(message)) { throw new DkgError('reserved', 'no partial of a key confirmation through a signing round') }
     if (isGroupCertificateMessage(message)) {
       const refusal = this.#components.admission.mayCertify(message, env.signer)
       if (refusal !== null) { throw new DkgError('not-approved', `no partial for this certificate: ${refusal}`) }

@@ -120,4 +120,26 @@ describe('dkg service (createAccordNode): a 5-of-7 key made by 6 live nodes over
     await waitFor(async () => await target.admission.refusals.count(DKG_PROTOCOL, 'bad-signature') >= 1, 'the forged signature to be refused', DEADLINE_MS)
     expect(target.dkg.sessions().map(s => s.session)).to.not.include('00'.repeat(16))
   })
+
+  it('a new key is stored only once T members confirmed it: a member that gets no confirmations keeps its old key, and says why', async () => {
+    const oldKey = live[5].dkg.summary()?.groupKey
+    // live[5] hears nothing of the others' confirmations (as if its view of the new key differed from theirs)
+    const deaf = live[5].dkg
+    const deliver = deaf.deliver.bind(deaf)
+    deaf.deliver = (input, peer) => (input as { type?: unknown }).type === 'confirm' ? { ok: true } : deliver(input, peer)
+    try {
+      const { status, json } = await call(live[0], 'POST', '/v1/keys/dkg', { members, threshold: 5 })
+      expect(status, JSON.stringify(json)).to.equal(200)
+      expect(json.state).to.equal('done')
+      expect(json.groupKey).to.not.equal(oldKey)
+      expect(Object.keys(json.phaseMs)).to.include('confirm')
+      await waitFor(() => live.slice(0, 5).every(n => n.dkg.summary()?.groupKey === json.groupKey), 'the five that heard the confirmations to store the new key', DEADLINE_MS)
+      await waitFor(() => deaf.sessions().some(v => v.session === json.session && v.state === 'aborted'), 'the deaf member to give up', DEADLINE_MS)
+      const ended = deaf.sessions().find(v => v.session === json.session)
+      expect(ended?.reason).to.match(/^1 of the 5 confirmations of the new key came in time: the old key is kept$/)
+      expect(deaf.summary()?.groupKey).to.equal(oldKey)
+    } finally {
+      deaf.deliver = deliver
+    }
+  })
 })

@@ -18,6 +18,7 @@ import { commit } from '../../identity/threshold/feldman.ts'
 import { evaluatePolynomial, randomPolynomial } from '../../identity/threshold/shamir.ts'
 import { SEALED_SHARE_BYTES } from '../../identity/threshold/share-box.ts'
 import { verifyPartial } from '../../identity/threshold/tbls.ts'
+import { confirmationMessage } from '../../node/dkg/confirmation.ts'
 import { DKG_PENDING_PER_PEER_MAX, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from '../../node/dkg/constants.ts'
 import { checkEnvelope, digestOf } from '../../node/dkg/envelope.ts'
 import { checkMembers, DkgError, DkgService } from '../../node/dkg/service.ts'
@@ -282,6 +283,10 @@ describe('dkg service: PBFT checkpoints', function () {
       const ask = (message: Uint8Array): unknown => datagram(other.sign('sign', encode({ round: new Uint8Array(16), groupKey, message })), other.id, self)
       expect(service.deliver(ask(payload), other.id)).to.include({ ok: false, reason: 'reserved' })
       expect(service.deliver(ask(new TextEncoder().encode('hello')), other.id)).to.deep.equal({ ok: true })
+      // nor under the key confirmation domain: a confirmation comes from a session's own end (node/dkg/confirmation.ts)
+      const confirmation = confirmationMessage(new Uint8Array(16), groupKey)
+      await expectReason(service.thresholdSign(confirmation), 'reserved')
+      expect(service.deliver(ask(confirmation), other.id)).to.include({ ok: false, reason: 'reserved' })
       // the local partial: under the checkpoint domain only, valid under this node's public share
       const partial = service.signCheckpointPartial(payload)
       const checkpointGroup = service.checkpointGroup()

@@ -13,6 +13,8 @@ import { createHash, sign, verify } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { concat } from '../../identity/ed25519.ts'
 import { privateKeyObject, publicKeyObject } from '../pbft/crypto.ts'
+import { decodeBoundedCbor } from '../raft/codec.ts'
+import { DkgError } from './errors.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import type { KeyObject } from 'node:crypto'
 
@@ -89,4 +91,12 @@ function publicKeyOf (signer: string): KeyObject | null | undefined {
   if (publicKeys.size >= PUBLIC_KEYS_CACHED_MAX) { publicKeys.clear() }
   publicKeys.set(signer, key)
   return key
+}
+
+/** The body of an envelope whose body is a CBOR map. */
+export function envelopeBody (env: Envelope): Record<string, unknown> {
+  let value: unknown
+  try { value = decodeBoundedCbor(env.body) } catch { throw new DkgError('malformed', `the ${env.kind} body is not CBOR`) }
+  if (typeof value !== 'object' || value === null) { throw new DkgError('malformed', `the ${env.kind} body is not a map`) }
+  return value as Record<string, unknown>
 }

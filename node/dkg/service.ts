@@ -44,26 +44,15 @@
  * liability: t of them still make the old secret). On abort nothing is
  * stored or deleted: the old group keeps signing.
  *
- * A signing round sends the message to the group's members, each answers
- * with its partial signature, and tbls.combine makes the group signature
- * from the first t valid ones, naming the bad ones.
- *
- * Membership certificates (identity/group-certificate.ts) have a domain of
- * their own: thresholdSign() refuses to sign under it, and a member asked
- * for a partial of one gives it only when admission's policy allows
- * (Admission.mayCertify: its operator approved the peer, or the peer is a
- * member of the group), so no member can mint a certificate through a
- * generic signing round. Requests from, and partials of, revoked peers
- * are refused.
- *
- * PBFT checkpoints (protocols/pbft/group.ts) have a domain of their own
- * too: no signing round signs under it, here or on any member asked for a
- * partial. Each replica signs its own checkpoint's partial locally
- * (signCheckpointPartial, that domain only) and the partials travel in the
- * CHECKPOINT messages, so a group signature of a checkpoint exists only
- * where a quorum of replicas reached that state; a generic round would let
- * one member have the honest members sign a stable checkpoint nobody
- * reached.
+ * Signing rounds with the stored group are ./signing.ts's, including the
+ * domains no round signs: membership certificates (a member asked gives
+ * its partial only under admission's policy, Admission.mayCertify), PBFT
+ * checkpoints and key confirmations. Each replica signs its own PBFT
+ * checkpoint's partial locally (signCheckpointPartial, that domain only)
+ * and the partials travel in the CHECKPOINT messages, so a group signature
+ * of a checkpoint exists only where a quorum of replicas reached that
+ * state; a generic round would let one member have the honest members sign
+ * a stable checkpoint nobody reached.
  */
 import { randomBytes } from 'node:crypto'
 import { serviceCapabilities, serviceDependencies } from '@libp2p/interface'
@@ -73,22 +62,24 @@ import { decodeG1, publicKeyOf, randomScalar, scalarFromBytes, scalarToBytes } f
 import { equalBytes } from '../../identity/ed25519.ts'
 import { isGroupCertificateMessage } from '../../identity/group-certificate.ts'
 import { decodeCommitments, encodeCommitments } from '../../identity/threshold/feldman.ts'
-import { combine, partialSign, ThresholdPublicKey, verifyPartial } from '../../identity/threshold/tbls.ts'
+import { partialSign, ThresholdPublicKey } from '../../identity/threshold/tbls.ts'
 import { unreachable } from '../../protocols/common/assert.ts'
 import { decodeDkgMessage, DkgNode, EncryptionKeyChecks, encodeDkgMessage, encryptionKeyProof, phaseTimeoutTicks } from '../../protocols/dkg/index.ts'
 import { isCheckpointGroupMessage } from '../../protocols/pbft/group.ts'
 import { DatagramChannel } from '../datagram.ts'
 import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
-import { decodeBoundedCbor } from '../raft/codec.ts'
-import { confirmationMessage, isConfirmationMessage, KeyConfirmation } from './confirmation.ts'
-import { DKG_BATCH_MAX, DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_PROTOCOL_UNBATCHED, DKG_SESSION_BYTES, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
-import { checkEnvelope, checkSignature, digestOf, envelopeSigner } from './envelope.ts'
+import { confirmationMessage, KeyConfirmation } from './confirmation.ts'
+import { DKG_BATCH_MAX, DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_PROTOCOL_UNBATCHED, DKG_SESSION_BYTES, DKG_SESSIONS_MAX } from './constants.ts'
+import { checkEnvelope, checkSignature, digestOf, envelopeBody, envelopeSigner } from './envelope.ts'
+import { DkgError } from './errors.ts'
 import { dkgMetrics } from './metrics.ts'
-import { dropGroup, loadGroup, saveGroup, shareRecord } from './store.ts'
+import { reservedDomain, SigningRounds } from './signing.ts'
+import { dropGroup, loadGroup, saveGroup, shareRecord, thresholdKeyOf } from './store.ts'
 import { DkgSender } from './transport.ts'
 import type { Envelope, EnvelopeKind } from './envelope.ts'
 import type { DkgMetrics } from './metrics.ts'
+import type { DkgSignResult } from './signing.ts'
 import type { DkgGroup, StoredGroup } from './store.ts'
 import type { G1Point } from '../../identity/bls.ts'
 import type { PartialSignature } from '../../identity/threshold/tbls.ts'
@@ -98,6 +89,9 @@ import type { AccordHost, HostComponents } from '../host.ts'
 import type { MembershipService } from '../membership/service.ts'
 import type { AbortOptions, PrivateKey, Startable } from '@libp2p/interface'
 import type { Logger } from 'pino'
+
+export { DkgError }
+export type { DkgSignResult }
 
 export interface DkgSettings {
   /**
@@ -198,25 +192,6 @@ export interface DkgKeysSummary {
   members: string[]
 }
 
-export interface DkgSignResult {
-  signature: string
-  /** Indices of the partials combined. */
-  signers: number[]
-  /** Indices whose partials did not verify. */
-  bad: number[]
-}
-
-/** Refused input, by a fixed reason (the refusals counter's label). */
-export class DkgError extends Error {
-  readonly reason: string
-
-  constructor (reason: string, message: string) {
-    super(message)
-    this.reason = reason
-    this.name = 'DkgError'
-  }
-}
-
 interface Datagram { type: EnvelopeKind, from: string, to: string, env: Envelope }
 
 interface Session {
@@ -269,16 +244,6 @@ interface Session {
 
 interface SignedDigest { digest: Uint8Array, sig: Uint8Array }
 
-interface SignRound {
-  key: ThresholdPublicKey
-  message: Uint8Array
-  partials: Map<number, PartialSignature>
-  /** How many of `partials` verify (each is checked once, on arrival). */
-  valid: number
-  answered: Set<string>
-  finish(): void
-}
-
 export class DkgService implements Startable, GroupSigner {
   readonly settings: DkgSettings
   readonly #components: DkgComponents
@@ -288,7 +253,7 @@ export class DkgService implements Startable, GroupSigner {
   readonly #self: string
   readonly #sign: (kind: EnvelopeKind, body: Uint8Array) => Envelope
   readonly #sessions = new Map<string, Session>()
-  readonly #rounds = new Map<string, SignRound>()
+  readonly #signing: SigningRounds
   readonly #metrics: DkgMetrics
   #channels: Array<DatagramChannel<Datagram>> = []
   #sender: DkgSender | undefined
@@ -312,6 +277,17 @@ export class DkgService implements Startable, GroupSigner {
     this.#self = components.peerId.toString()
     this.#sign = envelopeSigner(components.privateKey, this.#self)
     this.#metrics = dkgMetrics(init.registry ?? new Registry(), () => [...this.#sessions.values()].filter(s => !finished(s)).length)
+    this.#signing = new SigningRounds({
+      self: this.#self,
+      timeoutMs: this.settings.signTimeoutMs,
+      group: () => this.#group == null ? null : { stored: this.#group, roster: this.#rosterOf(this.#group.group) },
+      share: () => this.share(),
+      sign: this.#sign,
+      send: (to, env) => { this.#send(to, env) },
+      isRevoked: (peer) => this.#components.admission.isRevoked(peer),
+      mayCertify: (message, requester) => this.#components.admission.mayCertify(message, requester),
+      onBadPartial: () => { this.#metrics.badPartials.inc() }
+    })
   }
 
   async start (): Promise<void> {
@@ -357,7 +333,7 @@ export class DkgService implements Startable, GroupSigner {
     for (const session of this.#sessions.values()) {
       if (!finished(session)) { this.#abort(session, 'the node stopped') }
     }
-    for (const round of this.#rounds.values()) { round.finish() }
+    this.#signing.finishAll()
     this.#sender?.stop()
     for (const channel of this.#channels) { await channel.stop() }
     await this.#saving
@@ -423,7 +399,7 @@ export class DkgService implements Startable, GroupSigner {
   async signGroupCertificate (message: Uint8Array, options: AbortOptions = {}): Promise<Uint8Array> {
     if (!(message instanceof Uint8Array) || !isGroupCertificateMessage(message)) { throw new DkgError('bad-message', 'not a membership certificate') }
     const ownPartial = this.#components.admission.mayCertify(message, this.#self) === null
-    const result = await this.#signRound(message, ownPartial, options)
+    const result = await this.#signing.run(message, ownPartial, options)
     return Uint8Array.from(Buffer.from(result.signature, 'hex'))
   }
 
@@ -528,50 +504,9 @@ export class DkgService implements Startable, GroupSigner {
    * member for its partial and combines the first t valid ones.
    */
   async thresholdSign (message: Uint8Array, options: AbortOptions = {}): Promise<DkgSignResult> {
-    if (message instanceof Uint8Array && isGroupCertificateMessage(message)) { throw new DkgError('reserved', 'messages under the membership certificate domain are signed by admission only') }
-    if (message instanceof Uint8Array && isCheckpointGroupMessage(message)) { throw new DkgError('reserved', 'messages under the PBFT checkpoint domain are signed by each replica in its own checkpoints only') }
-    if (message instanceof Uint8Array && isConfirmationMessage(message)) { throw new DkgError('reserved', 'messages under the key confirmation domain are signed at the end of a DKG only') }
-    return this.#signRound(message, true, options)
-  }
-
-  /** A signing round; `ownPartial`: whether this node adds its own partial. */
-  async #signRound (message: Uint8Array, ownPartial: boolean, options: AbortOptions): Promise<DkgSignResult> {
-    if (!(message instanceof Uint8Array) || message.byteLength > DKG_SIGN_MESSAGE_BYTES_MAX) { throw new DkgError('bad-message', `the message is at most ${DKG_SIGN_MESSAGE_BYTES_MAX} bytes`) }
-    const stored = this.#group
-    if (stored == null) { throw new DkgError('no-key', 'this node holds no DKG key: run a DKG first') }
-    if (this.#rounds.size >= DKG_SIGN_ROUNDS_MAX) { throw new DkgError('rounds-full', `${DKG_SIGN_ROUNDS_MAX} signing rounds are running already`) }
-    const key = thresholdKeyOf(stored.group)
-    const roundId = random(16)
-    const hex = Buffer.from(roundId).toString('hex')
-    const share = this.share() as { index: number, value: bigint }
-    const partials = new Map(ownPartial ? [[share.index, partialSign(share, message)]] : [])
-    await new Promise<void>(resolve => {
-      const timer = setTimeout(() => { round.finish() }, this.settings.signTimeoutMs)
-      const round: SignRound = {
-        key,
-        message,
-        partials,
-        valid: ownPartial && verifyPartial(key, message, partials.get(share.index) as PartialSignature) ? 1 : 0,
-        answered: new Set([this.#self]),
-        finish: () => {
-          clearTimeout(timer)
-          options.signal?.removeEventListener('abort', round.finish)
-          this.#rounds.delete(hex)
-          resolve()
-        }
-      }
-      options.signal?.addEventListener('abort', round.finish, { once: true })
-      this.#rounds.set(hex, round)
-      const request = this.#sign('sign', encode({ round: roundId, groupKey: key.groupKey, message }))
-      for (const member of this.#rosterOf(stored.group)) {
-        if (member !== this.#self) { this.#send(member, request) }
-      }
-      if (round.valid >= key.threshold) { round.finish() }
-    })
-    const result = combine(key, message, [...partials.values()])
-    if (!result.ok) { throw new DkgError('sign-failed', `${result.reason}${result.bad.length > 0 ? `; bad partials from indices ${result.bad.join(', ')}` : ''}`) }
-    const valid = [...partials.values()].filter(p => !result.bad.includes(p.index)).map(p => p.index).sort((a, b) => a - b)
-    return { signature: Buffer.from(result.signature).toString('hex'), signers: valid.slice(0, key.threshold), bad: result.bad }
+    const reserved = message instanceof Uint8Array ? reservedDomain(message) : null
+    if (reserved !== null) { throw new DkgError('reserved', reserved) }
+    return this.#signing.run(message, true, options)
   }
 
   /**
@@ -662,13 +597,13 @@ export class DkgService implements Startable, GroupSigner {
     if (env.signer !== peer) { throw new DkgError('relayed', `a ${env.kind} must come from its signer`) }
     switch (env.kind) {
       case 'start': this.#onStart(env); break
-      case 'key': this.#onKey(this.#sessionOf(body(env).session), env); break
-      case 'begin': this.#onBegin(this.#sessionOf(body(env).session), env); break
+      case 'key': this.#onKey(this.#sessionOf(envelopeBody(env).session), env); break
+      case 'begin': this.#onBegin(this.#sessionOf(envelopeBody(env).session), env); break
       case 'msg': this.#onMessage(env); break
-      case 'seen': this.#onSeen(this.#sessionOf(body(env).session), env); break
-      case 'sign': this.#onSignRequest(env); break
-      case 'partial': this.#onPartial(env); break
-      case 'confirm': this.#onConfirm(this.#sessionOf(body(env).session), env); break
+      case 'seen': this.#onSeen(this.#sessionOf(envelopeBody(env).session), env); break
+      case 'sign': this.#signing.onRequest(env); break
+      case 'partial': this.#signing.onPartial(env); break
+      case 'confirm': this.#onConfirm(this.#sessionOf(envelopeBody(env).session), env); break
       default: unreachable(env.kind)
     }
   }
@@ -681,7 +616,7 @@ export class DkgService implements Startable, GroupSigner {
   }
 
   #onStart (env: Envelope): void {
-    const { session: id, members, threshold, old: oldField } = body(env)
+    const { session: id, members, threshold, old: oldField } = envelopeBody(env)
     if (!(id instanceof Uint8Array) || id.byteLength < 1 || id.byteLength > 64) { throw new DkgError('malformed', 'a session id is 1..64 bytes') }
     let sorted: string[]
     try { sorted = checkMembers(members, threshold) } catch (err) { throw new DkgError('malformed', (err as Error).message) }
@@ -733,7 +668,7 @@ export class DkgService implements Startable, GroupSigner {
   #onBegin (session: Session, env: Envelope): void {
     if (env.signer !== session.initiator) { throw new DkgError('not-initiator', 'only the initiator begins a session') }
     if (session.core !== undefined || finished(session)) { return }
-    const { members, answered } = beginList(session, body(env).keys)
+    const { members, answered } = beginList(session, envelopeBody(env).keys)
     const old = session.old
     const dealers: DkgDealer[] = session.oldRoster?.flatMap((id, i) => answered.includes(id) ? [{ id, index: i + 1 }] : []) ?? []
     if (members.length < session.threshold || dealers.length < (old?.threshold ?? 0) || !answered.includes(this.#self)) {
@@ -815,7 +750,7 @@ export class DkgService implements Startable, GroupSigner {
   #onSeen (session: Session, env: Envelope): void {
     if (this.#held(session, env)) { return }
     if (!session.participants.includes(env.signer)) { throw new DkgError('not-a-member', 'the sender is not a participant of the session') }
-    const { deals } = body(env)
+    const { deals } = envelopeBody(env)
     if (!Array.isArray(deals) || deals.length > session.participants.length) { throw new DkgError('malformed', 'seen lists at most one deal per participant') }
     for (const entry of deals as Array<Record<string, unknown>>) {
       const { dealer, digest, sig } = entry ?? {}
@@ -925,7 +860,7 @@ export class DkgService implements Startable, GroupSigner {
   /** A new member's confirmation partial (see #confirm): kept until this node's core is done, then checked. */
   #onConfirm (session: Session, env: Envelope): void {
     if (finished(session)) { return }
-    const { index, signature } = body(env)
+    const { index, signature } = envelopeBody(env)
     if (!Number.isSafeInteger(index) || (index as number) < 1 || !(signature instanceof Uint8Array) || signature.byteLength !== 96) { throw new DkgError('malformed', 'a confirmation has a share index and a 96-byte partial') }
     if (session.members[(index as number) - 1] !== env.signer || !session.participants.includes(env.signer)) { throw new DkgError('not-a-member', 'a confirmation comes from the new member of its index') }
     const partial = { index: index as number, signature }
@@ -1028,40 +963,6 @@ export class DkgService implements Startable, GroupSigner {
     }
   }
 
-  #onSignRequest (env: Envelope): void {
-    const stored = this.#group
-    const { round, groupKey, message } = body(env)
-    if (!(round instanceof Uint8Array) || round.byteLength !== 16 || !(groupKey instanceof Uint8Array) || !(message instanceof Uint8Array) || message.byteLength > DKG_SIGN_MESSAGE_BYTES_MAX) { throw new DkgError('malformed', 'a signing request has a round id, a group key and a message') }
-    if (stored == null || !equalBytes(stored.record.groupPublicKey, groupKey)) { throw new DkgError('no-key', 'this node holds no share of that key') }
-    if (!this.#rosterOf(stored.group).includes(env.signer)) { throw new DkgError('not-a-member', 'only the group\'s members ask for partials') }
-    if (this.#components.admission.isRevoked(env.signer)) { throw new DkgError('revoked', 'a revoked member asks for a partial') }
-    // a checkpoint's partial is given only in this node's own CHECKPOINT, for the state it reached
-    if (isCheckpointGroupMessage(message)) { throw new DkgError('reserved', 'no partial of a PBFT checkpoint through a signing round') }
-    if (isConfirmationMessage(message)) { throw new DkgError('reserved', 'no partial of a key confirmation through a signing round') }
-    if (isGroupCertificateMessage(message)) {
-      const refusal = this.#components.admission.mayCertify(message, env.signer)
-      if (refusal !== null) { throw new DkgError('not-approved', `no partial for this certificate: ${refusal}`) }
-    }
-    const partial = partialSign(this.share() as { index: number, value: bigint }, message)
-    this.#send(env.signer, this.#sign('partial', encode({ round, index: partial.index, signature: partial.signature })))
-  }
-
-  #onPartial (env: Envelope): void {
-    const { round: id, index, signature } = body(env)
-    if (!(id instanceof Uint8Array) || !Number.isInteger(index) || !(signature instanceof Uint8Array)) { throw new DkgError('malformed', 'a partial has a round id, an index and a signature') }
-    const round = this.#rounds.get(Buffer.from(id).toString('hex'))
-    if (round === undefined) { return }
-    const members = this.#group == null ? [] : this.#rosterOf(this.#group.group)
-    if (members[(index as number) - 1] !== env.signer || round.answered.has(env.signer)) { throw new DkgError('not-a-member', 'a partial comes from the member of its index, once') }
-    // a removed member's share still exists until the group is reshared: its partials do not count
-    if (this.#components.admission.isRevoked(env.signer)) { throw new DkgError('revoked', 'a partial from a revoked member') }
-    round.answered.add(env.signer)
-    const partial = { index: index as number, signature }
-    round.partials.set(partial.index, partial)
-    if (verifyPartial(round.key, round.message, partial)) { round.valid++ } else { this.#metrics.badPartials.inc() }
-    if (round.valid >= round.key.threshold || round.answered.size === members.length) { round.finish() }
-  }
-
   #refused (peer: string, err: unknown): void {
     if (!(err instanceof DkgError)) { throw err }
     this.#components.admission.refusals.refuse(peer, DKG_PROTOCOL, err.reason, { detail: err.message })
@@ -1071,14 +972,6 @@ export class DkgService implements Startable, GroupSigner {
 /** The service's randomness (the cores get it injected). */
 function random (n: number): Uint8Array {
   return new Uint8Array(randomBytes(n))
-}
-
-/** The body of an envelope whose body is a CBOR map. */
-function body (env: Envelope): Record<string, unknown> {
-  let value: unknown
-  try { value = decodeBoundedCbor(env.body) } catch { throw new DkgError('malformed', `the ${env.kind} body is not CBOR`) }
-  if (typeof value !== 'object' || value === null) { throw new DkgError('malformed', `the ${env.kind} body is not a map`) }
-  return value as Record<string, unknown>
 }
 
 /** Members sorted by peer id (member i has index i + 1); throws DkgError on a bad list or threshold. */
@@ -1097,7 +990,7 @@ export function checkMembers (members: unknown, threshold: unknown): string[] {
 /** The DKG member a key statement makes, or null when it is not for this session or does not verify. */
 function memberOf (session: Session, env: Envelope): DkgMember | null {
   let fields: Record<string, unknown>
-  try { fields = body(env) } catch { return null }
+  try { fields = envelopeBody(env) } catch { return null }
   const { session: id, key, proof } = fields
   const index = session.members.indexOf(env.signer) + 1
   if (index === 0 || !(id instanceof Uint8Array) || !equalBytes(id, session.id) || !(key instanceof Uint8Array) || !(proof instanceof Uint8Array)) { return null }
@@ -1132,7 +1025,7 @@ function keyStatementValid (session: Session, env: Envelope): boolean {
 function keyStatement (session: Session, env: Envelope): DkgMember | 'old-only' | null {
   if (session.members.includes(env.signer)) { return memberOf(session, env) }
   let fields: Record<string, unknown>
-  try { fields = body(env) } catch { return null }
+  try { fields = envelopeBody(env) } catch { return null }
   return fields.session instanceof Uint8Array && equalBytes(fields.session, session.id) && fields.key === undefined ? 'old-only' : null
 }
 
@@ -1160,12 +1053,6 @@ function sameGroup (a: DkgGroup | undefined, b: DkgGroup): boolean {
 
 function signedDigestOf (env: Envelope): SignedDigest {
   return { digest: digestOf(env.body), sig: env.sig }
-}
-
-function thresholdKeyOf (group: DkgGroup): ThresholdPublicKey {
-  const commitments = decodeCommitments(group.commitments.map(c => Uint8Array.from(Buffer.from(c, 'hex'))), group.threshold)
-  if (typeof commitments === 'string') { throw new DkgError('no-key', `the stored group is damaged: ${commitments}`) }
-  return new ThresholdPublicKey(commitments, group.members.length)
 }
 
 function finished (session: Session): boolean {

@@ -13,9 +13,11 @@ import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { encodeG1 } from '../../identity/bls.ts'
 import { decodeKeystore, encodeKeystore } from '../../identity/keystore.ts'
-import { publicShare } from '../../identity/threshold/feldman.ts'
+import { decodeCommitments, publicShare } from '../../identity/threshold/feldman.ts'
+import { ThresholdPublicKey } from '../../identity/threshold/tbls.ts'
 import { writeFileAtomic } from '../config.ts'
 import { IDENTITY_FILE } from '../identity.ts'
+import { DkgError } from './errors.ts'
 import type { G1Point } from '../../identity/bls.ts'
 import type { BlsShareRecord } from '../../identity/keystore.ts'
 
@@ -97,4 +99,11 @@ export async function loadGroup (dataDir: string, passphrase: string | undefined
   const valid = Array.isArray(group.members) && Array.isArray(group.commitments) && group.members.length === record.total &&
     group.threshold === record.threshold && group.commitments[0] === Buffer.from(record.groupPublicKey).toString('hex')
   return valid ? { group, record } : null
+}
+
+/** The group's public key (its public shares cached inside); throws DkgError('no-key') when the group file is damaged. */
+export function thresholdKeyOf (group: DkgGroup): ThresholdPublicKey {
+  const commitments = decodeCommitments(group.commitments.map(c => Uint8Array.from(Buffer.from(c, 'hex'))), group.threshold)
+  if (typeof commitments === 'string') { throw new DkgError('no-key', `the stored group is damaged: ${commitments}`) }
+  return new ThresholdPublicKey(commitments, group.members.length)
 }

@@ -2,19 +2,25 @@
  * Evidence of misbehaviour on gossipsub, `accord/<cluster>/evidence/1`.
  *
  * Evidence is self-certifying (two conflicting messages the offender
- * signed), so any peer may relay it: the topic validator decodes it and
- * checks it against the replica set (checkEvidence) and rejects anything
- * else, which costs the sender gossipsub score. What passes goes to
- * `onEvidence` (the replica driver, which isolates the offender).
+ * signed, or a checkpoint it signed with a partial that fails under its
+ * share), so any peer may relay it: the topic validator decodes it and
+ * checks it against the replica set and this node's threshold group
+ * (checkEvidence) and rejects anything else, which costs the sender
+ * gossipsub score. A bad partial this node cannot judge (it holds no
+ * group, or another one) is ignored instead: neither delivered nor
+ * relayed, and not held against the sender, which may hold the group. What
+ * passes goes to `onEvidence` (the replica driver, which isolates the
+ * offender).
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { checkEvidence, decodeEvidence, encodeEvidence } from '../../protocols/pbft/index.ts'
-import type { Evidence, NodeId, PbftCrypto } from '../../protocols/pbft/types.ts'
+import type { EvidenceCheck } from '../../protocols/pbft/index.ts'
+import type { Evidence, NodeId, PbftCrypto, PbftThresholdGroup } from '../../protocols/pbft/types.ts'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 
-/** Largest evidence message accepted (two signed messages; a pre-prepare may carry a whole batch). */
+/** Largest evidence message accepted (two signed messages; a pre-prepare may carry a whole batch; a checkpoint is some 300 bytes). */
 export const EVIDENCE_BYTES_MAX = 16 * 1024 * 1024
 
 /**
@@ -34,9 +40,13 @@ export interface EvidenceTopicInit {
   /** The replicas evidence may be against and from: the set in force, and a pending one (they change with reconfigurations). */
   replicas(): readonly NodeId[]
   crypto: PbftCrypto
+  /** The threshold group this node holds (bad checkpoint partials are judged with it); absent or null: none. */
+  group?(): PbftThresholdGroup | null
   onEvidence(evidence: Evidence): void
   /** Evidence that failed validation (counted as a rejection). */
   onInvalid?(source: string, error: string): void
+  /** Evidence this node cannot judge (a bad partial under a group it does not hold): ignored. */
+  onUnjudgeable?(source: string, error: string): void
   log: Logger
 }
 
@@ -88,11 +98,11 @@ export class EvidenceTopic {
   }
 
   /** Checks evidence fully: only what every honest replica would act on is forwarded. */
-  check (data: Uint8Array): { ok: true, evidence: Evidence } | { ok: false, error: string } {
+  check (data: Uint8Array): { ok: true, evidence: Evidence } | Exclude<EvidenceCheck, { ok: true }> {
     if (data.byteLength > EVIDENCE_BYTES_MAX) { return { ok: false, error: `${data.byteLength} bytes exceed ${EVIDENCE_BYTES_MAX}` } }
     const decoded = decodeEvidence(data)
     if (!decoded.ok) { return decoded }
-    const checked = checkEvidence(decoded.evidence, this.#init.replicas(), this.#init.crypto)
+    const checked = checkEvidence(decoded.evidence, this.#init.replicas(), this.#init.crypto, this.#init.group?.() ?? null)
     if (!checked.ok) { return checked }
     return { ok: true, evidence: decoded.evidence }
   }
@@ -100,6 +110,10 @@ export class EvidenceTopic {
   readonly #validate = (source: PeerId, msg: Message): TopicValidatorResult => {
     const checked = this.check(msg.data)
     if (checked.ok) { return TopicValidatorResult.Accept }
+    if (checked.unjudgeable === true) {
+      this.#init.onUnjudgeable?.(source.toString(), checked.error)
+      return TopicValidatorResult.Ignore
+    }
     this.#init.onInvalid?.(source.toString(), checked.error)
     return TopicValidatorResult.Reject
   }

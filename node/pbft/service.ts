@@ -675,10 +675,15 @@ export class PbftService implements Startable {
       cluster: this.#components.admission.cluster,
       replicas: () => this.#knownReplicas(),
       crypto,
+      group: () => this.#group,
       onEvidence: (evidence: Evidence) => { this.#driver?.receiveEvidence(evidence) },
       onInvalid: (source, error) => {
         this.#metrics.onRejected('malformed')
         this.#components.admission.refusals.refuse(source, this.#evidence?.topic ?? 'pbft-evidence', 'invalid-evidence', { error })
+      },
+      onUnjudgeable: (source, error) => {
+        this.#metrics.onRejected('unknown-set')
+        this.#log.info({ source, error }, 'pbft: evidence this node cannot judge (another threshold group, or none): ignored')
       },
       log: this.#log
     })

@@ -45,7 +45,7 @@ const SNAPSHOT_FILE = 'snapshot'
 const ISOLATED_FILE = 'isolated.json'
 const SNAPSHOT_MAGIC = new TextEncoder().encode('accord-pbft-snapshot-1\n')
 const ISOLATED_FORMAT_VERSION = 1
-const ISOLATION_REASONS: readonly IsolationReason[] = ['equivocation', 'invalid-signature', 'watermark-flood', 'operator']
+const ISOLATION_REASONS: readonly IsolationReason[] = ['equivocation', 'bad-checkpoint-partial', 'invalid-signature', 'watermark-flood', 'operator']
 
 /** Largest record frame read back (a pre-prepare with a full batch, a view change with its certificates). */
 export const PBFT_RECORD_BYTES_MAX = 64 * 1024 * 1024

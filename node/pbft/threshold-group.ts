@@ -5,7 +5,9 @@
  * The group comes from a CheckpointSigner (the DKG service), set on the
  * PBFT service with setCheckpointSigner: no hard dependency between them.
  */
-import { combine, verifyGroupSignature } from '../../identity/threshold/tbls.ts'
+import { createHash } from 'node:crypto'
+import { encodeG1 } from '../../identity/bls.ts'
+import { combine, verifyGroupSignature, verifyPartial } from '../../identity/threshold/tbls.ts'
 import type { ThresholdPublicKey } from '../../identity/threshold/tbls.ts'
 import type { NodeId, PbftThresholdGroup } from '../../protocols/pbft/types.ts'
 
@@ -33,19 +35,45 @@ export interface CheckpointGroupOptions {
   verifyGroupSignature?(key: ThresholdPublicKey, payload: Uint8Array, signature: Uint8Array): boolean
 }
 
+/** Prefixes what a group id hashes. */
+const GROUP_ID_DOMAIN = 'accord/pbft/checkpoint-group-id/1'
+
+/**
+ * PbftThresholdGroup.id: the SHA-256 of the members in share order and
+ * every commitment (they give the key, C_0, and every public share), so
+ * that a reshare (same key, new shares) or a new DKG changes it.
+ */
+export function checkpointGroupId (group: { key: ThresholdPublicKey, members: readonly string[] }): string {
+  const hash = createHash('sha256').update(GROUP_ID_DOMAIN).update(new Uint8Array([0]))
+  for (const member of group.members) { hash.update(`${member.length}:${member}`) }
+  hash.update(new Uint8Array([0]))
+  for (const commitment of group.key.commitments) { hash.update(encodeG1(commitment)) }
+  return hash.digest('hex')
+}
+
 /** The core's group from the signer's; null when the signer holds none. */
 export function checkpointThresholdGroup (signer: CheckpointSigner, options: CheckpointGroupOptions): PbftThresholdGroup | null {
   const group = signer.checkpointGroup()
   if (group === null) { return null }
   const { key, members } = group
+  const id = checkpointGroupId(group)
   const { onBadPartial } = options
   const verify = options.verifyGroupSignature ?? verifyGroupSignature
   const verified = new Set<string>()
   return {
+    id,
     groupKey: key.groupKey,
     members,
     threshold: key.threshold,
-    signPartial: (payload) => signer.signCheckpointPartial(payload),
+    // the checkpoint will name this group: a share of another one (the signer's group changed and this object is not yet replaced) signs nothing
+    signPartial: (payload) => {
+      const current = signer.checkpointGroup()
+      return current !== null && checkpointGroupId(current) === id ? signer.signCheckpointPartial(payload) : null
+    },
+    verifyPartial: (member, payload, partial) => {
+      const index = members.indexOf(member) + 1
+      return index > 0 && verifyPartial(key, payload, { index, signature: partial })
+    },
     verifyGroup: (payload, signature) => {
       const id = `${Buffer.from(signature).toString('hex')}/${Buffer.from(payload).toString('hex')}`
       if (verified.has(id)) { return true }

@@ -41,10 +41,13 @@ export class CheckpointVotes {
    * ordered it), if there is one, as a stable checkpoint: compact (the
    * group signature combined from their partials) when `group` applies to
    * the provers, else (no group, or too few valid partials) proven by a
-   * quorum of the votes, as without a group. `badPartials`: the replicas
-   * whose partials failed to verify.
+   * quorum of the votes, as without a group. Only partials made under
+   * `group` count: one that names another group (made before a reshare or
+   * a new DKG, here or there) is left out, not taken for a lie; one that
+   * names none (an older node's) is tried. `badPartials`: the votes whose
+   * partials failed to verify.
    */
-  proven (seq: number, quorum: number, provers: readonly NodeId[], group?: PbftThresholdGroup | null): { stable: StableCheckpoint, badPartials: NodeId[] } | null {
+  proven (seq: number, quorum: number, provers: readonly NodeId[], group?: PbftThresholdGroup | null): { stable: StableCheckpoint, badPartials: Checkpoint[] } | null {
     const byDigest = new Map<string, Checkpoint[]>()
     for (const [replica, votes] of this.#byReplica) {
       if (!provers.includes(replica)) { continue }
@@ -59,13 +62,16 @@ export class CheckpointVotes {
       const full = { stable: { seq, stateDigest, proof: matching.slice(0, quorum) }, badPartials: [] }
       if (group == null || groupProblem(group, provers) !== null) { return full }
       const partials = new Map<NodeId, Uint8Array>()
-      for (const vote of matching) { if (vote.partial !== undefined) { partials.set(vote.replica, vote.partial) } }
+      for (const vote of matching) {
+        if (vote.partial !== undefined && (vote.groupId === undefined || vote.groupId === group.id)) { partials.set(vote.replica, vote.partial) }
+      }
       // too few partials to try: some replicas hold no share (yet)
       if (partials.size < group.threshold) { return full }
       const combined = group.combine(partials, checkpointGroupPayload(seq, stateDigest))
+      const badPartials = matching.filter(vote => combined.bad.includes(vote.replica))
       // a lying replica's bad partial: never worse than without a group
-      if (!combined.ok) { return { ...full, badPartials: combined.bad } }
-      return { stable: { seq, stateDigest, proof: [], groupSignature: combined.signature }, badPartials: combined.bad }
+      if (!combined.ok) { return { ...full, badPartials } }
+      return { stable: { seq, stateDigest, proof: [], groupSignature: combined.signature }, badPartials }
     }
     return null
   }

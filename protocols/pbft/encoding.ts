@@ -23,14 +23,27 @@ import type {
 /**
  * Version 2 adds the compact-certificate fields: a checkpoint's partial and
  * a stable checkpoint's group signature (group.ts), each behind a presence
- * byte. A message, record or evidence that carries none of them is written
- * as version 1, byte for byte as before (so that nodes without a threshold
- * group, and old records, stay as they were), and version 1 still decodes.
+ * byte. Version 3 lets a checkpoint's partial come with the id of the group
+ * it was made under (presence byte 2: the partial, then the 32-byte id), so
+ * that the checkpoint's signature binds the partial to one group (what
+ * makes a bad partial evidence). Each message, record or evidence is
+ * written in the lowest version that holds it: without any of these fields
+ * as version 1, with no group id as version 2, byte for byte as before (so
+ * that nodes without a threshold group, and old records, stay as they
+ * were); versions 1 and 2 still decode.
  */
-export const PBFT_ENCODING_VERSION = 2
+export const PBFT_ENCODING_VERSION = 3
+const PBFT_ENCODING_VERSION_2 = 2
 const PBFT_ENCODING_VERSION_1 = 1
-/** Added to a signed message's tag in its signing payload when it is in the version 2 layout: the two layouts never sign the same bytes. */
+/**
+ * Added to a signed message's tag in its signing payload when it is in the
+ * version 2 or 3 layout: those never sign the same bytes as version 1. A
+ * version 3 payload holds a presence byte 2, which no version 2 payload
+ * does, so those two never sign the same bytes either.
+ */
 const SIGNING_TAG_V2 = 128
+/** Presence byte (version 3) of a checkpoint partial that comes with its group's id. */
+const PARTIAL_WITH_GROUP = 2
 
 const MESSAGE_TAGS = {
   request: 1,
@@ -54,7 +67,7 @@ const REQUEST_BUNDLE_TAG = 64
 const REQUEST_READ_ONLY = 1
 const REQUEST_BUNDLED = 2
 
-const EVIDENCE_EQUIVOCATION = 1
+const EVIDENCE_TAGS = { equivocation: 1, 'bad-checkpoint-partial': 2 } as const satisfies Record<Evidence['kind'], number>
 /** Two replica lists of REPLICAS_MAX ids of NODE_ID_LENGTH_MAX bytes, with their varints. */
 const CONFIGURATION_BYTES_MAX = 2 * REPLICAS_MAX * (NODE_ID_LENGTH_MAX + 2) + 64
 
@@ -100,38 +113,54 @@ export function bytesToDigest (bytes: Uint8Array): Digest {
 
 // ----------------------------------------------------------------- writing
 
-/** A writer that knows the layout: version 2 (`v2`) writes the presence bytes of the compact-certificate fields. */
+/** An encoding version: which of the compact-certificate fields its layout has. */
+type Layout = 1 | 2 | 3
+
+/** A writer that knows the layout: version 2 and up write the presence bytes of the compact-certificate fields. */
 class PbftWriter extends ByteWriter {
-  readonly v2: boolean
+  readonly layout: Layout
 
-  constructor (v2: boolean, initialBytes?: number) {
+  constructor (layout: Layout, initialBytes?: number) {
     super(initialBytes)
-    this.v2 = v2
+    this.layout = layout
   }
 }
 
-/** Whether the version 2 layout is needed: a partial or a group signature somewhere in it. */
-function hasGroupFields (m: PbftMessage): boolean {
+/** The lowest layout that holds `m`: 3 with a checkpoint's group id somewhere in it, 2 with a partial or a group signature, else 1. */
+function layoutOf (m: PbftMessage): Layout {
   switch (m.type) {
-    case 'checkpoint': return m.partial !== undefined
-    case 'view-change': return stableHasGroupFields(m.stable)
-    case 'new-view': return m.viewChanges.some(viewChange => stableHasGroupFields(viewChange.stable))
-    default: return false
+    case 'checkpoint': return checkpointLayout(m)
+    case 'view-change': return stableLayout(m.stable)
+    case 'new-view': return highest(m.viewChanges.map(viewChange => stableLayout(viewChange.stable)))
+    default: return 1
   }
 }
 
-function stableHasGroupFields (stable: StableCheckpoint): boolean {
-  return stable.groupSignature !== undefined || stable.proof.some(checkpoint => checkpoint.partial !== undefined)
+function checkpointLayout (checkpoint: Checkpoint): Layout {
+  if (checkpoint.groupId !== undefined) { return 3 }
+  return checkpoint.partial !== undefined ? 2 : 1
 }
 
-function recordHasGroupFields (record: PersistRecord): boolean {
-  if (record.kind === 'signed') { return hasGroupFields(record.message) }
-  return record.kind === 'stable' && stableHasGroupFields(record.checkpoint)
+function stableLayout (stable: StableCheckpoint): Layout {
+  return highest([stable.groupSignature !== undefined ? 2 : 1, ...stable.proof.map(checkpointLayout)])
 }
 
-/** An optional fixed-size field in the version 2 layout: a presence byte, then the bytes. */
+function highest (layouts: Layout[]): Layout {
+  return layouts.reduce<Layout>((a, b) => a > b ? a : b, 1)
+}
+
+function recordLayout (record: PersistRecord): Layout {
+  if (record.kind === 'signed') { return layoutOf(record.message) }
+  return record.kind === 'stable' ? stableLayout(record.checkpoint) : 1
+}
+
+function evidenceLayout (evidence: Evidence): Layout {
+  return evidence.kind === 'equivocation' ? highest([layoutOf(evidence.first), layoutOf(evidence.second)]) : layoutOf(evidence.checkpoint)
+}
+
+/** An optional group signature or partial in the version 2 layout and up: a presence byte, then the bytes. */
 function writeOptional (w: PbftWriter, bytes: Uint8Array | undefined, what: string): void {
-  if (!w.v2) {
+  if (w.layout < 2) {
     if (bytes !== undefined) { throw new RangeError(`${what} needs encoding version 2`) }
     return
   }
@@ -139,8 +168,23 @@ function writeOptional (w: PbftWriter, bytes: Uint8Array | undefined, what: stri
     w.u8(0)
     return
   }
+  w.u8(1).raw(groupSignatureBytes(bytes, what))
+}
+
+function groupSignatureBytes (bytes: Uint8Array, what: string): Uint8Array {
   if (bytes.length !== GROUP_SIGNATURE_BYTES) { throw new RangeError(`${what} is ${GROUP_SIGNATURE_BYTES} bytes, got ${bytes.length}`) }
-  w.u8(1).raw(bytes)
+  return bytes
+}
+
+/** A checkpoint's partial: as writeOptional, or (version 3) presence byte 2, the partial and the id of its group. */
+function writePartial (w: PbftWriter, m: Checkpoint): void {
+  if (m.groupId === undefined) {
+    writeOptional(w, m.partial, 'a checkpoint partial')
+    return
+  }
+  if (m.partial === undefined) { throw new RangeError('a checkpoint\'s group id comes with a partial only') }
+  if (w.layout < 3) { throw new RangeError('a checkpoint\'s group id needs encoding version 3') }
+  w.u8(PARTIAL_WITH_GROUP).raw(groupSignatureBytes(m.partial, 'a checkpoint partial')).raw(digestToBytes(m.groupId))
 }
 
 /** What a body leaves out: 'none' is the full wire form; 'signing' leaves out the signature (and a pre-prepare's batch, which its digest covers). */
@@ -179,7 +223,7 @@ function writePrePrepare (w: PbftWriter, m: PrePrepare, form: Form): void {
 function writeCheckpoint (w: PbftWriter, m: Checkpoint, form: Form): void {
   w.utf8(m.replica).varint(m.seq).raw(digestToBytes(m.stateDigest))
   if (form === 'full') { w.bytes(m.signature) }
-  writeOptional(w, m.partial, 'a checkpoint partial')
+  writePartial(w, m)
 }
 
 function writeStable (w: PbftWriter, stable: StableCheckpoint): void {
@@ -244,13 +288,9 @@ function writeTagged (w: PbftWriter, m: PbftMessage): void {
   writeBody(w, m, 'full')
 }
 
-function versionOf (v2: boolean): number {
-  return v2 ? PBFT_ENCODING_VERSION : PBFT_ENCODING_VERSION_1
-}
-
 export function encodeMessage (message: PbftMessage): Uint8Array {
-  const w = new PbftWriter(hasGroupFields(message))
-  w.u8(versionOf(w.v2))
+  const w = new PbftWriter(layoutOf(message))
+  w.u8(w.layout)
   writeTagged(w, message)
   return w.finish()
 }
@@ -262,9 +302,8 @@ export function encodeMessage (message: PbftMessage): Uint8Array {
  */
 export function signingPayload (message: SignedMessage | ClientRequest): Uint8Array {
   // most payloads are small: a request's is its operation and some 100 bytes
-  const v2 = hasGroupFields(message)
-  const w = new PbftWriter(v2, message.type === 'request' ? message.operation.length + 128 : 128)
-  w.raw(SIGNING_DOMAIN).u8(MESSAGE_TAGS[message.type] + (v2 ? SIGNING_TAG_V2 : 0))
+  const w = new PbftWriter(layoutOf(message), message.type === 'request' ? message.operation.length + 128 : 128)
+  w.raw(SIGNING_DOMAIN).u8(MESSAGE_TAGS[message.type] + (w.layout >= 2 ? SIGNING_TAG_V2 : 0))
   writeBody(w, message, 'signing')
   return w.finish()
 }
@@ -281,8 +320,8 @@ export function bundleSigningPayload (client: NodeId, bundle: Uint8Array): Uint8
 }
 
 export function encodeRecord (record: PersistRecord): Uint8Array {
-  const w = new PbftWriter(recordHasGroupFields(record))
-  w.u8(versionOf(w.v2)).u8(RECORD_TAGS[record.kind])
+  const w = new PbftWriter(recordLayout(record))
+  w.u8(w.layout).u8(RECORD_TAGS[record.kind])
   switch (record.kind) {
     case 'view': w.varint(record.view).u8(record.changing ? 1 : 0); break
     case 'signed': writeTagged(w, record.message); break
@@ -295,11 +334,18 @@ export function encodeRecord (record: PersistRecord): Uint8Array {
   return w.finish()
 }
 
+/** The kind, the offender, then the two conflicting messages (equivocation) or the checkpoint with the bad partial. */
 export function encodeEvidence (evidence: Evidence): Uint8Array {
-  const w = new PbftWriter(hasGroupFields(evidence.first) || hasGroupFields(evidence.second))
-  w.u8(versionOf(w.v2)).u8(EVIDENCE_EQUIVOCATION).utf8(evidence.offender)
-  writeTagged(w, evidence.first)
-  writeTagged(w, evidence.second)
+  const w = new PbftWriter(evidenceLayout(evidence))
+  w.u8(w.layout).u8(EVIDENCE_TAGS[evidence.kind]).utf8(evidence.offender)
+  switch (evidence.kind) {
+    case 'equivocation':
+      writeTagged(w, evidence.first)
+      writeTagged(w, evidence.second)
+      break
+    case 'bad-checkpoint-partial': writeTagged(w, evidence.checkpoint); break
+    default: unreachable(evidence, 'unknown evidence kind')
+  }
   return w.finish()
 }
 
@@ -308,8 +354,8 @@ export function encodeEvidence (evidence: Evidence): Uint8Array {
 class Reader {
   readonly r: ByteReader
   readonly limits: PbftLimits
-  /** The layout read: version 2 has the presence bytes of the compact-certificate fields. */
-  v2 = false
+  /** The layout read: version 2 and up have the presence bytes of the compact-certificate fields. */
+  layout: Layout = 1
 
   constructor (bytes: Uint8Array, limits: PbftLimits) {
     this.r = new ByteReader(bytes)
@@ -384,10 +430,23 @@ class Reader {
     return { ...vote, batch }
   }
 
-  /** A group signature or partial behind its presence byte (version 2 only): exactly GROUP_SIGNATURE_BYTES. */
+  /** A group signature or partial behind its presence byte (version 2 and up): exactly GROUP_SIGNATURE_BYTES. */
   optional (what: string): Uint8Array | undefined {
-    if (!this.v2 || !this.flag(`${what} present`)) { return undefined }
+    if (this.layout < 2 || !this.flag(`${what} present`)) { return undefined }
     return this.r.raw(GROUP_SIGNATURE_BYTES, what).slice()
+  }
+
+  /** A checkpoint's partial: as optional, and in version 3 presence byte 2, the partial with its group's id. */
+  partial (): { partial?: Uint8Array, groupId?: Digest } {
+    if (this.layout < 3) {
+      const partial = this.optional('checkpoint partial')
+      return partial === undefined ? {} : { partial }
+    }
+    const presence = this.r.u8('checkpoint partial present')
+    if (presence > PARTIAL_WITH_GROUP) { throw new DecodeError(`checkpoint partial present must be 0, 1 or 2, got ${presence}`) }
+    if (presence === 0) { return {} }
+    const partial = this.r.raw(GROUP_SIGNATURE_BYTES, 'checkpoint partial').slice()
+    return presence === 1 ? { partial } : { partial, groupId: this.digest('checkpoint partial group id') }
   }
 
   checkpoint (): Checkpoint {
@@ -395,10 +454,7 @@ class Reader {
     const seq = this.seq('checkpoint seq')
     const stateDigest = this.digest('state digest')
     const signature = this.signature()
-    const partial = this.optional('checkpoint partial')
-    return partial === undefined
-      ? { type: 'checkpoint', replica, seq, stateDigest, signature }
-      : { type: 'checkpoint', replica, seq, stateDigest, signature, partial }
+    return { type: 'checkpoint', replica, seq, stateDigest, signature, ...this.partial() }
   }
 
   stable (): StableCheckpoint {
@@ -498,8 +554,8 @@ class Reader {
 
   version (): void {
     const version = this.r.u8('version')
-    if (version !== PBFT_ENCODING_VERSION && version !== PBFT_ENCODING_VERSION_1) { throw new DecodeError(`unsupported encoding version ${version}`) }
-    this.v2 = version === PBFT_ENCODING_VERSION
+    if (version !== PBFT_ENCODING_VERSION && version !== PBFT_ENCODING_VERSION_2 && version !== PBFT_ENCODING_VERSION_1) { throw new DecodeError(`unsupported encoding version ${version}`) }
+    this.layout = version
   }
 }
 
@@ -547,9 +603,19 @@ export function decodeRecord (bytes: Uint8Array, limits?: Partial<PbftLimits>): 
 export function decodeEvidence (bytes: Uint8Array, limits?: Partial<PbftLimits>): { ok: true, evidence: Evidence } | { ok: false, error: string } {
   const result = decode(bytes, limits, (reader): Evidence => {
     const kind = reader.r.u8('evidence kind')
-    if (kind !== EVIDENCE_EQUIVOCATION) { throw new DecodeError(`unknown evidence kind ${kind}`) }
-    const offender = reader.nodeId('offender')
-    return { kind: 'equivocation', offender, first: reader.signedMessage(), second: reader.signedMessage() }
+    switch (kind) {
+      case EVIDENCE_TAGS.equivocation: {
+        const offender = reader.nodeId('offender')
+        return { kind: 'equivocation', offender, first: reader.signedMessage(), second: reader.signedMessage() }
+      }
+      case EVIDENCE_TAGS['bad-checkpoint-partial']: {
+        const offender = reader.nodeId('offender')
+        const checkpoint = reader.signedMessage()
+        if (checkpoint.type !== 'checkpoint') { throw new DecodeError(`bad-checkpoint-partial evidence carries a ${checkpoint.type}, not a checkpoint`) }
+        return { kind: 'bad-checkpoint-partial', offender, checkpoint }
+      }
+      default: throw new DecodeError(`unknown evidence kind ${kind}`)
+    }
   }, 'pbft evidence')
   return result.ok ? { ok: true, evidence: result.value } : result
 }

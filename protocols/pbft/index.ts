@@ -13,6 +13,7 @@ export type { PbftClientConfig, PbftClientReady } from './client.ts'
 export { PBFT_DEFAULTS, resolvePbftLimits, faultsTolerated, quorumSize, REPLICAS_MAX, NODE_ID_LENGTH_MAX, SIGNATURE_BYTES_MAX, RESULT_BYTES_MAX, REQUEST_BUNDLE_MAX, GROUP_SIGNATURE_BYTES } from './config.ts'
 export type { PbftLimits } from './config.ts'
 export { checkEvidence } from './evidence.ts'
+export type { EvidenceCheck } from './evidence.ts'
 export {
   RECONFIGURATION_PREFIX, approvalPayload, approve, verifyApproval, checkReconfiguration, decodeConfiguration, decodeReconfiguration,
   effectiveAfter, encodeConfiguration, encodeReconfiguration, genesisConfiguration, isReconfiguration, replicaSetProblem

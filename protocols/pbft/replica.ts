@@ -394,8 +394,10 @@ export class PbftReplica {
       // executed again after a state transfer, to another state: it cannot sign a second checkpoint there
       return
     }
-    const partial = groupProblem(this.#group, this.#proversOf(seq)) === null ? this.#group?.signPartial(checkpointGroupPayload(seq, stateDigest)) : null
-    const checkpoint = this.#sign<Checkpoint>({ type: 'checkpoint', replica: this.id, seq, stateDigest, ...(partial != null ? { partial } : {}) })
+    const group = groupProblem(this.#group, this.#proversOf(seq)) === null ? this.#group : null
+    const partial = group?.signPartial(checkpointGroupPayload(seq, stateDigest))
+    // the group's id goes under this replica's signature with the partial: the partial is judged under that group only
+    const checkpoint = this.#sign<Checkpoint>({ type: 'checkpoint', replica: this.id, seq, stateDigest, ...(group != null && partial != null ? { partial, groupId: group.id } : {}) })
     this.#broadcast(checkpoint)
     this.#checkpoints.add(checkpoint)
     if (seq === this.#low && this.#stateWanted === null) {
@@ -430,13 +432,14 @@ export class PbftReplica {
     this.#replayFuture()
   }
 
+  /** Evidence from others (the evidence topic): valid evidence isolates the offender; a bad partial this replica cannot judge (it holds no group, or another one) is refused as 'unknown-set'. */
   receiveEvidence (evidence: Evidence): StepResult {
-    const checked = checkEvidence(evidence, this.#replicas, this.#crypto)
-    if (!checked.ok) { return reject('malformed', checked.error) }
+    const checked = checkEvidence(evidence, this.#replicas, this.#crypto, this.#group)
+    if (!checked.ok) { return reject(checked.unjudgeable === true ? 'unknown-set' : 'malformed', checked.error) }
     if (this.#isolated.has(evidence.offender)) { return reject('duplicate', 'offender already isolated') }
     // Twins: another process signing with this replica's key; this replica cannot isolate itself
     if (evidence.offender === this.id) { return reject('conflict', 'evidence against this replica') }
-    this.isolate(evidence.offender, 'equivocation')
+    this.isolate(evidence.offender, evidence.kind)
     return OK
   }
 
@@ -746,9 +749,29 @@ export class PbftReplica {
     const proven = this.#checkpoints.proven(seq, provers === this.#replicas ? this.#quorum : this.#quorumOf(provers), provers, this.#group)
     if (proven === null) { return }
     this.#stableProven(proven.stable)
-    // a partial that fails under the replica's public share, in a checkpoint it signed: a lie (counted by the driver's combine);
     // after the participation judged at the new watermark, which would give the points back
-    for (const replica of proven.badPartials) { if (this.#replicas.includes(replica) && replica !== this.id) { this.#suspicion.lower(replica, 'invalid-message') } }
+    for (const vote of proven.badPartials) { this.#badPartial(vote) }
+  }
+
+  /**
+   * A partial that fails under its sender's public share, in a checkpoint
+   * it signed: a lie (counted by the driver's combine). Named under the
+   * group held here, it is evidence: published, and the sender isolated,
+   * once (isolation drops its votes and refuses its later ones, so there
+   * is at most one per replica of the set until an operator readmits it).
+   * Evidence others would refuse is not published (a partial of an older
+   * node's, naming no group): the sender only loses suspicion points.
+   */
+  #badPartial (vote: Checkpoint): void {
+    const { replica } = vote
+    if (!this.#replicas.includes(replica) || replica === this.id || this.#isolated.has(replica)) { return }
+    const evidence: Evidence = { kind: 'bad-checkpoint-partial', offender: replica, checkpoint: vote }
+    if (!checkEvidence(evidence, this.#replicas, this.#crypto, this.#group).ok) {
+      this.#suspicion.lower(replica, 'invalid-message')
+      return
+    }
+    this.#out.evidence.push(evidence)
+    this.isolate(replica, evidence.kind)
   }
 
   /**

@@ -100,6 +100,15 @@ export interface Checkpoint extends SignedByReplica {
    * signature covers it.
    */
   partial?: Uint8Array
+  /**
+   * The id (PbftThresholdGroup.id) of the group `partial` was made under,
+   * covered by the signature too: a partial that fails under that group's
+   * share is then proof of a lie (BadCheckpointPartialEvidence), and one
+   * made under another group (before a reshare or a new DKG) is told apart
+   * from a lie. Only with a partial; absent in what older nodes signed
+   * (encoding version 2), whose bad partials are only suspected.
+   */
+  groupId?: Digest
 }
 
 /**
@@ -129,6 +138,13 @@ export interface StableCheckpoint {
  * digest in the simulator), so the core stays I/O-free and deterministic.
  */
 export interface PbftThresholdGroup {
+  /**
+   * Names the group's whole public side: the key, every member's public
+   * share, the members in share order. A reshare or a new DKG changes it
+   * (a reshare keeps the key but not the shares). Checkpoints name it
+   * beside their partial (Checkpoint.groupId).
+   */
+  id: Digest
   /** The group key (48 bytes in production): what status shows. */
   groupKey: Uint8Array
   /** The group's members (node ids); distinct. */
@@ -139,6 +155,8 @@ export interface PbftThresholdGroup {
   signPartial(payload: Uint8Array): Uint8Array | null
   /** Whether `signature` is the group's signature of `payload`. */
   verifyGroup(payload: Uint8Array, signature: Uint8Array): boolean
+  /** Whether `partial` is `member`'s partial of `payload` under its public share (false for a non-member and for malformed bytes). */
+  verifyPartial(member: NodeId, payload: Uint8Array, partial: Uint8Array): boolean
   /**
    * The group signature from members' partials over `payload`: every
    * partial is checked, the members whose partials fail are named in `bad`;
@@ -245,13 +263,19 @@ export type PbftMessage = ReplicaMessage | ClientRequest | Reply
 export type SignedMessage = PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView
 
 /**
- * Provable misbehaviour: two messages signed by `offender` that an honest
- * replica never signs both of: two pre-prepares, prepares or commits for the
- * same view and seq with different digests, or two checkpoints for the same
- * seq with different state digests. Anyone holding the replicas' keys can
- * check it (checkEvidence), so it can be published and acted on by all.
+ * Provable misbehaviour: messages signed by `offender` that an honest
+ * replica never signs. Anyone holding the replicas' keys (and, for a bad
+ * partial, the same threshold group) can check it (checkEvidence), so it
+ * can be published and acted on by all.
  */
-export interface Evidence {
+export type Evidence = EquivocationEvidence | BadCheckpointPartialEvidence
+
+/**
+ * Two messages an honest replica never signs both of: two pre-prepares,
+ * prepares or commits for the same view and seq with different digests, or
+ * two checkpoints for the same seq with different state digests.
+ */
+export interface EquivocationEvidence {
   kind: 'equivocation'
   offender: NodeId
   first: SignedMessage
@@ -259,11 +283,24 @@ export interface Evidence {
 }
 
 /**
- * Why a peer was isolated. Only 'equivocation' comes with evidence others
- * can check; the others are what this replica saw on an authenticated link
- * (nobody else can verify them, so they are acted on locally only).
+ * A checkpoint the offender signed whose partial does not verify under the
+ * offender's public share in the group the checkpoint names (groupId).
+ * Only a holder of that group can judge it; anyone else refuses it as
+ * unjudgeable, and convicts no one.
  */
-export type IsolationReason = 'equivocation' | 'invalid-signature' | 'watermark-flood' | 'operator'
+export interface BadCheckpointPartialEvidence {
+  kind: 'bad-checkpoint-partial'
+  offender: NodeId
+  checkpoint: Checkpoint
+}
+
+/**
+ * Why a peer was isolated. 'equivocation' and 'bad-checkpoint-partial'
+ * come with evidence others can check (the Evidence kinds); the others are
+ * what this replica saw on an authenticated link (nobody else can verify
+ * them, so they are acted on locally only).
+ */
+export type IsolationReason = 'equivocation' | 'bad-checkpoint-partial' | 'invalid-signature' | 'watermark-flood' | 'operator'
 
 export interface Isolation {
   peer: NodeId
@@ -360,7 +397,7 @@ export type StepRejectReason =
   | 'conflict'
   | 'client-limit'
   | 'duplicate'
-  /** Signed by a replica set this replica does not know yet (it missed a reconfiguration: it catches up), or proven by a threshold group it does not know. */
+  /** Signed by a replica set this replica does not know yet (it missed a reconfiguration: it catches up), proven by a threshold group it does not know, or evidence only a threshold group it does not hold can judge. */
   | 'unknown-set'
 
 export type StepResult = { ok: true } | { ok: false, reason: StepRejectReason, detail?: string }

@@ -5,7 +5,9 @@
  * stable checkpoints are proven by one BLS group signature. A replica
  * stopped meanwhile comes back two checkpoints behind (the others' logs
  * below their stable checkpoint are gone) and catches up by a state
- * transfer proven by the group signature.
+ * transfer proven by the group signature. Then it lies in its partials:
+ * its own signed CHECKPOINT is the evidence the others isolate it on,
+ * a replica that was down meanwhile too.
  */
 import { expect } from 'aegir/chai'
 import { verifyGroupSignature } from '../../identity/threshold/tbls.ts'
@@ -96,5 +98,35 @@ describe('pbft compact checkpoint certificates (4 replicas with a DKG key, creat
     expect(installed?.proof).to.deep.equal([])
     const key = Uint8Array.from(Buffer.from(groupKey, 'hex'))
     expect(verifyGroupSignature(key, checkpointGroupPayload(installed?.seq ?? 0, installed?.stateDigest ?? ''), installed?.groupSignature ?? new Uint8Array())).to.equal(true)
+
+    // then d lies in its partials
+    await convictsALiar(cluster, nodes, back)
   })
 })
+
+/**
+ * `down` comes back lying: its checkpoints carry garbage for its partial
+ * (named under the real group); c is stopped, so the liar's partial is in
+ * every quorum. a and b isolate it on its own signed checkpoint; c,
+ * restarted, convicts it too (on the liar's checkpoint sent again, or on
+ * the evidence topic's republication).
+ */
+async function convictsALiar (cluster: TestCluster, nodes: AccordNode[], down: AccordNode): Promise<void> {
+  const [first, second, c] = nodes
+  const liar = await cluster.restart(down)
+  const liarId = liar.libp2p.peerId.toString()
+  const executed = (node: AccordNode): number => node.bft?.summary().executed ?? 0
+  await waitFor(() => liar.bft?.summary().compactCheckpoints === true && executed(liar) >= executed(first), 'the liar to take the group and catch up', DEADLINE_MS)
+  liar.bft?.setCheckpointSigner({
+    checkpointGroup: () => liar.dkg.checkpointGroup(),
+    signCheckpointPartial: () => new Uint8Array(96).fill(7),
+    onGroupChange: listener => liar.dkg.onGroupChange(listener)
+  })
+  await c.stop()
+  await writeThrough(first, (Math.floor(executed(first) / INTERVAL) + 1) * INTERVAL)
+  const convicted = (node: AccordNode): boolean => node.bft?.summary().isolated.some(i => i.peerId === liarId && i.reason === 'bad-checkpoint-partial') === true
+  await waitFor(() => convicted(first) && convicted(second), 'a and b to isolate the liar on the evidence', DEADLINE_MS)
+  expect((await scrapeMetrics(first.apiUrl)).get('accord_pbft_bad_checkpoint_partials_total')).to.be.at.least(1)
+  const cBack = await cluster.restart(c)
+  await waitFor(() => convicted(cBack), 'c to isolate the liar', 2 * DEADLINE_MS)
+}

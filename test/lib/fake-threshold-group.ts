@@ -15,25 +15,32 @@ export interface FakeGroupOptions {
   seed?: string
   /** A member whose signPartial gives garbage (a lying replica). */
   liar?: NodeId
+  /** The shares' generation: a reshare keeps the key and the group signatures, changes every partial (and the id). */
+  shares?: string
 }
 
 export class FakeThresholdGroup {
   readonly members: readonly NodeId[]
   readonly threshold: number
+  /** Differs with the seed and the members (as a reshare or a new DKG changes a real group's). */
+  readonly id: string
   readonly groupKey: Uint8Array
   readonly #seed: string
+  readonly #shares: string
   readonly #liar: NodeId | undefined
 
   constructor (members: readonly NodeId[], threshold: number, options: FakeGroupOptions = {}) {
     this.members = [...members]
     this.threshold = threshold
     this.#seed = options.seed ?? 'group'
+    this.#shares = options.shares ?? ''
     this.#liar = options.liar
     this.groupKey = hash('key', this.#seed, new Uint8Array(0)).subarray(0, 48)
+    this.id = Buffer.from(hash('id', `${this.#seed}/${this.#shares}/${this.members.join(',')}`, new Uint8Array(0))).toString('hex')
   }
 
   partial (member: NodeId, payload: Uint8Array): Uint8Array {
-    return widen(hash('partial', `${this.#seed}/${member}`, payload))
+    return widen(hash('partial', `${this.#seed}/${this.#shares}/${member}`, payload))
   }
 
   signature (payload: Uint8Array): Uint8Array {
@@ -43,6 +50,7 @@ export class FakeThresholdGroup {
   /** What replica `self` is given: its own partials (none when it is not a member), and the public side. */
   for (self: NodeId): PbftThresholdGroup & { combined: number, bad: NodeId[] } {
     const group = {
+      id: this.id,
       groupKey: this.groupKey,
       members: this.members,
       threshold: this.threshold,
@@ -53,6 +61,7 @@ export class FakeThresholdGroup {
         return self === this.#liar ? widen(hash('garbage', self, payload)) : this.partial(self, payload)
       },
       verifyGroup: (payload: Uint8Array, signature: Uint8Array) => equal(signature, this.signature(payload)),
+      verifyPartial: (member: NodeId, payload: Uint8Array, partial: Uint8Array) => this.members.includes(member) && equal(partial, this.partial(member, payload)),
       combine: (partials: ReadonlyMap<NodeId, Uint8Array>, payload: Uint8Array) => {
         const bad: NodeId[] = []
         let valid = 0

@@ -179,7 +179,7 @@ describe('pbft storage', () => {
   it('keeps the blocklist across a reopen, and refuses a damaged one', async () => {
     const store = await open()
     await store.load()
-    const isolated = [{ peer: 'peer-a', reason: 'equivocation' as const }, { peer: 'peer-b', reason: 'operator' as const }]
+    const isolated = [{ peer: 'peer-a', reason: 'equivocation' as const }, { peer: 'peer-b', reason: 'operator' as const }, { peer: 'peer-c', reason: 'bad-checkpoint-partial' as const }]
     await store.saveIsolated(isolated)
     await store.close()
     const again = await open()

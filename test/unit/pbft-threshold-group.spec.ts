@@ -9,7 +9,7 @@ import { randomScalar } from '../../identity/bls.ts'
 import { commit } from '../../identity/threshold/feldman.ts'
 import { randomPolynomial, sharesOf } from '../../identity/threshold/shamir.ts'
 import { partialSign, ThresholdPublicKey, verifyGroupSignature } from '../../identity/threshold/tbls.ts'
-import { checkpointThresholdGroup, GROUP_SIGNATURES_VERIFIED_KEPT } from '../../node/pbft/threshold-group.ts'
+import { checkpointGroupId, checkpointThresholdGroup, GROUP_SIGNATURES_VERIFIED_KEPT } from '../../node/pbft/threshold-group.ts'
 import { checkpointGroupPayload, checkStableCheckpoint } from '../../protocols/pbft/index.ts'
 import { Cluster, clientRequest, testCrypto } from './pbft-harness.ts'
 import { seededRandomBytes } from './threshold-helpers.ts'
@@ -17,13 +17,15 @@ import type { CheckpointSigner } from '../../node/pbft/threshold-group.ts'
 
 const members = ['r0', 'r1', 'r2', 'r3']
 
-function dkgStandIn (seed: string): { key: ThresholdPublicKey, signerOf(member: string): CheckpointSigner } {
+/** A group from `seed`; with `secret`, a reshare of a group with that secret (the same group key, other shares). */
+function dkgStandIn (seed: string, secret?: bigint): { key: ThresholdPublicKey, secret: bigint, signerOf(member: string): CheckpointSigner } {
   const random = seededRandomBytes(seed)
-  const polynomial = randomPolynomial(randomScalar(random), 3, random)
+  const polynomial = randomPolynomial(secret ?? randomScalar(random), 3, random)
   const shares = sharesOf(polynomial, members.length)
   const key = new ThresholdPublicKey(commit(polynomial), members.length)
   return {
     key,
+    secret: polynomial[0],
     signerOf: (member) => ({
       checkpointGroup: () => ({ key, members }),
       signCheckpointPartial: (payload) => partialSign(shares[members.indexOf(member)], payload).signature,
@@ -86,6 +88,32 @@ describe('pbft threshold group (BLS)', () => {
     expect(pairings).to.equal(3 + GROUP_SIGNATURES_VERIFIED_KEPT)
     expect(group.verifyGroup(signed[0].payload, signed[0].signature)).to.equal(true)
     expect(pairings).to.equal(4 + GROUP_SIGNATURES_VERIFIED_KEPT)
+  })
+
+  it('names the group by its whole public side: a reshare (same key, other shares) or a new DKG is another group; a partial is made only under the group named', () => {
+    const reshared = dkgStandIn('pbft-threshold-group reshared', dkgStandIn('pbft-threshold-group').secret)
+    const other = dkgStandIn('another DKG')
+    const ids = [signerOf('r0'), reshared.signerOf('r0'), other.signerOf('r0')].map(signer => checkpointThresholdGroup(signer, { onBadPartial: () => {} })?.id)
+    expect(reshared.key.groupKey).to.deep.equal(key.groupKey)
+    expect(new Set(ids).size).to.equal(3)
+    expect(ids[0]).to.equal(checkpointGroupId({ key, members }))
+    expect(checkpointGroupId({ key, members: [...members].reverse() })).to.not.equal(ids[0])
+    // one member's partial under its public share
+    const group = checkpointThresholdGroup(signerOf('r0'), { onBadPartial: () => {} })
+    if (group === null) { throw new Error('no group') }
+    const partial = signerOf('r1').signCheckpointPartial(payload) as Uint8Array
+    expect(group.verifyPartial('r1', payload, partial)).to.equal(true)
+    expect(group.verifyPartial('r2', payload, partial)).to.equal(false)
+    expect(group.verifyPartial('x9', payload, partial)).to.equal(false)
+    expect(group.verifyPartial('r1', payload, reshared.signerOf('r1').signCheckpointPartial(payload) as Uint8Array)).to.equal(false)
+    expect(group.verifyPartial('r1', payload, new Uint8Array(96).fill(1))).to.equal(false)
+    // the signer moves to the reshared group before PBFT is given it: the old group's object signs nothing (its checkpoint would name the old group)
+    let current = signerOf('r0')
+    const changing: CheckpointSigner = { checkpointGroup: () => current.checkpointGroup(), signCheckpointPartial: p => current.signCheckpointPartial(p), onGroupChange: () => () => {} }
+    const held = checkpointThresholdGroup(changing, { onBadPartial: () => {} })
+    expect(held?.signPartial(payload)).to.deep.equal(signerOf('r0').signCheckpointPartial(payload))
+    current = reshared.signerOf('r0')
+    expect(held?.signPartial(payload)).to.equal(null)
   })
 
   it('no group: null', () => {

@@ -88,7 +88,12 @@ export class PbftSimCluster {
   private readonly clientRng: Rng
   private readonly env: InstanceEnv
   /** Replicas whose checkpoint partials are garbage ('bad-partial'). */
-  private readonly liars = new Set<NodeId>()
+  readonly liars = new Set<NodeId>()
+  /** Liars whose partials an honest replica's combine named bad, and those an honest replica published evidence against. */
+  readonly liarsNamed = new Set<NodeId>()
+  readonly accused = new Set<NodeId>()
+  /** Replicas that took in the reshared group ('reshare'). */
+  private readonly reshared = new Set<NodeId>()
 
   constructor (options: PbftSimOptions) {
     this.options = options
@@ -111,6 +116,11 @@ export class PbftSimCluster {
   }
 
   /** Replicas whose behaviour the checks trust. */
+  /** Whether the run holds replica `id` honest (a Twin is not). */
+  isHonestId (id: NodeId): boolean {
+    return this.instances.some(i => i.id === id) && this.instances.every(i => i.id !== id || i.honest)
+  }
+
   honestInstances (): SimReplicaInstance[] {
     return this.instances.filter(i => i.honest)
   }
@@ -131,6 +141,23 @@ export class PbftSimCluster {
     for (const instance of this.instances) {
       if (instance.honest) { this.invariants.startInstance(instance.name, 0) }
       instance.launch()
+    }
+    if (this.options.compactCheckpoints && this.options.reshare) { this.scheduleReshare() }
+  }
+
+  /**
+   * Each genesis replica takes in the reshared group at its own moment of
+   * the fault phase (its own generator: the run's stream is untouched); a
+   * replica down then gets it when it restarts.
+   */
+  private scheduleReshare (): void {
+    const rng = createRng(this.options.seed ^ 0x5e5a7e)
+    for (const id of this.replicaIds) {
+      this.scheduler.after(Math.floor(this.options.durationMs * (0.2 + 0.6 * rng.nextFloat())), () => {
+        this.reshared.add(id)
+        this.trace.add(`RESHARE ${id} takes in the new shares`)
+        for (const instance of this.instances) { if (instance.id === id && instance.alive) { instance.driver?.setThresholdGroup(this.groupFor(id)) } }
+      })
     }
   }
 
@@ -257,7 +284,7 @@ export class PbftSimCluster {
   private groupFor (id: NodeId): PbftThresholdGroup | null {
     if (!this.replicaIds.includes(id)) { return null }
     const group = new FakeThresholdGroup(this.replicaIds, quorumSize(this.replicaIds.length), {
-      seed: `sim ${this.options.seed}`, ...(this.liars.has(id) ? { liar: id } : {})
+      seed: `sim ${this.options.seed}`, ...(this.liars.has(id) ? { liar: id } : {}), ...(this.reshared.has(id) ? { shares: 'reshared' } : {})
     }).for(id)
     return {
       ...group,
@@ -266,6 +293,7 @@ export class PbftSimCluster {
         if (result.ok) { this.stats.groupCombined++ } else { this.stats.groupFellBack++ }
         this.stats.badPartials += result.bad.length
         if (result.bad.length > 0) { this.trace.add(`${id} names bad checkpoint partials from ${result.bad.join(',')}`) }
+        if (this.isHonestId(id)) { for (const member of result.bad) { this.liarsNamed.add(member) } }
         return result
       }
     }
@@ -296,11 +324,19 @@ export class PbftSimCluster {
       metrics: instance => this.metrics(instance),
       publishEvidence: (instance, evidence) => {
         this.stats.evidencePublished++
-        this.trace.add(`${instance.name} publishes evidence against ${evidence.offender}`)
+        this.trace.add(`${instance.name} publishes ${evidence.kind} evidence against ${evidence.offender}`)
+        if (instance.honest) {
+          this.accused.add(evidence.offender)
+          this.checked(() => { this.invariants.accused(instance.name, 'published', evidence, this.isHonestId(evidence.offender)) })
+        }
         // the evidence topic is gossip: it reaches every replica, partitions or not, a little later
         for (const other of this.instances) {
           if (other === instance) { continue }
-          this.scheduler.after(this.network.latencyMs(), () => { if (other.alive) { other.driver?.receiveEvidence(evidence) } })
+          this.scheduler.after(this.network.latencyMs(), () => {
+            if (!other.alive) { return }
+            const result = other.driver?.receiveEvidence(evidence)
+            if (result?.ok === true && other.honest) { this.checked(() => { this.invariants.accused(other.name, 'accepted', evidence, this.isHonestId(evidence.offender)) }) }
+          })
         }
       },
       fail: (kind, message) => { this.fail(kind, message) }

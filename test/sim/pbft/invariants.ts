@@ -11,13 +11,15 @@
  * - no double signing: an honest replica never signs two different
  * pre-prepares, prepares or commits for one view and seq, nor two
  * checkpoints for one seq with different state digests, even across a
- * crash and restart.
+ * crash and restart;
+ * - no false accusation: an honest replica never publishes, nor acts on,
+ * evidence against an honest replica.
  */
 import { unreachable } from '../../../protocols/common/assert.ts'
 import { batchDigest } from '../../../protocols/pbft/index.ts'
 import { signatureKey } from './store.ts'
 import type { PbftDurable } from './store.ts'
-import type { ExecutableBatch, NodeId, PbftCrypto, PbftMessage, SignedMessage } from '../../../protocols/pbft/types.ts'
+import type { Evidence, ExecutableBatch, NodeId, PbftCrypto, PbftMessage, SignedMessage } from '../../../protocols/pbft/types.ts'
 
 export class PbftInvariantViolation extends Error {
   override name = 'PbftInvariantViolation'
@@ -26,7 +28,7 @@ export class PbftInvariantViolation extends Error {
 const VOTES: ReadonlySet<string> = new Set(['pre-prepare', 'prepare', 'commit', 'checkpoint', 'view-change', 'new-view'])
 
 export class PbftInvariants {
-  readonly stats = { executedBatches: 0, executedRequests: 0, signedSends: 0, statesInstalled: 0 }
+  readonly stats = { executedBatches: 0, executedRequests: 0, signedSends: 0, statesInstalled: 0, badPartialEvidence: 0 }
   private readonly crypto: PbftCrypto
   /** The digest first executed at each seq by an honest replica, and by whom. */
   private readonly executed = new Map<number, { digest: string, by: string }>()
@@ -64,6 +66,12 @@ export class PbftInvariants {
     } else if (first.digest !== digest) {
       throw new PbftInvariantViolation(`agreement: ${instance} executed batch ${digest.slice(0, 12)} at seq ${batch.seq}, ${first.by} executed ${first.digest.slice(0, 12)} there`)
     }
+  }
+
+  /** Honest replica `by` published (`how`) or accepted evidence; `offenderHonest`: whether the run holds its offender honest. */
+  accused (by: string, how: 'published' | 'accepted', evidence: Evidence, offenderHonest: boolean): void {
+    if (how === 'published' && evidence.kind === 'bad-checkpoint-partial') { this.stats.badPartialEvidence++ }
+    if (offenderHonest) { throw new PbftInvariantViolation(`accusation: ${by} ${how} ${evidence.kind} evidence against honest ${evidence.offender}`) }
   }
 
   /** An honest replica `id` sends `message`; `durable` is its disk as it is now. */

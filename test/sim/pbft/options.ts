@@ -78,6 +78,13 @@ export interface PbftSimOptions {
    * by its signature (test/lib/fake-threshold-group.ts).
    */
   compactCheckpoints: boolean
+  /**
+   * With compactCheckpoints: the group is reshared during the faults (the
+   * same key and group signatures, new shares), each genesis replica
+   * taking the new shares at its own moment, so that for a while
+   * checkpoints carry partials of both generations.
+   */
+  reshare: boolean
   checkerStepsMax: number
   fullTrace: boolean
 }
@@ -104,6 +111,7 @@ const BASE: Omit<PbftSimOptions, 'seed' | 'profile'> = {
   sabotage: null,
   reconfigure: false,
   compactCheckpoints: false,
+  reshare: false,
   checkerStepsMax: 2_000_000,
   fullTrace: false
 }
@@ -139,6 +147,8 @@ export const PBFT_PROFILES: Record<string, PbftProfileSettings> = {
   'compact-7': { replicas: 7, compactCheckpoints: true, byzantine: ['bad-partial', 'equivocate'], crashes: true, partitions: true },
   /** Compact certificates across a reconfiguration: the group applies to the genesis set only, the next sets fall back to full proofs. */
   'compact-reconfigure-4': { replicas: 4, compactCheckpoints: true, reconfigure: true, crashes: true },
+  /** Compact certificates while the group is reshared, each replica taking the new shares at its own moment, beside a replica whose partials do not verify. */
+  'compact-reshare-4': { replicas: 4, compactCheckpoints: true, reshare: true, byzantine: ['bad-partial'], crashes: true, partitions: true },
   /** Adversaries and faults drawn from the seed. */
   random: {}
 }

@@ -31,6 +31,7 @@ const RANGES: Array<{ profile: string, seeds: number }> = [
   { profile: 'compact-bad-4', seeds: 60 },
   { profile: 'compact-7', seeds: 40 },
   { profile: 'compact-reconfigure-4', seeds: 40 },
+  { profile: 'compact-reshare-4', seeds: 40 },
   { profile: 'random', seeds: 80 }
 ]
 const CHUNK_SEEDS = 20
@@ -50,8 +51,8 @@ describe('pbft sim: seeded cluster runs', function () {
 describe('pbft sim: compact checkpoint certificates', function () {
   this.timeout(120_000)
 
-  it('are formed, carry state transfers, and fall back to the full proof when a replica sends bad partials', async () => {
-    const totals = { groupCombined: 0, groupFellBack: 0, badPartials: 0, statesInstalled: 0, compactSnapshots: 0 }
+  it('are formed, carry state transfers, and fall back to the full proof when a replica sends bad partials, which are evidence that isolates it', async () => {
+    const totals = { groupCombined: 0, groupFellBack: 0, badPartials: 0, statesInstalled: 0, compactSnapshots: 0, badPartialEvidence: 0, liarsIsolated: 0 }
     for (let seed = 1; seed <= 10; seed++) {
       const honest = await runPbftSimulation(pbftOptionsFor(seed, 'compact-4'))
       totals.groupCombined += honest.stats.groupCombined
@@ -67,9 +68,14 @@ describe('pbft sim: compact checkpoint certificates', function () {
       const lying = await runPbftSimulation(pbftOptionsFor(seed, 'compact-bad-4'))
       totals.groupFellBack += lying.stats.groupFellBack
       totals.badPartials += lying.stats.badPartials
+      totals.badPartialEvidence += lying.stats.badPartialEvidence
+      totals.liarsIsolated += lying.stats.liarsIsolated
     }
     expect(totals.groupFellBack).to.be.greaterThan(0)
     expect(totals.badPartials).to.be.greaterThan(0)
+    // (never against an honest replica: the runs' accusation check)
+    expect(totals.badPartialEvidence).to.be.greaterThan(0)
+    expect(totals.liarsIsolated).to.be.greaterThan(0)
   })
 })
 

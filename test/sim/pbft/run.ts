@@ -114,6 +114,13 @@ async function runPhases (cluster: PbftSimCluster): Promise<PbftSimResult> {
     }
   }
 
+  // a bad partial under the group (the simulator's checkpoints always name it) is evidence: one named by an honest replica must have been published
+  const unaccused = [...cluster.liarsNamed].filter(liar => !cluster.accused.has(liar))
+  if (unaccused.length > 0) {
+    cluster.fail('protocol', `the bad checkpoint partials of ${unaccused.join(', ')} were named by honest replicas, but none published evidence\n${replicaStates(cluster)}`)
+    throw failed(cluster)
+  }
+
   const verdict = checkOperations(kvModel, cluster.history, { maxSteps: options.checkerStepsMax })
   if (verdict.ok === 'unknown') {
     cluster.fail('checker-unknown', `${verdict.reason} (${cluster.history.length} operations)`)
@@ -139,6 +146,8 @@ async function runPhases (cluster: PbftSimCluster): Promise<PbftSimResult> {
       ...cluster.network.stats,
       ...cluster.invariants.stats,
       epochs: reconfigurer?.configured ?? 0,
+      // (honest replica, bad-partial liar) pairs where the replica holds the liar isolated at the end
+      liarsIsolated: cluster.honestInstances().reduce((pairs, i) => pairs + (i.driver?.status().isolated.filter(x => cluster.liars.has(x.peer)).length ?? 0), 0),
       // replicas whose durable snapshot is proven by a compact certificate (from their own votes or a state transfer)
       compactSnapshots: cluster.instances.filter(i => i.disk.durable.snapshot?.checkpoint.groupSignature !== undefined).length
     }

@@ -52,7 +52,7 @@ import { lpStream } from '@libp2p/utils'
 import { encode } from 'cborg'
 import { CERTIFICATE_BYTES_MAX, createJoinToken, verifyCertificate } from '../../identity/cluster-credentials.ts'
 import { equalBytes } from '../../identity/ed25519.ts'
-import { encodeGroupCertificate, GROUP_CERT_TTL_MS_DEFAULT, GROUP_CERT_TTL_MS_MAX, groupCertificateMessage, parseGroupCertificateMessage, verifyGroupCertificate } from '../../identity/group-certificate.ts'
+import { decodeGroupCertificate, encodeGroupCertificate, GROUP_CERT_TTL_MS_DEFAULT, GROUP_CERT_TTL_MS_MAX, groupCertificateMessage, parseGroupCertificateMessage, verifyGroupCertificate } from '../../identity/group-certificate.ts'
 import { decodeHandover, HANDOVER_BYTES_MAX } from '../../identity/keystore-rotation.ts'
 import { isPowBits } from '../../identity/proof-of-work.ts'
 import { UserError } from '../errors.ts'
@@ -61,9 +61,11 @@ import { silentLogger } from '../logger.ts'
 import { decodeBoundedCbor } from '../raft/codec.ts'
 import { boundedLengthDecoder } from '../raft/transport.ts'
 import { Refusals } from '../refusals.ts'
+import { CertificateKeeper } from './certificate-keeper.ts'
 import { foundCluster, loadCredentials, saveCredentials } from './credentials.ts'
 import { HandoverBook, HANDOVERS_MAX_DEFAULT, loadHandovers, saveHandovers } from './handovers.ts'
 import { joinCluster, serveJoins } from './join.ts'
+import type { CertificateAttempt, CertificateNeed } from './certificate-keeper.ts'
 import type { ClusterCredentials } from './credentials.ts'
 import type { HandoverVerdict } from './handovers.ts'
 import type { AccordHost, HostComponents } from '../host.ts'
@@ -99,10 +101,19 @@ export interface AdmissionLimits {
   groupCertClockSkewMs: number
   /** Other members' hand-overs (retired keys) held; beyond it new ones are refused ('full'). */
   handoversMax: number
-  /** After a rotation under the group key: the first wait before asking the group for this peer id's certificate; doubled after each failure, up to 30 s. */
+  /**
+   * Under the group key, this node asks the group for a new certificate of
+   * its own after a key rotation, and before its certificate expires
+   * (./certificate-keeper.ts): the first wait before a signing round for
+   * it, doubled after each failed one, up to 30 s.
+   */
   recertifyFirstDelayMs: number
-  /** Signing rounds tried for it before giving up (then `accord admission use-group-key` does it). */
+  /** Signing rounds in a row before it gives up until the next check. */
   recertifyAttemptsMax: number
+  /** A certificate this close to its expiry is renewed (at most a third of groupCertTtlMs is used). */
+  groupCertRenewBeforeMs: number
+  /** How often the node checks whether its own certificate needs renewing. */
+  groupCertCheckMs: number
 }
 
 export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
@@ -118,10 +129,10 @@ export const ADMISSION_DEFAULTS: Readonly<AdmissionLimits> = {
   groupCertClockSkewMs: 5 * 60_000,
   handoversMax: HANDOVERS_MAX_DEFAULT,
   recertifyFirstDelayMs: 1_000,
-  recertifyAttemptsMax: 100
+  recertifyAttemptsMax: 100,
+  groupCertRenewBeforeMs: 30 * 24 * 3600_000,
+  groupCertCheckMs: 3600_000
 }
-
-const RECERTIFY_DELAY_MS_MAX = 30_000
 
 /**
  * The cluster's DKG group as admission needs it (node/dkg's service is
@@ -213,7 +224,7 @@ export class Admission implements Startable {
   readonly #handovers: HandoverBook
   #groupSigner: GroupSigner | null = null
   #sweepTimer: ReturnType<typeof setInterval> | undefined
-  #recertifyTimer: ReturnType<typeof setTimeout> | undefined
+  readonly #certificateKeeper: CertificateKeeper
   #stopServingJoins: (() => Promise<void>) | undefined
   #starting: Promise<void> | undefined
   #running = false
@@ -229,6 +240,14 @@ export class Admission implements Startable {
     this.#credentials = init.credentials ?? null
     this.limits = { ...ADMISSION_DEFAULTS, ...init.limits }
     this.#handovers = new HandoverBook(this.limits.handoversMax)
+    this.#certificateKeeper = new CertificateKeeper({
+      firstDelayMs: this.limits.recertifyFirstDelayMs,
+      attemptsMax: this.limits.recertifyAttemptsMax,
+      checkEveryMs: this.limits.groupCertCheckMs,
+      need: () => this.#certificateNeed(),
+      attempt: async (need) => this.#recertify(need),
+      log: this.#log
+    })
     if (init.joinPowBits !== undefined && init.joinPowBits !== 0 && !isPowBits(init.joinPowBits)) {
       throw new RangeError('joinPowBits is 0 (off) or an integer in 1..28')
     }
@@ -363,49 +382,41 @@ export class Admission implements Startable {
     return cert === undefined ? { ok: true } : { ok: true, cert }
   }
 
-  /**
-   * After a rotation under the group key: ask the group, again and again
-   * with a growing wait, for a certificate of this node's new peer id. A
-   * member gives its partial once it accepted this node's hand-over (the
-   * DKG group's roster names the new peer id then: node/dkg/service.ts).
-   * Gives up after recertifyAttemptsMax rounds, saying what to run.
-   */
-  #scheduleRecertify (attempt = 0): void {
-    if (!this.#running || !this.awaitingGroupCertificate) { return }
-    if (attempt >= this.limits.recertifyAttemptsMax) {
-      this.#log.error({ attempts: attempt }, 'the group did not certify this node\'s new peer id: check that the members accepted its hand-over (accord admission show on them), then run "accord admission use-group-key" here')
-      return
-    }
-    const delayMs = Math.min(RECERTIFY_DELAY_MS_MAX, this.limits.recertifyFirstDelayMs * 2 ** Math.min(attempt, 16))
-    this.#recertifyTimer = setTimeout(() => {
-      this.#recertify().then(done => { if (!done) { this.#scheduleRecertify(attempt + 1) } }, () => { this.#scheduleRecertify(attempt + 1) })
-    }, delayMs)
+  /** Why this node needs a new group certificate of its own now (./certificate-keeper.ts), or null. */
+  #certificateNeed (nowMs = Date.now()): CertificateNeed | null {
+    const credentials = this.#credentials
+    if (credentials?.groupKey == null) { return null }
+    if (credentials.awaitingGroupCertificate === true) { return 'rotated' }
+    const cert = decodeGroupCertificate(credentials.certificate)
+    if (typeof cert === 'string') { return null }
+    const renewBeforeMs = Math.min(this.limits.groupCertRenewBeforeMs, Math.floor((cert.expiresAtMs - cert.issuedAtMs) / 3))
+    return cert.expiresAtMs - nowMs <= renewBeforeMs ? 'expiring' : null
   }
 
-  /** One signing round for this node's own certificate under the group key it admits with; true once it is saved and used. */
-  async #recertify (): Promise<boolean> {
+  /** One signing round for this node's own certificate under the group key it admits with. */
+  async #recertify (need: CertificateNeed): Promise<CertificateAttempt> {
     const credentials = this.#credentials
     const group = this.#groupSigner?.groupInfo() ?? null
-    if (credentials?.groupKey == null || credentials.awaitingGroupCertificate !== true) { return true }
+    if (credentials?.groupKey == null) { return 'done' }
     if (group == null || !equalBytes(group.groupKey, credentials.groupKey)) {
-      this.#log.warn('this node holds no share of the group key it admits with: it cannot ask the group to certify its new peer id')
-      return false
+      this.#log.error({ need }, `this node holds no share of the group key it admits with, so it cannot ask the group for ${need === 'rotated' ? 'a certificate of its new peer id' : 'a new certificate before this one expires'}: have T members approve it (accord admission approve) and join again`)
+      return 'impossible'
     }
     const self = this.#host.peerId.toString()
     let certificate: Uint8Array
     try {
       certificate = await this.groupCertificateFor(self)
     } catch (err) {
-      this.#log.info({ err: (err as Error).message }, 'the group has not certified this node\'s new peer id yet; asking again later')
-      return false
+      this.#log.info({ need, err: (err as Error).message }, 'the group has not signed this node\'s new certificate yet; asking again later')
+      return 'retry'
     }
     const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: credentials.groupKey, peer: self, nowMs: Date.now() })
-    if (typeof checked === 'string' || !this.#running) { return false }
+    if (typeof checked === 'string' || !this.#running) { return 'retry' }
     const certified: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: credentials.groupKey }
     if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, certified, this.#init.passphrase) }
     this.setCredentials(certified)
-    this.#log.info({ expiresAt: new Date(checked.expiresAtMs).toISOString() }, 'the group certified this node\'s new peer id')
-    return true
+    this.#log.info({ need, expiresAt: new Date(checked.expiresAtMs).toISOString() }, need === 'rotated' ? 'the group certified this node\'s new peer id' : 'the group renewed this node\'s certificate')
+    return 'done'
   }
 
   get cluster (): string { return this.#init.cluster }
@@ -445,7 +456,7 @@ export class Admission implements Startable {
       if (connection.direction === 'inbound') { this.#presentHandover(connection) }
     }
     this.#sweepTimer = setInterval(() => { this.#sweepRevoked() }, this.limits.revocationSweepMs)
-    this.#scheduleRecertify()
+    this.#certificateKeeper.start()
   }
 
   async stop (): Promise<void> {
@@ -453,7 +464,7 @@ export class Admission implements Startable {
     await this.#starting?.catch(() => {})
     this.#running = false
     clearInterval(this.#sweepTimer)
-    clearTimeout(this.#recertifyTimer)
+    this.#certificateKeeper.stop()
     for (const timer of this.#graceTimers.values()) { clearTimeout(timer) }
     this.#graceTimers.clear()
     for (const waiter of this.#waiters) { waiter.wake() }

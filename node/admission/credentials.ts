@@ -92,7 +92,7 @@ export async function loadCredentials (dataDir: string, cluster: string, self: P
   const publicKey = clusterPublicKey(clusterKey)
   const groupKey = await readGroupKey(join(dir, GROUP_FILE))
   if (groupKey != null) {
-    // expiry is not checked here: an expired certificate is renewed with `accord admission use-group-key`
+    // expiry is not checked here: the running node renews its certificate (./certificate-keeper.ts), or `accord admission use-group-key` does
     const checkedGroup = verifyGroupCertificate(certificate, { cluster, groupKey, peer: self.toString(), nowMs: 0 })
     if (typeof checkedGroup !== 'string') { return { cluster, clusterKey, clusterPublicKey: publicKey, certificate, groupKey } }
     if (predecessor !== undefined && typeof verifyGroupCertificate(certificate, { cluster, groupKey, peer: predecessor, nowMs: 0 }) !== 'string') {

@@ -211,6 +211,7 @@ export async function createAccordNode (config: Partial<AccordConfig> & { dataDi
         dkg: dkg({
           dataDir: resolved.dataDir,
           passphrase: options.passphrase,
+          signPolicy: resolved.keysSignPolicy,
           settings: options.dkgSettings,
           registry: metrics,
           log: log.child({ component: 'dkg' })

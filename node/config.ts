@@ -8,7 +8,9 @@ import { dirname, join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { POW_BITS_MAX } from '../identity/proof-of-work.ts'
+import { SIGN_POLICIES } from './dkg/approvals.ts'
 import { UserError } from './errors.ts'
+import type { SignPolicy } from './dkg/approvals.ts'
 
 export const CONFIG_FILE = 'accord.json'
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -115,6 +117,12 @@ export interface AccordConfig {
   crdtWriters: string[]
   /** How often the CRDT service runs an anti-entropy round with a random admitted peer (ms). */
   crdtSyncIntervalMs: number
+  /**
+   * Which messages outside the reserved domains this node signs with its
+   * DKG share when a member asks (node/dkg/approvals.ts): 'open' (any), or
+   * 'approve' (only those this node's operator approved).
+   */
+  keysSignPolicy: SignPolicy
 }
 
 /** The settings that are saved in the data dir and reused on restart. */
@@ -122,7 +130,7 @@ export const SAVED_KEYS = [
   'cluster', 'listen', 'bootstrap', 'public', 'dhtKeepPrivateAddresses', 'mdns', 'api', 'logLevel',
   'pnetKeyFile', 'encrypters', 'maxConnections', 'subnetPeersMax', 'subnetIpv4PrefixBits', 'subnetIpv6PrefixBits', 'outboundPeersMin', 'joinPowBits', 'allowPeers', 'denyPeers', 'discoveryIntervalMs',
   'raft', 'raftTickMs', 'raftLeaseReads', 'raftSnapshotEntries', 'bftReplicas',
-  'crdtWriters', 'crdtSyncIntervalMs'
+  'crdtWriters', 'crdtSyncIntervalMs', 'keysSignPolicy'
 ] as const satisfies ReadonlyArray<keyof AccordConfig>
 
 export type SavedConfig = Partial<Pick<AccordConfig, typeof SAVED_KEYS[number]>>
@@ -159,7 +167,8 @@ export function defaultConfig (dataDir: string): AccordConfig {
     bftLearner: false,
     byzantine: false,
     crdtWriters: [],
-    crdtSyncIntervalMs: 5_000
+    crdtSyncIntervalMs: 5_000,
+    keysSignPolicy: 'open'
   }
 }
 
@@ -222,6 +231,7 @@ export function validateConfig (config: AccordConfig): void {
   if (!Number.isInteger(config.crdtSyncIntervalMs) || config.crdtSyncIntervalMs < 100 || config.crdtSyncIntervalMs > 3_600_000) {
     fail('--crdt-sync-interval-ms must be an integer in 100..3600000')
   }
+  if (!SIGN_POLICIES.includes(config.keysSignPolicy)) { fail(`--keys-sign-policy must be one of ${SIGN_POLICIES.join(', ')}`) }
   checkInitialCluster(config.raftInitialCluster, fail)
   if (!Number.isInteger(config.raftTickMs) || config.raftTickMs < 10 || config.raftTickMs > 10_000) { fail('--raft-tick-ms must be an integer in 10..10000') }
   if (!Number.isInteger(config.raftSnapshotEntries) || config.raftSnapshotEntries < 10 || config.raftSnapshotEntries > 100_000_000) {

@@ -2,11 +2,13 @@ import { UserError } from '../errors.ts'
 import { rotateDataDirNodeKey } from '../key-rotation.ts'
 import { apiRequest, resolveApiTarget } from './api-client.ts'
 import { parseFlags, parseFlagsAndPositionals } from './args.ts'
+import { parseDuration } from './token.ts'
 
 export const KEYS_HELP = `Usage: accord keys dkg --threshold T [--members ID,ID,...] [flags]
        accord keys reshare --threshold T --members ID,ID,... [flags]
        accord keys show [flags]
        accord keys sign MESSAGE [flags]
+       accord keys approve MESSAGE [--ttl 1h] [flags]
        accord keys rotate --data-dir DIR
 
 Threshold BLS keys made by distributed key generation (DKG) among the
@@ -29,6 +31,10 @@ members' partial signatures make a signature under the group key.
       the group key this node holds a share of: threshold, size, its index
   accord keys sign MESSAGE
       a threshold signature of MESSAGE (UTF-8) by the group
+  accord keys approve MESSAGE [--ttl 1h]
+      under --keys-sign-policy approve, this node gives its partial to a
+      member's request to sign MESSAGE (UTF-8) until the approval expires
+      (at most 7d; at most 1024 held, in memory, so a restart forgets them)
   accord keys rotate --data-dir DIR
       a new node key (a new peer id) for the stopped node of DIR; refused
       while a node runs from DIR. identity.key keeps the new key and a
@@ -50,18 +56,21 @@ export async function keysCommand (args: string[]): Promise<void> {
     await rotate(rest)
     return
   }
-  if (action !== 'dkg' && action !== 'reshare' && action !== 'show' && action !== 'sign') { throw new UserError('keys: expected dkg, reshare, show, sign or rotate (see accord keys --help)') }
+  if (action !== 'dkg' && action !== 'reshare' && action !== 'show' && action !== 'sign' && action !== 'approve') { throw new UserError('keys: expected dkg, reshare, show, sign, approve or rotate (see accord keys --help)') }
   const { values: flags, positionals } = parseFlagsAndPositionals(`keys ${action}`, rest, {
     api: { type: 'string' },
     'data-dir': { type: 'string' },
     token: { type: 'string' },
-    ...(action === 'dkg' || action === 'reshare' ? { threshold: { type: 'string' }, members: { type: 'string' } } : {})
-  }, action === 'sign' ? 1 : 0)
+    ...(action === 'dkg' || action === 'reshare' ? { threshold: { type: 'string' }, members: { type: 'string' } } : {}),
+    ...(action === 'approve' ? { ttl: { type: 'string' } } : {})
+  }, action === 'sign' || action === 'approve' ? 1 : 0)
   const target = await resolveApiTarget(flags)
   if (action === 'show') {
     await show(target)
   } else if (action === 'sign') {
     await sign(target, positionals[0])
+  } else if (action === 'approve') {
+    await approve(target, positionals[0], parseDuration((flags as { ttl?: string }).ttl ?? '1h', '--ttl'))
   } else {
     await runDkg(target, action, flags as { threshold?: string, members?: string })
   }
@@ -96,6 +105,13 @@ async function sign (target: Target, message: string | undefined): Promise<void>
   const bad = response.json.bad as number[]
   process.stdout.write(`${String(response.json.signature)}\n`)
   process.stderr.write(`signed by indices ${(response.json.signers as number[]).join(', ')}${bad.length > 0 ? `; bad partials from ${bad.join(', ')}` : ''}\n`)
+}
+
+async function approve (target: Target, message: string | undefined, ttlSeconds: number): Promise<void> {
+  if (message === undefined) { throw new UserError('keys approve: a MESSAGE is required') }
+  const response = await apiRequest(target, 'POST', '/v1/keys/approvals', { body: JSON.stringify({ message, ttlSeconds }) })
+  if (response.status !== 200) { throw new UserError(`keys approve: ${response.status} ${String(response.json.error ?? '')}`) }
+  process.stdout.write(`approved sha-256 ${String(response.json.digest)} until ${String(response.json.expiresAt)}${response.json.signPolicy === 'open' ? ' (this node signs any message: --keys-sign-policy open)' : ''}\n`)
 }
 
 async function runDkg (target: Target, action: 'dkg' | 'reshare', flags: { threshold?: string, members?: string }): Promise<void> {

@@ -6,6 +6,7 @@ import { UserError } from '../errors.ts'
 import { removeRuntimeInfo, writeRuntimeInfo } from '../runtime-file.ts'
 import { parseFlags, parseIntegerFlag } from './args.ts'
 import type { AccordConfig, LogLevel } from '../config.ts'
+import type { SignPolicy } from '../dkg/approvals.ts'
 
 export const START_HELP = `Usage: accord start --data-dir DIR [flags]
 
@@ -66,6 +67,9 @@ node with the same identity, addresses and peers.
                              are ignored (and counted); "" allows every member again (saved)
   --crdt-sync-interval-ms N  CRDT anti-entropy: a round with a random member every N ms
                              (default 5000, saved)
+  --keys-sign-policy open|approve  which messages this node signs with its DKG share when
+                          a member asks: any (open, the default), or only those its
+                          operator approved with accord keys approve (saved)
   --byzantine             DELIBERATELY FAULTY PBFT replica (equivocates): demos and tests
                           only; honest replicas detect and isolate it. Not saved.
 
@@ -134,7 +138,8 @@ export async function startCommand (args: string[]): Promise<void> {
     'bft-learner': { type: 'boolean' },
     byzantine: { type: 'boolean' },
     'crdt-writers': { type: 'string' },
-    'crdt-sync-interval-ms': { type: 'string' }
+    'crdt-sync-interval-ms': { type: 'string' },
+    'keys-sign-policy': { type: 'string' }
   })
   const dataDir = flags['data-dir']
   if (dataDir === undefined || dataDir === '') { throw new UserError('start: --data-dir is required') }
@@ -167,7 +172,8 @@ export async function startCommand (args: string[]): Promise<void> {
     bftLearner: flags['bft-learner'],
     byzantine: flags.byzantine,
     crdtWriters: flags['crdt-writers']?.split(',').map(id => id.trim()).filter(id => id !== ''),
-    crdtSyncIntervalMs: parseIntegerFlag(flags['crdt-sync-interval-ms'], '--crdt-sync-interval-ms', 100, 3_600_000)
+    crdtSyncIntervalMs: parseIntegerFlag(flags['crdt-sync-interval-ms'], '--crdt-sync-interval-ms', 100, 3_600_000),
+    keysSignPolicy: flags['keys-sign-policy'] as SignPolicy | undefined
   }
   if (flags.byzantine === true) {
     process.stderr.write('WARNING: --byzantine: this node runs a DELIBERATELY FAULTY PBFT replica that equivocates.\n' +

@@ -11,6 +11,9 @@
  *                        when this node holds no share to reshare)
  *   POST /v1/keys/sign   body {"message": "<text>"} or {"messageHex": "<hex>"}
  *                        → {"signature","groupKey","signers","bad"}
+ *   POST /v1/keys/approvals body {"message" | "messageHex", "ttlSeconds"?: N (default 3600)}
+ *                        → {"digest","expiresAt","signPolicy"}: this node signs that
+ *                        message when a member asks, until then (--keys-sign-policy approve)
  *
  * Errors: 400 bad input (no members and no PBFT replica set, a bad
  * threshold, this node not among the members); 409 no key to sign with;
@@ -36,7 +39,7 @@ export function dkgRoutes (dkg: DkgService, replicas: () => string[] | null): Ro
     {
       method: 'GET',
       path: /^\/v1\/keys$/,
-      handle: async () => ({ status: 200, json: { key: dkg.summary(), sessions: dkg.sessions() } })
+      handle: async () => ({ status: 200, json: { key: dkg.summary(), signPolicy: dkg.signPolicy, sessions: dkg.sessions() } })
     },
     sessionRoute('dkg', async (options) => dkg.run(options), replicas),
     sessionRoute('reshare', async (options) => dkg.reshare(options)),
@@ -44,20 +47,43 @@ export function dkgRoutes (dkg: DkgService, replicas: () => string[] | null): Ro
       method: 'POST',
       path: /^\/v1\/keys\/sign$/,
       handle: async (request) => {
-        const body = await readJsonBody(request, 3 * DKG_SIGN_MESSAGE_BYTES_MAX, ['message', 'messageHex'])
-        let message: Uint8Array
-        if (typeof body.message === 'string' && body.messageHex === undefined) {
-          message = new TextEncoder().encode(body.message)
-        } else if (typeof body.messageHex === 'string' && body.message === undefined && /^([0-9a-f]{2})*$/.test(body.messageHex)) {
-          message = Uint8Array.from(Buffer.from(body.messageHex, 'hex'))
-        } else {
-          throw new HttpError(400, 'the body must be {"message": "<text>"} or {"messageHex": "<lower-case hex>"}')
-        }
+        const message = messageOf(await readJsonBody(request, 3 * DKG_SIGN_MESSAGE_BYTES_MAX, ['message', 'messageHex']))
         const result = await guard(async () => dkg.thresholdSign(message))
         return { status: 200, json: { ...result, groupKey: dkg.summary()?.groupKey } }
       }
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/keys\/approvals$/,
+      handle: async (request) => {
+        const body = await readJsonBody(request, 3 * DKG_SIGN_MESSAGE_BYTES_MAX, ['message', 'messageHex', 'ttlSeconds'])
+        const message = messageOf(body)
+        const ttlSeconds = body.ttlSeconds ?? 3600
+        if (!Number.isSafeInteger(ttlSeconds)) { throw new HttpError(400, '"ttlSeconds" is an integer') }
+        try {
+          const { digest, expiresAtMs } = dkg.approveMessage(message, (ttlSeconds as number) * 1000)
+          return { status: 200, json: { digest, expiresAt: new Date(expiresAtMs).toISOString(), signPolicy: dkg.signPolicy } }
+        } catch (err) {
+          if (err instanceof RangeError) { throw new HttpError(err.message.includes('held already') ? 503 : 400, err.message) }
+          throw err
+        }
+      }
     }
   ]
+}
+
+/** The message of a body {"message": "<text>"} or {"messageHex": "<hex>"}, at most DKG_SIGN_MESSAGE_BYTES_MAX bytes. */
+function messageOf (body: Record<string, unknown>): Uint8Array {
+  let message: Uint8Array
+  if (typeof body.message === 'string' && body.messageHex === undefined) {
+    message = new TextEncoder().encode(body.message)
+  } else if (typeof body.messageHex === 'string' && body.message === undefined && /^([0-9a-f]{2})*$/.test(body.messageHex)) {
+    message = Uint8Array.from(Buffer.from(body.messageHex, 'hex'))
+  } else {
+    throw new HttpError(400, 'the body must be {"message": "<text>"} or {"messageHex": "<lower-case hex>"}')
+  }
+  if (message.byteLength > DKG_SIGN_MESSAGE_BYTES_MAX) { throw new HttpError(400, `the message is at most ${DKG_SIGN_MESSAGE_BYTES_MAX} bytes`) }
+  return message
 }
 
 /** POST /v1/keys/<action>: runs a session and answers with it when it ended; `members`, if absent, from `defaultMembers`. */

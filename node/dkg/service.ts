@@ -69,6 +69,7 @@ import { isCheckpointGroupMessage } from '../../protocols/pbft/group.ts'
 import { DatagramChannel } from '../datagram.ts'
 import { hostFromComponents } from '../host.ts'
 import { silentLogger } from '../logger.ts'
+import { MessageApprovals, SIGN_POLICIES } from './approvals.ts'
 import { confirmationMessage, KeyConfirmation } from './confirmation.ts'
 import { DKG_BATCH_MAX, DKG_CAPABILITY, DKG_FRAME_BYTES_MAX, DKG_HISTORY_MAX, DKG_MEMBERS_MAX, DKG_PENDING_PER_PEER_MAX, DKG_PROTOCOL, DKG_PROTOCOL_UNBATCHED, DKG_SESSION_BYTES, DKG_SESSIONS_MAX } from './constants.ts'
 import { checkEnvelope, checkSignature, digestOf, envelopeBody, envelopeSigner } from './envelope.ts'
@@ -77,6 +78,7 @@ import { dkgMetrics } from './metrics.ts'
 import { reservedDomain, SigningRounds } from './signing.ts'
 import { dropGroup, loadGroup, saveGroup, shareRecord, thresholdKeyOf } from './store.ts'
 import { DkgSender } from './transport.ts'
+import type { SignPolicy } from './approvals.ts'
 import type { Envelope, EnvelopeKind } from './envelope.ts'
 import type { DkgMetrics } from './metrics.ts'
 import type { DkgSignResult } from './signing.ts'
@@ -130,6 +132,8 @@ export interface DkgInit {
   dataDir: string
   /** The keystore's passphrase, if it is sealed. */
   passphrase?: string
+  /** Which messages this node gives its partial to when a member asks (./approvals.ts): 'open' (default) or 'approve'. */
+  signPolicy?: SignPolicy
   settings?: Partial<DkgSettings>
   registry?: Registry
   log?: Logger
@@ -254,6 +258,10 @@ export class DkgService implements Startable, GroupSigner {
   readonly #sign: (kind: EnvelopeKind, body: Uint8Array) => Envelope
   readonly #sessions = new Map<string, Session>()
   readonly #signing: SigningRounds
+  /** This node's operator's approvals of messages to sign (under the 'approve' policy). */
+  readonly #approvals = new MessageApprovals()
+  /** Which messages outside the reserved domains this node gives its partial to (./approvals.ts). */
+  readonly signPolicy: SignPolicy
   readonly #metrics: DkgMetrics
   #channels: Array<DatagramChannel<Datagram>> = []
   #sender: DkgSender | undefined
@@ -274,6 +282,8 @@ export class DkgService implements Startable, GroupSigner {
     this.#init = init
     this.#log = init.log ?? silentLogger()
     this.settings = { ...DKG_SETTINGS_DEFAULTS, ...init.settings }
+    this.signPolicy = init.signPolicy ?? 'open'
+    if (!SIGN_POLICIES.includes(this.signPolicy)) { throw new RangeError(`signPolicy is one of ${SIGN_POLICIES.join(', ')}`) }
     this.#self = components.peerId.toString()
     this.#sign = envelopeSigner(components.privateKey, this.#self)
     this.#metrics = dkgMetrics(init.registry ?? new Registry(), () => [...this.#sessions.values()].filter(s => !finished(s)).length)
@@ -286,6 +296,8 @@ export class DkgService implements Startable, GroupSigner {
       send: (to, env) => { this.#send(to, env) },
       isRevoked: (peer) => this.#components.admission.isRevoked(peer),
       mayCertify: (message, requester) => this.#components.admission.mayCertify(message, requester),
+      policy: this.signPolicy,
+      approvals: this.#approvals,
       onBadPartial: () => { this.#metrics.badPartials.inc() }
     })
   }
@@ -497,6 +509,15 @@ export class DkgService implements Startable, GroupSigner {
     } finally {
       options.signal?.removeEventListener('abort', onAbort)
     }
+  }
+
+  /**
+   * This node's operator approves `message` for ttlMs: under the 'approve'
+   * policy, it gives its partial to a member's request to sign it until
+   * then. Throws RangeError on a bad lifetime or when too many are held.
+   */
+  approveMessage (message: Uint8Array, ttlMs: number): { digest: string, expiresAtMs: number } {
+    return this.#approvals.approve(message, ttlMs)
   }
 
   /**

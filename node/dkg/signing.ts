@@ -12,7 +12,8 @@
  * Some domains are never signed by a round (reservedDomain): membership
  * certificates are signed under admission's policy only (a member asked
  * applies mayCertify), PBFT checkpoint partials only inside a replica's
- * own CHECKPOINT, and key confirmations only at the end of a DKG.
+ * own CHECKPOINT, and key confirmations only at the end of a DKG. Any
+ * other message is signed under the member's policy (./approvals.ts).
  */
 import { randomBytes } from 'node:crypto'
 import { encode } from 'cborg'
@@ -20,11 +21,13 @@ import { equalBytes } from '../../identity/ed25519.ts'
 import { isGroupCertificateMessage } from '../../identity/group-certificate.ts'
 import { combine, partialSign, verifyPartial } from '../../identity/threshold/tbls.ts'
 import { isCheckpointGroupMessage } from '../../protocols/pbft/group.ts'
+import { messageDigest } from './approvals.ts'
 import { isConfirmationMessage } from './confirmation.ts'
 import { DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
 import { envelopeBody } from './envelope.ts'
 import { DkgError } from './errors.ts'
 import { thresholdKeyOf } from './store.ts'
+import type { MessageApprovals, SignPolicy } from './approvals.ts'
 import type { Envelope, EnvelopeKind } from './envelope.ts'
 import type { StoredGroup } from './store.ts'
 import type { PartialSignature, ThresholdPublicKey } from '../../identity/threshold/tbls.ts'
@@ -51,6 +54,9 @@ export interface SigningInit {
   isRevoked(peer: string): boolean
   /** Admission's policy for a membership certificate asked for by `requester`: null to sign, else why not. */
   mayCertify(message: Uint8Array, requester: string): string | null
+  /** The policy for any other message (./approvals.ts) and this node's operator's approvals. */
+  policy: SignPolicy
+  approvals: MessageApprovals
   onBadPartial(): void
 }
 
@@ -141,6 +147,9 @@ export class SigningRounds {
     } else {
       const reserved = reservedDomain(message)
       if (reserved !== null) { throw new DkgError('reserved', `no partial through a signing round: ${reserved}`) }
+      if (this.#init.policy === 'approve' && !this.#init.approvals.isApproved(message)) {
+        throw new DkgError('not-approved', `this member's operator has not approved the message (sha-256 ${messageDigest(message)})`)
+      }
     }
     const partial = partialSign(share, message)
     this.#init.send(env.signer, this.#init.sign('partial', encode({ round, index: partial.index, signature: partial.signature })))

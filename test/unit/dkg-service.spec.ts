@@ -18,6 +18,7 @@ import { commit } from '../../identity/threshold/feldman.ts'
 import { evaluatePolynomial, randomPolynomial } from '../../identity/threshold/shamir.ts'
 import { SEALED_SHARE_BYTES } from '../../identity/threshold/share-box.ts'
 import { verifyPartial } from '../../identity/threshold/tbls.ts'
+import { MESSAGE_APPROVALS_MAX, MessageApprovals, messageDigest } from '../../node/dkg/approvals.ts'
 import { confirmationMessage } from '../../node/dkg/confirmation.ts'
 import { DKG_PENDING_PER_PEER_MAX, DKG_SESSIONS_MAX, DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from '../../node/dkg/constants.ts'
 import { checkEnvelope, digestOf } from '../../node/dkg/envelope.ts'
@@ -29,6 +30,7 @@ import { checkpointGroupPayload } from '../../protocols/pbft/index.ts'
 import { datagram, fakeComponents, peer } from './dkg-service-helpers.ts'
 import { seededRandomBytes } from './threshold-helpers.ts'
 import type { FakeAdmission, Peer } from './dkg-service-helpers.ts'
+import type { SignPolicy } from '../../node/dkg/approvals.ts'
 import type { Envelope } from '../../node/dkg/envelope.ts'
 import type { DkgSessionView } from '../../node/dkg/service.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -77,8 +79,8 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
     self = identity.peerId.toString()
   })
 
-  const startService = async (admission: FakeAdmission = {}): Promise<void> => {
-    service = new DkgService(fakeComponents(nodeKey, admission), { dataDir: dir, settings: { keyWaitMs: 60_000, signTimeoutMs: 60_000 } })
+  const startService = async (admission: FakeAdmission = {}, signPolicy?: SignPolicy): Promise<void> => {
+    service = new DkgService(fakeComponents(nodeKey, admission), { dataDir: dir, signPolicy, settings: { keyWaitMs: 60_000, signTimeoutMs: 60_000 } })
     await service.start()
   }
 
@@ -251,6 +253,44 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
     revoked.add(other.id)
     expect(service.deliver(ask(cert), other.id)).to.include({ ok: false, reason: 'revoked' })
     expect(service.deliver(ask(new TextEncoder().encode('hello')), other.id)).to.include({ ok: false, reason: 'revoked' })
+  })
+
+  it('the approve policy: a member asked signs only a message its operator approved, until the approval expires; open signs any', async () => {
+    const other = await peer()
+    const random = seededRandomBytes('policy')
+    const commitments = commit(randomPolynomial(randomScalar(random), 2, random))
+    const group = { session: '00', members: [self, other.id].sort(), threshold: 2, commitments: commitments.map(c => Buffer.from(c.toBytes()).toString('hex')) }
+    await saveGroup(dir, undefined, { group, record: shareRecord(group, commitments, group.members.indexOf(self) + 1, new Uint8Array(32).fill(1)) })
+    await startService({}, 'approve')
+    const groupKey = service.groupInfo()!.groupKey
+    const ask = (message: Uint8Array): unknown => datagram(other.sign('sign', encode({ round: new Uint8Array(16), groupKey, message })), other.id, self)
+    const hello = new TextEncoder().encode('hello')
+    expect(service.deliver(ask(hello), other.id)).to.include({ ok: false, reason: 'not-approved' })
+    service.approveMessage(hello, 60_000)
+    expect(service.deliver(ask(hello), other.id)).to.deep.equal({ ok: true })
+    expect(service.deliver(ask(new TextEncoder().encode('hello!')), other.id)).to.include({ ok: false, reason: 'not-approved' })
+    expect(() => service.approveMessage(hello, 999)).to.throw(RangeError, 'an approval lasts')
+    await service.stop()
+    await startService({}, 'open')
+    expect(service.deliver(ask(new TextEncoder().encode('anything')), other.id)).to.deep.equal({ ok: true })
+    expect(() => new DkgService(fakeComponents(nodeKey), { dataDir: dir, signPolicy: 'sometimes' as SignPolicy })).to.throw(RangeError, 'signPolicy')
+  })
+})
+
+describe('dkg: message approvals (the approve signing policy)', () => {
+  it(`expire, and at most approvalsMax (${MESSAGE_APPROVALS_MAX} by default) are held: one more is refused until some expire`, () => {
+    const approvals = new MessageApprovals(2)
+    const [a, b, c] = ['a', 'b', 'c'].map(t => new TextEncoder().encode(t))
+    approvals.approve(a, 1000, 0)
+    approvals.approve(b, 5000, 0)
+    expect(approvals.isApproved(a, 999)).to.equal(true)
+    expect(approvals.isApproved(a, 1000)).to.equal(false)
+    expect(() => approvals.approve(c, 1000, 500)).to.throw(RangeError, '2 message approvals are held already')
+    // again for one held: a new expiry, not a new entry
+    expect(approvals.approve(b, 1000, 500).expiresAtMs).to.equal(1500)
+    // a's approval expired: room for c
+    expect(approvals.approve(c, 1000, 1000).digest).to.equal(messageDigest(c))
+    expect(approvals.isApproved(c, 1500)).to.equal(true)
   })
 })
 

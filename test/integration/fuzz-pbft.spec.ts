@@ -6,7 +6,10 @@
  * from an admitted client outside the set, and from the fourth replica,
  * first with valid signatures of its own only and then with forged ones
  * and equivocations (test/lib/protocol-fuzz.ts: startPbftFuzzBed says
- * which outcomes each attacker may cause). CI's bounded run; longer runs:
+ * which outcomes each attacker may cause); and evidence of both kinds on
+ * the evidence topic (the four hold a DKG group, so that bad checkpoint
+ * partials can be judged), forged by the client and the fourth replica,
+ * refused and counted by reason, never isolating an honest replica. CI's bounded run; longer runs:
  * `npm run fuzz:protocols -- --protocol pbft --frames N [--seed S]`.
  *
  * Every failure names the seed and the command that replays it: the
@@ -18,14 +21,17 @@ import { PeerKeyVerifier } from '../../node/pbft/crypto.ts'
 import { evidenceTopic } from '../../node/pbft/evidence-topic.ts'
 import { PBFT_PROTOCOL, PBFT_STATE_PROTOCOL } from '../../node/pbft/transport.ts'
 import { createRng } from '../../protocols/common/rng.ts'
-import { checkEvidence, decodeEvidence, decodeMessage, signingPayload } from '../../protocols/pbft/index.ts'
+import { bytesToDigest } from '../../protocols/pbft/encoding.ts'
+import { checkEvidence, checkpointGroupPayload, decodeEvidence, decodeMessage, signingPayload } from '../../protocols/pbft/index.ts'
+import { FakeThresholdGroup } from '../lib/fake-threshold-group.ts'
 import {
   attackPbft, checkPbftHealthy, delta, evidenceGenerator, fuzzIdentity, HEAP_GROWTH_BYTES_MAX, pbftFrameGenerator, pbftIsolationProblems, pbftRejections,
   pbftTransportStats, PBFT_FUZZ_PROTOCOLS, publishEvidence, refusalsByReason, settledMemory, startPbftFuzzBed, stopPbftFuzzBed, sumCounts,
   syntheticPeerId, waitForPbftAttackStreamsGone, watchProcessErrors
 } from '../lib/protocol-fuzz.ts'
 import { waitFor } from '../lib/wait.ts'
-import type { PbftCrypto, PbftMessage, SignedMessage } from '../../protocols/pbft/types.ts'
+import type { EvidenceCheck } from '../../protocols/pbft/index.ts'
+import type { Checkpoint, PbftCrypto, PbftMessage, SignedMessage } from '../../protocols/pbft/types.ts'
 import type { DriveStats, MemorySample, PbftAttacker, PbftFuzzBed, PbftFuzzContext, PbftFuzzProtocol } from '../lib/protocol-fuzz.ts'
 
 const SEED = 20_261_204
@@ -127,16 +133,45 @@ function rejectedSince (before: Counters, after: Counters): Record<string, numbe
   return out
 }
 
+/** Refusals on the evidence topic (accord_refusals_total) of all honest replicas since `before`, by reason, and the evidence they ignored as unjudgeable (accord_pbft_rejected_total, unknown-set). */
+function evidenceRefusedSince (before: Counters, after: Counters): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [i, e] of after.evidence.entries()) {
+    for (const [k, v] of Object.entries(delta(before.evidence[i], e))) { out[k] = (out[k] ?? 0) + v }
+  }
+  const unjudgeable = rejectedSince(before, after)['unknown-set'] ?? 0
+  return unjudgeable > 0 ? { ...out, 'unjudgeable (ignored)': unjudgeable } : out
+}
+
+/**
+ * Bad-checkpoint-partial evidence alone from `attacker`, once its frames
+ * are through (so that what the evidence topic counts now is this kind's):
+ * refused and counted by reason, and from the replica attacker its own
+ * checkpoints under another group also ignored as unjudgeable.
+ */
+async function badPartialEvidence (b: PbftFuzzBed, attacker: 'client' | 'replica'): Promise<Record<string, number>> {
+  const before = await counters(b)
+  const { published, labels } = await publishEvidence(b, { attacker, count: EVIDENCE, seed: SEED, kind: 'bad-checkpoint-partial' })
+  expect(published, `bad-partial evidence messages published (${replay(attacker)})`).to.be.greaterThan(0)
+  const wanted = attacker === 'replica' ? ['invalid-evidence', 'unjudgeable (ignored)'] : ['invalid-evidence']
+  await waitFor(async () => { const refused = evidenceRefusedSince(before, await counters(b)); return wanted.every(k => (refused[k] ?? 0) > 0) }, 'bad-partial evidence to be refused and counted', 30_000)
+  const refused = evidenceRefusedSince(before, await counters(b))
+  // eslint-disable-next-line no-console
+  console.log(`      bad-checkpoint-partial evidence from the ${attacker}: ${published} of ${EVIDENCE} published (${Object.keys(labels).length} labels); by reason, on the honest replicas: ${JSON.stringify(refused)}`)
+  return refused
+}
+
 /**
  * Both protocols and the evidence topic from `attacker` at once, once its
  * streams are gone: most frames were written, the targets ended every
- * stream, and the forged evidence was refused and counted.
+ * stream, and the forged equivocations were refused and counted; then
+ * bad-partial evidence alone (badPartialEvidence).
  */
-async function attackBoth (b: PbftFuzzBed, attacker: 'client' | 'replica'): Promise<{ runs: DriveStats[][], before: Counters, after: Counters }> {
+async function attackBoth (b: PbftFuzzBed, attacker: 'client' | 'replica'): Promise<{ runs: DriveStats[][], before: Counters, after: Counters, badPartials: Record<string, number> }> {
   const before = await counters(b)
   const [runs, evidence] = await Promise.all([
     Promise.all(PBFT_FUZZ_PROTOCOLS.map(async protocol => attackPbft(b, { attacker, protocol, frames: FRAMES[attacker][protocol], seed: SEED }))),
-    publishEvidence(b, { attacker, count: EVIDENCE, seed: SEED })
+    publishEvidence(b, { attacker, count: EVIDENCE, seed: SEED, kind: 'equivocation' })
   ])
   await waitForPbftAttackStreamsGone(b)
   expect(evidence.published, `evidence messages published (${replay(attacker)})`).to.be.greaterThan(0)
@@ -145,7 +180,15 @@ async function attackBoth (b: PbftFuzzBed, attacker: 'client' | 'replica'): Prom
     expect(written(runs[p]), `${protocol}: frames written (${replay(attacker, protocol)})`).to.be.greaterThan(FRAMES[attacker][protocol] / 2)
     expect(outcomes(runs[p]).timeout ?? 0, `${protocol}: streams the target never answered nor closed (${replay(attacker, protocol)})`).to.equal(0)
   }
-  return { runs, before, after: await counters(b) }
+  const badPartials = await badPartialEvidence(b, attacker)
+  return { runs, before, after: await counters(b), badPartials }
+}
+
+/** What a checker holding the group does with a piece of evidence (null: it does not decode). */
+function verdictOf (checked: EvidenceCheck | null): string {
+  if (checked === null) { return 'undecodable' }
+  if (checked.ok) { return 'accepted' }
+  return checked.unjudgeable === true ? 'unjudgeable' : 'refused'
 }
 
 /** Runs `body` while recording unhandled rejections, and fails on any: a handler let an error escape. */
@@ -218,20 +261,57 @@ describe('fuzzing PBFT\'s protocols from outside (4 replicas, real libp2p over T
     expect([...labels], 'labels with isolating').to.include.members(['hostile:equivocation', 'forged:other-key', 'forged:flipped'])
     expect(own.broken, 'frames with a forged signature of the attacker\'s own').to.be.greaterThan(0)
     expect(own.equivocations, 'slots signed with two digests').to.be.greaterThan(0)
+  })
 
-    // evidence: the same from the same seed, every piece refused without isolating, and real equivocations with it
+  it('the evidence generator replays from its seed, makes bad-partial evidence of every sort, and without `isolating` nothing a replica holding the group would act on', () => {
+    const self = fuzzIdentity(Uint8Array.from({ length: 32 }, (_, i) => i))
+    // evidence: the same from the same seed, every piece refused without isolating, and real evidence of each kind with it
     const evidenceVerifier = new PeerKeyVerifier()
     const crypto: PbftCrypto = { sign: self.sign, verify: (signer, payload, signature) => evidenceVerifier.verify(signer, payload, signature), digest: () => '' }
+    // honest replicas with keys (their checkpoints, partials under the group, to borrow), and the group a checker holds
+    const honestIds = [1, 2, 3].map(i => fuzzIdentity(new Uint8Array(32).fill(i)))
+    const set = [self.id, ...honestIds.map(h => h.id)].sort()
+    const group = new FakeThresholdGroup(set, 3)
+    const honestCheckpoints = honestIds.map(h => {
+      const stateDigest = bytesToDigest(new Uint8Array(32).fill(9))
+      const unsigned: Checkpoint = { type: 'checkpoint', replica: h.id, seq: 64, stateDigest, partial: group.partial(h.id, checkpointGroupPayload(64, stateDigest)), groupId: group.id, signature: new Uint8Array(0) }
+      return { ...unsigned, signature: h.sign(signingPayload(unsigned)) }
+    })
+    const withGroup = (isolating: boolean): PbftFuzzContext => ({ self: self.id, sign: self.sign, target: set[0], replicas: set, view: 2, executed: 10, low: 0, high: 256, isolating, groupId: group.id, honestCheckpoints })
+    const checker = group.for(honestIds[0].id)
     for (const isolatingEvidence of [false, true]) {
-      const [e1, e2] = [evidenceGenerator(5, context(isolatingEvidence, replicas[0])), evidenceGenerator(5, context(isolatingEvidence, replicas[0]))]
+      const [e1, e2] = [evidenceGenerator(5, withGroup(isolatingEvidence)), evidenceGenerator(5, withGroup(isolatingEvidence))]
       const accepted = new Set<string>()
-      for (let i = 0; i < 300; i++) {
+      /** Verdicts on the unmutated bad-partial pieces, by label. */
+      const verdicts: Record<string, Set<string>> = {}
+      for (let i = 0; i < 600; i++) {
         const [x, y] = [e1(), e2()]
         expect(x.label === y.label && Buffer.compare(x.data, y.data) === 0, 'evidence: the same seed gives the same messages').to.equal(true)
         const decoded = decodeEvidence(x.data)
-        if (decoded.ok && checkEvidence(decoded.evidence, replicas, crypto).ok) { accepted.add(`${x.label} against ${decoded.evidence.offender === self.id ? 'self' : 'another'}`) }
+        const checked = decoded.ok ? checkEvidence(decoded.evidence, set, crypto, checker) : null
+        if (decoded.ok && checked?.ok === true) { accepted.add(`${x.label} against ${decoded.evidence.offender === self.id ? 'self' : 'another'}`) }
+        if (/^(partial-|borrowed-)/.test(x.label)) { (verdicts[x.label] ??= new Set()).add(verdictOf(checked)) }
       }
-      expect([...accepted], `evidence a replica would act on (isolating ${String(isolatingEvidence)})`).to.deep.equal(isolatingEvidence ? ['equivocation against self'] : [])
+      expect([...accepted].sort(), `evidence a replica would act on (isolating ${String(isolatingEvidence)})`).to.deep.equal(isolatingEvidence ? ['bad-checkpoint-partial against self', 'equivocation against self'] : [])
+      expect(Object.keys(verdicts), 'bad-partial pieces made').to.include.members([
+        'partial-forged-against-honest', 'partial-offender-outside-the-set', 'partial-unknown-group', 'partial-none', 'partial-without-group', 'partial-not-a-checkpoint',
+        'partial-wrong-size', 'partial-presence-byte', 'partial-presence-in-version-2', 'partial-oversize',
+        'borrowed-as-signed', 'borrowed-garbage-partial', 'borrowed-other-group', 'borrowed-without-group', 'borrowed-signature-flipped', 'borrowed-other-offender'
+      ])
+      // the checker holds the group: only a validly signed checkpoint of the attacker naming another group is unjudgeable; an honest one as signed is refused (its partial verifies)
+      expect([...verdicts['partial-unknown-group']], 'a partial under another group').to.deep.equal(['unjudgeable'])
+      expect([...verdicts['borrowed-as-signed']], 'an honest checkpoint as signed').to.deep.equal(['refused'])
+      for (const label of ['partial-wrong-size', 'partial-presence-byte', 'partial-presence-in-version-2', 'partial-not-a-checkpoint']) {
+        expect([...verdicts[label]], `${label}: the decoder refuses it`).to.deep.equal(['undecodable'])
+      }
+    }
+    // only the new kind when asked, from its own seed
+    const [p1, p2] = [evidenceGenerator(6, withGroup(false), 'bad-checkpoint-partial'), evidenceGenerator(6, withGroup(false), 'bad-checkpoint-partial')]
+    for (let i = 0; i < 200; i++) {
+      const [x, y] = [p1(), p2()]
+      expect(x.label === y.label && Buffer.compare(x.data, y.data) === 0, 'bad-partial evidence: the same seed gives the same messages').to.equal(true)
+      const decoded = decodeEvidence(x.data)
+      if (decoded.ok) { expect(decoded.evidence.kind, x.label).to.equal('bad-checkpoint-partial') }
     }
   })
 
@@ -262,7 +342,8 @@ describe('fuzzing PBFT\'s protocols from outside (4 replicas, real libp2p over T
   it('an admitted client outside the replica set: malformed frames and bad signatures are rejected and counted, it is never isolated, and writes commit', async () => {
     const b = bed!
     await watched(async () => {
-      const { runs, before, after } = await attackBoth(b, 'client')
+      const { runs, before, after, badPartials } = await attackBoth(b, 'client')
+      expect(badPartials['invalid-evidence'] ?? 0, `bad-partial evidence of the client refused as invalid (${replay('client')})`).to.be.greaterThan(0)
       for (const [i, stats] of after.transport.entries()) {
         expect(delta(before.transport[i].rejected, stats.rejected).malformed ?? 0, `frames the PBFT transport of replica ${i} rejected as malformed (${replay('client')})`).to.be.greaterThan(0)
         expect(stats.messagesReceived - before.transport[i].messagesReceived, 'PBFT messages delivered').to.be.greaterThan(0)
@@ -280,7 +361,9 @@ describe('fuzzing PBFT\'s protocols from outside (4 replicas, real libp2p over T
   it('the fourth replica, with valid signatures of its own only: its hostile messages reach the core and are refused and counted, it is not isolated, and writes commit', async () => {
     const b = bed!
     await watched(async () => {
-      const { before, after } = await attackBoth(b, 'replica')
+      const { before, after, badPartials } = await attackBoth(b, 'replica')
+      expect(badPartials['invalid-evidence'] ?? 0, `bad-partial evidence of the fourth replica refused as invalid (${replay('replica')})`).to.be.greaterThan(0)
+      expect(badPartials['unjudgeable (ignored)'] ?? 0, `bad-partial evidence of the fourth replica under another group, ignored as unjudgeable (${replay('replica')})`).to.be.greaterThan(0)
       const rejected = rejectedSince(before, after)
       expect(rejected, `rejections counted by reason (${replay('replica')})`).to.include.keys('malformed', 'wrong-sender', 'not-primary', 'bad-signature')
       expect(pbftIsolationProblems(b, false), `isolations (${replay('replica')})`).to.deep.equal([])
@@ -294,7 +377,7 @@ describe('fuzzing PBFT\'s protocols from outside (4 replicas, real libp2p over T
       const before = await counters(b)
       const runs = await attackPbft(b, { attacker: 'replica', protocol: 'pbft', frames: FRAMES['replica-isolating'].pbft, seed: SEED, isolating: true })
       await waitForPbftAttackStreamsGone(b)
-      // then evidence with real equivocations among the forged: a replica that did not isolate it yet may now, for equivocation
+      // then evidence with real equivocations and bad partials among the forged: a replica that did not isolate it yet may now, for either
       await publishEvidence(b, { attacker: 'replica', count: EVIDENCE, seed: SEED, isolating: true })
       expect(written(runs), `frames written (${replay('replica-isolating')})`).to.be.greaterThan(0)
       const rejected = rejectedSince(before, await counters(b))
@@ -307,6 +390,8 @@ describe('fuzzing PBFT\'s protocols from outside (4 replicas, real libp2p over T
 
       const memoryAfter = await settledMemory()
       const growth = (memoryAfter.heapUsed + memoryAfter.arrayBuffers) - (memoryBefore.heapUsed + memoryBefore.arrayBuffers)
+      // eslint-disable-next-line no-console
+      console.log(`      heap + ArrayBuffers after every attacker: ${(growth / 2 ** 20).toFixed(1)} MiB more than at the start (bound ${HEAP_GROWTH_BYTES_MAX / 2 ** 20} MiB)`)
       expect(growth, `heap + ArrayBuffer growth after every attacker, in bytes (seed ${SEED})`).to.be.at.most(HEAP_GROWTH_BYTES_MAX)
     })
   })

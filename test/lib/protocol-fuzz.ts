@@ -42,9 +42,15 @@
  * with a key that is not the sender's, flipped bits, wrong lengths; and,
  * only when the context allows it (PbftFuzzContext.isolating), the replica
  * attacker's own signature broken and two digests signed for one slot;
- * - for the PBFT evidence topic (evidenceGenerator), evidence forged
- * against honest replicas, not conflicting, of the wrong offender or of a
- * stranger to the set, mutated, and (isolating) real equivocations.
+ * - for the PBFT evidence topic (evidenceGenerator), evidence of both
+ * kinds forged against honest replicas (equivocations not conflicting,
+ * of the wrong offender or of a stranger to the set; bad checkpoint
+ * partials with forged signatures, honest replicas' own checkpoints
+ * borrowed with their valid partial or a garbage one, another group id or
+ * none, partials of the wrong size, presence bytes out of range, fields
+ * over their limits), mutated, and (isolating) real evidence of both
+ * kinds against the attacker; the PBFT bed's replicas hold a DKG group
+ * for it (PbftFuzzBed.groupId).
  *
  * What the generator will not send, so that the checks stay meaningful: a
  * conf change or snapshot that a node could apply (an admitted member may
@@ -54,7 +60,8 @@
  * For PBFT, Byzantine faults are the model: without `isolating`, nothing
  * that would make an honest replica isolate the replica attacker (so that
  * its frames keep reaching the core), and never anything signed by an
- * honest replica's key (the fuzzer does not hold one).
+ * honest replica's key (the fuzzer does not hold one: it only borrows
+ * checkpoints honest replicas sent, PbftFuzzContext.honestCheckpoints).
  */
 import { createPrivateKey, createPublicKey, sign as signEd25519 } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -65,6 +72,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
+import { lpStream } from '@libp2p/utils'
 import { decode, encode } from 'cborg'
 import { createLibp2p } from 'libp2p'
 import { base58btc } from 'multiformats/bases/base58'
@@ -82,6 +90,7 @@ import { ANTI_ENTROPY_PROTOCOL, antiEntropyFrameBytesMax } from '../../node/meta
 import { PeerKeyVerifier, peerKeyPbftCrypto, sha256Hex } from '../../node/pbft/crypto.ts'
 import { evidenceTopic } from '../../node/pbft/evidence-topic.ts'
 import { encodeOperation } from '../../node/pbft/operations.ts'
+import { checkpointGroupId } from '../../node/pbft/threshold-group.ts'
 import { PBFT_PROTOCOL, PBFT_STATE_PROTOCOL, PBFT_TRANSPORT_DEFAULTS } from '../../node/pbft/transport.ts'
 import { RAFT_CLIENT_PROTOCOL, requestBytesMax } from '../../node/raft/client-protocol.ts'
 import { encodeFrame, FRAME_BYTES_MAX } from '../../node/raft/codec.ts'
@@ -92,7 +101,7 @@ import { ANTI_ENTROPY_DEFAULTS, VERSION_MAX } from '../../protocols/gossip/index
 import { encodeCommand, KV_DEFAULTS, kvSnapshotBytesMax } from '../../protocols/kv/index.ts'
 import { INCARNATION_JUMP_MAX, INCARNATION_MAX, LIST_LENGTH_MAX, MEMBERSHIP_DEFAULTS } from '../../protocols/membership/index.ts'
 import { bytesToDigest } from '../../protocols/pbft/encoding.ts'
-import { batchDigest, decodeMessage, encodeEvidence, encodeMessage, GENESIS_CHECKPOINT, PBFT_DEFAULTS, primaryOf, SIGNATURE_BYTES_MAX, signingPayload } from '../../protocols/pbft/index.ts'
+import { batchDigest, decodeMessage, encodeEvidence, encodeMessage, GENESIS_CHECKPOINT, GROUP_SIGNATURE_BYTES, NODE_ID_LENGTH_MAX, PBFT_DEFAULTS, primaryOf, SIGNATURE_BYTES_MAX, signingPayload } from '../../protocols/pbft/index.ts'
 import { COUNT_MAX, encodeConfChange, MESSAGE_ENTRIES_MAX, READ_CONTEXT_BYTES_MAX } from '../../protocols/raft/index.ts'
 import { addressOf, formRaftGroup, TestCluster, waitFor } from './nodes.ts'
 import type { Envelope, EnvelopeKind } from '../../node/dkg/envelope.ts'
@@ -104,7 +113,7 @@ import type { DkgMessage } from '../../protocols/dkg/index.ts'
 import type { DigestPage, GossipMessage, NodeDelta, WireEntry } from '../../protocols/gossip/index.ts'
 import type { AliveUpdate, Message as SwimMessage, Update } from '../../protocols/membership/index.ts'
 import type {
-  Checkpoint, ClientRequest, Commit, CommittedBatches, NewView, PbftCrypto, PbftMessage, PrePrepare, Prepare, PreparedCertificate, Reply,
+  Checkpoint, ClientRequest, Commit, CommittedBatches, Evidence, NewView, PbftCrypto, PbftMessage, PrePrepare, Prepare, PreparedCertificate, Reply,
   SignedMessage, StableCheckpoint, ViewChange
 } from '../../protocols/pbft/types.ts'
 import type { ConfState, Entry, Message, SnapshotMessage } from '../../protocols/raft/index.ts'
@@ -1240,6 +1249,16 @@ export interface PbftFuzzContext {
    * request with a bad signature is refused, never isolated.
    */
   isolating: boolean
+  /**
+   * The id (PbftThresholdGroup.id) of the threshold group the targets hold,
+   * if any: checkpoints and bad-partial evidence name it (or another one).
+   */
+  groupId?: string
+  /**
+   * CHECKPOINTs honest replicas signed (with their partials, under
+   * `groupId`), to borrow: the fuzzer holds no honest replica's key.
+   */
+  honestCheckpoints?: readonly Checkpoint[]
 }
 
 /** Longest state request a holder reads (the transport's STATE_REQUEST_BYTES_MAX: up to 20 decimal digits). */
@@ -1358,8 +1377,20 @@ function pbftFrames (ctx: PbftFuzzContext): ProtocolFrames {
     const d = ctx.isolating && rng.chance(0.5) ? batchDigest(requests, HASH_ONLY) : digest(rng, `pre-prepare/${v}/${s}`)
     return signWith<PrePrepare>(sign, { type: 'pre-prepare', replica, view: v, seq: s, digest: d, batch: requests })
   }
-  const checkpoint = (rng: Rng, s = pickCheckpointSeq(rng), sign = ctx.sign, replica = ctx.self): Checkpoint =>
-    signWith<Checkpoint>(sign, { type: 'checkpoint', replica, seq: s, stateDigest: digest(rng, `checkpoint/${s}`) })
+  /**
+   * A checkpoint, sometimes with a partial of garbage: bare (encoding
+   * version 2), or under the targets' group or another one (version 3). Its
+   * state digest is no state's, so no honest replica tries the partial.
+   */
+  const checkpoint = (rng: Rng, s = pickCheckpointSeq(rng), sign = ctx.sign, replica = ctx.self): Checkpoint => {
+    const stateDigest = digest(rng, `checkpoint/${s}`)
+    const r = rng.nextFloat()
+    if (r < 0.6) { return signWith<Checkpoint>(sign, { type: 'checkpoint', replica, seq: s, stateDigest }) }
+    const partial = randomBytes(rng, GROUP_SIGNATURE_BYTES)
+    if (r < 0.7) { return signWith<Checkpoint>(sign, { type: 'checkpoint', replica, seq: s, stateDigest, partial }) }
+    const groupId = ctx.groupId !== undefined && rng.chance(0.7) ? ctx.groupId : bytesToDigest(randomBytes(rng, 32))
+    return signWith<Checkpoint>(sign, { type: 'checkpoint', replica, seq: s, stateDigest, partial, groupId })
+  }
   const pickCheckpointSeq = (rng: Rng): number => rng.chance(0.7) ? limits.checkpointInterval * rng.intBetween(1, 8) : seq(rng)
   /** A stable checkpoint: the genesis, or one whose proof is signed by keys of nobody in the set, claiming replicas. */
   const stable = (rng: Rng): StableCheckpoint => {
@@ -1967,7 +1998,10 @@ export async function attack (bed: FuzzBed, options: AttackOptions): Promise<Dri
 /**
  * Four replicas, n = 4 and f = 1: three honest accord nodes running the
  * PBFT service, and a fourth whose key the fuzzer signs with (a Byzantine
- * replica it controls). Which outcomes are expected of each attacker:
+ * replica it controls). The four run a DKG (threshold 3) at the start, so
+ * that checkpoints carry partials under the group and bad-partial evidence
+ * can be judged; the fourth reads what the others send it, to borrow
+ * their signed checkpoints. Which outcomes are expected of each attacker:
  * - `stranger` (no certificate): refused by admission's gate on both
  * protocols (`not-admitted`), nothing reaches the PBFT transport, nobody
  * isolates anybody;
@@ -1981,8 +2015,9 @@ export async function attack (bed: FuzzBed, options: AttackOptions): Promise<Dri
  * buffer-full, ...) and it is not isolated (watermark-flood excepted: a
  * long run may send more than outsideWatermarksMax below the low
  * watermark); with `isolating` on (forged and flipped signatures,
- * equivocations) honest replicas may isolate it, for `invalid-signature`,
- * `equivocation` or `watermark-flood` only, and then refuse it (`isolated`,
+ * equivocations, bad partials) honest replicas may isolate it, for
+ * `invalid-signature`, `equivocation`, `bad-checkpoint-partial` or
+ * `watermark-flood` only, and then refuse it (`isolated`,
  * connections denied), which is correct behaviour.
  * In every case the honest replicas never isolate each other or the client,
  * and still agree on writes.
@@ -2003,6 +2038,10 @@ export interface PbftFuzzBed {
   /** The replica set, sorted. */
   replicas: string[]
   clusterName: string
+  /** The id of the threshold group of the four (a DKG run at the start), which every replica holds. */
+  groupId: string
+  /** The latest CHECKPOINT each honest replica sent the fourth replica (with its partial under the group), by replica. */
+  honestCheckpoints: Map<string, Checkpoint>
 }
 
 export type PbftAttacker = 'stranger' | 'client' | 'replica'
@@ -2034,17 +2073,52 @@ export async function startPbftFuzzBed (): Promise<PbftFuzzBed> {
     }
     const all = [...honest, byzantine, client]
     await waitFor(() => honest.every(h => all.every(p => p === h || h.admission.isAdmitted(p.libp2p.peerId.toString()))), 'every honest replica to admit every other node', 30_000)
+    // the four's threshold group: checkpoints carry partials under it, and bad-partial evidence is judged with it
+    const dkg = await first.dkg.run({ members: replicas, threshold: 3 })
+    if (dkg.state !== 'done') { throw new Error(`the PBFT bed's DKG did not finish: ${dkg.state} ${dkg.reason ?? ''}`) }
+    await waitFor(() => honest.every(h => h.bft!.summary().compactCheckpoints === true), 'every honest replica to take the group for its checkpoints', 30_000)
+    const group = first.dkg.checkpointGroup()
+    if (group === null) { throw new Error('the PBFT bed\'s first replica holds no group after the DKG') }
+    const honestCheckpoints = await captureCheckpoints(byzantine.libp2p, honest.map(h => h.libp2p.peerId.toString()))
     const bed: PbftFuzzBed = {
-      cluster, honest, byzantine, byzantineKey: members[3].privateKey, client, clientKey: identities[4].privateKey, stranger, strangerKey, replicas, clusterName: first.config.cluster
+      cluster, honest, byzantine, byzantineKey: members[3].privateKey, client, clientKey: identities[4].privateKey, stranger, strangerKey, replicas, clusterName: first.config.cluster, groupId: checkpointGroupId(group), honestCheckpoints
     }
     const problems = await checkPbftServing(bed, 'start', 30_000)
     if (problems.length > 0) { throw new Error(`the PBFT bed does not work: ${problems.join('; ')}`) }
+    // writes through the first checkpoint, so that every honest replica signs one (with its partial) and sends it to the fourth
+    for (let i = 0; (first.bft!.summary().executed ?? 0) < PBFT_DEFAULTS.checkpointInterval && i < 2 * PBFT_DEFAULTS.checkpointInterval; i++) {
+      await first.bft!.put(`fuzz-bed/checkpoint/${i}`, 'x')
+    }
+    await waitFor(() => honestCheckpoints.size === honest.length, 'every honest replica\'s checkpoint to reach the fourth replica', 30_000)
     return bed
   } catch (err) {
     await Promise.resolve(stranger?.stop()).catch(() => {})
     await cluster.stop()
     throw err
   }
+}
+
+/**
+ * Reads what the replicas send the fourth replica (an accord node without
+ * the PBFT service) on /accord/pbft/1.0.0, and keeps the latest CHECKPOINT
+ * of each of `honest` that names a group: honestly signed checkpoints for
+ * the evidence generator to borrow (PbftFuzzContext.honestCheckpoints).
+ */
+async function captureCheckpoints (node: Libp2p, honest: readonly string[]): Promise<Map<string, Checkpoint>> {
+  const kept = new Map<string, Checkpoint>()
+  await node.handle(PBFT_PROTOCOL, async (stream) => {
+    const lp = lpStream(stream, { maxDataLength: PBFT_TRANSPORT_DEFAULTS.messageBytesMax })
+    try {
+      for (;;) {
+        const decoded = decodeMessage((await lp.read()).subarray())
+        if (!decoded.ok || decoded.message.type !== 'checkpoint' || decoded.message.groupId === undefined || !honest.includes(decoded.message.replica)) { continue }
+        kept.set(decoded.message.replica, decoded.message)
+      }
+    } catch {
+      // the stream ended
+    }
+  }, { maxInboundStreams: 8 })
+  return kept
 }
 
 export async function stopPbftFuzzBed (bed: PbftFuzzBed | undefined): Promise<void> {
@@ -2075,7 +2149,9 @@ export function pbftFuzzContext (bed: PbftFuzzBed, attacker: PbftAttacker, targe
     executed: s.executed ?? 0,
     low: s.lowWatermark ?? 0,
     high: s.highWatermark ?? PBFT_DEFAULTS.watermarkWindow,
-    isolating
+    isolating,
+    groupId: bed.groupId,
+    honestCheckpoints: [...bed.honestCheckpoints.values()]
   }
 }
 
@@ -2116,13 +2192,18 @@ export async function attackPbft (bed: PbftFuzzBed, options: PbftAttackOptions):
   })))
 }
 
-/** Isolations the honest replicas made that no attacker explains: of an honest replica or the client at all, of the Byzantine replica unless allowed and for a reason it earned. */
+/**
+ * Isolations the honest replicas made that no attacker explains: of an
+ * honest replica or the client at all, for any reason (forged evidence of
+ * either kind among them), of the Byzantine replica unless allowed and for
+ * a reason it earned.
+ */
 export function pbftIsolationProblems (bed: PbftFuzzBed, byzantineMayBeIsolated: boolean): string[] {
   const byzantine = bed.byzantine.libp2p.peerId.toString()
   const problems: string[] = []
   for (const node of bed.honest) {
     for (const { peerId, reason } of node.bft!.summary().isolated) {
-      const allowed = peerId === byzantine && (reason === 'watermark-flood' || (byzantineMayBeIsolated && (reason === 'invalid-signature' || reason === 'equivocation')))
+      const allowed = peerId === byzantine && (reason === 'watermark-flood' || (byzantineMayBeIsolated && (reason === 'invalid-signature' || reason === 'equivocation' || reason === 'bad-checkpoint-partial')))
       if (!allowed) { problems.push(`${short(node)} isolated ${peerId === byzantine ? 'the Byzantine replica' : `…${peerId.slice(-6)}`} (${reason})`) }
     }
   }
@@ -2207,14 +2288,28 @@ export interface EvidenceFrame { label: string, data: Uint8Array }
 /**
  * Messages for PBFT's evidence topic, which an admitted member publishes
  * (gossipsub signs them as its own): random bytes, byte-mutated evidence,
- * evidence accusing an honest replica with messages signed by keys that
- * are not its own (a forgery: it must never isolate anybody), evidence
- * whose messages do not conflict, are not both the offender's, or whose
- * offender is outside the set; and, with `ctx.isolating`, real
- * equivocations of the attacker (`ctx.self`), which make every honest
- * replica isolate it. From createRng(seed) only.
+ * and of each kind (all of them, or only `kind`)
+ * - equivocation: evidence accusing an honest replica with messages signed
+ * by keys that are not its own (a forgery: it must never isolate anybody),
+ * evidence whose messages do not conflict, are not both the offender's,
+ * or whose offender is outside the set;
+ * - bad-checkpoint-partial: checkpoints said to be an honest replica's
+ * signed by other keys; honest replicas' own checkpoints
+ * (ctx.honestCheckpoints) as they are (their partial verifies), with a
+ * partial of garbage, another group id or none (their signature no longer
+ * covers it), or against another offender; the attacker's own checkpoint
+ * with a partial of garbage under a group the targets do not hold (ignored
+ * as unjudgeable by a holder of another group, refused as from no replica
+ * when the attacker is a client) or with no partial; partials and group
+ * ids of the wrong size, presence bytes out of range or in the version 2
+ * layout, fields over their limits, trailing bytes, and a message that is
+ * not a checkpoint;
+ * and, with `ctx.isolating`, real evidence against the attacker
+ * (`ctx.self`): equivocations, and its own checkpoint with a partial of
+ * garbage under `ctx.groupId`, which make every honest replica (holding
+ * that group) isolate it. From createRng(seed) only.
  */
-export function evidenceGenerator (seed: number, ctx: PbftFuzzContext): () => EvidenceFrame {
+export function evidenceGenerator (seed: number, ctx: PbftFuzzContext, kind?: Evidence['kind']): () => EvidenceFrame {
   const rng = createRng(seed)
   const fork = rng.fork()
   const rogues = [fuzzIdentity(randomBytes(fork, 32)), fuzzIdentity(randomBytes(fork, 32))]
@@ -2226,38 +2321,131 @@ export function evidenceGenerator (seed: number, ctx: PbftFuzzContext): () => Ev
   const evidence = (offender: string, first: SignedMessage, second: SignedMessage): Uint8Array => encodeEvidence({ kind: 'equivocation', offender, first, second })
   /** What the attacker signs for its slot here: the same digest as pbftFrames signs there, unless equivocations are allowed. */
   const mine = (): string => ctx.isolating ? digest() : sha256Hex(utf8(`fuzz/${ctx.self}/prepare/${ctx.view}/${ctx.executed + 1}`))
-  const KINDS: Array<[string, () => Uint8Array]> = [
-    ['forged-against-honest', () => {
+
+  // bad-checkpoint-partial
+  const groupId = (): string => ctx.groupId ?? digest()
+  const garbage = (): Uint8Array => randomBytes(rng, GROUP_SIGNATURE_BYTES)
+  const checkpointSeq = (): number => PBFT_DEFAULTS.checkpointInterval * rng.intBetween(1, 8)
+  /** A checkpoint `signer` signs as `replica`'s; the attacker's own state digest is a function of the seq (as pbftFrames signs it), unless equivocations are allowed. */
+  const checkpoint = (signer: FuzzIdentity, replica: string, fields: Partial<Checkpoint> = {}): Checkpoint => {
+    const s = checkpointSeq()
+    const stateDigest = signer === self && !ctx.isolating ? sha256Hex(utf8(`fuzz/${ctx.self}/checkpoint/${s}`)) : digest()
+    return signWith<Checkpoint>(signer.sign, { type: 'checkpoint', replica, seq: s, stateDigest, partial: garbage(), groupId: groupId(), ...fields })
+  }
+  const badPartial = (offender: string, c: Checkpoint): Uint8Array => encodeEvidence({ kind: 'bad-checkpoint-partial', offender, checkpoint: c })
+  const borrowed = (): Checkpoint => pick(rng, ctx.honestCheckpoints ?? [])
+  /** Where the partial's presence byte is in `data`: before the partial and the group id, at the end of a checkpoint in the version 3 layout. */
+  const presenceAt = (data: Uint8Array): number => data.byteLength - 1 - GROUP_SIGNATURE_BYTES - 32
+  const unknownGroup = (): Uint8Array => badPartial(ctx.self, checkpoint(self, ctx.self, { groupId: digest() }))
+
+  const KINDS: Array<[Evidence['kind'], string, () => Uint8Array]> = [
+    ['equivocation', 'forged-against-honest', () => {
       const h = pick(rng, honest)
       return evidence(h, vote(pick(rng, rogues), h, digest()), vote(pick(rng, rogues), h, digest()))
     }],
-    ['half-forged-against-honest', () => {
+    ['equivocation', 'half-forged-against-honest', () => {
       const h = pick(rng, honest)
       const first = vote(pick(rng, rogues), h, digest())
       return evidence(h, first, { ...first, digest: digest(), signature: flipped(rng, first.signature) })
     }],
-    ['not-conflicting', () => {
+    ['equivocation', 'not-conflicting', () => {
       const m = vote(self, ctx.self, mine())
       return evidence(ctx.self, m, m)
     }],
-    ['not-the-offender', () => evidence(pick(rng, honest), vote(self, ctx.self, mine()), vote(self, ctx.self, mine()))],
-    ['offender-outside-the-set', () => {
+    ['equivocation', 'not-the-offender', () => evidence(pick(rng, honest), vote(self, ctx.self, mine()), vote(self, ctx.self, mine()))],
+    ['equivocation', 'offender-outside-the-set', () => {
       const rogue = pick(rng, rogues)
       return evidence(rogue.id, vote(rogue, rogue.id, digest()), vote(rogue, rogue.id, digest()))
     }],
-    ['checkpoint-forged', () => {
+    ['equivocation', 'checkpoint-forged', () => {
       const h = pick(rng, honest)
       const c = (): Checkpoint => signWith<Checkpoint>(pick(rng, rogues).sign, { type: 'checkpoint', replica: h, seq: PBFT_DEFAULTS.checkpointInterval, stateDigest: digest() })
       return evidence(h, c(), c())
     }],
-    ...(ctx.isolating ? [['equivocation', () => evidence(ctx.self, vote(self, ctx.self, digest()), vote(self, ctx.self, digest()))] as [string, () => Uint8Array]] : [])
+    ['bad-checkpoint-partial', 'partial-forged-against-honest', () => {
+      const h = pick(rng, honest)
+      return badPartial(h, checkpoint(pick(rng, rogues), h))
+    }],
+    ['bad-checkpoint-partial', 'partial-offender-outside-the-set', () => {
+      const rogue = pick(rng, rogues)
+      return badPartial(rogue.id, checkpoint(rogue, rogue.id))
+    }],
+    ['bad-checkpoint-partial', 'partial-unknown-group', unknownGroup],
+    ['bad-checkpoint-partial', 'partial-none', () => badPartial(ctx.self, checkpoint(self, ctx.self, { partial: undefined, groupId: undefined }))],
+    ['bad-checkpoint-partial', 'partial-without-group', () => badPartial(ctx.self, checkpoint(self, ctx.self, { groupId: undefined }))],
+    ['bad-checkpoint-partial', 'partial-not-a-checkpoint', () => badPartial(ctx.self, vote(self, ctx.self, mine()) as unknown as Checkpoint)],
+    ['bad-checkpoint-partial', 'partial-wrong-size', () => {
+      // bytes taken out of the partial or the group id, or put in
+      const data = unknownGroup()
+      const at = rng.intBetween(presenceAt(data) + 1, data.byteLength - 1)
+      return rng.chance(0.5)
+        ? concat(data.subarray(0, at), data.subarray(Math.min(data.byteLength, at + rng.intBetween(1, 48))))
+        : concat(data.subarray(0, at), randomBytes(rng, rng.intBetween(1, 48)), data.subarray(at))
+    }],
+    ['bad-checkpoint-partial', 'partial-presence-byte', () => {
+      const data = Uint8Array.from(unknownGroup())
+      data[presenceAt(data)] = pick(rng, [0, 1, 3, 0x80, 0xff, rng.intBetween(3, 255)])
+      return data
+    }],
+    ['bad-checkpoint-partial', 'partial-presence-in-version-2', () => {
+      const data = Uint8Array.from(unknownGroup())
+      data[0] = 2
+      return data
+    }],
+    ['bad-checkpoint-partial', 'partial-oversize', () => pick<() => Uint8Array>(rng, [
+      () => badPartial(ctx.self, { ...checkpoint(self, ctx.self), signature: randomBytes(rng, SIGNATURE_BYTES_MAX + rng.intBetween(1, 64)) }),
+      () => badPartial('x'.repeat(NODE_ID_LENGTH_MAX + rng.intBetween(1, 64)), checkpoint(self, ctx.self)),
+      () => concat(unknownGroup(), randomBytes(rng, rng.intBetween(1, 64 * KIB)))
+    ])()],
+    ...(ctx.honestCheckpoints?.length ?? 0) > 0
+      ? [
+          ['bad-checkpoint-partial', 'borrowed-as-signed', () => {
+            const c = borrowed()
+            return badPartial(c.replica, c)
+          }],
+          ['bad-checkpoint-partial', 'borrowed-garbage-partial', () => {
+            const c = borrowed()
+            return badPartial(c.replica, { ...c, partial: garbage() })
+          }],
+          ['bad-checkpoint-partial', 'borrowed-other-group', () => {
+            const c = borrowed()
+            return badPartial(c.replica, { ...c, groupId: digest() })
+          }],
+          ['bad-checkpoint-partial', 'borrowed-without-group', () => {
+            const c = borrowed()
+            return badPartial(c.replica, { ...c, groupId: undefined })
+          }],
+          ['bad-checkpoint-partial', 'borrowed-signature-flipped', () => {
+            const c = borrowed()
+            return badPartial(c.replica, { ...c, signature: flipped(rng, c.signature) })
+          }],
+          ['bad-checkpoint-partial', 'borrowed-other-offender', () => {
+            const c = borrowed()
+            return badPartial(pick(rng, honest.filter(h => h !== c.replica)), c)
+          }]
+        ] as Array<[Evidence['kind'], string, () => Uint8Array]>
+      : [],
+    ...(ctx.isolating
+      ? [
+          ['equivocation', 'equivocation', () => evidence(ctx.self, vote(self, ctx.self, digest()), vote(self, ctx.self, digest()))],
+          ['bad-checkpoint-partial', 'bad-checkpoint-partial', () => badPartial(ctx.self, checkpoint(self, ctx.self, { groupId: groupId() }))]
+        ] as Array<[Evidence['kind'], string, () => Uint8Array]>
+      : [])
   ]
+  const kinds = KINDS.filter(([k]) => kind === undefined || k === kind)
+  /** Real evidence: never mutated (a mutated one would be refused too, but say so). */
+  const real = new Set(['equivocation', 'bad-checkpoint-partial'])
   return () => {
     const r = rng.nextFloat()
-    if (r < 0.2) { return { label: 'random', data: randomBytes(rng, randomLength(rng, 4096)) } }
-    const [label, make] = pick(rng, KINDS)
-    if (r < 0.5 && label !== 'equivocation') {
-      // mutations of evidence that must be refused anyway (never of the real equivocation: a mutated one would be refused too, but say so)
+    if (r < 0.2) {
+      // random bytes (behind the new kind's version and tag when only it is asked for)
+      const data = randomBytes(rng, randomLength(rng, 4096))
+      if (kind === 'bad-checkpoint-partial' && data.byteLength >= 2) { data.set([3, 2]) }
+      return { label: 'random', data }
+    }
+    const [, label, make] = pick(rng, kinds)
+    if (r < 0.5 && !real.has(label)) {
+      // mutations of evidence that must be refused anyway
       let data = make()
       for (let i = rng.intBetween(1, 3); i > 0; i--) { data = mutateOnce(rng, data).bytes }
       return { label: `mutated:${label}`, data }
@@ -2267,9 +2455,9 @@ export function evidenceGenerator (seed: number, ctx: PbftFuzzContext): () => Ev
 }
 
 /** Publishes `count` evidence messages from the client or the fourth replica; returns how many gossipsub took, by label. */
-export async function publishEvidence (bed: PbftFuzzBed, options: { attacker: 'client' | 'replica', count: number, seed: number, isolating?: boolean }): Promise<{ published: number, failed: number, labels: Record<string, number> }> {
+export async function publishEvidence (bed: PbftFuzzBed, options: { attacker: 'client' | 'replica', count: number, seed: number, isolating?: boolean, kind?: Evidence['kind'] }): Promise<{ published: number, failed: number, labels: Record<string, number> }> {
   const node = options.attacker === 'client' ? bed.client : bed.byzantine
-  const next = evidenceGenerator(deriveSeed(options.seed, options.attacker, 'evidence'), pbftFuzzContext(bed, options.attacker, bed.honest[0], options.isolating === true))
+  const next = evidenceGenerator(deriveSeed(options.seed, options.attacker, 'evidence', ...(options.kind !== undefined ? [options.kind] : [])), pbftFuzzContext(bed, options.attacker, bed.honest[0], options.isolating === true), options.kind)
   const topic = evidenceTopic(bed.clusterName)
   const out = { published: 0, failed: 0, labels: {} as Record<string, number> }
   for (let i = 0; i < options.count; i++) {

@@ -66,6 +66,37 @@ export function verifyPartial (key: ThresholdPublicKey, message: Uint8Array, par
   return verify(key.publicShare(partial.index), message, partial.signature)
 }
 
+/**
+ * The partials that are valid signatures of `message` under their signers'
+ * public shares, and the indices of the others (malformed ones and repeated
+ * indices too): one batch check of all of them (blst, one multi-pairing),
+ * and only when that fails, one check per partial to find the culprits.
+ * T valid partials of one message always combine into a signature under
+ * the group key: the public shares come from the same commitments.
+ */
+export function checkPartials (key: ThresholdPublicKey, message: Uint8Array, partials: readonly PartialSignature[]): { valid: PartialSignature[], bad: number[] } {
+  const bad: number[] = []
+  const candidates: PartialSignature[] = []
+  const seen = new Set<number>()
+  for (const p of partials) {
+    if (!isPartialShape(p) || p.index > key.size) {
+      if (typeof p?.index === 'number') { bad.push(p.index) }
+      continue
+    }
+    if (seen.has(p.index)) { bad.push(p.index); continue }
+    seen.add(p.index)
+    candidates.push(p)
+  }
+  const items = candidates.map(p => ({ publicKey: key.publicShare(p.index), signature: p.signature }))
+  if (verifyBatchSameMessage(message, items)) { return { valid: candidates, bad } }
+  const valid = candidates.filter((p, k) => {
+    const ok = verify(items[k].publicKey, message, p.signature)
+    if (!ok) { bad.push(p.index) }
+    return ok
+  })
+  return { valid, bad }
+}
+
 export type CombineResult =
   | { ok: true, signature: Uint8Array, bad: number[] }
   | { ok: false, reason: string, bad: number[] }
@@ -79,28 +110,7 @@ export type CombineResult =
  */
 export function combine (key: ThresholdPublicKey, message: Uint8Array, partials: readonly PartialSignature[]): CombineResult {
   if (partials.length > key.size) { return { ok: false, reason: `more partials (${partials.length}) than group members (${key.size})`, bad: [] } }
-  const bad: number[] = []
-  const candidates: PartialSignature[] = []
-  const seen = new Set<number>()
-  for (const p of partials) {
-    if (!isPartialShape(p) || p.index > key.size) {
-      if (typeof p?.index === 'number') { bad.push(p.index) }
-      continue
-    }
-    if (seen.has(p.index)) { bad.push(p.index); continue }
-    seen.add(p.index)
-    candidates.push(p)
-  }
-
-  const items = candidates.map(p => ({ publicKey: key.publicShare(p.index), signature: p.signature }))
-  let valid = candidates
-  if (!verifyBatchSameMessage(message, items)) {
-    valid = candidates.filter((p, k) => {
-      const ok = verify(items[k].publicKey, message, p.signature)
-      if (!ok) { bad.push(p.index) }
-      return ok
-    })
-  }
+  const { valid, bad } = checkPartials(key, message, partials)
   if (valid.length < key.threshold) {
     return { ok: false, reason: `${valid.length} valid partial signatures, ${key.threshold} needed`, bad }
   }

@@ -15,7 +15,7 @@
  * one, so a bad one is named. Without T of them in time the session
  * aborts, and the old key stays.
  */
-import { combine, verifyPartial } from '../../identity/threshold/tbls.ts'
+import { checkPartials } from '../../identity/threshold/tbls.ts'
 import type { PartialSignature, ThresholdPublicKey } from '../../identity/threshold/tbls.ts'
 
 const CONFIRM_DOMAIN = new TextEncoder().encode('accord/dkg/confirm/1\n')
@@ -36,7 +36,13 @@ export function isConfirmationMessage (message: Uint8Array): boolean {
   return message.byteLength >= CONFIRM_DOMAIN.byteLength && CONFIRM_DOMAIN.every((byte, i) => message[i] === byte)
 }
 
-/** The partials of one session's confirmation, as this node checks them: at most one per share index. */
+/**
+ * The partials of one session's confirmation, as this node checks them: at
+ * most one per share index, checked together once T are at hand (one
+ * multi-pairing). T valid partials under the public shares of this node's
+ * commitments are the confirmation: they always combine into a signature
+ * under the group key, so none is combined.
+ */
 export class KeyConfirmation {
   readonly deadlineMs: number
   /** Indices whose partial did not verify. */
@@ -44,6 +50,7 @@ export class KeyConfirmation {
   readonly #key: ThresholdPublicKey
   readonly #message: Uint8Array
   readonly #valid = new Map<number, PartialSignature>()
+  readonly #unchecked = new Map<number, PartialSignature>()
 
   constructor (key: ThresholdPublicKey, message: Uint8Array, deadlineMs: number) {
     this.#key = key
@@ -53,21 +60,27 @@ export class KeyConfirmation {
 
   get valid (): number { return this.#valid.size }
 
+  /** Partials kept so far, checked or not (bad ones aside). */
+  get received (): number { return this.#valid.size + this.#unchecked.size }
+
   get threshold (): number { return this.#key.threshold }
 
-  /** Check a partial (the first one of its index counts); false when it does not verify under its index's public share. */
-  add (partial: PartialSignature): boolean {
-    if (this.#valid.has(partial.index) || this.bad.includes(partial.index)) { return true }
-    if (!verifyPartial(this.#key, this.#message, partial)) {
-      this.bad.push(partial.index)
-      return false
-    }
-    this.#valid.set(partial.index, partial)
-    return true
+  /** Keep a partial to check; the first one of its index counts. */
+  add (partial: PartialSignature): void {
+    const { index } = partial
+    if (this.#valid.has(index) || this.#unchecked.has(index) || this.bad.includes(index)) { return }
+    this.#unchecked.set(index, partial)
   }
 
-  /** Whether T valid partials combine into a signature under the group key. */
-  confirmed (): boolean {
-    return this.#valid.size >= this.#key.threshold && combine(this.#key, this.#message, [...this.#valid.values()]).ok
+  /** Whether T partials are valid, checking the ones kept once there may be enough; `bad`: the indices this call found bad. */
+  check (): { confirmed: boolean, bad: number[] } {
+    if (this.#valid.size < this.#key.threshold && this.#valid.size + this.#unchecked.size >= this.#key.threshold) {
+      const { valid, bad } = checkPartials(this.#key, this.#message, [...this.#unchecked.values()])
+      this.#unchecked.clear()
+      for (const partial of valid) { this.#valid.set(partial.index, partial) }
+      this.bad.push(...bad)
+      return { confirmed: this.#valid.size >= this.#key.threshold, bad }
+    }
+    return { confirmed: this.#valid.size >= this.#key.threshold, bad: [] }
   }
 }

@@ -873,7 +873,7 @@ export class DkgService implements Startable, GroupSigner {
       session.earlyConfirms.set(own.index, own)
       this.#broadcast(session, this.#sign('confirm', encode({ session: session.id, index: own.index, signature: own.signature })))
     }
-    for (const partial of session.earlyConfirms.values()) { this.#checkConfirm(session, partial) }
+    for (const partial of session.earlyConfirms.values()) { session.confirming.check.add(partial) }
     session.earlyConfirms.clear()
     this.#confirmed(session)
   }
@@ -890,20 +890,19 @@ export class DkgService implements Startable, GroupSigner {
       return
     }
     if (session.confirming.settled) { return }
-    this.#checkConfirm(session, partial)
+    session.confirming.check.add(partial)
     this.#confirmed(session)
-  }
-
-  #checkConfirm (session: Session, partial: PartialSignature): void {
-    if (session.confirming?.check.add(partial) === false) {
-      this.#metrics.badPartials.inc()
-      this.#log.warn({ session: session.hex, member: session.members[partial.index - 1] }, 'dkg: a member\'s confirmation of the new key does not verify under its public share')
-    }
   }
 
   #confirmed (session: Session): void {
     const confirming = session.confirming
-    if (confirming === undefined || confirming.settled || finished(session) || !confirming.check.confirmed()) { return }
+    if (confirming === undefined || confirming.settled || finished(session)) { return }
+    const { confirmed, bad } = confirming.check.check()
+    for (const index of bad) {
+      this.#metrics.badPartials.inc()
+      this.#log.warn({ session: session.hex, member: session.members[index - 1] }, 'dkg: a member\'s confirmation of the new key does not verify under its public share')
+    }
+    if (!confirmed) { return }
     confirming.settled = true
     if (confirming.stored === null) {
       this.#retire(session)
@@ -973,7 +972,7 @@ export class DkgService implements Startable, GroupSigner {
         this.#flush(session)
       } else if (confirming !== undefined && !confirming.settled && now >= confirming.check.deadlineMs) {
         const { check } = confirming
-        this.#abort(session, `${check.valid} of the ${check.threshold} confirmations of the new key came in time${check.bad.length > 0 ? ` (bad ones from indices ${check.bad.join(', ')})` : ''}: the old key is kept`)
+        this.#abort(session, `${check.received} of the ${check.threshold} confirmations of the new key came in time${check.bad.length > 0 ? ` (bad ones from indices ${check.bad.join(', ')})` : ''}: the old key is kept`)
       } else if (session.state === 'keys' && now >= session.deadlineMs) {
         if (session.initiator === this.#self) {
           this.#begin(session)

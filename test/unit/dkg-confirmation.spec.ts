@@ -23,17 +23,19 @@ function threshold3of5 (seed: string): { key: ThresholdPublicKey, shares: Array<
 describe('dkg: a new key\'s confirmation', () => {
   const session = new Uint8Array(16).fill(9)
 
-  it('is confirmed by T valid partials, each index counted once', () => {
+  it('is confirmed by T valid partials, each index counted once, checked once T are at hand', () => {
     const { key, shares } = threshold3of5('confirm-a')
     const message = confirmationMessage(session, key.groupKey)
     const check = new KeyConfirmation(key, message, 0)
-    expect(check.add(partialSign(shares[0], message))).to.equal(true)
-    expect(check.add(partialSign(shares[0], message))).to.equal(true)
-    expect(check.add(partialSign(shares[1], message))).to.equal(true)
-    expect(check.valid).to.equal(2)
-    expect(check.confirmed()).to.equal(false)
-    expect(check.add(partialSign(shares[4], message))).to.equal(true)
-    expect(check.confirmed()).to.equal(true)
+    check.add(partialSign(shares[0], message))
+    check.add(partialSign(shares[0], message))
+    check.add(partialSign(shares[1], message))
+    expect(check.received).to.equal(2)
+    expect(check.check()).to.deep.equal({ confirmed: false, bad: [] })
+    expect(check.valid).to.equal(0)
+    check.add(partialSign(shares[4], message))
+    expect(check.check()).to.deep.equal({ confirmed: true, bad: [] })
+    expect(check.valid).to.equal(3)
   })
 
   it('names the partials made under another key, and is not confirmed by them', () => {
@@ -41,13 +43,23 @@ describe('dkg: a new key\'s confirmation', () => {
     const theirs = threshold3of5('confirm-c')
     const message = confirmationMessage(session, ours.key.groupKey)
     const check = new KeyConfirmation(ours.key, message, 0)
-    for (const share of theirs.shares) { expect(check.add(partialSign(share, message))).to.equal(false) }
-    expect(check.bad).to.deep.equal([1, 2, 3, 4, 5])
-    expect(check.valid).to.equal(0)
-    expect(check.confirmed()).to.equal(false)
+    check.add(partialSign(ours.shares[0], message))
+    check.add(partialSign(theirs.shares[1], message))
+    check.add(partialSign(theirs.shares[2], message))
+    expect(check.check()).to.deep.equal({ confirmed: false, bad: [2, 3] })
+    expect(check.valid).to.equal(1)
+    // a bad index stays bad: the same member's second partial does not count
+    check.add(partialSign(ours.shares[1], message))
+    expect(check.received).to.equal(1)
+    // good ones from the others confirm it
+    check.add(partialSign(ours.shares[3], message))
+    check.add(partialSign(ours.shares[4], message))
+    expect(check.check()).to.deep.equal({ confirmed: true, bad: [] })
+    expect(check.bad).to.deep.equal([2, 3])
     // a partial of another session's confirmation does not count either
     const other = new KeyConfirmation(ours.key, message, 0)
-    expect(other.add(partialSign(ours.shares[0], confirmationMessage(new Uint8Array(16), ours.key.groupKey)))).to.equal(false)
+    for (const share of ours.shares.slice(0, 3)) { other.add(partialSign(share, confirmationMessage(new Uint8Array(16), ours.key.groupKey))) }
+    expect(other.check()).to.deep.equal({ confirmed: false, bad: [1, 2, 3] })
   })
 
   it('has a domain of its own, which binds the session id and the group key', () => {

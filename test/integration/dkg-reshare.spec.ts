@@ -4,7 +4,9 @@
  * new nodes join) and then to 3-of-5 (one old member leaves and deletes
  * its share), the group key staying the same, and each new group signs
  * under it. A reshare with fewer than the old threshold of old members
- * online aborts, and the old group keeps its shares and signs.
+ * online aborts, and the old group keeps its shares and signs. An old
+ * member left out that hears no confirmation of the new group keeps its
+ * share.
  */
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -118,5 +120,25 @@ describe('dkg service: resharing a key over libp2p keeps the group key', functio
     all[3] = await cluster.restart(all[3], {}, options)
     await waitFor(() => all[1].admission.admittedPeers().includes(ids[3]) && all[3].dkg.summary()?.groupKey === groupKey, 'the restarted member to be back with its share', DEADLINE_MS)
     await signsUnderGroupKey(all[1], 'still signed by the old group', 3)
+  })
+
+  it('an old member left out deletes its share only once the new group confirmed the key: without the confirmations it keeps it', async () => {
+    // online: all[1], all[2], all[3] (the old 3-of-5 group's threshold); all[3] is left out and hears no confirmation
+    const kept = await record(all[3])
+    const deaf = all[3].dkg
+    const deliver = deaf.deliver.bind(deaf)
+    deaf.deliver = (input, peer) => (input as { type?: unknown }).type === 'confirm' ? { ok: true } : deliver(input, peer)
+    try {
+      const { status, json } = await call(all[1], 'POST', '/v1/keys/reshare', { members: ids.slice(1, 3), threshold: 2 })
+      expect(status, JSON.stringify(json)).to.equal(200)
+      expect(json).to.include({ kind: 'reshare', state: 'done', groupKey })
+      await waitFor(() => deaf.sessions().some(v => v.session === json.session && v.state === 'aborted'), 'the left-out member to give up', DEADLINE_MS)
+      expect(deaf.sessions().find(v => v.session === json.session)?.reason).to.match(/confirmations of the new key came in time: the old key is kept$/)
+      expect(await record(all[3])).to.deep.equal(kept)
+      expect(deaf.summary()).to.include({ groupKey, threshold: 3, n: 5 })
+      await waitFor(() => all.slice(1, 3).every(n => n.dkg.summary()?.n === 2), 'the two new members to store the 2-of-2 group', DEADLINE_MS)
+    } finally {
+      deaf.deliver = deliver
+    }
   })
 })

@@ -355,8 +355,9 @@ export class Admission implements Startable {
     }
     const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: group.groupKey, peer: this.#host.peerId.toString(), nowMs: Date.now() })
     if (typeof checked === 'string') { throw new UserError(`the group's certificate does not verify: ${checked}`) }
-    // made afresh: a rotated node that was awaiting its certificate has it now
-    const switched: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: group.groupKey }
+    // made afresh: a rotated node that was awaiting its certificate has it now; a switch to another key remembers the one it leaves
+    const previous = credentials.groupKey != null && !equalBytes(credentials.groupKey, group.groupKey) ? credentials.groupKey : credentials.previousGroupKey
+    const switched: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: group.groupKey, ...(previous != null ? { previousGroupKey: previous } : {}) }
     if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, switched, this.#init.passphrase) }
     for (const [peer, by] of this.#admittedBy) {
       if (by === 'cluster' && !group.members.includes(peer)) { this.#admitted.delete(peer); this.#admittedBy.delete(peer) }
@@ -399,7 +400,7 @@ export class Admission implements Startable {
     const group = this.#groupSigner?.groupInfo() ?? null
     if (credentials?.groupKey == null) { return 'done' }
     if (group == null || !equalBytes(group.groupKey, credentials.groupKey)) {
-      this.#log.error({ need }, `this node holds no share of the group key it admits with, so it cannot ask the group for ${need === 'rotated' ? 'a certificate of its new peer id' : 'a new certificate before this one expires'}: have T members approve it (accord admission approve) and join again`)
+      this.#log.error({ need }, `this node holds no share of the group key it admits with, so it cannot ask the group for ${need === 'rotated' ? 'a certificate of its new peer id' : 'a new certificate before this one expires'}: after a new DKG run "accord admission use-group-key"; outside the DKG group, have T members approve it (accord admission approve) and join again`)
       return 'impossible'
     }
     const self = this.#host.peerId.toString()
@@ -412,7 +413,7 @@ export class Admission implements Startable {
     }
     const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: credentials.groupKey, peer: self, nowMs: Date.now() })
     if (typeof checked === 'string' || !this.#running) { return 'retry' }
-    const certified: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: credentials.groupKey }
+    const certified: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: credentials.groupKey, ...(credentials.previousGroupKey != null ? { previousGroupKey: credentials.previousGroupKey } : {}) }
     if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, certified, this.#init.passphrase) }
     this.setCredentials(certified)
     this.#log.info({ need, expiresAt: new Date(checked.expiresAtMs).toISOString() }, need === 'rotated' ? 'the group certified this node\'s new peer id' : 'the group renewed this node\'s certificate')
@@ -629,7 +630,7 @@ export class Admission implements Startable {
     let groupReason: string | null = null
     if (groupKey != null) {
       const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey, peer, nowMs: Date.now() })
-      if (typeof checked !== 'string') { return this.isRevoked(peer) ? 'revoked' : { by: 'group' } }
+      if (typeof checked !== 'string' || this.#memberCertificate(peer, certificate, groupKey)) { return this.isRevoked(peer) ? 'revoked' : { by: 'group' } }
       groupReason = checked
     }
     const notGroupSigned = groupReason === null || groupReason === 'not a group signature'
@@ -639,6 +640,20 @@ export class Admission implements Startable {
     const checked = await verifyCertificate(certificate, { cluster: this.#init.cluster, clusterKey: credentials.clusterPublicKey, peer })
     if (typeof checked === 'string') { return notGroupSigned ? checked : groupReason as string }
     return this.isRevoked(peer) ? 'revoked' : { by: 'cluster' }
+  }
+
+  /**
+   * Whether `peer`, a member of the DKG group, shows a certificate under
+   * the DKG's current key or the key this node admitted with before its
+   * last switch (`checked`: the one #check tried already). Members switch
+   * to a new key one by one, and the DKG fixed who its members are, so
+   * this admits no new peer id.
+   */
+  #memberCertificate (peer: string, certificate: Uint8Array, checked: Uint8Array): boolean {
+    const group = this.#groupSigner?.groupInfo() ?? null
+    if (group?.members.includes(peer) !== true) { return false }
+    return [group.groupKey, this.#credentials?.previousGroupKey].some(key => key != null && !equalBytes(key, checked) &&
+      typeof verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: key, peer, nowMs: Date.now() }) !== 'string')
   }
 
   readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {

@@ -5,7 +5,8 @@
  *                 (encrypted with ACCORD_PASSPHRASE when one is set), mode 0600
  *   member.cert   this node's membership certificate, mode 0600
  *   group.json    once the cluster admits with its DKG group key
- *                 (`accord admission use-group-key`): {"v":1,"groupKey":hex};
+ *                 (`accord admission use-group-key`): {"v":1,"groupKey":hex,
+ *                 "previousGroupKey"?:hex (the key before the last switch)};
  *                 member.cert then holds the group-signed certificate
  *   predecessor.cert  after a node key rotation (`accord keys rotate`): the
  *                 certificate of the previous node key, shown to members
@@ -54,6 +55,12 @@ export interface ClusterCredentials {
    * group signs a certificate for it (Admission's re-certification).
    */
   awaitingGroupCertificate?: boolean
+  /**
+   * The group key this node admitted with before its last switch to
+   * another (a new DKG, then `use-group-key`): members of the DKG group
+   * may still show certificates under it while they switch too.
+   */
+  previousGroupKey?: Uint8Array
 }
 
 export function admissionDir (dataDir: string): string {
@@ -90,15 +97,16 @@ export async function loadCredentials (dataDir: string, cluster: string, self: P
     throw err
   }
   const publicKey = clusterPublicKey(clusterKey)
-  const groupKey = await readGroupKey(join(dir, GROUP_FILE))
+  const { groupKey, previousGroupKey } = await readGroupKeys(join(dir, GROUP_FILE)) ?? {}
+  const previous = previousGroupKey !== undefined ? { previousGroupKey } : {}
   if (groupKey != null) {
     // expiry is not checked here: the running node renews its certificate (./certificate-keeper.ts), or `accord admission use-group-key` does
     const checkedGroup = verifyGroupCertificate(certificate, { cluster, groupKey, peer: self.toString(), nowMs: 0 })
-    if (typeof checkedGroup !== 'string') { return { cluster, clusterKey, clusterPublicKey: publicKey, certificate, groupKey } }
+    if (typeof checkedGroup !== 'string') { return { cluster, clusterKey, clusterPublicKey: publicKey, certificate, groupKey, ...previous } }
     if (predecessor !== undefined && typeof verifyGroupCertificate(certificate, { cluster, groupKey, peer: predecessor, nowMs: 0 }) !== 'string') {
       // rotated: member.cert names the predecessor until the group certifies this peer id (kept as predecessor.cert for the hand-over)
       await writeFileAtomic(join(dir, PREDECESSOR_FILE), certificate, 0o600)
-      return { cluster, clusterKey, clusterPublicKey: publicKey, certificate, groupKey, awaitingGroupCertificate: true }
+      return { cluster, clusterKey, clusterPublicKey: publicKey, certificate, groupKey, ...previous, awaitingGroupCertificate: true }
     }
     // a switch that stopped between its two writes leaves the cluster-key certificate: not switched yet
   }
@@ -130,24 +138,28 @@ export async function saveCredentials (dataDir: string, credentials: ClusterCred
   const keyFile = encodeKeyFile(credentials.clusterKey, { passphrase, randomBytes: (n) => new Uint8Array(randomBytes(n)) })
   await writeFileAtomic(join(dir, CLUSTER_KEY_FILE), keyFile, 0o600)
   if (credentials.groupKey != null) {
-    await writeFileAtomic(join(dir, GROUP_FILE), new TextEncoder().encode(JSON.stringify({ v: 1, groupKey: Buffer.from(credentials.groupKey).toString('hex') }) + '\n'), 0o600)
+    const hex = (key: Uint8Array): string => Buffer.from(key).toString('hex')
+    const file = { v: 1, groupKey: hex(credentials.groupKey), ...(credentials.previousGroupKey != null ? { previousGroupKey: hex(credentials.previousGroupKey) } : {}) }
+    await writeFileAtomic(join(dir, GROUP_FILE), new TextEncoder().encode(JSON.stringify(file) + '\n'), 0o600)
   } else {
     await rm(join(dir, GROUP_FILE), { force: true })
   }
   await writeFileAtomic(join(dir, CERTIFICATE_FILE), credentials.certificate, 0o600)
 }
 
-/** The group key of group.json, or null when there is none. Throws UserError on a damaged file. */
-async function readGroupKey (path: string): Promise<Uint8Array | null> {
+/** The group keys of group.json, or null when there is none. Throws UserError on a damaged file. */
+async function readGroupKeys (path: string): Promise<{ groupKey: Uint8Array, previousGroupKey?: Uint8Array } | null> {
   const bytes = await readPrivateFile(path)
   if (bytes == null) { return null }
   let parsed: unknown
   try { parsed = JSON.parse(new TextDecoder().decode(bytes)) } catch { parsed = null }
-  const { v, groupKey } = (parsed ?? {}) as { v?: unknown, groupKey?: unknown }
-  if (bytes.byteLength > 1024 || v !== 1 || typeof groupKey !== 'string' || !new RegExp(`^[0-9a-f]{${2 * GROUP_KEY_BYTES}}$`).test(groupKey)) {
-    throw new UserError(`${path} is not a group key file ({"v":1,"groupKey":"<96 hex digits>"}); restore it from a backup`)
+  const { v, groupKey, previousGroupKey, ...rest } = (parsed ?? {}) as { v?: unknown, groupKey?: unknown, previousGroupKey?: unknown }
+  const isKey = (key: unknown): key is string => typeof key === 'string' && new RegExp(`^[0-9a-f]{${2 * GROUP_KEY_BYTES}}$`).test(key)
+  if (bytes.byteLength > 1024 || v !== 1 || !isKey(groupKey) || !(previousGroupKey === undefined || isKey(previousGroupKey)) || Object.keys(rest).length > 0) {
+    throw new UserError(`${path} is not a group key file ({"v":1,"groupKey":"<96 hex digits>","previousGroupKey"?:"<96 hex digits>"}); restore it from a backup`)
   }
-  return Uint8Array.from(Buffer.from(groupKey, 'hex'))
+  const key = (hex: string): Uint8Array => Uint8Array.from(Buffer.from(hex, 'hex'))
+  return { groupKey: key(groupKey), ...(previousGroupKey !== undefined ? { previousGroupKey: key(previousGroupKey) } : {}) }
 }
 
 /** A founder's credentials: a new cluster key, and a certificate for itself. */

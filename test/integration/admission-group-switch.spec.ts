@@ -10,17 +10,14 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { lpStream } from '@libp2p/utils'
-import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
-import { decode, encode } from 'cborg'
 import { encodeGroupCertificate, groupCertificateMessage } from '../../identity/group-certificate.ts'
 import { decodeCommitments } from '../../identity/threshold/feldman.ts'
 import { combine, partialSign, ThresholdPublicKey } from '../../identity/threshold/tbls.ts'
 import { ADMISSION_PROTOCOL } from '../../node/admission/admission.ts'
 import { refusalCount } from '../lib/metrics.ts'
 import { addressOf, TestCluster } from '../lib/nodes.ts'
-import { plainPeer } from '../lib/peers.ts'
+import { plainPeer, showCertificate } from '../lib/peers.ts'
 import { waitFor } from '../lib/wait.ts'
 import type { G1Point } from '../../identity/bls.ts'
 import type { AccordNode } from '../../node/index.ts'
@@ -28,15 +25,6 @@ import type { Libp2p } from '@libp2p/interface'
 
 const idOf = (node: AccordNode): string => node.libp2p.peerId.toString()
 
-/** Show `node` a certificate from `peer`; the node's answer. */
-async function present (node: AccordNode, peer: Libp2p, cert: Uint8Array): Promise<{ ok?: boolean, reason?: string }> {
-  const stream = await peer.dialProtocol(multiaddr(addressOf(node)), ADMISSION_PROTOCOL)
-  const lp = lpStream(stream)
-  await lp.write(encode({ v: 1, cert }))
-  const answer = decode((await lp.read()).subarray())
-  await stream.close().catch(() => {})
-  return answer
-}
 const DEADLINE_MS = 30_000
 const OPTIONS = { dkgSettings: { keyWaitMs: 3_000, signTimeoutMs: 2_000 } }
 
@@ -89,8 +77,8 @@ describe('admission moving to a new DKG key, member by member (real libp2p over 
     await waitFor(() => restartedA.admission.isAdmitted(idOf(b)) && restartedA.admission.isAdmitted(idOf(c)), 'the restarted switched member to admit both', DEADLINE_MS)
 
     // the stranger's certificate under the old key: c, not switched, admits with that key and takes it; the switched a refuses it
-    expect(await present(c, stranger, strangerCert)).to.include({ ok: true })
-    expect(await present(restartedA, stranger, strangerCert)).to.deep.include({ ok: false, reason: 'certificate signed by another group key' })
+    expect(await showCertificate(c, stranger, strangerCert)).to.include({ ok: true })
+    expect(await showCertificate(restartedA, stranger, strangerCert)).to.deep.include({ ok: false, reason: 'certificate signed by another group key' })
     expect(restartedA.admission.isAdmitted(stranger.peerId.toString())).to.equal(false)
     expect(await refusalCount(restartedA, ADMISSION_PROTOCOL, 'bad-certificate')).to.equal(1)
   })

@@ -23,23 +23,13 @@ import { DKG_PROTOCOL } from '../../node/dkg/constants.ts'
 import { UserError } from '../../node/errors.ts'
 import { refusalCount } from '../lib/metrics.ts'
 import { addressOf, TestCluster, waitFor } from '../lib/nodes.ts'
-import { plainPeer } from '../lib/peers.ts'
+import { plainPeer, showCertificate } from '../lib/peers.ts'
 import type { G1Point } from '../../identity/bls.ts'
 import type { AccordNode } from '../../node/index.ts'
 import type { Libp2p } from '@libp2p/interface'
 
 const idOf = (node: AccordNode): string => node.libp2p.peerId.toString()
 const DEADLINE_MS = 30_000
-
-/** Show `node` a certificate from `peer` (as a member does on each connection it opens); the node's answer. */
-async function present (node: AccordNode, peer: Libp2p, cert: Uint8Array): Promise<{ ok?: boolean, reason?: string }> {
-  const stream = await peer.dialProtocol(multiaddr(addressOf(node)), ADMISSION_PROTOCOL)
-  const lp = lpStream(stream)
-  await lp.write(encode({ v: 1, cert }))
-  const answer = decode((await lp.read()).subarray())
-  await stream.close().catch(() => {})
-  return answer
-}
 
 describe('admission with the DKG group key (real libp2p over TCP on loopback)', function () {
   this.timeout(180_000)
@@ -117,7 +107,7 @@ describe('admission with the DKG group key (real libp2p over TCP on loopback)', 
     expect(cert).to.not.be.a('string')
     expect((cert as { peer: string }).peer).to.equal(peer)
     // c never approved it, and admits it: the certificate verifies under the group key
-    expect(await present(c, newcomerNode, credentials.certificate)).to.include({ ok: true })
+    expect(await showCertificate(c, newcomerNode, credentials.certificate)).to.include({ ok: true })
     expect(c.admission.isAdmitted(peer)).to.equal(true)
   })
 
@@ -146,16 +136,16 @@ describe('admission with the DKG group key (real libp2p over TCP on loopback)', 
 
     // a member signs with the cluster key alone, as any member could before the switch
     const clusterSigned = await issueCertificate(a.admission.credentials!.clusterKey, { cluster: 'accord', peer, issuedAtMs: Date.now() })
-    expect(await present(c, forger, clusterSigned)).to.deep.include({ ok: false, reason: 'a certificate signed by the cluster key: this node admits with the group key only' })
+    expect(await showCertificate(c, forger, clusterSigned)).to.deep.include({ ok: false, reason: 'a certificate signed by the cluster key: this node admits with the group key only' })
 
     // a member signs with its own share alone (threshold 2)
     const cert = { cluster: 'accord', groupKey, peer, issuedAtMs: Date.now(), expiresAtMs: Date.now() + 3600_000 }
     const message = groupCertificateMessage(cert)
     const alone = partialSign(a.dkg.share()!, message)
-    expect(await present(c, forger, encodeGroupCertificate(cert, alone.signature))).to.deep.include({ ok: false, reason: 'bad group signature' })
+    expect(await showCertificate(c, forger, encodeGroupCertificate(cert, alone.signature))).to.deep.include({ ok: false, reason: 'bad group signature' })
 
     // the newcomer's valid certificate, replayed by another peer id
-    expect(await present(c, forger, newcomer.admission.credentials!.certificate)).to.deep.include({ ok: false, reason: 'certificate of another peer' })
+    expect(await showCertificate(c, forger, newcomer.admission.credentials!.certificate)).to.deep.include({ ok: false, reason: 'certificate of another peer' })
 
     // two shares do sign, but for another cluster: not this one's certificate
     const stored = JSON.parse(await readFile(join(a.config.dataDir, 'dkg-group.json'), 'utf8'))
@@ -164,7 +154,7 @@ describe('admission with the DKG group key (real libp2p over TCP on loopback)', 
     const otherMessage = groupCertificateMessage(other)
     const combined = combine(key, otherMessage, [partialSign(a.dkg.share()!, otherMessage), partialSign(b.dkg.share()!, otherMessage)])
     expect(combined.ok).to.equal(true)
-    expect(await present(c, forger, encodeGroupCertificate(other, (combined as { signature: Uint8Array }).signature))).to.deep.include({ ok: false, reason: 'certificate of another cluster' })
+    expect(await showCertificate(c, forger, encodeGroupCertificate(other, (combined as { signature: Uint8Array }).signature))).to.deep.include({ ok: false, reason: 'certificate of another cluster' })
 
     expect(c.admission.isAdmitted(peer)).to.equal(false)
     expect(await refusalCount(c, ADMISSION_PROTOCOL, 'bad-certificate')).to.equal(before + 4)

@@ -38,6 +38,16 @@ export function componentsOf (node: Libp2p): HostComponents & { logger: Componen
   return (node as unknown as { components: HostComponents & { logger: ComponentLogger } }).components
 }
 
+/** Show `node` a membership certificate from `peer`, as a member does on each connection it opens; the node's answer. */
+export async function showCertificate (node: AccordNode, peer: Libp2p, cert: Uint8Array): Promise<{ ok?: boolean, reason?: string }> {
+  const stream = await peer.dialProtocol(multiaddr(addressOf(node)), ADMISSION_PROTOCOL)
+  const lp = lpStream(stream)
+  await lp.write(encode({ v: 1, cert }))
+  const answer = decode((await lp.read()).subarray())
+  await stream.close().catch(() => {})
+  return answer
+}
+
 /** Just what the Admission service uses of libp2p's components, with no network: for unit tests. */
 export function fakeAdmissionComponents (peerId: PeerId): AdmissionComponents {
   return {
@@ -92,9 +102,5 @@ export async function presentCertificate (node: AccordNode, peer: Libp2p): Promi
   const credentials = node.admission.credentials
   if (credentials == null) { throw new Error('the node has no credentials') }
   const cert = await issueCertificate(credentials.clusterKey, { cluster: node.config.cluster, peer: peer.peerId.toString(), issuedAtMs: Date.now() })
-  const stream = await peer.dialProtocol(multiaddr(addressOf(node)), ADMISSION_PROTOCOL)
-  const lp = lpStream(stream)
-  await lp.write(encode({ v: 1, cert }))
-  expect(decode((await lp.read()).subarray())).to.include({ ok: true })
-  await stream.close()
+  expect(await showCertificate(node, peer, cert)).to.include({ ok: true })
 }

@@ -139,6 +139,10 @@ describe('raft KV over libp2p (one process)', function () {
     const nodes = await formRaftGroup(cluster)
     const leader = leaderOf(nodes)
     const target = nodes.find(n => n !== leader) as AccordNode
+    // a node with a committed conf change it has not applied yet ignores the leader's timeout-now (as etcd's does), and the
+    // group has only just formed: the transfer waits until every node applied the formation
+    const formed = leader.raft?.summary().commit ?? 0
+    await waitFor(() => nodes.every(n => n.raft != null && !n.raft.summary().joint && n.raft.summary().applied >= formed), 'every node to apply the formation')
     const transfer = await fetch(`${leader.apiUrl}/v1/raft/transfer-leader`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: target.libp2p.peerId.toString() }) })
     expect(transfer.status).to.equal(202)
     await waitFor(() => target.raft?.summary().role === 'leader', 'the target to lead')

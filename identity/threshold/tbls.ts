@@ -9,7 +9,7 @@
  * and only when that fails, one check per partial to find the culprits.
  */
 import { mulAddUnsafe } from '@noble/curves/abstract/curve.js'
-import { G2, decodeG2, encodeG1, encodeG2, sign, verify, verifyBatchSameMessage } from '../bls.ts'
+import { G1_BYTES, G2, decodeG2, encodeG1, encodeG2, sign, verify, verifyBatchSameMessage } from '../bls.ts'
 import { publicShare } from './feldman.ts'
 import { checkIndex, lagrangeAtZero } from './shamir.ts'
 import type { Share } from './shamir.ts'
@@ -24,7 +24,8 @@ export interface PartialSignature {
 /**
  * The public side of a threshold group: its commitments (C_0 is the group
  * key), threshold t = commitments.length, and size n. Public shares are
- * computed once and cached.
+ * computed once and cached, or given when the caller computed them from
+ * the same commitments already (a DKG's share record holds them all).
  */
 export class ThresholdPublicKey {
   readonly threshold: number
@@ -33,14 +34,18 @@ export class ThresholdPublicKey {
   readonly groupKey: Uint8Array
   readonly #publicShares = new Map<number, Uint8Array>()
 
-  constructor (commitments: readonly G1Point[], size: number) {
+  constructor (commitments: readonly G1Point[], size: number, publicShares?: readonly Uint8Array[]) {
     if (commitments.length < 1) { throw new RangeError('a threshold key needs at least one commitment') }
     if (!Number.isInteger(size) || size < commitments.length) { throw new RangeError(`group size ${size} is below the threshold ${commitments.length}`) }
     checkIndex(size)
+    if (publicShares !== undefined && (publicShares.length !== size || !publicShares.every(s => s instanceof Uint8Array && s.byteLength === G1_BYTES))) {
+      throw new RangeError(`the public shares are ${size} of ${G1_BYTES} bytes each`)
+    }
     this.threshold = commitments.length
     this.size = size
     this.commitments = commitments
     this.groupKey = encodeG1(commitments[0])
+    publicShares?.forEach((share, i) => { this.#publicShares.set(i + 1, share) })
   }
 
   /** Participant `index`'s public share (48 bytes). */

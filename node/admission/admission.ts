@@ -347,24 +347,40 @@ export class Admission implements Startable {
     const group = this.#groupSigner?.groupInfo() ?? null
     if (group == null) { throw new UserError('this node holds no DKG group key: run "accord keys dkg" first') }
     if (group.threshold < 2) { throw new UserError(`the group key has threshold ${group.threshold}: one member could admit alone; make a key with threshold 2 or more`) }
-    let certificate: Uint8Array
+    let signed: { certificate: Uint8Array, expiresAtMs: number }
     try {
-      certificate = await this.groupCertificateFor(this.#host.peerId.toString(), options)
+      signed = await this.#signOwnCertificate(group.groupKey, options)
     } catch (err) {
       throw new UserError(`the group did not sign this node's certificate: ${(err as Error).message}`)
     }
-    const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: group.groupKey, peer: this.#host.peerId.toString(), nowMs: Date.now() })
-    if (typeof checked === 'string') { throw new UserError(`the group's certificate does not verify: ${checked}`) }
-    // made afresh: a rotated node that was awaiting its certificate has it now; a switch to another key remembers the one it leaves
-    const previous = credentials.groupKey != null && !equalBytes(credentials.groupKey, group.groupKey) ? credentials.groupKey : credentials.previousGroupKey
-    const switched: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: group.groupKey, ...(previous != null ? { previousGroupKey: previous } : {}) }
-    if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, switched, this.#init.passphrase) }
+    const switched = await this.#saveCertificate(credentials, signed.certificate, group.groupKey)
     for (const [peer, by] of this.#admittedBy) {
       if (by === 'cluster' && !group.members.includes(peer)) { this.#admitted.delete(peer); this.#admittedBy.delete(peer) }
     }
     this.setCredentials(switched)
     this.#log.info({ groupKey: Buffer.from(group.groupKey).toString('hex'), threshold: group.threshold }, 'admission switched to the DKG group key: only group-signed certificates are accepted now')
-    return { groupKey: group.groupKey, threshold: group.threshold, expiresAtMs: checked.expiresAtMs }
+    return { groupKey: group.groupKey, threshold: group.threshold, expiresAtMs: signed.expiresAtMs }
+  }
+
+  /** A certificate of this node's own peer id under `groupKey`, signed by the group and checked. Throws when the group does not sign it. */
+  async #signOwnCertificate (groupKey: Uint8Array, options: AbortOptions = {}): Promise<{ certificate: Uint8Array, expiresAtMs: number }> {
+    const self = this.#host.peerId.toString()
+    const certificate = await this.groupCertificateFor(self, options)
+    const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey, peer: self, nowMs: Date.now() })
+    if (typeof checked === 'string') { throw new Error(`the group's certificate does not verify: ${checked}`) }
+    return { certificate, expiresAtMs: checked.expiresAtMs }
+  }
+
+  /**
+   * The credentials with this node's new group certificate, saved: made
+   * afresh (a rotated node that was awaiting one has it now), and a switch
+   * to another key remembers the one it leaves.
+   */
+  async #saveCertificate (credentials: ClusterCredentials, certificate: Uint8Array, groupKey: Uint8Array): Promise<ClusterCredentials> {
+    const previous = credentials.groupKey != null && !equalBytes(credentials.groupKey, groupKey) ? credentials.groupKey : credentials.previousGroupKey
+    const next: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey, ...(previous != null ? { previousGroupKey: previous } : {}) }
+    if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, next, this.#init.passphrase) }
+    return next
   }
 
   get credentials (): ClusterCredentials | null { return this.#credentials }
@@ -403,20 +419,16 @@ export class Admission implements Startable {
       this.#log.error({ need }, `this node holds no share of the group key it admits with, so it cannot ask the group for ${need === 'rotated' ? 'a certificate of its new peer id' : 'a new certificate before this one expires'}: after a new DKG run "accord admission use-group-key"; outside the DKG group, have T members approve it (accord admission approve) and join again`)
       return 'impossible'
     }
-    const self = this.#host.peerId.toString()
-    let certificate: Uint8Array
+    let signed: { certificate: Uint8Array, expiresAtMs: number }
     try {
-      certificate = await this.groupCertificateFor(self)
+      signed = await this.#signOwnCertificate(credentials.groupKey)
     } catch (err) {
       this.#log.info({ need, err: (err as Error).message }, 'the group has not signed this node\'s new certificate yet; asking again later')
       return 'retry'
     }
-    const checked = verifyGroupCertificate(certificate, { cluster: this.#init.cluster, groupKey: credentials.groupKey, peer: self, nowMs: Date.now() })
-    if (typeof checked === 'string' || !this.#running) { return 'retry' }
-    const certified: ClusterCredentials = { cluster: credentials.cluster, clusterKey: credentials.clusterKey, clusterPublicKey: credentials.clusterPublicKey, certificate, groupKey: credentials.groupKey, ...(credentials.previousGroupKey != null ? { previousGroupKey: credentials.previousGroupKey } : {}) }
-    if (this.#init.dataDir != null) { await saveCredentials(this.#init.dataDir, certified, this.#init.passphrase) }
-    this.setCredentials(certified)
-    this.#log.info({ need, expiresAt: new Date(checked.expiresAtMs).toISOString() }, need === 'rotated' ? 'the group certified this node\'s new peer id' : 'the group renewed this node\'s certificate')
+    if (!this.#running) { return 'retry' }
+    this.setCredentials(await this.#saveCertificate(credentials, signed.certificate, credentials.groupKey))
+    this.#log.info({ need, expiresAt: new Date(signed.expiresAtMs).toISOString() }, need === 'rotated' ? 'the group certified this node\'s new peer id' : 'the group renewed this node\'s certificate')
     return 'done'
   }
 

@@ -290,7 +290,7 @@ export class DkgService implements Startable, GroupSigner {
     this.#signing = new SigningRounds({
       self: this.#self,
       timeoutMs: this.settings.signTimeoutMs,
-      group: () => this.#group == null ? null : { stored: this.#group, roster: this.#rosterOf(this.#group.group) },
+      group: () => this.#group == null ? null : { stored: this.#group, key: this.#thresholdKey(this.#group), roster: this.#rosterOf(this.#group.group) },
       share: () => this.share(),
       sign: this.#sign,
       send: (to, env) => { this.#send(to, env) },
@@ -424,9 +424,14 @@ export class DkgService implements Startable, GroupSigner {
   checkpointGroup (): { key: ThresholdPublicKey, members: readonly string[] } | null {
     const stored = this.#group
     if (stored == null) { return null }
-    if (this.#groupKey?.stored !== stored) { this.#groupKey = { stored, key: thresholdKeyOf(stored.group) } }
     // the members as the DKG named them, not the roster: PBFT's replicas are named by those peer ids until it is reconfigured
-    return { key: this.#groupKey.key, members: stored.group.members }
+    return { key: this.#thresholdKey(stored), members: stored.group.members }
+  }
+
+  /** The stored group's public key, built once per group (signing rounds and checkpoints share it). */
+  #thresholdKey (stored: StoredGroup): ThresholdPublicKey {
+    if (this.#groupKey?.stored !== stored) { this.#groupKey = { stored, key: thresholdKeyOf(stored) } }
+    return this.#groupKey.key
   }
 
   /**
@@ -853,7 +858,8 @@ export class DkgService implements Startable, GroupSigner {
     }
     const stored = oldOnly || outcome.share === null ? null : { group, record: shareRecord(group, commitments, outcome.share.index, scalarToBytes(outcome.share.value)) }
     session.core = undefined
-    this.#confirm(session, new ThresholdPublicKey(commitments, session.members.length), stored, outcome.share)
+    // the share record computed every public share already: the confirmation checks partials with those
+    this.#confirm(session, new ThresholdPublicKey(commitments, session.members.length, stored?.record.publicShares), stored, outcome.share)
   }
 
   /**
@@ -870,7 +876,7 @@ export class DkgService implements Startable, GroupSigner {
     this.#markPhase(session, 'confirm')
     if (stored !== null && share !== null) {
       const own = partialSign(share, message)
-      session.earlyConfirms.set(own.index, own)
+      session.confirming.check.add(own)
       this.#broadcast(session, this.#sign('confirm', encode({ session: session.id, index: own.index, signature: own.signature })))
     }
     for (const partial of session.earlyConfirms.values()) { session.confirming.check.add(partial) }

@@ -26,7 +26,6 @@ import { isConfirmationMessage } from './confirmation.ts'
 import { DKG_SIGN_MESSAGE_BYTES_MAX, DKG_SIGN_ROUNDS_MAX } from './constants.ts'
 import { envelopeBody } from './envelope.ts'
 import { DkgError } from './errors.ts'
-import { thresholdKeyOf } from './store.ts'
 import type { MessageApprovals, SignPolicy } from './approvals.ts'
 import type { Envelope, EnvelopeKind } from './envelope.ts'
 import type { StoredGroup } from './store.ts'
@@ -45,8 +44,8 @@ export interface SigningInit {
   self: string
   /** How long a round waits for partials. */
   timeoutMs: number
-  /** The stored group and its roster (the peer id each member holds now, by share index), or null. */
-  group(): { stored: StoredGroup, roster: string[] } | null
+  /** The stored group, its public key and its roster (the peer id each member holds now, by share index), or null. */
+  group(): { stored: StoredGroup, key: ThresholdPublicKey, roster: string[] } | null
   /** This node's share of the stored group. */
   share(): { index: number, value: bigint } | null
   sign(kind: EnvelopeKind, body: Uint8Array): Envelope
@@ -99,7 +98,7 @@ export class SigningRounds {
     const share = this.#init.share()
     if (group == null || share == null) { throw new DkgError('no-key', 'this node holds no DKG key: run a DKG first') }
     if (this.#rounds.size >= DKG_SIGN_ROUNDS_MAX) { throw new DkgError('rounds-full', `${DKG_SIGN_ROUNDS_MAX} signing rounds are running already`) }
-    const key = thresholdKeyOf(group.stored.group)
+    const { key } = group
     const roundId = new Uint8Array(randomBytes(16))
     const hex = Buffer.from(roundId).toString('hex')
     const partials = new Map(ownPartial ? [[share.index, partialSign(share, message)]] : [])

@@ -101,9 +101,18 @@ export async function loadGroup (dataDir: string, passphrase: string | undefined
   return valid ? { group, record } : null
 }
 
-/** The group's public key (its public shares cached inside); throws DkgError('no-key') when the group file is damaged. */
-export function thresholdKeyOf (group: DkgGroup): ThresholdPublicKey {
+/**
+ * The stored group's public key, with the public shares its share record
+ * holds (computed once, when the DKG stored it). Throws DkgError('no-key')
+ * when the group file or the record is damaged.
+ */
+export function thresholdKeyOf (stored: StoredGroup): ThresholdPublicKey {
+  const { group, record } = stored
   const commitments = decodeCommitments(group.commitments.map(c => Uint8Array.from(Buffer.from(c, 'hex'))), group.threshold)
   if (typeof commitments === 'string') { throw new DkgError('no-key', `the stored group is damaged: ${commitments}`) }
-  return new ThresholdPublicKey(commitments, group.members.length)
+  try {
+    return new ThresholdPublicKey(commitments, group.members.length, record.publicShares)
+  } catch (err) {
+    throw new DkgError('no-key', `the stored share record is damaged: ${(err as Error).message}`)
+  }
 }

@@ -79,6 +79,16 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
     self = identity.peerId.toString()
   })
 
+  /** Store a 2-of-2 group of this node and a new peer (this node's share is a dummy), from `seed`; the peer. */
+  const storeTwoOfTwo = async (seed: string): Promise<Peer> => {
+    const other = await peer()
+    const random = seededRandomBytes(seed)
+    const commitments = commit(randomPolynomial(randomScalar(random), 2, random))
+    const group = { session: '00', members: [self, other.id].sort(), threshold: 2, commitments: commitments.map(c => Buffer.from(c.toBytes()).toString('hex')) }
+    await saveGroup(dir, undefined, { group, record: shareRecord(group, commitments, group.members.indexOf(self) + 1, new Uint8Array(32).fill(1)) })
+    return other
+  }
+
   const startService = async (admission: FakeAdmission = {}, signPolicy?: SignPolicy): Promise<void> => {
     service = new DkgService(fakeComponents(nodeKey, admission), { dataDir: dir, signPolicy, settings: { keyWaitMs: 60_000, signTimeoutMs: 60_000 } })
     await service.start()
@@ -221,11 +231,7 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
     await expectReason(service.thresholdSign(new Uint8Array(1)), 'no-key')
     await service.stop()
     // a 2-of-2 group whose other member never answers: rounds stay open
-    const other = await peer()
-    const random = seededRandomBytes('group')
-    const commitments = commit(randomPolynomial(randomScalar(random), 2, random))
-    const group = { session: '00', members: [self, other.id].sort(), threshold: 2, commitments: commitments.map(c => Buffer.from(c.toBytes()).toString('hex')) }
-    await saveGroup(dir, undefined, { group, record: shareRecord(group, commitments, group.members.indexOf(self) + 1, new Uint8Array(32).fill(1)) })
+    await storeTwoOfTwo('group')
     await startService()
     const rounds = Array.from({ length: DKG_SIGN_ROUNDS_MAX }, async (_, i) => service.thresholdSign(new Uint8Array([i])).catch((err: DkgError) => err.reason))
     await expectReason(service.thresholdSign(new Uint8Array([99])), 'rounds-full')
@@ -235,11 +241,7 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
   })
 
   it('membership certificates: a generic round refuses their domain; a request for one gets a partial only when admission\'s policy allows; a revoked member gets none', async () => {
-    const other = await peer()
-    const random = seededRandomBytes('certificates')
-    const commitments = commit(randomPolynomial(randomScalar(random), 2, random))
-    const group = { session: '00', members: [self, other.id].sort(), threshold: 2, commitments: commitments.map(c => Buffer.from(c.toBytes()).toString('hex')) }
-    await saveGroup(dir, undefined, { group, record: shareRecord(group, commitments, group.members.indexOf(self) + 1, new Uint8Array(32).fill(1)) })
+    const other = await storeTwoOfTwo('certificates')
     const revoked = new Set<string>()
     let policy: string | null = 'not approved here'
     await startService({ revoked, mayCertify: () => policy })
@@ -256,11 +258,7 @@ describe('dkg service: limits and refusals (datagrams fed directly)', function (
   })
 
   it('the approve policy: a member asked signs only a message its operator approved, until the approval expires; open signs any', async () => {
-    const other = await peer()
-    const random = seededRandomBytes('policy')
-    const commitments = commit(randomPolynomial(randomScalar(random), 2, random))
-    const group = { session: '00', members: [self, other.id].sort(), threshold: 2, commitments: commitments.map(c => Buffer.from(c.toBytes()).toString('hex')) }
-    await saveGroup(dir, undefined, { group, record: shareRecord(group, commitments, group.members.indexOf(self) + 1, new Uint8Array(32).fill(1)) })
+    const other = await storeTwoOfTwo('policy')
     await startService({}, 'approve')
     const groupKey = service.groupInfo()!.groupKey
     const ask = (message: Uint8Array): unknown => datagram(other.sign('sign', encode({ round: new Uint8Array(16), groupKey, message })), other.id, self)

@@ -131,6 +131,15 @@ describe('threshold BLS', () => {
   const group = makeGroup(3, 5, 'group-3-5')
   const direct = sign(group.secret, message)
 
+  it('takes public shares computed already (a share record\'s), and refuses a list of the wrong count or size', () => {
+    const computed = [1, 2, 3, 4, 5].map(i => group.key.publicShare(i))
+    const given = new ThresholdPublicKey(group.key.commitments, 5, computed)
+    const result = combine(given, message, [0, 2, 4].map(i => partialSign(group.shares[i], message)))
+    expect(result.ok && toHex(result.signature)).to.equal(toHex(direct))
+    expect(() => new ThresholdPublicKey(group.key.commitments, 5, computed.slice(1))).to.throw(RangeError, 'public shares')
+    expect(() => new ThresholdPublicKey(group.key.commitments, 5, [...computed.slice(1), new Uint8Array(47)])).to.throw(RangeError, 'public shares')
+  })
+
   it('any t of n partial signatures combine to the same signature: the secret key\'s own', () => {
     fc.assert(fc.property(fc.shuffledSubarray([0, 1, 2, 3, 4], { minLength: 3, maxLength: 5 }), picks => {
       const result = combine(group.key, message, picks.map(i => partialSign(group.shares[i], message)))
